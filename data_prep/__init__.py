@@ -1,0 +1,1 @@
+"""Dataset preparation: one module per source, each writing the prepared-dataset format."""

@@ -1,0 +1,104 @@
+"""Answer questions about images with a trained run directory.
+
+    from vqa import Answerer
+    answerer = Answerer.load("runs/easy-vqa")
+    result = answerer.answer("photo.png", "what color is the shape?", top_k=3)
+    result.answer, result.probability, result.top_k
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+import vqa.models  # noqa: F401  (registers the custom layers before loading)
+from vqa import run_dir as files
+from vqa.config import Config, load_config
+from vqa.data.batches import VQABatches
+from vqa.data.dataset import PreparedDataset
+from vqa.data.images import ImageLike, load_image
+from vqa.data.text import Vocabulary
+from vqa.errors import QuestionError, RunDirError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnswerResult:
+    """The model's answer to one question."""
+
+    question: str
+    answer: str
+    probability: float
+    top_k: list[tuple[str, float]]  # best first
+    unknown_words: list[str] = field(default_factory=list)  # words the model never saw
+
+
+class Answerer:
+    """A trained model with its vocabularies and preprocessing."""
+
+    def __init__(self, model: keras.Model, config: Config, words: Vocabulary,
+                 answers: Vocabulary):
+        self.model, self.config, self.words, self.answers = model, config, words, answers
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "Answerer":
+        run = files.check_run_dir(run_dir)
+        try:
+            model = keras.models.load_model(run / files.MODEL, compile=False, safe_mode=True)
+        except Exception as exc:  # Keras raises many types for a bad archive
+            raise RunDirError(f"Cannot load {run / files.MODEL}: {exc}") from None
+        return cls(model, load_config(run / files.CONFIG),
+                   Vocabulary.load(run / files.QUESTION_VOCAB),
+                   Vocabulary.load(run / files.ANSWER_VOCAB))
+
+    def answer(self, image: ImageLike, question: str, top_k: int = 3) -> AnswerResult:
+        """Answer one question about one image.
+
+        Args:
+            image: a file path, a PIL image, or an H x W x 3 uint8 array.
+            question: free text; case and punctuation do not matter.
+            top_k: how many ranked answers to return in `top_k`.
+        """
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive integer. Received: top_k={top_k!r}")
+        pixels = load_image(image, self.config.model.image_size)
+        encoded = self._encode(question)
+        probs = self._predict(pixels[None], encoded.ids[None])[0]
+        ranked = np.argsort(-probs)[:top_k]
+        top = [(self.answers.tokens[i], float(probs[i])) for i in ranked]
+        return AnswerResult(question, top[0][0], top[0][1], top, encoded.unknown_words)
+
+    def predict_dataset(self, dataset: PreparedDataset, questions: pd.DataFrame,
+                        batch_size: int = 256) -> dict[int, str]:
+        """The top answer for every row of `questions` (question_id -> answer)."""
+        image_ids = sorted(questions["image_id"].unique())
+        images = dataset.load_images(image_ids, self.config.model.image_size)
+        rows = {image_id: i for i, image_id in enumerate(image_ids)}
+        tokens = self.words.encode_questions(questions["question"],
+                                             self.config.model.max_question_length)
+        batches = VQABatches(images, questions["image_id"].map(rows).to_numpy(), tokens,
+                             batch_size=batch_size)
+        probs = self.model.predict(batches, verbose=0)
+        best = np.argmax(probs, axis=-1)
+        return {int(q): self.answers.tokens[i] for q, i in zip(questions["question_id"], best)}
+
+    def _encode(self, question: str):
+        if not isinstance(question, str) or not question.strip():
+            raise QuestionError(f"The question is empty. Received: {question!r}")
+        length = self.config.model.max_question_length
+        encoded = self.words.encode_question(question, length)
+        if encoded.truncated:
+            log.warning("question has more than %d words; the rest is ignored: %r",
+                        length, question)
+        return encoded
+
+    def _predict(self, images: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        out = self.model({"image": images.astype("float32"), "question": tokens},
+                         training=False)
+        return keras.ops.convert_to_numpy(out)

@@ -1,0 +1,181 @@
+"""The `vqa` command: prepare | train | evaluate | score | ask | demo.
+
+Heavy imports (TensorFlow through Keras) happen inside the commands that need them,
+so `vqa --help` and `vqa score` start quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from vqa.errors import VQAError
+
+log = logging.getLogger("vqa")
+
+
+def _prepare_sources() -> dict:
+    from data_prep import easy_vqa
+
+    return {"easy-vqa": easy_vqa.prepare}
+
+
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from data_prep.common import report
+
+    sources = _prepare_sources()
+    if args.source not in sources:
+        raise VQAError(f"Unknown source {args.source!r}. Expected one of {sorted(sources)}.")
+    print(report(sources[args.source](args.out, overwrite=args.overwrite)))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from vqa.config import load_config
+    from vqa.training import train
+
+    config = load_config(args.config)
+    if args.epochs is not None:
+        config = config.replace(epochs=args.epochs)
+    summary = train(args.data, args.out, config, overwrite=args.overwrite)
+    print(f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation "
+          f"accuracy {summary['best_val_vqa_score']:.2f}%, "
+          f"{summary['seconds_per_epoch']:.1f} s/epoch; run saved in {args.out}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from vqa.evaluation import evaluate_run, format_metrics
+
+    metrics = evaluate_run(args.run_dir, args.data, args.split)
+    print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from vqa.evaluation import format_metrics, score_results_file
+
+    metrics = score_results_file(args.data, args.split, args.results)
+    print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
+
+
+def cmd_ask(args: argparse.Namespace) -> None:
+    from vqa.answering import Answerer
+
+    result = Answerer.load(args.run_dir).answer(args.image, args.question, top_k=args.top_k)
+    print(_format_answer(result))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from data_prep.easy_vqa import prepare
+    from data_prep.common import report
+    from vqa.answering import Answerer
+    from vqa.data.dataset import PreparedDataset
+    from vqa.errors import DatasetError
+    from vqa.evaluation import evaluate_run, format_metrics
+    from vqa.training import train
+
+    out = Path(args.out)
+    data_dir, run = out / "easy-vqa", out / "run"
+    print(f"1/4 prepare easy-VQA -> {data_dir}")
+    try:
+        dataset = PreparedDataset.load(data_dir)
+        print("    already prepared")
+    except DatasetError:
+        dataset = prepare(data_dir, overwrite=True)
+    print(report(dataset))
+
+    print(f"2/4 train the default model -> {run}")
+    if (run / "training.json").is_file():
+        print("    already trained; delete the run directory to train again")
+    else:
+        summary = train(data_dir, run)
+        print(f"    best epoch {summary['best_epoch']}: validation accuracy "
+              f"{summary['best_val_vqa_score']:.2f}%, {summary['seconds_per_epoch']:.1f} s/epoch")
+
+    print("3/4 evaluate on the test split (official VQA accuracy)")
+    print(format_metrics(evaluate_run(run, data_dir, "test")))
+
+    print("4/4 ask questions about a test image")
+    test = dataset.split("test")
+    image_id = test["image_id"].iloc[0]
+    answerer = Answerer.load(run)
+    for _, row in test[test["image_id"] == image_id].head(2).iterrows():
+        result = answerer.answer(dataset.image_path(image_id), row["question"])
+        print(f"    {dataset.image_path(image_id)}\n    {_format_answer(result)}"
+              f"    (true answer: {row['answer']})")
+    print(f"\nTry it yourself:\n    vqa ask {run} {dataset.image_path(image_id)} "
+          '"what shape is in the image?"')
+
+
+def _format_answer(result) -> str:
+    lines = [f"Q: {result.question}", f"A: {result.answer} ({result.probability:.1%})"]
+    lines += [f"   {i}. {answer:<12} {p:.1%}" for i, (answer, p) in enumerate(result.top_k, 1)]
+    if result.unknown_words:
+        lines.append(f"   words the model does not know: {', '.join(result.unknown_words)}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vqa", description="Visual question answering with Keras.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("prepare", help="write a prepared dataset from a source")
+    p.add_argument("source", help="easy-vqa")
+    p.add_argument("--out", required=True, help="directory to create")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train a model on a prepared dataset")
+    p.add_argument("data", help="prepared dataset directory")
+    p.add_argument("--config", help="YAML config (default: built-in defaults)")
+    p.add_argument("--out", required=True, help="run directory to create (or resume)")
+    p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="answer a split with a run and score it")
+    p.add_argument("run_dir")
+    p.add_argument("data", help="prepared dataset directory")
+    p.add_argument("--split", default="test")
+    p.add_argument("--json", action="store_true", help="print metrics.json instead of a table")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("score", help="score a results file in the official VQA format")
+    p.add_argument("data", help="prepared dataset directory")
+    p.add_argument("--split", default="test")
+    p.add_argument("--results", required=True, help='JSON [{"question_id": int, "answer": str}]')
+    p.add_argument("--json", action="store_true", help="print metrics as JSON")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("ask", help="answer a question about an image")
+    p.add_argument("run_dir")
+    p.add_argument("image", help="image file")
+    p.add_argument("question")
+    p.add_argument("--top-k", type=int, default=3)
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("demo", help="prepare easy-VQA, train, evaluate and answer, end to end")
+    p.add_argument("--out", default="vqa-demo", help="where the data and the run go")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up noise out
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    try:
+        args.func(args)
+    except VQAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Model and training configuration: frozen dataclasses, YAML in and out.
+
+Defaults live here and nowhere else. A config file may set any subset of the
+fields; unknown keys are an error that lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vqa.errors import ConfigError
+
+FUSIONS = ("concat", "elementwise")
+QUESTION_ENCODERS = ("lstm",)
+IMAGE_ENCODERS = ("small_cnn",)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes and choices of the network; what `build_model` needs besides vocab sizes."""
+
+    image_size: int = 64  # images are resized to image_size x image_size RGB
+    image_encoder: str = "small_cnn"
+    cnn_filters: tuple[int, ...] = (32, 32, 64, 64)  # one conv block (conv, pool /2) per entry
+    image_dim: int = 256  # image vector size after pooling the grid
+    question_encoder: str = "lstm"
+    embedding_dim: int = 64
+    question_dim: int = 128  # LSTM units
+    max_question_length: int = 20  # longer questions are truncated, with a warning
+    fusion: str = "elementwise"  # concat | elementwise
+    fusion_dim: int = 256
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        _check_choice("fusion", self.fusion, FUSIONS)
+        _check_choice("question_encoder", self.question_encoder, QUESTION_ENCODERS)
+        _check_choice("image_encoder", self.image_encoder, IMAGE_ENCODERS)
+        object.__setattr__(self, "cnn_filters", tuple(int(f) for f in self.cnn_filters))
+        for name in ("image_size", "image_dim", "embedding_dim", "question_dim",
+                     "max_question_length", "fusion_dim"):
+            _check_positive(name, getattr(self, name))
+        if not self.cnn_filters or min(self.cnn_filters) <= 0:
+            raise ConfigError(
+                f"Invalid value for cnn_filters: expected a non-empty list of positive "
+                f"integers. Received: cnn_filters={list(self.cnn_filters)}")
+        if self.image_size % (2 ** len(self.cnn_filters)):
+            raise ConfigError(
+                f"image_size must be divisible by 2**len(cnn_filters)="
+                f"{2 ** len(self.cnn_filters)}. Received: image_size={self.image_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to fit: optimisation, stopping, the validation carve-out."""
+
+    batch_size: int = 64
+    epochs: int = 8
+    learning_rate: float = 1e-3
+    early_stopping_patience: int = 2  # epochs without val improvement before stopping
+    validation_fraction: float = 0.1  # of training *images*, held out for model selection
+    max_answers: int = 1000  # answer vocabulary: the most frequent training answers
+    min_word_count: int = 1  # rarer question words map to the unknown token
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "epochs", "max_answers", "min_word_count"):
+            _check_positive(name, getattr(self, name))
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be > 0. Received: {self.learning_rate}")
+        if self.early_stopping_patience < 0:
+            raise ConfigError("early_stopping_patience must be >= 0. "
+                              f"Received: {self.early_stopping_patience}")
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ConfigError("validation_fraction must be in (0, 1). "
+                              f"Received: {self.validation_fraction}")
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "Config":
+        data = dict(data or {})
+        unknown = set(data) - {"model", "train"}
+        if unknown:
+            raise ConfigError(f"Unknown config section(s) {sorted(unknown)}. "
+                              "Expected one of ['model', 'train'].")
+        return cls(model=_section(ModelConfig, data.get("model")),
+                   train=_section(TrainConfig, data.get("train")))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["model"]["cnn_filters"] = list(self.model.cnn_filters)
+        return out
+
+    def replace(self, **train_overrides: Any) -> "Config":
+        """A copy with some training fields changed (e.g. epochs for a quick run)."""
+        return Config(self.model, dataclasses.replace(self.train, **train_overrides))
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Read a YAML config; `None` gives the defaults."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Config file {path} is not valid YAML: {exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping with sections "
+                          "'model' and 'train'.")
+    try:
+        return Config.from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def save_config(config: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def _section(cls: type, data: dict[str, Any] | None) -> Any:
+    if data is None:
+        return cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config section for {cls.__name__} must be a mapping. "
+                          f"Received: {data!r}")
+    valid = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - valid
+    if unknown:
+        raise ConfigError(f"Unknown {cls.__name__} key(s) {sorted(unknown)}. "
+                          f"Valid keys: {sorted(valid)}")
+    try:
+        return cls(**data)
+    except TypeError as exc:
+        raise ConfigError(f"Invalid {cls.__name__}: {exc}") from None
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"Invalid value for {name}. Expected one of {list(choices)}. "
+                          f"Received: {name}={value!r}")
+
+
+def _check_positive(name: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number. Received: {name}={value!r}")

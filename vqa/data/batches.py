@@ -1,0 +1,68 @@
+"""Batches of (image, question tokens) -> soft answer targets, for `model.fit`."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import keras
+import numpy as np
+from scipy import sparse
+
+from vqa.data.text import Vocabulary
+from vqa.evaluation import answer_scores
+
+
+def encode_targets(human_answers: Sequence[Sequence[str]], answers: Vocabulary) -> sparse.csr_matrix:
+    """[n_questions, n_answers] sparse VQA scores of every in-vocabulary answer."""
+    rows, cols, values = [], [], []
+    for row, refs in enumerate(human_answers):
+        for answer, score in answer_scores(list(refs)).items():
+            if score > 0 and answer in answers:
+                rows.append(row)
+                cols.append(answers.index[answer])
+                values.append(score)
+    return sparse.csr_matrix((np.asarray(values, dtype="float32"), (rows, cols)),
+                             shape=(len(human_answers), len(answers)))
+
+
+class VQABatches(keras.utils.PyDataset):
+    """Gathers batches from in-memory arrays; each image is stored once.
+
+    Args:
+        images: [n_images, S, S, 3] uint8.
+        image_index: [n_questions] row of `images` for each question.
+        questions: [n_questions, L] int32 token ids.
+        targets: [n_questions, n_answers] sparse scores, or None for prediction.
+        shuffle: reshuffle the question order every epoch (training only).
+    """
+
+    def __init__(self, images: np.ndarray, image_index: np.ndarray, questions: np.ndarray,
+                 targets: sparse.csr_matrix | None = None, batch_size: int = 64,
+                 shuffle: bool = False, seed: int = 0):
+        super().__init__()
+        if len(image_index) != len(questions):
+            raise ValueError(f"image_index and questions differ in length: "
+                             f"{len(image_index)} != {len(questions)}")
+        self.images, self.image_index, self.questions = images, image_index, questions
+        self.targets = targets
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.rng = np.random.default_rng(seed)
+        self.order = np.arange(len(questions))
+        if shuffle:
+            self.rng.shuffle(self.order)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.order) / self.batch_size)
+
+    def __getitem__(self, i: int):
+        rows = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        x = {"image": self.images[self.image_index[rows]], "question": self.questions[rows]}
+        if self.targets is None:
+            return (x,)
+        return x, self.targets[rows].toarray()
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self.rng.shuffle(self.order)

@@ -1,0 +1,170 @@
+"""The prepared dataset: the contract between data_prep and vqa.
+
+```
+<dataset>/
+  questions.parquet  question_id, image_id, split, question, answers, answer,
+                     question_type, answer_type
+  images.parquet     image_id, path (relative to image_root), width, height
+  meta.json          name, source, format_version, image_root, counts
+```
+
+`PreparedDataset.load` validates all of it and fails with an error naming the
+file, the row and the column.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from vqa.data.images import load_image
+from vqa.errors import DatasetError, ImageError
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+QUESTION_COLUMNS = ("question_id", "image_id", "split", "question", "answers", "answer",
+                    "question_type", "answer_type")
+IMAGE_COLUMNS = ("image_id", "path", "width", "height")
+ANSWER_TYPES = ("yes/no", "number", "other")
+MAX_HUMAN_ANSWERS = 10
+
+
+@dataclass
+class PreparedDataset:
+    root: Path
+    meta: dict
+    questions: pd.DataFrame
+    images: pd.DataFrame  # indexed by image_id
+
+    @property
+    def name(self) -> str:
+        return self.meta["name"]
+
+    @property
+    def image_root(self) -> Path:
+        root = Path(self.meta["image_root"])
+        return root if root.is_absolute() else self.root / root
+
+    @property
+    def splits(self) -> list[str]:
+        return sorted(self.questions["split"].unique())
+
+    @classmethod
+    def load(cls, root: str | Path) -> "PreparedDataset":
+        root = Path(root)
+        if not root.is_dir():
+            raise DatasetError(f"Not a prepared dataset: {root} is not a directory. "
+                               "Make one with `vqa prepare`.")
+        for name in ("meta.json", "questions.parquet", "images.parquet"):
+            if not (root / name).is_file():
+                raise DatasetError(f"Not a prepared dataset: {root / name} is missing. "
+                                   "Make one with `vqa prepare`.")
+        meta = _read_meta(root / "meta.json")
+        questions = _read_parquet(root / "questions.parquet", QUESTION_COLUMNS)
+        images = _read_parquet(root / "images.parquet", IMAGE_COLUMNS)
+        validate_questions(questions, root / "questions.parquet")
+        validate_images(images, questions, root / "images.parquet")
+        return cls(root, meta, questions.reset_index(drop=True), images.set_index("image_id"))
+
+    def split(self, name: str) -> pd.DataFrame:
+        """The questions of one split, in file order."""
+        rows = self.questions[self.questions["split"] == name]
+        if rows.empty:
+            raise DatasetError(f"Split '{name}' not found in {self.root}. "
+                               f"Available splits: {self.splits}")
+        return rows.reset_index(drop=True)
+
+    def image_path(self, image_id: str) -> Path:
+        return self.image_root / self.images.at[image_id, "path"]
+
+    def load_images(self, image_ids: Sequence[str], size: int) -> np.ndarray:
+        """Decode and resize images into one [n, size, size, 3] uint8 array."""
+        out = np.empty((len(image_ids), size, size, 3), dtype=np.uint8)
+        start = time.perf_counter()
+        for i, image_id in enumerate(image_ids):
+            path = self.image_path(image_id)
+            try:
+                out[i] = load_image(path, size)
+            except ImageError as exc:
+                raise DatasetError(f"{self.root / 'images.parquet'}, image_id={image_id}: "
+                                   f"{exc}") from None
+            if (i + 1) % 2000 == 0:
+                log.info("loaded %d/%d images (%.1fs)", i + 1, len(image_ids),
+                         time.perf_counter() - start)
+        return out
+
+
+def validate_questions(df: pd.DataFrame, path: Path) -> None:
+    for column in ("question", "answer", "question_type", "answer_type", "split", "image_id"):
+        bad = df[column].map(lambda v: not isinstance(v, str) or (column == "question"
+                                                                  and not v.strip()))
+        _fail_on_first(bad, df, path, column, "a non-empty string")
+    if not pd.api.types.is_integer_dtype(df["question_id"]):
+        raise DatasetError(f"{path}, column question_id: must be integers. "
+                           f"Received dtype {df['question_id'].dtype}")
+    dup = df["question_id"].duplicated()
+    _fail_on_first(dup, df, path, "question_id", "unique")
+    bad = df["answers"].map(lambda a: not _is_answer_list(a))
+    _fail_on_first(bad, df, path, "answers",
+                   f"a list of 1 to {MAX_HUMAN_ANSWERS} answer strings")
+    bad = ~df["answer_type"].isin(ANSWER_TYPES)
+    _fail_on_first(bad, df, path, "answer_type", f"one of {list(ANSWER_TYPES)}")
+
+
+def validate_images(images: pd.DataFrame, questions: pd.DataFrame, path: Path) -> None:
+    _fail_on_first(images["image_id"].duplicated(), images, path, "image_id", "unique")
+    bad = images["path"].map(lambda v: not isinstance(v, str) or not v)
+    _fail_on_first(bad, images, path, "path", "a non-empty string")
+    missing = ~questions["image_id"].isin(images["image_id"])
+    if missing.any():
+        row = int(np.argmax(missing.to_numpy()))
+        raise DatasetError(f"{path.parent / 'questions.parquet'}, row {row}, column image_id: "
+                           f"image_id={questions['image_id'].iloc[row]!r} is not in {path}")
+
+
+def _is_answer_list(value: object) -> bool:
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    return (isinstance(value, list) and 1 <= len(value) <= MAX_HUMAN_ANSWERS
+            and all(isinstance(a, str) for a in value))
+
+
+def _fail_on_first(bad: pd.Series, df: pd.DataFrame, path: Path, column: str,
+                   expected: str) -> None:
+    if bad.any():
+        row = int(np.argmax(bad.to_numpy()))
+        raise DatasetError(f"{path}, row {row}, column {column}: expected {expected}. "
+                           f"Received: {df[column].iloc[row]!r}")
+
+
+def _read_meta(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path} is not valid JSON: {exc}") from None
+    for key in ("name", "source", "format_version", "image_root", "counts"):
+        if key not in meta:
+            raise DatasetError(f"{path}: missing key '{key}'.")
+    if meta["format_version"] != FORMAT_VERSION:
+        raise DatasetError(f"{path}: format_version {meta['format_version']} is not "
+                           f"supported (expected {FORMAT_VERSION}); prepare the data again.")
+    return meta
+
+
+def _read_parquet(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for bad files
+        raise DatasetError(f"{path} is not a readable parquet file: {exc}") from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DatasetError(f"{path}: missing column(s) {missing}. Expected {list(columns)}.")
+    return df

@@ -1,0 +1,83 @@
+"""Plain-Python question tokenizer and vocabularies, saved as JSON.
+
+No string graph ops: answering a question costs a dict lookup per word.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+PAD, UNK = "<pad>", "<unk>"
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def tokenize(question: str) -> list[str]:
+    """Lower-case words; punctuation and extra spaces are dropped."""
+    return _WORD.findall(question.lower().replace("\u2019", "'"))
+
+
+@dataclass(frozen=True)
+class Encoded:
+    ids: np.ndarray  # [max_length] int32, 0-padded at the end
+    unknown_words: list[str]
+    truncated: bool
+
+
+class Vocabulary:
+    """An ordered list of tokens with a reverse index.
+
+    Question vocabularies reserve id 0 for padding and id 1 for unknown words;
+    answer vocabularies have no reserved entries.
+    """
+
+    def __init__(self, tokens: Iterable[str]):
+        self.tokens = list(tokens)
+        self.index = {t: i for i, t in enumerate(self.tokens)}
+        if len(self.index) != len(self.tokens):
+            raise ValueError("Vocabulary tokens must be unique.")
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __contains__(self, token: str) -> bool:
+        return token in self.index
+
+    @classmethod
+    def for_questions(cls, questions: Iterable[str], min_count: int = 1) -> "Vocabulary":
+        counts = Counter(w for q in questions for w in tokenize(q))
+        words = sorted(w for w, c in counts.items() if c >= min_count)
+        return cls([PAD, UNK, *words])
+
+    @classmethod
+    def for_answers(cls, answers: Iterable[str], max_size: int) -> "Vocabulary":
+        # Most frequent first; ties broken alphabetically so the order is reproducible.
+        counts = Counter(answers)
+        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        return cls(a for a, _ in ranked[:max_size])
+
+    def encode_question(self, question: str, max_length: int) -> Encoded:
+        words = tokenize(question)
+        unk = self.index[UNK]
+        ids = [self.index.get(w, unk) for w in words]
+        unknown = [w for w in words if w not in self.index]
+        out = np.zeros(max_length, dtype="int32")
+        out[: min(len(ids), max_length)] = ids[:max_length]
+        return Encoded(out, unknown, len(ids) > max_length)
+
+    def encode_questions(self, questions: Iterable[str], max_length: int) -> np.ndarray:
+        rows = [self.encode_question(q, max_length).ids for q in questions]
+        return np.stack(rows) if rows else np.zeros((0, max_length), dtype="int32")
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.tokens, ensure_ascii=False, indent=0))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Vocabulary":
+        return cls(json.loads(Path(path).read_text()))

@@ -1,0 +1,234 @@
+"""The official VQA accuracy, its answer normalisation, and breakdowns.
+
+Behaviour follows the official evaluator (vqaEval.py of the VQA challenge), quirks
+included, so that our numbers equal its numbers on the same results file:
+
+* the predicted answer is always normalised (punctuation, then number words,
+  articles and contractions);
+* the human answers get only the punctuation step, and only when the ten of them
+  are not all identical;
+* a question's accuracy is min(#matching humans / 3, 1) averaged over the ten
+  leave-one-out subsets of nine humans (0, 0.3, 0.6, 0.9, 1.0 for 0..4+ matches);
+* percentages are rounded to 2 decimals.
+
+A question with a single reference answer (easy-VQA, CLEVR) scores exact match
+after normalising both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import pandas as pd
+
+from vqa.errors import DatasetError
+
+# The official table, curly apostrophes (U+2019) included: they decide what matches.
+_CONTRACTIONS = {
+    "aint": "ain't", "arent": "aren't", "cant": "can't", "couldve": "could've",
+    "couldnt": "couldn't", "couldn'tve": "couldn’t’ve", "couldnt’ve": "couldn’t’ve",
+    "didnt": "didn’t", "doesnt": "doesn’t", "dont": "don’t", "hadnt": "hadn’t",
+    "hadnt’ve": "hadn’t’ve", "hadn'tve": "hadn’t’ve", "hasnt": "hasn’t",
+    "havent": "haven’t", "hed": "he’d", "hed’ve": "he’d’ve", "he’dve": "he’d’ve",
+    "hes": "he’s", "howd": "how’d", "howll": "how’ll", "hows": "how’s",
+    "Id’ve": "I’d’ve", "I’dve": "I’d’ve", "Im": "I’m", "Ive": "I’ve", "isnt": "isn’t",
+    "itd": "it’d", "itd’ve": "it’d’ve", "it’dve": "it’d’ve", "itll": "it’ll",
+    "let’s": "let’s", "maam": "ma’am", "mightnt": "mightn’t",
+    "mightnt’ve": "mightn’t’ve", "mightn’tve": "mightn’t’ve", "mightve": "might’ve",
+    "mustnt": "mustn’t", "mustve": "must’ve", "neednt": "needn’t", "notve": "not’ve",
+    "oclock": "o’clock", "oughtnt": "oughtn’t", "ow’s’at": "’ow’s’at",
+    "’ows’at": "’ow’s’at", "’ow’sat": "’ow’s’at", "shant": "shan’t",
+    "shed’ve": "she’d’ve", "she’dve": "she’d’ve", "shouldve": "should’ve",
+    "shouldnt": "shouldn’t", "shouldnt’ve": "shouldn’t’ve",
+    "shouldn’tve": "shouldn’t’ve", "somebody’d": "somebodyd",
+    "somebodyd’ve": "somebody’d’ve", "somebody’dve": "somebody’d’ve",
+    "somebodyll": "somebody’ll", "somebodys": "somebody’s", "someoned": "someone’d",
+    "someoned’ve": "someone’d’ve", "someone’dve": "someone’d’ve",
+    "someonell": "someone’ll", "someones": "someone’s", "somethingd": "something’d",
+    "somethingd’ve": "something’d’ve", "something’dve": "something’d’ve",
+    "somethingll": "something’ll", "thats": "that’s", "thered": "there’d",
+    "thered’ve": "there’d’ve", "there’dve": "there’d’ve", "therere": "there’re",
+    "theres": "there’s", "theyd": "they’d", "theyd’ve": "they’d’ve",
+    "they’dve": "they’d’ve", "theyll": "they’ll", "theyre": "they’re",
+    "theyve": "they’ve", "twas": "’twas", "wasnt": "wasn’t", "wed’ve": "we’d’ve",
+    "we’dve": "we’d’ve", "weve": "we've", "werent": "weren’t", "whatll": "what’ll",
+    "whatre": "what’re", "whats": "what’s", "whatve": "what’ve", "whens": "when’s",
+    "whered": "where’d", "wheres": "where's", "whereve": "where’ve", "whod": "who’d",
+    "whod’ve": "who’d’ve", "who’dve": "who’d’ve", "wholl": "who’ll", "whos": "who’s",
+    "whove": "who've", "whyll": "why’ll", "whyre": "why’re", "whys": "why’s",
+    "wont": "won’t", "wouldve": "would’ve", "wouldnt": "wouldn’t",
+    "wouldnt’ve": "wouldn’t’ve", "wouldn’tve": "wouldn’t’ve", "yall": "y’all",
+    "yall’ll": "y’all’ll", "y’allll": "y’all’ll", "yall’d’ve": "y’all’d’ve",
+    "y’alld’ve": "y’all’d’ve", "y’all’dve": "y’all’d’ve", "youd": "you’d",
+    "youd’ve": "you’d’ve", "you’dve": "you’d’ve", "youll": "you’ll", "youre": "you’re",
+    "youve": "you’ve",
+}
+_NUMBER_WORDS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3",
+                 "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8",
+                 "nine": "9", "ten": "10"}
+_ARTICLES = {"a", "an", "the"}
+_PUNCT = [";", ":", "/", "'", "[", "]", '"', "(", ")", "=", "+", "\\", "_", ">", "<",
+          "@", "`", ",", "?"]
+# The official pattern's lookbehind is malformed ("(?!<=\d)"), so a period is
+# stripped unless a digit follows; we keep that behaviour on purpose.
+_PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
+_COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
+
+
+def normalize_punctuation(text: str) -> str:
+    """The official punctuation step: drop or space out punctuation, strip periods."""
+    out = text
+    drop_all = _COMMA_STRIP.search(text) is not None
+    for p in _PUNCT:
+        if drop_all or (p + " " in text or " " + p in text):
+            out = out.replace(p, "")
+        else:
+            out = out.replace(p, " ")
+    return _PERIOD_STRIP.sub("", out)
+
+
+def normalize_digits_articles(text: str) -> str:
+    """The official word step: lower-case, number words to digits, drop articles."""
+    words = [_NUMBER_WORDS.get(w, w) for w in text.lower().split()]
+    words = [_CONTRACTIONS.get(w, w) for w in words if w not in _ARTICLES]
+    return " ".join(words)
+
+
+def normalize_answer(answer: str) -> str:
+    """Full normalisation, as the official evaluator applies it to a predicted answer."""
+    answer = answer.replace("\n", " ").replace("\t", " ").strip()
+    return normalize_digits_articles(normalize_punctuation(answer))
+
+
+def vqa_accuracy(prediction: str, human_answers: Sequence[str]) -> float:
+    """Accuracy in [0, 1] of one predicted answer against the reference answers."""
+    if not human_answers:
+        raise ValueError("vqa_accuracy needs at least one reference answer.")
+    pred = normalize_answer(prediction)
+    if len(human_answers) == 1:
+        return float(pred == normalize_answer(human_answers[0]))
+    refs = [a.replace("\n", " ").replace("\t", " ").strip() for a in human_answers]
+    if len(set(refs)) > 1:
+        refs = [normalize_punctuation(a) for a in refs]
+    matches = sum(a == pred for a in refs)
+    # Leaving out one of the `matches` agreeing humans leaves matches - 1.
+    total = matches * min(1.0, (matches - 1) / 3) + (len(refs) - matches) * min(1.0, matches / 3)
+    return total / len(refs)
+
+
+def answer_scores(human_answers: Sequence[str]) -> dict[str, float]:
+    """Soft training target: the accuracy each distinct normalised answer would score."""
+    if len(human_answers) == 1:
+        return {normalize_answer(human_answers[0]): 1.0}
+    counts = Counter(normalize_answer(a) for a in human_answers)
+    n = len(human_answers)
+    return {a: (k * min(1.0, (k - 1) / 3) + (n - k) * min(1.0, k / 3)) / n
+            for a, k in counts.items()}
+
+
+def score_predictions(questions: pd.DataFrame, predictions: Mapping[int, str],
+                      split: str) -> dict:
+    """Official accuracy of `predictions` (question_id -> answer) on `questions`.
+
+    Every question of `questions` must have a prediction. Returns the metrics.json
+    object: split, n_questions, overall, per_question_type, per_answer_type (percent).
+    """
+    missing = [int(q) for q in questions["question_id"] if int(q) not in predictions]
+    if missing:
+        raise DatasetError(f"{len(missing)} question(s) of split '{split}' have no "
+                           f"predicted answer, e.g. question_id={missing[0]}.")
+    accuracies = [vqa_accuracy(predictions[int(qid)], list(answers))
+                  for qid, answers in zip(questions["question_id"], questions["answers"])]
+    return _summarise(accuracies, questions["question_type"], questions["answer_type"], split)
+
+
+def _summarise(accuracies: list[float], question_types: Iterable[str],
+               answer_types: Iterable[str], split: str) -> dict:
+    by_qtype: dict[str, list[float]] = defaultdict(list)
+    by_atype: dict[str, list[float]] = defaultdict(list)
+    for acc, qt, at in zip(accuracies, question_types, answer_types):
+        by_qtype[qt].append(acc)
+        by_atype[at].append(acc)
+
+    def pct(values: list[float]) -> float:
+        return round(100 * sum(values) / len(values), 2)
+
+    return {
+        "split": split,
+        "n_questions": len(accuracies),
+        "overall": pct(accuracies) if accuracies else 0.0,
+        "per_question_type": {k: pct(v) for k, v in sorted(by_qtype.items())},
+        "per_answer_type": {k: pct(v) for k, v in sorted(by_atype.items())},
+    }
+
+
+def read_results(path: str | Path) -> dict[int, str]:
+    """Read a results file in the official format: [{"question_id": int, "answer": str}]."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"Results file not found: {path}")
+    try:
+        rows = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"Results file {path} is not valid JSON: {exc}") from None
+    if not isinstance(rows, list):
+        raise DatasetError(f"Results file {path} must hold a JSON list of "
+                           '{"question_id": int, "answer": str} objects.')
+    results: dict[int, str] = {}
+    for i, row in enumerate(rows):
+        if (not isinstance(row, dict) or not isinstance(row.get("answer"), str)
+                or not isinstance(row.get("question_id"), int)):
+            raise DatasetError(f"Results file {path}, entry {i}: expected "
+                               f'{{"question_id": int, "answer": str}}. Received: {row!r}')
+        results[row["question_id"]] = row["answer"]
+    return results
+
+
+def write_results(predictions: Mapping[int, str], path: str | Path) -> None:
+    rows = [{"question_id": int(q), "answer": a} for q, a in predictions.items()]
+    Path(path).write_text(json.dumps(rows))
+
+
+def format_metrics(metrics: dict) -> str:
+    """A short human-readable table of a metrics dict."""
+    lines = [f"split {metrics['split']}: {metrics['n_questions']} questions, "
+             f"accuracy {metrics['overall']:.2f}%"]
+    for title, key in (("question type", "per_question_type"),
+                       ("answer type", "per_answer_type")):
+        lines.append(f"  per {title}:")
+        width = max((len(k) for k in metrics[key]), default=0)
+        lines += [f"    {k:<{width}}  {v:6.2f}%" for k, v in metrics[key].items()]
+    return "\n".join(lines)
+
+
+def evaluate_run(run_dir: str | Path, data_dir: str | Path, split: str = "test") -> dict:
+    """Answer every question of `split` with a trained run and score the answers.
+
+    Writes RUN_DIR/metrics.json and RUN_DIR/predictions.json (official results format)
+    and returns the metrics.
+    """
+    # Imported here so that data_prep can use the normaliser without loading Keras.
+    from vqa import run_dir as files
+    from vqa.answering import Answerer
+    from vqa.data.dataset import PreparedDataset
+
+    answerer = Answerer.load(run_dir)
+    dataset = PreparedDataset.load(data_dir)
+    questions = dataset.split(split)
+    predictions = answerer.predict_dataset(dataset, questions)
+    metrics = score_predictions(questions, predictions, split)
+    write_results(predictions, Path(run_dir) / files.PREDICTIONS)
+    (Path(run_dir) / files.METRICS).write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+def score_results_file(data_dir: str | Path, split: str, results: str | Path) -> dict:
+    """Score a results file in the official format against a prepared dataset."""
+    from vqa.data.dataset import PreparedDataset
+
+    questions = PreparedDataset.load(data_dir).split(split)
+    return score_predictions(questions, read_results(results), split)

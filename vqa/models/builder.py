@@ -1,0 +1,37 @@
+"""Assemble a VQA model from its parts, given sizes only."""
+
+from __future__ import annotations
+
+import keras
+
+from vqa.config import ModelConfig
+from vqa.models.encoders import IMAGE_ENCODERS, QUESTION_ENCODERS
+from vqa.models.fusion import FUSIONS
+
+
+def build_model(config: ModelConfig, vocab_size: int, num_answers: int) -> keras.Model:
+    """Image branch + question branch + fusion + answer classifier.
+
+    Inputs: {"image": [batch, S, S, 3] (0-255), "question": [batch, L] int32 token ids}.
+    Output: [batch, num_answers] answer probabilities.
+    """
+    if vocab_size < 3 or num_answers < 1:
+        raise ValueError("build_model needs vocab_size >= 3 (pad, unknown, a word) and "
+                         f"num_answers >= 1. Received: vocab_size={vocab_size}, "
+                         f"num_answers={num_answers}")
+    size = config.image_size
+    image = keras.Input((size, size, 3), name="image")
+    question = keras.Input((config.max_question_length,), dtype="int32", name="question")
+
+    grid = IMAGE_ENCODERS[config.image_encoder](config)(image)  # [batch, g, g, C]
+    pooled = keras.layers.GlobalMaxPooling2D(name="pool_grid")(grid)  # [batch, C]
+    image_vector = keras.layers.Dense(config.image_dim, activation="relu",
+                                      name="image_vector")(pooled)  # [batch, image_dim]
+    question_vector = QUESTION_ENCODERS[config.question_encoder](config, vocab_size)(question)
+
+    fused = FUSIONS[config.fusion](config.fusion_dim, name="fusion")(
+        [question_vector, image_vector])  # [batch, fusion_dim]
+    fused = keras.layers.Dropout(config.dropout, name="dropout")(fused)
+    hidden = keras.layers.Dense(config.fusion_dim, activation="relu", name="classifier_hidden")(fused)
+    answers = keras.layers.Dense(num_answers, activation="softmax", name="answer")(hidden)
+    return keras.Model({"image": image, "question": question}, answers, name="vqa")

@@ -1,0 +1,40 @@
+"""The two input branches: an image encoder to a spatial grid, a question encoder."""
+
+from __future__ import annotations
+
+import keras
+
+from vqa.config import ModelConfig
+
+
+def small_cnn(config: ModelConfig) -> keras.Sequential:
+    """A CNN trained from scratch: uint8 image -> [grid, grid, channels] feature grid.
+
+    Each entry of `cnn_filters` is one block that halves the resolution: a strided
+    conv (5x5 for the first, 3x3 after), batch norm, ReLU. Strided convs rather than
+    conv + pool: four times less arithmetic, which is what CPU training is bound by.
+    """
+    size = config.image_size
+    blocks: list[keras.layers.Layer] = [keras.layers.Rescaling(1.0 / 255)]
+    for i, filters in enumerate(config.cnn_filters):
+        blocks += [
+            keras.layers.Conv2D(filters, 5 if i == 0 else 3, strides=2, padding="same",
+                                use_bias=False, name=f"conv{i}"),
+            keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}"),
+            keras.layers.ReLU(name=f"relu{i}"),
+        ]
+    return keras.Sequential([keras.Input((size, size, 3)), *blocks], name="image_encoder")
+
+
+def lstm_question_encoder(config: ModelConfig, vocab_size: int) -> keras.Sequential:
+    """Token ids (0 = padding) -> word embeddings -> last LSTM state [question_dim]."""
+    return keras.Sequential([
+        keras.Input((config.max_question_length,), dtype="int32"),
+        keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=True,
+                               name="word_embedding"),
+        keras.layers.LSTM(config.question_dim, name="lstm"),
+    ], name="question_encoder")
+
+
+IMAGE_ENCODERS = {"small_cnn": small_cnn}
+QUESTION_ENCODERS = {"lstm": lstm_question_encoder}

@@ -1,0 +1,80 @@
+"""Fusion of the question vector with the image vector.
+
+Each fusion is a layer with the same contract:
+    call([question, image]) -> fused
+    question: [batch, question_dim], image: [batch, image_dim] -> [batch, units]
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="vqa")
+class ConcatFusion(keras.layers.Layer):
+    """Concatenate the two vectors, then one ReLU projection.
+
+    Args:
+        units: size of the fused vector.
+    """
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        if units <= 0:
+            raise ValueError(f"units must be positive. Received: units={units}")
+        self.units = units
+        self.project = keras.layers.Dense(units, activation="relu", name="project")
+
+    def build(self, input_shape):
+        question_shape, image_shape = input_shape
+        self.project.build((None, question_shape[-1] + image_shape[-1]))
+
+    def call(self, inputs):
+        question, image = inputs
+        joint = ops.concatenate([question, image], axis=-1)  # [batch, q_dim + v_dim]
+        return self.project(joint)  # [batch, units]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+@keras.saving.register_keras_serializable(package="vqa")
+class ElementwiseFusion(keras.layers.Layer):
+    """Project both vectors to `units` with tanh, then multiply elementwise.
+
+    Args:
+        units: size of the common space and of the fused vector.
+    """
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        if units <= 0:
+            raise ValueError(f"units must be positive. Received: units={units}")
+        self.units = units
+        self.project_question = keras.layers.Dense(units, activation="tanh",
+                                                   name="project_question")
+        self.project_image = keras.layers.Dense(units, activation="tanh", name="project_image")
+
+    def build(self, input_shape):
+        question_shape, image_shape = input_shape
+        self.project_question.build(question_shape)
+        self.project_image.build(image_shape)
+
+    def call(self, inputs):
+        question, image = inputs
+        q = self.project_question(question)  # [batch, units]
+        v = self.project_image(image)  # [batch, units]
+        return ops.multiply(q, v)  # [batch, units]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+FUSIONS = {"concat": ConcatFusion, "elementwise": ElementwiseFusion}

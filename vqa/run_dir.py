@@ -1,0 +1,33 @@
+"""What a run directory holds, in one place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vqa.errors import RunDirError
+
+MODEL = "model.keras"  # best epoch, saved for answering
+CONFIG = "config.yaml"
+QUESTION_VOCAB = "question_vocab.json"
+ANSWER_VOCAB = "answer_vocab.json"
+HISTORY = "history.csv"
+TRAINING = "training.json"  # summary of the finished fit
+VALIDATION_IMAGES = "validation_images.json"
+METRICS = "metrics.json"
+PREDICTIONS = "predictions.json"
+CHECKPOINT_DIR = "checkpoint"  # resumable state while training; removed when done
+
+NEEDED_TO_ANSWER = (MODEL, CONFIG, QUESTION_VOCAB, ANSWER_VOCAB)
+
+
+def check_run_dir(path: str | Path) -> Path:
+    """Return `path` if it holds a trained run, else raise RunDirError naming what is missing."""
+    path = Path(path)
+    if not path.is_dir():
+        raise RunDirError(f"Not a run directory: {path} does not exist. "
+                          "Train one with `vqa train`.")
+    missing = [name for name in NEEDED_TO_ANSWER if not (path / name).is_file()]
+    if missing:
+        raise RunDirError(f"Not a trained run directory: {path} lacks {', '.join(missing)}. "
+                          "Train one with `vqa train`.")
+    return path

@@ -1,0 +1,224 @@
+"""Fit a model on a prepared dataset; keep the best epoch; resume after a crash.
+
+The training split is divided by image (scikit-learn's GroupShuffleSplit) into the
+part we fit on and a validation part used for model selection and early stopping.
+The test split is never read here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupShuffleSplit
+
+from vqa import run_dir as files
+from vqa.config import Config, load_config, save_config
+from vqa.data.batches import VQABatches, encode_targets
+from vqa.data.dataset import PreparedDataset
+from vqa.data.text import Vocabulary
+from vqa.errors import ConfigError, RunDirError
+from vqa.models import build_model, soft_crossentropy, vqa_score
+
+log = logging.getLogger(__name__)
+MONITOR = "val_vqa_score"
+
+
+@dataclass
+class SplitData:
+    """One part of the data, encoded and ready to batch."""
+
+    questions: pd.DataFrame
+    batches: VQABatches
+
+
+def split_by_image(questions: pd.DataFrame, fraction: float, seed: int
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Divide questions into (fit, validation) so that no image is in both."""
+    splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
+    fit_rows, val_rows = next(splitter.split(questions, groups=questions["image_id"]))
+    return questions.iloc[fit_rows].reset_index(drop=True), \
+        questions.iloc[val_rows].reset_index(drop=True)
+
+
+def build_vocabularies(questions: pd.DataFrame, config: Config) -> tuple[Vocabulary, Vocabulary]:
+    words = Vocabulary.for_questions(questions["question"], config.train.min_word_count)
+    answers = Vocabulary.for_answers(questions["answer"], config.train.max_answers)
+    return words, answers
+
+
+def encode_split(dataset: PreparedDataset, questions: pd.DataFrame, images: np.ndarray,
+                 image_rows: dict[str, int], words: Vocabulary, answers: Vocabulary,
+                 config: Config, shuffle: bool, drop_unanswerable: bool) -> SplitData:
+    targets = encode_targets(questions["answers"], answers)
+    if drop_unanswerable:
+        # A question none of whose answers is in the vocabulary teaches nothing.
+        keep = np.asarray(targets.sum(axis=1)).ravel() > 0
+        questions, targets = questions[keep].reset_index(drop=True), targets[keep]
+    tokens = words.encode_questions(questions["question"], config.model.max_question_length)
+    index = questions["image_id"].map(image_rows).to_numpy()
+    batches = VQABatches(images, index, tokens, targets, config.train.batch_size,
+                         shuffle=shuffle, seed=config.train.seed)
+    return SplitData(questions, batches)
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """Saves the best model, a resumable last state each epoch, and stops on a plateau.
+
+    Writes go to a temporary file first, then a rename, so a crash never leaves a
+    half-written model behind.
+    """
+
+    def __init__(self, run: Path, patience: int, state: dict | None = None):
+        super().__init__()
+        self.run = run
+        self.patience = patience
+        self.state = state or {"next_epoch": 0, "best": -math.inf, "best_epoch": -1,
+                               "wait": 0, "stopped_early": False}
+        self.epoch_start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs if logs is not None else {}
+        logs["seconds"] = round(time.perf_counter() - self.epoch_start, 2)
+        value = logs.get(MONITOR)
+        if value is None:
+            raise RunDirError(f"Training logs lack {MONITOR}; got {sorted(logs)}")
+        s = self.state
+        if value > s["best"]:
+            s.update(best=float(value), best_epoch=epoch, wait=0)
+            _save_atomic(self.model, self.run / files.MODEL)
+        else:
+            s["wait"] += 1
+            if s["wait"] >= self.patience:
+                s["stopped_early"] = True
+                self.model.stop_training = True
+        s["next_epoch"] = epoch + 1
+        _save_atomic(self.model, self.run / files.CHECKPOINT_DIR / "last.keras")
+        _write_json_atomic(s, self.run / files.CHECKPOINT_DIR / "state.json")
+
+
+def train(data_dir: str | Path, out: str | Path, config: Config | str | Path | None = None,
+          *, verbose: str | int = "auto", overwrite: bool = False) -> dict:
+    """Train a model on the train split of a prepared dataset; return the summary.
+
+    Re-running the same command after a crash resumes from the last finished epoch.
+    `out` ends up holding everything answering needs (see vqa.run_dir).
+    """
+    if not isinstance(config, Config):
+        config = load_config(config)
+    run = Path(out)
+    state = _prepare_run_dir(run, config, overwrite)
+    dataset = PreparedDataset.load(data_dir)
+    keras.utils.set_random_seed(config.train.seed)
+
+    fit_q, val_q = split_by_image(dataset.split("train"), config.train.validation_fraction,
+                                  config.train.seed)
+    if state is None:
+        words, answers = build_vocabularies(fit_q, config)
+        words.save(run / files.QUESTION_VOCAB)
+        answers.save(run / files.ANSWER_VOCAB)
+        save_config(config, run / files.CONFIG)
+        (run / files.VALIDATION_IMAGES).write_text(json.dumps(sorted(val_q["image_id"].unique())))
+    else:
+        words = Vocabulary.load(run / files.QUESTION_VOCAB)
+        answers = Vocabulary.load(run / files.ANSWER_VOCAB)
+
+    image_ids = sorted(dataset.split("train")["image_id"].unique())
+    log.info("loading %d training images", len(image_ids))
+    images = dataset.load_images(image_ids, config.model.image_size)
+    rows = {image_id: i for i, image_id in enumerate(image_ids)}
+    fit = encode_split(dataset, fit_q, images, rows, words, answers, config,
+                       shuffle=True, drop_unanswerable=True)
+    val = encode_split(dataset, val_q, images, rows, words, answers, config,
+                       shuffle=False, drop_unanswerable=False)
+    log.info("fit on %d questions (%d images), validate on %d questions (%d images); "
+             "%d words, %d answers", len(fit.questions), fit_q["image_id"].nunique(),
+             len(val.questions), val_q["image_id"].nunique(), len(words), len(answers))
+
+    if state is None:
+        model = build_model(config.model, len(words), len(answers))
+        model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
+                      loss=soft_crossentropy, metrics=[vqa_score])
+        initial_epoch = 0
+    else:
+        model = keras.models.load_model(run / files.CHECKPOINT_DIR / "last.keras")
+        initial_epoch = state["next_epoch"]
+        _truncate_history(run / files.HISTORY, initial_epoch)
+        log.info("resuming %s at epoch %d (best so far %.4f at epoch %d)", run,
+                 initial_epoch + 1, state["best"], state["best_epoch"] + 1)
+
+    checkpoint = RunCheckpoint(run, config.train.early_stopping_patience, state)
+    start = time.perf_counter()
+    model.fit(fit.batches, validation_data=val.batches, epochs=config.train.epochs,
+              initial_epoch=initial_epoch, verbose=verbose,
+              callbacks=[checkpoint, keras.callbacks.CSVLogger(str(run / files.HISTORY),
+                                                              append=initial_epoch > 0)])
+    history = pd.read_csv(run / files.HISTORY)
+    summary = {
+        "best_epoch": checkpoint.state["best_epoch"] + 1,
+        "best_val_vqa_score": round(100 * checkpoint.state["best"], 2),
+        "epochs_run": int(len(history)),
+        "stopped_early": checkpoint.state["stopped_early"],
+        "seconds_per_epoch": round(float(history["seconds"].mean()), 2),
+        "fit_seconds_this_session": round(time.perf_counter() - start, 1),
+        "parameters": int(model.count_params()),
+        "n_fit_questions": int(len(fit.questions)),
+        "n_val_questions": int(len(val.questions)),
+        "n_words": len(words),
+        "n_answers": len(answers),
+        "keras_backend": keras.backend.backend(),
+    }
+    _write_json_atomic(summary, run / files.TRAINING)
+    shutil.rmtree(run / files.CHECKPOINT_DIR, ignore_errors=True)
+    return summary
+
+
+def _prepare_run_dir(run: Path, config: Config, overwrite: bool) -> dict | None:
+    """Create `run`, or find the state to resume from. Returns that state or None."""
+    state_file = run / files.CHECKPOINT_DIR / "state.json"
+    if run.exists() and (overwrite or ((run / files.CHECKPOINT_DIR).is_dir()
+                                       and not state_file.is_file())):
+        shutil.rmtree(run)  # asked to, or a run that crashed before its first epoch ended
+    if state_file.is_file():
+        saved = load_config(run / files.CONFIG)
+        if saved != config:
+            raise ConfigError(f"{run} holds an unfinished run with a different config "
+                              f"({run / files.CONFIG}). Resume it with that config, or "
+                              "pass --overwrite to start again.")
+        return json.loads(state_file.read_text())
+    if run.exists() and any(run.iterdir()):
+        raise RunDirError(f"Run directory {run} already exists and is not empty. "
+                          "Choose another --out or pass --overwrite.")
+    (run / files.CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def _truncate_history(path: Path, epochs: int) -> None:
+    if path.is_file():
+        history = pd.read_csv(path)
+        history[history["epoch"] < epochs].to_csv(path, index=False)
+
+
+def _save_atomic(model: keras.Model, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _write_json_atomic(data: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
