@@ -1,22 +1,51 @@
 """vqa: visual question answering with Keras 3.
 
-The public API; everything else is reachable through the submodules.
+The public API. Names are imported on first use, so that `import vqa` (and the
+`vqa` command's start-up) does not load TensorFlow until something needs it.
 """
 
-from vqa.answering import Answerer, AnswerResult
-from vqa.config import Config, ModelConfig, TrainConfig, load_config
-from vqa.data.dataset import PreparedDataset
-from vqa.errors import (ConfigError, DatasetError, ImageError, QuestionError, RunDirError,
-                        VQAError)
-from vqa.evaluation import (evaluate_run, normalize_answer, score_predictions,
-                            score_results_file, vqa_accuracy)
-from vqa.models import build_model
-from vqa.training import train
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
-__all__ = [
-    "Answerer", "AnswerResult", "Config", "ModelConfig", "TrainConfig", "load_config",
-    "PreparedDataset", "VQAError", "ConfigError", "DatasetError", "ImageError",
-    "QuestionError", "RunDirError", "evaluate_run", "normalize_answer", "score_predictions",
-    "score_results_file", "vqa_accuracy", "build_model", "train",
-]
+
+_EXPORTS = {
+    "Answerer": "vqa.answering", "AnswerResult": "vqa.answering",
+    "Config": "vqa.config", "ModelConfig": "vqa.config", "TrainConfig": "vqa.config",
+    "load_config": "vqa.config",
+    "PreparedDataset": "vqa.data.dataset",
+    "VQAError": "vqa.errors", "ConfigError": "vqa.errors", "DatasetError": "vqa.errors",
+    "ImageError": "vqa.errors", "QuestionError": "vqa.errors", "RunDirError": "vqa.errors",
+    "evaluate_run": "vqa.evaluation", "normalize_answer": "vqa.evaluation",
+    "score_predictions": "vqa.evaluation", "score_results_file": "vqa.evaluation",
+    "vqa_accuracy": "vqa.evaluation",
+    "build_model": "vqa.models",
+    "train": "vqa.training",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'vqa' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from vqa.answering import Answerer, AnswerResult
+    from vqa.config import Config, ModelConfig, TrainConfig, load_config
+    from vqa.data.dataset import PreparedDataset
+    from vqa.errors import (ConfigError, DatasetError, ImageError, QuestionError,
+                            RunDirError, VQAError)
+    from vqa.evaluation import (evaluate_run, normalize_answer, score_predictions,
+                                score_results_file, vqa_accuracy)
+    from vqa.models import build_model
+    from vqa.training import train

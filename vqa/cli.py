@@ -71,6 +71,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from data_prep.easy_vqa import prepare
     from data_prep.common import report
     from vqa.answering import Answerer
+    from vqa.config import Config
     from vqa.data.dataset import PreparedDataset
     from vqa.errors import DatasetError
     from vqa.evaluation import evaluate_run, format_metrics
@@ -90,7 +91,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if (run / "training.json").is_file():
         print("    already trained; delete the run directory to train again")
     else:
-        summary = train(data_dir, run)
+        config = Config() if args.epochs is None else Config().replace(epochs=args.epochs)
+        summary = train(data_dir, run, config)
         print(f"    best epoch {summary['best_epoch']}: validation accuracy "
               f"{summary['best_val_vqa_score']:.2f}%, {summary['seconds_per_epoch']:.1f} s/epoch")
 
@@ -101,12 +103,16 @@ def cmd_demo(args: argparse.Namespace) -> None:
     test = dataset.split("test")
     image_id = test["image_id"].iloc[0]
     answerer = Answerer.load(run)
+    print(f"    image: {dataset.image_path(image_id)}")
     for _, row in test[test["image_id"] == image_id].head(2).iterrows():
         result = answerer.answer(dataset.image_path(image_id), row["question"])
-        print(f"    {dataset.image_path(image_id)}\n    {_format_answer(result)}"
-              f"    (true answer: {row['answer']})")
+        print(_indent(_format_answer(result)) + f"\n    (true answer: {row['answer']})")
     print(f"\nTry it yourself:\n    vqa ask {run} {dataset.image_path(image_id)} "
           '"what shape is in the image?"')
+
+
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.splitlines())
 
 
 def _format_answer(result) -> str:
@@ -158,13 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="prepare easy-VQA, train, evaluate and answer, end to end")
     p.add_argument("--out", default="vqa-demo", help="where the data and the run go")
+    p.add_argument("--epochs", type=int, help="train for fewer epochs than the default (quick look)")
     p.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up noise out
+    # TensorFlow's C++ start-up chatter (CPU features, oneDNN notes) is not for users;
+    # Python exceptions still surface. Set before the first Keras import.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
         args.func(args)

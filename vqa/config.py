@@ -18,6 +18,7 @@ from vqa.errors import ConfigError
 FUSIONS = ("concat", "elementwise")
 QUESTION_ENCODERS = ("lstm",)
 IMAGE_ENCODERS = ("small_cnn",)
+LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -26,12 +27,12 @@ class ModelConfig:
 
     image_size: int = 64  # images are resized to image_size x image_size RGB
     image_encoder: str = "small_cnn"
-    cnn_filters: tuple[int, ...] = (32, 32, 64, 64)  # one conv block (conv, pool /2) per entry
+    cnn_filters: tuple[int, ...] = (16, 32, 64, 64)  # one conv block (conv, pool /2) per entry
     image_dim: int = 256  # image vector size after pooling the grid
     question_encoder: str = "lstm"
     embedding_dim: int = 64
     question_dim: int = 128  # LSTM units
-    max_question_length: int = 20  # longer questions are truncated, with a warning
+    max_question_length: int = 14  # longer questions are truncated, with a warning
     fusion: str = "elementwise"  # concat | elementwise
     fusion_dim: int = 256
     dropout: float = 0.2
@@ -61,9 +62,10 @@ class TrainConfig:
     """How to fit: optimisation, stopping, the validation carve-out."""
 
     batch_size: int = 64
-    epochs: int = 8
+    epochs: int = 10
     learning_rate: float = 1e-3
-    early_stopping_patience: int = 2  # epochs without val improvement before stopping
+    learning_rate_schedule: str = "cosine"  # constant | cosine (decays to 0 over `epochs`)
+    early_stopping_patience: int = 3  # epochs without val improvement before stopping
     validation_fraction: float = 0.1  # of training *images*, held out for model selection
     max_answers: int = 1000  # answer vocabulary: the most frequent training answers
     min_word_count: int = 1  # rarer question words map to the unknown token
@@ -72,6 +74,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         for name in ("batch_size", "epochs", "max_answers", "min_word_count"):
             _check_positive(name, getattr(self, name))
+        _check_choice("learning_rate_schedule", self.learning_rate_schedule,
+                      LEARNING_RATE_SCHEDULES)
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0. Received: {self.learning_rate}")
         if self.early_stopping_patience < 0:

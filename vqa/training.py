@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,10 +73,12 @@ def encode_split(dataset: PreparedDataset, questions: pd.DataFrame, images: np.n
 
 
 class RunCheckpoint(keras.callbacks.Callback):
-    """Saves the best model, a resumable last state each epoch, and stops on a plateau.
+    """Per epoch: logs history.csv, saves the best model and a resumable last state,
+    and stops on a plateau.
 
-    Writes go to a temporary file first, then a rename, so a crash never leaves a
-    half-written model behind.
+    Every write goes to a temporary file first, then a rename, so a crash never
+    leaves a half-written file behind; the state is written last, so a resumed run
+    redoes at most the epoch that was cut short.
     """
 
     def __init__(self, run: Path, patience: int, state: dict | None = None):
@@ -90,11 +93,12 @@ class RunCheckpoint(keras.callbacks.Callback):
         self.epoch_start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
+        logs = dict(logs or {})
         logs["seconds"] = round(time.perf_counter() - self.epoch_start, 2)
         value = logs.get(MONITOR)
         if value is None:
             raise RunDirError(f"Training logs lack {MONITOR}; got {sorted(logs)}")
+        _append_history(self.run / files.HISTORY, epoch, logs)
         s = self.state
         if value > s["best"]:
             s.update(best=float(value), best_epoch=epoch, wait=0)
@@ -110,12 +114,16 @@ class RunCheckpoint(keras.callbacks.Callback):
 
 
 def train(data_dir: str | Path, out: str | Path, config: Config | str | Path | None = None,
-          *, verbose: str | int = "auto", overwrite: bool = False) -> dict:
+          *, verbose: int | None = None, overwrite: bool = False) -> dict:
     """Train a model on the train split of a prepared dataset; return the summary.
 
     Re-running the same command after a crash resumes from the last finished epoch.
     `out` ends up holding everything answering needs (see vqa.run_dir).
+    `verbose` is passed to `fit`; by default a progress bar on a terminal and one
+    line per epoch otherwise (logs, CI).
     """
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
     if not isinstance(config, Config):
         config = load_config(config)
     run = Path(out)
@@ -149,22 +157,19 @@ def train(data_dir: str | Path, out: str | Path, config: Config | str | Path | N
 
     if state is None:
         model = build_model(config.model, len(words), len(answers))
-        model.compile(optimizer=keras.optimizers.Adam(config.train.learning_rate),
+        model.compile(optimizer=keras.optimizers.Adam(_learning_rate(config, len(fit.batches))),
                       loss=soft_crossentropy, metrics=[vqa_score])
         initial_epoch = 0
     else:
         model = keras.models.load_model(run / files.CHECKPOINT_DIR / "last.keras")
         initial_epoch = state["next_epoch"]
-        _truncate_history(run / files.HISTORY, initial_epoch)
         log.info("resuming %s at epoch %d (best so far %.4f at epoch %d)", run,
                  initial_epoch + 1, state["best"], state["best_epoch"] + 1)
 
     checkpoint = RunCheckpoint(run, config.train.early_stopping_patience, state)
     start = time.perf_counter()
     model.fit(fit.batches, validation_data=val.batches, epochs=config.train.epochs,
-              initial_epoch=initial_epoch, verbose=verbose,
-              callbacks=[checkpoint, keras.callbacks.CSVLogger(str(run / files.HISTORY),
-                                                              append=initial_epoch > 0)])
+              initial_epoch=initial_epoch, verbose=verbose, callbacks=[checkpoint])
     history = pd.read_csv(run / files.HISTORY)
     summary = {
         "best_epoch": checkpoint.state["best_epoch"] + 1,
@@ -183,6 +188,13 @@ def train(data_dir: str | Path, out: str | Path, config: Config | str | Path | N
     _write_json_atomic(summary, run / files.TRAINING)
     shutil.rmtree(run / files.CHECKPOINT_DIR, ignore_errors=True)
     return summary
+
+
+def _learning_rate(config: Config, steps_per_epoch: int):
+    if config.train.learning_rate_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            config.train.learning_rate, decay_steps=steps_per_epoch * config.train.epochs)
+    return config.train.learning_rate
 
 
 def _prepare_run_dir(run: Path, config: Config, overwrite: bool) -> dict | None:
@@ -205,10 +217,15 @@ def _prepare_run_dir(run: Path, config: Config, overwrite: bool) -> dict | None:
     return None
 
 
-def _truncate_history(path: Path, epochs: int) -> None:
+def _append_history(path: Path, epoch: int, logs: dict) -> None:
+    """Add this epoch's row, replacing rows of this or later epochs left by a crash."""
+    row = pd.DataFrame([{"epoch": epoch, **{k: float(v) for k, v in sorted(logs.items())}}])
     if path.is_file():
-        history = pd.read_csv(path)
-        history[history["epoch"] < epochs].to_csv(path, index=False)
+        old = pd.read_csv(path)
+        row = pd.concat([old[old["epoch"] < epoch], row], ignore_index=True)
+    tmp = path.with_name(path.name + ".tmp")
+    row.to_csv(tmp, index=False)
+    os.replace(tmp, path)
 
 
 def _save_atomic(model: keras.Model, path: Path) -> None:

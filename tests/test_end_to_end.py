@@ -1,0 +1,201 @@
+"""The real path on tiny generated data: prepare -> train -> evaluate -> answer."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import TINY_CONFIG, draw_shape
+from vqa import Answerer, evaluate_run, run_dir as files
+from vqa.cli import main
+from vqa.config import save_config
+from vqa.errors import DatasetError, ImageError, QuestionError, RunDirError
+from vqa.training import RunCheckpoint, train
+
+
+def test_run_dir_holds_everything_answering_needs(tiny_run):
+    run, summary = tiny_run
+    for name in (*files.NEEDED_TO_ANSWER, files.HISTORY, files.TRAINING,
+                 files.VALIDATION_IMAGES):
+        assert (run / name).is_file(), name
+    assert not (run / files.CHECKPOINT_DIR).exists()
+    history = pd.read_csv(run / files.HISTORY)
+    assert history["epoch"].tolist() == [0, 1]
+    assert {"loss", "val_loss", "vqa_score", "val_vqa_score", "seconds"} <= set(history)
+    assert summary["best_epoch"] in (1, 2) and summary["n_answers"] == 6
+
+
+def test_validation_images_are_held_out_of_fitting(tiny_run, tiny_dataset):
+    run, summary = tiny_run
+    val_images = set(json.loads((run / files.VALIDATION_IMAGES).read_text()))
+    train = tiny_dataset.split("train")
+    assert val_images and val_images < set(train["image_id"])
+    assert summary["n_val_questions"] == train["image_id"].isin(val_images).sum()
+    assert summary["n_fit_questions"] == len(train) - summary["n_val_questions"]
+
+
+def test_evaluate_writes_metrics_and_official_results(tiny_run, tiny_dataset):
+    run, _ = tiny_run
+    metrics = evaluate_run(run, tiny_dataset.root, "test")
+    test = tiny_dataset.split("test")
+    assert metrics["n_questions"] == len(test)
+    assert set(metrics["per_question_type"]) == set(test["question_type"])
+    assert set(metrics["per_answer_type"]) == {"yes/no", "other"}
+    assert json.loads((run / files.METRICS).read_text()) == metrics
+    results = json.loads((run / files.PREDICTIONS).read_text())
+    assert sorted(r["question_id"] for r in results) == sorted(test["question_id"])
+    assert all(isinstance(r["answer"], str) for r in results)
+    # Scoring the written results file gives the same numbers.
+    from vqa.evaluation import score_results_file
+    assert score_results_file(tiny_dataset.root, "test", run / files.PREDICTIONS) == metrics
+
+
+def test_answerer_accepts_path_pil_and_array(tiny_run, tmp_path):
+    run, _ = tiny_run
+    answerer = Answerer.load(run)
+    img = draw_shape("red", "circle")
+    img.save(tmp_path / "x.png")
+    results = [answerer.answer(image, "what color is the shape?", top_k=3)
+               for image in (tmp_path / "x.png", str(tmp_path / "x.png"), img, np.asarray(img),
+                             img.resize((200, 100)), img.convert("L"))]
+    for r in results:
+        assert r.answer == r.top_k[0][0] and r.probability == r.top_k[0][1]
+        assert len(r.top_k) == 3 and 0 < r.probability <= 1
+        probs = [p for _, p in r.top_k]
+        assert probs == sorted(probs, reverse=True)
+    # The same pixels give the same answer whatever the container.
+    assert results[0].top_k == results[1].top_k
+    assert [a for a, _ in results[0].top_k] == [a for a, _ in results[2].top_k]
+    np.testing.assert_allclose([p for _, p in results[0].top_k],
+                               [p for _, p in results[3].top_k], rtol=1e-5)
+
+
+def test_unknown_words_and_long_questions(tiny_run, caplog):
+    answerer = Answerer.load(tiny_run[0])
+    img = draw_shape("blue", "rectangle")
+    r = answerer.answer(img, "  WHAT colour is the Zorblax?? ")
+    assert r.unknown_words == ["colour", "zorblax"]
+    with caplog.at_level("WARNING"):
+        answerer.answer(img, "is there a red shape " * 5)
+    assert "more than 8 words" in caplog.text
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda d: d / "missing.png", ImageError, "Image not found"),
+    (lambda d: (d / "notes.txt").write_text("hello") and d / "notes.txt", ImageError,
+     "Cannot read image"),
+    (lambda d: (d / "empty.png").write_bytes(b"") or d / "empty.png", ImageError,
+     "Cannot read image"),
+    (lambda d: d, ImageError, "directory"),
+])
+def test_bad_images_are_clear_errors(tiny_run, tmp_path, make, error, match):
+    answerer = Answerer.load(tiny_run[0])
+    with pytest.raises(error, match=match):
+        answerer.answer(make(tmp_path), "what color is the shape?")
+
+
+def test_truncated_image_is_a_clear_error(tiny_run, tmp_path):
+    draw_shape("red", "circle", size=200).save(tmp_path / "full.jpg", quality=95)
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match="cut.jpg"):
+        Answerer.load(tiny_run[0]).answer(tmp_path / "cut.jpg", "what shape?")
+
+
+@pytest.mark.parametrize("question", ["", "   ", None])
+def test_empty_question_is_a_clear_error(tiny_run, question):
+    with pytest.raises(QuestionError, match="empty"):
+        Answerer.load(tiny_run[0]).answer(draw_shape("red", "circle"), question)
+
+
+def test_bad_array_is_a_clear_error(tiny_run):
+    with pytest.raises(ImageError, match="uint8"):
+        Answerer.load(tiny_run[0]).answer(np.zeros((4, 4, 3), "float64"), "what?")
+
+
+def test_not_a_run_dir(tmp_path):
+    with pytest.raises(RunDirError, match="does not exist"):
+        Answerer.load(tmp_path / "nope")
+    with pytest.raises(RunDirError, match="lacks model.keras"):
+        Answerer.load(tmp_path)
+
+
+def test_resume_after_a_crash(tiny_dataset, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    original = RunCheckpoint.on_epoch_end
+
+    def crash_after_first_epoch(self, epoch, logs=None):
+        original(self, epoch, logs)
+        if epoch == 0:
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(RunCheckpoint, "on_epoch_end", crash_after_first_epoch)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tiny_dataset.root, run, TINY_CONFIG, verbose=0)
+    assert (run / files.CHECKPOINT_DIR / "state.json").is_file()
+    assert (run / files.MODEL).is_file()  # the best epoch so far is already saved
+    monkeypatch.setattr(RunCheckpoint, "on_epoch_end", original)
+
+    summary = train(tiny_dataset.root, run, TINY_CONFIG, verbose=0)
+    history = pd.read_csv(run / files.HISTORY)
+    assert history["epoch"].tolist() == [0, 1]  # epoch 0 not redone, epoch 1 added
+    assert summary["epochs_run"] == 2
+    assert not (run / files.CHECKPOINT_DIR).exists()
+
+
+def test_resume_with_another_config_is_refused(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    (run / files.CHECKPOINT_DIR).mkdir(parents=True)
+    (run / files.CHECKPOINT_DIR / "state.json").write_text("{}")
+    save_config(TINY_CONFIG.replace(epochs=9), run / files.CONFIG)
+    with pytest.raises(Exception, match="different config"):
+        train(tiny_dataset.root, run, TINY_CONFIG, verbose=0)
+
+
+def test_finished_run_is_not_overwritten(tiny_run, tiny_dataset):
+    with pytest.raises(RunDirError, match="already exists"):
+        train(tiny_dataset.root, tiny_run[0], TINY_CONFIG, verbose=0)
+
+
+def test_cli_train_evaluate_score_ask(tiny_dataset, tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    save_config(TINY_CONFIG.replace(epochs=1), config)
+    run = tmp_path / "run"
+    assert main(["train", str(tiny_dataset.root), "--config", str(config),
+                 "--out", str(run)]) == 0
+    assert "best epoch 1 of 1" in capsys.readouterr().out
+
+    assert main(["evaluate", str(run), str(tiny_dataset.root), "--split", "test",
+                 "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics == json.loads((run / files.METRICS).read_text())
+
+    assert main(["score", str(tiny_dataset.root), "--split", "test", "--results",
+                 str(run / files.PREDICTIONS), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == metrics
+
+    image = tiny_dataset.image_path(tiny_dataset.split("test")["image_id"].iloc[0])
+    assert main(["ask", str(run), str(image), "What color is the shape?", "--top-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Q: What color is the shape?\nA: ") and " 2. " in out
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["ask", "{run}", "{tmp}/missing.png", "what?"], "Image not found"),
+    (["ask", "{run}", "{image}", "  "], "question is empty"),
+    (["ask", "{tmp}", "{image}", "what?"], "Not a trained run directory"),
+    (["evaluate", "{run}", "{tmp}", "--split", "test"], "Not a prepared dataset"),
+    (["evaluate", "{run}", "{data}", "--split", "val2014"], "Split 'val2014' not found"),
+    (["score", "{data}", "--results", "{tmp}/none.json"], "Results file not found"),
+    (["prepare", "clevr", "--out", "{tmp}/x"], "Unknown source 'clevr'"),
+    (["train", "{data}", "--config", "{tmp}/none.yaml", "--out", "{tmp}/r"],
+     "Config file not found"),
+])
+def test_cli_errors_are_one_line(tiny_run, tiny_dataset, tmp_path, capsys, argv, match):
+    image = tiny_dataset.image_path(tiny_dataset.split("test")["image_id"].iloc[0])
+    fields = {"run": tiny_run[0], "tmp": tmp_path, "image": image, "data": tiny_dataset.root}
+    assert main([a.format(**fields) for a in argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and match in err[0], err

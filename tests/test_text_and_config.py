@@ -1,0 +1,68 @@
+import pytest
+
+from vqa.config import Config, ModelConfig, TrainConfig, load_config, save_config
+from vqa.data.text import PAD, UNK, Vocabulary, tokenize
+from vqa.errors import ConfigError
+
+
+def test_tokenize_ignores_case_punctuation_and_spaces():
+    assert tokenize("  Is there NOT a blue shape?? ") == ["is", "there", "not", "a", "blue",
+                                                          "shape"]
+    assert tokenize("What's the color,of it!") == ["what's", "the", "color", "of", "it"]
+    assert tokenize("?!") == []
+
+
+def test_question_vocabulary_reserves_pad_and_unknown():
+    vocab = Vocabulary.for_questions(["is it red?", "is it blue?"])
+    assert vocab.tokens[:2] == [PAD, UNK]
+    encoded = vocab.encode_question("Is it GREEN?", max_length=5)
+    assert encoded.ids.tolist() == [vocab.index["is"], vocab.index["it"], 1, 0, 0]
+    assert encoded.unknown_words == ["green"] and not encoded.truncated
+    long = vocab.encode_question("is it red is it blue is it", max_length=4)
+    assert long.truncated and len(long.ids) == 4
+
+
+def test_min_count_drops_rare_words():
+    vocab = Vocabulary.for_questions(["red red blue"], min_count=2)
+    assert "red" in vocab and "blue" not in vocab
+
+
+def test_answer_vocabulary_ranks_by_frequency_then_name(tmp_path):
+    vocab = Vocabulary.for_answers(["no", "yes", "yes", "red", "blue", "no"], max_size=3)
+    assert vocab.tokens == ["no", "yes", "blue"]
+    vocab.save(tmp_path / "a.json")
+    assert Vocabulary.load(tmp_path / "a.json").tokens == vocab.tokens
+
+
+def test_config_round_trips_through_yaml(tmp_path):
+    config = Config(ModelConfig(fusion="concat", cnn_filters=(8, 16)), TrainConfig(epochs=3))
+    save_config(config, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == config
+
+
+def test_partial_config_file_keeps_defaults(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model:\n  fusion: concat\n")
+    config = load_config(path)
+    assert config.model.fusion == "concat" and config.train == TrainConfig()
+
+
+@pytest.mark.parametrize("text, match", [
+    ("model:\n  fusion: sum\n", r"Expected one of \['concat', 'elementwise'\]"),
+    ("model:\n  fusoin: concat\n", r"Unknown ModelConfig key\(s\) \['fusoin'\]"),
+    ("training:\n  epochs: 2\n", "Unknown config section"),
+    ("train:\n  validation_fraction: 1.5\n", "validation_fraction"),
+    ("model:\n  image_size: 50\n", "divisible"),
+    ("- a\n- b\n", "mapping"),
+    ("model: [\n", "not valid YAML"),
+])
+def test_bad_config_names_the_problem(tmp_path, text, match):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_config(path)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
