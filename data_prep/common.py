@@ -52,12 +52,20 @@ def write_prepared(out: str | Path, *, name: str, source: str, questions: pd.Dat
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         PreparedDataset.load(tmp)  # the reader's validation is the contract
         if out.exists():
-            shutil.rmtree(out)
+            _remove_prepared(out)
         os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return PreparedDataset.load(out)
+
+
+def _remove_prepared(out: Path) -> None:
+    """Delete an earlier prepared dataset; refuse to delete a directory that is not one."""
+    if any(out.iterdir()) and not (out / "meta.json").is_file():
+        raise DatasetError(f"Refusing to overwrite {out}: it is not a prepared dataset "
+                           "(no meta.json). Choose another --out.")
+    shutil.rmtree(out)
 
 
 def report(dataset: PreparedDataset) -> str:

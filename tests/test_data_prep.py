@@ -24,7 +24,8 @@ def test_easy_vqa_counts(easy_vqa_dataset):
     # Copied images are readable where images.parquet says they are.
     first = ds.images.index[0]
     assert ds.image_path(first).is_file()
-    assert ds.load_images([first], 64).shape == (1, 64, 64, 3)
+    pixels, rows = ds.load_images([first], 64)
+    assert pixels.shape == (1, 64, 64, 3) and rows == {first: 0}
 
 
 def test_easy_vqa_splits_do_not_share_images(easy_vqa_dataset):
@@ -120,3 +121,14 @@ def test_module_entry_point(tmp_path, capsys):
     assert "38575 questions" in capsys.readouterr().out
     assert easy_vqa_main(["--out", str(tmp_path / "ev")]) == 1  # exists, no --overwrite
     assert "already exists" in capsys.readouterr().err
+
+
+def test_overwrite_refuses_a_directory_that_is_not_a_dataset(tmp_path):
+    questions, images = _tables()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "thesis.tex").write_text("precious")
+    with pytest.raises(DatasetError, match="Refusing to overwrite"):
+        write_prepared(tmp_path / "out", name="t", source="t", questions=questions,
+                       images=images, overwrite=True)
+    assert (tmp_path / "out" / "thesis.tex").read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # temp dir cleaned up

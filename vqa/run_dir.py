@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from vqa.errors import RunDirError
@@ -18,6 +19,8 @@ PREDICTIONS = "predictions.json"
 CHECKPOINT_DIR = "checkpoint"  # resumable state while training; removed when done
 
 NEEDED_TO_ANSWER = (MODEL, CONFIG, QUESTION_VOCAB, ANSWER_VOCAB)
+ALL_FILES = (MODEL, CONFIG, QUESTION_VOCAB, ANSWER_VOCAB, HISTORY, TRAINING, VALIDATION_IMAGES,
+             METRICS, PREDICTIONS)
 
 
 def check_run_dir(path: str | Path) -> Path:
@@ -31,3 +34,26 @@ def check_run_dir(path: str | Path) -> Path:
         raise RunDirError(f"Not a trained run directory: {path} lacks {', '.join(missing)}. "
                           "Train one with `vqa train`.")
     return path
+
+
+def clear_run_dir(path: str | Path) -> None:
+    """Delete what a run wrote in `path`, and refuse if anything else is there.
+
+    Only our own files are removed, so `--overwrite` pointed at the wrong directory
+    deletes nothing of the user's.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        return
+    ours = set(ALL_FILES) | {CHECKPOINT_DIR}
+    entries = list(path.iterdir())
+    # Temporary files of an interrupted atomic write are ours too (model.tmp.keras, ...).
+    others = sorted(p.name for p in entries if p.name not in ours and ".tmp" not in p.name)
+    if others:
+        raise RunDirError(f"Refusing to overwrite {path}: it holds files that are not a vqa "
+                          f"run's ({', '.join(others[:5])}). Choose another --out.")
+    for entry in entries:
+        if entry.is_dir():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()

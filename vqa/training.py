@@ -57,18 +57,17 @@ def build_vocabularies(questions: pd.DataFrame, config: Config) -> tuple[Vocabul
     return words, answers
 
 
-def encode_split(dataset: PreparedDataset, questions: pd.DataFrame, images: np.ndarray,
-                 image_rows: dict[str, int], words: Vocabulary, answers: Vocabulary,
-                 config: Config, shuffle: bool, drop_unanswerable: bool) -> SplitData:
+def encode_split(questions: pd.DataFrame, images: np.ndarray, image_rows: dict[str, int],
+                 words: Vocabulary, answers: Vocabulary, config: Config, *, shuffle: bool,
+                 drop_unanswerable: bool) -> SplitData:
     targets = encode_targets(questions["answers"], answers)
     if drop_unanswerable:
         # A question none of whose answers is in the vocabulary teaches nothing.
         keep = np.asarray(targets.sum(axis=1)).ravel() > 0
         questions, targets = questions[keep].reset_index(drop=True), targets[keep]
-    tokens = words.encode_questions(questions["question"], config.model.max_question_length)
-    index = questions["image_id"].map(image_rows).to_numpy()
-    batches = VQABatches(images, index, tokens, targets, config.train.batch_size,
-                         shuffle=shuffle, seed=config.train.seed)
+    batches = VQABatches.from_questions(
+        questions, images, image_rows, words, config.model.max_question_length, targets,
+        batch_size=config.train.batch_size, shuffle=shuffle, seed=config.train.seed)
     return SplitData(questions, batches)
 
 
@@ -113,9 +112,12 @@ class RunCheckpoint(keras.callbacks.Callback):
         _write_json_atomic(s, self.run / files.CHECKPOINT_DIR / "state.json")
 
 
-def train(data_dir: str | Path, out: str | Path, config: Config | str | Path | None = None,
+def train(data: str | Path | PreparedDataset, out: str | Path,
+          config: Config | str | Path | None = None,
           *, verbose: int | None = None, overwrite: bool = False) -> dict:
-    """Train a model on the train split of a prepared dataset; return the summary.
+    """Train a model on the train split of a prepared dataset (or its directory).
+
+    Returns the summary also written to RUN_DIR/training.json.
 
     Re-running the same command after a crash resumes from the last finished epoch.
     `out` ends up holding everything answering needs (see vqa.run_dir).
@@ -128,11 +130,11 @@ def train(data_dir: str | Path, out: str | Path, config: Config | str | Path | N
         config = load_config(config)
     run = Path(out)
     state = _prepare_run_dir(run, config, overwrite)
-    dataset = PreparedDataset.load(data_dir)
+    dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
     keras.utils.set_random_seed(config.train.seed)
 
-    fit_q, val_q = split_by_image(dataset.split("train"), config.train.validation_fraction,
-                                  config.train.seed)
+    train_q = dataset.split("train")
+    fit_q, val_q = split_by_image(train_q, config.train.validation_fraction, config.train.seed)
     if state is None:
         words, answers = build_vocabularies(fit_q, config)
         words.save(run / files.QUESTION_VOCAB)
@@ -143,13 +145,12 @@ def train(data_dir: str | Path, out: str | Path, config: Config | str | Path | N
         words = Vocabulary.load(run / files.QUESTION_VOCAB)
         answers = Vocabulary.load(run / files.ANSWER_VOCAB)
 
-    image_ids = sorted(dataset.split("train")["image_id"].unique())
+    image_ids = sorted(train_q["image_id"].unique())
     log.info("loading %d training images", len(image_ids))
-    images = dataset.load_images(image_ids, config.model.image_size)
-    rows = {image_id: i for i, image_id in enumerate(image_ids)}
-    fit = encode_split(dataset, fit_q, images, rows, words, answers, config,
+    images, rows = dataset.load_images(image_ids, config.model.image_size)
+    fit = encode_split(fit_q, images, rows, words, answers, config,
                        shuffle=True, drop_unanswerable=True)
-    val = encode_split(dataset, val_q, images, rows, words, answers, config,
+    val = encode_split(val_q, images, rows, words, answers, config,
                        shuffle=False, drop_unanswerable=False)
     log.info("fit on %d questions (%d images), validate on %d questions (%d images); "
              "%d words, %d answers", len(fit.questions), fit_q["image_id"].nunique(),
@@ -162,7 +163,8 @@ def train(data_dir: str | Path, out: str | Path, config: Config | str | Path | N
         initial_epoch = 0
     else:
         model = keras.models.load_model(run / files.CHECKPOINT_DIR / "last.keras")
-        initial_epoch = state["next_epoch"]
+        # A run that had already stopped early only lacks its summary.
+        initial_epoch = config.train.epochs if state["stopped_early"] else state["next_epoch"]
         log.info("resuming %s at epoch %d (best so far %.4f at epoch %d)", run,
                  initial_epoch + 1, state["best"], state["best_epoch"] + 1)
 
@@ -200,9 +202,8 @@ def _learning_rate(config: Config, steps_per_epoch: int):
 def _prepare_run_dir(run: Path, config: Config, overwrite: bool) -> dict | None:
     """Create `run`, or find the state to resume from. Returns that state or None."""
     state_file = run / files.CHECKPOINT_DIR / "state.json"
-    if run.exists() and (overwrite or ((run / files.CHECKPOINT_DIR).is_dir()
-                                       and not state_file.is_file())):
-        shutil.rmtree(run)  # asked to, or a run that crashed before its first epoch ended
+    if overwrite or ((run / files.CHECKPOINT_DIR).is_dir() and not state_file.is_file()):
+        files.clear_run_dir(run)  # asked to, or a run that crashed before its first epoch
     if state_file.is_file():
         saved = load_config(run / files.CONFIG)
         if saved != config:

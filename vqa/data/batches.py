@@ -7,6 +7,7 @@ from typing import Sequence
 
 import keras
 import numpy as np
+import pandas as pd
 from scipy import sparse
 
 from vqa.data.text import Vocabulary
@@ -52,6 +53,15 @@ class VQABatches(keras.utils.PyDataset):
         self.order = np.arange(len(questions))
         if shuffle:
             self.rng.shuffle(self.order)
+
+    @classmethod
+    def from_questions(cls, questions: pd.DataFrame, images: np.ndarray,
+                       image_rows: dict[str, int], words: Vocabulary, max_length: int,
+                       targets: sparse.csr_matrix | None = None, **kwargs) -> "VQABatches":
+        """Batches for the rows of a questions table whose images are rows of `images`."""
+        tokens = words.encode_questions(questions["question"], max_length)
+        index = questions["image_id"].map(image_rows).to_numpy()
+        return cls(images, index, tokens, targets, **kwargs)
 
     def __len__(self) -> int:
         return math.ceil(len(self.order) / self.batch_size)

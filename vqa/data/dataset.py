@@ -85,8 +85,12 @@ class PreparedDataset:
     def image_path(self, image_id: str) -> Path:
         return self.image_root / self.images.at[image_id, "path"]
 
-    def load_images(self, image_ids: Sequence[str], size: int) -> np.ndarray:
-        """Decode and resize images into one [n, size, size, 3] uint8 array."""
+    def load_images(self, image_ids: Sequence[str], size: int) -> tuple[np.ndarray, dict[str, int]]:
+        """Decode and resize images into one [n, size, size, 3] uint8 array.
+
+        Returns the array and the row of each image_id in it.
+        """
+        image_ids = list(image_ids)
         out = np.empty((len(image_ids), size, size, 3), dtype=np.uint8)
         start = time.perf_counter()
         for i, image_id in enumerate(image_ids):
@@ -99,7 +103,7 @@ class PreparedDataset:
             if (i + 1) % 2000 == 0:
                 log.info("loaded %d/%d images (%.1fs)", i + 1, len(image_ids),
                          time.perf_counter() - start)
-        return out
+        return out, {image_id: i for i, image_id in enumerate(image_ids)}
 
 
 def validate_questions(df: pd.DataFrame, path: Path) -> None:

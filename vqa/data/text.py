@@ -14,8 +14,17 @@ from typing import Iterable
 
 import numpy as np
 
+from vqa.errors import QuestionError
+
 PAD, UNK = "<pad>", "<unk>"
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+
+
+def check_question(question: object) -> str:
+    """Return `question` if it is a non-empty string, else raise QuestionError."""
+    if not isinstance(question, str) or not question.strip():
+        raise QuestionError(f"The question is empty. Received: {question!r}")
+    return question
 
 
 def tokenize(question: str) -> list[str]:

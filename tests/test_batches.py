@@ -1,0 +1,42 @@
+import numpy as np
+import pandas as pd
+
+from vqa.data.batches import VQABatches, encode_targets
+from vqa.data.text import Vocabulary
+
+
+def test_encode_targets_are_sparse_vqa_scores():
+    answers = Vocabulary(["yes", "no", "2"])
+    targets = encode_targets([["yes"], ["two"] * 3 + ["no"] * 7, ["maybe"]], answers)
+    dense = targets.toarray()
+    np.testing.assert_allclose(dense[0], [1, 0, 0])
+    np.testing.assert_allclose(dense[1], [0, 1.0, 0.9])  # "two" is normalised to "2"
+    np.testing.assert_allclose(dense[2], [0, 0, 0])  # out of vocabulary: no target
+
+
+def test_batches_gather_each_question_with_its_image():
+    images = np.arange(3)[:, None, None, None] * np.ones((3, 2, 2, 3), "uint8")
+    questions = pd.DataFrame({"image_id": ["c", "a", "b", "a", "c"],
+                              "question": ["is it", "it is", "is", "it", "is it is"]})
+    words = Vocabulary.for_questions(questions["question"])
+    batches = VQABatches.from_questions(questions, images, {"a": 0, "b": 1, "c": 2}, words,
+                                        max_length=3, batch_size=2)
+    assert len(batches) == 3
+    (x,) = batches[0]
+    assert x["image"][:, 0, 0, 0].tolist() == [2, 0]
+    assert x["question"].shape == (2, 3)
+    (last,) = batches[2]
+    assert len(last["image"]) == 1 and last["image"][0, 0, 0, 0] == 2
+
+
+def test_shuffled_batches_cover_every_question_once_per_epoch():
+    n = 10
+    images = np.zeros((1, 2, 2, 3), "uint8")
+    questions = np.arange(n, dtype="int32")[:, None]
+    targets = encode_targets([["yes"]] * n, Vocabulary(["yes"]))
+    batches = VQABatches(images, np.zeros(n, int), questions, targets, batch_size=4,
+                         shuffle=True, seed=3)
+    for _ in range(2):
+        seen = np.concatenate([batches[i][0]["question"][:, 0] for i in range(len(batches))])
+        assert sorted(seen.tolist()) == list(range(n))
+        batches.on_epoch_end()
