@@ -15,8 +15,6 @@ from pathlib import Path
 
 from vqa.errors import VQAError
 
-log = logging.getLogger("vqa")
-
 
 def _prepare_sources() -> dict:
     from data_prep import easy_vqa
@@ -38,8 +36,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from vqa.data.dataset import PreparedDataset
 
     config = load_config(args.config)
-    if args.epochs is not None:
-        config = config.replace(epochs=args.epochs)
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
+    config = config.replace(**overrides)
     dataset = PreparedDataset.load(args.data)  # checked before TensorFlow loads
     from vqa.training import train
 
@@ -83,6 +81,7 @@ def cmd_ask(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from data_prep.easy_vqa import prepare
     from data_prep.common import report
+    from vqa import run_dir as files
     from vqa.answering import Answerer
     from vqa.config import Config
     from vqa.data.dataset import PreparedDataset
@@ -101,16 +100,16 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(report(dataset))
 
     print(f"2/4 train the default model -> {run}")
-    if (run / "training.json").is_file():
+    if (run / files.TRAINING).is_file():
         print("    already trained; delete the run directory to train again")
     else:
         config = Config() if args.epochs is None else Config().replace(epochs=args.epochs)
-        summary = train(data_dir, run, config)
+        summary = train(dataset, run, config)
         print(f"    best epoch {summary['best_epoch']}: validation accuracy "
               f"{summary['best_val_vqa_score']:.2f}%, {summary['seconds_per_epoch']:.1f} s/epoch")
 
     print("3/4 evaluate on the test split (official VQA accuracy)")
-    print(format_metrics(evaluate_run(run, data_dir, "test")))
+    print(format_metrics(evaluate_run(run, dataset, "test")))
 
     print("4/4 ask questions about a test image")
     test = dataset.split("test")
@@ -151,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML config (default: built-in defaults)")
     p.add_argument("--out", required=True, help="run directory to create (or resume)")
     p.add_argument("--epochs", type=int, help="override train.epochs")
+    p.add_argument("--seed", type=int, help="override train.seed")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
     p.set_defaults(func=cmd_train)
 

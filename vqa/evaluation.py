@@ -207,14 +207,16 @@ def format_metrics(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate_run(run_dir: str | Path, data_dir: str | Path, split: str = "test") -> dict:
-    """Answer every question of `split` with a trained run and score the answers.
+def evaluate_run(run_dir: str | Path, data: str | Path | PreparedDataset,
+                 split: str = "test") -> dict:
+    """Answer every question of `split` of a prepared dataset (or its directory) with a
+    trained run, and score the answers.
 
     Writes RUN_DIR/metrics.json and RUN_DIR/predictions.json (official results format)
     and returns the metrics.
     """
     files.check_run_dir(run_dir)
-    dataset = PreparedDataset.load(data_dir)
+    dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
     questions = dataset.split(split)
     # Imported here, after the inputs are checked: it loads TensorFlow, which data_prep
     # (a user of the normaliser above) and `vqa score` never need.
