@@ -12,7 +12,7 @@ from typing import Callable
 
 import pandas as pd
 
-from vqa.data.dataset import FORMAT_VERSION, PreparedDataset
+from vqa.data.dataset import FORMAT_VERSION, IMAGE_COLUMNS, QUESTION_COLUMNS, PreparedDataset
 from vqa.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -25,21 +25,33 @@ def write_prepared(out: str | Path, *, name: str, source: str, questions: pd.Dat
     """Write a prepared dataset to `out`, all or nothing.
 
     Everything is written into a temporary sibling directory, validated by reading it
-    back, and only then renamed to `out`; a crash leaves no half-written `out`.
+    back, and only then renamed to `out`; a crash leaves either the old dataset or the
+    new one, never a half-written one.
 
     Args:
         questions, images: tables with the contract's columns.
         image_root: where image paths are relative to; a relative root is inside `out`.
         fill: called with the temporary directory to put files in it (e.g. images).
-        overwrite: replace an existing `out` instead of failing.
+        overwrite: replace an existing prepared dataset at `out` instead of failing.
     """
     out = Path(out)
     if out.exists() and not overwrite:
         raise DatasetError(f"Output directory already exists: {out}. "
                            "Choose another --out or pass --overwrite.")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir())
+                                              and not (out / "meta.json").is_file())):
+        raise DatasetError(f"Refusing to overwrite {out}: it is not a prepared dataset "
+                           "(no meta.json). Choose another --out.")
+    for table, columns, file in ((questions, QUESTION_COLUMNS, "questions.parquet"),
+                                 (images, IMAGE_COLUMNS, "images.parquet")):
+        missing = [c for c in columns if c not in table.columns]
+        if missing:
+            raise DatasetError(f"{out / file}: missing column(s) {missing}.")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    old = tmp.with_name(tmp.name + ".old")
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; a dataset is not
         if fill is not None:
             fill(tmp)
         questions.to_parquet(tmp / "questions.parquet", index=False)
@@ -50,22 +62,26 @@ def write_prepared(out: str | Path, *, name: str, source: str, questions: pd.Dat
         meta = {"name": name, "source": source, "format_version": FORMAT_VERSION,
                 "image_root": str(image_root), "counts": counts}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        PreparedDataset.load(tmp)  # the reader's validation is the contract
+        try:
+            PreparedDataset.load(tmp)  # the reader's validation is the contract
+        except DatasetError as exc:  # name the files where they were meant to be
+            raise DatasetError(str(exc).replace(str(tmp), str(out))) from None
         if out.exists():
-            _remove_prepared(out)
+            os.replace(out, old)  # set the old one aside; removed once the new one is in
         os.replace(tmp, out)
     except BaseException:
+        if old.exists() and not out.exists():
+            os.replace(old, out)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(old, ignore_errors=True)
     return PreparedDataset.load(out)
 
 
-def _remove_prepared(out: Path) -> None:
-    """Delete an earlier prepared dataset; refuse to delete a directory that is not one."""
-    if any(out.iterdir()) and not (out / "meta.json").is_file():
-        raise DatasetError(f"Refusing to overwrite {out}: it is not a prepared dataset "
-                           "(no meta.json). Choose another --out.")
-    shutil.rmtree(out)
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def report(dataset: PreparedDataset) -> str:

@@ -7,11 +7,14 @@ from vqa.data.text import Vocabulary
 
 def test_encode_targets_are_sparse_vqa_scores():
     answers = Vocabulary(["yes", "no", "2"])
-    targets = encode_targets([["yes"], ["two"] * 3 + ["no"] * 7, ["maybe"]], answers)
+    targets = encode_targets([["yes"], ["2"] * 3 + ["no"] * 7, ["maybe"],
+                              ["two"] * 3 + ["no"] * 7], answers)
     dense = targets.toarray()
     np.testing.assert_allclose(dense[0], [1, 0, 0])
-    np.testing.assert_allclose(dense[1], [0, 1.0, 0.9])  # "two" is normalised to "2"
+    np.testing.assert_allclose(dense[1], [0, 1.0, 0.9], rtol=1e-6)
     np.testing.assert_allclose(dense[2], [0, 0, 0])  # out of vocabulary: no target
+    # Human "two" is not mapped to "2" by the metric, so "2" would score 0 here.
+    np.testing.assert_allclose(dense[3], [0, 1.0, 0])
 
 
 def test_batches_gather_each_question_with_its_image():

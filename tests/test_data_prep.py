@@ -101,6 +101,7 @@ def test_existing_output_needs_overwrite(tmp_path):
     (lambda d: (d / "meta.json").unlink(), "meta.json is missing"),
     (lambda d: (d / "questions.parquet").write_text("junk"), "not a readable parquet"),
     (lambda d: (d / "meta.json").write_text("{"), "not valid JSON"),
+    (lambda d: (d / "meta.json").write_text("5"), "must hold a JSON object"),
 ])
 def test_damaged_dataset_is_a_clear_error(tmp_path, damage, match):
     questions, images = _tables()

@@ -1,6 +1,7 @@
 """The real path on tiny generated data: prepare -> train -> evaluate -> answer."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ from conftest import TINY_CONFIG, draw_shape
 from vqa import Answerer, evaluate_run, run_dir as files
 from vqa.cli import main
 from vqa.config import save_config
-from vqa.errors import DatasetError, ImageError, QuestionError, RunDirError
+from vqa.errors import ConfigError, DatasetError, ImageError, QuestionError, RunDirError
 from vqa.training import RunCheckpoint, train
 
 
@@ -115,6 +116,16 @@ def test_bad_array_is_a_clear_error(tiny_run):
         Answerer.load(tiny_run[0]).answer(np.zeros((4, 4, 3), "float64"), "what?")
 
 
+def test_corrupt_vocabulary_is_a_clear_error(tiny_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)
+    (run / files.ANSWER_VOCAB).write_text("{not json")
+    with pytest.raises(RunDirError, match="answer_vocab.json"):
+        Answerer.load(run)
+
+
 def test_not_a_run_dir(tmp_path):
     with pytest.raises(RunDirError, match="does not exist"):
         Answerer.load(tmp_path / "nope")
@@ -122,35 +133,102 @@ def test_not_a_run_dir(tmp_path):
         Answerer.load(tmp_path)
 
 
-def test_resume_after_a_crash(tiny_dataset, tmp_path, monkeypatch):
-    run = tmp_path / "run"
+def _crash_once(monkeypatch, when):
+    """Make RunCheckpoint.on_epoch_end raise once, at the point `when(epoch)` chooses."""
     original = RunCheckpoint.on_epoch_end
 
-    def crash_after_first_epoch(self, epoch, logs=None):
+    def crashing(self, epoch, logs=None):
+        when(self, epoch, logs, original)
+
+    monkeypatch.setattr(RunCheckpoint, "on_epoch_end", crashing)
+    return original
+
+
+def test_resume_after_a_crash(tiny_dataset, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+
+    def after_first_epoch(self, epoch, logs, original):
         original(self, epoch, logs)
         if epoch == 0:
             raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(RunCheckpoint, "on_epoch_end", crash_after_first_epoch)
+    original = _crash_once(monkeypatch, after_first_epoch)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(tiny_dataset.root, run, TINY_CONFIG, verbose=0)
-    assert (run / files.CHECKPOINT_DIR / "state.json").is_file()
-    assert (run / files.MODEL).is_file()  # the best epoch so far is already saved
+    state = json.loads((run / files.CHECKPOINT_DIR / files.STATE).read_text())
+    assert state["next_epoch"] == 1
+    assert (run / files.CHECKPOINT_DIR / state["best_file"]).is_file()
+    assert not (run / files.MODEL).exists()  # only a finished run has a model to answer with
+    first = pd.read_csv(run / files.HISTORY)
     monkeypatch.setattr(RunCheckpoint, "on_epoch_end", original)
 
     summary = train(tiny_dataset.root, run, TINY_CONFIG, verbose=0)
     history = pd.read_csv(run / files.HISTORY)
-    assert history["epoch"].tolist() == [0, 1]  # epoch 0 not redone, epoch 1 added
+    assert history["epoch"].tolist() == [0, 1]
+    assert history.loc[0, "seconds"] == first.loc[0, "seconds"]  # epoch 0 was not redone
     assert summary["epochs_run"] == 2
-    assert not (run / files.CHECKPOINT_DIR).exists()
+    assert (run / files.MODEL).is_file() and not (run / files.CHECKPOINT_DIR).exists()
+
+
+def test_crash_before_the_epoch_is_committed(tiny_dataset, tmp_path, monkeypatch):
+    """Models saved but state.json not yet written: the epoch is redone, nothing mixes."""
+    run = tmp_path / "run"
+    real_write = files.write_json_atomic
+
+    def failing_write(data, path):
+        if Path(path).name == files.STATE and data["next_epoch"] == 2:
+            raise RuntimeError("simulated crash")
+        real_write(data, path)
+
+    monkeypatch.setattr(files, "write_json_atomic", failing_write)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tiny_dataset.root, run, TINY_CONFIG, verbose=0)
+    monkeypatch.setattr(files, "write_json_atomic", real_write)
+    state = json.loads((run / files.CHECKPOINT_DIR / files.STATE).read_text())
+    assert state["next_epoch"] == 1  # epoch 1 never committed
+    summary = train(tiny_dataset.root, run, TINY_CONFIG, verbose=0)
+    assert summary["epochs_run"] == 2
+    history = pd.read_csv(run / files.HISTORY)
+    assert history["epoch"].tolist() == [0, 1]
+    assert summary["best_val_vqa_score"] == round(100 * history["val_vqa_score"].max(), 2)
+
+
+def test_checkpoint_keeps_the_best_epoch_not_the_last(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, name="d")])
+    run = tmp_path
+    (run / files.CHECKPOINT_DIR).mkdir()
+    state = {"next_epoch": 0, "best": -1.0, "best_epoch": -1, "best_file": None,
+             "last_file": None, "wait": 0, "stopped_early": False}
+    checkpoint = RunCheckpoint(run, patience=5, state=state)
+    checkpoint.set_model(model)
+    for epoch, score in enumerate([0.5, 0.7, 0.6]):
+        model.get_layer("d").set_weights([np.full((1, 1), epoch, "float32"), np.zeros(1)])
+        checkpoint.on_epoch_begin(epoch)
+        checkpoint.on_epoch_end(epoch, {"val_vqa_score": score})
+    assert state["best_epoch"] == 1 and state["last_file"] == "last-epoch2.keras"
+    assert sorted(p.name for p in (run / files.CHECKPOINT_DIR).glob("*.keras")) == [
+        "best-epoch1.keras", "last-epoch2.keras"]
+    best = keras.models.load_model(run / files.CHECKPOINT_DIR / state["best_file"])
+    assert best.get_layer("d").get_weights()[0][0, 0] == 1.0
+
+
+def test_early_stopping_on_a_plateau(tiny_dataset, tmp_path):
+    # A learning rate too small to move the weights: validation never improves.
+    config = TINY_CONFIG.with_train(epochs=6, early_stopping_patience=2, learning_rate=1e-12,
+                                    learning_rate_schedule="constant")
+    summary = train(tiny_dataset.root, tmp_path / "run", config, verbose=0)
+    assert summary["stopped_early"] and summary["epochs_run"] == 3
+    assert summary["best_epoch"] == 1
 
 
 def test_resume_with_another_config_is_refused(tiny_dataset, tmp_path):
     run = tmp_path / "run"
     (run / files.CHECKPOINT_DIR).mkdir(parents=True)
-    (run / files.CHECKPOINT_DIR / "state.json").write_text("{}")
-    save_config(TINY_CONFIG.replace(epochs=9), run / files.CONFIG)
-    with pytest.raises(Exception, match="different config"):
+    (run / files.CHECKPOINT_DIR / files.STATE).write_text("{}")
+    save_config(TINY_CONFIG.with_train(epochs=9), run / files.CONFIG)
+    with pytest.raises(ConfigError, match="different config"):
         train(tiny_dataset.root, run, TINY_CONFIG, verbose=0)
 
 
@@ -161,7 +239,7 @@ def test_finished_run_is_not_overwritten(tiny_run, tiny_dataset):
 
 def test_cli_train_evaluate_score_ask(tiny_dataset, tmp_path, capsys):
     config = tmp_path / "tiny.yaml"
-    save_config(TINY_CONFIG.replace(epochs=1), config)
+    save_config(TINY_CONFIG.with_train(epochs=1), config)
     run = tmp_path / "run"
     assert main(["train", str(tiny_dataset.root), "--config", str(config),
                  "--out", str(run)]) == 0
@@ -230,6 +308,6 @@ def test_overwrite_never_deletes_files_that_are_not_a_runs(tiny_dataset, tmp_pat
 
 def test_overwrite_replaces_a_finished_run(tiny_dataset, tmp_path):
     run = tmp_path / "run"
-    train(tiny_dataset.root, run, TINY_CONFIG.replace(epochs=1), verbose=0)
+    train(tiny_dataset.root, run, TINY_CONFIG.with_train(epochs=1), verbose=0)
     summary = train(tiny_dataset.root, run, TINY_CONFIG, verbose=0, overwrite=True)
     assert summary["epochs_run"] == 2

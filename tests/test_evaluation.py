@@ -57,11 +57,30 @@ def test_single_reference_is_exact_match_after_normalisation():
     assert vqa_accuracy("no", ["yes"]) == 0.0
 
 
-def test_answer_scores_are_the_metric_per_answer():
-    humans = ["red"] * 2 + ["Red."] + ["blue"] * 7
+@pytest.mark.parametrize("humans", [
+    ["red"] * 2 + ["Red."] + ["blue"] * 7,
+    ["two"] * 10,  # identical: kept raw, so the normalised "2" would score 0
+    ["2"] * 3 + ["two"] * 7,
+    ["yes"],
+    ["Two"],
+])
+def test_answer_scores_are_the_metric_per_answer(humans):
     scores = answer_scores(humans)
-    assert scores == pytest.approx({"red": 0.9, "blue": 1.0})
+    candidates = {normalize_answer(h) for h in humans}
+    assert scores == {c: vqa_accuracy(c, humans) for c in candidates
+                      if vqa_accuracy(c, humans) > 0}
+
+
+def test_answer_scores_values():
+    # "Red." is punctuation-processed to "Red", which does not match "red".
+    assert answer_scores(["red"] * 2 + ["Red."] + ["blue"] * 7) == pytest.approx(
+        {"red": 0.6, "blue": 1.0})
     assert answer_scores(["Two"]) == {"2": 1.0}
+    assert answer_scores(["two"] * 10) == {}
+
+
+def test_human_answers_are_not_stripped():
+    assert vqa_accuracy("yes", ["yes "] * 5 + ["no"] * 5) == 0.0
 
 
 def test_score_predictions_breakdowns_and_rounding():

@@ -7,7 +7,7 @@ import pytest
 from vqa import config as config_module
 from vqa.config import ModelConfig
 from vqa.models import FUSIONS, ConcatFusion, ElementwiseFusion, build_model, losses
-from vqa.models import encoders, fusion
+from vqa.models import builder, encoders, fusion
 
 
 def _inputs(config, batch=3, vocab=10):
@@ -56,12 +56,12 @@ def test_elementwise_fusion_is_a_product_of_projections():
 
 
 def test_config_choices_match_the_registries():
-    assert set(config_module.FUSIONS) == set(FUSIONS)
-    assert set(config_module.IMAGE_ENCODERS) == set(encoders.IMAGE_ENCODERS)
-    assert set(config_module.QUESTION_ENCODERS) == set(encoders.QUESTION_ENCODERS)
+    assert set(config_module.FUSION_CHOICES) == set(FUSIONS)
+    assert set(config_module.IMAGE_ENCODER_CHOICES) == set(encoders.IMAGE_ENCODERS)
+    assert set(config_module.QUESTION_ENCODER_CHOICES) == set(encoders.QUESTION_ENCODERS)
 
 
-@pytest.mark.parametrize("module", [fusion, encoders, losses])
+@pytest.mark.parametrize("module", [fusion, encoders, losses, builder])
 def test_model_code_is_backend_agnostic(module):
     source = inspect.getsource(module)
     assert "tensorflow" not in source and "tf." not in source

@@ -54,6 +54,12 @@ def test_partial_config_file_keeps_defaults(tmp_path):
     ("train:\n  validation_fraction: 1.5\n", "validation_fraction"),
     ("model:\n  image_size: 50\n", "divisible"),
     ("- a\n- b\n", "mapping"),
+    ("train:\n  epochs: 2.5\n", "expected int"),
+    ("train:\n  epochs: true\n", "expected int"),
+    ("model:\n  cnn_filters: '16'\n", "expected tuple"),
+    ("model:\n  cnn_filters: [a, b]\n", "expected tuple"),
+    ("train:\n  learning_rate: fast\n", "expected float"),
+    ("train:\n  seed: -1\n", "seed must be >= 0"),
     ("model: [\n", "not valid YAML"),
 ])
 def test_bad_config_names_the_problem(tmp_path, text, match):
@@ -66,3 +72,10 @@ def test_bad_config_names_the_problem(tmp_path, text, match):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_yaml_scientific_notation_is_a_float(tmp_path):
+    # PyYAML reads 1e-3 as a string; a learning rate is written that way all the time.
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  learning_rate: 1e-3\n")
+    assert load_config(path).train.learning_rate == 0.001

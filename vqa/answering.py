@@ -54,9 +54,13 @@ class Answerer:
             model = keras.models.load_model(run / files.MODEL, compile=False, safe_mode=True)
         except Exception as exc:  # Keras raises many types for a bad archive
             raise RunDirError(f"Cannot load {run / files.MODEL}: {exc}") from None
-        return cls(model, load_config(run / files.CONFIG),
-                   Vocabulary.load(run / files.QUESTION_VOCAB),
-                   Vocabulary.load(run / files.ANSWER_VOCAB))
+        vocabularies = []
+        for name in (files.QUESTION_VOCAB, files.ANSWER_VOCAB):
+            try:
+                vocabularies.append(Vocabulary.load(run / name))
+            except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
+                raise RunDirError(f"Cannot read {run / name}: {exc}") from None
+        return cls(model, load_config(run / files.CONFIG), *vocabularies)
 
     def answer(self, image: ImageLike, question: str, top_k: int = 3) -> AnswerResult:
         """Answer one question about one image.

@@ -37,7 +37,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     config = load_config(args.config)
     overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
-    config = config.replace(**overrides)
+    config = config.with_train(**overrides)
     dataset = PreparedDataset.load(args.data)  # checked before TensorFlow loads
     from vqa.training import train
 
@@ -103,7 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if (run / files.TRAINING).is_file():
         print("    already trained; delete the run directory to train again")
     else:
-        config = Config() if args.epochs is None else Config().replace(epochs=args.epochs)
+        config = Config() if args.epochs is None else Config().with_train(epochs=args.epochs)
         summary = train(dataset, run, config)
         print(f"    best epoch {summary['best_epoch']}: validation accuracy "
               f"{summary['best_val_vqa_score']:.2f}%, {summary['seconds_per_epoch']:.1f} s/epoch")

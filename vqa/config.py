@@ -15,9 +15,11 @@ import yaml
 
 from vqa.errors import ConfigError
 
-FUSIONS = ("concat", "elementwise")
-QUESTION_ENCODERS = ("lstm",)
-IMAGE_ENCODERS = ("small_cnn",)
+# Names a config may use; the registries in vqa.models hold what they build (a test
+# keeps the two in step, so that config validation needs no Keras import).
+FUSION_CHOICES = ("concat", "elementwise")
+QUESTION_ENCODER_CHOICES = ("lstm",)
+IMAGE_ENCODER_CHOICES = ("small_cnn",)
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 
 
@@ -35,15 +37,16 @@ class ModelConfig:
     max_question_length: int = 14  # longer questions are truncated, with a warning
     fusion: str = "elementwise"  # concat | elementwise
     fusion_dim: int = 256
+    classifier_dim: int = 256  # hidden layer between the fused vector and the answers
     dropout: float = 0.2
 
     def __post_init__(self) -> None:
-        _check_choice("fusion", self.fusion, FUSIONS)
-        _check_choice("question_encoder", self.question_encoder, QUESTION_ENCODERS)
-        _check_choice("image_encoder", self.image_encoder, IMAGE_ENCODERS)
-        object.__setattr__(self, "cnn_filters", tuple(int(f) for f in self.cnn_filters))
+        _check_types(self)
+        _check_choice("fusion", self.fusion, FUSION_CHOICES)
+        _check_choice("question_encoder", self.question_encoder, QUESTION_ENCODER_CHOICES)
+        _check_choice("image_encoder", self.image_encoder, IMAGE_ENCODER_CHOICES)
         for name in ("image_size", "image_dim", "embedding_dim", "question_dim",
-                     "max_question_length", "fusion_dim"):
+                     "max_question_length", "fusion_dim", "classifier_dim"):
             _check_positive(name, getattr(self, name))
         if not self.cnn_filters or min(self.cnn_filters) <= 0:
             raise ConfigError(
@@ -72,6 +75,9 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        _check_types(self)
+        if self.seed < 0:
+            raise ConfigError(f"seed must be >= 0. Received: seed={self.seed}")
         for name in ("batch_size", "epochs", "max_answers", "min_word_count"):
             _check_positive(name, getattr(self, name))
         _check_choice("learning_rate_schedule", self.learning_rate_schedule,
@@ -106,9 +112,9 @@ class Config:
         out["model"]["cnn_filters"] = list(self.model.cnn_filters)
         return out
 
-    def replace(self, **train_overrides: Any) -> "Config":
+    def with_train(self, **overrides: Any) -> "Config":
         """A copy with some training fields changed (e.g. epochs for a quick run)."""
-        return Config(self.model, dataclasses.replace(self.train, **train_overrides))
+        return Config(self.model, dataclasses.replace(self.train, **overrides))
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -152,12 +158,40 @@ def _section(cls: type, data: dict[str, Any] | None) -> Any:
         raise ConfigError(f"Invalid {cls.__name__}: {exc}") from None
 
 
+def _check_types(section: Any) -> None:
+    """Check each field against its annotation; convert what YAML gives loosely.
+
+    PyYAML reads `1e-3` as a string and `[16, 32]` as a list: both are accepted for
+    float and tuple fields. Booleans are never taken for numbers.
+    """
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if f.type == "int":
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif f.type == "float":
+            try:
+                ok = not isinstance(value, bool)
+                value = float(value) if ok else value
+            except (TypeError, ValueError):
+                ok = False
+        elif f.type == "str":
+            ok = isinstance(value, str)
+        else:  # tuple[int, ...]
+            ok = (isinstance(value, (list, tuple)) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value))
+            value = tuple(value) if ok else value
+        if not ok:
+            raise ConfigError(f"Invalid value for {f.name}: expected {f.type}. "
+                              f"Received: {f.name}={getattr(section, f.name)!r}")
+        object.__setattr__(section, f.name, value)
+
+
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"Invalid value for {name}. Expected one of {list(choices)}. "
                           f"Received: {name}={value!r}")
 
 
-def _check_positive(name: str, value: Any) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-        raise ConfigError(f"{name} must be a positive number. Received: {name}={value!r}")
+def _check_positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive. Received: {name}={value!r}")

@@ -1,7 +1,8 @@
 """The official VQA accuracy, its answer normalisation, and breakdowns.
 
-Behaviour follows the official evaluator (vqaEval.py of the VQA challenge), quirks
-included, so that our numbers equal its numbers on the same results file:
+Behaviour follows the official evaluator (vqaEval.py in GT-Vision-Lab/VQA's
+PythonEvaluationTools), quirks included, so that our numbers equal its numbers on the
+same results file:
 
 * the predicted answer is always normalised (punctuation, then number words,
   articles and contractions);
@@ -113,7 +114,8 @@ def vqa_accuracy(prediction: str, human_answers: Sequence[str]) -> float:
     pred = normalize_answer(prediction)
     if len(human_answers) == 1:
         return float(pred == normalize_answer(human_answers[0]))
-    refs = [a.replace("\n", " ").replace("\t", " ").strip() for a in human_answers]
+    # Human answers are used as they are (not even stripped), as the official code does.
+    refs = list(human_answers)
     if len(set(refs)) > 1:
         refs = [normalize_punctuation(a) for a in refs]
     matches = sum(a == pred for a in refs)
@@ -123,13 +125,14 @@ def vqa_accuracy(prediction: str, human_answers: Sequence[str]) -> float:
 
 
 def answer_scores(human_answers: Sequence[str]) -> dict[str, float]:
-    """Soft training target: the accuracy each distinct normalised answer would score."""
-    if len(human_answers) == 1:
-        return {normalize_answer(human_answers[0]): 1.0}
-    counts = Counter(normalize_answer(a) for a in human_answers)
-    n = len(human_answers)
-    return {a: (k * min(1.0, (k - 1) / 3) + (n - k) * min(1.0, k / 3)) / n
-            for a, k in counts.items()}
+    """Soft training target: what each distinct normalised answer would score.
+
+    The scores are `vqa_accuracy` itself, so the model is fitted to what it is judged on;
+    answers that would score 0 (possible through the evaluator's quirks) are left out.
+    """
+    candidates = {normalize_answer(a) for a in human_answers}
+    scores = {c: vqa_accuracy(c, human_answers) for c in sorted(candidates)}
+    return {c: v for c, v in scores.items() if v > 0}
 
 
 def score_predictions(questions: pd.DataFrame, predictions: Mapping[int, str],
@@ -139,10 +142,15 @@ def score_predictions(questions: pd.DataFrame, predictions: Mapping[int, str],
     Every question of `questions` must have a prediction. Returns the metrics.json
     object: split, n_questions, overall, per_question_type, per_answer_type (percent).
     """
-    missing = [int(q) for q in questions["question_id"] if int(q) not in predictions]
+    ids = {int(q) for q in questions["question_id"]}
+    missing = sorted(ids - set(predictions))
     if missing:
         raise DatasetError(f"{len(missing)} question(s) of split '{split}' have no "
                            f"predicted answer, e.g. question_id={missing[0]}.")
+    extra = sorted(set(predictions) - ids)
+    if extra:  # the official loader also insists on exactly the split's questions
+        raise DatasetError(f"{len(extra)} predicted answer(s) are for questions not in split "
+                           f"'{split}', e.g. question_id={extra[0]}.")
     accuracies = [vqa_accuracy(predictions[int(qid)], list(answers))
                   for qid, answers in zip(questions["question_id"], questions["answers"])]
     return _summarise(accuracies, questions["question_type"], questions["answer_type"], split)
@@ -182,17 +190,16 @@ def read_results(path: str | Path) -> dict[int, str]:
                            '{"question_id": int, "answer": str} objects.')
     results: dict[int, str] = {}
     for i, row in enumerate(rows):
-        if (not isinstance(row, dict) or not isinstance(row.get("answer"), str)
-                or not isinstance(row.get("question_id"), int)):
+        qid = row.get("question_id") if isinstance(row, dict) else None
+        if (not isinstance(qid, int) or isinstance(qid, bool)
+                or not isinstance(row.get("answer"), str)):
             raise DatasetError(f"Results file {path}, entry {i}: expected "
                                f'{{"question_id": int, "answer": str}}. Received: {row!r}')
-        results[row["question_id"]] = row["answer"]
+        if qid in results:
+            raise DatasetError(f"Results file {path}, entry {i}: question_id {qid} is "
+                               "answered twice.")
+        results[qid] = row["answer"]
     return results
-
-
-def write_results(predictions: Mapping[int, str], path: str | Path) -> None:
-    rows = [{"question_id": int(q), "answer": a} for q, a in predictions.items()]
-    Path(path).write_text(json.dumps(rows))
 
 
 def format_metrics(metrics: dict) -> str:
@@ -225,8 +232,9 @@ def evaluate_run(run_dir: str | Path, data: str | Path | PreparedDataset,
     answerer = Answerer.load(run_dir)
     predictions = answerer.predict_dataset(dataset, questions)
     metrics = score_predictions(questions, predictions, split)
-    write_results(predictions, Path(run_dir) / files.PREDICTIONS)
-    (Path(run_dir) / files.METRICS).write_text(json.dumps(metrics, indent=2))
+    files.write_json_atomic([{"question_id": int(q), "answer": a}
+                             for q, a in predictions.items()], Path(run_dir) / files.PREDICTIONS)
+    files.write_json_atomic(metrics, Path(run_dir) / files.METRICS)
     return metrics
 
 

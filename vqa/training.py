@@ -27,7 +27,7 @@ from vqa.config import Config, load_config, save_config
 from vqa.data.batches import VQABatches, encode_targets
 from vqa.data.dataset import PreparedDataset
 from vqa.data.text import Vocabulary
-from vqa.errors import ConfigError, RunDirError
+from vqa.errors import ConfigError, DatasetError, RunDirError
 from vqa.models import build_model, soft_crossentropy, vqa_score
 
 log = logging.getLogger(__name__)
@@ -72,20 +72,20 @@ def encode_split(questions: pd.DataFrame, images: np.ndarray, image_rows: dict[s
 
 
 class RunCheckpoint(keras.callbacks.Callback):
-    """Per epoch: logs history.csv, saves the best model and a resumable last state,
-    and stops on a plateau.
+    """Per epoch: logs history.csv, keeps the best and the last model, stops on a plateau.
 
-    Every write goes to a temporary file first, then a rename, so a crash never
-    leaves a half-written file behind; the state is written last, so a resumed run
-    redoes at most the epoch that was cut short.
+    Models are saved under new names (best-epochN.keras, last-epochN.keras) and
+    checkpoint/state.json, written last and atomically, says which ones count; so a
+    crash at any point leaves a consistent run that resumes at the first epoch the
+    state does not record.
     """
 
-    def __init__(self, run: Path, patience: int, state: dict | None = None):
+    def __init__(self, run: Path, patience: int, state: dict):
         super().__init__()
         self.run = run
+        self.checkpoints = run / files.CHECKPOINT_DIR
         self.patience = patience
-        self.state = state or {"next_epoch": 0, "best": -math.inf, "best_epoch": -1,
-                               "wait": 0, "stopped_early": False}
+        self.state = state
         self.epoch_start = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -94,22 +94,27 @@ class RunCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         logs["seconds"] = round(time.perf_counter() - self.epoch_start, 2)
-        value = logs.get(MONITOR)
-        if value is None:
-            raise RunDirError(f"Training logs lack {MONITOR}; got {sorted(logs)}")
+        if MONITOR not in logs:
+            raise RuntimeError(f"Training logs lack {MONITOR}; got {sorted(logs)}")
         _append_history(self.run / files.HISTORY, epoch, logs)
         s = self.state
-        if value > s["best"]:
-            s.update(best=float(value), best_epoch=epoch, wait=0)
-            _save_atomic(self.model, self.run / files.MODEL)
+        last = f"last-epoch{epoch}.keras"
+        _save_atomic(self.model, self.checkpoints / last)
+        if logs[MONITOR] > s["best"]:
+            best = f"best-epoch{epoch}.keras"
+            shutil.copyfile(self.checkpoints / last, files.temp_path(self.checkpoints / best))
+            os.replace(files.temp_path(self.checkpoints / best), self.checkpoints / best)
+            s.update(best=float(logs[MONITOR]), best_epoch=epoch, best_file=best, wait=0)
         else:
             s["wait"] += 1
             if s["wait"] >= self.patience:
                 s["stopped_early"] = True
                 self.model.stop_training = True
-        s["next_epoch"] = epoch + 1
-        _save_atomic(self.model, self.run / files.CHECKPOINT_DIR / "last.keras")
-        _write_json_atomic(s, self.run / files.CHECKPOINT_DIR / "state.json")
+        s.update(next_epoch=epoch + 1, last_file=last)
+        files.write_json_atomic(s, self.checkpoints / files.STATE)  # the commit point
+        for stale in self.checkpoints.glob("*.keras"):
+            if stale.name not in (s["best_file"], s["last_file"]):
+                stale.unlink()
 
 
 def train(data: str | Path | PreparedDataset, out: str | Path,
@@ -131,17 +136,29 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
     run = Path(out)
     state = _prepare_run_dir(run, config, overwrite)
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
+    fingerprint = {"dataset": dataset.name, "counts": dataset.meta["counts"]}
     keras.utils.set_random_seed(config.train.seed)
 
     train_q = dataset.split("train")
-    fit_q, val_q = split_by_image(train_q, config.train.validation_fraction, config.train.seed)
+    if train_q["image_id"].nunique() < 2:
+        raise DatasetError(f"{dataset.root}: the train split needs at least 2 images, so that "
+                           "some can be held out for validation.")
     if state is None:
+        fit_q, val_q = split_by_image(train_q, config.train.validation_fraction,
+                                      config.train.seed)
         words, answers = build_vocabularies(fit_q, config)
         words.save(run / files.QUESTION_VOCAB)
         answers.save(run / files.ANSWER_VOCAB)
         save_config(config, run / files.CONFIG)
-        (run / files.VALIDATION_IMAGES).write_text(json.dumps(sorted(val_q["image_id"].unique())))
+        files.write_json_atomic(sorted(val_q["image_id"].unique()), run / files.VALIDATION_IMAGES)
     else:
+        if state["data"] != fingerprint:
+            raise RunDirError(f"{run} holds an unfinished run on other data "
+                              f"({state['data']}); pass --overwrite to start again.")
+        held_out = set(json.loads((run / files.VALIDATION_IMAGES).read_text()))
+        is_val = train_q["image_id"].isin(held_out)
+        fit_q, val_q = (train_q[~is_val].reset_index(drop=True),
+                        train_q[is_val].reset_index(drop=True))
         words = Vocabulary.load(run / files.QUESTION_VOCAB)
         answers = Vocabulary.load(run / files.ANSWER_VOCAB)
 
@@ -155,29 +172,38 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
     log.info("fit on %d questions (%d images), validate on %d questions (%d images); "
              "%d words, %d answers", len(fit.questions), fit_q["image_id"].nunique(),
              len(val.questions), val_q["image_id"].nunique(), len(words), len(answers))
+    if len(fit.questions) == 0:
+        raise DatasetError(f"{dataset.root}: no training question has an answer in the "
+                           "answer vocabulary.")
 
     if state is None:
         model = build_model(config.model, len(words), len(answers))
         model.compile(optimizer=keras.optimizers.Adam(_learning_rate(config, len(fit.batches))),
                       loss=soft_crossentropy, metrics=[vqa_score])
+        state = {"next_epoch": 0, "best": -math.inf, "best_epoch": -1, "best_file": None,
+                 "last_file": None, "wait": 0, "stopped_early": False, "data": fingerprint}
         initial_epoch = 0
     else:
-        model = keras.models.load_model(run / files.CHECKPOINT_DIR / "last.keras")
+        model = keras.models.load_model(run / files.CHECKPOINT_DIR / state["last_file"])
         # A run that had already stopped early only lacks its summary.
         initial_epoch = config.train.epochs if state["stopped_early"] else state["next_epoch"]
         log.info("resuming %s at epoch %d (best so far %.4f at epoch %d)", run,
                  initial_epoch + 1, state["best"], state["best_epoch"] + 1)
+    fit.batches.start_epoch(initial_epoch)
 
     checkpoint = RunCheckpoint(run, config.train.early_stopping_patience, state)
     start = time.perf_counter()
     model.fit(fit.batches, validation_data=val.batches, epochs=config.train.epochs,
               initial_epoch=initial_epoch, verbose=verbose, callbacks=[checkpoint])
+    best = run / files.CHECKPOINT_DIR / state["best_file"]
+    if best.is_file():  # else a crash came after this rename, on an earlier attempt
+        os.replace(best, run / files.MODEL)
     history = pd.read_csv(run / files.HISTORY)
     summary = {
-        "best_epoch": checkpoint.state["best_epoch"] + 1,
-        "best_val_vqa_score": round(100 * checkpoint.state["best"], 2),
+        "best_epoch": state["best_epoch"] + 1,
+        "best_val_vqa_score": round(100 * state["best"], 2),
         "epochs_run": int(len(history)),
-        "stopped_early": checkpoint.state["stopped_early"],
+        "stopped_early": state["stopped_early"],
         "seconds_per_epoch": round(float(history["seconds"].mean()), 2),
         "fit_seconds_this_session": round(time.perf_counter() - start, 1),
         "parameters": int(model.count_params()),
@@ -187,7 +213,7 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
         "n_answers": len(answers),
         "keras_backend": keras.backend.backend(),
     }
-    _write_json_atomic(summary, run / files.TRAINING)
+    files.write_json_atomic(summary, run / files.TRAINING)
     shutil.rmtree(run / files.CHECKPOINT_DIR, ignore_errors=True)
     return summary
 
@@ -201,9 +227,9 @@ def _learning_rate(config: Config, steps_per_epoch: int):
 
 def _prepare_run_dir(run: Path, config: Config, overwrite: bool) -> dict | None:
     """Create `run`, or find the state to resume from. Returns that state or None."""
-    state_file = run / files.CHECKPOINT_DIR / "state.json"
-    if overwrite or ((run / files.CHECKPOINT_DIR).is_dir() and not state_file.is_file()):
-        files.clear_run_dir(run)  # asked to, or a run that crashed before its first epoch
+    state_file = run / files.CHECKPOINT_DIR / files.STATE
+    if overwrite or (files.is_unfinished_run(run) and not state_file.is_file()):
+        files.clear_run_dir(run)  # asked to, or our run that crashed in its first epoch
     if state_file.is_file():
         saved = load_config(run / files.CONFIG)
         if saved != config:
@@ -211,10 +237,11 @@ def _prepare_run_dir(run: Path, config: Config, overwrite: bool) -> dict | None:
                               f"({run / files.CONFIG}). Resume it with that config, or "
                               "pass --overwrite to start again.")
         return json.loads(state_file.read_text())
-    if run.exists() and any(run.iterdir()):
+    if run.exists() and (not run.is_dir() or any(run.iterdir())):
         raise RunDirError(f"Run directory {run} already exists and is not empty. "
                           "Choose another --out or pass --overwrite.")
     (run / files.CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
+    (run / files.CHECKPOINT_DIR / files.STARTED).touch()
     return None
 
 
@@ -224,19 +251,12 @@ def _append_history(path: Path, epoch: int, logs: dict) -> None:
     if path.is_file():
         old = pd.read_csv(path)
         row = pd.concat([old[old["epoch"] < epoch], row], ignore_index=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = files.temp_path(path)
     row.to_csv(tmp, index=False)
     os.replace(tmp, path)
 
 
 def _save_atomic(model: keras.Model, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.keras")
+    tmp = files.temp_path(path)
     model.save(tmp)
-    os.replace(tmp, path)
-
-
-def _write_json_atomic(data: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)

@@ -49,10 +49,9 @@ class VQABatches(keras.utils.PyDataset):
         self.targets = targets
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         self.order = np.arange(len(questions))
-        if shuffle:
-            self.rng.shuffle(self.order)
+        self.start_epoch(0)
 
     @classmethod
     def from_questions(cls, questions: pd.DataFrame, images: np.ndarray,
@@ -73,6 +72,12 @@ class VQABatches(keras.utils.PyDataset):
             return (x,)
         return x, self.targets[rows].toarray()
 
-    def on_epoch_end(self) -> None:
+    def start_epoch(self, epoch: int) -> None:
+        """Order the questions for `epoch`: the same order whenever that epoch is run,
+        so a resumed run sees the data as an uninterrupted one would."""
+        self.epoch = epoch
         if self.shuffle:
-            self.rng.shuffle(self.order)
+            self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.order))
+
+    def on_epoch_end(self) -> None:
+        self.start_epoch(self.epoch + 1)

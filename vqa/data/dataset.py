@@ -154,6 +154,8 @@ def _read_meta(path: Path) -> dict:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path} must hold a JSON object. Received: {type(meta).__name__}")
     for key in ("name", "source", "format_version", "image_root", "counts"):
         if key not in meta:
             raise DatasetError(f"{path}: missing key '{key}'.")

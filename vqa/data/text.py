@@ -89,4 +89,7 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path: str | Path) -> "Vocabulary":
-        return cls(json.loads(Path(path).read_text()))
+        tokens = json.loads(Path(path).read_text())
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise ValueError(f"{path} must hold a JSON list of strings.")
+        return cls(tokens)

@@ -32,6 +32,7 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int) -> keras
     fused = FUSIONS[config.fusion](config.fusion_dim, name="fusion")(
         [question_vector, image_vector])  # [batch, fusion_dim]
     fused = keras.layers.Dropout(config.dropout, name="dropout")(fused)
-    hidden = keras.layers.Dense(config.fusion_dim, activation="relu", name="classifier_hidden")(fused)
+    hidden = keras.layers.Dense(config.classifier_dim, activation="relu",
+                                name="classifier_hidden")(fused)
     answers = keras.layers.Dense(num_answers, activation="softmax", name="answer")(hidden)
     return keras.Model({"image": image, "question": question}, answers, name="vqa")

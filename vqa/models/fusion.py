@@ -17,6 +17,12 @@ class ConcatFusion(keras.layers.Layer):
 
     Args:
         units: size of the fused vector.
+
+    Call arguments:
+        inputs: [question, image], shapes [batch, q_dim] and [batch, v_dim].
+
+    Output shape:
+        [batch, units]
     """
 
     def __init__(self, units: int, **kwargs):
@@ -48,6 +54,12 @@ class ElementwiseFusion(keras.layers.Layer):
 
     Args:
         units: size of the common space and of the fused vector.
+
+    Call arguments:
+        inputs: [question, image], shapes [batch, q_dim] and [batch, v_dim].
+
+    Output shape:
+        [batch, units]
     """
 
     def __init__(self, units: int, **kwargs):
