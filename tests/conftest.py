@@ -18,8 +18,9 @@ COLORS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
 SHAPES = ("circle", "rectangle")
 
 TINY_CONFIG = Config(
-    ModelConfig(image_size=32, cnn_filters=(8, 8), image_dim=16, embedding_dim=8,
-                question_dim=16, max_question_length=8, fusion="elementwise", fusion_dim=16),
+    ModelConfig(image_encoder="small_cnn", image_size=32, cnn_filters=(8, 8), image_dim=16, embedding_dim=8,
+                question_dim=16, max_question_length=8, fusion="elementwise", fusion_dim=16,
+                classifier_dim=16),
     TrainConfig(batch_size=16, epochs=2, early_stopping_patience=5, seed=1),
 )
 

@@ -12,17 +12,18 @@ from vqa.models import builder, encoders, fusion
 
 def _inputs(config, batch=3, vocab=10):
     rng = np.random.default_rng(0)
-    return {"image": rng.integers(0, 256, (batch, config.image_size, config.image_size, 3))
+    return {"image": rng.integers(0, 256, (batch, *encoders.image_input_shape(config)))
             .astype("float32"),
             "question": rng.integers(0, vocab, (batch, config.max_question_length))
             .astype("int32")}
 
 
 @pytest.mark.parametrize("fusion_name", sorted(FUSIONS))
-def test_build_and_save_round_trip(tmp_path, fusion_name):
-    config = ModelConfig(image_size=32, cnn_filters=(4, 8), image_dim=8, embedding_dim=4,
-                         question_dim=8, max_question_length=6, fusion=fusion_name,
-                         fusion_dim=8)
+@pytest.mark.parametrize("image_encoder", ["small_cnn", "pretrained"])
+def test_build_and_save_round_trip(tmp_path, fusion_name, image_encoder):
+    config = ModelConfig(image_encoder=image_encoder, image_size=32, cnn_filters=(4, 8),
+                         image_dim=8, embedding_dim=4, question_dim=8, max_question_length=6,
+                         fusion=fusion_name, fusion_dim=8, classifier_dim=8)
     model = build_model(config, vocab_size=10, num_answers=5)
     x = _inputs(config)
     probs = keras.ops.convert_to_numpy(model(x, training=False))
@@ -59,6 +60,8 @@ def test_config_choices_match_the_registries():
     assert set(config_module.FUSION_CHOICES) == set(FUSIONS)
     assert set(config_module.IMAGE_ENCODER_CHOICES) == set(encoders.IMAGE_ENCODERS)
     assert set(config_module.QUESTION_ENCODER_CHOICES) == set(encoders.QUESTION_ENCODERS)
+    from vqa.features.backbones import BACKBONES
+    assert set(config_module.BACKBONE_CHOICES) == set(BACKBONES)
 
 
 @pytest.mark.parametrize("module", [fusion, encoders, losses, builder])

@@ -22,9 +22,11 @@ from vqa import run_dir as files
 from vqa.config import Config, load_config
 from vqa.data.batches import VQABatches
 from vqa.data.dataset import PreparedDataset
-from vqa.data.images import ImageLike, load_image
+from vqa.data.images import ImageLike, load_image, to_pil
 from vqa.data.text import Vocabulary, check_question
 from vqa.errors import RunDirError
+from vqa.features.backbones import get_backbone
+from vqa.features.cache import FeatureCache, FeatureCacheError, Manifest, image_table
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,11 @@ class Answerer:
     """A trained model with its vocabularies and preprocessing."""
 
     def __init__(self, model: keras.Model, config: Config, words: Vocabulary,
-                 answers: Vocabulary):
+                 answers: Vocabulary, image_encoder: keras.Model | None = None,
+                 features: Manifest | None = None):
         self.model, self.config, self.words, self.answers = model, config, words, answers
+        # Pretrained runs: the backbone (pixels -> grid) and the features it was trained on.
+        self.image_encoder, self.features = image_encoder, features
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "Answerer":
@@ -60,7 +65,16 @@ class Answerer:
                 vocabularies.append(Vocabulary.load(run / name))
             except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
                 raise RunDirError(f"Cannot read {run / name}: {exc}") from None
-        return cls(model, load_config(run / files.CONFIG), *vocabularies)
+        config = load_config(run / files.CONFIG)
+        if config.model.image_encoder != "pretrained":
+            return cls(model, config, *vocabularies)
+        try:
+            encoder = keras.models.load_model(run / files.IMAGE_ENCODER, compile=False,
+                                              safe_mode=True)
+            features = Manifest.read(run / files.FEATURES)
+        except Exception as exc:  # missing or damaged files raise several types
+            raise RunDirError(f"Cannot load the image encoder of {run}: {exc}") from None
+        return cls(model, config, *vocabularies, image_encoder=encoder, features=features)
 
     def answer(self, image: ImageLike, question: str, top_k: int = 3) -> AnswerResult:
         """Answer one question about one image.
@@ -72,9 +86,8 @@ class Answerer:
         """
         if not isinstance(top_k, int) or top_k < 1:
             raise ValueError(f"top_k must be a positive integer. Received: top_k={top_k!r}")
-        pixels = load_image(image, self.config.model.image_size)
         encoded = self._encode(question)
-        probs = self._predict(pixels[None], encoded.ids[None])[0]
+        probs = self._predict(self._image_input(image)[None], encoded.ids[None])[0]
         ranked = np.argsort(-probs)[:top_k]
         top = [(self.answers.tokens[i], float(probs[i])) for i in ranked]
         return AnswerResult(question, top[0][0], top[0][1], top, encoded.unknown_words)
@@ -82,8 +95,13 @@ class Answerer:
     def predict_dataset(self, dataset: PreparedDataset, questions: pd.DataFrame,
                         batch_size: int = 256) -> dict[int, str]:
         """The top answer for every row of `questions` (question_id -> answer)."""
-        images, rows = dataset.load_images(sorted(questions["image_id"].unique()),
-                                           self.config.model.image_size)
+        images, rows = image_table(dataset, self.config.model,
+                                   sorted(questions["image_id"].unique()))
+        if isinstance(images, FeatureCache) and (
+                images.manifest.weights_sha256 != self.features.weights_sha256):
+            raise FeatureCacheError(f"The {images.manifest.backbone} features in "
+                                    f"{dataset.root} were made with other weights than this "
+                                    "run was trained on; extract them again.")
         batches = VQABatches.from_questions(questions, images, rows, self.words,
                                             self.config.model.max_question_length,
                                             batch_size=batch_size)
@@ -91,6 +109,13 @@ class Answerer:
         probs = self.model.predict(batches, verbose=1 if sys.stdout.isatty() else 0)
         best = np.argmax(probs, axis=-1)
         return {int(q): self.answers.tokens[i] for q, i in zip(questions["question_id"], best)}
+
+    def _image_input(self, image: ImageLike) -> np.ndarray:
+        """Pixels for the small CNN; the backbone's grid for a pretrained run."""
+        if self.image_encoder is None:
+            return load_image(image, self.config.model.image_size)
+        pixels = get_backbone(self.features.backbone).preprocess(to_pil(image))
+        return np.asarray(self.image_encoder.predict_on_batch(pixels[None].astype("float32")))[0]
 
     def _encode(self, question: str):
         check_question(question)

@@ -86,6 +86,23 @@ def cmd_ask(args: argparse.Namespace) -> None:
     print(_format_answer(result))
 
 
+def cmd_extract(args: argparse.Namespace) -> None:
+    from vqa.data.dataset import PreparedDataset
+
+    dataset = PreparedDataset.load(args.data)  # checked before TensorFlow loads
+    try:
+        index, count = (int(v) for v in args.shard.split("/"))
+    except ValueError:
+        raise VQAError(f"--shard must look like i/N, e.g. 0/4. Received: {args.shard}") from None
+    _load_keras()
+    from vqa.features.cache import extract_features
+
+    path = extract_features(dataset, args.backbone, args.weights, batch_size=args.batch_size,
+                            dtype=args.dtype, shard=(index, count))
+    print(f"features: {path}" if path else
+          f"shard {index}/{count} done; the last shard to finish merges the cache")
+
+
 def cmd_classify(args: argparse.Namespace) -> None:
     from vqa.data.images import open_image
 
@@ -107,11 +124,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from vqa.data.dataset import PreparedDataset
     from vqa.errors import DatasetError
     from vqa.evaluation import evaluate_run, format_metrics
+    from vqa.features.cache import extract_features
     from vqa.training import train
 
     out = Path(args.out)
     data_dir, run = out / "easy-vqa", out / "run"
-    print(f"1/4 prepare easy-VQA -> {data_dir}")
+    config = Config() if args.epochs is None else Config().with_train(epochs=args.epochs)
+    print(f"1/5 prepare easy-VQA -> {data_dir}")
     try:
         dataset = PreparedDataset.load(data_dir)
         print("    already prepared")
@@ -119,19 +138,22 @@ def cmd_demo(args: argparse.Namespace) -> None:
         dataset = prepare(data_dir, overwrite=True)
     print(report(dataset))
 
-    print(f"2/4 train the default model -> {run}")
+    backbone = config.model.backbone
+    print(f"2/5 extract {backbone} (ImageNet) grid features of every image, once")
+    print(f"    {extract_features(dataset, backbone)}")
+
+    print(f"3/5 train the default model on the cached features -> {run}")
     if (run / files.TRAINING).is_file():
         print("    already trained; delete the run directory to train again")
     else:
-        config = Config() if args.epochs is None else Config().with_train(epochs=args.epochs)
         summary = train(dataset, run, config)
         print(f"    best epoch {summary['best_epoch']}: validation accuracy "
               f"{summary['best_val_vqa_score']:.2f}%, {summary['seconds_per_epoch']:.1f} s/epoch")
 
-    print("3/4 evaluate on the test split (official VQA accuracy)")
+    print("4/5 evaluate on the test split (official VQA accuracy)")
     print(format_metrics(evaluate_run(run, dataset, "test")))
 
-    print("4/4 ask questions about a test image")
+    print("5/5 ask questions about a test image")
     test = dataset.split("test")
     image_id = test["image_id"].iloc[0]
     answerer = Answerer.load(run)
@@ -211,6 +233,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("--top-k", type=int, default=3)
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("extract", help="compute a backbone's grid features of every image, once")
+    p.add_argument("data", help="prepared dataset directory")
+    p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument("--weights", help="local weights file instead of the default ImageNet ones")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
+    p.add_argument("--shard", default="0/1", help="i/N: compute every N-th chunk from i")
+    p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("classify", help="top ImageNet classes of an image (backbone check)")
     p.add_argument("image")

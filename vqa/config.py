@@ -19,7 +19,8 @@ from vqa.errors import ConfigError
 # keeps the two in step, so that config validation needs no Keras import).
 FUSION_CHOICES = ("concat", "elementwise")
 QUESTION_ENCODER_CHOICES = ("lstm",)
-IMAGE_ENCODER_CHOICES = ("small_cnn",)
+IMAGE_ENCODER_CHOICES = ("small_cnn", "pretrained")
+BACKBONE_CHOICES = ("efficientnet_lite0", "mobilenet_v2", "resnet50", "efficientnet_b0")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 
 
@@ -27,9 +28,10 @@ LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 class ModelConfig:
     """Sizes and choices of the network; what `build_model` needs besides vocab sizes."""
 
-    image_size: int = 64  # images are resized to image_size x image_size RGB
-    image_encoder: str = "small_cnn"
-    cnn_filters: tuple[int, ...] = (16, 32, 64, 64)  # one conv block (conv, pool /2) per entry
+    image_encoder: str = "pretrained"  # pretrained (cached grid features) | small_cnn (pixels)
+    backbone: str = "efficientnet_lite0"  # for image_encoder: pretrained
+    image_size: int = 64  # small_cnn: images are resized to image_size x image_size RGB
+    cnn_filters: tuple[int, ...] = (16, 32, 64, 64)  # small_cnn: one strided block per entry
     image_dim: int = 256  # image vector size after pooling the grid
     question_encoder: str = "lstm"
     embedding_dim: int = 64
@@ -45,6 +47,9 @@ class ModelConfig:
         _check_choice("fusion", self.fusion, FUSION_CHOICES)
         _check_choice("question_encoder", self.question_encoder, QUESTION_ENCODER_CHOICES)
         _check_choice("image_encoder", self.image_encoder, IMAGE_ENCODER_CHOICES)
+        if self.backbone not in BACKBONE_CHOICES:
+            raise ConfigError(f"Unknown backbone {self.backbone!r}. Expected one of "
+                              f"{list(BACKBONE_CHOICES)}.")
         for name in ("image_size", "image_dim", "embedding_dim", "question_dim",
                      "max_question_length", "fusion_dim", "classifier_dim"):
             _check_positive(name, getattr(self, name))
@@ -52,7 +57,7 @@ class ModelConfig:
             raise ConfigError(
                 f"Invalid value for cnn_filters: expected a non-empty list of positive "
                 f"integers. Received: cnn_filters={list(self.cnn_filters)}")
-        if self.image_size % (2 ** len(self.cnn_filters)):
+        if self.image_encoder == "small_cnn" and self.image_size % (2 ** len(self.cnn_filters)):
             raise ConfigError(
                 f"image_size must be divisible by 2**len(cnn_filters)="
                 f"{2 ** len(self.cnn_filters)}. Received: image_size={self.image_size}")

@@ -18,6 +18,8 @@ TRAINING = "training.json"  # summary of the finished fit
 VALIDATION_IMAGES = "validation_images.json"
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.json"
+IMAGE_ENCODER = "image_encoder.keras"  # pretrained runs: the backbone, pixels -> grid
+FEATURES = "features.json"  # pretrained runs: the manifest of the features trained on
 CHECKPOINT_DIR = "checkpoint"  # resumable state while training; removed when done
 STATE = "state.json"  # in CHECKPOINT_DIR; the commit point of each epoch
 STARTED = "vqa-run"  # in CHECKPOINT_DIR from the start: marks the directory as ours
@@ -25,7 +27,7 @@ TMP = ".tmp"  # suffix of files being written (before the rename that commits th
 
 NEEDED_TO_ANSWER = (MODEL, CONFIG, QUESTION_VOCAB, ANSWER_VOCAB)
 ALL_FILES = (MODEL, CONFIG, QUESTION_VOCAB, ANSWER_VOCAB, HISTORY, TRAINING, VALIDATION_IMAGES,
-             METRICS, PREDICTIONS)
+             METRICS, PREDICTIONS, IMAGE_ENCODER, FEATURES)
 
 
 def check_run_dir(path: str | Path) -> Path:

@@ -14,7 +14,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
@@ -28,6 +28,7 @@ from vqa.data.batches import VQABatches, encode_targets
 from vqa.data.dataset import PreparedDataset
 from vqa.data.text import Vocabulary
 from vqa.errors import ConfigError, DatasetError, RunDirError
+from vqa.features.cache import FeatureCache, Manifest, backbone_for_answering, image_table
 from vqa.models import build_model, soft_crossentropy, vqa_score
 
 log = logging.getLogger(__name__)
@@ -163,8 +164,10 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
         answers = Vocabulary.load(run / files.ANSWER_VOCAB)
 
     image_ids = sorted(train_q["image_id"].unique())
-    log.info("loading %d training images", len(image_ids))
-    images, rows = dataset.load_images(image_ids, config.model.image_size)
+    log.info("loading the inputs of %d training images", len(image_ids))
+    images, rows = image_table(dataset, config.model, image_ids)
+    if isinstance(images, FeatureCache):
+        _save_image_encoder(run, images.manifest)
     fit = encode_split(fit_q, images, rows, words, answers, config,
                        shuffle=True, drop_unanswerable=True)
     val = encode_split(val_q, images, rows, words, answers, config,
@@ -216,6 +219,13 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
     files.write_json_atomic(summary, run / files.TRAINING)
     shutil.rmtree(run / files.CHECKPOINT_DIR, ignore_errors=True)
     return summary
+
+
+def _save_image_encoder(run: Path, manifest: Manifest) -> None:
+    """A pretrained run answers from pixels: keep the backbone that made its features."""
+    files.write_json_atomic(asdict(manifest), run / files.FEATURES)
+    if not (run / files.IMAGE_ENCODER).is_file():
+        _save_atomic(backbone_for_answering(manifest), run / files.IMAGE_ENCODER)
 
 
 def _learning_rate(config: Config, steps_per_epoch: int):

@@ -5,22 +5,22 @@ from __future__ import annotations
 import keras
 
 from vqa.config import ModelConfig
-from vqa.models.encoders import IMAGE_ENCODERS, QUESTION_ENCODERS
+from vqa.models.encoders import IMAGE_ENCODERS, QUESTION_ENCODERS, image_input_shape
 from vqa.models.fusion import FUSIONS
 
 
 def build_model(config: ModelConfig, vocab_size: int, num_answers: int) -> keras.Model:
     """Image branch + question branch + fusion + answer classifier.
 
-    Inputs: {"image": [batch, S, S, 3] (0-255), "question": [batch, L] int32 token ids}.
+    Inputs: {"image": [batch, S, S, 3] pixels (0-255) for the small CNN, or the cached
+    [batch, g, g, C] grid of a pretrained backbone; "question": [batch, L] int32 ids}.
     Output: [batch, num_answers] answer probabilities.
     """
     if vocab_size < 3 or num_answers < 1:
         raise ValueError("build_model needs vocab_size >= 3 (pad, unknown, a word) and "
                          f"num_answers >= 1. Received: vocab_size={vocab_size}, "
                          f"num_answers={num_answers}")
-    size = config.image_size
-    image = keras.Input((size, size, 3), name="image")
+    image = keras.Input(image_input_shape(config), name="image")  # pixels or a feature grid
     question = keras.Input((config.max_question_length,), dtype="int32", name="question")
 
     grid = IMAGE_ENCODERS[config.image_encoder](config)(image)  # [batch, g, g, C]

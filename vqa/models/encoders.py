@@ -36,5 +36,20 @@ def lstm_question_encoder(config: ModelConfig, vocab_size: int) -> keras.Sequent
     ], name="question_encoder")
 
 
-IMAGE_ENCODERS = {"small_cnn": small_cnn}
+def pretrained_grid(config: ModelConfig) -> keras.layers.Layer:
+    """Grid features cached from a frozen pretrained backbone come in as they are."""
+    return keras.layers.Identity(name="image_encoder")
+
+
+def image_input_shape(config: ModelConfig) -> tuple[int, int, int]:
+    """What the model's "image" input is: pixels, or a backbone's feature grid."""
+    if config.image_encoder == "pretrained":
+        from vqa.features.backbones import get_backbone
+
+        spec = get_backbone(config.backbone)
+        return (spec.grid_size, spec.grid_size, spec.grid_channels)
+    return (config.image_size, config.image_size, 3)
+
+
+IMAGE_ENCODERS = {"small_cnn": small_cnn, "pretrained": pretrained_grid}
 QUESTION_ENCODERS = {"lstm": lstm_question_encoder}

@@ -1,0 +1,136 @@
+"""The feature cache: extraction, resuming, shards, settings checks, training on it."""
+
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+import vqa.features.cache as cache_module
+from conftest import TINY_CONFIG, draw_shape, make_tiny_dataset
+from vqa import Answerer, evaluate_run
+from vqa.cli import main
+from vqa.config import Config, ModelConfig
+from vqa.data.dataset import PreparedDataset
+from vqa.features.cache import (FeatureCache, FeatureCacheError, extract_features,
+                                feature_paths)
+from vqa.training import train
+
+SMALL = {"batch_size": 2, "chunk_size": 4, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """An uninterrupted extraction to compare the others with."""
+    ds = make_tiny_dataset(tmp_path_factory.mktemp("ref") / "tiny")
+    path = extract_features(ds, **SMALL)
+    with h5py.File(path) as f:
+        return f["features"][:], [s.decode() for s in f["image_id"][:]]
+
+
+def _copy(tmp_path):
+    return make_tiny_dataset(tmp_path / "tiny")
+
+
+def _read(path):
+    with h5py.File(path) as f:
+        return f["features"][:]
+
+
+def test_extract_writes_one_row_per_image(reference, tmp_path):
+    features, ids = reference
+    assert features.shape == (12, 7, 7, 1280) and features.dtype == np.float16
+    assert ids == sorted(ids) and len(set(ids)) == 12
+    assert np.isfinite(features).all() and features.max() > 0
+
+
+def test_killed_extraction_resumes_to_the_same_file(reference, tmp_path, monkeypatch):
+    ds = _copy(tmp_path)
+    real_replace = cache_module.os.replace
+    calls = []
+
+    def dying_replace(src, dst):
+        if str(dst).endswith(".npy"):
+            calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed while the second chunk was being renamed
+        real_replace(src, dst)
+
+    monkeypatch.setattr(cache_module.os, "replace", dying_replace)
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(ds, **SMALL)
+    monkeypatch.setattr(cache_module.os, "replace", real_replace)
+    _, _, parts = feature_paths(ds, "efficientnet_lite0")
+    assert sorted(p.name for p in parts.glob("*.npy") if ".tmp" not in p.name) == ["000000.npy"]
+
+    computed = []
+    real_save = cache_module.np.save
+
+    def counting_save(path, array):
+        computed.append(path)
+        real_save(path, array)
+
+    monkeypatch.setattr(cache_module.np, "save", counting_save)
+    path = extract_features(ds, **SMALL)
+    assert len(computed) == 2  # chunks 1 and 2 only; chunk 0 was kept
+    np.testing.assert_array_equal(_read(path), reference[0])
+    assert not parts.exists()
+
+
+def test_shards_merge_to_the_same_file(reference, tmp_path):
+    ds = _copy(tmp_path)
+    assert extract_features(ds, shard=(1, 2), **SMALL) is None
+    path = extract_features(ds, shard=(0, 2), **SMALL)
+    np.testing.assert_array_equal(_read(path), reference[0])
+
+
+def test_cache_with_other_settings_is_refused(tmp_path):
+    ds = _copy(tmp_path)
+    extract_features(ds, **SMALL)
+    with pytest.raises(FeatureCacheError, match="dtype: float16 != float32"):
+        extract_features(ds, **{**SMALL, "dtype": "float32"})
+
+
+def test_feature_cache_reads_rows_in_any_order(reference, tmp_path):
+    ds = _copy(tmp_path)
+    extract_features(ds, **SMALL)
+    cache = FeatureCache.open(ds, "efficientnet_lite0")
+    rows = np.array([5, 1, 5, 0])
+    np.testing.assert_array_equal(cache[rows], reference[0][rows])
+    assert cache.rows[reference[1][3]] == 3
+    cache.close()
+
+
+def test_missing_cache_names_the_command(tmp_path):
+    ds = _copy(tmp_path)
+    with pytest.raises(FeatureCacheError, match="vqa extract"):
+        FeatureCache.open(ds, "efficientnet_lite0")
+
+
+def test_train_and_answer_on_cached_features(tmp_path):
+    ds = _copy(tmp_path)
+    config = Config(ModelConfig(image_encoder="pretrained", image_dim=16, embedding_dim=8,
+                                question_dim=16, max_question_length=8, fusion_dim=16,
+                                classifier_dim=16), TINY_CONFIG.train)
+    summary = train(ds, tmp_path / "run", config, verbose=0)  # extracts the cache first
+    assert feature_paths(ds, "efficientnet_lite0")[0].is_file()
+    assert summary["epochs_run"] == 2
+    metrics = evaluate_run(tmp_path / "run", ds, "test")
+    assert metrics["n_questions"] == len(ds.split("test"))
+    answerer = Answerer.load(tmp_path / "run")
+    result = answerer.answer(draw_shape("red", "circle", size=300), "what color is the shape?")
+    assert 0 < result.probability <= 1
+    # The answer from pixels uses the same network as the cache: same grid, same answer.
+    image_id = ds.split("test")["image_id"].iloc[0]
+    grid = answerer._image_input(ds.image_path(image_id))
+    cache = FeatureCache.open(ds, "efficientnet_lite0")
+    np.testing.assert_allclose(grid, cache[[cache.rows[image_id]]][0].astype("float32"),
+                               rtol=2e-2, atol=2e-2)
+
+
+def test_extract_command(tmp_path, capsys):
+    ds = _copy(tmp_path)
+    assert main(["extract", str(ds.root), "--batch-size", "4"]) == 0
+    assert "features:" in capsys.readouterr().out
+    assert main(["extract", str(ds.root), "--shard", "2"]) == 1
+    assert "--shard must look like i/N" in capsys.readouterr().err

@@ -1,0 +1,253 @@
+"""Grid features of a dataset's images, computed once by a pretrained backbone.
+
+    DATA/features/<backbone>.h5    "features" [n, g, g, C] (float16 by default),
+                                   "image_id" [n]; one HDF5 chunk per image
+    DATA/features/<backbone>.json  manifest: backbone, weights fingerprint, image size,
+                                   grid shape, dtype, image count, chunking
+    DATA/features/<backbone>.parts/  work in progress: one .npy per chunk of images
+
+Extraction is resumable: every chunk is written to a temporary name and renamed, so a
+killed run leaves only whole chunks, and a rerun computes only the missing ones. When
+every chunk exists the parts are merged into the .h5 (also via a temporary name). With
+`shard=(i, N)` a process computes chunks i, i+N, i+2N, ...; the last shard to finish
+merges, or `merge_parts` does it. Chunks and batches are fixed by the manifest, so the
+result is the same however the work was split or interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import h5py
+import keras
+import numpy as np
+
+from vqa.data.dataset import PreparedDataset
+from vqa.data.images import open_image
+from vqa.errors import VQAError
+from vqa.features.backbones import get_backbone
+
+log = logging.getLogger(__name__)
+DTYPES = ("float16", "float32")
+
+
+class FeatureCacheError(VQAError):
+    """A feature cache is missing, incomplete, or made with other settings."""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    backbone: str
+    weights: str | None  # the weights file given, or None for the backbone's ImageNet weights
+    weights_sha256: str  # of the network's weight values, whatever file they came from
+    image_size: int
+    grid: tuple[int, int, int]
+    dtype: str
+    n_images: int
+    image_ids_sha256: str
+    chunk_size: int
+    batch_size: int
+
+    @classmethod
+    def read(cls, path: Path) -> "Manifest":
+        data = json.loads(path.read_text())
+        data["grid"] = tuple(data["grid"])
+        return cls(**data)
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(tmp, path)
+
+
+def feature_paths(dataset: PreparedDataset, backbone: str) -> tuple[Path, Path, Path]:
+    """(features .h5, manifest .json, parts dir) for a backbone in a dataset."""
+    root = dataset.root / "features"
+    return root / f"{backbone}.h5", root / f"{backbone}.json", root / f"{backbone}.parts"
+
+
+def weights_fingerprint(model: keras.Model) -> str:
+    digest = hashlib.sha256()
+    for w in model.weights:
+        digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(w)).tobytes())
+    return digest.hexdigest()
+
+
+def extract_features(dataset: PreparedDataset, backbone: str = "efficientnet_lite0",
+                     weights: str | Path | None = None, *, batch_size: int = 32,
+                     dtype: str = "float16", shard: tuple[int, int] = (0, 1),
+                     chunk_size: int = 256, progress: bool | None = None) -> Path | None:
+    """Compute (or finish computing) the feature cache of every image in `dataset`.
+
+    Returns the .h5 path once every chunk is done and merged, or None when other
+    shards still have chunks to compute.
+    """
+    if dtype not in DTYPES:
+        raise FeatureCacheError(f"Invalid dtype {dtype!r}. Expected one of {list(DTYPES)}.")
+    index, count = shard
+    if not (count >= 1 and 0 <= index < count):
+        raise FeatureCacheError(f"Invalid shard {index}/{count}: expected 0 <= i < N.")
+    if batch_size < 1 or chunk_size < 1:
+        raise FeatureCacheError("batch_size and chunk_size must be at least 1.")
+    spec = get_backbone(backbone)
+    model = spec.build(include_top=False, weights=weights)
+    image_ids = sorted(dataset.images.index)
+    manifest = Manifest(backbone, None if weights is None else str(Path(weights).resolve()),
+                        weights_fingerprint(model), spec.image_size,
+                        (spec.grid_size, spec.grid_size, spec.grid_channels), dtype,
+                        len(image_ids), _ids_sha256(image_ids), chunk_size, batch_size)
+    h5_path, manifest_path, parts = feature_paths(dataset, backbone)
+    parts.parent.mkdir(exist_ok=True)
+    if manifest_path.is_file():
+        _check_same(Manifest.read(manifest_path), manifest, manifest_path)
+        if h5_path.is_file():
+            log.info("features already extracted: %s", h5_path)
+            return h5_path
+    else:
+        manifest.write(manifest_path)
+    parts.mkdir(exist_ok=True)
+
+    chunks = range(math.ceil(len(image_ids) / chunk_size))
+    todo = [c for c in chunks if c % count == index and not _part(parts, c).is_file()]
+    n_todo = sum(len(image_ids[c * chunk_size:(c + 1) * chunk_size]) for c in todo)
+    log.info("extracting %s features: %d of %d images left for shard %d/%d", backbone,
+             n_todo, len(image_ids), index, count)
+    show = sys.stdout.isatty() if progress is None else progress
+    bar = keras.utils.Progbar(n_todo, unit_name="image") if show and n_todo else None
+    for c in todo:
+        ids = image_ids[c * chunk_size:(c + 1) * chunk_size]
+        out = np.empty((len(ids), *manifest.grid), dtype=dtype)
+        for start in range(0, len(ids), batch_size):
+            batch = ids[start:start + batch_size]
+            pixels = np.stack([spec.preprocess(open_image(dataset.image_path(i)))
+                               for i in batch]).astype("float32")
+            out[start:start + len(batch)] = np.asarray(model.predict_on_batch(pixels))
+            if bar is not None:
+                bar.add(len(batch))
+        tmp = parts / f"{c:06d}.tmp.npy"
+        np.save(tmp, out)
+        os.replace(tmp, _part(parts, c))
+    if all(_part(parts, c).is_file() for c in chunks):
+        return merge_parts(dataset, backbone)
+    log.info("shard %d/%d done; other shards still have chunks to compute", index, count)
+    return None
+
+
+def merge_parts(dataset: PreparedDataset, backbone: str) -> Path:
+    """Merge finished chunks into the .h5 cache, then remove them."""
+    h5_path, manifest_path, parts = feature_paths(dataset, backbone)
+    manifest = Manifest.read(manifest_path)
+    image_ids = sorted(dataset.images.index)
+    if _ids_sha256(image_ids) != manifest.image_ids_sha256:
+        raise FeatureCacheError(f"{manifest_path} was made for other images; delete "
+                                f"{manifest_path.parent} and extract again.")
+    n_chunks = math.ceil(len(image_ids) / manifest.chunk_size)
+    missing = [c for c in range(n_chunks) if not _part(parts, c).is_file()]
+    if missing:
+        raise FeatureCacheError(f"{len(missing)} of {n_chunks} chunks are not extracted yet "
+                                f"(e.g. {_part(parts, missing[0])}); run vqa extract for "
+                                "every shard first.")
+    tmp = h5_path.with_name(h5_path.stem + ".tmp.h5")
+    with h5py.File(tmp, "w") as f:
+        features = f.create_dataset("features", (len(image_ids), *manifest.grid),
+                                    dtype=manifest.dtype, chunks=(1, *manifest.grid))
+        f.create_dataset("image_id", data=np.array(image_ids, dtype=object),
+                         dtype=h5py.string_dtype())
+        for c in range(n_chunks):
+            features[c * manifest.chunk_size:(c + 1) * manifest.chunk_size] = np.load(
+                _part(parts, c))
+    os.replace(tmp, h5_path)
+    shutil.rmtree(parts)
+    log.info("features merged into %s", h5_path)
+    return h5_path
+
+
+class FeatureCache:
+    """Read-only access to a finished cache, row by row; never loads the whole file.
+
+    `cache[rows]` returns the features of those rows (any order, repeats allowed), so it
+    stands in for an in-memory image array in VQABatches.
+    """
+
+    def __init__(self, path: Path, manifest: Manifest):
+        self.path, self.manifest = path, manifest
+        self._file = h5py.File(path, "r")
+        self._features = self._file["features"]
+        self.image_ids = [s.decode() if isinstance(s, bytes) else s
+                          for s in self._file["image_id"][:]]
+        self.rows = {image_id: i for i, image_id in enumerate(self.image_ids)}
+
+    @classmethod
+    def open(cls, dataset: PreparedDataset, backbone: str) -> "FeatureCache":
+        h5_path, manifest_path, _ = feature_paths(dataset, backbone)
+        if not h5_path.is_file() or not manifest_path.is_file():
+            raise FeatureCacheError(f"No {backbone} features in {dataset.root}: run "
+                                    f"`vqa extract {dataset.root} --backbone {backbone}`.")
+        return cls(h5_path, Manifest.read(manifest_path))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self._features.shape
+
+    def __len__(self) -> int:
+        return self._features.shape[0]
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows)
+        unique, inverse = np.unique(rows, return_inverse=True)
+        # One read per row: h5py's fancy indexing is ~60x slower for scattered rows.
+        block = np.stack([self._features[int(i)] for i in unique])
+        return block[inverse]
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _part(parts: Path, chunk: int) -> Path:
+    return parts / f"{chunk:06d}.npy"
+
+
+def _ids_sha256(image_ids: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(image_ids).encode()).hexdigest()
+
+
+def _check_same(found: Manifest, wanted: Manifest, path: Path) -> None:
+    if found != wanted:
+        diff = {k: (getattr(found, k), getattr(wanted, k)) for k in asdict(wanted)
+                if getattr(found, k) != getattr(wanted, k)}
+        changes = ", ".join(f"{k}: {a} != {b}" for k, (a, b) in diff.items())
+        raise FeatureCacheError(f"{path} was made with other settings ({changes}). Delete "
+                                f"{path.parent / path.stem}.* to extract again with these.")
+
+
+def image_table(dataset: PreparedDataset, config, image_ids: Sequence[str]
+                ) -> tuple[np.ndarray | FeatureCache, dict[str, int]]:
+    """What a model's "image" input is gathered from, and the row of each image id:
+    decoded pixels for the small CNN, or the feature cache of a pretrained backbone
+    (extracted first if it is missing)."""
+    if config.image_encoder != "pretrained":
+        return dataset.load_images(image_ids, config.image_size)
+    h5_path, _, _ = feature_paths(dataset, config.backbone)
+    if not h5_path.is_file():
+        log.info("no %s feature cache in %s yet: extracting it", config.backbone, dataset.root)
+        extract_features(dataset, config.backbone)
+    cache = FeatureCache.open(dataset, config.backbone)
+    return cache, cache.rows
+
+
+def backbone_for_answering(manifest: Manifest) -> keras.Model:
+    """The backbone network exactly as it made the cached features (checked)."""
+    model = get_backbone(manifest.backbone).build(include_top=False, weights=manifest.weights)
+    if weights_fingerprint(model) != manifest.weights_sha256:
+        raise FeatureCacheError(f"The {manifest.backbone} weights now loaded differ from the "
+                                "ones that made the cached features; extract again.")
+    return model
