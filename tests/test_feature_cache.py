@@ -134,3 +134,26 @@ def test_extract_command(tmp_path, capsys):
     assert "features:" in capsys.readouterr().out
     assert main(["extract", str(ds.root), "--shard", "2"]) == 1
     assert "--shard must look like i/N" in capsys.readouterr().err
+
+
+def test_fine_tune_trains_the_backbone_end_to_end(tmp_path):
+    ds = _copy(tmp_path)
+    config = Config(ModelConfig(image_encoder="pretrained", image_dim=16, embedding_dim=8,
+                                question_dim=16, max_question_length=8, fusion_dim=16,
+                                classifier_dim=16),
+                    TINY_CONFIG.train).with_train(epochs=1, fine_tune=True, batch_size=8,
+                                                  backbone_learning_rate=1e-4)
+    summary = train(ds, tmp_path / "run", config, verbose=0)
+    assert not feature_paths(ds, "efficientnet_lite0")[0].exists()  # no cache needed
+    answerer = Answerer.load(tmp_path / "run")
+    assert answerer.image_encoder is None  # the backbone is inside the model
+    assert summary["parameters"] > 3_000_000  # backbone + head
+    from vqa.features.backbones import get_backbone
+    stem = get_backbone("efficientnet_lite0").build().get_layer("stem_conv").get_weights()[0]
+    tuned = answerer.model.get_layer("efficientnet_lite0").get_layer("stem_conv")
+    delta = np.abs(tuned.get_weights()[0] - stem).max()
+    assert 0 < delta < 1e-3  # it moved, at the backbone's rate (4 steps of <= 1e-4), not 1e-3
+    result = answerer.answer(ds.image_path(ds.split("test")["image_id"].iloc[0]),
+                             "what shape is in the image?")
+    assert 0 < result.probability <= 1
+    assert evaluate_run(tmp_path / "run", ds, "test")["n_questions"] == len(ds.split("test"))

@@ -83,3 +83,19 @@ def test_loss_and_metric_on_soft_targets():
 def test_builder_rejects_bad_sizes():
     with pytest.raises(ValueError, match="vocab_size"):
         build_model(ModelConfig(), vocab_size=2, num_answers=3)
+
+
+def test_two_rate_adam_slows_only_the_named_variables():
+    from vqa.models import TwoRateAdam
+
+    fast = keras.Variable(np.zeros(3, "float32"), name="fast")
+    slow = keras.Variable(np.zeros(3, "float32"), name="slow")
+    optimizer = TwoRateAdam([slow.path], 0.1, learning_rate=0.01)
+    grad = np.ones(3, "float32")
+    optimizer.apply_gradients([(grad, fast), (grad, slow)])
+    step_fast = -keras.ops.convert_to_numpy(fast)
+    step_slow = -keras.ops.convert_to_numpy(slow)
+    np.testing.assert_allclose(step_fast, 0.01, rtol=1e-3)  # Adam's first step is ~lr
+    np.testing.assert_allclose(step_slow, 0.001, rtol=1e-3)
+    clone = TwoRateAdam.from_config(optimizer.get_config())
+    assert clone.slow_paths == [slow.path] and clone.slow_factor == 0.1

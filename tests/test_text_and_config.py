@@ -61,6 +61,9 @@ def test_partial_config_file_keeps_defaults(tmp_path):
     ("model:\n  cnn_filters: [a, b]\n", "expected tuple"),
     ("train:\n  learning_rate: fast\n", "expected float"),
     ("train:\n  seed: -1\n", "seed must be >= 0"),
+    ("train:\n  fine_tune: true\n  backbone_learning_rate: 0.1\n", "at most learning_rate"),
+    ("model:\n  image_encoder: small_cnn\ntrain:\n  fine_tune: true\n", "fine_tune needs"),
+    ("train:\n  fine_tune: 1\n", "expected bool"),
     ("model: [\n", "not valid YAML"),
 ])
 def test_bad_config_names_the_problem(tmp_path, text, match):

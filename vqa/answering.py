@@ -66,7 +66,7 @@ class Answerer:
             except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
                 raise RunDirError(f"Cannot read {run / name}: {exc}") from None
         config = load_config(run / files.CONFIG)
-        if config.model.image_encoder != "pretrained":
+        if config.pixels_in:  # the model itself turns pixels into answers
             return cls(model, config, *vocabularies)
         try:
             encoder = keras.models.load_model(run / files.IMAGE_ENCODER, compile=False,
@@ -95,8 +95,7 @@ class Answerer:
     def predict_dataset(self, dataset: PreparedDataset, questions: pd.DataFrame,
                         batch_size: int = 256) -> dict[int, str]:
         """The top answer for every row of `questions` (question_id -> answer)."""
-        images, rows = image_table(dataset, self.config.model,
-                                   sorted(questions["image_id"].unique()))
+        images, rows = image_table(dataset, self.config, sorted(questions["image_id"].unique()))
         if isinstance(images, FeatureCache) and (
                 images.manifest.weights_sha256 != self.features.weights_sha256):
             raise FeatureCacheError(f"The {images.manifest.backbone} features in "
@@ -111,10 +110,14 @@ class Answerer:
         return {int(q): self.answers.tokens[i] for q, i in zip(questions["question_id"], best)}
 
     def _image_input(self, image: ImageLike) -> np.ndarray:
-        """Pixels for the small CNN; the backbone's grid for a pretrained run."""
+        """Pixels for the small CNN; the backbone's pixels when it is inside the model
+        (fine-tuned); else the backbone's grid, computed here."""
+        model = self.config.model
+        if model.image_encoder != "pretrained":
+            return load_image(image, model.image_size)
+        pixels = get_backbone(model.backbone).preprocess(to_pil(image))
         if self.image_encoder is None:
-            return load_image(image, self.config.model.image_size)
-        pixels = get_backbone(self.features.backbone).preprocess(to_pil(image))
+            return pixels
         return np.asarray(self.image_encoder.predict_on_batch(pixels[None].astype("float32")))[0]
 
     def _encode(self, question: str):

@@ -37,6 +37,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     config = load_config(args.config)
     overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
+    if args.fine_tune:
+        overrides["fine_tune"] = True
     config = config.with_train(**overrides)
     dataset = PreparedDataset.load(args.data)  # checked before TensorFlow loads
     _load_keras()
@@ -210,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory to create (or resume)")
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument("--seed", type=int, help="override train.seed")
+    p.add_argument("--fine-tune", action="store_true",
+                   help="train the pretrained backbone too, end to end from pixels "
+                        "(train.backbone_learning_rate)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
     p.set_defaults(func=cmd_train)
 

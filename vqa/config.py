@@ -73,6 +73,8 @@ class TrainConfig:
     epochs: int = 10
     learning_rate: float = 1e-3
     learning_rate_schedule: str = "cosine"  # constant | cosine (decays to 0 over `epochs`)
+    fine_tune: bool = False  # pretrained: train the backbone too, end to end from pixels
+    backbone_learning_rate: float = 1e-5  # fine_tune: the backbone's (smaller) learning rate
     early_stopping_patience: int = 3  # epochs without val improvement before stopping
     validation_fraction: float = 0.1  # of training *images*, held out for model selection
     max_answers: int = 1000  # answer vocabulary: the most frequent training answers
@@ -89,6 +91,9 @@ class TrainConfig:
                       LEARNING_RATE_SCHEDULES)
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0. Received: {self.learning_rate}")
+        if self.fine_tune and not 0 < self.backbone_learning_rate <= self.learning_rate:
+            raise ConfigError("backbone_learning_rate must be > 0 and at most learning_rate. "
+                              f"Received: {self.backbone_learning_rate}")
         if self.early_stopping_patience < 0:
             raise ConfigError("early_stopping_patience must be >= 0. "
                               f"Received: {self.early_stopping_patience}")
@@ -101,6 +106,17 @@ class TrainConfig:
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.train.fine_tune and self.model.image_encoder != "pretrained":
+            raise ConfigError("fine_tune needs model.image_encoder: pretrained (a backbone "
+                              f"to fine-tune). Received: image_encoder="
+                              f"{self.model.image_encoder!r}")
+
+    @property
+    def pixels_in(self) -> bool:
+        """Whether the model's "image" input is pixels (else a cached feature grid)."""
+        return self.model.image_encoder != "pretrained" or self.train.fine_tune
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "Config":
@@ -181,6 +197,8 @@ def _check_types(section: Any) -> None:
                 ok = False
         elif f.type == "str":
             ok = isinstance(value, str)
+        elif f.type == "bool":
+            ok = isinstance(value, bool)
         else:  # tuple[int, ...]
             ok = (isinstance(value, (list, tuple)) and all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value))

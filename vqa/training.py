@@ -29,7 +29,9 @@ from vqa.data.dataset import PreparedDataset
 from vqa.data.text import Vocabulary
 from vqa.errors import ConfigError, DatasetError, RunDirError
 from vqa.features.cache import FeatureCache, Manifest, backbone_for_answering, image_table
+from vqa.features.backbones import get_backbone
 from vqa.models import build_model, soft_crossentropy, vqa_score
+from vqa.models.optimizers import TwoRateAdam
 
 log = logging.getLogger(__name__)
 MONITOR = "val_vqa_score"
@@ -165,7 +167,7 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
 
     image_ids = sorted(train_q["image_id"].unique())
     log.info("loading the inputs of %d training images", len(image_ids))
-    images, rows = image_table(dataset, config.model, image_ids)
+    images, rows = image_table(dataset, config, image_ids)
     if isinstance(images, FeatureCache):
         _save_image_encoder(run, images.manifest)
     fit = encode_split(fit_q, images, rows, words, answers, config,
@@ -180,9 +182,8 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
                            "answer vocabulary.")
 
     if state is None:
-        model = build_model(config.model, len(words), len(answers))
-        model.compile(optimizer=keras.optimizers.Adam(_learning_rate(config, len(fit.batches))),
-                      loss=soft_crossentropy, metrics=[vqa_score])
+        model, optimizer = _new_model(config, len(words), len(answers), len(fit.batches))
+        model.compile(optimizer=optimizer, loss=soft_crossentropy, metrics=[vqa_score])
         state = {"next_epoch": 0, "best": -math.inf, "best_epoch": -1, "best_file": None,
                  "last_file": None, "wait": 0, "stopped_early": False, "data": fingerprint}
         initial_epoch = 0
@@ -226,6 +227,21 @@ def _save_image_encoder(run: Path, manifest: Manifest) -> None:
     files.write_json_atomic(asdict(manifest), run / files.FEATURES)
     if not (run / files.IMAGE_ENCODER).is_file():
         _save_atomic(backbone_for_answering(manifest), run / files.IMAGE_ENCODER)
+
+
+def _new_model(config: Config, n_words: int, n_answers: int, steps_per_epoch: int
+               ) -> tuple[keras.Model, keras.optimizers.Optimizer]:
+    """The model and its optimizer; fine-tuning puts the backbone inside, slower."""
+    learning_rate = _learning_rate(config, steps_per_epoch)
+    if not config.train.fine_tune:
+        return (build_model(config.model, n_words, n_answers),
+                keras.optimizers.Adam(learning_rate))
+    backbone = get_backbone(config.model.backbone).build(include_top=False)
+    model = build_model(config.model, n_words, n_answers, backbone=backbone)
+    optimizer = TwoRateAdam([v.path for v in backbone.trainable_variables],
+                            config.train.backbone_learning_rate / config.train.learning_rate,
+                            learning_rate=learning_rate)
+    return model, optimizer
 
 
 def _learning_rate(config: Config, steps_per_epoch: int):

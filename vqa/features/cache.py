@@ -231,16 +231,25 @@ def _check_same(found: Manifest, wanted: Manifest, path: Path) -> None:
 
 def image_table(dataset: PreparedDataset, config, image_ids: Sequence[str]
                 ) -> tuple[np.ndarray | FeatureCache, dict[str, int]]:
-    """What a model's "image" input is gathered from, and the row of each image id:
-    decoded pixels for the small CNN, or the feature cache of a pretrained backbone
-    (extracted first if it is missing)."""
-    if config.image_encoder != "pretrained":
-        return dataset.load_images(image_ids, config.image_size)
-    h5_path, _, _ = feature_paths(dataset, config.backbone)
+    """What a model's "image" input is gathered from, and the row of each image id.
+
+    `config` is a vqa.config.Config: decoded pixels for the small CNN; the backbone's
+    preprocessed pixels when fine-tuning it; else the feature cache of the pretrained
+    backbone (extracted first if it is missing).
+    """
+    model = config.model
+    if model.image_encoder != "pretrained":
+        return dataset.load_images(image_ids, model.image_size)
+    if config.train.fine_tune:
+        spec = get_backbone(model.backbone)
+        pixels = np.stack([spec.preprocess(open_image(dataset.image_path(i)))
+                           for i in image_ids])
+        return pixels, {image_id: i for i, image_id in enumerate(image_ids)}
+    h5_path, _, _ = feature_paths(dataset, model.backbone)
     if not h5_path.is_file():
-        log.info("no %s feature cache in %s yet: extracting it", config.backbone, dataset.root)
-        extract_features(dataset, config.backbone)
-    cache = FeatureCache.open(dataset, config.backbone)
+        log.info("no %s feature cache in %s yet: extracting it", model.backbone, dataset.root)
+        extract_features(dataset, model.backbone)
+    cache = FeatureCache.open(dataset, model.backbone)
     return cache, cache.rows
 
 

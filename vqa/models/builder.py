@@ -9,13 +9,23 @@ from vqa.models.encoders import IMAGE_ENCODERS, QUESTION_ENCODERS, image_input_s
 from vqa.models.fusion import FUSIONS
 
 
-def build_model(config: ModelConfig, vocab_size: int, num_answers: int) -> keras.Model:
+def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
+                backbone: keras.Model | None = None) -> keras.Model:
     """Image branch + question branch + fusion + answer classifier.
 
     Inputs: {"image": [batch, S, S, 3] pixels (0-255) for the small CNN, or the cached
     [batch, g, g, C] grid of a pretrained backbone; "question": [batch, L] int32 ids}.
     Output: [batch, num_answers] answer probabilities.
+
+    With `backbone` (a pixels -> grid network, to fine-tune), the model takes the
+    backbone's pixels as "image" and runs it first.
     """
+    if backbone is not None:
+        head = build_model(config, vocab_size, num_answers)
+        pixels = keras.Input(backbone.input.shape[1:], name="image")
+        question = keras.Input((config.max_question_length,), dtype="int32", name="question")
+        answers = head({"image": backbone(pixels), "question": question})
+        return keras.Model({"image": pixels, "question": question}, answers, name="vqa")
     if vocab_size < 3 or num_answers < 1:
         raise ValueError("build_model needs vocab_size >= 3 (pad, unknown, a word) and "
                          f"num_answers >= 1. Received: vocab_size={vocab_size}, "
