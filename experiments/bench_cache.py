@@ -51,7 +51,7 @@ def main() -> None:
 
     head = build_model(config.model, len(words), len(answers))
     head.compile(optimizer="adam", loss=soft_crossentropy)
-    cache, cache_rows = image_table(dataset, config.model, sorted(train["image_id"].unique()))
+    cache, cache_rows = image_table(dataset, config, sorted(train["image_id"].unique()))
     timings = {}
 
     def run(name, make_inputs, model):

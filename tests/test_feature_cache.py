@@ -91,6 +91,15 @@ def test_cache_with_other_settings_is_refused(tmp_path):
         extract_features(ds, **{**SMALL, "dtype": "float32"})
 
 
+def test_resume_with_another_batch_size_is_accepted(tmp_path, monkeypatch):
+    ds = _copy(tmp_path)
+    monkeypatch.setattr(cache_module, "merge_parts", lambda *a: None)  # stop before merging
+    extract_features(ds, shard=(0, 3), **SMALL)
+    monkeypatch.undo()
+    path = extract_features(ds, **{**SMALL, "batch_size": 3})
+    assert _read(path).shape[0] == 12
+
+
 def test_feature_cache_reads_rows_in_any_order(reference, tmp_path):
     ds = _copy(tmp_path)
     extract_features(ds, **SMALL)

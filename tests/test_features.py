@@ -144,3 +144,18 @@ def test_channel_normalization():
     np.testing.assert_allclose(out[0, 0, 0], [(7 - 1) / 2, (5 - 2) / 2, (3 - 3) / 2])
     clone = ChannelNormalization.from_config(layer.get_config())
     assert clone.mean == (1.0, 2.0, 3.0) and clone.reverse_channels
+
+
+def test_tensor_outside_its_storage_is_refused():
+    # Offsets, shapes and strides come from the file: a negative or oversized one must
+    # not make numpy read memory outside the storage.
+    from vqa.features import torch_checkpoint as tc
+
+    ref = tc._StorageRef("0", np.float32)
+    for storage, offset, shape, stride in ((ref, 0, (4,), (-1,)), (ref, -1, (4,), (1,)),
+                                           ("not a storage", 0, (4,), (1,)),
+                                           (ref, 0, (4, 1), (1,))):
+        with pytest.raises(CheckpointError, match="Malformed tensor"):
+            tc._rebuild_tensor_v2(storage, offset, shape, stride)
+    with pytest.raises(CheckpointError, match="past the end"):
+        tc._materialise(tc._TensorRef(ref, 2, (4,), (1,)), np.zeros(4, "float32"))

@@ -105,7 +105,11 @@ class Answerer:
                                             self.config.model.max_question_length,
                                             batch_size=batch_size)
         # A progress bar on a terminal; silent in logs and tests.
-        probs = self.model.predict(batches, verbose=1 if sys.stdout.isatty() else 0)
+        try:
+            probs = self.model.predict(batches, verbose=1 if sys.stdout.isatty() else 0)
+        finally:
+            if isinstance(images, FeatureCache):
+                images.close()
         best = np.argmax(probs, axis=-1)
         return {int(q): self.answers.tokens[i] for q, i in zip(questions["question_id"], best)}
 

@@ -1,4 +1,4 @@
-"""The `vqa` command: prepare | train | evaluate | score | ask | demo.
+"""The `vqa` command: prepare | extract | train | evaluate | score | ask | classify | demo.
 
 Heavy imports (TensorFlow through Keras) happen inside the commands that need them,
 so `vqa --help` and `vqa score` start quickly.

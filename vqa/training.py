@@ -197,8 +197,12 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
 
     checkpoint = RunCheckpoint(run, config.train.early_stopping_patience, state)
     start = time.perf_counter()
-    model.fit(fit.batches, validation_data=val.batches, epochs=config.train.epochs,
-              initial_epoch=initial_epoch, verbose=verbose, callbacks=[checkpoint])
+    try:
+        model.fit(fit.batches, validation_data=val.batches, epochs=config.train.epochs,
+                  initial_epoch=initial_epoch, verbose=verbose, callbacks=[checkpoint])
+    finally:
+        if isinstance(images, FeatureCache):
+            images.close()
     best = run / files.CHECKPOINT_DIR / state["best_file"]
     if best.is_file():  # else a crash came after this rename, on an earlier attempt
         os.replace(best, run / files.MODEL)
@@ -223,8 +227,16 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
 
 
 def _save_image_encoder(run: Path, manifest: Manifest) -> None:
-    """A pretrained run answers from pixels: keep the backbone that made its features."""
-    files.write_json_atomic(asdict(manifest), run / files.FEATURES)
+    """A pretrained run answers from pixels: keep the backbone that made its features.
+
+    A resumed run must train on the same features it started with."""
+    if (run / files.FEATURES).is_file():
+        diff = Manifest.read(run / files.FEATURES).same_features(manifest)
+        if diff:
+            raise RunDirError(f"{run} started on other features than the cache now holds "
+                              f"({', '.join(diff)} differ); pass --overwrite to start again.")
+    else:
+        files.write_json_atomic(asdict(manifest), run / files.FEATURES)
     if not (run / files.IMAGE_ENCODER).is_file():
         _save_atomic(backbone_for_answering(manifest), run / files.IMAGE_ENCODER)
 

@@ -31,7 +31,8 @@ class VQABatches(keras.utils.PyDataset):
     """Gathers batches from in-memory arrays; each image is stored once.
 
     Args:
-        images: [n_images, S, S, 3] uint8.
+        images: the model's image inputs, one row per image: [n, S, S, 3] uint8 pixels,
+            or anything indexable by an array of rows (a FeatureCache of grids).
         image_index: [n_questions] row of `images` for each question.
         questions: [n_questions, L] int32 token ids.
         targets: [n_questions, n_answers] sparse scores, or None for prediction.

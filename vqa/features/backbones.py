@@ -11,7 +11,6 @@ Adding a backbone is one entry in BACKBONES.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -102,6 +101,12 @@ class Backbone:
     def grid_size(self) -> int:
         return self.image_size // 32
 
+    @property
+    def input_protocol(self) -> str:
+        """What a cache made with this backbone depends on besides its weights."""
+        return (f"short side {self.resize_short_side} bicubic, centre crop {self.image_size}, "
+                f"normalisation {self.normalisation or 'inside the network'}")
+
     def build(self, include_top: bool = False, weights: str | Path | None = None
               ) -> keras.Model:
         """The network on [0, 255] RGB input; `weights` None means the ImageNet weights."""
@@ -139,7 +144,7 @@ class Backbone:
             return self.constructor(include_top=include_top, weights="imagenet",
                                     input_shape=shape)
         except Exception as exc:  # Keras raises a bare Exception for a failed download
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            reason = _first_line(exc)
             if expected.is_file():
                 raise WeightsError(f"{self.name}: cannot load the ImageNet weights in "
                                    f"{expected}: {reason}") from None
@@ -155,8 +160,12 @@ def _load_weights_file(model: keras.Model, path: str | Path, name: str) -> None:
     try:
         model.load_weights(path)
     except Exception as exc:  # shape mismatches and bad files raise several types
-        reason = str(exc).splitlines()[0] if str(exc) else repr(exc)
+        reason = _first_line(exc)
         raise WeightsError(f"{name}: cannot load weights from {path}: {reason}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _build_lite0(include_top: bool, weights: str | Path | None) -> keras.Model:
@@ -188,18 +197,10 @@ def lite0_weights() -> Path:
     model = efficientnet_lite0(include_top=True)
     load_torch_weights(model, load_state_dict(checkpoint))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("efficientnet_lite0.tmp.weights.h5")
+    tmp = path.with_name(f"efficientnet_lite0.tmp{os.getpid()}.weights.h5")
     model.save_weights(tmp)
     os.replace(tmp, path)
     return path
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def get_backbone(name: str) -> Backbone:
@@ -210,7 +211,7 @@ def get_backbone(name: str) -> Backbone:
 
 _CAFFE_BGR_MEAN = ((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), True)
 BACKBONES: dict[str, Backbone] = {b.name: b for b in (
-    Backbone("efficientnet_lite0", 1280,
+    Backbone("efficientnet_lite0", 1280,  # converted into cache_dir(), see lite0_weights()
              ("efficientnet_lite0.weights.h5", "efficientnet_lite0.weights.h5")),
     Backbone("mobilenet_v2", 1280,
              ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",

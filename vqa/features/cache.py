@@ -31,6 +31,7 @@ import h5py
 import keras
 import numpy as np
 
+from vqa.config import Config
 from vqa.data.dataset import PreparedDataset
 from vqa.data.images import open_image
 from vqa.errors import VQAError
@@ -49,6 +50,7 @@ class Manifest:
     backbone: str
     weights: str | None  # the weights file given, or None for the backbone's ImageNet weights
     weights_sha256: str  # of the network's weight values, whatever file they came from
+    input_protocol: str  # resizing, cropping and normalisation of the pixels
     image_size: int
     grid: tuple[int, int, int]
     dtype: str
@@ -57,14 +59,28 @@ class Manifest:
     chunk_size: int
     batch_size: int
 
+    # Where the weights file lies and the batch size do not change the features that
+    # matter: a resume on another machine or with another --batch-size is accepted.
+    NOT_COMPARED = ("weights", "batch_size")
+
+    def same_features(self, other: "Manifest") -> dict[str, tuple]:
+        """The fields that differ in a way that changes the features ({} if none)."""
+        return {k: (getattr(self, k), getattr(other, k)) for k in asdict(self)
+                if k not in self.NOT_COMPARED and getattr(self, k) != getattr(other, k)}
+
     @classmethod
     def read(cls, path: Path) -> "Manifest":
-        data = json.loads(path.read_text())
-        data["grid"] = tuple(data["grid"])
-        return cls(**data)
+        try:
+            data = json.loads(path.read_text())
+            data["grid"] = tuple(data["grid"])
+            return cls(**data)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise FeatureCacheError(f"{path} is not a manifest this version can read ({exc}); "
+                                    f"delete {path.parent / path.stem}.* and extract again."
+                                    ) from None
 
     def write(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
         tmp.write_text(json.dumps(asdict(self), indent=2))
         os.replace(tmp, path)
 
@@ -102,7 +118,7 @@ def extract_features(dataset: PreparedDataset, backbone: str = "efficientnet_lit
     model = spec.build(include_top=False, weights=weights)
     image_ids = sorted(dataset.images.index)
     manifest = Manifest(backbone, None if weights is None else str(Path(weights).resolve()),
-                        weights_fingerprint(model), spec.image_size,
+                        weights_fingerprint(model), spec.input_protocol, spec.image_size,
                         (spec.grid_size, spec.grid_size, spec.grid_channels), dtype,
                         len(image_ids), _ids_sha256(image_ids), chunk_size, batch_size)
     h5_path, manifest_path, parts = feature_paths(dataset, backbone)
@@ -113,6 +129,8 @@ def extract_features(dataset: PreparedDataset, backbone: str = "efficientnet_lit
             log.info("features already extracted: %s", h5_path)
             return h5_path
     else:
+        if parts.exists():  # parts without a manifest: settings unknown, start again
+            shutil.rmtree(parts)
         manifest.write(manifest_path)
     parts.mkdir(exist_ok=True)
 
@@ -133,7 +151,7 @@ def extract_features(dataset: PreparedDataset, backbone: str = "efficientnet_lit
             out[start:start + len(batch)] = np.asarray(model.predict_on_batch(pixels))
             if bar is not None:
                 bar.add(len(batch))
-        tmp = parts / f"{c:06d}.tmp.npy"
+        tmp = parts / f"{c:06d}.tmp{os.getpid()}.npy"
         np.save(tmp, out)
         os.replace(tmp, _part(parts, c))
     if all(_part(parts, c).is_file() for c in chunks):
@@ -156,17 +174,30 @@ def merge_parts(dataset: PreparedDataset, backbone: str) -> Path:
         raise FeatureCacheError(f"{len(missing)} of {n_chunks} chunks are not extracted yet "
                                 f"(e.g. {_part(parts, missing[0])}); run vqa extract for "
                                 "every shard first.")
-    tmp = h5_path.with_name(h5_path.stem + ".tmp.h5")
-    with h5py.File(tmp, "w") as f:
-        features = f.create_dataset("features", (len(image_ids), *manifest.grid),
-                                    dtype=manifest.dtype, chunks=(1, *manifest.grid))
-        f.create_dataset("image_id", data=np.array(image_ids, dtype=object),
-                         dtype=h5py.string_dtype())
-        for c in range(n_chunks):
-            features[c * manifest.chunk_size:(c + 1) * manifest.chunk_size] = np.load(
-                _part(parts, c))
+    tmp = h5_path.with_name(f"{h5_path.stem}.tmp{os.getpid()}.h5")
+    try:
+        with h5py.File(tmp, "w") as f:
+            features = f.create_dataset("features", (len(image_ids), *manifest.grid),
+                                        dtype=manifest.dtype, chunks=(1, *manifest.grid))
+            f.create_dataset("image_id", data=np.array(image_ids, dtype=object),
+                             dtype=h5py.string_dtype())
+            for c in range(n_chunks):
+                part = np.load(_part(parts, c))
+                rows = len(image_ids[c * manifest.chunk_size:(c + 1) * manifest.chunk_size])
+                if part.shape != (rows, *manifest.grid) or part.dtype != manifest.dtype:
+                    raise FeatureCacheError(f"{_part(parts, c)} does not fit {manifest_path} "
+                                            f"(shape {part.shape}, dtype {part.dtype}).")
+                features[c * manifest.chunk_size:c * manifest.chunk_size + rows] = part
+    except FileNotFoundError:  # another shard merged (and removed the parts) meanwhile
+        tmp.unlink(missing_ok=True)
+        if h5_path.is_file():
+            return h5_path
+        raise
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, h5_path)
-    shutil.rmtree(parts)
+    shutil.rmtree(parts, ignore_errors=True)
     log.info("features merged into %s", h5_path)
     return h5_path
 
@@ -211,6 +242,12 @@ class FeatureCache:
     def close(self) -> None:
         self._file.close()
 
+    def __enter__(self) -> "FeatureCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def _part(parts: Path, chunk: int) -> Path:
     return parts / f"{chunk:06d}.npy"
@@ -221,15 +258,14 @@ def _ids_sha256(image_ids: Sequence[str]) -> str:
 
 
 def _check_same(found: Manifest, wanted: Manifest, path: Path) -> None:
-    if found != wanted:
-        diff = {k: (getattr(found, k), getattr(wanted, k)) for k in asdict(wanted)
-                if getattr(found, k) != getattr(wanted, k)}
+    diff = found.same_features(wanted)
+    if diff:
         changes = ", ".join(f"{k}: {a} != {b}" for k, (a, b) in diff.items())
         raise FeatureCacheError(f"{path} was made with other settings ({changes}). Delete "
                                 f"{path.parent / path.stem}.* to extract again with these.")
 
 
-def image_table(dataset: PreparedDataset, config, image_ids: Sequence[str]
+def image_table(dataset: PreparedDataset, config: Config, image_ids: Sequence[str]
                 ) -> tuple[np.ndarray | FeatureCache, dict[str, int]]:
     """What a model's "image" input is gathered from, and the row of each image id.
 

@@ -56,7 +56,13 @@ class _TensorRef:
 
 def _rebuild_tensor_v2(storage, offset, shape, stride, requires_grad=False,
                        backward_hooks=None, metadata=None) -> _TensorRef:
-    return _TensorRef(storage, int(offset), tuple(shape), tuple(stride))
+    values = [offset, *shape, *stride]
+    if (not isinstance(storage, _StorageRef) or len(shape) != len(stride)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                       for v in values)):
+        raise CheckpointError("Malformed tensor in checkpoint (storage, offset, shape or "
+                              "stride).")
+    return _TensorRef(storage, offset, tuple(shape), tuple(stride))
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
@@ -103,11 +109,15 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         if not isinstance(state, dict) or not isinstance(keys, list):
             raise CheckpointError(f"{path} does not hold a state dict.")
         dtypes = {ref.key: ref.dtype for ref in _storages(state)}
-        storages = {key: _read_storage(f, dtypes.get(key, np.uint8), path) for key in keys}
+        size = path.stat().st_size
+        storages = {str(key): _read_storage(f, dtypes.get(str(key), np.uint8), path, size)
+                    for key in keys}
     out = {}
     for name, ref in state.items():
         if not isinstance(ref, _TensorRef):
             raise CheckpointError(f"{path}: entry {name!r} is not a tensor.")
+        if ref.storage.key not in storages:
+            raise CheckpointError(f"{path}: entry {name!r} points to a missing storage.")
         out[name] = _materialise(ref, storages[ref.storage.key])
     return out
 
@@ -116,12 +126,14 @@ def _storages(state: dict) -> list[_StorageRef]:
     return [v.storage for v in state.values() if isinstance(v, _TensorRef)]
 
 
-def _read_storage(f: io.BufferedReader, dtype: type, path: Path) -> np.ndarray:
+def _read_storage(f: io.BufferedReader, dtype: type, path: Path, file_size: int) -> np.ndarray:
     header = f.read(8)
     if len(header) != 8:
         raise CheckpointError(f"{path} is truncated (storage header).")
     (count,) = struct.unpack("<q", header)
     itemsize = np.dtype(dtype).itemsize
+    if count < 0 or count * itemsize > file_size:
+        raise CheckpointError(f"{path}: a storage claims {count} elements, more than the file.")
     data = f.read(count * itemsize)
     if len(data) != count * itemsize:
         raise CheckpointError(f"{path} is truncated (storage data).")

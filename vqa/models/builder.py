@@ -24,7 +24,9 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
         head = build_model(config, vocab_size, num_answers)
         pixels = keras.Input(backbone.input.shape[1:], name="image")
         question = keras.Input((config.max_question_length,), dtype="int32", name="question")
-        answers = head({"image": backbone(pixels), "question": question})
+        # training=False: the backbone's batch norm keeps its ImageNet statistics; small
+        # batches would otherwise overwrite them.
+        answers = head({"image": backbone(pixels, training=False), "question": question})
         return keras.Model({"image": pixels, "question": question}, answers, name="vqa")
     if vocab_size < 3 or num_answers < 1:
         raise ValueError("build_model needs vocab_size >= 3 (pad, unknown, a word) and "
