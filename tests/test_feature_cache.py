@@ -166,3 +166,25 @@ def test_fine_tune_trains_the_backbone_end_to_end(tmp_path):
                              "what shape is in the image?")
     assert 0 < result.probability <= 1
     assert evaluate_run(tmp_path / "run", ds, "test")["n_questions"] == len(ds.split("test"))
+
+
+def test_evaluating_on_new_data_extracts_with_the_runs_weights(tmp_path):
+    from vqa.config import TrainConfig
+    from vqa.features.backbones import get_backbone
+
+    weights = tmp_path / "other.weights.h5"
+    lite0 = get_backbone("efficientnet_lite0").build(include_top=True)
+    lite0.get_layer("head_bn").set_weights(
+        [w * 1.5 for w in lite0.get_layer("head_bn").get_weights()])
+    lite0.save_weights(weights)
+    train_ds = make_tiny_dataset(tmp_path / "a" / "tiny")
+    extract_features(train_ds, weights=weights, **SMALL)
+    config = Config(ModelConfig(image_encoder="pretrained", image_dim=16, embedding_dim=8,
+                                question_dim=16, max_question_length=8, fusion_dim=16,
+                                classifier_dim=16), TrainConfig(epochs=1, batch_size=16))
+    train(train_ds, tmp_path / "run", config, verbose=0)
+    other_ds = make_tiny_dataset(tmp_path / "b" / "tiny")  # no cache yet
+    metrics = evaluate_run(tmp_path / "run", other_ds, "test")
+    assert metrics["n_questions"] == len(other_ds.split("test"))
+    h5, manifest_path, _ = feature_paths(other_ds, "efficientnet_lite0")
+    assert str(weights.resolve()) in manifest_path.read_text()

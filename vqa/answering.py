@@ -95,7 +95,9 @@ class Answerer:
     def predict_dataset(self, dataset: PreparedDataset, questions: pd.DataFrame,
                         batch_size: int = 256) -> dict[int, str]:
         """The top answer for every row of `questions` (question_id -> answer)."""
-        images, rows = image_table(dataset, self.config, sorted(questions["image_id"].unique()))
+        # A missing cache is extracted with the weights this run was trained on.
+        images, rows = image_table(dataset, self.config, sorted(questions["image_id"].unique()),
+                                   weights=self.features.weights if self.features else None)
         if isinstance(images, FeatureCache) and (
                 images.manifest.weights_sha256 != self.features.weights_sha256):
             raise FeatureCacheError(f"The {images.manifest.backbone} features in "

@@ -265,13 +265,14 @@ def _check_same(found: Manifest, wanted: Manifest, path: Path) -> None:
                                 f"{path.parent / path.stem}.* to extract again with these.")
 
 
-def image_table(dataset: PreparedDataset, config: Config, image_ids: Sequence[str]
+def image_table(dataset: PreparedDataset, config: Config, image_ids: Sequence[str],
+                weights: str | None = None
                 ) -> tuple[np.ndarray | FeatureCache, dict[str, int]]:
     """What a model's "image" input is gathered from, and the row of each image id.
 
-    `config` is a vqa.config.Config: decoded pixels for the small CNN; the backbone's
-    preprocessed pixels when fine-tuning it; else the feature cache of the pretrained
-    backbone (extracted first if it is missing).
+    Decoded pixels for the small CNN; the backbone's preprocessed pixels when
+    fine-tuning it; else the feature cache of the pretrained backbone, extracted first
+    (with `weights`, None for the ImageNet ones) if it is missing.
     """
     model = config.model
     if model.image_encoder != "pretrained":
@@ -284,7 +285,7 @@ def image_table(dataset: PreparedDataset, config: Config, image_ids: Sequence[st
     h5_path, _, _ = feature_paths(dataset, model.backbone)
     if not h5_path.is_file():
         log.info("no %s feature cache in %s yet: extracting it", model.backbone, dataset.root)
-        extract_features(dataset, model.backbone)
+        extract_features(dataset, model.backbone, weights)
     cache = FeatureCache.open(dataset, model.backbone)
     return cache, cache.rows
 
