@@ -30,7 +30,6 @@ def main() -> None:
 
     from vqa.config import load_config
     from vqa.data.dataset import PreparedDataset
-    from vqa.data.images import open_image
     from vqa.data.text import Vocabulary
     from vqa.features.backbones import get_backbone
     from vqa.features.cache import image_table
@@ -77,8 +76,8 @@ def main() -> None:
     end_to_end.compile(optimizer="adam", loss=soft_crossentropy)
 
     def from_pixels(r):
-        images = np.stack([spec.preprocess(open_image(dataset.image_path(i)))
-                           for i in train["image_id"].iloc[r]]).astype("float32")
+        images = spec.load_pixels([dataset.image_path(i) for i in train["image_id"].iloc[r]])
+        images = images.astype("float32")
         return {"image": images, "question": tokens[r]}, targets[r]
 
     run("pixels", from_pixels, end_to_end)

@@ -15,12 +15,13 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import keras
 import numpy as np
 from PIL import Image
 
+from vqa.data.images import open_image
 from vqa.errors import VQAError
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,10 @@ class Backbone:
         left, top = (size[0] - self.image_size) // 2, (size[1] - self.image_size) // 2
         crop = img.crop((left, top, left + self.image_size, top + self.image_size))
         return np.asarray(crop, dtype=np.uint8)
+
+    def load_pixels(self, paths: Sequence[str | Path]) -> np.ndarray:
+        """Image files, opened safely and preprocessed: [n, image_size, image_size, 3] uint8."""
+        return np.stack([self.preprocess(open_image(p)) for p in paths])
 
     def _with_imagenet_weights(self, include_top: bool) -> keras.Model:
         file_name = self.weights_files[0 if include_top else 1]

@@ -33,7 +33,6 @@ import numpy as np
 
 from vqa.config import Config
 from vqa.data.dataset import PreparedDataset
-from vqa.data.images import open_image
 from vqa.errors import VQAError
 from vqa.features.backbones import get_backbone
 
@@ -146,8 +145,7 @@ def extract_features(dataset: PreparedDataset, backbone: str = "efficientnet_lit
         out = np.empty((len(ids), *manifest.grid), dtype=dtype)
         for start in range(0, len(ids), batch_size):
             batch = ids[start:start + batch_size]
-            pixels = np.stack([spec.preprocess(open_image(dataset.image_path(i)))
-                               for i in batch]).astype("float32")
+            pixels = spec.load_pixels([dataset.image_path(i) for i in batch]).astype("float32")
             out[start:start + len(batch)] = np.asarray(model.predict_on_batch(pixels))
             if bar is not None:
                 bar.add(len(batch))
@@ -279,8 +277,7 @@ def image_table(dataset: PreparedDataset, config: Config, image_ids: Sequence[st
         return dataset.load_images(image_ids, model.image_size)
     if config.train.fine_tune:
         spec = get_backbone(model.backbone)
-        pixels = np.stack([spec.preprocess(open_image(dataset.image_path(i)))
-                           for i in image_ids])
+        pixels = spec.load_pixels([dataset.image_path(i) for i in image_ids])
         return pixels, {image_id: i for i, image_id in enumerate(image_ids)}
     h5_path, _, _ = feature_paths(dataset, model.backbone)
     if not h5_path.is_file():
