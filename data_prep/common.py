@@ -1,4 +1,5 @@
-"""What every source shares: writing the prepared dataset atomically, and the report."""
+"""What every source shares: writing the prepared dataset atomically, bad-record
+handling (`--skip-bad`), progress bars, and the report."""
 
 from __future__ import annotations
 
@@ -8,19 +9,58 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import pandas as pd
+from tqdm import tqdm
 
 from vqa.data.dataset import FORMAT_VERSION, IMAGE_COLUMNS, QUESTION_COLUMNS, PreparedDataset
 from vqa.errors import DatasetError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+SKIPPED = "skipped.csv"  # the records --skip-bad left out, and why
+
+
+class BadRecords:
+    """Where each source reports an input record it cannot use.
+
+    Without `skip` the first one stops the preparation with an error naming the file
+    and the record; with it, the records are collected and written to skipped.csv.
+    """
+
+    def __init__(self, skip: bool = False) -> None:
+        self.skip = skip
+        self.rows: list[dict] = []
+
+    def __call__(self, file: str | Path, record: str, reason: str) -> None:
+        if not self.skip:
+            raise DatasetError(f"{file}, {record}: {reason}. Fix the input, or pass "
+                               "--skip-bad to leave such records out.")
+        self.rows.append({"file": str(file), "record": record, "reason": reason})
+
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=["file", "record", "reason"])
+
+
+def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
+    """A progress bar on a terminal, nothing in logs and tests."""
+    return iter(tqdm(items, desc=desc, total=total, unit="", disable=None, leave=False,
+                     dynamic_ncols=True))
+
+
+def top_answers(answers: Iterable[str], k: int | None) -> set[str]:
+    """The k most frequent answers (ties alphabetical, as the training vocabulary)."""
+    counts = pd.Series([a for a in answers if a]).value_counts()
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return {a for a, _ in (ranked if k is None else ranked[:k])}
 
 
 def write_prepared(out: str | Path, *, name: str, source: str, questions: pd.DataFrame,
                    images: pd.DataFrame, image_root: str | Path = "images",
                    fill: Callable[[Path], None] | None = None,
+                   answer_vocabulary_size: int | None = None,
+                   skipped: BadRecords | None = None,
                    overwrite: bool = False) -> PreparedDataset:
     """Write a prepared dataset to `out`, all or nothing.
 
@@ -32,6 +72,8 @@ def write_prepared(out: str | Path, *, name: str, source: str, questions: pd.Dat
         questions, images: tables with the contract's columns.
         image_root: where image paths are relative to; a relative root is inside `out`.
         fill: called with the temporary directory to put files in it (e.g. images).
+        answer_vocabulary_size: the K of the top-K training answers (None: all).
+        skipped: the bad records left out, written to skipped.csv when there are any.
         overwrite: replace an existing prepared dataset at `out` instead of failing.
     """
     out = Path(out)
@@ -60,7 +102,10 @@ def write_prepared(out: str | Path, *, name: str, source: str, questions: pd.Dat
                           "images": int(group["image_id"].nunique())}
                   for split, group in questions.groupby("split", sort=True)}
         meta = {"name": name, "source": source, "format_version": FORMAT_VERSION,
-                "image_root": str(image_root), "counts": counts}
+                "image_root": str(image_root), "counts": counts,
+                "answer_vocabulary_size": answer_vocabulary_size}
+        if skipped is not None and skipped.rows:
+            skipped.table().to_csv(tmp / SKIPPED, index=False)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         try:
             PreparedDataset.load(tmp)  # the reader's validation is the contract
@@ -84,15 +129,31 @@ def _umask() -> int:
     return mask
 
 
-def report(dataset: PreparedDataset) -> str:
-    """Counts per split and how much of each split the training answers cover."""
+def report(dataset: PreparedDataset, examples: int = 5) -> str:
+    """Counts per split, answer-vocabulary coverage, and the records left out."""
     q = dataset.questions
-    train_answers = set(q.loc[q["split"] == "train", "answer"])
+    train = dataset.train_split
+    k = dataset.answer_vocabulary_size
+    vocab = top_answers(q.loc[q["split"] == train, "answer"], k) if train else set()
     lines = [f"prepared {dataset.name} at {dataset.root}"]
     for split, counts in dataset.meta["counts"].items():
         rows = q[q["split"] == split]
-        coverage = 100 * rows["answer"].isin(train_answers).mean()
-        lines.append(f"  {split:<6} {counts['questions']:>7} questions  "
-                     f"{counts['images']:>6} images  answers seen in train: {coverage:.1f}%")
-    lines.append(f"  {len(train_answers)} distinct training answers")
+        answered = rows[rows["answer"] != ""]
+        line = (f"  {split:<14} {counts['questions']:>8} questions  "
+                f"{counts['images']:>7} images  ")
+        if answered.empty:
+            line += "no answers (unannotated)"
+        elif train:
+            line += f"answer in vocabulary: {100 * answered['answer'].isin(vocab).mean():.1f}%"
+        lines.append(line)
+    if train:
+        lines.append(f"  answer vocabulary: {len(vocab)} answers "
+                     f"({'top ' + str(k) if k else 'all'} of the {train} split)")
+    skipped_file = dataset.root / SKIPPED
+    if skipped_file.is_file():
+        skipped = pd.read_csv(skipped_file)
+        lines.append(f"  skipped {len(skipped)} bad record(s), listed in {skipped_file}:")
+        for reason, n in skipped["reason"].value_counts().items():
+            lines.append(f"    {n:>6} x {reason}")
+        lines += [f"    e.g. {r.file}, {r.record}" for r in skipped.head(examples).itertuples()]
     return "\n".join(lines)

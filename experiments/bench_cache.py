@@ -30,16 +30,15 @@ def main() -> None:
 
     from vqa.config import load_config
     from vqa.data.dataset import PreparedDataset
-    from vqa.data.text import Vocabulary
     from vqa.features.backbones import get_backbone
     from vqa.features.cache import image_table
     from vqa.models import build_model, soft_crossentropy
+    from vqa.training import build_vocabularies
 
     config = load_config(args.config)
     dataset = PreparedDataset.load(args.data)
-    train = dataset.split("train")
-    words = Vocabulary.for_questions(train["question"])
-    answers = Vocabulary.for_answers(train["answer"], config.train.max_answers)
+    train = dataset.split(dataset.train_split)
+    words, answers = build_vocabularies(train, config, dataset.answer_vocabulary_size)
     batch = config.train.batch_size
     steps_per_epoch = int(np.ceil(len(train) * (1 - config.train.validation_fraction) / batch))
     rng = np.random.default_rng(0)

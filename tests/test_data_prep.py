@@ -71,11 +71,23 @@ def test_write_is_atomic_when_filling_fails(tmp_path):
 
 def test_invalid_rows_are_reported_by_file_row_and_column(tmp_path):
     questions, images = _tables()
-    questions.loc[1, "answers"] = []
+    questions.at[1, "answers"] = ["ball"] * 11
     with pytest.raises(DatasetError, match=r"questions.parquet, row 1, column answers"):
         write_prepared(tmp_path / "out", name="t", source="t", questions=questions,
                        images=images)
     assert not (tmp_path / "out").exists()
+
+
+def test_unannotated_questions_have_no_answer(tmp_path):
+    questions, images = _tables()
+    questions.at[1, "answers"] = []  # a test-split question: nobody answered it
+    with pytest.raises(DatasetError, match=r"row 1, column answer:.*without answers"):
+        write_prepared(tmp_path / "out", name="t", source="t", questions=questions,
+                       images=images)
+    questions.loc[1, ["answer", "answer_type"]] = ""
+    ds = write_prepared(tmp_path / "out", name="t", source="t", questions=questions,
+                        images=images)
+    assert list(ds.questions["answers"].map(len)) == [1, 0]
 
 
 def test_question_with_unknown_image_is_rejected(tmp_path):

@@ -77,7 +77,9 @@ class TrainConfig:
     backbone_learning_rate: float = 1e-5  # fine_tune: the backbone's (smaller) learning rate
     early_stopping_patience: int = 3  # epochs without val improvement before stopping
     validation_fraction: float = 0.1  # of training *images*, held out for model selection
-    max_answers: int = 1000  # answer vocabulary: the most frequent training answers
+    # Answer vocabulary: the most frequent training answers. None: the size the dataset
+    # was prepared with (meta.json answer_vocabulary_size), else every training answer.
+    max_answers: int | None = None
     min_word_count: int = 1  # rarer question words map to the unknown token
     seed: int = 0
 
@@ -86,7 +88,8 @@ class TrainConfig:
         if self.seed < 0:
             raise ConfigError(f"seed must be >= 0. Received: seed={self.seed}")
         for name in ("batch_size", "epochs", "max_answers", "min_word_count"):
-            _check_positive(name, getattr(self, name))
+            if getattr(self, name) is not None:
+                _check_positive(name, getattr(self, name))
         _check_choice("learning_rate_schedule", self.learning_rate_schedule,
                       LEARNING_RATE_SCHEDULES)
         if self.learning_rate <= 0:
@@ -187,8 +190,9 @@ def _check_types(section: Any) -> None:
     """
     for f in dataclasses.fields(section):
         value = getattr(section, f.name)
-        if f.type == "int":
-            ok = isinstance(value, int) and not isinstance(value, bool)
+        if f.type in ("int", "int | None"):
+            ok = ((isinstance(value, int) and not isinstance(value, bool))
+                  or (value is None and f.type == "int | None"))
         elif f.type == "float":
             try:
                 ok = not isinstance(value, bool)

@@ -54,9 +54,13 @@ def split_by_image(questions: pd.DataFrame, fraction: float, seed: int
         questions.iloc[val_rows].reset_index(drop=True)
 
 
-def build_vocabularies(questions: pd.DataFrame, config: Config) -> tuple[Vocabulary, Vocabulary]:
+def build_vocabularies(questions: pd.DataFrame, config: Config,
+                       dataset_answers: int | None = None) -> tuple[Vocabulary, Vocabulary]:
+    """Question words and the top answers; `dataset_answers` is the dataset's own
+    answer_vocabulary_size, used unless the config sets max_answers."""
     words = Vocabulary.for_questions(questions["question"], config.train.min_word_count)
-    answers = Vocabulary.for_answers(questions["answer"], config.train.max_answers)
+    size = config.train.max_answers or dataset_answers or len(questions)
+    answers = Vocabulary.for_answers(questions["answer"], size)
     return words, answers
 
 
@@ -142,14 +146,17 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
     fingerprint = {"dataset": dataset.name, "counts": dataset.meta["counts"]}
     keras.utils.set_random_seed(config.train.seed)
 
-    train_q = dataset.split("train")
+    if dataset.train_split is None:
+        raise DatasetError(f"{dataset.root} has no split to train on (one named 'train' or "
+                           f"train*); its splits are {dataset.splits}.")
+    train_q = dataset.split(dataset.train_split)
     if train_q["image_id"].nunique() < 2:
         raise DatasetError(f"{dataset.root}: the train split needs at least 2 images, so that "
                            "some can be held out for validation.")
     if state is None:
         fit_q, val_q = split_by_image(train_q, config.train.validation_fraction,
                                       config.train.seed)
-        words, answers = build_vocabularies(fit_q, config)
+        words, answers = build_vocabularies(fit_q, config, dataset.answer_vocabulary_size)
         words.save(run / files.QUESTION_VOCAB)
         answers.save(run / files.ANSWER_VOCAB)
         save_config(config, run / files.CONFIG)

@@ -3,10 +3,15 @@
 ```
 <dataset>/
   questions.parquet  question_id, image_id, split, question, answers, answer,
-                     question_type, answer_type
+                     question_type, answer_type (more columns may follow)
   images.parquet     image_id, path (relative to image_root), width, height
-  meta.json          name, source, format_version, image_root, counts
+  meta.json          name, source, format_version, image_root, counts, and optionally
+                     answer_vocabulary_size (the K of the top-K answers to train on)
 ```
+
+question_id is unique within a split (VQA's test-dev2015 is a subset of test2015,
+with the same ids). A question of an unannotated split (VQA's test splits) has no
+answers: `answers` is empty and `answer`, `answer_type` are "".
 
 `PreparedDataset.load` validates all of it and fails with an error naming the
 file, the row and the column.
@@ -56,6 +61,19 @@ class PreparedDataset:
     @property
     def splits(self) -> list[str]:
         return sorted(self.questions["split"].unique())
+
+    @property
+    def train_split(self) -> str | None:
+        """The split to train on: "train", else the one split named train* (train2014)."""
+        if "train" in self.splits:
+            return "train"
+        named = [s for s in self.splits if s.startswith("train")]
+        return named[0] if len(named) == 1 else None
+
+    @property
+    def answer_vocabulary_size(self) -> int | None:
+        """How many of the most frequent training answers to keep; None: all."""
+        return self.meta.get("answer_vocabulary_size")
 
     @classmethod
     def load(cls, root: str | Path) -> "PreparedDataset":
@@ -114,13 +132,19 @@ def validate_questions(df: pd.DataFrame, path: Path) -> None:
     if not pd.api.types.is_integer_dtype(df["question_id"]):
         raise DatasetError(f"{path}, column question_id: must be integers. "
                            f"Received dtype {df['question_id'].dtype}")
-    dup = df["question_id"].duplicated()
-    _fail_on_first(dup, df, path, "question_id", "unique")
-    bad = df["answers"].map(lambda a: not _is_answer_list(a))
-    _fail_on_first(bad, df, path, "answers",
-                   f"a list of 1 to {MAX_HUMAN_ANSWERS} answer strings")
-    bad = ~df["answer_type"].isin(ANSWER_TYPES)
-    _fail_on_first(bad, df, path, "answer_type", f"one of {list(ANSWER_TYPES)}")
+    dup = df.duplicated(["split", "question_id"])
+    _fail_on_first(dup, df, path, "question_id", "unique within its split")
+    n_answers = df["answers"].map(_answer_count)
+    _fail_on_first(n_answers < 0, df, path, "answers",
+                   f"a list of 0 to {MAX_HUMAN_ANSWERS} answer strings")
+    answered = n_answers > 0
+    _fail_on_first(answered & (df["answer"] == ""), df, path, "answer",
+                   "the majority answer of a question with answers")
+    _fail_on_first(~answered & (df["answer"] != ""), df, path, "answer",
+                   '"" for a question without answers')
+    bad = ~df["answer_type"].isin(ANSWER_TYPES) & (answered | (df["answer_type"] != ""))
+    _fail_on_first(bad, df, path, "answer_type",
+                   f'one of {list(ANSWER_TYPES)} ("" for a question without answers)')
 
 
 def validate_images(images: pd.DataFrame, questions: pd.DataFrame, path: Path) -> None:
@@ -134,11 +158,13 @@ def validate_images(images: pd.DataFrame, questions: pd.DataFrame, path: Path) -
                            f"image_id={questions['image_id'].iloc[row]!r} is not in {path}")
 
 
-def _is_answer_list(value: object) -> bool:
+def _answer_count(value: object) -> int:
+    """How many answers a valid `answers` cell holds; -1 when it is not valid."""
     if isinstance(value, np.ndarray):
         value = value.tolist()
-    return (isinstance(value, list) and 1 <= len(value) <= MAX_HUMAN_ANSWERS
-            and all(isinstance(a, str) for a in value))
+    ok = (isinstance(value, list) and len(value) <= MAX_HUMAN_ANSWERS
+          and all(isinstance(a, str) for a in value))
+    return len(value) if ok else -1
 
 
 def _fail_on_first(bad: pd.Series, df: pd.DataFrame, path: Path, column: str,
@@ -159,6 +185,10 @@ def _read_meta(path: Path) -> dict:
     for key in ("name", "source", "format_version", "image_root", "counts"):
         if key not in meta:
             raise DatasetError(f"{path}: missing key '{key}'.")
+    size = meta.get("answer_vocabulary_size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+        raise DatasetError(f"{path}: answer_vocabulary_size must be a positive integer or "
+                           f"null. Received: {size!r}")
     if meta["format_version"] != FORMAT_VERSION:
         raise DatasetError(f"{path}: format_version {meta['format_version']} is not "
                            f"supported (expected {FORMAT_VERSION}); prepare the data again.")
