@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from data_prep.common import report, write_prepared
+from data_prep.common import command_line, report, write_prepared
 from vqa.data.dataset import PreparedDataset
-from vqa.errors import DatasetError, VQAError
+from vqa.errors import DatasetError
 from vqa.evaluation import normalize_answer
 
 EXPECTED = {"train": (4000, 38575), "test": (1000, 9673)}  # images, questions
@@ -90,18 +90,17 @@ def prepare(out: str | Path, overwrite: bool = False) -> PreparedDataset:
         image_root="images", fill=copy_images, overwrite=overwrite)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.easy_vqa", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="directory to create")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    args = parser.parse_args(argv)
-    try:
-        print(report(prepare(args.out, overwrite=args.overwrite)))
-    except VQAError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+
+
+def run(args: argparse.Namespace) -> str:
+    return report(prepare(args.out, overwrite=args.overwrite))
+
+
+def main(argv: list[str] | None = None) -> int:
+    return command_line("python -m data_prep.easy_vqa", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

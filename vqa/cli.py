@@ -17,18 +17,15 @@ from vqa.errors import VQAError
 
 
 def _prepare_sources() -> dict:
-    from data_prep import easy_vqa
+    """Each source's module: its `add_arguments(parser)` and `run(args) -> report`."""
+    from data_prep import clevr, easy_vqa
+    from data_prep import vqa as vqa_json
 
-    return {"easy-vqa": easy_vqa.prepare}
+    return {"easy-vqa": easy_vqa, "vqa": vqa_json, "clevr": clevr}
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
-    from data_prep.common import report
-
-    sources = _prepare_sources()
-    if args.source not in sources:
-        raise VQAError(f"Unknown source {args.source!r}. Expected one of {sorted(sources)}.")
-    print(report(sources[args.source](args.out, overwrite=args.overwrite)))
+    print(args.source_module.run(args))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -201,10 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="write a prepared dataset from a source")
-    p.add_argument("source", help="easy-vqa")
-    p.add_argument("--out", required=True, help="directory to create")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    p.set_defaults(func=cmd_prepare)
+    sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    for name, module in _prepare_sources().items():
+        q = sources.add_parser(name, help=module.__doc__.strip().splitlines()[0],
+                               description=module.__doc__,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(q)
+        q.set_defaults(func=cmd_prepare, source_module=module)
 
     p = sub.add_parser("train", help="train a model on a prepared dataset")
     p.add_argument("data", help="prepared dataset directory")

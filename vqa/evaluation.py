@@ -142,6 +142,10 @@ def score_predictions(questions: pd.DataFrame, predictions: Mapping[int, str],
     Every question of `questions` must have a prediction. Returns the metrics.json
     object: split, n_questions, overall, per_question_type, per_answer_type (percent).
     """
+    if (questions["answers"].map(len) == 0).any():
+        raise DatasetError(f"Split {split} has no answers to score against (VQA's test "
+                           "splits are unannotated): submit the predictions in the official "
+                           "results format to the VQA evaluation server instead.")
     ids = {int(q) for q in questions["question_id"]}
     missing = sorted(ids - set(predictions))
     if missing:
@@ -231,9 +235,14 @@ def evaluate_run(run_dir: str | Path, data: str | Path | PreparedDataset,
 
     answerer = Answerer.load(run_dir)
     predictions = answerer.predict_dataset(dataset, questions)
-    metrics = score_predictions(questions, predictions, split)
+    # Written first: for an unannotated split they are what the user came for.
     files.write_json_atomic([{"question_id": int(q), "answer": a}
                              for q, a in predictions.items()], Path(run_dir) / files.PREDICTIONS)
+    try:
+        metrics = score_predictions(questions, predictions, split)
+    except DatasetError as exc:
+        raise DatasetError(f"{exc} The predictions are in "
+                           f"{Path(run_dir) / files.PREDICTIONS}.") from None
     files.write_json_atomic(metrics, Path(run_dir) / files.METRICS)
     return metrics
 
