@@ -256,3 +256,40 @@ def test_bad_input_is_one_clear_error_or_skipped(tmp_path, kind):
         1 if kind in ("empty question", "duplicate id") else 3)
     assert ds.meta["counts"]["train2014"]["questions"] == n_train
     PreparedDataset.load(ds.root)
+
+
+def test_train_and_evaluate_on_prepared_vqa(vqa_dataset, tmp_path):
+    """The train2014 split trains (ten-answer soft targets, top-K answers from meta),
+    val2014 scores, and an unannotated test split still yields its predictions."""
+    from conftest import TINY_CONFIG
+    from vqa import run_dir as files
+    from vqa.data.text import Vocabulary
+    from vqa.evaluation import evaluate_run
+    from vqa.training import train
+
+    run = tmp_path / "run"
+    summary = train(vqa_dataset, run, TINY_CONFIG.with_train(epochs=1), verbose=0)
+    assert summary["epochs_run"] == 1
+    answers = Vocabulary.load(run / files.ANSWER_VOCAB)
+    fit_answers = set(vqa_dataset.split("train2014")["answer"])
+    assert 1 < len(answers) <= len(fit_answers)  # all of them: fewer than the 3,000
+    metrics = evaluate_run(run, vqa_dataset, "val2014")
+    assert metrics["n_questions"] == 15 and 0 <= metrics["overall"] <= 100
+    with pytest.raises(DatasetError, match="test2015 has no answers.*predictions are in"):
+        evaluate_run(run, vqa_dataset, "test2015")
+    predicted = json.loads((run / files.PREDICTIONS).read_text())
+    assert len(predicted) == 12 and all(isinstance(p["answer"], str) for p in predicted)
+
+
+def test_answer_vocabulary_size_comes_from_the_dataset_unless_configured(vqa_dataset):
+    from conftest import TINY_CONFIG
+    from vqa.training import build_vocabularies
+
+    train = vqa_dataset.split("train2014")
+    assert train["answer"].nunique() > 4
+    _, answers = build_vocabularies(train, TINY_CONFIG, dataset_answers=2)
+    assert len(answers) == 2
+    _, answers = build_vocabularies(train, TINY_CONFIG.with_train(max_answers=4), 2)
+    assert len(answers) == 4
+    _, answers = build_vocabularies(train, TINY_CONFIG, None)
+    assert len(answers) == train["answer"].nunique()
