@@ -267,7 +267,8 @@ def test_cli_train_evaluate_score_ask(tiny_dataset, tmp_path, capsys):
     (["evaluate", "{run}", "{tmp}", "--split", "test"], "Not a prepared dataset"),
     (["evaluate", "{run}", "{data}", "--split", "val2014"], "Split 'val2014' not found"),
     (["score", "{data}", "--results", "{tmp}/none.json"], "Results file not found"),
-    (["prepare", "clevr", "--out", "{tmp}/x"], "Unknown source 'clevr'"),
+    (["prepare", "clevr", "--root", "{tmp}/nowhere", "--out", "{tmp}/x"],
+     "CLEVR root not found"),
     (["train", "{data}", "--config", "{tmp}/none.yaml", "--out", "{tmp}/r"],
      "Config file not found"),
 ])
