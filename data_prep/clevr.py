@@ -27,10 +27,12 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
-from data_prep.common import (BadRecords, answer_type, check_answers_size, escapes_root,
-                              progress, read_image_sizes, command_line, report, write_prepared)
+from data_prep.common import (BadRecords, answer_type, check_answers_size, check_output,
+                              command_line, escapes_root, progress, read_image_sizes, report,
+                              write_prepared)
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import DatasetError
 from vqa.evaluation import normalize_answer
@@ -124,8 +126,10 @@ def load_split(root: Path, split: str, bad: BadRecords) -> tuple[pd.DataFrame, p
             bad(path, f"image_filename={filename!r}", f"{size}: {image_dir / filename}")
     images["width"] = [s[0] if isinstance(s, tuple) else 0 for s in sizes]
     images["height"] = [s[1] if isinstance(s, tuple) else 0 for s in sizes]
-    images = images[ok].reset_index(drop=True)
+    images = images[np.asarray(ok, dtype=bool)].reset_index(drop=True)
     questions = questions[questions["image_id"].isin(images["image_id"])]
+    if questions.empty and bad.skip:
+        bad(path, f"split {split}", "every question of the split was left out")
     return questions.drop(columns="filename"), images.drop(columns="filename")
 
 
@@ -165,6 +169,7 @@ def prepare(root: str | Path, out: str | Path, *, overwrite: bool = False,
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"CLEVR root not found: {root}")
+    check_output(out, overwrite)
     check_answers_size(max_answers)
     bad = BadRecords(skip_bad)
     parts = [load_split(root, split, bad) for split in find_splits(root)]

@@ -69,8 +69,8 @@ def read_image_sizes(paths: Sequence[Path], desc: str = "checking images"
             return size
         except FileNotFoundError:
             return "image file not found"
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            return f"unreadable image ({exc})"
+        except Exception as exc:  # decoders raise many types; any of them means unreadable
+            return f"unreadable image ({type(exc).__name__}: {exc})"
 
     # Pillow releases the GIL while decoding, so threads use every core.
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -125,13 +125,7 @@ def write_prepared(out: str | Path, *, name: str, source: str, questions: pd.Dat
         overwrite: replace an existing prepared dataset at `out` instead of failing.
     """
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise DatasetError(f"Output directory already exists: {out}. "
-                           "Choose another --out or pass --overwrite.")
-    if out.exists() and (not out.is_dir() or (any(out.iterdir())
-                                              and not (out / "meta.json").is_file())):
-        raise DatasetError(f"Refusing to overwrite {out}: it is not a prepared dataset "
-                           "(no meta.json). Choose another --out.")
+    check_output(out, overwrite)
     for table, columns, file in ((questions, QUESTION_COLUMNS, "questions.parquet"),
                                  (images, IMAGE_COLUMNS, "images.parquet")):
         missing = [c for c in columns if c not in table.columns]
@@ -169,6 +163,18 @@ def write_prepared(out: str | Path, *, name: str, source: str, questions: pd.Dat
         raise
     shutil.rmtree(old, ignore_errors=True)
     return PreparedDataset.load(out)
+
+
+def check_output(out: str | Path, overwrite: bool) -> None:
+    """Fail early, before minutes of reading, if `out` cannot be written."""
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise DatasetError(f"Output directory already exists: {out}. "
+                           "Choose another --out or pass --overwrite.")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir())
+                                              and not (out / "meta.json").is_file())):
+        raise DatasetError(f"Refusing to overwrite {out}: it is not a prepared dataset "
+                           "(no meta.json). Choose another --out.")
 
 
 def _umask() -> int:

@@ -25,12 +25,13 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from data_prep.common import (BadRecords, check_answers_size, read_image_sizes,
-                              command_line, report, write_prepared)
+from data_prep.common import (BadRecords, check_answers_size, check_output, command_line,
+                              read_image_sizes, report, write_prepared)
 from vqa.data.dataset import ANSWER_TYPES, MAX_HUMAN_ANSWERS, PreparedDataset
 from vqa.errors import DatasetError
 from vqa.evaluation import normalize_answer
@@ -61,7 +62,8 @@ def image_folder(root: Path, split: str) -> tuple[Path, str]:
         if (root / rel).is_dir():
             return root / rel, rel
     raise DatasetError(f"No images for split {split}: expected {root / folder}/ or "
-                       f"{root / 'images' / folder}/ (COCO's {folder}.zip unpacked).")
+                       f"{root / 'images' / folder}/ (COCO's {folder}.zip unpacked). Unpack "
+                       "them there, or leave the split out with --splits.")
 
 
 def index_images(folder: Path) -> dict[int, str]:
@@ -75,7 +77,8 @@ def index_images(folder: Path) -> dict[int, str]:
     return out
 
 
-def read_questions(path: Path, bad: BadRecords) -> pd.DataFrame:
+def read_questions(path: Path, bad: BadRecords) -> tuple[pd.DataFrame, set]:
+    """The usable questions, and every question_id the file holds (usable or not)."""
     try:
         with open(path, "rb") as f:
             data = json.load(f)
@@ -83,9 +86,11 @@ def read_questions(path: Path, bad: BadRecords) -> pd.DataFrame:
         raise DatasetError(f"{path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
         raise DatasetError(f"{path}: expected a JSON object with a 'questions' list.")
-    rows = []
+    rows, all_ids = [], set()
     for i, q in enumerate(data.pop("questions")):
         qid = q.get("question_id") if isinstance(q, dict) else None
+        if _is_int(qid):
+            all_ids.add(qid)
         record = f"question_id={qid}" if qid is not None else f"question #{i}"
         if not (_is_int(qid) and _is_int(q.get("image_id"))):
             bad(path, record, "question_id and image_id must be integers")
@@ -97,7 +102,7 @@ def read_questions(path: Path, bad: BadRecords) -> pd.DataFrame:
     dup = df["question_id"].duplicated(keep=False)
     for qid in df.loc[dup, "question_id"].unique():
         bad(path, f"question_id={qid}", "duplicate question_id")
-    return df[~dup].reset_index(drop=True)
+    return df[~dup].reset_index(drop=True), all_ids
 
 
 def _is_int(value: object) -> bool:
@@ -161,7 +166,7 @@ def read_annotations(path: Path, bad: BadRecords) -> pd.DataFrame:
     dup = df["question_id"].duplicated(keep=False)
     for qid in df.loc[dup, "question_id"].unique():
         bad(path, f"question_id={qid}", "more than one annotation for the question")
-    return df[~dup]
+    return df[~dup], set(df.loc[dup, "question_id"])
 
 
 def load_split(root: Path, version: int, split: str, bad: BadRecords) -> pd.DataFrame:
@@ -169,24 +174,31 @@ def load_split(root: Path, version: int, split: str, bad: BadRecords) -> pd.Data
     q_path = root / FILES[version][0].format(split)
     a_path = root / FILES[version][1].format(split)
     log.info("reading %s", q_path)
-    questions = read_questions(q_path, bad)
+    questions, ids_in_file = read_questions(q_path, bad)
     if a_path.is_file():
         log.info("reading %s", a_path)
-        annotations = read_annotations(a_path, bad)
-        unknown = ~annotations["question_id"].isin(questions["question_id"])
+        annotations, ambiguous = read_annotations(a_path, bad)
+        unknown = ~annotations["question_id"].isin(ids_in_file)
         for qid in annotations.loc[unknown, "question_id"]:
             bad(a_path, f"question_id={qid}", f"annotation for a question not in {q_path.name}")
         questions = questions.merge(annotations[~unknown], on="question_id", how="left",
                                     suffixes=("", "_annotated"), validate="one_to_one")
         missing = questions["answers"].isna()
         for qid in questions.loc[missing, "question_id"]:
-            bad(q_path, f"question_id={qid}", f"no annotation in {a_path.name}")
+            if qid not in ambiguous:  # already reported, with its reason
+                bad(q_path, f"question_id={qid}", f"no annotation in {a_path.name}")
         mismatch = ~missing & (questions["coco_id_annotated"] != questions["coco_id"])
         for qid in questions.loc[mismatch, "question_id"]:
             bad(a_path, f"question_id={qid}", f"image_id differs from {q_path.name}")
         questions = questions[~missing & ~mismatch].drop(columns="coco_id_annotated")
         questions["answers"] = questions["answers"].map(list)
-        questions["answer"] = _normalize_all(questions.pop("multiple_choice_answer"))
+        # A majority answer such as "a" normalises to nothing: keep it as typed.
+        answers = _normalize_all(questions.pop("multiple_choice_answer"))
+        empty = answers == ""
+        for qid in questions.loc[empty, "question_id"]:
+            bad(a_path, f"question_id={qid}", "empty multiple_choice_answer")
+        questions = questions[~empty]
+        questions["answer"] = answers[~empty].to_numpy()
     else:
         if not split.startswith("test"):
             log.warning("%s has no annotations file (%s): its questions are kept unanswered",
@@ -195,41 +207,55 @@ def load_split(root: Path, version: int, split: str, bad: BadRecords) -> pd.Data
         questions["answer"] = questions["question_type"] = questions["answer_type"] = ""
     folder, rel = image_folder(root, split)
     files = index_images(folder)
-    questions["file"] = questions["coco_id"].map(files)
-    for qid, coco_id in questions.loc[questions["file"].isna(), ["question_id", "coco_id"]
+    found = questions["coco_id"].isin(files.keys())
+    for qid, coco_id in questions.loc[~found, ["question_id", "coco_id"]
                                       ].itertuples(index=False):
         bad(q_path, f"question_id={qid}", f"image {coco_id} not found in {folder}")
-    questions = questions[questions["file"].notna()].copy()
-    questions["path"] = rel + "/" + questions["file"]
+    questions = questions[found].copy()
+    questions["path"] = [f"{rel}/{files[i]}" for i in questions["coco_id"]]
+    # Keyed by folder too: an id is one image only within one folder.
+    questions["image_id"] = [f"{rel.rsplit('/', 1)[-1]}/{i}" for i in questions["coco_id"]]
     questions["split"] = split
-    return questions.drop(columns="file").reset_index(drop=True)
+    if questions.empty and bad.skip:
+        bad(q_path, f"split {split}", "every question of the split was left out")
+    return questions.reset_index(drop=True)
 
 
-def _normalize_all(answers: pd.Series) -> list[str]:
-    cache: dict[str, str] = {}
-    return [cache[a] if a in cache else cache.setdefault(a, normalize_answer(a))
-            for a in answers]
+def _normalize_all(answers: pd.Series) -> pd.Series:
+    """Official normalisation, once per distinct answer; an answer it would empty (an
+    article such as "a", or punctuation) is kept stripped and lower-cased instead."""
+    cache = {a: normalize_answer(a) or a.strip().lower() for a in answers.unique()}
+    return answers.map(cache)
 
 
 def prepare(root: str | Path, out: str | Path, *, version: int | None = None,
-            max_answers: int | None = DEFAULT_ANSWERS, skip_bad: bool = False,
-            overwrite: bool = False) -> PreparedDataset:
-    """Write the VQA splits found under `root` to `out`; return the loaded dataset."""
+            max_answers: int | None = DEFAULT_ANSWERS, splits: Sequence[str] | None = None,
+            skip_bad: bool = False, overwrite: bool = False) -> PreparedDataset:
+    """Write the VQA splits found under `root` (or only `splits`) to `out`; return the
+    loaded dataset."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"VQA root not found: {root}")
+    check_output(out, overwrite)
     check_answers_size(max_answers)
     version = version or detect_version(root)
     if version not in FILES:
         raise DatasetError(f"--version must be 1 or 2. Received: {version}")
-    splits = [s for s in SPLITS if (root / FILES[version][0].format(s)).is_file()]
+    present = [s for s in SPLITS if (root / FILES[version][0].format(s)).is_file()]
+    if splits:
+        absent = [s for s in splits if s not in present]
+        if absent:
+            raise DatasetError(f"No VQA v{version} questions for split(s) {absent} in {root}; "
+                               f"found {present}.")
+        present = [s for s in present if s in splits]
+    splits = present
     if not splits:
         raise DatasetError(f"No VQA v{version} questions in {root}.")
     bad = BadRecords(skip_bad)
     questions = pd.concat([load_split(root, version, s, bad) for s in splits],
                           ignore_index=True)
-    # One image row per COCO image (test-dev2015 shares test2015's images).
-    images = questions.drop_duplicates("coco_id")[["coco_id", "path"]].reset_index(drop=True)
+    # One image row per image (test-dev2015 shares test2015's images).
+    images = questions.drop_duplicates("image_id")[["image_id", "path"]].reset_index(drop=True)
     sizes = read_image_sizes([root / p for p in images["path"]])
     readable = np.array([isinstance(s, tuple) for s in sizes], dtype=bool)
     for path, size in zip(images["path"], sizes):
@@ -238,9 +264,7 @@ def prepare(root: str | Path, out: str | Path, *, version: int | None = None,
     images = images[readable].reset_index(drop=True)
     images["width"] = [s[0] for s in sizes if isinstance(s, tuple)]
     images["height"] = [s[1] for s in sizes if isinstance(s, tuple)]
-    images["image_id"] = images["coco_id"].astype(str)
-    questions = questions[questions["coco_id"].isin(images["coco_id"])]
-    questions["image_id"] = questions["coco_id"].astype(str)
+    questions = questions[questions["image_id"].isin(images["image_id"])]
     return write_prepared(
         out, name=f"vqa-v{version}", source=f"VQA v{version} official JSON in {root.resolve()}",
         questions=questions[["question_id", "image_id", "split", "question", "answers",
@@ -258,6 +282,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--answers", type=int, default=DEFAULT_ANSWERS,
                         help=f"answer vocabulary: the top K training answers "
                              f"(default {DEFAULT_ANSWERS})")
+    parser.add_argument("--splits", type=lambda v: [s for s in v.split(",") if s],
+                        help="comma-separated splits to prepare, e.g. train2014,val2014 "
+                             "(default: every split whose questions file is there)")
     parser.add_argument("--skip-bad", action="store_true",
                         help="leave bad records out (listed in OUT/skipped.csv) instead of "
                              "stopping at the first")
@@ -266,7 +293,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> str:
     return report(prepare(args.root, args.out, version=args.version,
-                          max_answers=args.answers, skip_bad=args.skip_bad,
+                          max_answers=args.answers, splits=args.splits,
+                          skip_bad=args.skip_bad,
                           overwrite=args.overwrite))
 
 

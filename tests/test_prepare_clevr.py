@@ -140,3 +140,11 @@ def test_unreadable_image_and_malformed_json(tmp_path):
 def test_missing_layout_is_explained(tmp_path):
     with pytest.raises(DatasetError, match="CLEVR_v1.0.zip"):
         clevr.prepare(tmp_path, tmp_path / "out")
+
+
+def test_a_split_emptied_by_skip_bad_is_reported(tmp_path):
+    root = make_clevr_root(tmp_path / "root")
+    _edit_questions(root, "val", lambda qs: [q.update(question="") for q in qs])
+    ds = clevr.prepare(root, tmp_path / "out", skip_bad=True)
+    assert ds.splits == ["test", "train"]
+    assert "every question of the split was left out" in (ds.root / SKIPPED).read_text()

@@ -293,3 +293,65 @@ def test_answer_vocabulary_size_comes_from_the_dataset_unless_configured(vqa_dat
     assert len(answers) == 4
     _, answers = build_vocabularies(train, TINY_CONFIG, None)
     assert len(answers) == train["answer"].nunique()
+
+
+def test_splits_without_images(tmp_path):
+    root = make_vqa_root(tmp_path / "root")
+    for f in (root / "test2015").iterdir():
+        f.unlink()
+    (root / "test2015").rmdir()  # questions downloaded, images not
+    with pytest.raises(DatasetError, match="No images for split test2015.*--splits"):
+        vqa_prep.prepare(root, tmp_path / "out")
+    ds = vqa_prep.prepare(root, tmp_path / "out", splits=["train2014", "val2014"])
+    assert ds.splits == ["train2014", "val2014"]
+    with pytest.raises(DatasetError, match=r"split\(s\) \['val2015'\]"):
+        vqa_prep.prepare(root, tmp_path / "out2", splits=["val2015"])
+
+
+def test_a_split_emptied_by_skip_bad_is_reported(tmp_path):
+    root = make_vqa_root(tmp_path / "root")
+    for f in (root / "images" / "val2014").iterdir():
+        f.unlink()
+    ds = vqa_prep.prepare(root, tmp_path / "out", skip_bad=True)
+    assert "val2014" not in ds.splits
+    skipped = (ds.root / SKIPPED).read_text()
+    assert skipped.count("not found in") == 15
+    assert "split val2014,every question of the split was left out" in skipped
+
+
+def test_skipped_records_have_their_own_reason(tmp_path):
+    root = make_vqa_root(tmp_path / "root")
+    file, _ = _break(root, "empty question")  # its annotation is not "unknown"
+    ds = vqa_prep.prepare(root, tmp_path / "out", skip_bad=True)
+    reasons = (ds.root / SKIPPED).read_text().splitlines()[1:]
+    assert len(reasons) == 1 and "empty question" in reasons[0]
+
+
+def test_majority_answer_that_normalises_to_nothing_is_kept(tmp_path):
+    root = make_vqa_root(tmp_path / "root")
+    afile = root / "v2_mscoco_train2014_annotations.json"
+    data = json.loads(afile.read_text())
+    data["annotations"][0]["multiple_choice_answer"] = "A"  # "which letter is it?"
+    afile.write_text(json.dumps(data))
+    ds = vqa_prep.prepare(root, tmp_path / "out")
+    qid = data["annotations"][0]["question_id"]
+    q = ds.split("train2014").set_index("question_id")
+    assert q.at[qid, "answer"] == "a"
+
+
+def test_one_coco_id_in_two_folders_is_two_images(tmp_path):
+    root = make_vqa_root(tmp_path / "root")
+    qfile = root / "v2_OpenEnded_mscoco_val2014_questions.json"
+    afile = root / "v2_mscoco_val2014_annotations.json"
+    q, a = json.loads(qfile.read_text()), json.loads(afile.read_text())
+    q["questions"][0]["image_id"] = a["annotations"][0]["image_id"] = 1  # train2014 has 1 too
+    qfile.write_text(json.dumps(q))
+    afile.write_text(json.dumps(a))
+    (root / "images" / "val2014" / "000000000001.jpg").write_bytes(
+        (root / "images" / "val2014" / "000000000100.jpg").read_bytes())
+    ds = vqa_prep.prepare(root, tmp_path / "out")
+    val = ds.split("val2014")
+    image_id = val.set_index("question_id").at[q["questions"][0]["question_id"], "image_id"]
+    assert image_id == "val2014/1"
+    assert ds.image_path(image_id) == root.resolve() / "images/val2014/000000000001.jpg"
+    assert ds.image_path("train2014/1").name == "COCO_train2014_000000000001.jpg"
