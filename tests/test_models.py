@@ -7,7 +7,9 @@ import pytest
 from vqa import config as config_module
 from vqa.config import ModelConfig
 from vqa.models import FUSIONS, ConcatFusion, ElementwiseFusion, build_model, losses
-from vqa.models import builder, encoders, fusion
+from vqa.models import attention, builder, encoders, fusion
+from vqa.models.attention import RelationModule, StackedAttention
+from vqa.models.fusion import MFBFusion
 
 
 def _inputs(config, batch=3, vocab=10):
@@ -18,12 +20,23 @@ def _inputs(config, batch=3, vocab=10):
             .astype("int32")}
 
 
-@pytest.mark.parametrize("fusion_name", sorted(FUSIONS))
+SMALL = dict(image_size=32, cnn_filters=(4, 8), image_dim=8, embedding_dim=4,
+             question_dim=8, max_question_length=6, fusion_dim=8, classifier_dim=8,
+             attention_dim=8)
+VARIANTS = [  # every fusion with and without attention, relations, encoders, baselines
+    *[dict(fusion=f, attention_hops=h) for f in ("concat", "elementwise", "mfb")
+      for h in (0, 1, 2)],
+    dict(fusion="relation", relation_layers=2),
+    dict(question_encoder="gru", question_layers=2, bidirectional=True),
+    dict(question_encoder="lstm", question_layers=3),
+    dict(inputs="question"), dict(inputs="image"),
+]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(f"{k}={x}" for k, x in v.items()))
 @pytest.mark.parametrize("image_encoder", ["small_cnn", "pretrained"])
-def test_build_and_save_round_trip(tmp_path, fusion_name, image_encoder):
-    config = ModelConfig(image_encoder=image_encoder, image_size=32, cnn_filters=(4, 8),
-                         image_dim=8, embedding_dim=4, question_dim=8, max_question_length=6,
-                         fusion=fusion_name, fusion_dim=8, classifier_dim=8)
+def test_build_and_save_round_trip(tmp_path, variant, image_encoder):
+    config = ModelConfig(image_encoder=image_encoder, **SMALL, **variant)
     model = build_model(config, vocab_size=10, num_answers=5)
     x = _inputs(config)
     probs = keras.ops.convert_to_numpy(model(x, training=False))
@@ -57,14 +70,14 @@ def test_elementwise_fusion_is_a_product_of_projections():
 
 
 def test_config_choices_match_the_registries():
-    assert set(config_module.FUSION_CHOICES) == set(FUSIONS)
+    assert set(config_module.FUSION_CHOICES) == set(FUSIONS) | {"relation"}
     assert set(config_module.IMAGE_ENCODER_CHOICES) == set(encoders.IMAGE_ENCODERS)
     assert set(config_module.QUESTION_ENCODER_CHOICES) == set(encoders.QUESTION_ENCODERS)
     from vqa.features.backbones import BACKBONES
     assert set(config_module.BACKBONE_CHOICES) == set(BACKBONES)
 
 
-@pytest.mark.parametrize("module", [fusion, encoders, losses, builder])
+@pytest.mark.parametrize("module", [fusion, encoders, losses, builder, attention])
 def test_model_code_is_backend_agnostic(module):
     source = inspect.getsource(module)
     assert "tensorflow" not in source and "tf." not in source
@@ -99,3 +112,94 @@ def test_two_rate_adam_slows_only_the_named_variables():
     np.testing.assert_allclose(step_slow, 0.001, rtol=1e-3)
     clone = TwoRateAdam.from_config(optimizer.get_config())
     assert clone.slow_paths == [slow.path] and clone.slow_factor == 0.1
+
+
+def test_attention_weights_are_reachable_and_sum_to_one():
+    config = ModelConfig(image_encoder="small_cnn", attention_hops=2, **SMALL)
+    model = build_model(config, vocab_size=10, num_answers=5)
+    probe = builder.attention_model(model)
+    probs, weights = (keras.ops.convert_to_numpy(t) for t in probe(_inputs(config)))
+    assert probs.shape == (3, 5) and weights.shape == (3, 2, 8 * 8)  # 32 px -> 8x8 grid
+    np.testing.assert_allclose(weights.sum(axis=-1), 1.0, rtol=1e-5)
+    assert builder.attention_model(build_model(ModelConfig(image_encoder="small_cnn", **SMALL),
+                                               10, 5)) is None
+
+
+def test_stacked_attention_attends_where_the_weights_say():
+    layer = StackedAttention(4, hops=1)
+    cells = np.random.rand(2, 6, 3).astype("float32")
+    attended, weights = layer([np.random.rand(2, 5).astype("float32"), cells])
+    weights = keras.ops.convert_to_numpy(weights)[:, 0]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(attended),
+                               np.einsum("bn,bnd->bd", weights, cells), rtol=1e-5)
+    assert StackedAttention.from_config(layer.get_config()).hops == 1
+
+
+def test_relation_module_is_g_summed_over_every_pair():
+    layer = RelationModule(4, depth=1)
+    question = np.random.rand(2, 3).astype("float32")
+    grid = np.random.rand(2, 2, 3, 5).astype("float32")
+    out = keras.ops.convert_to_numpy(layer([question, grid]))
+    # The same sum, written out pair by pair with the layer's own weights.
+    ys, xs = np.linspace(-1, 1, 2), np.linspace(-1, 1, 3)
+    cells = np.concatenate([grid, np.broadcast_to(np.stack(np.meshgrid(xs, ys), -1),
+                                                  (2, 2, 3, 2))], -1).reshape(2, 6, 7)
+    w1, b1 = (keras.ops.convert_to_numpy(w) for w in layer.first_cell.weights)
+    w2 = keras.ops.convert_to_numpy(layer.second_cell.kernel)
+    wq = keras.ops.convert_to_numpy(layer.question.kernel)
+    wf, bf = (keras.ops.convert_to_numpy(w) for w in layer.f.weights)
+    total = np.zeros((2, 4))
+    for i in range(6):
+        for j in range(6):
+            total += np.maximum(cells[:, i] @ w1 + b1 + cells[:, j] @ w2 + question @ wq, 0)
+    np.testing.assert_allclose(out, np.maximum(total @ wf + bf, 0), rtol=1e-4, atol=1e-5)
+
+
+def test_mfb_fusion_is_normalised():
+    layer = MFBFusion(6, factor=3)
+    out = keras.ops.convert_to_numpy(layer([np.random.rand(4, 3).astype("float32"),
+                                            np.random.rand(4, 5).astype("float32")]))
+    assert out.shape == (4, 6)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=-1), 1.0, rtol=1e-4)
+    assert MFBFusion.from_config(layer.get_config()).factor == 3
+
+
+def test_question_encoder_shapes():
+    for kwargs, width in ((dict(question_encoder="gru"), 8),
+                          (dict(bidirectional=True, question_layers=2), 16)):
+        config = ModelConfig(**SMALL, **kwargs)
+        encoder = encoders.QUESTION_ENCODERS[config.question_encoder](config, 10)
+        out = encoder(np.array([[3, 4, 0, 0, 0, 0]], dtype="int32"))
+        assert tuple(out.shape) == (1, width)
+
+
+def test_word_vectors_initialise_the_embedding(tmp_path):
+    from vqa.data.text import Vocabulary, load_word_vectors
+    from vqa.errors import ConfigError
+
+    words = Vocabulary.for_questions(["what color is it"])
+    glove = tmp_path / "glove.txt"
+    glove.write_text("color 1 2 3 4\nunrelated 9 9 9 9\nwhat 0.5 0.5 0.5 0.5\n")
+    matrix, coverage = load_word_vectors(glove, words, 4)
+    assert coverage == 0.5
+    np.testing.assert_array_equal(matrix[words.index["color"]], [1, 2, 3, 4])
+    assert not matrix[0].any()  # padding
+    config = ModelConfig(**SMALL)
+    model = build_model(config, len(words), 3, word_vectors=matrix)
+    embedding = model.get_layer("question_encoder").get_layer("word_embedding")
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(embedding.embeddings), matrix)
+    with pytest.raises(ConfigError, match="line 1: 4 values .* embedding_dim is 8"):
+        load_word_vectors(glove, words, 8)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(fusion="relation", attention_hops=1), "attention_hops needs"),
+    (dict(inputs="question", attention_hops=1), "attention_hops needs"),
+    (dict(fusion="relation", inputs="image"), "relation needs both"),
+    (dict(question_layers=4), "question_layers must be"),
+    (dict(inputs="pixels"), "inputs"),
+])
+def test_invalid_model_configs(kwargs, match):
+    from vqa.errors import ConfigError
+    with pytest.raises(ConfigError, match=match):
+        ModelConfig(**kwargs)

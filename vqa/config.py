@@ -17,8 +17,9 @@ from vqa.errors import ConfigError
 
 # Names a config may use; the registries in vqa.models hold what they build (a test
 # keeps the two in step, so that config validation needs no Keras import).
-FUSION_CHOICES = ("concat", "elementwise")
-QUESTION_ENCODER_CHOICES = ("lstm",)
+FUSION_CHOICES = ("concat", "elementwise", "mfb", "relation")
+QUESTION_ENCODER_CHOICES = ("lstm", "gru")
+INPUT_CHOICES = ("both", "question", "image")  # question / image: the one-branch baselines
 IMAGE_ENCODER_CHOICES = ("small_cnn", "pretrained")
 BACKBONE_CHOICES = ("efficientnet_lite0", "mobilenet_v2", "resnet50", "efficientnet_b0")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
@@ -33,12 +34,20 @@ class ModelConfig:
     image_size: int = 64  # small_cnn: images are resized to image_size x image_size RGB
     cnn_filters: tuple[int, ...] = (16, 32, 64, 64)  # small_cnn: one strided block per entry
     image_dim: int = 256  # image vector size after pooling the grid
-    question_encoder: str = "lstm"
+    question_encoder: str = "lstm"  # lstm | gru
+    question_layers: int = 1  # 1 to 3 stacked recurrent layers
+    bidirectional: bool = False
     embedding_dim: int = 64
-    question_dim: int = 128  # LSTM units
+    word_vectors: str = ""  # GloVe-format text file to initialise the embedding ("" = none)
+    question_dim: int = 128  # recurrent units (per direction)
     max_question_length: int = 14  # longer questions are truncated, with a warning
-    fusion: str = "elementwise"  # concat | elementwise
-    fusion_dim: int = 256
+    fusion: str = "elementwise"  # concat | elementwise | mfb | relation
+    fusion_dim: int = 256  # fused vector; for relation, the width of g and f
+    mfb_factor: int = 5  # mfb: rank of each output's bilinear form
+    relation_layers: int = 3  # relation: layers of g, applied to every pair of cells
+    attention_hops: int = 0  # 0: pool the grid; 1 or 2: stacked soft attention over it
+    attention_dim: int = 256  # attention: the space cells and question are scored in
+    inputs: str = "both"  # both | question | image (the question-only / image-only baselines)
     classifier_dim: int = 256  # hidden layer between the fused vector and the answers
     dropout: float = 0.2
 
@@ -46,12 +55,24 @@ class ModelConfig:
         _check_types(self)
         _check_choice("fusion", self.fusion, FUSION_CHOICES)
         _check_choice("question_encoder", self.question_encoder, QUESTION_ENCODER_CHOICES)
+        _check_choice("inputs", self.inputs, INPUT_CHOICES)
+        if not 1 <= self.question_layers <= 3:
+            raise ConfigError(f"question_layers must be 1, 2 or 3. Received: {self.question_layers}")
+        if not 0 <= self.attention_hops <= 3:
+            raise ConfigError(f"attention_hops must be 0 (no attention) to 3. "
+                              f"Received: {self.attention_hops}")
+        if self.attention_hops and (self.fusion == "relation" or self.inputs != "both"):
+            raise ConfigError("attention_hops needs both inputs and a fusion other than "
+                              "relation (which already reads every cell).")
+        if self.fusion == "relation" and self.inputs != "both":
+            raise ConfigError("fusion: relation needs both inputs.")
         _check_choice("image_encoder", self.image_encoder, IMAGE_ENCODER_CHOICES)
         if self.backbone not in BACKBONE_CHOICES:
             raise ConfigError(f"Unknown backbone {self.backbone!r}. Expected one of "
                               f"{list(BACKBONE_CHOICES)}.")
         for name in ("image_size", "image_dim", "embedding_dim", "question_dim",
-                     "max_question_length", "fusion_dim", "classifier_dim"):
+                     "max_question_length", "fusion_dim", "classifier_dim", "mfb_factor",
+                     "relation_layers", "attention_dim"):
             _check_positive(name, getattr(self, name))
         if not self.cnn_filters or min(self.cnn_filters) <= 0:
             raise ConfigError(
@@ -80,6 +101,7 @@ class TrainConfig:
     # Answer vocabulary: the most frequent training answers. None: the size the dataset
     # was prepared with (meta.json answer_vocabulary_size), else every training answer.
     max_answers: int | None = None
+    clip_norm: float = 0.0  # clip gradients to this global norm (0: no clipping)
     min_word_count: int = 1  # rarer question words map to the unknown token
     seed: int = 0
 
@@ -94,6 +116,9 @@ class TrainConfig:
                       LEARNING_RATE_SCHEDULES)
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0. Received: {self.learning_rate}")
+        if self.clip_norm < 0:
+            raise ConfigError(f"clip_norm must be >= 0 (0: no clipping). "
+                              f"Received: {self.clip_norm}")
         if self.fine_tune and not 0 < self.backbone_learning_rate <= self.learning_rate:
             raise ConfigError("backbone_learning_rate must be > 0 and at most learning_rate. "
                               f"Received: {self.backbone_learning_rate}")

@@ -26,7 +26,7 @@ from vqa import run_dir as files
 from vqa.config import Config, load_config, save_config
 from vqa.data.batches import VQABatches, encode_targets
 from vqa.data.dataset import PreparedDataset
-from vqa.data.text import Vocabulary
+from vqa.data.text import Vocabulary, load_word_vectors
 from vqa.errors import ConfigError, DatasetError, RunDirError
 from vqa.features.cache import FeatureCache, Manifest, backbone_for_answering, image_table
 from vqa.features.backbones import get_backbone
@@ -189,7 +189,7 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
                            "answer vocabulary.")
 
     if state is None:
-        model, optimizer = _new_model(config, len(words), len(answers), len(fit.batches))
+        model, optimizer = _new_model(config, words, len(answers), len(fit.batches))
         model.compile(optimizer=optimizer, loss=soft_crossentropy, metrics=[vqa_score])
         state = {"next_epoch": 0, "best": -math.inf, "best_epoch": -1, "best_file": None,
                  "last_file": None, "wait": 0, "stopped_early": False, "data": fingerprint}
@@ -248,18 +248,26 @@ def _save_image_encoder(run: Path, manifest: Manifest) -> None:
         _save_atomic(backbone_for_answering(manifest), run / files.IMAGE_ENCODER)
 
 
-def _new_model(config: Config, n_words: int, n_answers: int, steps_per_epoch: int
+def _new_model(config: Config, words: Vocabulary, n_answers: int, steps_per_epoch: int
                ) -> tuple[keras.Model, keras.optimizers.Optimizer]:
     """The model and its optimizer; fine-tuning puts the backbone inside, slower."""
     learning_rate = _learning_rate(config, steps_per_epoch)
+    clip = {"global_clipnorm": config.train.clip_norm} if config.train.clip_norm else {}
+    vectors = None
+    if config.model.word_vectors:
+        vectors, coverage = load_word_vectors(config.model.word_vectors, words,
+                                              config.model.embedding_dim, config.train.seed)
+        log.info("word vectors for %.1f%% of the %d question words from %s",
+                 100 * coverage, len(words) - 2, config.model.word_vectors)
     if not config.train.fine_tune:
-        return (build_model(config.model, n_words, n_answers),
-                keras.optimizers.Adam(learning_rate))
+        return (build_model(config.model, len(words), n_answers, word_vectors=vectors),
+                keras.optimizers.Adam(learning_rate, **clip))
     backbone = get_backbone(config.model.backbone).build(include_top=False)
-    model = build_model(config.model, n_words, n_answers, backbone=backbone)
+    model = build_model(config.model, len(words), n_answers, backbone=backbone,
+                        word_vectors=vectors)
     optimizer = TwoRateAdam([v.path for v in backbone.trainable_variables],
                             config.train.backbone_learning_rate / config.train.learning_rate,
-                            learning_rate=learning_rate)
+                            learning_rate=learning_rate, **clip)
     return model, optimizer
 
 

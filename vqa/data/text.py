@@ -93,3 +93,42 @@ class Vocabulary:
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
             raise ValueError(f"{path} must hold a JSON list of strings.")
         return cls(tokens)
+
+
+def load_word_vectors(path: str | Path, vocabulary: Vocabulary, dim: int,
+                      seed: int = 0) -> tuple[np.ndarray, float]:
+    """An embedding matrix [len(vocabulary), dim] initialised from a GloVe-format text
+    file ("word v1 v2 ... vdim" per line), and the share of words it covered.
+
+    The file is streamed and only the vocabulary's words are kept, so an 800k-word file
+    costs no more memory than the matrix. Words it lacks start small and random; the
+    padding row is zero.
+    """
+    from vqa.errors import ConfigError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"word_vectors file not found: {path}")
+    rng = np.random.default_rng(seed)
+    matrix = rng.normal(0.0, 0.1, size=(len(vocabulary), dim)).astype("float32")
+    matrix[vocabulary.index[PAD]] = 0.0
+    found = 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line_no, line in enumerate(f, 1):
+            word, _, rest = line.rstrip("\n").partition(" ")
+            row = vocabulary.index.get(word)
+            if row is None or word in (PAD, UNK):
+                continue
+            values = rest.split()
+            if len(values) != dim:
+                raise ConfigError(f"{path}, line {line_no}: {len(values)} values for "
+                                  f"{word!r}, but embedding_dim is {dim}. Set "
+                                  "model.embedding_dim to the file's dimension.")
+            try:
+                matrix[row] = np.asarray(values, dtype="float32")
+            except ValueError:
+                raise ConfigError(f"{path}, line {line_no}: not a word followed by "
+                                  "numbers.") from None
+            found += 1
+    words = len(vocabulary) - 2
+    return matrix, (found / words if words else 0.0)

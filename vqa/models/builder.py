@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from vqa.config import ModelConfig
+from vqa.models.attention import RelationModule, StackedAttention
 from vqa.models.encoders import IMAGE_ENCODERS, QUESTION_ENCODERS, image_input_shape
 from vqa.models.fusion import FUSIONS
 
 
 def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
-                backbone: keras.Model | None = None) -> keras.Model:
-    """Image branch + question branch + fusion + answer classifier.
+                backbone: keras.Model | None = None,
+                word_vectors: np.ndarray | None = None) -> keras.Model:
+    """Image branch + question branch + fusion (or attention, or relations) + classifier.
 
     Inputs: {"image": [batch, S, S, 3] pixels (0-255) for the small CNN, or the cached
     [batch, g, g, C] grid of a pretrained backbone; "question": [batch, L] int32 ids}.
     Output: [batch, num_answers] answer probabilities.
 
     With `backbone` (a pixels -> grid network, to fine-tune), the model takes the
-    backbone's pixels as "image" and runs it first.
+    backbone's pixels as "image" and runs it first. `word_vectors` [vocab_size,
+    embedding_dim] initialise the word embedding. A one-input baseline (`inputs:
+    question | image`) still takes both inputs, and ignores one.
     """
     if backbone is not None:
-        head = build_model(config, vocab_size, num_answers)
+        head = build_model(config, vocab_size, num_answers, word_vectors=word_vectors)
         pixels = keras.Input(backbone.input.shape[1:], name="image")
         question = keras.Input((config.max_question_length,), dtype="int32", name="question")
         # training=False: the backbone's batch norm keeps its ImageNet statistics; small
@@ -34,17 +39,49 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
                          f"num_answers={num_answers}")
     image = keras.Input(image_input_shape(config), name="image")  # pixels or a feature grid
     question = keras.Input((config.max_question_length,), dtype="int32", name="question")
-
-    grid = IMAGE_ENCODERS[config.image_encoder](config)(image)  # [batch, g, g, C]
-    pooled = keras.layers.GlobalMaxPooling2D(name="pool_grid")(grid)  # [batch, C]
-    image_vector = keras.layers.Dense(config.image_dim, activation="relu",
-                                      name="image_vector")(pooled)  # [batch, image_dim]
     question_vector = QUESTION_ENCODERS[config.question_encoder](config, vocab_size)(question)
+    if config.inputs != "question":
+        grid = IMAGE_ENCODERS[config.image_encoder](config)(image)  # [batch, g, g, C]
 
-    fused = FUSIONS[config.fusion](config.fusion_dim, name="fusion")(
-        [question_vector, image_vector])  # [batch, fusion_dim]
+    if config.inputs == "question":  # baseline: what the question alone tells
+        fused = question_vector
+    elif config.fusion == "relation":
+        fused = RelationModule(config.fusion_dim, config.relation_layers, name="relation")(
+            [question_vector, grid])  # [batch, fusion_dim]
+    else:
+        if config.attention_hops:
+            cells = keras.layers.Reshape((-1, grid.shape[-1]), name="cells")(grid)
+            cells = keras.layers.Dense(config.image_dim, activation="relu",
+                                       name="image_vector")(cells)  # [batch, n, image_dim]
+            image_vector, _ = StackedAttention(config.attention_dim, config.attention_hops,
+                                               name="attention")([question_vector, cells])
+        else:  # the no-attention twin pools the grid into one vector
+            pooled = keras.layers.GlobalMaxPooling2D(name="pool_grid")(grid)  # [batch, C]
+            image_vector = keras.layers.Dense(config.image_dim, activation="relu",
+                                              name="image_vector")(pooled)
+        if config.inputs == "image":  # baseline: what the image alone tells
+            fused = image_vector
+        else:
+            fusion = FUSIONS[config.fusion]
+            kwargs = {"factor": config.mfb_factor} if config.fusion == "mfb" else {}
+            fused = fusion(config.fusion_dim, name="fusion", **kwargs)(
+                [question_vector, image_vector])  # [batch, fusion_dim]
     fused = keras.layers.Dropout(config.dropout, name="dropout")(fused)
     hidden = keras.layers.Dense(config.classifier_dim, activation="relu",
                                 name="classifier_hidden")(fused)
     answers = keras.layers.Dense(num_answers, activation="softmax", name="answer")(hidden)
-    return keras.Model({"image": image, "question": question}, answers, name="vqa")
+    model = keras.Model({"image": image, "question": question}, answers, name="vqa")
+    if word_vectors is not None:
+        embedding = model.get_layer("question_encoder").get_layer("word_embedding")
+        embedding.set_weights([np.asarray(word_vectors, dtype="float32")])
+    return model
+
+
+def attention_model(model: keras.Model) -> keras.Model | None:
+    """A model giving [answers, attention weights [batch, hops, cells]] for a model with
+    stacked attention (its own or a loaded one); None for one without."""
+    try:
+        layer = model.get_layer("attention")
+    except ValueError:
+        return None
+    return keras.Model(model.inputs, [model.outputs[0], layer.output[1]])

@@ -26,14 +26,28 @@ def small_cnn(config: ModelConfig) -> keras.Sequential:
     return keras.Sequential([keras.Input((size, size, 3)), *blocks], name="image_encoder")
 
 
-def lstm_question_encoder(config: ModelConfig, vocab_size: int) -> keras.Sequential:
-    """Token ids (0 = padding) -> word embeddings -> last LSTM state [question_dim]."""
-    return keras.Sequential([
+def question_encoder(config: ModelConfig, vocab_size: int) -> keras.Sequential:
+    """Token ids (0 = padding) -> word embeddings -> recurrent layers -> [question_dim]
+    (twice that when bidirectional): the last state of the last layer.
+
+    `question_encoder` picks the cell (lstm | gru), `question_layers` stacks 1-3 of
+    them, `bidirectional` reads the question both ways. The embedding is named
+    "word_embedding" so that word vectors can be loaded into it.
+    """
+    cell = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[config.question_encoder]
+    layers: list[keras.layers.Layer] = [
         keras.Input((config.max_question_length,), dtype="int32"),
         keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=True,
-                               name="word_embedding"),
-        keras.layers.LSTM(config.question_dim, name="lstm"),
-    ], name="question_encoder")
+                               name="word_embedding")]
+    for i in range(config.question_layers):
+        last = i == config.question_layers - 1
+        name = config.question_encoder if config.question_layers == 1 else \
+            f"{config.question_encoder}{i + 1}"
+        layer = cell(config.question_dim, return_sequences=not last, name=name)
+        if config.bidirectional:
+            layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{name}")
+        layers.append(layer)
+    return keras.Sequential(layers, name="question_encoder")
 
 
 def pretrained_grid(config: ModelConfig) -> keras.layers.Layer:
@@ -52,4 +66,4 @@ def image_input_shape(config: ModelConfig) -> tuple[int, int, int]:
 
 
 IMAGE_ENCODERS = {"small_cnn": small_cnn, "pretrained": pretrained_grid}
-QUESTION_ENCODERS = {"lstm": lstm_question_encoder}
+QUESTION_ENCODERS = {"lstm": question_encoder, "gru": question_encoder}

@@ -89,4 +89,52 @@ class ElementwiseFusion(keras.layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
-FUSIONS = {"concat": ConcatFusion, "elementwise": ElementwiseFusion}
+@keras.saving.register_keras_serializable(package="vqa")
+class MFBFusion(keras.layers.Layer):
+    """Low-rank bilinear fusion (Yu et al. 2017, "Multi-modal Factorized Bilinear pooling").
+
+    Both vectors are projected to units * factor, multiplied elementwise, sum-pooled in
+    groups of `factor` (a rank-`factor` bilinear form per output), then power- and
+    L2-normalised, which keeps the products' scale stable.
+
+    Args:
+        units: size of the fused vector.
+        factor: rank of each output's bilinear form.
+
+    Call arguments:
+        inputs: [question, image], shapes [batch, q_dim] and [batch, v_dim].
+
+    Output shape:
+        [batch, units]
+    """
+
+    def __init__(self, units: int, factor: int = 5, **kwargs):
+        super().__init__(**kwargs)
+        if units <= 0 or factor <= 0:
+            raise ValueError(f"units and factor must be positive. Received: units={units}, "
+                             f"factor={factor}")
+        self.units = units
+        self.factor = factor
+        self.project_question = keras.layers.Dense(units * factor, name="project_question")
+        self.project_image = keras.layers.Dense(units * factor, name="project_image")
+
+    def build(self, input_shape):
+        question_shape, image_shape = input_shape
+        self.project_question.build(question_shape)
+        self.project_image.build(image_shape)
+
+    def call(self, inputs):
+        question, image = inputs
+        joint = self.project_question(question) * self.project_image(image)  # [b, u * k]
+        pooled = ops.sum(ops.reshape(joint, (-1, self.units, self.factor)), axis=-1)
+        pooled = ops.sign(pooled) * ops.sqrt(ops.abs(pooled) + 1e-8)  # power normalisation
+        return pooled / (ops.norm(pooled, axis=-1, keepdims=True) + 1e-8)  # [b, units]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "factor": self.factor}
+
+
+FUSIONS = {"concat": ConcatFusion, "elementwise": ElementwiseFusion, "mfb": MFBFusion}

@@ -1,0 +1,147 @@
+"""Question-guided soft attention over the image grid, and a relation module over
+pairs of grid cells. Both read the grid cell by cell instead of pooling it first.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="vqa")
+class StackedAttention(keras.layers.Layer):
+    """Stacked soft attention (Yang et al. 2016, "Stacked Attention Networks").
+
+    Each hop scores every cell against the current query,
+    p = softmax(w . tanh(W_v v_i + W_u u)), takes the weighted sum of the cells, and
+    adds it to the query (u <- u + sum_i p_i v_i), so that a second hop can look again
+    knowing what the first one found.
+
+    Args:
+        units: size of the space cells and query are scored in.
+        hops: how many times to attend (1 or 2 in the paper).
+
+    Call arguments:
+        inputs: [question, cells]: [batch, q_dim] and [batch, n_cells, dim].
+
+    Returns:
+        [attended, weights]: the last hop's weighted sum of the cells [batch, dim], and
+        every hop's weights [batch, hops, n_cells] (each row sums to 1).
+    """
+
+    def __init__(self, units: int, hops: int, **kwargs):
+        super().__init__(**kwargs)
+        if units <= 0 or hops <= 0:
+            raise ValueError(f"units and hops must be positive. Received: units={units}, "
+                             f"hops={hops}")
+        self.units = units
+        self.hops = hops
+
+    def build(self, input_shape):
+        question_shape, cells_shape = input_shape
+        dim = cells_shape[-1]
+        self.query = keras.layers.Dense(dim, activation="tanh", name="query")
+        self.query.build(question_shape)
+        self.score_cells, self.score_query, self.score = [], [], []
+        for hop in range(self.hops):
+            cells = keras.layers.Dense(self.units, name=f"cells{hop}")
+            cells.build(cells_shape)
+            query = keras.layers.Dense(self.units, use_bias=False, name=f"query{hop}")
+            query.build((None, dim))
+            score = keras.layers.Dense(1, name=f"score{hop}")
+            score.build((None, None, self.units))
+            self.score_cells.append(cells)
+            self.score_query.append(query)
+            self.score.append(score)
+
+    def call(self, inputs):
+        question, cells = inputs
+        u = self.query(question)  # [batch, dim]
+        weights = []
+        for hop in range(self.hops):
+            joint = ops.tanh(self.score_cells[hop](cells)
+                             + ops.expand_dims(self.score_query[hop](u), 1))  # [b, n, units]
+            p = ops.softmax(ops.squeeze(self.score[hop](joint), -1), axis=-1)  # [b, n]
+            attended = ops.sum(ops.expand_dims(p, -1) * cells, axis=1)  # [b, dim]
+            u = u + attended
+            weights.append(p)
+        return attended, ops.stack(weights, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        _, cells_shape = input_shape
+        return ((cells_shape[0], cells_shape[-1]), (cells_shape[0], self.hops, cells_shape[1]))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "hops": self.hops}
+
+
+@keras.saving.register_keras_serializable(package="vqa")
+class RelationModule(keras.layers.Layer):
+    """Relation Network (Santoro et al. 2017): a small MLP g applied to every ordered pair
+    of cells together with the question, summed over pairs.
+
+    Each cell carries its (x, y) position in [-1, 1], so that relations such as
+    "closest" and "left of" can be computed. g's first layer is linear in the
+    concatenation [o_i, o_j, q], so it is computed as W_i o_i + W_j o_j + W_q q and
+    broadcast over the pairs: n_cells^2 additions instead of n_cells^2 matrix products.
+
+    Args:
+        units: width of g's layers and of the output.
+        depth: how many layers g has (>= 1).
+
+    Call arguments:
+        inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, channels].
+
+    Output shape:
+        [batch, units]: the sum over pairs of g, passed through one more ReLU layer (f).
+    """
+
+    def __init__(self, units: int, depth: int = 3, **kwargs):
+        super().__init__(**kwargs)
+        if units <= 0 or depth <= 0:
+            raise ValueError(f"units and depth must be positive. Received: units={units}, "
+                             f"depth={depth}")
+        self.units = units
+        self.depth = depth
+
+    def build(self, input_shape):
+        question_shape, grid_shape = input_shape
+        cell_shape = (None, None, grid_shape[-1] + 2)
+        self.first_cell = keras.layers.Dense(self.units, name="g0_first")
+        self.first_cell.build(cell_shape)
+        self.second_cell = keras.layers.Dense(self.units, use_bias=False, name="g0_second")
+        self.second_cell.build(cell_shape)
+        self.question = keras.layers.Dense(self.units, use_bias=False, name="g0_question")
+        self.question.build(question_shape)
+        self.g = []
+        for i in range(1, self.depth):
+            layer = keras.layers.Dense(self.units, activation="relu", name=f"g{i}")
+            layer.build((None, None, None, self.units))
+            self.g.append(layer)
+        self.f = keras.layers.Dense(self.units, activation="relu", name="f")
+        self.f.build((None, self.units))
+
+    def call(self, inputs):
+        question, grid = inputs
+        batch, rows, cols = ops.shape(grid)[0], ops.shape(grid)[1], ops.shape(grid)[2]
+        ys = ops.linspace(-1.0, 1.0, rows)
+        xs = ops.linspace(-1.0, 1.0, cols)
+        coords = ops.stack([ops.repeat(ops.expand_dims(xs, 0), rows, axis=0),
+                            ops.repeat(ops.expand_dims(ys, 1), cols, axis=1)], axis=-1)
+        coords = ops.broadcast_to(ops.expand_dims(ops.cast(coords, grid.dtype), 0),
+                                  (batch, rows, cols, 2))
+        cells = ops.reshape(ops.concatenate([grid, coords], axis=-1),
+                            (batch, rows * cols, grid.shape[-1] + 2))  # [b, n, c + 2]
+        pairs = (ops.expand_dims(self.first_cell(cells), 2)  # o_i: [b, n, 1, units]
+                 + ops.expand_dims(self.second_cell(cells), 1)  # o_j: [b, 1, n, units]
+                 + ops.expand_dims(ops.expand_dims(self.question(question), 1), 1))
+        hidden = ops.relu(pairs)  # [b, n, n, units]
+        for layer in self.g:
+            hidden = layer(hidden)
+        return self.f(ops.sum(hidden, axis=(1, 2)))  # [b, units]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "depth": self.depth}
