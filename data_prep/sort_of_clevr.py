@@ -8,7 +8,7 @@ Per image 10 non-relational questions (shape, left?, top?) and 10 relational one
 (shape of the closest object, shape of the furthest object, how many objects share the
 shape). The last 10% of the images are the test split. The same seed gives a
 byte-identical directory; the questions carry a `question_group` column
-("relational" / "non-relational"), the split the paper reports accuracy on.
+("relational" / "non_relational"), the split the paper reports accuracy on.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ _FAR = 2 * IMAGE_SIZE ** 2  # more than any squared distance inside the image
 
 # kind -> (group, question template, answer_type); the first three are non-relational.
 KINDS = {
-    "shape": ("non-relational", "What is the shape of the {} object?", "other"),
-    "horizontal position": ("non-relational", "Is the {} object on the left?", "yes/no"),
-    "vertical position": ("non-relational", "Is the {} object on the top?", "yes/no"),
+    "shape": ("non_relational", "What is the shape of the {} object?", "other"),
+    "horizontal position": ("non_relational", "Is the {} object on the left?", "yes/no"),
+    "vertical position": ("non_relational", "Is the {} object on the top?", "yes/no"),
     "closest shape": ("relational",
                       "What is the shape of the object closest to the {} object?", "other"),
     "furthest shape": ("relational",

@@ -59,7 +59,7 @@ def test_every_kind_with_its_answers(dataset):
     for kind, answers in expected.items():
         seen = set(q.loc[q["question_type"] == kind, "answer"])
         assert seen <= answers and len(seen) >= 2, kind
-    assert set(q["question_group"]) == {"relational", "non-relational"}
+    assert set(q["question_group"]) == {"relational", "non_relational"}
     assert (q["answers"].map(list) == q["answer"].map(lambda a: [a])).all()
     assert set(q.loc[q["question_group"] == "relational", "question_type"]) == set(RELATIONAL)
     assert set(COLORS) == {m.group(1) for m in q["question"].map(_asked_colour)}

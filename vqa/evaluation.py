@@ -157,7 +157,14 @@ def score_predictions(questions: pd.DataFrame, predictions: Mapping[int, str],
                            f"'{split}', e.g. question_id={extra[0]}.")
     accuracies = [vqa_accuracy(predictions[int(qid)], list(answers))
                   for qid, answers in zip(questions["question_id"], questions["answers"])]
-    return _summarise(accuracies, questions["question_type"], questions["answer_type"], split)
+    metrics = _summarise(accuracies, questions["question_type"], questions["answer_type"], split)
+    if "question_group" in questions.columns:  # e.g. Sort-of-CLEVR: relational or not
+        groups: dict[str, list[float]] = defaultdict(list)
+        for acc, group in zip(accuracies, questions["question_group"]):
+            groups[group].append(acc)
+        metrics["per_question_group"] = {k: round(100 * sum(v) / len(v), 2)
+                                         for k, v in sorted(groups.items())}
+    return metrics
 
 
 def _summarise(accuracies: list[float], question_types: Iterable[str],
@@ -210,8 +217,11 @@ def format_metrics(metrics: dict) -> str:
     """A short human-readable table of a metrics dict."""
     lines = [f"split {metrics['split']}: {metrics['n_questions']} questions, "
              f"accuracy {metrics['overall']:.2f}%"]
-    for title, key in (("question type", "per_question_type"),
+    for title, key in (("question group", "per_question_group"),
+                       ("question type", "per_question_type"),
                        ("answer type", "per_answer_type")):
+        if key not in metrics:
+            continue
         lines.append(f"  per {title}:")
         width = max((len(k) for k in metrics[key]), default=0)
         lines += [f"    {k:<{width}}  {v:6.2f}%" for k, v in metrics[key].items()]
