@@ -1,4 +1,5 @@
-"""The `vqa` command: prepare | extract | train | evaluate | score | ask | classify | demo.
+"""The `vqa` command: prepare | extract | train | evaluate | score | ask | compare |
+classify | demo.
 
 Heavy imports (TensorFlow through Keras) happen inside the commands that need them,
 so `vqa --help` and `vqa score` start quickly.
@@ -84,6 +85,27 @@ def cmd_ask(args: argparse.Namespace) -> None:
 
     result = Answerer.load(args.run_dir).answer(image, args.question, top_k=args.top_k)
     print(_format_answer(result))
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from vqa.config import load_config
+    from vqa.data.dataset import PreparedDataset
+
+    dataset = PreparedDataset.load(args.data)  # everything checked before TensorFlow loads
+    for path in args.configs:
+        load_config(path)
+    if args.split:
+        dataset.split(args.split)
+    _load_keras()
+    from vqa.compare import compare
+
+    table = compare(dataset, args.configs, runs=args.runs, results=args.results,
+                    split=args.split, force=args.force, epochs=args.epochs)
+    overall = table[table["question_type"] == "overall"]
+    width = max(len(v) for v in overall["variant"])
+    for row in overall.itertuples():
+        print(f"{row.variant:<{width}}  {row.accuracy:6.2f}%")
+    print(f"tables and plots in {args.results}/{dataset.name}.md")
 
 
 def cmd_extract(args: argparse.Namespace) -> None:
@@ -239,6 +261,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question")
     p.add_argument("--top-k", type=int, default=3)
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("compare", help="train and evaluate variants side by side, "
+                                       "write a table and plots")
+    p.add_argument("data", help="prepared dataset directory")
+    p.add_argument("configs", nargs="+", help="one YAML config per variant (named after the file)")
+    p.add_argument("--runs", default="runs", help="run directories go in RUNS/<dataset>/<variant>")
+    p.add_argument("--results", default="experiments/results",
+                   help="where <dataset>.csv, .md and the PNGs go")
+    p.add_argument("--split", help="split to evaluate on (default: test, else the first "
+                                   "annotated split not trained on)")
+    p.add_argument("--epochs", type=int, help="override train.epochs of every variant")
+    p.add_argument("--force", action="store_true",
+                   help="retrain variants that are already done")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("extract", help="compute a backbone's grid features of every image, once")
     p.add_argument("data", help="prepared dataset directory")

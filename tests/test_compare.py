@@ -1,0 +1,81 @@
+"""`vqa compare`: variants trained side by side, the long CSV, the table and the plots."""
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import TINY_CONFIG
+
+from vqa.cli import main as vqa_main
+from vqa.compare import ANSWER_PRIOR, answer_prior
+from vqa.config import save_config
+
+
+def _configs(tmp_path):
+    out = []
+    for name, model in (("product", {}), ("attention", {"attention_hops": 1}),
+                        ("question-only", {"inputs": "question"})):
+        path = tmp_path / f"{name}.yaml"
+        save_config(TINY_CONFIG, path)
+        data = yaml.safe_load(path.read_text())
+        data["model"].update(model, attention_dim=8)
+        data["train"]["epochs"] = 1
+        path.write_text(yaml.safe_dump(data))
+        out.append(path)
+    return out
+
+
+@pytest.fixture(scope="module")
+def compared(tiny_dataset, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("compare")
+    configs = _configs(tmp)
+    argv = ["compare", str(tiny_dataset.root), *map(str, configs), "--runs", str(tmp / "runs"),
+            "--results", str(tmp / "results")]
+    assert vqa_main(argv) == 0
+    return tmp, configs, argv
+
+
+def test_long_csv_has_every_variant_and_question_type(compared, tiny_dataset):
+    tmp, _, _ = compared
+    table = pd.read_csv(tmp / "results" / "tiny.csv")
+    assert {"variant", "question_type", "accuracy", "n_questions", "parameters",
+            "seconds_per_epoch", "best_epoch"} <= set(table.columns)
+    assert set(table["variant"]) == {ANSWER_PRIOR, "product", "attention", "question-only"}
+    test = tiny_dataset.split("test")
+    for variant, rows in table.groupby("variant"):
+        counts = dict(zip(rows["question_type"], rows["n_questions"]))
+        assert counts == {"overall": len(test), **test["question_type"].value_counts()}
+        assert rows["accuracy"].between(0, 100).all()
+    run = tmp / "runs" / "tiny" / "attention"
+    metrics = json.loads((run / "metrics.json").read_text())
+    overall = table[(table["variant"] == "attention") & (table["question_type"] == "overall")]
+    assert overall["accuracy"].item() == metrics["overall"]
+    assert overall["parameters"].item() > 0
+
+
+def test_markdown_and_plots(compared):
+    tmp, _, argv = compared
+    md = (tmp / "results" / "tiny.md").read_text()
+    assert "| answer prior |" in md and "| attention |" in md
+    assert "![tiny-curves](tiny-curves.png)" in md
+    for png in ("tiny-curves.png", "tiny-confusion-product.png",
+                "tiny-confusion-question-only.png"):
+        assert (tmp / "results" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_rerun_skips_done_variants_unless_forced(compared, capsys):
+    tmp, configs, argv = compared
+    model = tmp / "runs" / "tiny" / "product" / "model.keras"
+    before = model.stat().st_mtime_ns
+    assert vqa_main(argv) == 0
+    assert model.stat().st_mtime_ns == before
+    assert vqa_main(argv[:2] + [str(configs[0])] + argv[5:] + ["--force"]) == 0
+    assert model.stat().st_mtime_ns != before
+
+
+def test_answer_prior_is_the_most_frequent_answer_per_type():
+    train = pd.DataFrame({"question_type": ["color", "color", "color", "shape"],
+                          "answer": ["red", "blue", "red", "circle"]})
+    test = pd.DataFrame({"question_id": [1, 2, 3], "question_type": ["color", "shape", "new"]})
+    assert answer_prior(train, test) == {1: "red", 2: "circle", 3: "red"}

@@ -1,0 +1,197 @@
+"""Train and evaluate several variants on one dataset, side by side.
+
+    vqa compare DATA experiments/configs/a.yaml experiments/configs/b.yaml ...
+
+Each config file is one variant, named after the file. Each is trained into
+RUNS/<dataset>/<variant> (resuming a crashed run) and evaluated on the test split;
+a variant already evaluated with the same config is not trained again unless
+`force`. The answer-prior baseline (the most frequent training answer of each
+question type) is added to every table. Writes into RESULTS:
+
+    <dataset>.csv              long format: variant, question_type, accuracy,
+                               n_questions, parameters, seconds_per_epoch, best_epoch, ...
+    <dataset>.md               the same as a table, with the command and the plots
+    <dataset>-curves.png       validation accuracy per epoch of every variant
+    <dataset>-confusion-<variant>.png   for datasets with at most 30 answers
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from vqa import run_dir as files
+from vqa.config import Config, load_config
+from vqa.data.dataset import PreparedDataset
+from vqa.errors import DatasetError, RunDirError
+from vqa.evaluation import score_predictions
+
+log = logging.getLogger(__name__)
+ANSWER_PRIOR = "answer prior"
+MAX_CONFUSION_ANSWERS = 30
+
+
+def default_split(dataset: PreparedDataset) -> str:
+    """test if it has answers, else the first annotated split that is not trained on."""
+    answered = dataset.questions[dataset.questions["answer"] != ""]
+    splits = [s for s in sorted(answered["split"].unique()) if s != dataset.train_split]
+    if "test" in splits:
+        return "test"
+    if not splits:
+        raise DatasetError(f"{dataset.root} has no annotated split besides the training "
+                           "split to compare on.")
+    return splits[0]
+
+
+def answer_prior(train: pd.DataFrame, questions: pd.DataFrame) -> dict[int, str]:
+    """The baseline the VQA papers report: each question type's most frequent training
+    answer (the overall most frequent one for types unseen in training)."""
+    counts = train.groupby(["question_type", "answer"]).size().reset_index(name="n")
+    counts = counts.sort_values(["question_type", "n", "answer"],
+                                ascending=[True, False, True])
+    by_type = counts.drop_duplicates("question_type").set_index("question_type")["answer"]
+    overall = train["answer"].value_counts().sort_index().idxmax()
+    return {int(q): by_type.get(t, overall)
+            for q, t in zip(questions["question_id"], questions["question_type"])}
+
+
+def compare(data: str | Path | PreparedDataset, configs: Sequence[str | Path], *,
+            runs: str | Path = "runs", results: str | Path = "experiments/results",
+            split: str | None = None, force: bool = False, epochs: int | None = None,
+            verbose: int | None = None) -> pd.DataFrame:
+    """Train, evaluate and tabulate every config; returns the long table (also written)."""
+    from vqa.evaluation import evaluate_run
+    from vqa.training import train
+
+    dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
+    split = split or default_split(dataset)
+    questions = dataset.split(split)
+    variants = {}
+    for path in configs:  # all checked before hours of training
+        name = Path(path).stem
+        if name in variants or name == ANSWER_PRIOR:
+            raise RunDirError(f"Two configs would both be variant {name!r}; rename one.")
+        config = load_config(path)
+        variants[name] = config if epochs is None else config.with_train(epochs=epochs)
+
+    rows = _rows(ANSWER_PRIOR, questions,
+                 score_predictions(questions, answer_prior(
+                     dataset.split(dataset.train_split), questions), split), {})
+    curves, confusions = {}, {}
+    for i, (name, config) in enumerate(variants.items(), 1):
+        run = Path(runs) / dataset.name / name
+        log.info("[%d/%d] %s -> %s", i, len(variants), name, run)
+        metrics = _finished(run, config, split) if not force else None
+        if metrics is None:
+            train(dataset, run, config, verbose=verbose, overwrite=force or _stale(run, config))
+            metrics = evaluate_run(run, dataset, split)
+        else:
+            log.info("%s: already trained and evaluated on %s; pass --force to redo it",
+                     name, split)
+        summary = json.loads((run / files.TRAINING).read_text())
+        rows += _rows(name, questions, metrics, summary)
+        curves[name] = pd.read_csv(run / files.HISTORY)
+        confusions[name] = json.loads((run / files.PREDICTIONS).read_text())
+
+    table = pd.DataFrame(rows)
+    _write(table, dataset, split, questions, curves, confusions, Path(results))
+    return table
+
+
+def _finished(run: Path, config: Config, split: str) -> dict | None:
+    """The metrics of a finished, evaluated run made with this config, else None."""
+    if not (run / files.METRICS).is_file() or not (run / files.TRAINING).is_file():
+        return None
+    if load_config(run / files.CONFIG) != config:
+        return None
+    metrics = json.loads((run / files.METRICS).read_text())
+    return metrics if metrics.get("split") == split else None
+
+
+def _stale(run: Path, config: Config) -> bool:
+    """A finished run with another config: it is ours to replace (the variant changed)."""
+    return ((run / files.TRAINING).is_file() and (run / files.CONFIG).is_file()
+            and load_config(run / files.CONFIG) != config)
+
+
+def _rows(variant: str, questions: pd.DataFrame, metrics: dict, summary: dict) -> list[dict]:
+    extra = {"parameters": summary.get("parameters", 0),
+             "seconds_per_epoch": summary.get("seconds_per_epoch"),
+             "best_epoch": summary.get("best_epoch"), "epochs_run": summary.get("epochs_run")}
+    rows = [{"variant": variant, "question_type": "overall", "accuracy": metrics["overall"],
+             "n_questions": len(questions), **extra}]
+    for key, column in (("per_question_group", "question_group"),
+                        ("per_question_type", "question_type")):
+        if key not in metrics:
+            continue
+        counts = questions[column].value_counts()
+        rows += [{"variant": variant, "question_type": name, "accuracy": acc,
+                  "n_questions": int(counts[name]), **extra}
+                 for name, acc in metrics[key].items()]
+    return rows
+
+
+def _write(table: pd.DataFrame, dataset: PreparedDataset, split: str,
+           questions: pd.DataFrame, curves: dict, predictions: dict, out: Path) -> None:
+    from vqa.visualize import plot_confusion, plot_curves
+
+    out.mkdir(parents=True, exist_ok=True)
+    stem = dataset.name
+    csv = out / f"{stem}.csv"
+    table.to_csv(files.temp_path(csv), index=False)
+    files.temp_path(csv).replace(csv)
+    pngs = []
+    if curves:
+        pngs.append(plot_curves(curves, out / f"{stem}-curves.png",
+                                f"{stem}: validation accuracy per epoch"))
+    answers = questions["answer"]
+    if answers.nunique() <= MAX_CONFUSION_ANSWERS:
+        for name, rows in predictions.items():
+            predicted = {r["question_id"]: r["answer"] for r in rows}
+            pngs.append(plot_confusion(answers, [predicted[int(q)] for q in
+                                                 questions["question_id"]],
+                                       out / f"{stem}-confusion-{_slug(name)}.png",
+                                       f"{stem} / {name}: confusion on {split} (% of row)"))
+    md = out / f"{stem}.md"
+    files.temp_path(md).write_text(_markdown(table, dataset, split, pngs))
+    files.temp_path(md).replace(md)
+    log.info("wrote %s, %s and %d plots", csv, md, len(pngs))
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
+
+
+def _markdown(table: pd.DataFrame, dataset: PreparedDataset, split: str, pngs: list) -> str:
+    wide = table.pivot_table(index="variant", columns="question_type", values="accuracy",
+                             sort=False)
+    firsts = ["overall"] + [c for c in ("relational", "non_relational") if c in wide.columns]
+    wide = wide[firsts + [c for c in wide.columns if c not in firsts]]
+    info = table.drop_duplicates("variant").set_index("variant")
+    n = int(table.loc[table["question_type"] == "overall", "n_questions"].iloc[0])
+    lines = [f"# {dataset.name}: variants compared", "",
+             f"Split `{split}` ({n:,} questions), official VQA accuracy in percent; the best "
+             "of each column in bold. Written by:", "",
+             "    " + " ".join(["vqa"] + [shlex.quote(a) for a in sys.argv[1:]])
+             if Path(sys.argv[0]).name == "vqa" else "    (the Python API: vqa.compare)", "",
+             "| variant | " + " | ".join(wide.columns) + " | parameters | s/epoch | best epoch |",
+             "|---" * (len(wide.columns) + 4) + "|"]
+    best = wide.max()
+    for variant, row in wide.iterrows():
+        cells = [f"**{v:.2f}**" if v == best[c] else f"{v:.2f}" for c, v in row.items()]
+        meta = info.loc[variant]
+        extra = ["-", "-", "-"] if variant == ANSWER_PRIOR else [
+            f"{int(meta['parameters']):,}", f"{meta['seconds_per_epoch']:.1f}",
+            f"{int(meta['best_epoch'])} of {int(meta['epochs_run'])}"]
+        lines.append(f"| {variant} | " + " | ".join(cells + extra) + " |")
+    lines += ["", "The answer prior gives each question type's most frequent training "
+              "answer: what can be had without looking at the image or reading past the "
+              "question's first words.", ""]
+    lines += [f"![{p.stem}]({p.name})" for p in pngs]
+    return "\n".join(lines) + "\n"
