@@ -79,3 +79,27 @@ def test_answer_prior_is_the_most_frequent_answer_per_type():
                           "answer": ["red", "blue", "red", "circle"]})
     test = pd.DataFrame({"question_id": [1, 2, 3], "question_type": ["color", "shape", "new"]})
     assert answer_prior(train, test) == {1: "red", 2: "circle", 3: "red"}
+
+
+def test_training_with_word_vectors_and_clipping(tiny_dataset, tmp_path):
+    import dataclasses
+
+    import keras
+    import numpy as np
+
+    from vqa.data.text import Vocabulary
+    from vqa.training import train
+
+    glove = tmp_path / "glove.txt"
+    glove.write_text("color " + " ".join(["0.5"] * 8) + "\nshape " + " ".join(["-1"] * 8) + "\n")
+    model = dataclasses.replace(TINY_CONFIG.model, word_vectors=str(glove),
+                                question_encoder="gru", bidirectional=True)
+    config = dataclasses.replace(TINY_CONFIG, model=model).with_train(epochs=1, clip_norm=1.0)
+    run = tmp_path / "run"
+    train(tiny_dataset, run, config, verbose=0)
+    words = Vocabulary.load(run / "question_vocab.json")
+    loaded = keras.models.load_model(run / "model.keras", compile=False)
+    weights = keras.ops.convert_to_numpy(
+        loaded.get_layer("question_encoder").get_layer("word_embedding").embeddings)
+    # One epoch of small steps moves the loaded vector only a little.
+    np.testing.assert_allclose(weights[words.index["color"]], 0.5, atol=0.05)

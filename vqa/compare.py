@@ -164,6 +164,14 @@ def _write(table: pd.DataFrame, dataset: PreparedDataset, split: str,
     log.info("wrote %s, %s and %d plots", csv, md, len(pngs))
 
 
+def _command(dataset: PreparedDataset) -> str:
+    """The command line that made the table, with the dataset shown as DATA."""
+    if Path(sys.argv[0]).name != "vqa":
+        return "(the Python API: vqa.compare.compare)"
+    args = ["DATA" if Path(a).resolve() == dataset.root.resolve() else a for a in sys.argv[1:]]
+    return " ".join(["vqa"] + [shlex.quote(a) for a in args])
+
+
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in name)
 
@@ -178,8 +186,7 @@ def _markdown(table: pd.DataFrame, dataset: PreparedDataset, split: str, pngs: l
     lines = [f"# {dataset.name}: variants compared", "",
              f"Split `{split}` ({n:,} questions), official VQA accuracy in percent; the best "
              "of each column in bold. Written by:", "",
-             "    " + " ".join(["vqa"] + [shlex.quote(a) for a in sys.argv[1:]])
-             if Path(sys.argv[0]).name == "vqa" else "    (the Python API: vqa.compare)", "",
+             "    " + _command(dataset), "",
              "| variant | " + " | ".join(wide.columns) + " | parameters | s/epoch | best epoch |",
              "|---" * (len(wide.columns) + 4) + "|"]
     best = wide.max()
