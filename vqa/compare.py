@@ -87,9 +87,12 @@ def compare(data: str | Path | PreparedDataset, configs: Sequence[str | Path], *
     for i, (name, config) in enumerate(variants.items(), 1):
         run = Path(runs) / dataset.name / name
         log.info("[%d/%d] %s -> %s", i, len(variants), name, run)
-        metrics = _finished(run, config, split) if not force else None
+        trained = not force and _trained_with(run, config)
+        if not trained:
+            train(dataset, run, config, verbose=verbose,
+                  overwrite=force or (run / files.TRAINING).is_file())
+        metrics = _metrics(run, split) if trained else None
         if metrics is None:
-            train(dataset, run, config, verbose=verbose, overwrite=force or _stale(run, config))
             metrics = evaluate_run(run, dataset, split)
         else:
             log.info("%s: already trained and evaluated on %s; pass --force to redo it",
@@ -104,20 +107,18 @@ def compare(data: str | Path | PreparedDataset, configs: Sequence[str | Path], *
     return table
 
 
-def _finished(run: Path, config: Config, split: str) -> dict | None:
-    """The metrics of a finished, evaluated run made with this config, else None."""
-    if not (run / files.METRICS).is_file() or not (run / files.TRAINING).is_file():
-        return None
-    if load_config(run / files.CONFIG) != config:
+def _trained_with(run: Path, config: Config) -> bool:
+    """Whether `run` holds a finished training made with this config."""
+    return ((run / files.TRAINING).is_file() and (run / files.CONFIG).is_file()
+            and load_config(run / files.CONFIG) == config)
+
+
+def _metrics(run: Path, split: str) -> dict | None:
+    """The run's metrics if they are for `split`."""
+    if not (run / files.METRICS).is_file():
         return None
     metrics = json.loads((run / files.METRICS).read_text())
     return metrics if metrics.get("split") == split else None
-
-
-def _stale(run: Path, config: Config) -> bool:
-    """A finished run with another config: it is ours to replace (the variant changed)."""
-    return ((run / files.TRAINING).is_file() and (run / files.CONFIG).is_file()
-            and load_config(run / files.CONFIG) != config)
 
 
 def _rows(variant: str, questions: pd.DataFrame, metrics: dict, summary: dict) -> list[dict]:
