@@ -135,7 +135,7 @@ def test_stacked_attention_attends_where_the_weights_say():
     assert StackedAttention.from_config(layer.get_config()).hops == 1
 
 
-def test_relation_module_is_g_summed_over_every_pair():
+def test_relation_module_is_g_averaged_over_every_pair():
     layer = RelationModule(4, depth=1)
     question = np.random.rand(2, 3).astype("float32")
     grid = np.random.rand(2, 2, 3, 5).astype("float32")
@@ -152,7 +152,7 @@ def test_relation_module_is_g_summed_over_every_pair():
     for i in range(6):
         for j in range(6):
             total += np.maximum(cells[:, i] @ w1 + b1 + cells[:, j] @ w2 + question @ wq, 0)
-    np.testing.assert_allclose(out, np.maximum(total @ wf + bf, 0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out, np.maximum(total / 36 @ wf + bf, 0), rtol=1e-4, atol=1e-5)
 
 
 def test_mfb_fusion_is_normalised():
