@@ -27,6 +27,7 @@ VARIANTS = [  # every fusion with and without attention, relations, encoders, ba
     *[dict(fusion=f, attention_hops=h) for f in ("concat", "elementwise", "mfb")
       for h in (0, 1, 2)],
     dict(fusion="relation", relation_layers=2),
+    dict(fusion="elementwise", attention_hops=1, grid_coordinates=True),
     dict(question_encoder="gru", question_layers=2, bidirectional=True),
     dict(question_encoder="lstm", question_layers=3),
     dict(inputs="question"), dict(inputs="image"),

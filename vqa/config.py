@@ -47,6 +47,7 @@ class ModelConfig:
     relation_layers: int = 3  # relation: layers of g, applied to every pair of cells
     attention_hops: int = 0  # 0: pool the grid; 1 or 2: stacked soft attention over it
     attention_dim: int = 256  # attention: the space cells and question are scored in
+    grid_coordinates: bool = False  # attention: give each cell its (x, y), for "left of"
     inputs: str = "both"  # both | question | image (the question-only / image-only baselines)
     classifier_dim: int = 256  # hidden layer between the fused vector and the answers
     dropout: float = 0.2

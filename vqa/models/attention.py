@@ -8,6 +8,36 @@ import keras
 from keras import ops
 
 
+def _with_coordinates(grid):
+    """[batch, rows, cols, c] -> [batch, rows, cols, c + 2]: each cell's (x, y) in [-1, 1]."""
+    batch, rows, cols = ops.shape(grid)[0], ops.shape(grid)[1], ops.shape(grid)[2]
+    ys = ops.linspace(-1.0, 1.0, rows)
+    xs = ops.linspace(-1.0, 1.0, cols)
+    coords = ops.stack([ops.repeat(ops.expand_dims(xs, 0), rows, axis=0),
+                        ops.repeat(ops.expand_dims(ys, 1), cols, axis=1)], axis=-1)
+    coords = ops.broadcast_to(ops.expand_dims(ops.cast(coords, grid.dtype), 0),
+                              (batch, rows, cols, 2))
+    return ops.concatenate([grid, coords], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="vqa")
+class GridCoordinates(keras.layers.Layer):
+    """Append each cell's (x, y) position in [-1, 1] to its features.
+
+    Call arguments:
+        grid: [batch, rows, cols, channels].
+
+    Output shape:
+        [batch, rows, cols, channels + 2]
+    """
+
+    def call(self, grid):
+        return _with_coordinates(grid)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + 2)
+
+
 @keras.saving.register_keras_serializable(package="vqa")
 class StackedAttention(keras.layers.Layer):
     """Stacked soft attention (Yang et al. 2016, "Stacked Attention Networks").
@@ -123,15 +153,8 @@ class RelationModule(keras.layers.Layer):
 
     def call(self, inputs):
         question, grid = inputs
-        batch, rows, cols = ops.shape(grid)[0], ops.shape(grid)[1], ops.shape(grid)[2]
-        ys = ops.linspace(-1.0, 1.0, rows)
-        xs = ops.linspace(-1.0, 1.0, cols)
-        coords = ops.stack([ops.repeat(ops.expand_dims(xs, 0), rows, axis=0),
-                            ops.repeat(ops.expand_dims(ys, 1), cols, axis=1)], axis=-1)
-        coords = ops.broadcast_to(ops.expand_dims(ops.cast(coords, grid.dtype), 0),
-                                  (batch, rows, cols, 2))
-        cells = ops.reshape(ops.concatenate([grid, coords], axis=-1),
-                            (batch, rows * cols, grid.shape[-1] + 2))  # [b, n, c + 2]
+        cells = _with_coordinates(grid)
+        cells = ops.reshape(cells, (ops.shape(grid)[0], -1, cells.shape[-1]))  # [b, n, c + 2]
         pairs = (ops.expand_dims(self.first_cell(cells), 2)  # o_i: [b, n, 1, units]
                  + ops.expand_dims(self.second_cell(cells), 1)  # o_j: [b, 1, n, units]
                  + ops.expand_dims(ops.expand_dims(self.question(question), 1), 1))

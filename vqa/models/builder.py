@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from vqa.config import ModelConfig
-from vqa.models.attention import RelationModule, StackedAttention
+from vqa.models.attention import GridCoordinates, RelationModule, StackedAttention
 from vqa.models.encoders import IMAGE_ENCODERS, QUESTION_ENCODERS, image_input_shape
 from vqa.models.fusion import FUSIONS
 
@@ -50,6 +50,8 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
             [question_vector, grid])  # [batch, fusion_dim]
     else:
         if config.attention_hops:
+            if config.grid_coordinates:  # attended sums keep no position otherwise
+                grid = GridCoordinates(name="grid_coordinates")(grid)
             cells = keras.layers.Reshape((-1, grid.shape[-1]), name="cells")(grid)
             cells = keras.layers.Dense(config.image_dim, activation="relu",
                                        name="image_vector")(cells)  # [batch, n, image_dim]
