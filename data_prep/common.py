@@ -213,6 +213,15 @@ def report(dataset: PreparedDataset, examples: int = 5) -> str:
     return "\n".join(lines)
 
 
+def add_generator_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of the generated sources (sort-of-clevr, scenes)."""
+    parser.add_argument("--out", required=True, help="directory to create")
+    parser.add_argument("--images", type=int, default=10000,
+                        help="how many images to generate (default 10000; last 10%% are test)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
 def command_line(prog: str, doc: str | None, add_arguments: Callable, run: Callable,
                  argv: list[str] | None = None) -> int:
     """`python -m data_prep.SOURCE`: the same arguments as `vqa prepare SOURCE`."""

@@ -47,7 +47,8 @@ from PIL import Image, ImageDraw
 
 from data_prep import clevr
 from data_prep.balance import format_table, question_only_table
-from data_prep.common import check_output, command_line, progress, report
+from data_prep.common import (add_generator_arguments, check_output, command_line, progress,
+                              report)
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import DatasetError
 
@@ -729,11 +730,7 @@ def balance_table(source: str | Path | PreparedDataset | Iterable[dict],
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="directory to create")
-    parser.add_argument("--images", type=int, default=10000,
-                        help="how many images to generate (default 10000; last 10%% are test)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_generator_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> str:

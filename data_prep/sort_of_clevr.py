@@ -22,7 +22,8 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from data_prep.balance import format_table, question_only_table
-from data_prep.common import command_line, progress, report, write_prepared
+from data_prep.common import (add_generator_arguments, command_line, progress, report,
+                              write_prepared)
 from vqa.data.dataset import QUESTION_COLUMNS, PreparedDataset
 from vqa.errors import DatasetError
 
@@ -199,11 +200,7 @@ def prepare(out: str | Path, *, images: int = 10000, seed: int = 0,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", required=True, help="directory to create")
-    parser.add_argument("--images", type=int, default=10000,
-                        help="how many images to generate (default 10000; last 10%% are test)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_generator_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> str:
