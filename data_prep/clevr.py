@@ -20,19 +20,16 @@ unless --copy-images copies them into the dataset.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shutil
 import sys
 from pathlib import Path
-from typing import Callable
 
-import numpy as np
 import pandas as pd
 
 from data_prep.common import (BadRecords, answer_type, check_answers_size, check_output,
-                              command_line, escapes_root, progress, read_image_sizes, report,
-                              write_prepared)
+                              command_line, escapes_root, is_int, progress, read_json,
+                              readable_images, report, write_prepared)
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import DatasetError
 from vqa.evaluation import normalize_answer
@@ -61,18 +58,6 @@ def _step_to_function(step: dict) -> object:
     return step
 
 
-def read_json(path: Path, key: str, object_hook: Callable | None = None) -> list:
-    """The list under `key` of a JSON file, or one clear error."""
-    try:
-        with open(path, "rb") as f:
-            data = json.load(f, object_hook=object_hook)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get(key), list):
-        raise DatasetError(f"{path}: expected a JSON object with a '{key}' list.")
-    return data[key]
-
-
 def load_split(root: Path, split: str, bad: BadRecords) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Questions and images of one split; bad records go to `bad`."""
     path = root / "questions" / f"CLEVR_{split}_questions.json"
@@ -88,7 +73,7 @@ def load_split(root: Path, split: str, bad: BadRecords) -> tuple[pd.DataFrame, p
             continue
         record = f"question_index={q.get('question_index', i)}"
         text, filename, index = q.get("question"), q.get("image_filename"), q.get("question_index", i)
-        if not isinstance(index, int) or isinstance(index, bool):
+        if not is_int(index):
             bad(path, record, "question_index is not an integer")
         elif index in seen:
             bad(path, record, "duplicate question_index")
@@ -118,15 +103,12 @@ def load_split(root: Path, split: str, bad: BadRecords) -> tuple[pd.DataFrame, p
                                             "answer_type", "filename"])
     images = questions.drop_duplicates("image_id")[["image_id", "filename"]].reset_index(drop=True)
     images["path"] = split + "/" + images["filename"]
-    sizes = read_image_sizes([image_dir / f for f in images["filename"]],
-                             f"checking {split} images")
-    ok = [isinstance(s, tuple) for s in sizes]
-    for filename, size in zip(images["filename"], sizes):
-        if not isinstance(size, tuple):
-            bad(path, f"image_filename={filename!r}", f"{size}: {image_dir / filename}")
-    images["width"] = [s[0] if isinstance(s, tuple) else 0 for s in sizes]
-    images["height"] = [s[1] if isinstance(s, tuple) else 0 for s in sizes]
-    images = images[np.asarray(ok, dtype=bool)].reset_index(drop=True)
+    names = list(images["filename"])
+    images = readable_images(
+        images, [image_dir / f for f in names],
+        lambda row, reason: bad(path, f"image_filename={names[row]!r}",
+                                f"{reason}: {image_dir / names[row]}"),
+        f"checking {split} images")
     questions = questions[questions["image_id"].isin(images["image_id"])]
     if questions.empty and bad.skip:
         bad(path, f"split {split}", "every question of the split was left out")

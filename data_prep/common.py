@@ -4,6 +4,7 @@ handling (`--skip-bad`), progress bars, and the report."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -19,7 +20,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from vqa.data.dataset import FORMAT_VERSION, IMAGE_COLUMNS, QUESTION_COLUMNS, PreparedDataset
-from vqa.errors import DatasetError
+from vqa.data.text import Vocabulary
+from vqa.errors import DatasetError, VQAError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,14 +55,33 @@ def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterato
                      dynamic_ncols=True))
 
 
-def read_image_sizes(paths: Sequence[Path], desc: str = "checking images"
-                     ) -> list[tuple[int, int] | str]:
-    """Decode every image once, so that an unreadable one is found now, not in training.
+def read_json(path: Path, key: str, object_hook: Callable | None = None) -> list:
+    """The list under `key` of a JSON file, or one clear error."""
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f, object_hook=object_hook)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get(key), list):
+        raise DatasetError(f"{path}: expected a JSON object with a '{key}' list.")
+    return data[key]
 
-    JPEGs are decoded at 1/8 scale (enough to reach the end of the data, 10x faster).
-    Returns (width, height) per path, or why it cannot be read.
+
+def is_int(value: object) -> bool:
+    """An integer id from JSON (not a bool, which Python counts as one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def readable_images(images: pd.DataFrame, paths: Sequence[Path],
+                    on_bad: Callable[[int, str], None], desc: str = "checking images"
+                    ) -> pd.DataFrame:
+    """The rows of `images` whose file (`paths`, row by row) decodes, with their width
+    and height added; `on_bad(row, reason)` is told of every other one.
+
+    Every image is decoded once, so that an unreadable one is found now, not in
+    training; JPEGs at 1/8 scale (enough to reach the end of the data, 10x faster).
     """
-    def one(path: Path) -> tuple[int, int] | str:
+    def size(path: Path) -> tuple[int, int] | str:
         try:
             with Image.open(path) as img:
                 size = img.size
@@ -74,7 +95,15 @@ def read_image_sizes(paths: Sequence[Path], desc: str = "checking images"
 
     # Pillow releases the GIL while decoding, so threads use every core.
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        return list(progress(pool.map(one, paths), desc, total=len(paths)))
+        sizes = list(progress(pool.map(size, paths), desc, total=len(paths)))
+    ok = [isinstance(s, tuple) for s in sizes]
+    for row, (readable, reason) in enumerate(zip(ok, sizes)):
+        if not readable:
+            on_bad(row, reason)
+    kept = images[pd.Series(ok, index=images.index, dtype=bool)].copy()
+    kept["width"] = [s[0] for s in sizes if isinstance(s, tuple)]
+    kept["height"] = [s[1] for s in sizes if isinstance(s, tuple)]
+    return kept.reset_index(drop=True)
 
 
 def escapes_root(relative: str) -> bool:
@@ -95,13 +124,6 @@ def answer_type(answer: str) -> str:
 def check_answers_size(k: int | None) -> None:
     if k is not None and k < 1:
         raise DatasetError(f"The answer vocabulary size must be at least 1. Received: {k}")
-
-
-def top_answers(answers: Iterable[str], k: int | None) -> set[str]:
-    """The k most frequent answers (ties alphabetical, as the training vocabulary)."""
-    counts = pd.Series([a for a in answers if a]).value_counts()
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    return {a for a, _ in (ranked if k is None else ranked[:k])}
 
 
 def write_prepared(out: str | Path, *, name: str, source: str, questions: pd.DataFrame,
@@ -150,7 +172,7 @@ def write_prepared(out: str | Path, *, name: str, source: str, questions: pd.Dat
             skipped.table().to_csv(tmp / SKIPPED, index=False)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
         try:
-            PreparedDataset.load(tmp)  # the reader's validation is the contract
+            dataset = PreparedDataset.load(tmp)  # the reader's validation is the contract
         except DatasetError as exc:  # name the files where they were meant to be
             raise DatasetError(str(exc).replace(str(tmp), str(out))) from None
         if out.exists():
@@ -162,7 +184,7 @@ def write_prepared(out: str | Path, *, name: str, source: str, questions: pd.Dat
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     shutil.rmtree(old, ignore_errors=True)
-    return PreparedDataset.load(out)
+    return dataclasses.replace(dataset, root=out)
 
 
 def check_output(out: str | Path, overwrite: bool) -> None:
@@ -188,7 +210,10 @@ def report(dataset: PreparedDataset, examples: int = 5) -> str:
     q = dataset.questions
     train = dataset.train_split
     k = dataset.answer_vocabulary_size
-    vocab = top_answers(q.loc[q["split"] == train, "answer"], k) if train else set()
+    # The ranking training uses (most frequent first, ties alphabetical), over the whole
+    # training split.
+    answered = q[(q["split"] == train) & (q["answer"] != "")]
+    vocab = set(Vocabulary.for_answers(answered["answer"], k).tokens) if train else set()
     lines = [f"prepared {dataset.name} at {dataset.root}"]
     for split, counts in dataset.meta["counts"].items():
         rows = q[q["split"] == split]
@@ -225,8 +250,6 @@ def add_generator_arguments(parser: argparse.ArgumentParser) -> None:
 def command_line(prog: str, doc: str | None, add_arguments: Callable, run: Callable,
                  argv: list[str] | None = None) -> int:
     """`python -m data_prep.SOURCE`: the same arguments as `vqa prepare SOURCE`."""
-    from vqa.errors import VQAError
-
     parser = argparse.ArgumentParser(prog=prog, description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)

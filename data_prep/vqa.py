@@ -19,7 +19,6 @@ image_root is DIR, so moving DIR means preparing again.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import re
@@ -27,11 +26,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
 import pandas as pd
 
 from data_prep.common import (BadRecords, check_answers_size, check_output, command_line,
-                              read_image_sizes, report, write_prepared)
+                              is_int, read_json, readable_images, report, write_prepared)
 from vqa.data.dataset import ANSWER_TYPES, MAX_HUMAN_ANSWERS, PreparedDataset
 from vqa.errors import DatasetError
 from vqa.evaluation import normalize_answer
@@ -79,20 +77,13 @@ def index_images(folder: Path) -> dict[int, str]:
 
 def read_questions(path: Path, bad: BadRecords) -> tuple[pd.DataFrame, set]:
     """The usable questions, and every question_id the file holds (usable or not)."""
-    try:
-        with open(path, "rb") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("questions"), list):
-        raise DatasetError(f"{path}: expected a JSON object with a 'questions' list.")
     rows, all_ids = [], set()
-    for i, q in enumerate(data.pop("questions")):
+    for i, q in enumerate(read_json(path, "questions")):
         qid = q.get("question_id") if isinstance(q, dict) else None
-        if _is_int(qid):
+        if is_int(qid):
             all_ids.add(qid)
         record = f"question_id={qid}" if qid is not None else f"question #{i}"
-        if not (_is_int(qid) and _is_int(q.get("image_id"))):
+        if not (is_int(qid) and is_int(q.get("image_id"))):
             bad(path, record, "question_id and image_id must be integers")
         elif not isinstance(q.get("question"), str) or not q["question"].strip():
             bad(path, record, "empty question")
@@ -103,10 +94,6 @@ def read_questions(path: Path, bad: BadRecords) -> tuple[pd.DataFrame, set]:
     for qid in df.loc[dup, "question_id"].unique():
         bad(path, f"question_id={qid}", "duplicate question_id")
     return df[~dup].reset_index(drop=True), all_ids
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class _Annotations:
@@ -135,22 +122,16 @@ class _Annotations:
         return self.strings.setdefault(value, value) if isinstance(value, str) else value
 
 
-def read_annotations(path: Path, bad: BadRecords) -> pd.DataFrame:
-    try:
-        with open(path, "rb") as f:
-            data = json.load(f, object_hook=_Annotations())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
-        raise DatasetError(f"{path}: expected a JSON object with an 'annotations' list.")
+def read_annotations(path: Path, bad: BadRecords) -> tuple[pd.DataFrame, set]:
+    """The usable annotations, and the ids of questions annotated more than once."""
     rows = []
-    for i, a in enumerate(data.pop("annotations")):
+    for i, a in enumerate(read_json(path, "annotations", _Annotations())):
         if not isinstance(a, tuple):
             bad(path, f"annotation #{i}", "not an annotation (needs question_id and answers)")
             continue
         qid, coco_id, qtype, atype, mc, answers = a
         record = f"question_id={qid}"
-        if not (_is_int(qid) and _is_int(coco_id)):
+        if not (is_int(qid) and is_int(coco_id)):
             bad(path, record, "question_id and image_id must be integers")
         elif (answers is None or not 1 <= len(answers) <= MAX_HUMAN_ANSWERS
               or not all(isinstance(x, str) for x in answers)):
@@ -256,14 +237,10 @@ def prepare(root: str | Path, out: str | Path, *, version: int | None = None,
                           ignore_index=True)
     # One image row per image (test-dev2015 shares test2015's images).
     images = questions.drop_duplicates("image_id")[["image_id", "path"]].reset_index(drop=True)
-    sizes = read_image_sizes([root / p for p in images["path"]])
-    readable = np.array([isinstance(s, tuple) for s in sizes], dtype=bool)
-    for path, size in zip(images["path"], sizes):
-        if not isinstance(size, tuple):
-            bad(root / path, f"image {path}", size)
-    images = images[readable].reset_index(drop=True)
-    images["width"] = [s[0] for s in sizes if isinstance(s, tuple)]
-    images["height"] = [s[1] for s in sizes if isinstance(s, tuple)]
+    paths = list(images["path"])
+    images = readable_images(images, [root / p for p in paths],
+                             lambda row, reason: bad(root / paths[row], f"image {paths[row]}",
+                                                     reason))
     questions = questions[questions["image_id"].isin(images["image_id"])]
     return write_prepared(
         out, name=f"vqa-v{version}", source=f"VQA v{version} official JSON in {root.resolve()}",

@@ -65,7 +65,8 @@ class Vocabulary:
         return cls([PAD, UNK, *words])
 
     @classmethod
-    def for_answers(cls, answers: Iterable[str], max_size: int) -> "Vocabulary":
+    def for_answers(cls, answers: Iterable[str], max_size: int | None) -> "Vocabulary":
+        """The `max_size` most frequent answers (all of them for None)."""
         # Most frequent first; ties broken alphabetically so the order is reproducible.
         counts = Counter(answers)
         ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
