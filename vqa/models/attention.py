@@ -7,6 +7,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from vqa.models.fusion import check_sizes
+
 
 def _with_coordinates(grid):
     """[batch, rows, cols, c] -> [batch, rows, cols, c + 2]: each cell's (x, y) in [-1, 1]."""
@@ -61,9 +63,7 @@ class StackedAttention(keras.layers.Layer):
 
     def __init__(self, units: int, hops: int, **kwargs):
         super().__init__(**kwargs)
-        if units <= 0 or hops <= 0:
-            raise ValueError(f"units and hops must be positive. Received: units={units}, "
-                             f"hops={hops}")
+        check_sizes(units=units, hops=hops)
         self.units = units
         self.hops = hops
 
@@ -128,9 +128,7 @@ class RelationModule(keras.layers.Layer):
 
     def __init__(self, units: int, depth: int = 3, **kwargs):
         super().__init__(**kwargs)
-        if units <= 0 or depth <= 0:
-            raise ValueError(f"units and depth must be positive. Received: units={units}, "
-                             f"depth={depth}")
+        check_sizes(units=units, depth=depth)
         self.units = units
         self.depth = depth
 

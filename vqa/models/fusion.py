@@ -11,6 +11,13 @@ import keras
 from keras import ops
 
 
+def check_sizes(**sizes: int) -> None:
+    """A layer's sizes must be positive; the error names each one and its value."""
+    if any(v <= 0 for v in sizes.values()):
+        received = ", ".join(f"{k}={v}" for k, v in sizes.items())
+        raise ValueError(f"{' and '.join(sizes)} must be positive. Received: {received}")
+
+
 @keras.saving.register_keras_serializable(package="vqa")
 class ConcatFusion(keras.layers.Layer):
     """Concatenate the two vectors, then one ReLU projection.
@@ -27,8 +34,7 @@ class ConcatFusion(keras.layers.Layer):
 
     def __init__(self, units: int, **kwargs):
         super().__init__(**kwargs)
-        if units <= 0:
-            raise ValueError(f"units must be positive. Received: units={units}")
+        check_sizes(units=units)
         self.units = units
         self.project = keras.layers.Dense(units, activation="relu", name="project")
 
@@ -64,8 +70,7 @@ class ElementwiseFusion(keras.layers.Layer):
 
     def __init__(self, units: int, **kwargs):
         super().__init__(**kwargs)
-        if units <= 0:
-            raise ValueError(f"units must be positive. Received: units={units}")
+        check_sizes(units=units)
         self.units = units
         self.project_question = keras.layers.Dense(units, activation="tanh",
                                                    name="project_question")
@@ -110,9 +115,7 @@ class MFBFusion(keras.layers.Layer):
 
     def __init__(self, units: int, factor: int = 5, **kwargs):
         super().__init__(**kwargs)
-        if units <= 0 or factor <= 0:
-            raise ValueError(f"units and factor must be positive. Received: units={units}, "
-                             f"factor={factor}")
+        check_sizes(units=units, factor=factor)
         self.units = units
         self.factor = factor
         self.project_question = keras.layers.Dense(units * factor, name="project_question")
