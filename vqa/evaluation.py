@@ -157,34 +157,28 @@ def score_predictions(questions: pd.DataFrame, predictions: Mapping[int, str],
                            f"'{split}', e.g. question_id={extra[0]}.")
     accuracies = [vqa_accuracy(predictions[int(qid)], list(answers))
                   for qid, answers in zip(questions["question_id"], questions["answers"])]
-    metrics = _summarise(accuracies, questions["question_type"], questions["answer_type"], split)
+    metrics = {
+        "split": split,
+        "n_questions": len(accuracies),
+        "overall": _percent(accuracies) if accuracies else 0.0,
+        "per_question_type": _breakdown(accuracies, questions["question_type"]),
+        "per_answer_type": _breakdown(accuracies, questions["answer_type"]),
+    }
     if "question_group" in questions.columns:  # e.g. Sort-of-CLEVR: relational or not
-        groups: dict[str, list[float]] = defaultdict(list)
-        for acc, group in zip(accuracies, questions["question_group"]):
-            groups[group].append(acc)
-        metrics["per_question_group"] = {k: round(100 * sum(v) / len(v), 2)
-                                         for k, v in sorted(groups.items())}
+        metrics["per_question_group"] = _breakdown(accuracies, questions["question_group"])
     return metrics
 
 
-def _summarise(accuracies: list[float], question_types: Iterable[str],
-               answer_types: Iterable[str], split: str) -> dict:
-    by_qtype: dict[str, list[float]] = defaultdict(list)
-    by_atype: dict[str, list[float]] = defaultdict(list)
-    for acc, qt, at in zip(accuracies, question_types, answer_types):
-        by_qtype[qt].append(acc)
-        by_atype[at].append(acc)
+def _percent(values: list[float]) -> float:
+    return round(100 * sum(values) / len(values), 2)
 
-    def pct(values: list[float]) -> float:
-        return round(100 * sum(values) / len(values), 2)
 
-    return {
-        "split": split,
-        "n_questions": len(accuracies),
-        "overall": pct(accuracies) if accuracies else 0.0,
-        "per_question_type": {k: pct(v) for k, v in sorted(by_qtype.items())},
-        "per_answer_type": {k: pct(v) for k, v in sorted(by_atype.items())},
-    }
+def _breakdown(accuracies: list[float], keys: Iterable[str]) -> dict[str, float]:
+    """Mean accuracy (percent) per key, keys sorted."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    for acc, key in zip(accuracies, keys):
+        groups[key].append(acc)
+    return {k: _percent(v) for k, v in sorted(groups.items())}
 
 
 def read_results(path: str | Path) -> dict[int, str]:
