@@ -59,8 +59,8 @@ def build_vocabularies(questions: pd.DataFrame, config: Config,
     """Question words and the top answers; `dataset_answers` is the dataset's own
     answer_vocabulary_size, used unless the config sets max_answers."""
     words = Vocabulary.for_questions(questions["question"], config.train.min_word_count)
-    size = config.train.max_answers or dataset_answers or len(questions)
-    answers = Vocabulary.for_answers(questions["answer"], size)
+    answers = Vocabulary.for_answers(questions["answer"],
+                                     config.train.max_answers or dataset_answers)
     return words, answers
 
 
