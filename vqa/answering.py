@@ -3,15 +3,19 @@
     from vqa import Answerer
     answerer = Answerer.load("runs/easy-vqa")
     result = answerer.answer("photo.png", "what color is the shape?", top_k=3)
-    result.answer, result.probability, result.top_k
+    result.answer, result.probability, result.top_k, result.attention
+    answerer.answer_batch(["a.png", "b.jpg"], ["what shape?", "what color?"])
+    answerer.explain("photo.png", "what color is the shape?", out="why.png")
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Literal, Sequence
 
 import keras
 import numpy as np
@@ -23,10 +27,12 @@ from vqa.config import Config, load_config
 from vqa.data.batches import VQABatches
 from vqa.data.dataset import PreparedDataset
 from vqa.data.images import ImageLike, load_image, to_pil
-from vqa.data.text import Vocabulary, check_question
-from vqa.errors import RunDirError
+from vqa.data.text import Encoded, Vocabulary, check_question
+from vqa.errors import RunDirError, VQAError
 from vqa.features.backbones import get_backbone
 from vqa.features.cache import FeatureCache, FeatureCacheError, Manifest, image_table
+from vqa.models.builder import attention_model
+from vqa.visualize import draw_explanation
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +46,17 @@ class AnswerResult:
     probability: float
     top_k: list[tuple[str, float]]  # best first
     unknown_words: list[str] = field(default_factory=list)  # words the model never saw
+    # Where the model looked: the last hop's weights over the image grid [rows, cols],
+    # summing to 1; None for a model without attention.
+    attention: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 class Answerer:
-    """A trained model with its vocabularies and preprocessing."""
+    """A trained model with its vocabularies and preprocessing.
+
+    One Answerer may be shared by threads: model calls take turns (a lock), image
+    decoding does not.
+    """
 
     def __init__(self, model: keras.Model, config: Config, words: Vocabulary,
                  answers: Vocabulary, image_encoder: keras.Model | None = None,
@@ -51,6 +64,11 @@ class Answerer:
         self.model, self.config, self.words, self.answers = model, config, words, answers
         # Pretrained runs: the backbone (pixels -> grid) and the features it was trained on.
         self.image_encoder, self.features = image_encoder, features
+        # The same weights, also giving the attention weights; None without attention.
+        self._explained = attention_model(model)
+        self._grid_shape = (tuple(model.get_layer("cells").input.shape[1:3])
+                            if self._explained is not None else None)
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "Answerer":
@@ -80,17 +98,45 @@ class Answerer:
         """Answer one question about one image.
 
         Args:
-            image: a file path, a PIL image, or an H x W x 3 uint8 array.
+            image: a file path, the bytes of an image file, a PIL image, or an
+                H x W x 3 uint8 array.
             question: free text; case and punctuation do not matter.
             top_k: how many ranked answers to return in `top_k`.
         """
-        if not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be a positive integer. Received: top_k={top_k!r}")
-        encoded = self._encode(question)
-        probs = self._predict(self._image_input(image)[None], encoded.ids[None])[0]
-        ranked = np.argsort(-probs)[:top_k]
-        top = [(self.answers.tokens[i], float(probs[i])) for i in ranked]
-        return AnswerResult(question, top[0][0], top[0][1], top, encoded.unknown_words)
+        return self.answer_batch([image], [question], top_k=top_k)[0]
+
+    def answer_batch(self, images: Sequence[ImageLike], questions: Sequence[str],
+                     top_k: int = 3, on_error: Literal["raise", "return"] = "raise",
+                     batch_size: int = 64) -> list[AnswerResult | VQAError]:
+        """Answer one question about each image, `batch_size` at a time.
+
+        Args:
+            images, questions: as for `answer`, one question per image.
+            on_error: "raise": the first bad image or question raises its VQAError;
+                "return": its error stands in that row's place, the others are answered.
+        """
+        _check_top_k(top_k)
+        if on_error not in ("raise", "return"):
+            raise ValueError("Invalid value for argument on_error. Expected one of "
+                             f"{{'raise', 'return'}}. Received: on_error={on_error!r}")
+        images, questions = list(images), list(questions)
+        if len(images) != len(questions):
+            raise ValueError("answer_batch needs one question per image. Received: "
+                             f"{len(images)} images, {len(questions)} questions")
+        results: list[AnswerResult | VQAError] = []
+        for start in range(0, len(images), batch_size):
+            results += self._answer_some(images[start:start + batch_size],
+                                         questions[start:start + batch_size], top_k, on_error)
+        return results
+
+    def explain(self, image: ImageLike, question: str, out: str | Path | BinaryIO,
+                top_k: int = 3) -> AnswerResult:
+        """Answer, and write a PNG to `out`: the image with the attention heat map laid
+        over the part the model saw, and the top answers with their probabilities."""
+        img = to_pil(image, min_side=self._min_side)  # decoded once, for both
+        result = self.answer(img, question, top_k=top_k)
+        draw_explanation(img, result, self._seen_box(img.size), out)
+        return result
 
     def predict_dataset(self, dataset: PreparedDataset, questions: pd.DataFrame,
                         batch_size: int = 256) -> dict[int, str]:
@@ -115,18 +161,71 @@ class Answerer:
         best = np.argmax(probs, axis=-1)
         return {int(q): self.answers.tokens[i] for q, i in zip(questions["question_id"], best)}
 
-    def _image_input(self, image: ImageLike) -> np.ndarray:
-        """Pixels for the small CNN; the backbone's pixels when it is inside the model
-        (fine-tuned); else the backbone's grid, computed here."""
+    def _answer_some(self, images: list, questions: list, top_k: int,
+                     on_error: str) -> list[AnswerResult | VQAError]:
+        out: list[AnswerResult | VQAError | None] = [None] * len(images)
+        rows, pixels, encoded = [], [], []
+        for i, (image, question) in enumerate(zip(images, questions)):
+            try:
+                tokens = self._encode(question)  # the cheap check first
+                pixels.append(self._pixels(image))
+            except VQAError as exc:
+                if on_error == "raise":
+                    raise
+                out[i] = exc
+                continue
+            rows.append(i)
+            encoded.append(tokens)
+        if rows:
+            probs, attention = self._predict(np.stack(pixels), np.stack([e.ids for e in encoded]))
+            for j, i in enumerate(rows):
+                ranked = np.argsort(-probs[j])[:top_k]
+                top = [(self.answers.tokens[a], float(probs[j, a])) for a in ranked]
+                out[i] = AnswerResult(questions[i], top[0][0], top[0][1], top,
+                                      encoded[j].unknown_words,
+                                      None if attention is None else attention[j])
+        return out
+
+    @property
+    def _min_side(self) -> int:
+        """The side images are resized to before the model (or its backbone) sees them."""
+        model = self.config.model
+        if model.image_encoder != "pretrained":
+            return model.image_size
+        return get_backbone(model.backbone).resize_short_side
+
+    def _pixels(self, image: ImageLike) -> np.ndarray:
+        """Pixels for the small CNN, or for the backbone (in the model when fine-tuned;
+        else the image encoder, run in `_predict`)."""
         model = self.config.model
         if model.image_encoder != "pretrained":
             return load_image(image, model.image_size)
-        pixels = get_backbone(model.backbone).preprocess(to_pil(image))
+        return get_backbone(model.backbone).preprocess(to_pil(image, min_side=self._min_side))
+
+    def _seen_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
+        """(left, top, right, bottom) of the part of a `size` image the grid covers: all
+        of it for the small CNN (squeezed square), the centre crop for a backbone."""
+        width, height = size
+        if self.config.model.image_encoder != "pretrained":
+            return 0.0, 0.0, float(width), float(height)
+        backbone = get_backbone(self.config.model.backbone)
+        side = min(width, height) * backbone.image_size / backbone.resize_short_side
+        left, top = (width - side) / 2, (height - side) / 2
+        return left, top, left + side, top + side
+
+    def _image_input(self, image: ImageLike) -> np.ndarray:
+        """The model's "image" input for one image: pixels, or the backbone's grid."""
+        pixels = self._pixels(image)[None]
+        with self._lock:
+            return self._grids(pixels)[0]
+
+    def _grids(self, pixels: np.ndarray) -> np.ndarray:
+        pixels = pixels.astype("float32")
         if self.image_encoder is None:
             return pixels
-        return np.asarray(self.image_encoder.predict_on_batch(pixels[None].astype("float32")))[0]
+        return np.asarray(self.image_encoder.predict_on_batch(pixels))
 
-    def _encode(self, question: str):
+    def _encode(self, question: str) -> Encoded:
         check_question(question)
         length = self.config.model.max_question_length
         encoded = self.words.encode_question(question, length)
@@ -135,8 +234,23 @@ class Answerer:
                         length, question)
         return encoded
 
-    def _predict(self, images: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    def _predict(self, pixels: np.ndarray, tokens: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Answer probabilities [batch, answers], and the last hop's attention
+        [batch, rows, cols] (each sums to 1) or None."""
         # predict_on_batch runs the compiled graph: ~2 ms where an eager call takes ~45.
-        out = self.model.predict_on_batch({"image": images.astype("float32"),
-                                           "question": tokens})
-        return np.asarray(out)
+        # One call at a time: Keras does not promise that threads may share a model.
+        with self._lock:
+            inputs = {"image": self._grids(pixels), "question": tokens}
+            if self._explained is None:
+                return np.asarray(self.model.predict_on_batch(inputs)), None
+            probs, weights = self._explained.predict_on_batch(inputs)
+        last = np.asarray(weights, dtype="float32")[:, -1]  # [batch, cells]
+        last = (last / last.sum(axis=-1, keepdims=True)).reshape(-1, *self._grid_shape)
+        last.setflags(write=False)  # results are frozen; each one's map is a view of this
+        return np.asarray(probs), last
+
+
+def _check_top_k(top_k: int) -> None:
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive integer. Received: top_k={top_k!r}")

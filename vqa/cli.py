@@ -1,5 +1,5 @@
-"""The `vqa` command: prepare | extract | train | evaluate | score | ask | compare |
-classify | demo.
+"""The `vqa` command: prepare | extract | train | evaluate | score | ask | serve |
+compare | classify | demo.
 
 Heavy imports (TensorFlow through Keras) happen inside the commands that need them,
 so `vqa --help` and `vqa score` start quickly.
@@ -76,15 +76,110 @@ def cmd_ask(args: argparse.Namespace) -> None:
 
     # Check the inputs before TensorFlow loads: a mistake is reported at once, alone.
     check_run_dir(args.run_dir)
-    image = open_image(args.image)
-    check_question(args.question)
     if args.top_k < 1:
         raise VQAError(f"--top-k must be at least 1. Received: {args.top_k}")
+    if args.batch:
+        if args.image or args.question or args.explain:
+            raise VQAError("--batch reads the images and questions from its CSV: give no "
+                           "IMAGE, QUESTION or --explain with it.")
+        _ask_batch(args)
+        return
+    if args.image is None or args.question is None:
+        raise VQAError("Give an IMAGE and a QUESTION, or --batch questions.csv.")
+    image = open_image(args.image)
+    check_question(args.question)
+    if args.explain and not Path(args.explain).resolve().parent.is_dir():
+        raise VQAError(f"--explain: the folder of {args.explain} does not exist.")
     _load_keras()
     from vqa.answering import Answerer
 
-    result = Answerer.load(args.run_dir).answer(image, args.question, top_k=args.top_k)
+    answerer = Answerer.load(args.run_dir)
+    if args.explain:
+        result = answerer.explain(image, args.question, args.explain, top_k=args.top_k)
+    else:
+        result = answerer.answer(image, args.question, top_k=args.top_k)
     print(_format_answer(result))
+    if args.explain:
+        print(f"explanation: {args.explain}")
+
+
+def _ask_batch(args: argparse.Namespace) -> None:
+    """Answer every row of a CSV (image, question); a bad row gets its error in its own
+    output row, and the others are answered."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    source, out = Path(args.batch), Path(args.out)
+    if not source.is_file():
+        raise VQAError(f"Questions file not found: {source}")
+    if out.resolve() == source.resolve():
+        raise VQAError(f"--out would overwrite the questions file {source}; choose another.")
+    if not out.resolve().parent.is_dir():
+        raise VQAError(f"--out: the folder of {out} does not exist.")
+    try:
+        table = pd.read_csv(source, dtype=str, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors are ValueErrors
+        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        raise VQAError(f"Cannot read {source} as CSV: {reason}") from None
+    table.columns = [str(c).strip().lower() for c in table.columns]
+    if not {"image", "question"} <= set(table.columns):
+        raise VQAError(f"{source} needs the columns image and question. "
+                       f"Received: {', '.join(table.columns)}")
+    # Image paths are relative to the CSV's folder, so that the two can move together.
+    images = [source.parent / p.strip() if p.strip() else None for p in table["image"]]
+    questions = list(table["question"])
+    _load_keras()
+    from vqa.answering import Answerer
+    from vqa.errors import ImageError
+
+    answerer = Answerer.load(args.run_dir)
+    rows = []
+    with tqdm(total=len(table), unit="question", file=sys.stderr, disable=None) as progress:
+        for start in range(0, len(table), 64):
+            chunk = range(start, min(start + 64, len(table)))
+            given = [i for i in chunk if images[i] is not None]
+            results = dict(zip(given, answerer.answer_batch(
+                [images[i] for i in given], [questions[i] for i in given],
+                top_k=args.top_k, on_error="return")))
+            for i in chunk:
+                result = results.get(i, ImageError("no image given"))
+                rows.append(_batch_row(table["image"][i], questions[i], result))
+            progress.update(len(chunk))
+    answers = pd.DataFrame(rows, columns=["image", "question", "answer", "probability",
+                                          "top_k", "unknown_words", "error"])
+    tmp = out.with_name(out.name + ".tmp")
+    answers.to_csv(tmp, index=False)
+    os.replace(tmp, out)
+    failed = int((answers["error"] != "").sum())
+    print(f"{len(answers) - failed} of {len(answers)} questions answered"
+          + (f", {failed} failed (see the error column)" if failed else "") + f": {out}")
+
+
+def _batch_row(image: str, question: str, result) -> list:
+    if isinstance(result, VQAError):
+        return [image, question, "", "", "", "", str(result)]
+    top = json.dumps([[a, round(p, 6)] for a, p in result.top_k])
+    return [image, question, result.answer, round(result.probability, 6), top,
+            " ".join(result.unknown_words), ""]
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from vqa.run_dir import check_run_dir
+
+    check_run_dir(args.run_dir)  # checked before TensorFlow loads
+    _load_keras()
+    from vqa.answering import Answerer
+    from vqa.serve import make_server
+
+    server = make_server(Answerer.load(args.run_dir), args.host, args.port)
+    host, port = server.server_address[:2]
+    print(f"serving {args.run_dir} on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped")
+    finally:
+        server.server_close()
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -255,12 +350,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print metrics as JSON")
     p.set_defaults(func=cmd_score)
 
-    p = sub.add_parser("ask", help="answer a question about an image")
+    p = sub.add_parser("ask", help="answer a question about an image (or a CSV of them)")
     p.add_argument("run_dir")
-    p.add_argument("image", help="image file")
-    p.add_argument("question")
+    p.add_argument("image", nargs="?", help="image file")
+    p.add_argument("question", nargs="?")
     p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--explain", metavar="PNG",
+                   help="also write the image with where the model looked, and the answers")
+    p.add_argument("--batch", metavar="CSV",
+                   help="answer every row of a CSV with columns image (a path relative to "
+                        "the CSV's folder) and question")
+    p.add_argument("--out", default="answers.csv",
+                   help="--batch: where the answers go (default: answers.csv)")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("serve", help="a web page to try a run, and a JSON API")
+    p.add_argument("run_dir")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("compare", help="train and evaluate variants side by side, "
                                        "write a table and plots")

@@ -1,4 +1,5 @@
-"""Plots written as PNG files: training curves and confusion matrices.
+"""Plots written as PNG files: training curves, confusion matrices, and the
+explanation of an answer (where the model looked).
 
 matplotlib is imported inside each function, with its file-only backend, so that
 importing vqa never needs a display.
@@ -6,11 +7,17 @@ importing vqa never needs a display.
 
 from __future__ import annotations
 
+import textwrap
+import threading
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, BinaryIO, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from PIL import Image
+
+if TYPE_CHECKING:
+    from vqa.answering import AnswerResult
 
 
 def _pyplot():
@@ -68,3 +75,50 @@ def plot_confusion(true: Sequence[str], predicted: Sequence[str], out: str | Pat
     fig.savefig(out)
     plt.close(fig)
     return Path(out)
+
+
+_DRAWING = threading.Lock()  # matplotlib's font and text caches are shared
+
+
+def draw_explanation(img: Image.Image, result: AnswerResult,
+                     box: tuple[float, float, float, float], out: str | Path | BinaryIO) -> None:
+    """Write a PNG: `img` with the attention heat map of `result` over `box` (left, top,
+    right, bottom: the part of the image the model saw), beside the top answers."""
+    from matplotlib.figure import Figure  # not pyplot: no global state, safe in threads
+
+    shown = img.copy()
+    shown.thumbnail((480, 480))
+    scale = shown.width / img.width
+    with _DRAWING:
+        fig = Figure(figsize=(8.5, 4), dpi=100)
+        picture, bars = fig.subplots(1, 2, width_ratios=[1.2, 1])
+        picture.imshow(np.asarray(shown))
+        if result.attention is not None:
+            left, top, right, bottom = (v * scale for v in box)
+            picture.imshow(result.attention, cmap="jet", alpha=0.45, vmin=0,
+                           extent=(left, right, bottom, top), interpolation="bilinear")
+            picture.set_xlim(0, shown.width)
+            picture.set_ylim(shown.height, 0)
+            rows, cols = result.attention.shape
+            picture.set_title(f"where the model looked ({rows} x {cols} grid, busiest cell "
+                              f"{result.attention.max():.0%})", fontsize=9)
+        else:
+            picture.set_title("no attention map: this model pools the whole image",
+                              fontsize=9)
+        picture.set_axis_off()
+        answers = [a for a, _ in result.top_k][::-1]  # best at the top
+        probs = [p for _, p in result.top_k][::-1]
+        bars.barh(range(len(probs)), probs, color="#3b75af")
+        bars.set_yticks(range(len(probs)), answers)
+        bars.set_xlim(0, 1.25)
+        bars.set_xticks([0, 0.5, 1], ["0%", "50%", "100%"])
+        for y, p in enumerate(probs):
+            bars.text(p + 0.02, y, f"{p:.1%}", va="center", fontsize=9)
+        bars.set_title("top answers", fontsize=9)
+        fig.suptitle(textwrap.shorten(f"Q: {result.question}", 90))
+        if result.unknown_words:
+            fig.text(0.5, 0.01, "words the model does not know: "
+                     + textwrap.shorten(", ".join(result.unknown_words), 80),
+                     ha="center", fontsize=8)
+        fig.tight_layout(rect=(0, 0.04, 1, 1))
+        fig.savefig(out, format="png")

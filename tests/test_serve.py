@@ -1,0 +1,264 @@
+"""`vqa serve`: the JSON API, its refusals, concurrent requests, and the page in a real
+headless browser."""
+
+import base64
+import fnmatch
+import http.client
+import io
+import json
+import shutil
+import threading
+import tomllib
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import draw_shape
+from vqa.answering import Answerer
+from vqa.cli import build_parser
+from vqa.serve import MAX_UPLOAD, make_server
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_attention_run):
+    answerer = Answerer.load(tiny_attention_run)
+    httpd = make_server(answerer, port=0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd, answerer
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _png(color="red", shape="circle", size=48) -> bytes:
+    buffer = io.BytesIO()
+    draw_shape(color, shape, size).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _multipart(fields: dict, files: dict) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    parts = []
+    for name, value in fields.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
+                     .encode() + value.encode() + b"\r\n")
+    for name, (file_name, data) in files.items():
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+                     f'filename="{file_name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                     .encode() + data + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), \
+        f"multipart/form-data; boundary={boundary}"
+
+
+def _request(httpd, method, path, body=None, headers=None) -> tuple[int, dict | str]:
+    connection = http.client.HTTPConnection(*httpd.server_address[:2], timeout=60)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        data = response.read()
+    finally:
+        connection.close()
+    kind = response.getheader("Content-Type", "")
+    return response.status, json.loads(data) if kind == "application/json" else data.decode()
+
+
+def _ask(httpd, image: bytes, question: str, file_name="x.png", **fields):
+    body, content_type = _multipart({"question": question, **fields},
+                                    {"image": (file_name, image)})
+    return _request(httpd, "POST", "/api/answer", body, {"Content-Type": content_type})
+
+
+def test_the_page_is_served_and_shipped_in_the_package():
+    from vqa.serve import _page
+
+    page = _page().decode()
+    for element in ('id="image"', 'id="question"', 'id="ask"', 'id="answer"', "/api/answer"):
+        assert element in page
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"]["vqa"]
+    shipped = [p.relative_to(ROOT / "vqa").as_posix() for p in (ROOT / "vqa" / "static").iterdir()]
+    assert shipped and all(any(fnmatch.fnmatch(f, g) for g in globs) for f in shipped), shipped
+
+
+def test_get_the_page(server):
+    status, page = _request(server[0], "GET", "/")
+    assert status == 200 and "<form" in page and 'id="ask"' in page
+    status, reply = _request(server[0], "GET", "/nothing-here")
+    assert status == 404 and "/api/answer" in reply["error"]
+
+
+def test_api_answers_with_probabilities_attention_and_overlay(server):
+    httpd, answerer = server
+    status, reply = _ask(httpd, _png(), "What color is the ZORBLAX?", top_k="4", overlay="1")
+    assert status == 200, reply
+    expected = answerer.answer(draw_shape("red", "circle"), "What color is the ZORBLAX?", 4)
+    assert reply["answer"] == expected.answer and reply["question"] == expected.question
+    assert [t["answer"] for t in reply["top_k"]] == [a for a, _ in expected.top_k]
+    assert reply["probability"] == pytest.approx(expected.probability, rel=1e-5)
+    assert reply["unknown_words"] == ["zorblax"]
+    attention = np.array(reply["attention"])
+    assert attention.shape == (8, 8) and attention.sum() == pytest.approx(1, abs=1e-3)
+    prefix = "data:image/png;base64,"
+    assert reply["overlay"].startswith(prefix)
+    with Image.open(io.BytesIO(base64.b64decode(reply["overlay"][len(prefix):]))) as png:
+        assert png.format == "PNG" and png.size == (850, 400)
+    status, reply = _ask(httpd, _png(), "what shape?")
+    assert status == 200 and "overlay" not in reply and len(reply["top_k"]) == 3
+
+
+@pytest.mark.parametrize("image, question, fields, status, match", [
+    (b"just some text", "what?", {}, 415, "notes.txt: Cannot read image"),
+    (b"", "what?", {}, 400, "No image"),
+    (_png()[:200], "what?", {}, 415, "truncated"),
+    (None, "   ", {}, 400, "question is empty"),
+    (None, "what?", {"top_k": "0"}, 400, "top_k must be a whole number"),
+    (None, "what?", {"top_k": "three"}, 400, "top_k must be a whole number"),
+])
+def test_api_refuses_bad_requests_with_a_message(server, image, question, fields, status, match):
+    got, reply = _ask(server[0], _png() if image is None else image, question,
+                      file_name="notes.txt", **fields)
+    assert got == status and match in reply["error"], reply
+
+
+def test_api_refuses_uploads_over_10_mb(server):
+    noise = np.random.default_rng(0).integers(0, 255, (1900, 1900, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(noise).save(buffer, "PNG", compress_level=0)
+    assert buffer.tell() > MAX_UPLOAD  # a real image, just too large
+    status, reply = _ask(server[0], buffer.getvalue(), "what color is the shape?")
+    assert status == 413 and "the limit is 10 MB" in reply["error"]
+
+
+def test_api_refuses_what_is_not_a_form(server):
+    status, reply = _request(server[0], "POST", "/api/answer", b'{"question": "what?"}',
+                             {"Content-Type": "application/json"})
+    assert status == 415 and "multipart/form-data" in reply["error"]
+    connection = http.client.HTTPConnection(*server[0].server_address[:2], timeout=30)
+    connection.putrequest("POST", "/api/answer")  # no Content-Length
+    connection.putheader("Content-Type", "multipart/form-data; boundary=x")
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 411 and "Content-Length" in json.loads(response.read())["error"]
+    connection.close()
+
+
+@pytest.mark.parametrize("length, status, match", [
+    (1000, 400, "ended before its Content-Length"),
+    (20_000_000, 413, "the limit is 10 MB"),
+])
+def test_api_answers_a_client_that_sends_less_than_it_said(server, length, status, match):
+    import socket
+
+    with socket.create_connection(server[0].server_address[:2], timeout=30) as sock:
+        sock.sendall(b"POST /api/answer HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                     b"multipart/form-data; boundary=x\r\n"
+                     + f"Content-Length: {length}\r\n\r\n--x\r\n".encode())
+        sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.split()[1] == str(status).encode() and match in json.loads(body)["error"]
+
+
+def test_concurrent_requests_each_get_their_own_answer(server):
+    httpd, answerer = server
+    cases = [(c, s, q) for c in ("red", "blue") for s in ("circle", "rectangle")
+             for q in ("what color is the shape?", "what shape is in the image?")]
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda case: _ask(httpd, _png(case[0], case[1]), case[2]),
+                                cases * 2))
+    for (color, shape, question), (status, reply) in zip(cases * 2, replies):
+        assert status == 200, reply
+        expected = answerer.answer(draw_shape(color, shape), question)
+        assert reply["question"] == question
+        assert [t["answer"] for t in reply["top_k"]] == [a for a, _ in expected.top_k]
+        np.testing.assert_allclose([t["probability"] for t in reply["top_k"]],
+                                   [p for _, p in expected.top_k], rtol=1e-4)
+
+
+def test_serve_listens_on_this_machine_only_by_default(server):
+    args = build_parser().parse_args(["serve", "some/run"])
+    assert (args.host, args.port) == ("127.0.0.1", 8000)
+    assert server[0].server_address[0] == "127.0.0.1"
+
+
+def test_vqa_serve_command(tiny_attention_run):
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "vqa", "serve", str(tiny_attention_run),
+                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        first = proc.stdout.readline()  # printed once it listens
+        url = re.search(r"http://127\.0\.0\.1:(\d+)/", first)
+        assert url, (first, proc.stderr.read() if proc.poll() is not None else "")
+        connection = http.client.HTTPConnection("127.0.0.1", int(url[1]), timeout=30)
+        connection.request("GET", "/")
+        assert connection.getresponse().status == 200
+        connection.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "stopped" in out
+
+
+def _browser_paths() -> tuple[str | None, str | None]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    return chromium, shutil.which("chromedriver")
+
+
+def test_the_page_in_headless_chromium(server, tmp_path):
+    """Open the page, choose an image, type a question, ask, and read the answer."""
+    chromium, driver = _browser_paths()
+    if not (chromium and driver):
+        pytest.skip("Chromium not found (chromium: {}, chromedriver: {}); install it with "
+                    "apt-get install chromium chromium-driver".format(chromium, driver))
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    httpd, answerer = server
+    draw_shape("blue", "rectangle").save(tmp_path / "shape.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                     "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    browser = webdriver.Chrome(service=Service(driver), options=options)
+    try:
+        host, port = httpd.server_address[:2]
+        browser.get(f"http://{host}:{port}/")
+        browser.find_element(By.ID, "image").send_keys(str(tmp_path / "shape.png"))
+        browser.find_element(By.ID, "question").send_keys("What shape is in the image?")
+        browser.find_element(By.ID, "ask").click()
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda b: b.find_element(By.ID, "answer").text)
+        expected = answerer.answer(draw_shape("blue", "rectangle"), "What shape is in the image?")
+        assert browser.find_element(By.ID, "answer").text == \
+            f"{expected.answer} ({100 * expected.probability:.1f}%)"
+        items = browser.find_elements(By.CSS_SELECTOR, "#top li")
+        assert [i.text.split("\n")[0] for i in items] == [a for a, _ in expected.top_k]
+        wait.until(lambda b: b.execute_script(
+            "const o = document.getElementById('overlay'); return o.complete && o.naturalWidth"))
+        assert browser.execute_script(
+            "return document.getElementById('overlay').naturalWidth") == 850
+        # A file that is not an image: the server's message is shown, no answer.
+        browser.find_element(By.ID, "image").send_keys(str(tmp_path / "notes.txt"))
+        browser.find_element(By.ID, "ask").click()
+        wait.until(lambda b: b.find_element(By.ID, "error").text)
+        assert "notes.txt: Cannot read image" in browser.find_element(By.ID, "error").text
+        assert not browser.find_element(By.ID, "result").is_displayed()
+    finally:
+        browser.quit()
