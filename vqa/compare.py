@@ -167,8 +167,9 @@ def _write(table: pd.DataFrame, dataset: PreparedDataset, split: str,
 
 def _command(dataset: PreparedDataset) -> str:
     """The command line that made the table, with the dataset shown as DATA."""
-    if Path(sys.argv[0]).name != "vqa":
-        return "(the Python API: vqa.compare.compare)"
+    program = Path(sys.argv[0])
+    if program.name != "vqa" and program.parent.name + "/" + program.name != "vqa/__main__.py":
+        return "(the Python API: vqa.compare.compare)"  # not `vqa` nor `python -m vqa`
     args = ["DATA" if Path(a).resolve() == dataset.root.resolve() else a for a in sys.argv[1:]]
     return " ".join(["vqa"] + [shlex.quote(a) for a in args])
 

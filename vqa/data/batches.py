@@ -37,12 +37,13 @@ class VQABatches(keras.utils.PyDataset):
         questions: [n_questions, L] int32 token ids.
         targets: [n_questions, n_answers] sparse scores, or None for prediction.
         shuffle: reshuffle the question order every epoch (training only).
+        workers: threads gathering batches ahead of the model (keras' PyDataset).
     """
 
     def __init__(self, images: np.ndarray, image_index: np.ndarray, questions: np.ndarray,
                  targets: sparse.csr_matrix | None = None, batch_size: int = 64,
-                 shuffle: bool = False, seed: int = 0):
-        super().__init__()
+                 shuffle: bool = False, seed: int = 0, workers: int = 1):
+        super().__init__(workers=workers)
         if len(image_index) != len(questions):
             raise ValueError(f"image_index and questions differ in length: "
                              f"{len(image_index)} != {len(questions)}")

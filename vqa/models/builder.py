@@ -71,7 +71,9 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
     fused = keras.layers.Dropout(config.dropout, name="dropout")(fused)
     hidden = keras.layers.Dense(config.classifier_dim, activation="relu",
                                 name="classifier_hidden")(fused)
-    answers = keras.layers.Dense(num_answers, activation="softmax", name="answer")(hidden)
+    # float32 even under a mixed-precision policy: the loss takes the log of these.
+    answers = keras.layers.Dense(num_answers, activation="softmax", dtype="float32",
+                                 name="answer")(hidden)
     model = keras.Model({"image": image, "question": question}, answers, name="vqa")
     if word_vectors is not None:
         embedding = model.get_layer("question_encoder").get_layer("word_embedding")
