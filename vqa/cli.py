@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from vqa.errors import VQAError
+from vqa.errors import RunDirError, VQAError
 
 
 def _prepare_sources() -> dict:
@@ -39,6 +39,14 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.fine_tune:
         overrides["fine_tune"] = True
     config = config.with_train(**overrides)
+    if args.resume:
+        from vqa import run_dir as files
+
+        if args.overwrite:
+            raise VQAError("--resume and --overwrite contradict each other: choose one.")
+        if not (Path(args.out) / files.CHECKPOINT_DIR / files.STATE).is_file():
+            raise RunDirError(f"Nothing to resume in {args.out}: no unfinished run with a "
+                              "finished epoch there. Drop --resume to start one.")
     dataset = PreparedDataset.load(args.data)  # checked before TensorFlow loads
     _load_keras()
     from vqa.training import train
@@ -334,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train the pretrained backbone too, end to end from pixels "
                         "(train.backbone_learning_rate)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the unfinished run in --out from its last finished epoch "
+                        "(an error if there is none; without the flag an unfinished run "
+                        "is resumed too)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="answer a split with a run and score it")

@@ -23,3 +23,8 @@ class ImageError(VQAError, ValueError):
 
 class QuestionError(VQAError, ValueError):
     """A question is empty or not a string."""
+
+
+class TrainingError(VQAError):
+    """Training cannot go on (a loss that is not a number); the run keeps its last good
+    checkpoint."""

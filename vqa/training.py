@@ -27,7 +27,7 @@ from vqa.config import Config, load_config, save_config
 from vqa.data.batches import VQABatches, encode_targets
 from vqa.data.dataset import PreparedDataset
 from vqa.data.text import Vocabulary, load_word_vectors
-from vqa.errors import ConfigError, DatasetError, RunDirError
+from vqa.errors import ConfigError, DatasetError, RunDirError, TrainingError
 from vqa.features.cache import FeatureCache, Manifest, backbone_for_answering, image_table
 from vqa.features.backbones import get_backbone
 from vqa.models import build_model, soft_crossentropy, vqa_score
@@ -97,12 +97,34 @@ class RunCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_start = time.perf_counter()
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            # Raised, not stop_training: that would still end the epoch and commit it.
+            self._stop(f"The training loss became {float(loss)} at epoch {self.epoch + 1}, "
+                       f"step {batch + 1}")
+
+    def _stop(self, what: str) -> None:
+        last = self.state["next_epoch"]
+        kept = (f"it keeps its last good checkpoint (epoch {last}); `vqa train` with the "
+                "same --out resumes from there" if last else "no epoch had finished")
+        raise TrainingError(f"{what}; training stopped and {kept}. Lower "
+                            "train.learning_rate or set train.clip_norm, and check the "
+                            "inputs for NaN or infinite values.")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = dict(logs or {})
         logs["seconds"] = round(time.perf_counter() - self.epoch_start, 2)
         if MONITOR not in logs:
             raise RuntimeError(f"Training logs lack {MONITOR}; got {sorted(logs)}")
+        # The loss clips probabilities, so NaN weights can hide behind a finite loss.
+        bad = [v.path for v in self.model.weights
+               if not np.isfinite(keras.ops.convert_to_numpy(v)).all()]
+        if bad:
+            self._stop(f"The weights became NaN or infinite during epoch {epoch + 1} "
+                       f"({bad[0]}{' and others' if len(bad) > 1 else ''})")
         _append_history(self.run / files.HISTORY, epoch, logs)
         s = self.state
         last = f"last-epoch{epoch}.keras"
@@ -117,7 +139,7 @@ class RunCheckpoint(keras.callbacks.Callback):
             if s["wait"] >= self.patience:
                 s["stopped_early"] = True
                 self.model.stop_training = True
-        s.update(next_epoch=epoch + 1, last_file=last)
+        s.update(next_epoch=epoch + 1, last_file=last, seed_states=seed_states(self.model))
         files.write_json_atomic(s, self.checkpoints / files.STATE)  # the commit point
         for stale in self.checkpoints.glob("*.keras"):
             if stale.name not in (s["best_file"], s["last_file"]):
@@ -196,6 +218,7 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
         initial_epoch = 0
     else:
         model = keras.models.load_model(run / files.CHECKPOINT_DIR / state["last_file"])
+        set_seed_states(model, state.get("seed_states"))
         # A run that had already stopped early only lacks its summary.
         initial_epoch = config.train.epochs if state["stopped_early"] else state["next_epoch"]
         log.info("resuming %s at epoch %d (best so far %.4f at epoch %d)", run,
@@ -205,8 +228,12 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
     checkpoint = RunCheckpoint(run, config.train.early_stopping_patience, state)
     start = time.perf_counter()
     try:
+        # shuffle=False: VQABatches orders each epoch from (seed, epoch) itself. Keras'
+        # own shuffle would reorder the batches with Python's global random state, which
+        # a resumed run cannot have as the uninterrupted one had it.
         model.fit(fit.batches, validation_data=val.batches, epochs=config.train.epochs,
-                  initial_epoch=initial_epoch, verbose=verbose, callbacks=[checkpoint])
+                  initial_epoch=initial_epoch, verbose=verbose, callbacks=[checkpoint],
+                  shuffle=False)
     finally:
         if isinstance(images, FeatureCache):
             images.close()
@@ -227,10 +254,58 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
         "n_words": len(words),
         "n_answers": len(answers),
         "keras_backend": keras.backend.backend(),
+        "seed": config.train.seed,
+        "versions": library_versions(),
     }
     files.write_json_atomic(summary, run / files.TRAINING)
     shutil.rmtree(run / files.CHECKPOINT_DIR, ignore_errors=True)
     return summary
+
+
+def _seed_generators(model: keras.Model) -> list:
+    """The random streams of the model's layers (dropout's), in a fixed order."""
+    found = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        found += [value for _, value in sorted(vars(layer).items())
+                  if isinstance(value, keras.random.SeedGenerator)]
+    return found
+
+
+def seed_states(model: keras.Model) -> list[list[int]]:
+    """Where each random stream of `model` is. A saved model does not keep this (a
+    loaded one draws new seeds), so a resumed run restores it to drop out the same
+    units an uninterrupted run would."""
+    return [np.asarray(g.state).tolist() for g in _seed_generators(model)]
+
+
+def set_seed_states(model: keras.Model, states: list[list[int]] | None) -> None:
+    generators = _seed_generators(model)
+    if states is None or len(states) != len(generators):
+        log.warning("the checkpoint does not record the model's random streams; the resumed "
+                    "run will drop out other units than an uninterrupted one")
+        return
+    for generator, state in zip(generators, states):
+        generator.state.assign(np.asarray(state, dtype=generator.state.dtype))
+
+
+def library_versions() -> dict[str, str]:
+    """The versions a run's numbers depend on, recorded in its training.json."""
+    from importlib import metadata
+
+    versions = {"python": sys.version.split()[0], "numpy": np.__version__,
+                "keras": keras.__version__}
+    backend = keras.backend.backend()
+    for name in {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax", "jaxlib"),
+                 "torch": ("torch",)}.get(backend, ()):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        versions["vqa"] = metadata.version("vqa")
+    except metadata.PackageNotFoundError:  # run from a source tree
+        pass
+    return versions
 
 
 def _save_image_encoder(run: Path, manifest: Manifest) -> None:

@@ -1,0 +1,202 @@
+"""Training that survives kill -9, is reproducible, stops on a bad loss, and loads
+only what it wrote (issue 7, parts 1, 2, 4 and 5)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import TINY_CONFIG, make_tiny_dataset
+from vqa import Answerer, evaluate_run, run_dir as files
+from vqa.cli import main
+from vqa.config import save_config
+from vqa.data.batches import VQABatches
+from vqa.errors import RunDirError, TrainingError
+from vqa.training import RunCheckpoint, train
+
+ROOT = Path(__file__).resolve().parents[1]
+SLOW_CONFIG = TINY_CONFIG.with_train(epochs=5)  # on the 90-image set: about 1.5 s an epoch
+
+
+@pytest.fixture(scope="module")
+def larger_dataset(tmp_path_factory):
+    return make_tiny_dataset(tmp_path_factory.mktemp("data") / "tiny90", n_images=90)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, larger_dataset):
+    run = tmp_path_factory.mktemp("runs") / "whole"
+    train(larger_dataset.root, run, SLOW_CONFIG, verbose=0)
+    evaluate_run(run, larger_dataset, "test")
+    return run
+
+
+def test_kill_9_mid_training_then_resume_ends_like_an_uninterrupted_run(
+        larger_dataset, uninterrupted, tmp_path):
+    run, config = tmp_path / "run", tmp_path / "config.yaml"
+    save_config(SLOW_CONFIG, config)
+    state = run / files.CHECKPOINT_DIR / files.STATE
+    proc = subprocess.Popen([sys.executable, "-m", "vqa", "train", str(larger_dataset.root),
+                             "--config", str(config), "--out", str(run)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if state.is_file() and json.loads(state.read_text())["next_epoch"] >= 2:
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "training ended before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)  # during epoch 3 (index 2), or right after 2
+    finally:
+        proc.kill()
+        proc.wait()
+    killed_at = json.loads(state.read_text())["next_epoch"]
+    assert 2 <= killed_at < SLOW_CONFIG.train.epochs
+    assert not (run / files.MODEL).exists() and not (run / files.TRAINING).exists()
+
+    assert main(["train", str(larger_dataset.root), "--config", str(config), "--out", str(run),
+                 "--resume"]) == 0
+    evaluate_run(run, larger_dataset, "test")
+    resumed = pd.read_csv(run / files.HISTORY)
+    whole = pd.read_csv(uninterrupted / files.HISTORY)
+    assert resumed["epoch"].tolist() == list(range(SLOW_CONFIG.train.epochs))
+    # Epochs before the kill were not redone, and the rest continued the same training.
+    pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), whole.drop(columns="seconds"))
+    assert (run / files.PREDICTIONS).read_bytes() == (uninterrupted / files.PREDICTIONS).read_bytes()
+    assert (json.loads((run / files.METRICS).read_text())
+            == json.loads((uninterrupted / files.METRICS).read_text()))
+
+
+def test_two_seeded_runs_give_identical_predictions(larger_dataset, uninterrupted, tmp_path):
+    run = tmp_path / "again"
+    train(larger_dataset.root, run, SLOW_CONFIG, verbose=0)
+    evaluate_run(run, larger_dataset, "test")
+    assert (run / files.PREDICTIONS).read_bytes() == (uninterrupted / files.PREDICTIONS).read_bytes()
+    summary = json.loads((run / files.TRAINING).read_text())
+    assert summary["seed"] == SLOW_CONFIG.train.seed
+    assert summary["versions"]["keras"] == keras.__version__
+    assert summary["versions"]["numpy"] == np.__version__
+    assert summary["versions"]["python"] == sys.version.split()[0]
+
+
+def test_another_seed_gives_another_model(larger_dataset, uninterrupted, tmp_path):
+    run = tmp_path / "seed2"
+    train(larger_dataset.root, run, SLOW_CONFIG.with_train(seed=2, epochs=1), verbose=0)
+    first = pd.read_csv(uninterrupted / files.HISTORY).loc[0, "loss"]
+    assert pd.read_csv(run / files.HISTORY).loc[0, "loss"] != first
+
+
+def test_a_nan_loss_stops_and_keeps_the_last_good_epoch(tiny_dataset, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    original, begin = VQABatches.__getitem__, RunCheckpoint.on_epoch_begin
+    poison = {"on": False}
+
+    def epoch_begins(self, epoch, logs=None):
+        poison["on"] = epoch >= 1  # from the second epoch on
+        begin(self, epoch, logs)
+
+    def poisoned(self, i):
+        batch = original(self, i)
+        if self.shuffle and poison["on"]:  # training batches only
+            x, y = batch  # (images are uint8 here: a NaN in them would become 0)
+            return x, np.full(y.shape, np.nan, y.dtype)
+        return batch
+
+    monkeypatch.setattr(RunCheckpoint, "on_epoch_begin", epoch_begins)
+    monkeypatch.setattr(VQABatches, "__getitem__", poisoned)
+    with pytest.raises(TrainingError, match=r"(loss became nan at epoch 2, step \d+|weights "
+                                            r"became NaN or infinite during epoch 2 \(.+\)); "
+                                            r"training stopped and it keeps its last good "
+                                            r"checkpoint \(epoch 1\)"):
+        train(tiny_dataset.root, run, TINY_CONFIG.with_train(epochs=3), verbose=0)
+    state = json.loads((run / files.CHECKPOINT_DIR / files.STATE).read_text())
+    assert state["next_epoch"] == 1
+    assert (run / files.CHECKPOINT_DIR / state["last_file"]).is_file()
+    assert pd.read_csv(run / files.HISTORY)["epoch"].tolist() == [0]  # no NaN epoch logged
+
+    monkeypatch.setattr(VQABatches, "__getitem__", original)  # the inputs fixed: resume
+    summary = train(tiny_dataset.root, run, TINY_CONFIG.with_train(epochs=3), verbose=0)
+    assert summary["epochs_run"] == 3
+    assert np.isfinite(pd.read_csv(run / files.HISTORY)["loss"]).all()
+
+
+def test_a_nan_loss_is_one_line_on_the_command_line(tiny_dataset, tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    save_config(TINY_CONFIG.with_train(learning_rate=1e30, epochs=1), config)
+    code = main(["train", str(tiny_dataset.root), "--config", str(config),
+                 "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code != 0
+    assert err.startswith("error: The training loss became") and "\n" not in err
+
+
+@pytest.mark.parametrize("extra, match", [
+    ([], "Nothing to resume in"),
+    (["--overwrite"], "contradict"),
+])
+def test_resume_flag_errors(tiny_dataset, tmp_path, capsys, extra, match):
+    code = main(["train", str(tiny_dataset.root), "--out", str(tmp_path / "none"),
+                 "--resume", *extra])
+    assert code != 0
+    assert match in capsys.readouterr().err
+
+
+def _copy_run(run: Path, to: Path) -> Path:
+    to.mkdir()
+    for f in run.iterdir():
+        if f.is_file():
+            (to / f.name).write_bytes(f.read_bytes())
+    return to
+
+
+def test_a_model_file_with_a_lambda_layer_is_refused(tiny_run, tmp_path):
+    run = _copy_run(tiny_run[0], tmp_path / "tampered")
+    model = keras.models.load_model(run / files.MODEL, compile=False)
+    outputs = keras.layers.Lambda(lambda x: x * 1.0, name="sneaky")(model.outputs[0])
+    keras.Model(model.inputs, outputs).save(run / files.MODEL)
+    with pytest.raises(RunDirError, match=r"Cannot load .*model\.keras.*(Lambda|safe_mode)"):
+        Answerer.load(run)
+
+
+def test_a_model_file_with_an_altered_config_is_refused(tiny_run, tmp_path):
+    run = _copy_run(tiny_run[0], tmp_path / "altered")
+    with zipfile.ZipFile(tiny_run[0] / files.MODEL) as old:
+        entries = {name: old.read(name) for name in old.namelist()}
+    config = json.loads(entries["config.json"])
+    # Point a layer at a function of another module: arbitrary code on load.
+    config["config"]["layers"][-1]["config"]["activation"] = {
+        "module": "os", "class_name": "function", "config": "system",
+        "registered_name": "function"}
+    entries["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(run / files.MODEL, "w") as new:
+        for name, data in entries.items():
+            new.writestr(name, data)
+    with pytest.raises(RunDirError, match=r"Cannot load .*model\.keras"):
+        Answerer.load(run)
+
+
+def test_nan_weights_behind_a_finite_loss_stop_before_the_epoch_is_kept(tmp_path):
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, name="d")])
+    (tmp_path / files.CHECKPOINT_DIR).mkdir()
+    state = {"next_epoch": 0, "best": -1.0, "best_epoch": -1, "best_file": None,
+             "last_file": None, "wait": 0, "stopped_early": False}
+    checkpoint = RunCheckpoint(tmp_path, patience=5, state=state)
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_begin(0)
+    checkpoint.on_epoch_end(0, {"val_vqa_score": 0.5, "loss": 1.0})
+    model.get_layer("d").set_weights([np.full((1, 1), np.nan, "float32"), np.zeros(1)])
+    checkpoint.on_epoch_begin(1)
+    with pytest.raises(TrainingError, match=r"weights became NaN or infinite during epoch 2 "
+                                            r"\(\S*d/kernel\).*last good checkpoint \(epoch 1\)"):
+        checkpoint.on_epoch_end(1, {"val_vqa_score": 0.6, "loss": 1.0})
+    assert state["next_epoch"] == 1 and state["last_file"] == "last-epoch0.keras"
+    assert pd.read_csv(tmp_path / files.HISTORY)["epoch"].tolist() == [0]
