@@ -1,6 +1,6 @@
 """Seconds per training epoch from pixels vs from the feature cache, same model.
 
-    python experiments/bench_cache.py DATA [--config experiments/configs/easy_vqa_lite0.yaml]
+    python experiments/bench_cache.py DATA [--config FILE (default: the built-in defaults)]
                                            [--steps 20]
 
 From pixels: the pretrained backbone sits inside the model (frozen) and every step
@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data")
-    parser.add_argument("--config", default="experiments/configs/easy_vqa_lite0.yaml")
+    parser.add_argument("--config", help="YAML config (default: the built-in defaults)")
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
 

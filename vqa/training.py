@@ -148,7 +148,8 @@ class RunCheckpoint(keras.callbacks.Callback):
 
 def train(data: str | Path | PreparedDataset, out: str | Path,
           config: Config | str | Path | None = None,
-          *, verbose: int | None = None, overwrite: bool = False) -> dict:
+          *, verbose: int | None = None, overwrite: bool = False,
+          callbacks: list | None = None) -> dict:
     """Train a model on the train split of a prepared dataset (or its directory).
 
     Returns the summary also written to RUN_DIR/training.json.
@@ -156,7 +157,8 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
     Re-running the same command after a crash resumes from the last finished epoch.
     `out` ends up holding everything answering needs (see vqa.run_dir).
     `verbose` is passed to `fit`; by default a progress bar on a terminal and one
-    line per epoch otherwise (logs, CI).
+    line per epoch otherwise (logs, CI). `callbacks` are more keras callbacks for `fit`
+    (they run after the run's own checkpointing at the end of each epoch).
     """
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
@@ -232,7 +234,8 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
         # own shuffle would reorder the batches with Python's global random state, which
         # a resumed run cannot have as the uninterrupted one had it.
         model.fit(fit.batches, validation_data=val.batches, epochs=config.train.epochs,
-                  initial_epoch=initial_epoch, verbose=verbose, callbacks=[checkpoint],
+                  initial_epoch=initial_epoch, verbose=verbose,
+                  callbacks=[checkpoint, *(callbacks or [])],
                   shuffle=False)
     finally:
         if isinstance(images, FeatureCache):
