@@ -110,6 +110,38 @@ def test_feature_cache_reads_rows_in_any_order(reference, tmp_path):
     cache.close()
 
 
+@pytest.mark.parametrize("compression", [None, "gzip"])
+def test_rows_are_read_by_offset_unless_the_chunks_are_compressed(tmp_path, compression):
+    rng = np.random.default_rng(0)
+    grids = rng.random((9, 2, 2, 3)).astype("float16")
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("features", data=grids, chunks=(1, 2, 2, 3), compression=compression)
+        f.create_dataset("image_id", data=np.array([f"i{k}" for k in range(9)], dtype=object),
+                         dtype=h5py.string_dtype())
+    cache = FeatureCache(path, manifest=None)
+    assert (cache._offsets is not None) == (compression is None)  # the fast path or h5py
+    rows = np.array([8, 0, 3, 3, 7])
+    np.testing.assert_array_equal(cache[rows], grids[rows])
+    cache.close()
+
+
+def test_a_cache_cut_short_is_a_clear_error(tmp_path):
+    grids = np.ones((4, 2, 2, 3), "float16")
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("features", data=grids, chunks=(1, 2, 2, 3))
+        f.create_dataset("image_id", data=np.array(list("abcd"), dtype=object),
+                         dtype=h5py.string_dtype())
+    cache = FeatureCache(path, manifest=None)
+    last = int(cache._offsets.max())
+    with open(path, "r+b") as f:
+        f.truncate(last + 4)  # the last row loses most of its bytes
+    with pytest.raises(FeatureCacheError, match="ends early"):
+        cache[np.array([int(np.argmax(cache._offsets))])]
+    cache.close()
+
+
 def test_missing_cache_names_the_command(tmp_path):
     ds = _copy(tmp_path)
     with pytest.raises(FeatureCacheError, match="vqa extract"):
