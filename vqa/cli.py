@@ -51,10 +51,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     _load_keras()
     from vqa.training import train
 
-    summary = train(dataset, args.out, config, overwrite=args.overwrite)
+    summary = train(dataset, args.out, config, overwrite=args.overwrite,
+                    strategy=args.strategy)
+    saved = (f"run saved in {args.out}" if summary["worker"] == 0 else
+             f"worker {summary['worker']}: the chief saves the run")
     print(f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation "
           f"accuracy {summary['best_val_vqa_score']:.2f}%, "
-          f"{summary['seconds_per_epoch']:.1f} s/epoch; run saved in {args.out}")
+          f"{summary['seconds_per_epoch']:.1f} s/epoch; {saved}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -342,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train the pretrained backbone too, end to end from pixels "
                         "(train.backbone_learning_rate)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
+    p.add_argument("--strategy", default="none",
+                   choices=["none", "mirrored", "multi-worker", "data-parallel"],
+                   help="spread each batch over devices: mirrored (TensorFlow, this "
+                        "machine; VQA_CPU_DEVICES=N splits a CPU), multi-worker "
+                        "(TensorFlow, the machines in TF_CONFIG), data-parallel (JAX, "
+                        "this machine); train.batch_size is the global batch")
     p.add_argument("--resume", action="store_true",
                    help="continue the unfinished run in --out from its last finished epoch "
                         "(an error if there is none; without the flag an unfinished run "

@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 
-from vqa import run_dir as files
+from vqa import distribute, run_dir as files
 from vqa.config import Config, load_config, save_config
 from vqa.data.batches import VQABatches, encode_targets
 from vqa.data.dataset import PreparedDataset
@@ -149,7 +150,7 @@ class RunCheckpoint(keras.callbacks.Callback):
 def train(data: str | Path | PreparedDataset, out: str | Path,
           config: Config | str | Path | None = None,
           *, verbose: int | None = None, overwrite: bool = False,
-          callbacks: list | None = None) -> dict:
+          callbacks: list | None = None, strategy: str = "none") -> dict:
     """Train a model on the train split of a prepared dataset (or its directory).
 
     Returns the summary also written to RUN_DIR/training.json.
@@ -158,14 +159,28 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
     `out` ends up holding everything answering needs (see vqa.run_dir).
     `verbose` is passed to `fit`; by default a progress bar on a terminal and one
     line per epoch otherwise (logs, CI). `callbacks` are more keras callbacks for `fit`
-    (they run after the run's own checkpointing at the end of each epoch).
+    (they run after the run's own checkpointing at the end of each epoch). `strategy`
+    spreads each batch over devices or machines (vqa.distribute.STRATEGIES); with
+    multi-worker only the chief writes `out`, the other workers a temporary directory.
     """
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     if not isinstance(config, Config):
         config = load_config(config)
-    run = Path(out)
+    replicas = distribute.start(strategy, config.train.batch_size)  # before any TF op
+    if replicas.is_chief:
+        return _train(data, Path(out), config, replicas, verbose, overwrite, callbacks)
+    with tempfile.TemporaryDirectory(prefix=f"vqa-worker{replicas.worker}-") as scratch:
+        return _train(data, Path(scratch) / "run", config, replicas, verbose, True, callbacks)
+
+
+def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
+           replicas: distribute.Replicas, verbose: int, overwrite: bool,
+           callbacks: list | None) -> dict:
     state = _prepare_run_dir(run, config, overwrite)
+    if state is not None and replicas.workers > 1:
+        raise ConfigError(f"{run} holds an unfinished run; multi-worker runs do not resume. "
+                          "Pass --overwrite to every worker to start again.")
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
     fingerprint = {"dataset": dataset.name, "counts": dataset.meta["counts"]}
     keras.utils.set_random_seed(config.train.seed)
@@ -212,14 +227,20 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
         raise DatasetError(f"{dataset.root}: no training question has an answer in the "
                            "answer vocabulary.")
 
+    fit_batches = distribute.for_replicas(fit.batches, replicas, training=True)
+    val_batches = distribute.for_replicas(val.batches, replicas, training=False)
     if state is None:
-        model, optimizer = _new_model(config, words, len(answers), len(fit.batches))
-        model.compile(optimizer=optimizer, loss=soft_crossentropy, metrics=[vqa_score])
+        with replicas.scope():
+            model, optimizer = _new_model(config, words, len(answers), len(fit_batches))
+            # Weighted: the rows that pad a batch for the replicas have weight 0.
+            model.compile(optimizer=optimizer, loss=soft_crossentropy,
+                          weighted_metrics=[vqa_score])
         state = {"next_epoch": 0, "best": -math.inf, "best_epoch": -1, "best_file": None,
                  "last_file": None, "wait": 0, "stopped_early": False, "data": fingerprint}
         initial_epoch = 0
     else:
-        model = keras.models.load_model(run / files.CHECKPOINT_DIR / state["last_file"])
+        with replicas.scope():
+            model = keras.models.load_model(run / files.CHECKPOINT_DIR / state["last_file"])
         set_seed_states(model, state.get("seed_states"))
         # A run that had already stopped early only lacks its summary.
         initial_epoch = config.train.epochs if state["stopped_early"] else state["next_epoch"]
@@ -233,7 +254,7 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
         # shuffle=False: VQABatches orders each epoch from (seed, epoch) itself. Keras'
         # own shuffle would reorder the batches with Python's global random state, which
         # a resumed run cannot have as the uninterrupted one had it.
-        model.fit(fit.batches, validation_data=val.batches, epochs=config.train.epochs,
+        model.fit(fit_batches, validation_data=val_batches, epochs=config.train.epochs,
                   initial_epoch=initial_epoch, verbose=verbose,
                   callbacks=[checkpoint, *(callbacks or [])],
                   shuffle=False)
@@ -257,6 +278,9 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
         "n_words": len(words),
         "n_answers": len(answers),
         "keras_backend": keras.backend.backend(),
+        "strategy": replicas.strategy,
+        "replicas": replicas.count,
+        "worker": replicas.worker,
         "seed": config.train.seed,
         "versions": library_versions(),
     }
