@@ -213,12 +213,6 @@ class Answerer:
         left, top = (width - side) / 2, (height - side) / 2
         return left, top, left + side, top + side
 
-    def _image_input(self, image: ImageLike) -> np.ndarray:
-        """The model's "image" input for one image: pixels, or the backbone's grid."""
-        pixels = self._pixels(image)[None]
-        with self._lock:
-            return self._grids(pixels)[0]
-
     def _grids(self, pixels: np.ndarray) -> np.ndarray:
         pixels = pixels.astype("float32")
         if self.image_encoder is None:

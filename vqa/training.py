@@ -321,17 +321,13 @@ def library_versions() -> dict[str, str]:
 
     versions = {"python": sys.version.split()[0], "numpy": np.__version__,
                 "keras": keras.__version__}
-    backend = keras.backend.backend()
-    for name in {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax", "jaxlib"),
-                 "torch": ("torch",)}.get(backend, ()):
+    backend = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax", "jaxlib"),
+               "torch": ("torch",)}.get(keras.backend.backend(), ())
+    for name in (*backend, "vqa"):
         try:
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
+        except metadata.PackageNotFoundError:  # not installed (vqa: run from a source tree)
             continue
-    try:
-        versions["vqa"] = metadata.version("vqa")
-    except metadata.PackageNotFoundError:  # run from a source tree
-        pass
     return versions
 
 

@@ -226,14 +226,16 @@ class FeatureCache:
         if (features.chunks != (1, *features.shape[1:]) or features.compression
                 or features.shuffle or features.fletcher32 or features.scaleoffset):
             return None
-        n, row_bytes = features.shape[0], features.dtype.itemsize * int(np.prod(features.shape[1:]))
-        offsets = np.empty(n, dtype=np.int64)
-        for i in range(n):
-            info = features.id.get_chunk_info(i)
-            if info.size != row_bytes or info.filter_mask:
-                return None
+        row_bytes = features.dtype.itemsize * int(np.prod(features.shape[1:]))
+        offsets = np.full(features.shape[0], -1, dtype=np.int64)
+        plain = [True]
+
+        def visit(info) -> None:  # one pass over HDF5's chunk index, not a lookup per row
+            plain[0] &= info.size == row_bytes and not info.filter_mask
             offsets[info.chunk_offset[0]] = info.byte_offset
-        return offsets
+
+        features.id.chunk_iter(visit)
+        return offsets if plain[0] and (offsets >= 0).all() else None
 
     @classmethod
     def open(cls, dataset: PreparedDataset, backbone: str) -> "FeatureCache":
