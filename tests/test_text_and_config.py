@@ -83,3 +83,23 @@ def test_yaml_scientific_notation_is_a_float(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("train:\n  learning_rate: 1e-3\n")
     assert load_config(path).train.learning_rate == 0.001
+
+
+@pytest.mark.parametrize("schedule, at_end", [("cosine", 0.0), ("constant", 1e-3)])
+def test_warmup_ramps_the_learning_rate_up_then_follows_the_schedule(schedule, at_end):
+    from vqa.training import _learning_rate
+
+    config = Config(train=TrainConfig(epochs=4, learning_rate=1e-3, warmup_epochs=0.5,
+                                      learning_rate_schedule=schedule))
+    rate = _learning_rate(config, steps_per_epoch=100)  # 50 warm-up steps of 400
+    at = [float(rate(step)) for step in (0, 25, 50, 51, 399)]
+    assert at[0] == 0.0
+    assert at[1] == pytest.approx(5e-4)
+    assert at[2] == pytest.approx(1e-3)
+    assert at[3] == pytest.approx(1e-3, rel=1e-3)
+    assert at[4] == pytest.approx(at_end, abs=1e-6)
+
+
+def test_warmup_must_end_before_the_last_epoch():
+    with pytest.raises(ConfigError, match="warmup_epochs must be >= 0 and below epochs"):
+        TrainConfig(epochs=2, warmup_epochs=2)

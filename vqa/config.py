@@ -95,6 +95,7 @@ class TrainConfig:
     epochs: int = 10
     learning_rate: float = 1e-3
     learning_rate_schedule: str = "cosine"  # constant | cosine (decays to 0 over `epochs`)
+    warmup_epochs: float = 0.0  # ramp the learning rate up from 0 over these (fractional) epochs
     fine_tune: bool = False  # pretrained: train the backbone too, end to end from pixels
     backbone_learning_rate: float = 1e-5  # fine_tune: the backbone's (smaller) learning rate
     early_stopping_patience: int = 3  # epochs without val improvement before stopping
@@ -117,6 +118,9 @@ class TrainConfig:
                       LEARNING_RATE_SCHEDULES)
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be > 0. Received: {self.learning_rate}")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ConfigError(f"warmup_epochs must be >= 0 and below epochs ({self.epochs}). "
+                              f"Received: warmup_epochs={self.warmup_epochs}")
         if self.clip_norm < 0:
             raise ConfigError(f"clip_norm must be >= 0 (0: no clipping). "
                               f"Received: {self.clip_norm}")

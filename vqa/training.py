@@ -370,10 +370,19 @@ def _new_model(config: Config, words: Vocabulary, n_answers: int, steps_per_epoc
 
 
 def _learning_rate(config: Config, steps_per_epoch: int):
-    if config.train.learning_rate_schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(
-            config.train.learning_rate, decay_steps=steps_per_epoch * config.train.epochs)
-    return config.train.learning_rate
+    """The configured schedule; a warm-up ramps linearly from 0 to the learning rate first
+    (then cosine decays to 0 over the remaining steps, or the rate stays constant)."""
+    train_config = config.train
+    warmup = round(train_config.warmup_epochs * steps_per_epoch)
+    if train_config.learning_rate_schedule == "constant" and not warmup:
+        return train_config.learning_rate
+    total = steps_per_epoch * train_config.epochs
+    # A constant rate after the warm-up is a cosine whose decay never starts in time.
+    decay = total - warmup if train_config.learning_rate_schedule == "cosine" else 10**12
+    if not warmup:
+        return keras.optimizers.schedules.CosineDecay(train_config.learning_rate, decay)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0, max(decay, 1), warmup_target=train_config.learning_rate, warmup_steps=warmup)
 
 
 def _prepare_run_dir(run: Path, config: Config, overwrite: bool) -> dict | None:
