@@ -23,7 +23,9 @@ def test_demo_one_epoch_end_to_end(tmp_path, capsys):
     assert set(metrics["per_question_type"]) == {"color", "shape", "yes/no", "yes/no negated"}
     assert len(re.findall(r"Q: .*\n\s+A: \S+ \(\d+\.\d%\)", out)) == 2
     assert metrics["overall"] > 40  # one epoch is well above chance (13 answers)
-    assert (tmp_path / "easy-vqa" / "features" / "efficientnet_lite0.h5").is_file()
+    # easy-VQA's 64 px images are seen at 64 px by default (a 2x2 grid), not scaled to 224.
+    assert (tmp_path / "easy-vqa" / "features" / "efficientnet_lite0-64px.h5").is_file()
+    assert "at 64 px" in out
     # A second run reuses the prepared data and the trained model.
     out, _ = _run_demo(tmp_path, capsys)
     assert "already prepared" in out and "already trained" in out

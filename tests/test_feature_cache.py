@@ -10,7 +10,7 @@ import vqa.features.cache as cache_module
 from conftest import TINY_CONFIG, draw_shape, make_tiny_dataset
 from vqa import Answerer, evaluate_run
 from vqa.cli import main
-from vqa.config import Config, ModelConfig
+from vqa.config import Config, ModelConfig, load_config
 from vqa.data.dataset import PreparedDataset
 from vqa.features.cache import (FeatureCache, FeatureCacheError, extract_features,
                                 feature_paths)
@@ -39,7 +39,8 @@ def _read(path):
 
 def test_extract_writes_one_row_per_image(reference, tmp_path):
     features, ids = reference
-    assert features.shape == (12, 7, 7, 1280) and features.dtype == np.float16
+    # The tiny set's 48 px images are seen at 64 px by default: a 2x2 grid.
+    assert features.shape == (12, 2, 2, 1280) and features.dtype == np.float16
     assert ids == sorted(ids) and len(set(ids)) == 12
     assert np.isfinite(features).all() and features.max() > 0
 
@@ -148,13 +149,29 @@ def test_missing_cache_names_the_command(tmp_path):
         FeatureCache.open(ds, "efficientnet_lite0")
 
 
+def test_each_input_size_has_its_own_cache(tmp_path):
+    ds = _copy(tmp_path)
+    path = extract_features(ds, image_size=224, **SMALL)
+    assert path.name == "efficientnet_lite0.h5"  # the backbone's own size: the plain name
+    assert FeatureCache.open(ds, "efficientnet_lite0", 224).shape == (12, 7, 7, 1280)
+    with pytest.raises(FeatureCacheError, match="--image-size 96"):
+        FeatureCache.open(ds, "efficientnet_lite0", 96)
+    with pytest.raises(FeatureCacheError, match="efficientnet_lite0-64px features"):
+        FeatureCache.open(ds, "efficientnet_lite0")  # 0: the size that suits these images
+
+
 def test_train_and_answer_on_cached_features(tmp_path):
     ds = _copy(tmp_path)
     config = Config(ModelConfig(image_encoder="pretrained", image_dim=16, embedding_dim=8,
                                 question_dim=16, max_question_length=8, fusion_dim=16,
                                 classifier_dim=16), TINY_CONFIG.train)
     summary = train(ds, tmp_path / "run", config, verbose=0)  # extracts the cache first
-    assert feature_paths(ds, "efficientnet_lite0")[0].is_file()
+    # backbone_image_size 0: the 48 px images are seen at 64 px (a 2x2 grid), and the run
+    # records that size.
+    assert feature_paths(ds, "efficientnet_lite0", 64)[0].name == "efficientnet_lite0-64px.h5"
+    assert feature_paths(ds, "efficientnet_lite0", 64)[0].is_file()
+    assert not feature_paths(ds, "efficientnet_lite0", 224)[0].exists()
+    assert load_config(tmp_path / "run" / "config.yaml").model.backbone_image_size == 64
     assert summary["epochs_run"] == 2
     metrics = evaluate_run(tmp_path / "run", ds, "test")
     assert metrics["n_questions"] == len(ds.split("test"))
@@ -164,7 +181,8 @@ def test_train_and_answer_on_cached_features(tmp_path):
     # The answer from pixels uses the same network as the cache: same grid, same answer.
     image_id = ds.split("test")["image_id"].iloc[0]
     grid = answerer._grids(answerer._pixels(ds.image_path(image_id))[None])[0]
-    cache = FeatureCache.open(ds, "efficientnet_lite0")
+    cache = FeatureCache.open(ds, "efficientnet_lite0", 64)
+    assert grid.shape == cache.shape[1:] == (2, 2, 1280)
     np.testing.assert_allclose(grid, cache[[cache.rows[image_id]]][0].astype("float32"),
                                rtol=2e-2, atol=2e-2)
 
@@ -185,7 +203,7 @@ def test_fine_tune_trains_the_backbone_end_to_end(tmp_path):
                     TINY_CONFIG.train).with_train(epochs=1, fine_tune=True, batch_size=8,
                                                   backbone_learning_rate=1e-4)
     summary = train(ds, tmp_path / "run", config, verbose=0)
-    assert not feature_paths(ds, "efficientnet_lite0")[0].exists()  # no cache needed
+    assert not (ds.root / "features").exists()  # no cache needed
     answerer = Answerer.load(tmp_path / "run")
     assert answerer.image_encoder is None  # the backbone is inside the model
     assert summary["parameters"] > 3_000_000  # backbone + head

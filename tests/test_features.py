@@ -3,15 +3,19 @@
 import pickle
 import socket
 import sys
+import types
 import zipfile
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 from sklearn.datasets import load_sample_images
 
 from vqa.cli import main
+from vqa.config import Config, ModelConfig, native_image_size
+from vqa.errors import ConfigError, VQAError
 from vqa.features.backbones import (BACKBONES, ChannelNormalization, WeightsError,
                                     get_backbone)
 from vqa.features.imagenet import classify
@@ -159,3 +163,32 @@ def test_tensor_outside_its_storage_is_refused():
             tc._rebuild_tensor_v2(storage, offset, shape, stride)
     with pytest.raises(CheckpointError, match="past the end"):
         tc._materialise(tc._TensorRef(ref, 2, (4,), (1,)), np.zeros(4, "float32"))
+
+
+def test_lite0_at_a_smaller_input_size_keeps_its_imagenet_weights(sample_photos):
+    full, small = get_backbone("efficientnet_lite0"), get_backbone("efficientnet_lite0", 96)
+    assert (small.image_size, small.grid_size, small.resize_short_side) == (96, 3, 96)
+    model = small.build(include_top=False)
+    assert tuple(model.output.shape) == (None, 3, 3, 1280)
+    # The same convolution weights as at 224: only the input size differs.
+    np.testing.assert_array_equal(model.get_layer("stem_conv").get_weights()[0],
+                                  full.build().get_layer("stem_conv").get_weights()[0])
+    # No border crop at a small size: a wide image loses only its long side's excess.
+    pixels = small.preprocess(sample_photos["flower.jpg"])
+    assert pixels.shape == (96, 96, 3)
+    with pytest.raises(VQAError, match="multiple of 32"):
+        get_backbone("efficientnet_lite0", 100)
+
+
+@pytest.mark.parametrize("sizes, expected", [
+    ([(64, 64)], 64), ([(75, 75)], 96), ([(128, 128)], 128), ([(640, 480), (500, 375)], 224),
+    ([(20, 30)], 64), ([(64, 64), (64, 64), (640, 480)], 64)])
+def test_backbone_size_left_at_0_suits_the_dataset(sizes, expected):
+    assert native_image_size([w for w, _ in sizes], [h for _, h in sizes]) == expected
+    images = pd.DataFrame({"width": [w for w, _ in sizes], "height": [h for _, h in sizes]})
+    dataset = types.SimpleNamespace(images=images)
+    assert Config().for_dataset(dataset).model.backbone_image_size == expected
+    chosen = Config(ModelConfig(backbone_image_size=160))
+    assert chosen.for_dataset(dataset) is chosen  # a set size is kept
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        ModelConfig(backbone_image_size=100)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Literal, Sequence
 
@@ -84,6 +84,11 @@ class Answerer:
             except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
                 raise RunDirError(f"Cannot read {run / name}: {exc}") from None
         config = load_config(run / files.CONFIG)
+        if config.model.image_encoder == "pretrained" and not config.model.backbone_image_size:
+            # Runs record the size they used; older ones ran at the backbone's own.
+            size = get_backbone(config.model.backbone).image_size
+            config = Config(replace(config.model, backbone_image_size=size),
+                            config.train)
         if config.pixels_in:  # the model itself turns pixels into answers
             return cls(model, config, *vocabularies)
         try:
@@ -187,12 +192,18 @@ class Answerer:
         return out
 
     @property
+    def _backbone(self):
+        """The backbone spec at the input size the run was trained with."""
+        model = self.config.model
+        return get_backbone(model.backbone, model.backbone_image_size or None)
+
+    @property
     def _min_side(self) -> int:
         """The side images are resized to before the model (or its backbone) sees them."""
         model = self.config.model
         if model.image_encoder != "pretrained":
             return model.image_size
-        return get_backbone(model.backbone).resize_short_side
+        return self._backbone.resize_short_side
 
     def _pixels(self, image: ImageLike) -> np.ndarray:
         """Pixels for the small CNN, or for the backbone (in the model when fine-tuned;
@@ -200,7 +211,7 @@ class Answerer:
         model = self.config.model
         if model.image_encoder != "pretrained":
             return load_image(image, model.image_size)
-        return get_backbone(model.backbone).preprocess(to_pil(image, min_side=self._min_side))
+        return self._backbone.preprocess(to_pil(image, min_side=self._min_side))
 
     def _seen_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
         """(left, top, right, bottom) of the part of a `size` image the grid covers: all
@@ -208,8 +219,7 @@ class Answerer:
         width, height = size
         if self.config.model.image_encoder != "pretrained":
             return 0.0, 0.0, float(width), float(height)
-        backbone = get_backbone(self.config.model.backbone)
-        side = min(width, height) * backbone.image_size / backbone.resize_short_side
+        side = min(width, height) * self._backbone.image_size / self._backbone.resize_short_side
         left, top = (width - side) / 2, (height - side) / 2
         return left, top, left + side, top + side
 

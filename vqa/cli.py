@@ -225,8 +225,9 @@ def cmd_extract(args: argparse.Namespace) -> None:
     _load_keras()
     from vqa.features.cache import extract_features
 
-    path = extract_features(dataset, args.backbone, args.weights, batch_size=args.batch_size,
-                            dtype=args.dtype, shard=(index, count))
+    path = extract_features(dataset, args.backbone, args.weights, image_size=args.image_size,
+                            batch_size=args.batch_size, dtype=args.dtype,
+                            shard=(index, count))
     print(f"features: {path}" if path else
           f"shard {index}/{count} done; the last shard to finish merges the cache")
 
@@ -266,9 +267,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
         dataset = prepare(data_dir, overwrite=True)
     print(report(dataset))
 
-    backbone = config.model.backbone
-    print(f"2/5 extract {backbone} (ImageNet) grid features of every image, once")
-    print(f"    {extract_features(dataset, backbone)}")
+    model = config.for_dataset(dataset).model
+    print(f"2/5 extract {model.backbone} (ImageNet) grid features of every image at "
+          f"{model.backbone_image_size} px, once")
+    print(f"    {extract_features(dataset, model.backbone, image_size=model.backbone_image_size)}")
 
     print(f"3/5 train the default model on the cached features -> {run}")
     if (run / files.TRAINING).is_file():
@@ -410,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="prepared dataset directory")
     p.add_argument("--backbone", default="efficientnet_lite0")
     p.add_argument("--weights", help="local weights file instead of the default ImageNet ones")
+    p.add_argument("--image-size", type=int, default=0,
+                   help="input size of the backbone, a multiple of 32 (default: what "
+                        "model.backbone_image_size 0 picks for this dataset's images)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     p.add_argument("--shard", default="0/1", help="i/N: compute every N-th chunk from i")

@@ -77,7 +77,7 @@ def compare(data: str | Path | PreparedDataset, configs: Sequence[str | Path], *
         name = Path(path).stem
         if name in variants or name == ANSWER_PRIOR:
             raise RunDirError(f"Two configs would both be variant {name!r}; rename one.")
-        config = load_config(path)
+        config = load_config(path).for_dataset(dataset)  # as its run records it
         variants[name] = config if epochs is None else config.with_train(epochs=epochs)
 
     rows = _rows(ANSWER_PRIOR, questions,

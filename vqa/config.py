@@ -7,9 +7,11 @@ fields; unknown keys are an error that lists the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -31,6 +33,10 @@ class ModelConfig:
 
     image_encoder: str = "pretrained"  # pretrained (cached grid features) | small_cnn (pixels)
     backbone: str = "efficientnet_lite0"  # for image_encoder: pretrained
+    # pretrained: the square input the backbone sees, a multiple of 32 (grid: size / 32).
+    # 0: suit the dataset, its images' median short side rounded up to 32, within 64-224
+    # (a run records the size it used).
+    backbone_image_size: int = 0
     image_size: int = 64  # small_cnn: images are resized to image_size x image_size RGB
     cnn_filters: tuple[int, ...] = (16, 32, 64, 64)  # small_cnn: one strided block per entry
     image_dim: int = 256  # image vector size after pooling the grid
@@ -71,6 +77,10 @@ class ModelConfig:
         if self.backbone not in BACKBONE_CHOICES:
             raise ConfigError(f"Unknown backbone {self.backbone!r}. Expected one of "
                               f"{list(BACKBONE_CHOICES)}.")
+        if self.backbone_image_size and (self.backbone_image_size < 32
+                                         or self.backbone_image_size % 32):
+            raise ConfigError(f"backbone_image_size must be 0 (suit the dataset) or a "
+                              f"multiple of 32. Received: {self.backbone_image_size}")
         for name in ("image_size", "image_dim", "embedding_dim", "question_dim",
                      "max_question_length", "fusion_dim", "classifier_dim", "mfb_factor",
                      "relation_layers", "attention_dim"):
@@ -166,9 +176,27 @@ class Config:
         out["model"]["cnn_filters"] = list(self.model.cnn_filters)
         return out
 
+    def for_dataset(self, dataset: Any) -> "Config":
+        """This config as a run on `dataset` (a PreparedDataset) uses it: a backbone input
+        size left at 0 becomes the one that suits the dataset's images
+        (`native_image_size`). Runs record this resolved config."""
+        if self.model.backbone_image_size or self.model.image_encoder != "pretrained":
+            return self
+        size = native_image_size(dataset.images["width"], dataset.images["height"])
+        return Config(dataclasses.replace(self.model, backbone_image_size=size), self.train)
+
     def with_train(self, **overrides: Any) -> "Config":
         """A copy with some training fields changed (e.g. epochs for a quick run)."""
         return Config(self.model, dataclasses.replace(self.train, **overrides))
+
+
+def native_image_size(widths: Sequence[int], heights: Sequence[int]) -> int:
+    """The backbone input size that suits images of these sizes: their median short side
+    rounded up to a multiple of 32, kept within 64-224. Images smaller than 224 px are then
+    not scaled up further than the grid's stride needs (easy-VQA's 64 px: 64, a 2x2 grid;
+    Sort-of-CLEVR's 75: 96), and photos get the ImageNet 224 (a 7x7 grid)."""
+    short = statistics.median(map(min, widths, heights))
+    return int(min(224, max(64, math.ceil(short / 32) * 32)))
 
 
 def load_config(path: str | Path | None) -> Config:

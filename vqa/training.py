@@ -177,11 +177,12 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
 def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
            replicas: distribute.Replicas, verbose: int, overwrite: bool,
            callbacks: list | None) -> dict:
+    dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
+    config = config.for_dataset(dataset)  # the backbone's input size, if left to suit it
     state = _prepare_run_dir(run, config, overwrite)
     if state is not None and replicas.workers > 1:
         raise ConfigError(f"{run} holds an unfinished run; multi-worker runs do not resume. "
                           "Pass --overwrite to every worker to start again.")
-    dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
     fingerprint = {"dataset": dataset.name, "counts": dataset.meta["counts"]}
     keras.utils.set_random_seed(config.train.seed)
 
@@ -360,7 +361,8 @@ def _new_model(config: Config, words: Vocabulary, n_answers: int, steps_per_epoc
     if not config.train.fine_tune:
         return (build_model(config.model, len(words), n_answers, word_vectors=vectors),
                 keras.optimizers.Adam(learning_rate, **clip))
-    backbone = get_backbone(config.model.backbone).build(include_top=False)
+    backbone = get_backbone(config.model.backbone, config.model.backbone_image_size or None
+                            ).build(include_top=False)
     model = build_model(config.model, len(words), n_answers, backbone=backbone,
                         word_vectors=vectors)
     optimizer = TwoRateAdam([v.path for v in backbone.trainable_variables],

@@ -11,6 +11,7 @@ Adding a backbone is one entry in BACKBONES.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass
@@ -112,7 +113,7 @@ class Backbone:
               ) -> keras.Model:
         """The network on [0, 255] RGB input; `weights` None means the ImageNet weights."""
         if self.constructor is None:
-            return _build_lite0(include_top, weights)
+            return _build_lite0(include_top, weights, self.image_size)
         shape = (self.image_size, self.image_size, 3)
         image = keras.Input(shape, name="image")
         x = image
@@ -173,10 +174,12 @@ def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _build_lite0(include_top: bool, weights: str | Path | None) -> keras.Model:
+def _build_lite0(include_top: bool, weights: str | Path | None, image_size: int
+                 ) -> keras.Model:
     from vqa.features.efficientnet_lite import efficientnet_lite0
 
-    model = efficientnet_lite0(include_top=True)
+    # Convolutions and the pooled top do not depend on the input size: the 224 weights fit.
+    model = efficientnet_lite0(include_top=True, image_size=image_size)
     _load_weights_file(model, weights or lite0_weights(), "efficientnet_lite0")
     if include_top:
         return model
@@ -208,10 +211,23 @@ def lite0_weights() -> Path:
     return path
 
 
-def get_backbone(name: str) -> Backbone:
+def get_backbone(name: str, image_size: int | None = None) -> Backbone:
+    """The registered backbone, at its own input size or at `image_size`.
+
+    At another size (a multiple of 32) an image's short side is resized to that size and
+    the long side centre-cropped: no ImageNet-style border crop, which would cut an eighth
+    off images that are about that small already. The grid is image_size / 32 cells a side.
+    """
     if name not in BACKBONES:
         raise VQAError(f"Unknown backbone {name!r}. Expected one of {sorted(BACKBONES)}.")
-    return BACKBONES[name]
+    spec = BACKBONES[name]
+    if image_size is None or image_size == spec.image_size:
+        return spec
+    if image_size < 32 or image_size % 32:
+        raise VQAError(f"A backbone's image size must be a multiple of 32 (32 or more). "
+                       f"Received: {image_size}")
+    return dataclasses.replace(spec, image_size=image_size, resize_short_side=image_size)
+
 
 
 _CAFFE_BGR_MEAN = ((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), True)

@@ -1,10 +1,13 @@
 """Grid features of a dataset's images, computed once by a pretrained backbone.
 
-    DATA/features/<backbone>.h5    "features" [n, g, g, C] (float16 by default),
-                                   "image_id" [n]; one HDF5 chunk per image
-    DATA/features/<backbone>.json  manifest: backbone, weights fingerprint, image size,
-                                   grid shape, dtype, image count, chunking
-    DATA/features/<backbone>.parts/  work in progress: one .npy per chunk of images
+    DATA/features/<name>.h5    "features" [n, g, g, C] (float16 by default),
+                               "image_id" [n]; one HDF5 chunk per image
+    DATA/features/<name>.json  manifest: backbone, weights fingerprint, image size,
+                               grid shape, dtype, image count, chunking
+    DATA/features/<name>.parts/  work in progress: one .npy per chunk of images
+
+<name> is the backbone's (efficientnet_lite0), with the input size appended when it is
+not the backbone's own 224 (efficientnet_lite0-64px).
 
 Extraction is resumable: every chunk is written to a temporary name and renamed, so a
 killed run leaves only whole chunks, and a rerun computes only the missing ones. When
@@ -31,7 +34,7 @@ import h5py
 import keras
 import numpy as np
 
-from vqa.config import Config
+from vqa.config import Config, native_image_size
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import VQAError
 from vqa.features.backbones import get_backbone
@@ -84,10 +87,24 @@ class Manifest:
         os.replace(tmp, path)
 
 
-def feature_paths(dataset: PreparedDataset, backbone: str) -> tuple[Path, Path, Path]:
-    """(features .h5, manifest .json, parts dir) for a backbone in a dataset."""
+def input_size(dataset: PreparedDataset, image_size: int = 0) -> int:
+    """`image_size`, or with 0 the backbone input size that suits the dataset's images
+    (`native_image_size`, as for a config's backbone_image_size 0)."""
+    if image_size:
+        return image_size
+    return native_image_size(dataset.images["width"], dataset.images["height"])
+
+
+def feature_paths(dataset: PreparedDataset, backbone: str, image_size: int = 0
+                  ) -> tuple[Path, Path, Path]:
+    """(features .h5, manifest .json, parts dir) for a backbone in a dataset, at an input
+    size (0: the one that suits the dataset)."""
     root = dataset.root / "features"
-    return root / f"{backbone}.h5", root / f"{backbone}.json", root / f"{backbone}.parts"
+    name = backbone
+    image_size = input_size(dataset, image_size)
+    if image_size != get_backbone(backbone).image_size:
+        name = f"{backbone}-{image_size}px"
+    return root / f"{name}.h5", root / f"{name}.json", root / f"{name}.parts"
 
 
 def weights_fingerprint(model: keras.Model) -> str:
@@ -98,10 +115,13 @@ def weights_fingerprint(model: keras.Model) -> str:
 
 
 def extract_features(dataset: PreparedDataset, backbone: str = "efficientnet_lite0",
-                     weights: str | Path | None = None, *, batch_size: int = 32,
-                     dtype: str = "float16", shard: tuple[int, int] = (0, 1),
-                     chunk_size: int = 256, progress: bool | None = None) -> Path | None:
-    """Compute (or finish computing) the feature cache of every image in `dataset`.
+                     weights: str | Path | None = None, *, image_size: int = 0,
+                     batch_size: int = 32, dtype: str = "float16",
+                     shard: tuple[int, int] = (0, 1), chunk_size: int = 256,
+                     progress: bool | None = None) -> Path | None:
+    """Compute (or finish computing) the feature cache of every image in `dataset`, with
+    the backbone at `image_size` (0: the size that suits the dataset's images, as a
+    config's backbone_image_size 0 picks it).
 
     Returns the .h5 path once every chunk is done and merged, or None when other
     shards still have chunks to compute.
@@ -113,14 +133,14 @@ def extract_features(dataset: PreparedDataset, backbone: str = "efficientnet_lit
         raise FeatureCacheError(f"Invalid shard {index}/{count}: expected 0 <= i < N.")
     if batch_size < 1 or chunk_size < 1:
         raise FeatureCacheError("batch_size and chunk_size must be at least 1.")
-    spec = get_backbone(backbone)
+    spec = get_backbone(backbone, input_size(dataset, image_size))
     model = spec.build(include_top=False, weights=weights)
     image_ids = sorted(dataset.images.index)
     manifest = Manifest(backbone, None if weights is None else str(Path(weights).resolve()),
                         weights_fingerprint(model), spec.input_protocol, spec.image_size,
                         (spec.grid_size, spec.grid_size, spec.grid_channels), dtype,
                         len(image_ids), _ids_sha256(image_ids), chunk_size, batch_size)
-    h5_path, manifest_path, parts = feature_paths(dataset, backbone)
+    h5_path, manifest_path, parts = feature_paths(dataset, backbone, spec.image_size)
     parts.parent.mkdir(exist_ok=True)
     if manifest_path.is_file():
         _check_same(Manifest.read(manifest_path), manifest, manifest_path)
@@ -153,14 +173,14 @@ def extract_features(dataset: PreparedDataset, backbone: str = "efficientnet_lit
         np.save(tmp, out)
         os.replace(tmp, _part(parts, c))
     if all(_part(parts, c).is_file() for c in chunks):
-        return merge_parts(dataset, backbone)
+        return merge_parts(dataset, backbone, spec.image_size)
     log.info("shard %d/%d done; other shards still have chunks to compute", index, count)
     return None
 
 
-def merge_parts(dataset: PreparedDataset, backbone: str) -> Path:
+def merge_parts(dataset: PreparedDataset, backbone: str, image_size: int = 0) -> Path:
     """Merge finished chunks into the .h5 cache, then remove them."""
-    h5_path, manifest_path, parts = feature_paths(dataset, backbone)
+    h5_path, manifest_path, parts = feature_paths(dataset, backbone, image_size)
     manifest = Manifest.read(manifest_path)
     image_ids = sorted(dataset.images.index)
     if _ids_sha256(image_ids) != manifest.image_ids_sha256:
@@ -238,11 +258,13 @@ class FeatureCache:
         return offsets if plain[0] and (offsets >= 0).all() else None
 
     @classmethod
-    def open(cls, dataset: PreparedDataset, backbone: str) -> "FeatureCache":
-        h5_path, manifest_path, _ = feature_paths(dataset, backbone)
+    def open(cls, dataset: PreparedDataset, backbone: str, image_size: int = 0
+             ) -> "FeatureCache":
+        h5_path, manifest_path, _ = feature_paths(dataset, backbone, image_size)
         if not h5_path.is_file() or not manifest_path.is_file():
-            raise FeatureCacheError(f"No {backbone} features in {dataset.root}: run "
-                                    f"`vqa extract {dataset.root} --backbone {backbone}`.")
+            size = f" --image-size {image_size}" if image_size else ""
+            raise FeatureCacheError(f"No {h5_path.stem} features in {dataset.root}: run "
+                                    f"`vqa extract {dataset.root} --backbone {backbone}{size}`.")
         return cls(h5_path, Manifest.read(manifest_path))
 
     @property
@@ -308,21 +330,24 @@ def image_table(dataset: PreparedDataset, config: Config, image_ids: Sequence[st
     model = config.model
     if model.image_encoder != "pretrained":
         return dataset.load_images(image_ids, model.image_size)
+    size = config.for_dataset(dataset).model.backbone_image_size
     if config.train.fine_tune:
-        spec = get_backbone(model.backbone)
+        spec = get_backbone(model.backbone, size)
         pixels = spec.load_pixels([dataset.image_path(i) for i in image_ids])
         return pixels, {image_id: i for i, image_id in enumerate(image_ids)}
-    h5_path, _, _ = feature_paths(dataset, model.backbone)
+    h5_path, _, _ = feature_paths(dataset, model.backbone, size)
     if not h5_path.is_file():
-        log.info("no %s feature cache in %s yet: extracting it", model.backbone, dataset.root)
-        extract_features(dataset, model.backbone, weights)
-    cache = FeatureCache.open(dataset, model.backbone)
+        log.info("no %s feature cache in %s yet: extracting it", h5_path.stem, dataset.root)
+        extract_features(dataset, model.backbone, weights, image_size=size)
+    cache = FeatureCache.open(dataset, model.backbone, size)
     return cache, cache.rows
+
 
 
 def backbone_for_answering(manifest: Manifest) -> keras.Model:
     """The backbone network exactly as it made the cached features (checked)."""
-    model = get_backbone(manifest.backbone).build(include_top=False, weights=manifest.weights)
+    model = get_backbone(manifest.backbone, manifest.image_size).build(
+        include_top=False, weights=manifest.weights)
     if weights_fingerprint(model) != manifest.weights_sha256:
         raise FeatureCacheError(f"The {manifest.backbone} weights now loaded differ from the "
                                 "ones that made the cached features; extract again.")

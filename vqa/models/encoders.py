@@ -60,7 +60,7 @@ def image_input_shape(config: ModelConfig) -> tuple[int, int, int]:
     if config.image_encoder == "pretrained":
         from vqa.features.backbones import get_backbone
 
-        spec = get_backbone(config.backbone)
+        spec = get_backbone(config.backbone, config.backbone_image_size or None)
         return (spec.grid_size, spec.grid_size, spec.grid_channels)
     return (config.image_size, config.image_size, 3)
 

@@ -1,7 +1,7 @@
 """Answering speed of a trained run: load time, then latency and throughput of `answer`
 (batch 1) and `answer_batch` (batches of 8 and 64), image files in (decoding included).
 
-    python experiments/bench_answer.py RUN_DIR DATA [--n 200] [--out FILE]
+    python benchmarks/answer.py RUN_DIR DATA [--n 200] [--out FILE]
 
 DATA is the prepared dataset whose test images and questions are asked. Prints a table
 and writes it as JSON (default experiments/results/answer-latency.json); asserts nothing.
@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import time
 from pathlib import Path
 
@@ -30,8 +31,8 @@ def main() -> None:
     parser.add_argument("data")
     parser.add_argument("--n", type=int, default=200,
                         help="single questions to time; batches of 8 get n/4 calls, of 64 n/10")
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" /
-                                             "answer-latency.json"))
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] /
+                                             "experiments" / "results" / "answer-latency.json"))
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -96,7 +97,9 @@ def main() -> None:
         "machine": platform.machine(), "keras": keras.__version__,
         "backend": keras.backend.backend(), "import_s": round(import_s, 2),
         "load_s": round(load_s, 2),
-        "first_answer_s": round(first_s, 2), "batches": rows}, indent=2) + "\n")
+        "first_answer_s": round(first_s, 2), "batches": rows,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)},
+        indent=2) + "\n")
     print(f"written: {args.out}")
 
 

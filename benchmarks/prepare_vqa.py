@@ -1,6 +1,6 @@
 """Time and peak memory of `vqa prepare vqa` on a VQA v2 train-sized split.
 
-    python experiments/bench_prepare_vqa.py --work /tmp/vqa-scale [--questions 443757]
+    python benchmarks/prepare_vqa.py --work /tmp/vqa-scale [--questions 443757]
 
 Generates official-format files the size of VQA v2 train2014 (443,757 questions on
 82,783 images, ten answers each: a ~330 MB annotations file, like the real one) with
