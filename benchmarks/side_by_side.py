@@ -95,8 +95,8 @@ def run_ours(data: Path, work: Path, start: float) -> None:
 
     def score(model) -> float:
         if "batches" not in state:  # the cache exists once training has started
-            model = Config().for_dataset(dataset).model
-            cache = FeatureCache.open(dataset, model.backbone, model.backbone_image_size)
+            settings = Config().for_dataset(dataset).model
+            cache = FeatureCache.open(dataset, settings.backbone, settings.backbone_image_size)
             words = Vocabulary.load(run / files.QUESTION_VOCAB)
             state["answers"] = Vocabulary.load(run / files.ANSWER_VOCAB)
             state["batches"] = VQABatches.from_questions(

@@ -415,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=0,
                    help="input size of the backbone, a multiple of 32 (default: what "
                         "model.backbone_image_size 0 picks for this dataset's images)")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per forward pass (default: 32 at 224 px, more at smaller sizes)")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     p.add_argument("--shard", default="0/1", help="i/N: compute every N-th chunk from i")
     p.set_defaults(func=cmd_extract)

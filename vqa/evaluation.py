@@ -18,6 +18,7 @@ after normalising both sides.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import defaultdict
@@ -82,6 +83,7 @@ _PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)")
 _COMMA_STRIP = re.compile(r"(\d)(,)(\d)")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def normalize_punctuation(text: str) -> str:
     """The official punctuation step: drop or space out punctuation, strip periods."""
     out = text
@@ -101,6 +103,7 @@ def normalize_digits_articles(text: str) -> str:
     return " ".join(words)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # answers repeat: each kind is normalised once
 def normalize_answer(answer: str) -> str:
     """Full normalisation, as the official evaluator applies it to a predicted answer."""
     answer = answer.replace("\n", " ").replace("\t", " ").strip()

@@ -26,6 +26,7 @@ import math
 import os
 import shutil
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -116,12 +117,14 @@ def weights_fingerprint(model: keras.Model) -> str:
 
 def extract_features(dataset: PreparedDataset, backbone: str = "efficientnet_lite0",
                      weights: str | Path | None = None, *, image_size: int = 0,
-                     batch_size: int = 32, dtype: str = "float16",
+                     batch_size: int | None = None, dtype: str = "float16",
                      shard: tuple[int, int] = (0, 1), chunk_size: int = 256,
                      progress: bool | None = None) -> Path | None:
     """Compute (or finish computing) the feature cache of every image in `dataset`, with
     the backbone at `image_size` (0: the size that suits the dataset's images, as a
-    config's backbone_image_size 0 picks it).
+    config's backbone_image_size 0 picks it). `batch_size` None: as many images as make
+    32 at 224 px (256 at 64 px), so that memory stays the same at every size. Images are
+    decoded one batch ahead, in a thread, while the network runs.
 
     Returns the .h5 path once every chunk is done and merged, or None when other
     shards still have chunks to compute.
@@ -131,9 +134,11 @@ def extract_features(dataset: PreparedDataset, backbone: str = "efficientnet_lit
     index, count = shard
     if not (count >= 1 and 0 <= index < count):
         raise FeatureCacheError(f"Invalid shard {index}/{count}: expected 0 <= i < N.")
+    spec = get_backbone(backbone, input_size(dataset, image_size))
+    if batch_size is None:
+        batch_size = max(1, min(256, round(32 * (224 / spec.image_size) ** 2)))
     if batch_size < 1 or chunk_size < 1:
         raise FeatureCacheError("batch_size and chunk_size must be at least 1.")
-    spec = get_backbone(backbone, input_size(dataset, image_size))
     model = spec.build(include_top=False, weights=weights)
     image_ids = sorted(dataset.images.index)
     manifest = Manifest(backbone, None if weights is None else str(Path(weights).resolve()),
@@ -160,18 +165,25 @@ def extract_features(dataset: PreparedDataset, backbone: str = "efficientnet_lit
              n_todo, len(image_ids), index, count)
     show = sys.stdout.isatty() if progress is None else progress
     bar = keras.utils.Progbar(n_todo, unit_name="image") if show and n_todo else None
-    for c in todo:
-        ids = image_ids[c * chunk_size:(c + 1) * chunk_size]
-        out = np.empty((len(ids), *manifest.grid), dtype=dtype)
-        for start in range(0, len(ids), batch_size):
-            batch = ids[start:start + batch_size]
-            pixels = spec.load_pixels([dataset.image_path(i) for i in batch]).astype("float32")
-            out[start:start + len(batch)] = np.asarray(model.predict_on_batch(pixels))
-            if bar is not None:
-                bar.add(len(batch))
-        tmp = parts / f"{c:06d}.tmp{os.getpid()}.npy"
-        np.save(tmp, out)
-        os.replace(tmp, _part(parts, c))
+    work = [(c, start, image_ids[c * chunk_size:(c + 1) * chunk_size][start:start + batch_size])
+            for c in todo for start in range(0, min(chunk_size, len(image_ids) - c * chunk_size),
+                                             batch_size)]
+
+    def load(item):
+        return spec.load_pixels([dataset.image_path(i) for i in item[2]]).astype("float32")
+
+    out = None
+    for (c, start, batch), pixels in zip(work, _ahead(load, work)):
+        if start == 0:
+            out = np.empty((len(image_ids[c * chunk_size:(c + 1) * chunk_size]), *manifest.grid),
+                           dtype=dtype)
+        out[start:start + len(batch)] = np.asarray(model.predict_on_batch(pixels))
+        if bar is not None:
+            bar.add(len(batch))
+        if start + len(batch) == len(out):  # the chunk is complete
+            tmp = parts / f"{c:06d}.tmp{os.getpid()}.npy"
+            np.save(tmp, out)
+            os.replace(tmp, _part(parts, c))
     if all(_part(parts, c).is_file() for c in chunks):
         return merge_parts(dataset, backbone, spec.image_size)
     log.info("shard %d/%d done; other shards still have chunks to compute", index, count)
@@ -300,6 +312,19 @@ class FeatureCache:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _ahead(load, items):
+    """load(item) for each item, in order, computed one item ahead in a thread."""
+    with ThreadPoolExecutor(1) as pool:
+        pending = None
+        for item in items:
+            submitted = pool.submit(load, item)
+            if pending is not None:
+                yield pending.result()
+            pending = submitted
+        if pending is not None:
+            yield pending.result()
 
 
 def _part(parts: Path, chunk: int) -> Path:
