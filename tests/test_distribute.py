@@ -187,7 +187,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
 def test_multi_worker_training_matches_mirrored(mirrored_runs, odd_validation, tmp_path):
     """Two worker processes on this machine, one replica each; only the chief (worker
     0) writes the run directory, the other trains into a temporary one it removes."""
