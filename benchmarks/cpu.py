@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,8 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from side_by_side import without_features  # noqa: E402  (benchmarks/, this script's folder)
 
 
 def _peak_mb() -> int:
@@ -54,12 +55,7 @@ def measure_extract(data: str, image_size: int) -> dict:
     source = PreparedDataset.load(data)
     size = input_size(source, image_size)
     with tempfile.TemporaryDirectory() as work:
-        copy = Path(work) / "data"  # DATA without its feature cache
-        copy.mkdir()
-        for name in ("questions.parquet", "images.parquet", "meta.json"):
-            shutil.copy(source.root / name, copy / name)
-        (copy / "images").symlink_to(source.image_root.resolve())
-        dataset = PreparedDataset.load(copy)
+        dataset = PreparedDataset.load(without_features(source.root, Path(work) / "data"))
         spec = get_backbone("efficientnet_lite0", size)
         start = time.perf_counter()
         model = spec.build(include_top=False)  # the weights are converted already

@@ -70,13 +70,19 @@ class _TestScore:
         return TestScore()
 
 
-def run_ours(data: Path, work: Path, start: float) -> None:
-    os.environ["VQA_CACHE"] = str(work / "weights-cache")  # the conversion counts too
-    copy = work / "easy-vqa"  # DATA without its feature cache
+def without_features(data: Path, copy: Path) -> Path:
+    """`copy`: the prepared easy-VQA in `data` without its feature cache (its tables
+    copied, its images linked)."""
     copy.mkdir()
     for name in ("questions.parquet", "images.parquet", "meta.json"):
         shutil.copy(data / name, copy / name)
     (copy / "images").symlink_to((data / "images").resolve())
+    return copy
+
+
+def run_ours(data: Path, work: Path, start: float) -> None:
+    os.environ["VQA_CACHE"] = str(work / "weights-cache")  # the conversion counts too
+    copy = without_features(data, work / "easy-vqa")
 
     import keras  # noqa: F401
 

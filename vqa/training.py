@@ -378,15 +378,14 @@ def _learning_rate(config: Config, steps_per_epoch: int):
     (then cosine decays to 0 over the remaining steps, or the rate stays constant)."""
     train_config = config.train
     warmup = round(train_config.warmup_epochs * steps_per_epoch)
-    if train_config.learning_rate_schedule == "constant" and not warmup:
+    constant = train_config.learning_rate_schedule == "constant"
+    if constant and not warmup:
         return train_config.learning_rate
-    total = steps_per_epoch * train_config.epochs
-    # A constant rate after the warm-up is a cosine whose decay never starts in time.
-    decay = total - warmup if train_config.learning_rate_schedule == "cosine" else 10**12
-    if not warmup:
-        return keras.optimizers.schedules.CosineDecay(train_config.learning_rate, decay)
+    decay = max(steps_per_epoch * train_config.epochs - warmup, 1)
     return keras.optimizers.schedules.CosineDecay(
-        0.0, max(decay, 1), warmup_target=train_config.learning_rate, warmup_steps=warmup)
+        0.0 if warmup else train_config.learning_rate, decay,
+        alpha=1.0 if constant else 0.0,  # alpha: the floor, as a fraction of the rate
+        warmup_target=train_config.learning_rate if warmup else None, warmup_steps=warmup)
 
 
 def _prepare_run_dir(run: Path, config: Config, overwrite: bool) -> dict | None:

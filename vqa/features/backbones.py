@@ -229,7 +229,6 @@ def get_backbone(name: str, image_size: int | None = None) -> Backbone:
     return dataclasses.replace(spec, image_size=image_size, resize_short_side=image_size)
 
 
-
 _CAFFE_BGR_MEAN = ((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), True)
 BACKBONES: dict[str, Backbone] = {b.name: b for b in (
     Backbone("efficientnet_lite0", 1280,  # converted into cache_dir(), see lite0_weights()

@@ -165,18 +165,16 @@ def extract_features(dataset: PreparedDataset, backbone: str = "efficientnet_lit
              n_todo, len(image_ids), index, count)
     show = sys.stdout.isatty() if progress is None else progress
     bar = keras.utils.Progbar(n_todo, unit_name="image") if show and n_todo else None
-    work = [(c, start, image_ids[c * chunk_size:(c + 1) * chunk_size][start:start + batch_size])
-            for c in todo for start in range(0, min(chunk_size, len(image_ids) - c * chunk_size),
-                                             batch_size)]
+    chunk_ids = {c: image_ids[c * chunk_size:(c + 1) * chunk_size] for c in todo}
+    work = [(c, start, ids[start:start + batch_size])
+            for c, ids in chunk_ids.items() for start in range(0, len(ids), batch_size)]
 
     def load(item):
         return spec.load_pixels([dataset.image_path(i) for i in item[2]]).astype("float32")
 
-    out = None
     for (c, start, batch), pixels in zip(work, _ahead(load, work)):
         if start == 0:
-            out = np.empty((len(image_ids[c * chunk_size:(c + 1) * chunk_size]), *manifest.grid),
-                           dtype=dtype)
+            out = np.empty((len(chunk_ids[c]), *manifest.grid), dtype=dtype)
         out[start:start + len(batch)] = np.asarray(model.predict_on_batch(pixels))
         if bar is not None:
             bar.add(len(batch))
@@ -355,7 +353,7 @@ def image_table(dataset: PreparedDataset, config: Config, image_ids: Sequence[st
     model = config.model
     if model.image_encoder != "pretrained":
         return dataset.load_images(image_ids, model.image_size)
-    size = config.for_dataset(dataset).model.backbone_image_size
+    size = input_size(dataset, model.backbone_image_size)
     if config.train.fine_tune:
         spec = get_backbone(model.backbone, size)
         pixels = spec.load_pixels([dataset.image_path(i) for i in image_ids])
@@ -366,7 +364,6 @@ def image_table(dataset: PreparedDataset, config: Config, image_ids: Sequence[st
         extract_features(dataset, model.backbone, weights, image_size=size)
     cache = FeatureCache.open(dataset, model.backbone, size)
     return cache, cache.rows
-
 
 
 def backbone_for_answering(manifest: Manifest) -> keras.Model:
