@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import threading
@@ -191,9 +192,9 @@ class Answerer:
                                       None if attention is None else attention[j])
         return out
 
-    @property
+    @functools.cached_property
     def _backbone(self):
-        """The backbone spec at the input size the run was trained with."""
+        """The backbone spec at the input size the run was trained with (found once)."""
         model = self.config.model
         return get_backbone(model.backbone, model.backbone_image_size or None)
 
