@@ -32,6 +32,16 @@ def test_batches_gather_each_question_with_its_image():
     assert len(last["image"]) == 1 and last["image"][0, 0, 0, 0] == 2
 
 
+def test_questions_are_padded_to_the_longest_not_to_the_limit():
+    words = Vocabulary.for_questions(["what color is it", "is it red"])
+    tokens = words.encode_questions(["is it red", "what color is it"], max_length=14)
+    assert tokens.shape == (2, 4)  # the longest question, not max_length
+    assert tokens[0, 3] == 0 and (tokens[1] > 1).all()
+    assert words.encode_questions(["what color is it"], max_length=2).shape == (1, 2)
+    assert words.encode_questions([""], max_length=14).shape == (1, 1)
+    assert words.encode_questions([], max_length=14).shape == (0, 1)
+
+
 def test_shuffled_batches_cover_every_question_once_per_epoch():
     n = 10
     images = np.zeros((1, 2, 2, 3), "uint8")

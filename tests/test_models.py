@@ -174,6 +174,19 @@ def test_question_encoder_shapes():
         assert tuple(out.shape) == (1, width)
 
 
+def test_question_padding_width_does_not_change_the_answer():
+    """Batches are padded only to their longest question; the encoder's mask makes the
+    width irrelevant, so a model answers the same at any width."""
+    for kwargs in (dict(), dict(question_encoder="gru", bidirectional=True, question_layers=2)):
+        config = ModelConfig(**{**SMALL, "image_encoder": "pretrained", **kwargs})
+        model = build_model(config, vocab_size=10, num_answers=5)
+        inputs = _inputs(config)
+        inputs["question"] = np.array([[3, 4, 0], [5, 6, 7], [2, 0, 0]], dtype="int32")
+        wide = {**inputs, "question": np.pad(inputs["question"], ((0, 0), (0, 9)))}
+        np.testing.assert_allclose(model.predict_on_batch(inputs),
+                                   model.predict_on_batch(wide), rtol=1e-5, atol=1e-6)
+
+
 def test_word_vectors_initialise_the_embedding(tmp_path):
     from vqa.data.text import Vocabulary, load_word_vectors
     from vqa.errors import ConfigError

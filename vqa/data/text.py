@@ -82,8 +82,15 @@ class Vocabulary:
         return Encoded(out, unknown, len(ids) > max_length)
 
     def encode_questions(self, questions: Iterable[str], max_length: int) -> np.ndarray:
+        """[n, width] token ids, 0-padded at the end; width is the longest question's
+        length, at most `max_length` (the recurrent encoder then runs no more steps than
+        the longest question needs; its mask makes the padding's width irrelevant)."""
         rows = [self.encode_question(q, max_length).ids for q in questions]
-        return np.stack(rows) if rows else np.zeros((0, max_length), dtype="int32")
+        if not rows:
+            return np.zeros((0, 1), dtype="int32")
+        tokens = np.stack(rows)
+        width = max(1, int((tokens != 0).sum(axis=1).max()))
+        return tokens[:, :width]
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.tokens, ensure_ascii=False, indent=0))

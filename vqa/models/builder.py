@@ -17,7 +17,8 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
     """Image branch + question branch + fusion (or attention, or relations) + classifier.
 
     Inputs: {"image": [batch, S, S, 3] pixels (0-255) for the small CNN, or the cached
-    [batch, g, g, C] grid of a pretrained backbone; "question": [batch, L] int32 ids}.
+    [batch, g, g, C] grid of a pretrained backbone; "question": [batch, L] int32 ids,
+    0-padded at the end, L any length (at most max_question_length by convention)}.
     Output: [batch, num_answers] answer probabilities.
 
     With `backbone` (a pixels -> grid network, to fine-tune), the model takes the
@@ -28,7 +29,7 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
     if backbone is not None:
         head = build_model(config, vocab_size, num_answers, word_vectors=word_vectors)
         pixels = keras.Input(backbone.input.shape[1:], name="image")
-        question = keras.Input((config.max_question_length,), dtype="int32", name="question")
+        question = keras.Input((None,), dtype="int32", name="question")
         # training=False: the backbone's batch norm keeps its ImageNet statistics; small
         # batches would otherwise overwrite them.
         answers = head({"image": backbone(pixels, training=False), "question": question})
@@ -38,7 +39,7 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
                          f"num_answers >= 1. Received: vocab_size={vocab_size}, "
                          f"num_answers={num_answers}")
     image = keras.Input(image_input_shape(config), name="image")  # pixels or a feature grid
-    question = keras.Input((config.max_question_length,), dtype="int32", name="question")
+    question = keras.Input((None,), dtype="int32", name="question")
     question_vector = QUESTION_ENCODERS[config.question_encoder](config, vocab_size)(question)
     if config.inputs != "question":
         grid = IMAGE_ENCODERS[config.image_encoder](config)(image)  # [batch, g, g, C]

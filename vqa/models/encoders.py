@@ -36,7 +36,7 @@ def question_encoder(config: ModelConfig, vocab_size: int) -> keras.Sequential:
     """
     cell = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[config.question_encoder]
     layers: list[keras.layers.Layer] = [
-        keras.Input((config.max_question_length,), dtype="int32"),
+        keras.Input((None,), dtype="int32"),
         keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=True,
                                name="word_embedding")]
     for i in range(config.question_layers):
