@@ -101,6 +101,21 @@ def test_resume_with_another_batch_size_is_accepted(tmp_path, monkeypatch):
     assert _read(path).shape[0] == 12
 
 
+def test_a_short_last_batch_is_padded_to_the_traced_size(reference, tmp_path, monkeypatch):
+    """The network sees one batch shape (another would be traced again); the padding
+    rows are dropped, so the cache is the same."""
+    import keras
+
+    sizes = []
+    real = keras.Model.predict_on_batch
+    monkeypatch.setattr(keras.Model, "predict_on_batch",
+                        lambda self, x: sizes.append(len(x)) or real(self, x))
+    path = extract_features(_copy(tmp_path), batch_size=5, chunk_size=12, progress=False)
+    assert sizes == [5, 5, 5]  # 12 images: 5, 5, and 2 padded to 5
+    np.testing.assert_allclose(_read(path).astype("float32"),
+                               reference[0].astype("float32"), rtol=2e-2, atol=2e-2)
+
+
 def test_feature_cache_reads_rows_in_any_order(reference, tmp_path):
     ds = _copy(tmp_path)
     extract_features(ds, **SMALL)

@@ -90,6 +90,17 @@ def test_lite0_port_classifies_the_sample_photos(sample_photos, tmp_path, monkey
     assert "torch" not in sys.modules
 
 
+def test_lite0_converted_at_another_size_loads_at_every_size(tmp_path, monkeypatch):
+    monkeypatch.setenv("VQA_CACHE", str(tmp_path))
+    small = get_backbone("efficientnet_lite0", 64).build(include_top=True)  # converts
+    assert (tmp_path / "efficientnet_lite0.weights.h5").is_file()
+    full = get_backbone("efficientnet_lite0").build(include_top=True)  # loads the file
+    assert len(full.weights) == len(small.weights) > 200
+    for a, b in zip(small.weights, full.weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a),
+                                      keras.ops.convert_to_numpy(b))
+
+
 def test_lite0_grid_without_top():
     spec = get_backbone("efficientnet_lite0")
     model = spec.build(include_top=False)

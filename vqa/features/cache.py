@@ -175,7 +175,11 @@ def extract_features(dataset: PreparedDataset, backbone: str = "efficientnet_lit
     for (c, start, batch), pixels in zip(work, _ahead(load, work)):
         if start == 0:
             out = np.empty((len(chunk_ids[c]), *manifest.grid), dtype=dtype)
-        out[start:start + len(batch)] = np.asarray(model.predict_on_batch(pixels))
+        if len(batch) < batch_size and len(work) > 1:  # a new shape would trace the
+            pixels = np.concatenate(  # network again, which costs more than the padding
+                [pixels, np.repeat(pixels[-1:], batch_size - len(batch), axis=0)])
+        grids = np.asarray(model.predict_on_batch(pixels))
+        out[start:start + len(batch)] = grids[:len(batch)]
         if bar is not None:
             bar.add(len(batch))
         if start + len(batch) == len(out):  # the chunk is complete
