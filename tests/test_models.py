@@ -8,7 +8,7 @@ from vqa import config as config_module
 from vqa.config import ModelConfig
 from vqa.models import FUSIONS, ConcatFusion, ElementwiseFusion, build_model, losses
 from vqa.models import attention, builder, encoders, fusion
-from vqa.models.attention import RelationModule, StackedAttention
+from vqa.models.attention import FiLMModule, RelationModule, StackedAttention
 from vqa.models.fusion import MFBFusion
 
 
@@ -27,6 +27,7 @@ VARIANTS = [  # every fusion with and without attention, relations, encoders, ba
     *[dict(fusion=f, attention_hops=h) for f in ("concat", "elementwise", "mfb")
       for h in (0, 1, 2)],
     dict(fusion="relation", relation_layers=2),
+    dict(fusion="film", film_blocks=2),
     dict(fusion="elementwise", attention_hops=1, grid_coordinates=True),
     dict(question_encoder="gru", question_layers=2, bidirectional=True),
     dict(question_encoder="lstm", question_layers=3),
@@ -71,7 +72,7 @@ def test_elementwise_fusion_is_a_product_of_projections():
 
 
 def test_config_choices_match_the_registries():
-    assert set(config_module.FUSION_CHOICES) == set(FUSIONS) | {"relation"}
+    assert set(config_module.FUSION_CHOICES) == set(FUSIONS) | {"relation", "film"}
     assert set(config_module.IMAGE_ENCODER_CHOICES) == set(encoders.IMAGE_ENCODERS)
     assert set(config_module.QUESTION_ENCODER_CHOICES) == set(encoders.QUESTION_ENCODERS)
     from vqa.features.backbones import BACKBONES
@@ -156,6 +157,23 @@ def test_relation_module_is_g_averaged_over_every_pair():
     np.testing.assert_allclose(out, np.maximum(total / 36 @ wf + bf, 0), rtol=1e-4, atol=1e-5)
 
 
+def test_film_blocks_are_modulated_by_the_question():
+    layer = FiLMModule(6, blocks=2)
+    rng = np.random.default_rng(0)
+    grid = rng.random((2, 3, 3, 5)).astype("float32")
+    questions = [rng.random((2, 4)).astype("float32") for _ in range(2)]
+    out = [keras.ops.convert_to_numpy(layer([q, grid])) for q in questions]
+    assert out[0].shape == (2, 6) and not np.allclose(out[0], out[1])
+    for film in layer.films:  # gamma = 1, beta = 0: plain residual blocks
+        film.set_weights([np.zeros_like(w) for w in film.get_weights()])
+    plain = [keras.ops.convert_to_numpy(layer([q, grid])) for q in questions]
+    np.testing.assert_allclose(plain[0], plain[1])
+    film = layer.films[-1]  # a shift of every channel in the last block: the output moves
+    film.set_weights([film.get_weights()[0], np.full(12, 0.5, "float32")])
+    assert not np.allclose(keras.ops.convert_to_numpy(layer([questions[0], grid])), plain[0])
+    assert FiLMModule.from_config(layer.get_config()).blocks == 2
+
+
 def test_mfb_fusion_is_normalised():
     layer = MFBFusion(6, factor=3)
     out = keras.ops.convert_to_numpy(layer([np.random.rand(4, 3).astype("float32"),
@@ -210,6 +228,9 @@ def test_word_vectors_initialise_the_embedding(tmp_path):
     (dict(fusion="relation", attention_hops=1), "attention_hops needs"),
     (dict(inputs="question", attention_hops=1), "attention_hops needs"),
     (dict(fusion="relation", inputs="image"), "relation needs both"),
+    (dict(fusion="film", attention_hops=2), "attention_hops needs"),
+    (dict(fusion="film", inputs="question"), "film needs both"),
+    (dict(film_blocks=0), "film_blocks"),
     (dict(question_layers=4), "question_layers must be"),
     (dict(inputs="pixels"), "inputs"),
 ])

@@ -19,7 +19,7 @@ from vqa.errors import ConfigError
 
 # Names a config may use; the registries in vqa.models hold what they build (a test
 # keeps the two in step, so that config validation needs no Keras import).
-FUSION_CHOICES = ("concat", "elementwise", "mfb", "relation")
+FUSION_CHOICES = ("concat", "elementwise", "mfb", "relation", "film")
 QUESTION_ENCODER_CHOICES = ("lstm", "gru")
 INPUT_CHOICES = ("both", "question", "image")  # question / image: the one-branch baselines
 IMAGE_ENCODER_CHOICES = ("small_cnn", "pretrained")
@@ -47,10 +47,11 @@ class ModelConfig:
     word_vectors: str = ""  # GloVe-format text file to initialise the embedding ("" = none)
     question_dim: int = 128  # recurrent units (per direction)
     max_question_length: int = 14  # longer questions are truncated, with a warning
-    fusion: str = "elementwise"  # concat | elementwise | mfb | relation
-    fusion_dim: int = 256  # fused vector; for relation, the width of g and f
+    fusion: str = "elementwise"  # concat | elementwise | mfb | relation | film
+    fusion_dim: int = 256  # fused vector; relation: the width of g and f; film: channels
     mfb_factor: int = 5  # mfb: rank of each output's bilinear form
     relation_layers: int = 3  # relation: layers of g, applied to every pair of cells
+    film_blocks: int = 4  # film: residual conv blocks the question modulates
     attention_hops: int = 0  # 0: pool the grid; 1 or 2: stacked soft attention over it
     attention_dim: int = 256  # attention: the space cells and question are scored in
     grid_coordinates: bool = False  # attention: give each cell its (x, y), for "left of"
@@ -68,11 +69,12 @@ class ModelConfig:
         if not 0 <= self.attention_hops <= 3:
             raise ConfigError(f"attention_hops must be 0 (no attention) to 3. "
                               f"Received: {self.attention_hops}")
-        if self.attention_hops and (self.fusion == "relation" or self.inputs != "both"):
+        if self.attention_hops and (self.fusion in ("relation", "film")
+                                    or self.inputs != "both"):
             raise ConfigError("attention_hops needs both inputs and a fusion other than "
-                              "relation (which already reads every cell).")
-        if self.fusion == "relation" and self.inputs != "both":
-            raise ConfigError("fusion: relation needs both inputs.")
+                              "relation or film (which already read every cell).")
+        if self.fusion in ("relation", "film") and self.inputs != "both":
+            raise ConfigError(f"fusion: {self.fusion} needs both inputs.")
         _check_choice("image_encoder", self.image_encoder, IMAGE_ENCODER_CHOICES)
         if self.backbone not in BACKBONE_CHOICES:
             raise ConfigError(f"Unknown backbone {self.backbone!r}. Expected one of "
@@ -83,7 +85,7 @@ class ModelConfig:
                               f"multiple of 32. Received: {self.backbone_image_size}")
         for name in ("image_size", "image_dim", "embedding_dim", "question_dim",
                      "max_question_length", "fusion_dim", "classifier_dim", "mfb_factor",
-                     "relation_layers", "attention_dim"):
+                     "relation_layers", "film_blocks", "attention_dim"):
             _check_positive(name, getattr(self, name))
         if not self.cnn_filters or min(self.cnn_filters) <= 0:
             raise ConfigError(

@@ -6,7 +6,8 @@ import keras
 import numpy as np
 
 from vqa.config import ModelConfig
-from vqa.models.attention import GridCoordinates, RelationModule, StackedAttention
+from vqa.models.attention import (FiLMModule, GridCoordinates, RelationModule,
+                                  StackedAttention)
 from vqa.models.encoders import IMAGE_ENCODERS, QUESTION_ENCODERS, image_input_shape
 from vqa.models.fusion import FUSIONS
 
@@ -48,6 +49,9 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
         fused = question_vector
     elif config.fusion == "relation":
         fused = RelationModule(config.fusion_dim, config.relation_layers, name="relation")(
+            [question_vector, grid])  # [batch, fusion_dim]
+    elif config.fusion == "film":
+        fused = FiLMModule(config.fusion_dim, config.film_blocks, name="film")(
             [question_vector, grid])  # [batch, fusion_dim]
     else:
         if config.attention_hops:
