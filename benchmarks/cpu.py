@@ -124,7 +124,7 @@ def measure_train(data: str, steps: int) -> dict:
     backbone = spec.build(include_top=False)
     backbone.trainable = False
     pixels = keras.Input((spec.image_size, spec.image_size, 3), name="image")
-    question = keras.Input((config.model.max_question_length,), dtype="int32", name="question")
+    question = keras.Input((None,), dtype="int32", name="question")
     end_to_end = keras.Model({"image": pixels, "question": question},
                              head({"image": backbone(pixels), "question": question}))
     end_to_end.compile(optimizer="adam", loss=soft_crossentropy)
