@@ -48,7 +48,7 @@ def test_partial_config_file_keeps_defaults(tmp_path):
 
 
 @pytest.mark.parametrize("text, match", [
-    ("model:\n  fusion: sum\n", r"Expected one of \['concat', 'elementwise', 'mfb', 'relation'\]"),
+    ("model:\n  fusion: sum\n", r"Expected one of \['concat', 'elementwise', 'mfb', 'relation', 'film'\]"),
     ("model:\n  fusoin: concat\n", r"Unknown ModelConfig key\(s\) \['fusoin'\]"),
     ("training:\n  epochs: 2\n", "Unknown config section"),
     ("train:\n  validation_fraction: 1.5\n", "validation_fraction"),
