@@ -212,9 +212,9 @@ class FiLMModule(keras.layers.Layer):
             return layer
 
         self.stem = conv(1, grid_shape[-1] + 2, "stem", activation="relu")
-        self.inputs_convs, self.convs, self.norms, self.films = [], [], [], []
+        self.in_convs, self.convs, self.norms, self.films = [], [], [], []
         for i in range(self.blocks):
-            self.inputs_convs.append(conv(1, n + 2, f"block{i}_in", activation="relu"))
+            self.in_convs.append(conv(1, n + 2, f"block{i}_in", activation="relu"))
             self.convs.append(conv(3, n, f"block{i}_conv", use_bias=False))
             norm = keras.layers.BatchNormalization(center=False, scale=False,
                                                    name=f"block{i}_norm")
@@ -228,7 +228,7 @@ class FiLMModule(keras.layers.Layer):
     def call(self, inputs, training=None):
         question, grid = inputs
         x = self.stem(_with_coordinates(grid))  # [b, rows, cols, units]
-        for block_in, block_conv, norm, film in zip(self.inputs_convs, self.convs,
+        for block_in, block_conv, norm, film in zip(self.in_convs, self.convs,
                                                    self.norms, self.films):
             x = block_in(_with_coordinates(x))
             h = norm(block_conv(x), training=training)
