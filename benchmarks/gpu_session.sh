@@ -20,8 +20,8 @@ OUT=${OUT:-/tmp/gpu-out}
 TRAIN_SECONDS=${TRAIN_SECONDS:-380}
 THROUGHPUT=${THROUGHPUT:-1}
 EASY=${EASY:-1}
-SOC_VARIANTS=${SOC_VARIANTS-relation elementwise-attention concat-attention elementwise concat}
-SCENES_VARIANTS=${SCENES_VARIANTS-elementwise-attention}
+SOC_VARIANTS=${SOC_VARIANTS-film relation elementwise-attention concat-attention elementwise concat}
+SCENES_VARIANTS=${SCENES_VARIANTS-film elementwise-attention}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/log.txt") 2>&1
 [ -n "${SKIP_INSTALL:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
