@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from vqa.config import Config, ModelConfig, TrainConfig, load_config, save_config
@@ -103,3 +105,11 @@ def test_warmup_ramps_the_learning_rate_up_then_follows_the_schedule(schedule, a
 def test_warmup_must_end_before_the_last_epoch():
     with pytest.raises(ConfigError, match="warmup_epochs must be >= 0 and below epochs"):
         TrainConfig(epochs=2, warmup_epochs=2)
+
+
+@pytest.mark.parametrize("path", sorted(
+    (Path(__file__).resolve().parents[1] / "experiments" / "configs").rglob("*.yaml")),
+    ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_experiment_configs_load(path):
+    load_config(path)  # unknown keys and bad values are errors
+    assert path.read_text().startswith("#")  # each says what variant it is
