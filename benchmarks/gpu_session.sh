@@ -8,6 +8,8 @@
 # The training runs go side by side on the one GPU, all stopped TRAIN_SECONDS after the
 # training part began (the throughput part is not counted), and then finished as early-stopped
 # runs (benchmarks/finish_run.py keeps each one's best epoch).
+# A variant whose finished run was carried in INIT_RUNS/<group>/<variant> (default
+# gpu-data/init) starts from that run's weights (vqa train --init-from): to train it on.
 # A dataset already prepared under gpu-data/<name> (carried along, or in gpu-data/datasets.tar.gz)
 # is used as it is;
 # otherwise it is generated here (SOC_IMAGES, SCENES_IMAGES).
@@ -22,6 +24,7 @@ THROUGHPUT=${THROUGHPUT:-1}
 EASY=${EASY:-1}
 SOC_VARIANTS=${SOC_VARIANTS-film relation elementwise-attention concat-attention elementwise concat}
 SCENES_VARIANTS=${SCENES_VARIANTS-film elementwise-attention}
+INIT_RUNS=${INIT_RUNS:-$PWD/gpu-data/init}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/log.txt") 2>&1
 [ -n "${SKIP_INSTALL:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -49,8 +52,10 @@ train() {
   local data=$1 config=$2 name
   name=$(basename "$(dirname "$config")")/$(basename "$config" .yaml)
   mkdir -p "$RUNS/$(dirname "$name")"
+  local init=()
+  [ -d "$INIT_RUNS/$name" ] && init=(--init-from "$INIT_RUNS/$name")
   timeout -s KILL $(( end - $(date +%s) )) python3 -m vqa train "$W/$data" --config "$config" \
-    --out "$RUNS/$name" > "$RUNS/$name.log" 2>&1
+    --out "$RUNS/$name" "${init[@]}" > "$RUNS/$name.log" 2>&1
   python3 benchmarks/finish_run.py "$W/$data" "$config" "$RUNS/$name" >> "$RUNS/$name.log" 2>&1
   python3 -m vqa evaluate "$RUNS/$name" "$W/$data" >> "$RUNS/$name.log" 2>&1
   stamp "$name: $(grep -m1 -A3 'accuracy' "$RUNS/$name.log" | tr -s ' \n' ' ')"

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -18,7 +19,7 @@ import pytest
 from conftest import TINY_CONFIG, make_tiny_dataset
 from vqa import Answerer, evaluate_run, run_dir as files
 from vqa.cli import main
-from vqa.config import save_config
+from vqa.config import Config, save_config
 from vqa.data.batches import VQABatches
 from vqa.errors import RunDirError, TrainingError
 from vqa.training import RunCheckpoint, train
@@ -200,3 +201,44 @@ def test_nan_weights_behind_a_finite_loss_stop_before_the_epoch_is_kept(tmp_path
         checkpoint.on_epoch_end(1, {"val_vqa_score": 0.6, "loss": 1.0})
     assert state["next_epoch"] == 1 and state["last_file"] == "last-epoch0.keras"
     assert pd.read_csv(tmp_path / files.HISTORY)["epoch"].tolist() == [0]
+
+
+class _FirstWeights(keras.callbacks.Callback):
+    """Keeps the model's weights as fit found them."""
+
+    def on_train_begin(self, logs=None):
+        self.weights = [np.array(w) for w in self.model.get_weights()]
+
+
+def test_init_from_starts_at_the_source_runs_weights_and_vocabularies(tiny_dataset, tiny_run,
+                                                                       tmp_path):
+    source, _ = tiny_run
+    first = _FirstWeights()
+    summary = train(tiny_dataset.root, tmp_path / "on", TINY_CONFIG.with_train(epochs=1),
+                    verbose=0, callbacks=[first], init_from=source)
+    trained = keras.models.load_model(source / files.MODEL, compile=False).get_weights()
+    assert len(first.weights) == len(trained)
+    assert all(np.array_equal(a, b) for a, b in zip(first.weights, trained))
+    for name in (files.QUESTION_VOCAB, files.ANSWER_VOCAB):
+        assert (tmp_path / "on" / name).read_text() == (source / name).read_text()
+    assert summary["initialised_from"] == str(source)
+    fresh = _FirstWeights()  # without it, the same seed starts elsewhere
+    train(tiny_dataset.root, tmp_path / "fresh", TINY_CONFIG.with_train(epochs=1), verbose=0,
+          callbacks=[fresh])
+    assert not all(np.array_equal(a, b) for a, b in zip(fresh.weights, trained))
+
+
+def test_init_from_refuses_another_model_before_making_the_run(tiny_dataset, tiny_run,
+                                                              tmp_path, capsys):
+    source, _ = tiny_run
+    config = tmp_path / "config.yaml"
+    save_config(Config(replace(TINY_CONFIG.model, fusion="concat", question_dim=8),
+                       TINY_CONFIG.train), config)
+    code = main(["train", str(tiny_dataset.root), "--config", str(config), "--out",
+                 str(tmp_path / "run"), "--init-from", str(source)])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "model.question_dim, model.fusion" in err and str(source) in err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(RunDirError, match="Not a run directory"):
+        train(tiny_dataset.root, tmp_path / "run", TINY_CONFIG, init_from=tmp_path / "nothing")

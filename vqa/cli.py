@@ -52,7 +52,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from vqa.training import train
 
     summary = train(dataset, args.out, config, overwrite=args.overwrite,
-                    strategy=args.strategy)
+                    strategy=args.strategy, init_from=args.init_from)
     saved = (f"run saved in {args.out}" if summary["worker"] == 0 else
              f"worker {summary['worker']}: the chief saves the run")
     print(f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation "
@@ -353,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "machine; VQA_CPU_DEVICES=N splits a CPU), multi-worker "
                         "(TensorFlow, the machines in TF_CONFIG), data-parallel (JAX, "
                         "this machine); train.batch_size is the global batch")
+    p.add_argument("--init-from", metavar="RUN",
+                   help="start from the weights and vocabularies of the finished run RUN "
+                        "(same model config; a fresh optimizer): to train it on for more "
+                        "epochs, or on other data")
     p.add_argument("--resume", action="store_true",
                    help="continue the unfinished run in --out from its last finished epoch "
                         "(an error if there is none; without the flag an unfinished run "

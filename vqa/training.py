@@ -159,7 +159,8 @@ class RunCheckpoint(keras.callbacks.Callback):
 def train(data: str | Path | PreparedDataset, out: str | Path,
           config: Config | str | Path | None = None,
           *, verbose: int | None = None, overwrite: bool = False,
-          callbacks: list | None = None, strategy: str = "none") -> dict:
+          callbacks: list | None = None, strategy: str = "none",
+          init_from: str | Path | None = None) -> dict:
     """Train a model on the train split of a prepared dataset (or its directory).
 
     Returns the summary also written to RUN_DIR/training.json.
@@ -171,6 +172,10 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
     (they run after the run's own checkpointing at the end of each epoch). `strategy`
     spreads each batch over devices or machines (vqa.distribute.STRATEGIES); with
     multi-worker only the chief writes `out`, the other workers a temporary directory.
+    `init_from` (a finished run with the same model config) starts the weights, and the
+    vocabularies, from that run's best epoch instead of at random: to train a run on for
+    more epochs, or on other data with the same words and answers. The optimizer starts
+    afresh. A resumed run takes its weights from its checkpoint.
     """
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
@@ -178,16 +183,19 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
         config = load_config(config)
     replicas = distribute.start(strategy, config.train.batch_size)  # before any TF op
     if replicas.is_chief:
-        return _train(data, Path(out), config, replicas, verbose, overwrite, callbacks)
+        return _train(data, Path(out), config, replicas, verbose, overwrite, callbacks,
+                      init_from)
     with tempfile.TemporaryDirectory(prefix=f"vqa-worker{replicas.worker}-") as scratch:
-        return _train(data, Path(scratch) / "run", config, replicas, verbose, True, callbacks)
+        return _train(data, Path(scratch) / "run", config, replicas, verbose, True, callbacks,
+                      init_from)
 
 
 def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
            replicas: distribute.Replicas, verbose: int, overwrite: bool,
-           callbacks: list | None) -> dict:
+           callbacks: list | None, init_from: str | Path | None) -> dict:
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
     config = config.for_dataset(dataset)  # the backbone's input size, if left to suit it
+    source = None if init_from is None else _init_source(init_from, config)
     state = _prepare_run_dir(run, config, overwrite)
     if state is not None and replicas.workers > 1:
         raise ConfigError(f"{run} holds an unfinished run; multi-worker runs do not resume. "
@@ -205,7 +213,11 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
     if state is None:
         fit_q, val_q = split_by_image(train_q, config.train.validation_fraction,
                                       config.train.seed)
-        words, answers = build_vocabularies(fit_q, config, dataset.answer_vocabulary_size)
+        if source is None:
+            words, answers = build_vocabularies(fit_q, config, dataset.answer_vocabulary_size)
+        else:  # the source's ids, so that its embedding and answer rows line up
+            words = Vocabulary.load(source / files.QUESTION_VOCAB)
+            answers = Vocabulary.load(source / files.ANSWER_VOCAB)
         words.save(run / files.QUESTION_VOCAB)
         answers.save(run / files.ANSWER_VOCAB)
         save_config(config, run / files.CONFIG)
@@ -240,6 +252,10 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
     if state is None:
         with replicas.scope():
             model, optimizer = _new_model(config, words, len(answers), len(fit_batches))
+            if source is not None:
+                trained = keras.models.load_model(source / files.MODEL, compile=False)
+                model.set_weights(trained.get_weights())
+                log.info("weights and vocabularies from %s", source)
             # Weighted: the rows that pad a batch for the replicas have weight 0.
             model.compile(optimizer=optimizer, loss=soft_crossentropy,
                           weighted_metrics=[vqa_score],
@@ -293,6 +309,7 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
         "replicas": replicas.count,
         "worker": replicas.worker,
         "seed": config.train.seed,
+        "initialised_from": None if source is None else str(source),
         "versions": library_versions(),
     }
     files.write_json_atomic(summary, run / files.TRAINING)
@@ -355,6 +372,21 @@ def _save_image_encoder(run: Path, manifest: Manifest) -> None:
         files.write_json_atomic(asdict(manifest), run / files.FEATURES)
     if not (run / files.IMAGE_ENCODER).is_file():
         _save_atomic(backbone_for_answering(manifest), run / files.IMAGE_ENCODER)
+
+
+def _init_source(init_from: str | Path, config: Config) -> Path:
+    """The finished run to start from, checked to hold the model `config` builds."""
+    source = files.check_run_dir(init_from)
+    theirs = load_config(source / files.CONFIG)
+    differ = [f"model.{name}" for name, value in asdict(config.model).items()
+              if asdict(theirs.model).get(name) != value]
+    if theirs.train.fine_tune != config.train.fine_tune:
+        differ.append("train.fine_tune")
+    if differ:
+        raise ConfigError(f"Cannot initialise from {source}: its model differs from this "
+                          f"config's in {', '.join(differ)}. Initialising needs the same "
+                          "model; copy those settings from its config.yaml.")
+    return source
 
 
 def _new_model(config: Config, words: Vocabulary, n_answers: int, steps_per_epoch: int
