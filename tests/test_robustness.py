@@ -210,6 +210,13 @@ class _FirstWeights(keras.callbacks.Callback):
         self.weights = [np.array(w) for w in self.model.get_weights()]
 
 
+class _StopAfterFirstEpoch(keras.callbacks.Callback):
+    """Interrupts fit once the first epoch is checkpointed."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        raise KeyboardInterrupt
+
+
 def test_init_from_starts_at_the_source_runs_weights_and_vocabularies(tiny_dataset, tiny_run,
                                                                        tmp_path):
     source, _ = tiny_run
@@ -222,6 +229,14 @@ def test_init_from_starts_at_the_source_runs_weights_and_vocabularies(tiny_datas
     for name in (files.QUESTION_VOCAB, files.ANSWER_VOCAB):
         assert (tmp_path / "on" / name).read_text() == (source / name).read_text()
     assert summary["initialised_from"] == str(source)
+    # Stopped after its first epoch and resumed by a later call without the option, the
+    # run still says where it started (the state records it).
+    stopped = tmp_path / "stopped"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_dataset.root, stopped, TINY_CONFIG.with_train(epochs=2), verbose=0,
+              callbacks=[_StopAfterFirstEpoch()], init_from=source)
+    assert train(tiny_dataset.root, stopped, TINY_CONFIG.with_train(epochs=2),
+                 verbose=0)["initialised_from"] == str(source)
     fresh = _FirstWeights()  # without it, the same seed starts elsewhere
     train(tiny_dataset.root, tmp_path / "fresh", TINY_CONFIG.with_train(epochs=1), verbose=0,
           callbacks=[fresh])

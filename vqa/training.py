@@ -261,7 +261,8 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
                           weighted_metrics=[vqa_score],
                           steps_per_execution=STEPS_PER_CALL if replicas.count == 1 else 1)
         state = {"next_epoch": 0, "best": -math.inf, "best_epoch": -1, "best_file": None,
-                 "last_file": None, "wait": 0, "stopped_early": False, "data": fingerprint}
+                 "last_file": None, "wait": 0, "stopped_early": False, "data": fingerprint,
+                 "initialised_from": None if source is None else str(source)}
         initial_epoch = 0
     else:
         with replicas.scope():
@@ -309,7 +310,7 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
         "replicas": replicas.count,
         "worker": replicas.worker,
         "seed": config.train.seed,
-        "initialised_from": None if source is None else str(source),
+        "initialised_from": state.get("initialised_from"),  # a resumed run's too
         "versions": library_versions(),
     }
     files.write_json_atomic(summary, run / files.TRAINING)
