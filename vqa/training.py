@@ -201,7 +201,6 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
         raise ConfigError(f"{run} holds an unfinished run; multi-worker runs do not resume. "
                           "Pass --overwrite to every worker to start again.")
     fingerprint = {"dataset": dataset.name, "counts": dataset.meta["counts"]}
-    keras.utils.set_random_seed(config.train.seed)
 
     if dataset.train_split is None:
         raise DatasetError(f"{dataset.root} has no split to train on (one named 'train' or "
@@ -249,6 +248,9 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
 
     fit_batches = distribute.for_replicas(fit.batches, replicas, training=True)
     val_batches = distribute.for_replicas(val.batches, replicas, training=False)
+    # Seeded here, after the features: extracting them builds the backbone, which draws
+    # random numbers, and the model must not depend on whether the cache existed.
+    keras.utils.set_random_seed(config.train.seed)
     if state is None:
         with replicas.scope():
             model, optimizer = _new_model(config, words, len(answers), len(fit_batches))
