@@ -3,6 +3,7 @@ only what it wrote (issue 7, parts 1, 2, 4 and 5)."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from vqa import Answerer, evaluate_run, run_dir as files
 from vqa.cli import main
 from vqa.config import Config, save_config
 from vqa.data.batches import VQABatches
-from vqa.errors import RunDirError, TrainingError
+from vqa.errors import ConfigError, RunDirError, TrainingError
 from vqa.training import RunCheckpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,3 +258,7 @@ def test_init_from_refuses_another_model_before_making_the_run(tiny_dataset, tin
     assert not (tmp_path / "run").exists()
     with pytest.raises(RunDirError, match="Not a run directory"):
         train(tiny_dataset.root, tmp_path / "run", TINY_CONFIG, init_from=tmp_path / "nothing")
+    same = shutil.copytree(source, tmp_path / "same")
+    with pytest.raises(ConfigError, match="cannot start from itself"):
+        train(tiny_dataset.root, same, TINY_CONFIG, overwrite=True, init_from=same)
+    assert (same / files.MODEL).is_file()  # refused before --overwrite removed anything

@@ -196,6 +196,9 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
     config = config.for_dataset(dataset)  # the backbone's input size, if left to suit it
     source = None if init_from is None else _init_source(init_from, config)
+    if source is not None and source.resolve() == run.resolve():
+        raise ConfigError(f"--init-from and --out both name {run}: a run cannot start from "
+                          "itself. Give the new run its own directory.")
     state = _prepare_run_dir(run, config, overwrite)
     if state is not None and replicas.workers > 1:
         raise ConfigError(f"{run} holds an unfinished run; multi-worker runs do not resume. "
