@@ -15,7 +15,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import keras
@@ -195,10 +195,7 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
            callbacks: list | None, init_from: str | Path | None) -> dict:
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
     config = config.for_dataset(dataset)  # the backbone's input size, if left to suit it
-    source = None if init_from is None else _init_source(init_from, config)
-    if source is not None and source.resolve() == run.resolve():
-        raise ConfigError(f"--init-from and --out both name {run}: a run cannot start from "
-                          "itself. Give the new run its own directory.")
+    source = None if init_from is None else _init_source(init_from, config, run)
     state = _prepare_run_dir(run, config, overwrite)
     if state is not None and replicas.workers > 1:
         raise ConfigError(f"{run} holds an unfinished run; multi-worker runs do not resume. "
@@ -380,12 +377,15 @@ def _save_image_encoder(run: Path, manifest: Manifest) -> None:
         _save_atomic(backbone_for_answering(manifest), run / files.IMAGE_ENCODER)
 
 
-def _init_source(init_from: str | Path, config: Config) -> Path:
-    """The finished run to start from, checked to hold the model `config` builds."""
+def _init_source(init_from: str | Path, config: Config, run: Path) -> Path:
+    """The finished run to start `run` from, checked to hold the model `config` builds."""
     source = files.check_run_dir(init_from)
+    if source.resolve() == run.resolve():
+        raise ConfigError(f"--init-from and --out both name {run}: a run cannot start from "
+                          "itself. Give the new run its own directory.")
     theirs = load_config(source / files.CONFIG)
-    differ = [f"model.{name}" for name, value in asdict(config.model).items()
-              if asdict(theirs.model).get(name) != value]
+    differ = [f"model.{field.name}" for field in fields(config.model)
+              if getattr(theirs.model, field.name) != getattr(config.model, field.name)]
     if theirs.train.fine_tune != config.train.fine_tune:
         differ.append("train.fine_tune")
     if differ:
