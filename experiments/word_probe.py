@@ -80,9 +80,9 @@ def probe(run: str | Path, dataset, template: str, words: list[str], split: str 
         "question_id": np.arange(len(image_ids) * len(words)),
         "image_id": np.repeat(image_ids, len(words)),
         "question": questions * len(image_ids)})
-    answers = np.asarray(list(answerer.predict_dataset(dataset, grid).values()))
-    same = (answers.reshape(len(image_ids), len(words)) == answers.reshape(
-        len(image_ids), len(words))[:, :1]).all(1)
+    answers = np.asarray(list(answerer.predict_dataset(dataset, grid).values())).reshape(
+        len(image_ids), len(words))  # [image, word]
+    same = (answers == answers[:, :1]).all(1)
 
     own = asked[asked["question"].isin(questions)]
     predicted = answerer.predict_dataset(dataset, own) if len(own) else {}
