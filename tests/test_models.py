@@ -29,6 +29,7 @@ VARIANTS = [  # every fusion with and without attention, relations, encoders, ba
     dict(fusion="relation", relation_layers=2),
     dict(fusion="film", film_blocks=2),
     dict(fusion="elementwise", attention_hops=1, grid_coordinates=True),
+    dict(fusion="concat", pool_grid="flatten"),
     dict(question_encoder="gru", question_layers=2, bidirectional=True),
     dict(question_encoder="lstm", question_layers=3),
     dict(inputs="question"), dict(inputs="image"),
@@ -174,6 +175,59 @@ def test_film_blocks_are_modulated_by_the_question():
     assert FiLMModule.from_config(layer.get_config()).blocks == 2
 
 
+def test_flatten_pooling_knows_where_things_are():
+    """Max pooling answers the same for a grid and the grid with two cells swapped;
+    flattening does not."""
+    x = _inputs(ModelConfig(**SMALL, image_encoder="pretrained"))
+    swapped = x["image"].copy()
+    swapped[:, 0, 0], swapped[:, -1, -1] = x["image"][:, -1, -1], x["image"][:, 0, 0]
+    for pool, same in (("max", True), ("flatten", False)):
+        config = ModelConfig(**SMALL, image_encoder="pretrained", fusion="concat",
+                             pool_grid=pool)
+        model = build_model(config, vocab_size=10, num_answers=5)
+        probs = [keras.ops.convert_to_numpy(model({**x, "image": image}, training=False))
+                 for image in (x["image"], swapped)]
+        assert np.allclose(probs[0], probs[1], rtol=1e-5, atol=1e-6) == same, pool
+
+
+@pytest.mark.parametrize("variant", [dict(fusion="elementwise", attention_hops=1),
+                                     dict(fusion="relation", relation_layers=2),
+                                     dict(fusion="film", film_blocks=2)],
+                         ids=lambda v: v["fusion"])
+def test_conditioned_cnn_round_trip(tmp_path, variant):
+    config = ModelConfig(image_encoder="small_cnn", conditioned_cnn=True, **SMALL, **variant)
+    model = build_model(config, vocab_size=10, num_answers=5)
+    x = _inputs(config)
+    probs = keras.ops.convert_to_numpy(model(x, training=False))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras", compile=False, safe_mode=True)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x, training=False)), probs,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_conditioned_cnn_is_the_plain_cnn_until_the_question_moves_it():
+    config = ModelConfig(image_encoder="small_cnn", **SMALL)
+    plain = encoders.small_cnn(config)
+    layer = encoders.ConditionedCNN(config.cnn_filters)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (2, 32, 32, 3)).astype("float32")
+    questions = [rng.normal(size=(2, 4)).astype("float32") for _ in range(2)]
+    grids = [keras.ops.convert_to_numpy(layer([q, image])) for q in questions]
+    assert grids[0].shape == (2, 8, 8, 8) and not np.allclose(grids[0], grids[1])
+    for i, (conv, film) in enumerate(zip(layer.convs, layer.films)):
+        conv.set_weights(plain.get_layer(f"conv{i}").get_weights())
+        film.set_weights([np.zeros_like(w) for w in film.get_weights()])
+    expected = keras.ops.convert_to_numpy(plain(image, training=False))
+    for q in questions:  # gamma = 1, beta = 0: the plain CNN, whatever the question
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(layer([q, image])), expected,
+                                   rtol=1e-5, atol=1e-5)
+    film = layer.films[0]  # a shift in the first block reaches the grid
+    film.set_weights([film.get_weights()[0], np.full(8, 0.5, "float32")])
+    assert not np.allclose(keras.ops.convert_to_numpy(layer([questions[0], image])), expected)
+    assert layer.compute_output_shape(((2, 4), (2, 32, 32, 3))) == (2, 8, 8, 8)
+    assert encoders.ConditionedCNN.from_config(layer.get_config()).filters == [4, 8]
+
+
 def test_mfb_fusion_is_normalised():
     layer = MFBFusion(6, factor=3)
     out = keras.ops.convert_to_numpy(layer([np.random.rand(4, 3).astype("float32"),
@@ -231,6 +285,12 @@ def test_word_vectors_initialise_the_embedding(tmp_path):
     (dict(fusion="film", attention_hops=2), "attention_hops needs"),
     (dict(fusion="film", inputs="question"), "film needs both"),
     (dict(film_blocks=0), "film_blocks"),
+    (dict(pool_grid="flatten", attention_hops=1), "pool_grid: flatten is for the fusions"),
+    (dict(pool_grid="flatten", fusion="relation"), "pool_grid: flatten is for the fusions"),
+    (dict(pool_grid="mean"), r"Expected one of \['max', 'flatten'\]"),
+    (dict(conditioned_cnn=True), "conditioned_cnn needs image_encoder: small_cnn"),
+    (dict(conditioned_cnn=True, image_encoder="small_cnn", inputs="image"),
+     "conditioned_cnn needs"),
     (dict(question_layers=4), "question_layers must be"),
     (dict(inputs="pixels"), "inputs"),
 ])

@@ -25,6 +25,7 @@ INPUT_CHOICES = ("both", "question", "image")  # question / image: the one-branc
 IMAGE_ENCODER_CHOICES = ("small_cnn", "pretrained")
 BACKBONE_CHOICES = ("efficientnet_lite0", "mobilenet_v2", "resnet50", "efficientnet_b0")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
+POOL_CHOICES = ("max", "flatten")
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class ModelConfig:
     backbone_image_size: int = 0
     image_size: int = 64  # small_cnn: images are resized to image_size x image_size RGB
     cnn_filters: tuple[int, ...] = (16, 32, 64, 64)  # small_cnn: one strided block per entry
+    # small_cnn: the question scales and shifts the channels of every CNN block
+    # (conditional batch norm), so the image branch can look for what the question names
+    conditioned_cnn: bool = False
     image_dim: int = 256  # image vector size after pooling the grid
     question_encoder: str = "lstm"  # lstm | gru
     question_layers: int = 1  # 1 to 3 stacked recurrent layers
@@ -53,6 +57,10 @@ class ModelConfig:
     relation_layers: int = 3  # relation: layers of g, applied to every pair of cells
     film_blocks: int = 4  # film: residual conv blocks the question modulates
     attention_hops: int = 0  # 0: pool the grid; 1 or 2: stacked soft attention over it
+    # attention_hops 0: max (one vector of the channels' maxima over the cells) | flatten
+    # (every cell with its own weights, so where things are stays known: Santoro et al.'s
+    # CNN + MLP)
+    pool_grid: str = "max"
     attention_dim: int = 256  # attention: the space cells and question are scored in
     grid_coordinates: bool = False  # attention: give each cell its (x, y), for "left of"
     inputs: str = "both"  # both | question | image (the question-only / image-only baselines)
@@ -64,6 +72,12 @@ class ModelConfig:
         _check_choice("fusion", self.fusion, FUSION_CHOICES)
         _check_choice("question_encoder", self.question_encoder, QUESTION_ENCODER_CHOICES)
         _check_choice("inputs", self.inputs, INPUT_CHOICES)
+        _check_choice("pool_grid", self.pool_grid, POOL_CHOICES)
+        if self.pool_grid != "max" and (self.attention_hops
+                                        or self.fusion in ("relation", "film")):
+            raise ConfigError(f"pool_grid: {self.pool_grid} is for the fusions without "
+                              "attention (concat, elementwise, mfb); attention, relation and "
+                              "film read the cells themselves.")
         if not 1 <= self.question_layers <= 3:
             raise ConfigError(f"question_layers must be 1, 2 or 3. Received: {self.question_layers}")
         if not 0 <= self.attention_hops <= 3:
@@ -76,6 +90,11 @@ class ModelConfig:
         if self.fusion in ("relation", "film") and self.inputs != "both":
             raise ConfigError(f"fusion: {self.fusion} needs both inputs.")
         _check_choice("image_encoder", self.image_encoder, IMAGE_ENCODER_CHOICES)
+        if self.conditioned_cnn and (self.image_encoder != "small_cnn"
+                                     or self.inputs != "both"):
+            raise ConfigError("conditioned_cnn needs image_encoder: small_cnn (a CNN trained "
+                              "with the model) and both inputs. Received: image_encoder="
+                              f"{self.image_encoder!r}, inputs={self.inputs!r}")
         if self.backbone not in BACKBONE_CHOICES:
             raise ConfigError(f"Unknown backbone {self.backbone!r}. Expected one of "
                               f"{list(BACKBONE_CHOICES)}.")

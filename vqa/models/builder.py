@@ -8,7 +8,8 @@ import numpy as np
 from vqa.config import ModelConfig
 from vqa.models.attention import (FiLMModule, GridCoordinates, RelationModule,
                                   StackedAttention)
-from vqa.models.encoders import IMAGE_ENCODERS, QUESTION_ENCODERS, image_input_shape
+from vqa.models.encoders import (IMAGE_ENCODERS, QUESTION_ENCODERS, ConditionedCNN,
+                                 image_input_shape)
 from vqa.models.fusion import FUSIONS
 
 
@@ -42,7 +43,10 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
     image = keras.Input(image_input_shape(config), name="image")  # pixels or a feature grid
     question = keras.Input((None,), dtype="int32", name="question")
     question_vector = QUESTION_ENCODERS[config.question_encoder](config, vocab_size)(question)
-    if config.inputs != "question":
+    if config.conditioned_cnn:  # the question in every block of the small CNN
+        grid = ConditionedCNN(config.cnn_filters, name="image_encoder")(
+            [question_vector, image])  # [batch, g, g, C]
+    elif config.inputs != "question":
         grid = IMAGE_ENCODERS[config.image_encoder](config)(image)  # [batch, g, g, C]
 
     if config.inputs == "question":  # baseline: what the question alone tells
@@ -62,10 +66,12 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
                                        name="image_vector")(cells)  # [batch, n, image_dim]
             image_vector, _ = StackedAttention(config.attention_dim, config.attention_hops,
                                                name="attention")([question_vector, cells])
-        else:  # the no-attention twin pools the grid into one vector
-            pooled = keras.layers.GlobalMaxPooling2D(name="pool_grid")(grid)  # [batch, C]
+        else:  # the no-attention twin makes the grid one vector
+            pool = (keras.layers.Flatten(name="pool_grid")  # every cell, its own weights
+                    if config.pool_grid == "flatten"
+                    else keras.layers.GlobalMaxPooling2D(name="pool_grid"))  # [batch, C]
             image_vector = keras.layers.Dense(config.image_dim, activation="relu",
-                                              name="image_vector")(pooled)
+                                              name="image_vector")(pool(grid))
         if config.inputs == "image":  # baseline: what the image alone tells
             fused = image_vector
         else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+from keras import ops
 
 from vqa.config import ModelConfig
 
@@ -24,6 +25,72 @@ def small_cnn(config: ModelConfig) -> keras.Sequential:
             keras.layers.ReLU(name=f"relu{i}"),
         ]
     return keras.Sequential([keras.Input((size, size, 3)), *blocks], name="image_encoder")
+
+
+@keras.saving.register_keras_serializable(package="vqa")
+class ConditionedCNN(keras.layers.Layer):
+    """The small CNN with the question in every block (conditional batch norm, de Vries
+    et al. 2017, "Modulating early visual processing by language").
+
+    Each block is a strided conv, batch norm without its own scale and shift, then
+    relu((1 + gamma(q)) * h + beta(q)), where gamma and beta are linear in the question
+    vector and start near 0, so the CNN starts as the plain one. From the first layer on,
+    "red" can turn up red detectors: on Sort-of-CLEVR the plain CNN learns to ignore
+    which object is asked about, this one to find it.
+
+    Args:
+        filters: channels of each block (each halves the resolution).
+
+    Call arguments:
+        inputs: [question, image]: [batch, q_dim] and [batch, S, S, 3] uint8 pixels.
+
+    Output shape:
+        [batch, S / 2**blocks, S / 2**blocks, filters[-1]]
+    """
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = [int(f) for f in filters]
+        if not self.filters or min(self.filters) <= 0:
+            raise ValueError(f"filters must be a non-empty list of positive integers. "
+                             f"Received: filters={list(filters)}")
+
+    def build(self, input_shape):
+        question_shape, image_shape = input_shape
+        self.convs, self.norms, self.films = [], [], []
+        channels = image_shape[-1]
+        for i, n in enumerate(self.filters):
+            conv = keras.layers.Conv2D(n, 5 if i == 0 else 3, strides=2, padding="same",
+                                       use_bias=False, name=f"conv{i}")
+            conv.build((None, None, None, channels))
+            norm = keras.layers.BatchNormalization(momentum=0.9, center=False, scale=False,
+                                                   name=f"bn{i}")
+            norm.build((None, None, None, n))
+            film = keras.layers.Dense(2 * n, name=f"film{i}")  # [gamma - 1, beta]
+            film.build(question_shape)
+            self.convs.append(conv)
+            self.norms.append(norm)
+            self.films.append(film)
+            channels = n
+
+    def call(self, inputs, training=None):
+        question, image = inputs
+        x = ops.cast(image, self.compute_dtype) / 255.0
+        for conv, norm, film in zip(self.convs, self.norms, self.films):
+            h = norm(conv(x), training=training)
+            gamma, beta = ops.split(film(question), 2, axis=-1)  # [batch, n] each
+            gamma = ops.expand_dims(ops.expand_dims(gamma, 1), 1)
+            beta = ops.expand_dims(ops.expand_dims(beta, 1), 1)
+            x = ops.relu((1.0 + gamma) * h + beta)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        batch, size = input_shape[1][0], input_shape[1][1]
+        grid = None if size is None else size // 2 ** len(self.filters)
+        return (batch, grid, grid, self.filters[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
 
 
 def question_encoder(config: ModelConfig, vocab_size: int) -> keras.Sequential:
