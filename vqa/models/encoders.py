@@ -35,9 +35,8 @@ class ConditionedCNN(keras.layers.Layer):
     Each block is a strided conv, batch norm without its own scale and shift, then
     relu((1 + gamma(q)) * h + beta(q)), where gamma and beta are linear in the question
     vector: with those weights at 0 it is the plain CNN (`small_cnn`). From the first
-    layer on,
-    "red" can turn up red detectors: on Sort-of-CLEVR the plain CNN learns to ignore
-    which object is asked about, this one to find it.
+    layer on, "red" can turn up red detectors: on Sort-of-CLEVR the plain CNN learns
+    to ignore which object is asked about, this one to find it.
 
     Args:
         filters: channels of each block (each halves the resolution).
