@@ -65,7 +65,7 @@ def probe(run: str | Path, dataset, template: str, words: list[str], split: str 
         raise ValueError("word_probe needs a template with one {} and at least two words. "
                          f"Received: template={template!r}, words={words!r}")
     answerer = Answerer.load(run)
-    unknown = [w for w in words if w not in answerer.words.tokens]
+    unknown = [w for w in words if w not in answerer.words]
     if unknown:
         raise ValueError(f"{run} has never seen the words {unknown} (they would all read as "
                          "the unknown token).")

@@ -23,6 +23,18 @@ def _with_coordinates(grid):
     return ops.concatenate([grid, coords], axis=-1)
 
 
+def modulate(grid, gamma_beta):
+    """Feature-wise linear modulation: (1 + gamma) * grid + beta, channel by channel.
+
+    grid: [batch, rows, cols, n]; gamma_beta: [batch, 2n], gamma then beta (so that
+    all-zero gamma_beta leaves the grid as it is).
+    """
+    gamma, beta = ops.split(gamma_beta, 2, axis=-1)  # [batch, n] each
+    gamma = ops.expand_dims(ops.expand_dims(gamma, 1), 1)
+    beta = ops.expand_dims(ops.expand_dims(beta, 1), 1)
+    return (1.0 + gamma) * grid + beta
+
+
 @keras.saving.register_keras_serializable(package="vqa")
 class GridCoordinates(keras.layers.Layer):
     """Append each cell's (x, y) position in [-1, 1] to its features.
@@ -232,10 +244,7 @@ class FiLMModule(keras.layers.Layer):
                                                    self.norms, self.films):
             x = block_in(_with_coordinates(x))
             h = norm(block_conv(x), training=training)
-            gamma, beta = ops.split(film(question), 2, axis=-1)  # [b, units] each
-            gamma = ops.expand_dims(ops.expand_dims(gamma, 1), 1)
-            beta = ops.expand_dims(ops.expand_dims(beta, 1), 1)
-            x = x + ops.relu((1.0 + gamma) * h + beta)
+            x = x + ops.relu(modulate(h, film(question)))
         return ops.max(self.head(_with_coordinates(x)), axis=(1, 2))  # [b, units]
 
     def compute_output_shape(self, input_shape):

@@ -6,6 +6,14 @@ import keras
 from keras import ops
 
 from vqa.config import ModelConfig
+from vqa.models.attention import modulate
+
+
+def _strided_conv(i: int, filters: int) -> keras.layers.Conv2D:
+    """Block i's conv: 5x5 for the first block, 3x3 after; stride 2; no bias (batch norm
+    follows)."""
+    return keras.layers.Conv2D(filters, 5 if i == 0 else 3, strides=2, padding="same",
+                               use_bias=False, name=f"conv{i}")
 
 
 def small_cnn(config: ModelConfig) -> keras.Sequential:
@@ -19,8 +27,7 @@ def small_cnn(config: ModelConfig) -> keras.Sequential:
     blocks: list[keras.layers.Layer] = [keras.layers.Rescaling(1.0 / 255)]
     for i, filters in enumerate(config.cnn_filters):
         blocks += [
-            keras.layers.Conv2D(filters, 5 if i == 0 else 3, strides=2, padding="same",
-                                use_bias=False, name=f"conv{i}"),
+            _strided_conv(i, filters),
             keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}"),
             keras.layers.ReLU(name=f"relu{i}"),
         ]
@@ -60,8 +67,7 @@ class ConditionedCNN(keras.layers.Layer):
         self.convs, self.norms, self.films = [], [], []
         channels = image_shape[-1]
         for i, n in enumerate(self.filters):
-            conv = keras.layers.Conv2D(n, 5 if i == 0 else 3, strides=2, padding="same",
-                                       use_bias=False, name=f"conv{i}")
+            conv = _strided_conv(i, n)
             conv.build((None, None, None, channels))
             norm = keras.layers.BatchNormalization(momentum=0.9, center=False, scale=False,
                                                    name=f"bn{i}")
@@ -77,11 +83,7 @@ class ConditionedCNN(keras.layers.Layer):
         question, image = inputs
         x = ops.cast(image, self.compute_dtype) / 255.0
         for conv, norm, film in zip(self.convs, self.norms, self.films):
-            h = norm(conv(x), training=training)
-            gamma, beta = ops.split(film(question), 2, axis=-1)  # [batch, n] each
-            gamma = ops.expand_dims(ops.expand_dims(gamma, 1), 1)
-            beta = ops.expand_dims(ops.expand_dims(beta, 1), 1)
-            x = ops.relu((1.0 + gamma) * h + beta)
+            x = ops.relu(modulate(norm(conv(x), training=training), film(question)))
         return x
 
     def compute_output_shape(self, input_shape):
