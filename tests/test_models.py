@@ -128,14 +128,16 @@ def test_attention_weights_are_reachable_and_sum_to_one():
                                                10, 5)) is None
 
 
-def test_stacked_attention_attends_where_the_weights_say():
-    layer = StackedAttention(4, hops=1)
+def test_stacked_attention_gives_every_hops_glimpse_where_its_weights_say():
+    layer = StackedAttention(4, hops=2)
     cells = np.random.rand(2, 6, 3).astype("float32")
-    attended, weights = layer([np.random.rand(2, 5).astype("float32"), cells])
-    weights = keras.ops.convert_to_numpy(weights)[:, 0]
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(attended),
-                               np.einsum("bn,bnd->bd", weights, cells), rtol=1e-5)
-    assert StackedAttention.from_config(layer.get_config()).hops == 1
+    glimpses, weights = layer([np.random.rand(2, 5).astype("float32"), cells])
+    weights = keras.ops.convert_to_numpy(weights)  # [batch, hops, cells]
+    assert not np.allclose(weights[:, 0], weights[:, 1])  # the second hop looks again
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(glimpses),  # [batch, 2 * 3]
+                               np.concatenate([np.einsum("bn,bnd->bd", weights[:, hop], cells)
+                                               for hop in range(2)], axis=-1), rtol=1e-5)
+    assert StackedAttention.from_config(layer.get_config()).hops == 2
 
 
 def test_relation_module_is_g_averaged_over_every_pair():

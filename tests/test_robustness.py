@@ -186,6 +186,28 @@ def test_a_model_file_with_an_altered_config_is_refused(tiny_run, tmp_path):
         Answerer.load(run)
 
 
+def test_a_two_hop_model_saved_before_glimpses_were_concatenated_is_refused_clearly(
+        tiny_run, tmp_path, monkeypatch):
+    from vqa.models import build_model
+    from vqa.models.attention import StackedAttention
+
+    run = _copy_run(tiny_run[0], tmp_path / "older")
+    # The layer as it was: only the last hop's glimpse went on to the fusion.
+    call, shape = StackedAttention.call, StackedAttention.compute_output_shape
+    monkeypatch.setattr(StackedAttention, "call",
+                        lambda self, inputs: (lambda g, w: (g[:, -inputs[1].shape[-1]:], w))(
+                            *call(self, inputs)))
+    monkeypatch.setattr(StackedAttention, "compute_output_shape",
+                        lambda self, s: ((s[1][0], s[1][-1]), shape(self, s)[1]))
+    older = build_model(replace(TINY_CONFIG.model, attention_hops=2), vocab_size=10,
+                        num_answers=3)
+    older.save(run / files.MODEL)
+    monkeypatch.undo()
+    with pytest.raises(RunDirError, match=r"does not run with this vqa .*project_image.*"
+                                          r"--init-from"):
+        Answerer.load(run)
+
+
 def test_nan_weights_behind_a_finite_loss_stop_before_the_epoch_is_kept(tmp_path):
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, name="d")])
     (tmp_path / files.CHECKPOINT_DIR).mkdir()
@@ -216,6 +238,25 @@ class _StopAfterFirstEpoch(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         raise KeyboardInterrupt
+
+
+def _two_dense(inputs: int, second: int) -> keras.Model:
+    x = keras.Input((inputs,))
+    y = keras.layers.Dense(second, name="b")(keras.layers.Dense(3, name="a")(x))
+    return keras.Model(x, y)
+
+
+def test_copy_weights_leaves_only_the_reshaped_weights_at_random():
+    from vqa.training import copy_weights
+
+    older, newer = _two_dense(4, 2), _two_dense(5, 2)  # a's input grew, as a layer can
+    start = newer.get_layer("a").kernel.numpy()
+    assert copy_weights(older, newer) == ["a/kernel"]
+    np.testing.assert_array_equal(newer.get_layer("a").kernel.numpy(), start)
+    for new, old in zip(newer.weights[1:], older.weights[1:]):
+        np.testing.assert_array_equal(new.numpy(), old.numpy())
+    with pytest.raises(ConfigError, match="not the same network"):
+        copy_weights(older, keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
 
 
 def test_init_from_starts_at_the_source_runs_weights_and_vocabularies(tiny_dataset, tiny_run,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sys
 import threading
 from dataclasses import dataclass, field, replace
@@ -78,6 +79,7 @@ class Answerer:
             model = keras.models.load_model(run / files.MODEL, compile=False, safe_mode=True)
         except Exception as exc:  # Keras raises many types for a bad archive
             raise RunDirError(f"Cannot load {run / files.MODEL}: {exc}") from None
+        _check_runs(model, run)
         vocabularies = []
         for name in (files.QUESTION_VOCAB, files.ANSWER_VOCAB):
             try:
@@ -254,6 +256,25 @@ class Answerer:
         last = (last / last.sum(axis=-1, keepdims=True)).reshape(-1, *self._grid_shape)
         last.setflags(write=False)  # results are frozen; each one's map is a view of this
         return np.asarray(probs), last
+
+
+def _check_runs(model: keras.Model, run: Path) -> None:
+    """A model saved by an older vqa can load and yet not run, when a layer is now built
+    wider (two-hop attention now hands on both glimpses): say so at load time,
+    not as a shape error at the first question."""
+    zeros = {t.name: np.zeros([1 if d is None else d for d in t.shape], t.dtype)
+             for t in model.inputs}
+    try:
+        model(zeros, training=False)
+    except Exception as exc:  # a shape mismatch surfaces as one of several types
+        # Keras wraps the cause in a header, bold escapes and the call's arguments.
+        lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
+        cause = next((line for line in lines if line and not line.startswith(
+            ("Exception encountered", "Arguments received", "•"))), type(exc).__name__)
+        raise RunDirError(
+            f"{run / files.MODEL} loads but does not run with this vqa (a run saved by an "
+            f"older version?): {cause.rstrip('.')}. Train it again, or pass --init-from "
+            f"{run} to `vqa train` to carry over the weights that still fit.") from None
 
 
 def _check_top_k(top_k: int) -> None:

@@ -256,8 +256,12 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
             model, optimizer = _new_model(config, words, len(answers), len(fit_batches))
             if source is not None:
                 trained = keras.models.load_model(source / files.MODEL, compile=False)
-                model.set_weights(trained.get_weights())
+                fresh = copy_weights(trained, model)
                 log.info("weights and vocabularies from %s", source)
+                if fresh:
+                    log.warning("%d weights of %s differ in shape from this model's (saved "
+                                "by an older vqa) and start at random: %s", len(fresh),
+                                source, ", ".join(fresh))
             # Weighted: the rows that pad a batch for the replicas have weight 0.
             model.compile(optimizer=optimizer, loss=soft_crossentropy,
                           weighted_metrics=[vqa_score],
@@ -393,6 +397,23 @@ def _init_source(init_from: str | Path, config: Config, run: Path) -> Path:
                           f"config's in {', '.join(differ)}. Initialising needs the same "
                           "model; copy those settings from its config.yaml.")
     return source
+
+
+def copy_weights(source: keras.Model, model: keras.Model) -> list[str]:
+    """Copy a model's weights into one built from the same config, variable by variable;
+    the paths of those whose shape changed (a layer that vqa now builds wider) are left
+    as they are and returned."""
+    theirs, ours = source.weights, model.weights
+    if len(theirs) != len(ours):
+        raise ConfigError(f"Cannot copy the weights of a model with {len(theirs)} weights "
+                          f"into one with {len(ours)}: they are not the same network.")
+    fresh = []
+    for their, our in zip(theirs, ours):
+        if tuple(their.shape) == tuple(our.shape):
+            our.assign(keras.ops.convert_to_numpy(their))
+        else:
+            fresh.append(our.path)
+    return fresh
 
 
 def _new_model(config: Config, words: Vocabulary, n_answers: int, steps_per_epoch: int

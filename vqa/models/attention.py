@@ -70,8 +70,12 @@ class StackedAttention(keras.layers.Layer):
         inputs: [question, cells]: [batch, q_dim] and [batch, n_cells, dim].
 
     Returns:
-        [attended, weights]: the last hop's weighted sum of the cells [batch, dim], and
-        every hop's weights [batch, hops, n_cells] (each row sums to 1).
+        [glimpses, weights]: every hop's weighted sum of the cells, concatenated
+        [batch, hops * dim], and every hop's weights [batch, hops, n_cells] (each row
+        sums to 1). The classifier sees each hop's glimpse on its own, as multi-glimpse
+        models (MCB, MLB) give them: "Is the cube the same colour as the sphere?" needs
+        what both hops found, side by side. (SAN's paper classifies the running query u,
+        where the hops' glimpses are summed into one vector.)
     """
 
     def __init__(self, units: int, hops: int, **kwargs):
@@ -100,19 +104,21 @@ class StackedAttention(keras.layers.Layer):
     def call(self, inputs):
         question, cells = inputs
         u = self.query(question)  # [batch, dim]
-        weights = []
+        glimpses, weights = [], []
         for hop in range(self.hops):
             joint = ops.tanh(self.score_cells[hop](cells)
                              + ops.expand_dims(self.score_query[hop](u), 1))  # [b, n, units]
             p = ops.softmax(ops.squeeze(self.score[hop](joint), -1), axis=-1)  # [b, n]
             attended = ops.sum(ops.expand_dims(p, -1) * cells, axis=1)  # [b, dim]
             u = u + attended
+            glimpses.append(attended)
             weights.append(p)
-        return attended, ops.stack(weights, axis=1)
+        return ops.concatenate(glimpses, axis=-1), ops.stack(weights, axis=1)
 
     def compute_output_shape(self, input_shape):
         _, cells_shape = input_shape
-        return ((cells_shape[0], cells_shape[-1]), (cells_shape[0], self.hops, cells_shape[1]))
+        return ((cells_shape[0], self.hops * cells_shape[-1]),
+                (cells_shape[0], self.hops, cells_shape[1]))
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "hops": self.hops}
