@@ -99,12 +99,12 @@ def easy_vqa_dataset(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_attention_run(tmp_path_factory, tiny_dataset):
-    """tiny_run's model with one hop of stacked attention over its 8 x 8 grid."""
+    """tiny_run's model with two hops of stacked attention over its 8 x 8 grid."""
     from dataclasses import replace
 
     from vqa.training import train
 
     run = tmp_path_factory.mktemp("runs") / "tiny-attention"
-    config = Config(replace(TINY_CONFIG.model, attention_hops=1), TINY_CONFIG.train)
+    config = Config(replace(TINY_CONFIG.model, attention_hops=2), TINY_CONFIG.train)
     train(tiny_dataset.root, run, config, verbose=0)
     return run

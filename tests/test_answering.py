@@ -26,16 +26,21 @@ def attentive(tiny_attention_run):
     return Answerer.load(tiny_attention_run)
 
 
-def test_attention_is_the_grid_of_the_last_hop_and_sums_to_1(attentive):
+def test_attention_is_the_grid_averaged_over_the_hops_and_sums_to_1(attentive):
     r = attentive.answer(draw_shape("red", "circle"), "what color is the shape?")
     assert r.attention.shape == (8, 8)  # 32 px through two stride-2 blocks
     assert r.attention.dtype == np.float32 and (r.attention >= 0).all()
     assert r.attention.sum() == pytest.approx(1.0, abs=1e-5)
+    inputs = {"image": np.asarray(draw_shape("red", "circle").resize((32, 32)), "float32")[None],
+              "question": attentive.words.encode_question("what color is the shape?", 8).ids[None]}
     # The explaining model is the loaded model: the same probabilities.
-    probs = attentive.model.predict_on_batch(
-        {"image": np.asarray(draw_shape("red", "circle").resize((32, 32)), "float32")[None],
-         "question": attentive.words.encode_question("what color is the shape?", 8).ids[None]})
+    probs = attentive.model.predict_on_batch(inputs)
     assert r.probability == pytest.approx(float(np.max(probs)), rel=1e-5)
+    # Each hop's map, from the pixels the answerer made of the image.
+    inputs["image"] = attentive._grids(attentive._pixels(draw_shape("red", "circle"))[None])
+    hops = attentive._explained.predict_on_batch(inputs)[1][0]  # [2 hops, 64 cells]
+    assert not np.allclose(hops[0], hops[1])
+    np.testing.assert_allclose(r.attention.ravel(), hops.mean(axis=0), rtol=1e-4, atol=1e-7)
 
 
 def test_a_model_without_attention_gives_none(plain):

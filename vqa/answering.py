@@ -48,8 +48,9 @@ class AnswerResult:
     probability: float
     top_k: list[tuple[str, float]]  # best first
     unknown_words: list[str] = field(default_factory=list)  # words the model never saw
-    # Where the model looked: the last hop's weights over the image grid [rows, cols],
-    # summing to 1; None for a model without attention.
+    # Where the model looked: its attention weights over the image grid [rows, cols],
+    # averaged over the hops (each hop's glimpse reaches the answer), summing to 1; None
+    # for a model without attention.
     attention: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
@@ -243,8 +244,8 @@ class Answerer:
 
     def _predict(self, pixels: np.ndarray, tokens: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Answer probabilities [batch, answers], and the last hop's attention
-        [batch, rows, cols] (each sums to 1) or None."""
+        """Answer probabilities [batch, answers], and the attention averaged over the
+        hops [batch, rows, cols] (each sums to 1) or None."""
         # predict_on_batch runs the compiled graph: ~2 ms where an eager call takes ~45.
         # One call at a time: Keras does not promise that threads may share a model.
         with self._lock:
@@ -252,10 +253,10 @@ class Answerer:
             if self._explained is None:
                 return np.asarray(self.model.predict_on_batch(inputs)), None
             probs, weights = self._explained.predict_on_batch(inputs)
-        last = np.asarray(weights, dtype="float32")[:, -1]  # [batch, cells]
-        last = (last / last.sum(axis=-1, keepdims=True)).reshape(-1, *self._grid_shape)
-        last.setflags(write=False)  # results are frozen; each one's map is a view of this
-        return np.asarray(probs), last
+        looked = np.asarray(weights, dtype="float32").mean(axis=1)  # [batch, cells]
+        looked = (looked / looked.sum(axis=-1, keepdims=True)).reshape(-1, *self._grid_shape)
+        looked.setflags(write=False)  # results are frozen; each one's map is a view of this
+        return np.asarray(probs), looked
 
 
 def _check_runs(model: keras.Model, run: Path) -> None:
