@@ -1,0 +1,70 @@
+"""Which hop's glimpse does a two-hop attention run answer from?
+
+    python experiments/glimpse_ablation.py RUN OUT --hop 0
+    vqa evaluate OUT DATA
+
+Copies the finished run RUN to OUT (which must not exist) with one hop's glimpse cut
+off from the fusion: the rows of the fusion's image projection that read that hop's
+glimpse are set to zero, so the answer is computed from the other hops' glimpses alone.
+Evaluating OUT per question type then shows which families need that hop (README,
+"Our scenes").
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def ablate(run: Path, out: Path, hop: int) -> str:
+    """Copy `run` to `out` with `hop`'s glimpse cut off; what was zeroed, in words."""
+    import keras
+
+    import vqa.models  # noqa: F401  (registers the custom layers before loading)
+    from vqa import run_dir as files
+    from vqa.config import load_config
+
+    files.check_run_dir(run)
+    config = load_config(run / files.CONFIG).model
+    if config.attention_hops < 2 or config.fusion not in ("concat", "elementwise", "mfb"):
+        raise ValueError(f"{run} has {config.attention_hops} attention hop(s) and fusion "
+                         f"{config.fusion!r}: there is no other glimpse to answer from.")
+    if not 0 <= hop < config.attention_hops:
+        raise ValueError(f"--hop must be 0 to {config.attention_hops - 1}. Received: {hop}")
+    if out.exists():
+        raise ValueError(f"{out} exists; give the ablated copy a new directory.")
+    model = keras.models.load_model(run / files.MODEL, compile=False)
+    fusion = model.get_layer("fusion")
+    # concat reads [question, glimpses] in one projection; the others project the image.
+    project = fusion.project if config.fusion == "concat" else fusion.project_image
+    kernel = keras.ops.convert_to_numpy(project.kernel)
+    width = config.image_dim  # one glimpse: a weighted sum of image_dim-wide cells
+    first = kernel.shape[0] - (config.attention_hops - hop) * width  # the question's rows first
+    kernel[first:first + width] = 0.0
+    project.kernel.assign(kernel)
+    shutil.copytree(run, out)
+    model.save(out / files.MODEL)
+    return f"rows {first}-{first + width - 1} of {project.path}/kernel zeroed"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path, help="a finished run with attention_hops >= 2")
+    parser.add_argument("out", type=Path, help="the ablated copy (a new directory)")
+    parser.add_argument("--hop", type=int, required=True, help="the hop to cut off, from 0")
+    args = parser.parse_args(argv)
+    try:
+        what = ablate(args.run, args.out, args.hop)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.out}: {args.run} without hop {args.hop}'s glimpse ({what})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
