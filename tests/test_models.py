@@ -187,9 +187,13 @@ def test_flatten_pooling_knows_where_things_are():
         config = ModelConfig(**SMALL, image_encoder="pretrained", fusion="concat",
                              pool_grid=pool)
         model = build_model(config, vocab_size=10, num_answers=5)
-        probs = [keras.ops.convert_to_numpy(model({**x, "image": image}, training=False))
-                 for image in (x["image"], swapped)]
-        assert np.allclose(probs[0], probs[1], rtol=1e-5, atol=1e-6) == same, pool
+        # The image vector, not the answers: an untrained softmax over 5 answers can
+        # squash a real difference below any tolerance.
+        image_vector = keras.Model(model.inputs, model.get_layer("image_vector").output)
+        vectors = [keras.ops.convert_to_numpy(image_vector({**x, "image": image}))
+                   for image in (x["image"], swapped)]
+        difference = np.abs(vectors[0] - vectors[1]).max()
+        assert (difference == 0) if same else (difference > 1e-3), (pool, difference)
 
 
 @pytest.mark.parametrize("variant", [dict(fusion="elementwise", attention_hops=1),
