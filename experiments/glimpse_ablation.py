@@ -30,9 +30,11 @@ def ablate(run: Path, out: Path, hop: int) -> str:
 
     files.check_run_dir(run)
     config = load_config(run / files.CONFIG).model
-    if config.attention_hops < 2 or config.fusion not in ("concat", "elementwise", "mfb"):
-        raise ValueError(f"{run} has {config.attention_hops} attention hop(s) and fusion "
-                         f"{config.fusion!r}: there is no other glimpse to answer from.")
+    # ModelConfig allows attention only with both inputs and a concat/elementwise/mfb
+    # fusion, so a run with two hops or more has a layer named "fusion" to cut.
+    if config.attention_hops < 2:
+        raise ValueError(f"{run} has {config.attention_hops} attention hop(s): there is no "
+                         "other glimpse to answer from.")
     if not 0 <= hop < config.attention_hops:
         raise ValueError(f"--hop must be 0 to {config.attention_hops - 1}. Received: {hop}")
     if out.exists():
