@@ -29,6 +29,7 @@ VARIANTS = [  # every fusion with and without attention, relations, encoders, ba
     dict(fusion="relation", relation_layers=2),
     dict(fusion="film", film_blocks=2),
     dict(fusion="elementwise", attention_hops=1, grid_coordinates=True),
+    dict(fusion="concat", attention_hops=2, attention_words=True, question_layers=2),
     dict(fusion="concat", pool_grid="flatten"),
     dict(question_encoder="gru", question_layers=2, bidirectional=True),
     dict(question_encoder="lstm", question_layers=3),
@@ -138,6 +139,54 @@ def test_stacked_attention_gives_every_hops_glimpse_where_its_weights_say():
                                np.concatenate([np.einsum("bn,bnd->bd", weights[:, hop], cells)
                                                for hop in range(2)], axis=-1), rtol=1e-5)
     assert StackedAttention.from_config(layer.get_config()).hops == 2
+
+
+def _word_attention(states, ids, hops=2):
+    """A StackedAttention reading words, its word reading switched on (W_c random)."""
+    layer = StackedAttention(4, hops=hops, words=True)
+    cells = np.random.default_rng(1).random((2, 6, 3)).astype("float32")
+    question = np.random.default_rng(2).random((2, 5)).astype("float32")
+    inputs = [question, cells, states, ids]
+    layer(inputs)
+    return layer, inputs
+
+
+def test_word_reading_starts_switched_off_and_skips_the_padding():
+    rng = np.random.default_rng(0)
+    states = rng.random((2, 4, 5)).astype("float32")
+    ids = np.array([[3, 4, 0, 0], [5, 6, 7, 8]], dtype="int32")
+    layer, inputs = _word_attention(states, ids)
+    plain = StackedAttention(4, hops=2)
+    plain(inputs[:2])
+    plain.set_weights(layer.get_weights()[:len(plain.weights)])  # the word layers come last
+    for ours, theirs in zip(layer(inputs), plain(inputs[:2])):  # W_c = 0: no change yet
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(ours),
+                                   keras.ops.convert_to_numpy(theirs), rtol=1e-6)
+    for value in layer.word_value:  # switched on, the words move the weights
+        value.kernel.assign(rng.normal(size=value.kernel.shape).astype("float32"))
+    moved = keras.ops.convert_to_numpy(layer(inputs)[1])
+    assert not np.allclose(moved, keras.ops.convert_to_numpy(plain(inputs[:2])[1]), atol=1e-3)
+    # What sits at the padded steps of the first question does not matter.
+    noisy = states.copy()
+    noisy[0, 2:] = rng.random((2, 5)) * 100
+    again = keras.ops.convert_to_numpy(layer([*inputs[:2], noisy, ids])[1])
+    np.testing.assert_allclose(again, moved, rtol=1e-5)
+    noisy[0, 1] += 1.0  # but a real word's state does
+    assert not np.allclose(keras.ops.convert_to_numpy(layer([*inputs[:2], noisy, ids])[1])[0],
+                           moved[0], atol=1e-4)
+    clone = StackedAttention.from_config(layer.get_config())
+    assert clone.words and clone.hops == 2
+
+
+def test_word_attention_model_reads_the_last_state_as_its_question_vector():
+    config = ModelConfig(image_encoder="small_cnn", attention_hops=2, attention_words=True,
+                         **SMALL)
+    model = build_model(config, vocab_size=10, num_answers=5)
+    encoder = model.get_layer("question_encoder")
+    ids = np.array([[3, 4, 5, 0, 0, 0]], dtype="int32")
+    states = keras.ops.convert_to_numpy(encoder(ids))  # [1, 6, question_dim]
+    last = keras.ops.convert_to_numpy(model.get_layer("question_vector")(encoder(ids)))
+    np.testing.assert_allclose(last, states[:, 2], rtol=1e-6)  # the third word's state
 
 
 def test_relation_module_is_g_averaged_over_every_pair():
@@ -298,6 +347,9 @@ def test_word_vectors_initialise_the_embedding(tmp_path):
     (dict(conditioned_cnn=True, image_encoder="small_cnn", inputs="image"),
      "conditioned_cnn needs"),
     (dict(question_layers=4), "question_layers must be"),
+    (dict(attention_words=True), "attention_words needs attention_hops >= 1"),
+    (dict(attention_words=True, attention_hops=1, bidirectional=True),
+     "a one-way question encoder"),
     (dict(inputs="pixels"), "inputs"),
 ])
 def test_invalid_model_configs(kwargs, match):

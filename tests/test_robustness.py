@@ -259,6 +259,32 @@ def test_copy_weights_leaves_only_the_reshaped_weights_at_random():
         copy_weights(older, keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
 
 
+def test_init_from_a_run_without_word_attention_starts_where_it_was(tiny_dataset,
+                                                                   tiny_attention_run,
+                                                                   tmp_path):
+    from vqa.training import copy_weights
+
+    source = tiny_attention_run
+    from vqa.models import build_model
+
+    config = Config(replace(TINY_CONFIG.model, attention_hops=2, attention_words=True),
+                    TINY_CONFIG.train).with_train(epochs=1)
+    first = _FirstWeights()
+    train(tiny_dataset.root, tmp_path / "words", config, verbose=0, callbacks=[first],
+          init_from=source)
+    trained = keras.models.load_model(source / files.MODEL, compile=False)
+    grown = build_model(config.model, trained.get_layer("question_encoder").get_layer(
+        "word_embedding").input_dim, trained.get_layer("answer").units)
+    grown.set_weights(first.weights)
+    ids = np.array([[2, 3, 4, 0, 0, 0, 0, 0]], dtype="int32")
+    pixels = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3)).astype("float32")
+    inputs = {"image": pixels, "question": ids}
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(grown(inputs)),
+                               keras.ops.convert_to_numpy(trained(inputs)), rtol=1e-5)
+    with pytest.raises(ConfigError, match="attention have weights this one lacks"):
+        copy_weights(grown, trained)  # words cannot be dropped
+
+
 def test_init_from_starts_at_the_source_runs_weights_and_vocabularies(tiny_dataset, tiny_run,
                                                                        tmp_path):
     source, _ = tiny_run

@@ -63,6 +63,10 @@ class ModelConfig:
     pool_grid: str = "max"
     attention_dim: int = 256  # attention: the space cells and question are scored in
     grid_coordinates: bool = False  # attention: give each cell its (x, y), for "left of"
+    # attention: each hop also reads its own words of the question (a soft attention over
+    # the recurrent layer's states), so that "Is the cube the same colour as the sphere?"
+    # can look for the cube and the sphere in turn
+    attention_words: bool = False
     inputs: str = "both"  # both | question | image (the question-only / image-only baselines)
     classifier_dim: int = 256  # hidden layer between the fused vector and the answers
     dropout: float = 0.2
@@ -87,6 +91,11 @@ class ModelConfig:
                                     or self.inputs != "both"):
             raise ConfigError("attention_hops needs both inputs and a fusion other than "
                               "relation or film (which already read every cell).")
+        if self.attention_words and (not self.attention_hops or self.bidirectional):
+            raise ConfigError("attention_words needs attention_hops >= 1 and a one-way "
+                              "question encoder (bidirectional: false). Received: "
+                              f"attention_hops={self.attention_hops}, "
+                              f"bidirectional={self.bidirectional}")
         if self.fusion in ("relation", "film") and self.inputs != "both":
             raise ConfigError(f"fusion: {self.fusion} needs both inputs.")
         _check_choice("image_encoder", self.image_encoder, IMAGE_ENCODER_CHOICES)

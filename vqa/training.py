@@ -259,9 +259,9 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
                 fresh = copy_weights(trained, model)
                 log.info("weights and vocabularies from %s", source)
                 if fresh:
-                    log.warning("%d weights of %s differ in shape from this model's (saved "
-                                "by an older vqa) and start at random: %s", len(fresh),
-                                source, ", ".join(fresh))
+                    log.warning("%d weights of this model are not in %s, or differ in "
+                                "shape there (saved by an older vqa), and start afresh: %s",
+                                len(fresh), source, ", ".join(fresh))
             # Weighted: the rows that pad a batch for the replicas have weight 0.
             model.compile(optimizer=optimizer, loss=soft_crossentropy,
                           weighted_metrics=[vqa_score],
@@ -389,7 +389,10 @@ def _init_source(init_from: str | Path, config: Config, run: Path) -> Path:
                           "itself. Give the new run its own directory.")
     theirs = load_config(source / files.CONFIG)
     differ = [f"model.{field.name}" for field in fields(config.model)
-              if getattr(theirs.model, field.name) != getattr(config.model, field.name)]
+              if getattr(theirs.model, field.name) != getattr(config.model, field.name)
+              # words added to attention: the new weights start where the model
+              # computes what the source did
+              and not (field.name == "attention_words" and config.model.attention_words)]
     if theirs.train.fine_tune != config.train.fine_tune:
         differ.append("train.fine_tune")
     if differ:
@@ -400,19 +403,27 @@ def _init_source(init_from: str | Path, config: Config, run: Path) -> Path:
 
 
 def copy_weights(source: keras.Model, model: keras.Model) -> list[str]:
-    """Copy a model's weights into one built from the same config, variable by variable;
-    the paths of those whose shape changed (a layer that vqa now builds wider) are left
-    as they are and returned."""
-    theirs, ours = source.weights, model.weights
-    if len(theirs) != len(ours):
-        raise ConfigError(f"Cannot copy the weights of a model with {len(theirs)} weights "
-                          f"into one with {len(ours)}: they are not the same network.")
+    """Copy a model's weights into one built from the same config, layer by layer (by
+    name) and in each layer weight by weight (in order). Returns the paths of those left
+    as they are: weights a layer gained at its end (the word reading `attention_words`
+    adds to the attention) and weights whose shape changed (a layer that vqa now builds
+    wider)."""
+    theirs = {layer.name: layer.weights for layer in source.layers if layer.weights}
+    ours = {layer.name: layer.weights for layer in model.layers if layer.weights}
+    extra = sorted(set(theirs) - set(ours)) + sorted(
+        name for name in set(theirs) & set(ours) if len(theirs[name]) > len(ours[name]))
+    if extra:
+        raise ConfigError(f"Cannot copy the weights of {source.name} into this model: its "
+                          f"layers {', '.join(extra)} have weights this one lacks; they are "
+                          "not the same network.")
     fresh = []
-    for their, our in zip(theirs, ours):
-        if tuple(their.shape) == tuple(our.shape):
-            our.assign(keras.ops.convert_to_numpy(their))
-        else:
-            fresh.append(our.path)
+    for name, weights in ours.items():
+        for i, our in enumerate(weights):
+            their = theirs[name][i] if i < len(theirs.get(name, ())) else None
+            if their is not None and tuple(their.shape) == tuple(our.shape):
+                our.assign(keras.ops.convert_to_numpy(their))
+            else:
+                fresh.append(our.path)
     return fresh
 
 

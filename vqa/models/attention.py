@@ -62,12 +62,22 @@ class StackedAttention(keras.layers.Layer):
     adds it to the query (u <- u + sum_i p_i v_i), so that a second hop can look again
     knowing what the first one found.
 
+    With `words`, each hop first reads the question again, word by word: it scores every
+    word's state against the current query, a_w = softmax(w . tanh(W_h h_w + W_u u)) over
+    the words that are not padding, and adds W_c sum_w a_w h_w to the query it scores the
+    cells with. One question vector has to hold both objects of "Is the cube the same
+    colour as the sphere?"; the words let each hop pick its own. W_c starts at zero, so
+    the layer starts out computing what it computes without words (a run trained
+    without them can be trained on with them, `--init-from`).
+
     Args:
         units: size of the space cells and query are scored in.
         hops: how many times to attend (1 or 2 in the paper).
+        words: whether each hop also attends over the question's words.
 
     Call arguments:
-        inputs: [question, cells]: [batch, q_dim] and [batch, n_cells, dim].
+        inputs: [question, cells]: [batch, q_dim] and [batch, n_cells, dim]; with `words`,
+            also [word_states, token_ids]: [batch, L, w_dim] and [batch, L] (0 = padding).
 
     Returns:
         [glimpses, weights]: every hop's weighted sum of the cells, concatenated
@@ -78,14 +88,19 @@ class StackedAttention(keras.layers.Layer):
         where the hops' glimpses are summed into one vector.)
     """
 
-    def __init__(self, units: int, hops: int, **kwargs):
+    def __init__(self, units: int, hops: int, words: bool = False, **kwargs):
         super().__init__(**kwargs)
         check_sizes(units=units, hops=hops)
         self.units = units
         self.hops = hops
+        self.words = words
+        self.supports_masking = True  # the word states come masked; the ids mark padding
+
+    def compute_mask(self, inputs, mask=None):
+        return None
 
     def build(self, input_shape):
-        question_shape, cells_shape = input_shape
+        question_shape, cells_shape = input_shape[:2]
         dim = cells_shape[-1]
         self.query = keras.layers.Dense(dim, activation="tanh", name="query")
         self.query.build(question_shape)
@@ -100,14 +115,41 @@ class StackedAttention(keras.layers.Layer):
             self.score_cells.append(cells)
             self.score_query.append(query)
             self.score.append(score)
+        self.word_keys, self.word_query, self.word_score, self.word_value = [], [], [], []
+        if self.words:
+            words_shape = input_shape[2]
+            for hop in range(self.hops):
+                keys = keras.layers.Dense(self.units, name=f"word_keys{hop}")
+                keys.build(words_shape)
+                query = keras.layers.Dense(self.units, use_bias=False, name=f"word_query{hop}")
+                query.build((None, dim))
+                score = keras.layers.Dense(1, name=f"word_score{hop}")
+                score.build((None, None, self.units))
+                value = keras.layers.Dense(dim, use_bias=False, kernel_initializer="zeros",
+                                           name=f"word_value{hop}")
+                value.build((None, words_shape[-1]))
+                self.word_keys.append(keys)
+                self.word_query.append(query)
+                self.word_score.append(score)
+                self.word_value.append(value)
+
+    def _read_words(self, hop, u, states, ids):
+        """This hop's reading of the question: W_c sum_w a_w h_w, [batch, dim]."""
+        joint = ops.tanh(self.word_keys[hop](states)
+                         + ops.expand_dims(self.word_query[hop](u), 1))  # [b, L, units]
+        logits = ops.squeeze(self.word_score[hop](joint), -1)  # [b, L]
+        logits = ops.where(ops.not_equal(ids, 0), logits, ops.full_like(logits, -1e4))  # finite in float16
+        a = ops.softmax(logits, axis=-1)
+        return self.word_value[hop](ops.sum(ops.expand_dims(a, -1) * states, axis=1))
 
     def call(self, inputs):
-        question, cells = inputs
+        question, cells = inputs[:2]
         u = self.query(question)  # [batch, dim]
         glimpses, weights = [], []
         for hop in range(self.hops):
+            query = u + self._read_words(hop, u, *inputs[2:]) if self.words else u
             joint = ops.tanh(self.score_cells[hop](cells)
-                             + ops.expand_dims(self.score_query[hop](u), 1))  # [b, n, units]
+                             + ops.expand_dims(self.score_query[hop](query), 1))  # [b, n, units]
             p = ops.softmax(ops.squeeze(self.score[hop](joint), -1), axis=-1)  # [b, n]
             attended = ops.sum(ops.expand_dims(p, -1) * cells, axis=1)  # [b, dim]
             u = u + attended
@@ -116,12 +158,13 @@ class StackedAttention(keras.layers.Layer):
         return ops.concatenate(glimpses, axis=-1), ops.stack(weights, axis=1)
 
     def compute_output_shape(self, input_shape):
-        _, cells_shape = input_shape
+        cells_shape = input_shape[1]
         return ((cells_shape[0], self.hops * cells_shape[-1]),
                 (cells_shape[0], self.hops, cells_shape[1]))
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "hops": self.hops}
+        return {**super().get_config(), "units": self.units, "hops": self.hops,
+                "words": self.words}
 
 
 @keras.saving.register_keras_serializable(package="vqa")

@@ -9,7 +9,7 @@ from vqa.config import ModelConfig
 from vqa.models.attention import (FiLMModule, GridCoordinates, RelationModule,
                                   StackedAttention)
 from vqa.models.encoders import (IMAGE_ENCODERS, QUESTION_ENCODERS, ConditionedCNN,
-                                 image_input_shape)
+                                 LastState, image_input_shape)
 from vqa.models.fusion import FUSIONS
 
 
@@ -43,6 +43,9 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
     image = keras.Input(image_input_shape(config), name="image")  # pixels or a feature grid
     question = keras.Input((None,), dtype="int32", name="question")
     question_vector = QUESTION_ENCODERS[config.question_encoder](config, vocab_size)(question)
+    if config.attention_words:  # the encoder gave every word's state
+        word_states = question_vector  # [batch, L, question_dim]
+        question_vector = LastState(name="question_vector")(word_states)
     if config.conditioned_cnn:  # the question in every block of the small CNN
         grid = ConditionedCNN(config.cnn_filters, name="image_encoder")(
             [question_vector, image])  # [batch, g, g, C]
@@ -64,8 +67,10 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
             cells = keras.layers.Reshape((-1, grid.shape[-1]), name="cells")(grid)
             cells = keras.layers.Dense(config.image_dim, activation="relu",
                                        name="image_vector")(cells)  # [batch, n, image_dim]
+            words = [word_states, question] if config.attention_words else []
             image_vector, _ = StackedAttention(config.attention_dim, config.attention_hops,
-                                               name="attention")([question_vector, cells])
+                                               words=config.attention_words,
+                                               name="attention")([question_vector, cells, *words])
         else:  # the no-attention twin makes the grid one vector
             pool = (keras.layers.Flatten(name="pool_grid")  # every cell, its own weights
                     if config.pool_grid == "flatten"

@@ -97,7 +97,9 @@ class ConditionedCNN(keras.layers.Layer):
 
 def question_encoder(config: ModelConfig, vocab_size: int) -> keras.Sequential:
     """Token ids (0 = padding) -> word embeddings -> recurrent layers -> [question_dim]
-    (twice that when bidirectional): the last state of the last layer.
+    (twice that when bidirectional): the last state of the last layer. With
+    `attention_words`, every word's state instead, [L, question_dim], for attention to
+    read (`LastState` then gives the last one: a padded step repeats the state before it).
 
     `question_encoder` picks the cell (lstm | gru), `question_layers` stacks 1-3 of
     them, `bidirectional` reads the question both ways. The embedding is named
@@ -112,11 +114,35 @@ def question_encoder(config: ModelConfig, vocab_size: int) -> keras.Sequential:
         last = i == config.question_layers - 1
         name = config.question_encoder if config.question_layers == 1 else \
             f"{config.question_encoder}{i + 1}"
-        layer = cell(config.question_dim, return_sequences=not last, name=name)
+        layer = cell(config.question_dim, return_sequences=config.attention_words or not last,
+                     name=name)
         if config.bidirectional:
             layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{name}")
         layers.append(layer)
     return keras.Sequential(layers, name="question_encoder")
+
+
+@keras.saving.register_keras_serializable(package="vqa")
+class LastState(keras.layers.Layer):
+    """[batch, L, d] states of a one-way recurrent layer -> [batch, d], the last step's.
+
+    Keras carries the state across masked steps, so with the padding at the end the last
+    step holds the state after the last word: what the layer gives without
+    return_sequences.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def compute_mask(self, inputs, mask=None):
+        return None
+
+    def call(self, states):
+        return states[:, -1]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[-1])
 
 
 def pretrained_grid(config: ModelConfig) -> keras.layers.Layer:
