@@ -283,6 +283,9 @@ def test_init_from_a_run_without_word_attention_starts_where_it_was(tiny_dataset
                                keras.ops.convert_to_numpy(trained(inputs)), rtol=1e-5)
     with pytest.raises(ConfigError, match="attention have weights this one lacks"):
         copy_weights(grown, trained)  # words cannot be dropped
+    image = next((tiny_dataset.root / "images").rglob("*.png"))
+    result = Answerer.load(tmp_path / "words").answer(image, "what color is the shape?")
+    assert np.isfinite(result.attention).all() and result.top_k
 
 
 def test_init_from_starts_at_the_source_runs_weights_and_vocabularies(tiny_dataset, tiny_run,

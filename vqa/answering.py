@@ -263,7 +263,7 @@ def _check_runs(model: keras.Model, run: Path) -> None:
     """A model saved by an older vqa can load and yet not run, when a layer is now built
     wider (two-hop attention now hands on both glimpses): say so at load time,
     not as a shape error at the first question."""
-    zeros = {t.name: np.zeros([1 if d is None else d for d in t.shape], t.dtype)
+    zeros = {t.name: np.zeros([2 if d is None else d for d in t.shape], t.dtype)
              for t in model.inputs}
     try:
         model(zeros, training=False)
