@@ -41,10 +41,14 @@ def test_attention_is_the_grid_averaged_over_the_hops_and_sums_to_1(attentive):
     hops = attentive._explained.predict_on_batch(inputs)[1][0]  # [2 hops, 64 cells]
     assert not np.allclose(hops[0], hops[1])
     np.testing.assert_allclose(r.attention.ravel(), hops.mean(axis=0), rtol=1e-4, atol=1e-7)
+    assert r.hop_attention.shape == (2, 8, 8)  # and each hop's own map
+    np.testing.assert_allclose(r.hop_attention.reshape(2, -1), hops, rtol=1e-4, atol=1e-7)
+    assert not r.hop_attention.flags.writeable and not r.attention.flags.writeable
 
 
 def test_a_model_without_attention_gives_none(plain):
-    assert plain.answer(draw_shape("red", "circle"), "what shape?").attention is None
+    result = plain.answer(draw_shape("red", "circle"), "what shape?")
+    assert result.attention is None and result.hop_attention is None
 
 
 def test_answer_result_stays_frozen_and_comparable(attentive):

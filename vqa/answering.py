@@ -52,6 +52,8 @@ class AnswerResult:
     # averaged over the hops (each hop's glimpse reaches the answer), summing to 1; None
     # for a model without attention.
     attention: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # Each hop's own weights [hops, rows, cols] (each hop's map sums to 1); None likewise.
+    hop_attention: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 class Answerer:
@@ -186,13 +188,14 @@ class Answerer:
             rows.append(i)
             encoded.append(tokens)
         if rows:
-            probs, attention = self._predict(np.stack(pixels), np.stack([e.ids for e in encoded]))
+            probs, hops = self._predict(np.stack(pixels), np.stack([e.ids for e in encoded]))
             for j, i in enumerate(rows):
                 ranked = np.argsort(-probs[j])[:top_k]
                 top = [(self.answers.tokens[a], float(probs[j, a])) for a in ranked]
                 out[i] = AnswerResult(questions[i], top[0][0], top[0][1], top,
                                       encoded[j].unknown_words,
-                                      None if attention is None else attention[j])
+                                      None if hops is None else _mean_map(hops[j]),
+                                      None if hops is None else hops[j])
         return out
 
     @functools.cached_property
@@ -244,8 +247,8 @@ class Answerer:
 
     def _predict(self, pixels: np.ndarray, tokens: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Answer probabilities [batch, answers], and the attention averaged over the
-        hops [batch, rows, cols] (each sums to 1) or None."""
+        """Answer probabilities [batch, answers], and each hop's attention [batch, hops,
+        rows, cols] (each hop's map sums to 1) or None."""
         # predict_on_batch runs the compiled graph: ~2 ms where an eager call takes ~45.
         # One call at a time: Keras does not promise that threads may share a model.
         with self._lock:
@@ -253,10 +256,19 @@ class Answerer:
             if self._explained is None:
                 return np.asarray(self.model.predict_on_batch(inputs)), None
             probs, weights = self._explained.predict_on_batch(inputs)
-        looked = np.asarray(weights, dtype="float32").mean(axis=1)  # [batch, cells]
-        looked = (looked / looked.sum(axis=-1, keepdims=True)).reshape(-1, *self._grid_shape)
-        looked.setflags(write=False)  # results are frozen; each one's map is a view of this
-        return np.asarray(probs), looked
+        hops = np.asarray(weights, dtype="float32")  # [batch, hops, cells]
+        hops = (hops / hops.sum(axis=-1, keepdims=True)).reshape(
+            *hops.shape[:2], *self._grid_shape)
+        hops.setflags(write=False)  # results are frozen; each one's maps are a view of this
+        return np.asarray(probs), hops
+
+
+def _mean_map(hops: np.ndarray) -> np.ndarray:
+    """One map for the answer: the hops' maps [hops, rows, cols] averaged (every hop's
+    glimpse reaches the answer), read-only like them."""
+    looked = hops.mean(axis=0)
+    looked.setflags(write=False)
+    return looked
 
 
 def _check_runs(model: keras.Model, run: Path) -> None:
