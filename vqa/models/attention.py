@@ -53,6 +53,23 @@ class GridCoordinates(keras.layers.Layer):
         return (*input_shape[:-1], input_shape[-1] + 2)
 
 
+def _scorers(units: int, hops: int, items_shape, query_dim: int, names: tuple[str, str, str]
+             ) -> tuple[list, list, list]:
+    """Per hop, the three layers of additive attention, built: W_k over the items, W_u
+    over the query (no bias) and w (one score)."""
+    layers: tuple[list, list, list] = ([], [], [])
+    for hop in range(hops):
+        for group, (name, kwargs, shape) in zip(layers, (
+                (names[0], {}, items_shape),
+                (names[1], {"use_bias": False}, (None, query_dim)),
+                (names[2], {}, (None, None, units)))):
+            layer = keras.layers.Dense(1 if group is layers[2] else units,
+                                       name=f"{name}{hop}", **kwargs)
+            layer.build(shape)
+            group.append(layer)
+    return layers
+
+
 @keras.saving.register_keras_serializable(package="vqa")
 class StackedAttention(keras.layers.Layer):
     """Stacked soft attention (Yang et al. 2016, "Stacked Attention Networks").
@@ -104,42 +121,31 @@ class StackedAttention(keras.layers.Layer):
         dim = cells_shape[-1]
         self.query = keras.layers.Dense(dim, activation="tanh", name="query")
         self.query.build(question_shape)
-        self.score_cells, self.score_query, self.score = [], [], []
-        for hop in range(self.hops):
-            cells = keras.layers.Dense(self.units, name=f"cells{hop}")
-            cells.build(cells_shape)
-            query = keras.layers.Dense(self.units, use_bias=False, name=f"query{hop}")
-            query.build((None, dim))
-            score = keras.layers.Dense(1, name=f"score{hop}")
-            score.build((None, None, self.units))
-            self.score_cells.append(cells)
-            self.score_query.append(query)
-            self.score.append(score)
+        self.score_cells, self.score_query, self.score = _scorers(
+            self.units, self.hops, cells_shape, dim, ("cells", "query", "score"))
         self.word_keys, self.word_query, self.word_score, self.word_value = [], [], [], []
         if self.words:
             words_shape = input_shape[2]
+            self.word_keys, self.word_query, self.word_score = _scorers(
+                self.units, self.hops, words_shape, dim,
+                ("word_keys", "word_query", "word_score"))
             for hop in range(self.hops):
-                keys = keras.layers.Dense(self.units, name=f"word_keys{hop}")
-                keys.build(words_shape)
-                query = keras.layers.Dense(self.units, use_bias=False, name=f"word_query{hop}")
-                query.build((None, dim))
-                score = keras.layers.Dense(1, name=f"word_score{hop}")
-                score.build((None, None, self.units))
                 value = keras.layers.Dense(dim, use_bias=False, kernel_initializer="zeros",
                                            name=f"word_value{hop}")
                 value.build((None, words_shape[-1]))
-                self.word_keys.append(keys)
-                self.word_query.append(query)
-                self.word_score.append(score)
                 self.word_value.append(value)
+
+    def _scores(self, keys, query, score, items, u):
+        """w . tanh(W_k item + W_u u) for every item: [batch, n]."""
+        joint = ops.tanh(keys(items) + ops.expand_dims(query(u), 1))  # [b, n, units]
+        return ops.squeeze(score(joint), -1)
 
     def _read_words(self, hop, u, states, ids):
         """This hop's reading of the question: W_c sum_w a_w h_w, [batch, dim]."""
-        joint = ops.tanh(self.word_keys[hop](states)
-                         + ops.expand_dims(self.word_query[hop](u), 1))  # [b, L, units]
-        logits = ops.squeeze(self.word_score[hop](joint), -1)  # [b, L]
-        logits = ops.where(ops.not_equal(ids, 0), logits, ops.full_like(logits, -1e4))  # finite in float16
-        a = ops.softmax(logits, axis=-1)
+        logits = self._scores(self.word_keys[hop], self.word_query[hop],
+                              self.word_score[hop], states, u)  # [b, L]
+        logits = ops.where(ops.not_equal(ids, 0), logits, ops.full_like(logits, -1e4))
+        a = ops.softmax(logits, axis=-1)  # -1e4: finite in float16
         return self.word_value[hop](ops.sum(ops.expand_dims(a, -1) * states, axis=1))
 
     def call(self, inputs):
@@ -148,9 +154,8 @@ class StackedAttention(keras.layers.Layer):
         glimpses, weights = [], []
         for hop in range(self.hops):
             query = u + self._read_words(hop, u, *inputs[2:]) if self.words else u
-            joint = ops.tanh(self.score_cells[hop](cells)
-                             + ops.expand_dims(self.score_query[hop](query), 1))  # [b, n, units]
-            p = ops.softmax(ops.squeeze(self.score[hop](joint), -1), axis=-1)  # [b, n]
+            p = ops.softmax(self._scores(self.score_cells[hop], self.score_query[hop],
+                                         self.score[hop], cells, query), axis=-1)  # [b, n]
             attended = ops.sum(ops.expand_dims(p, -1) * cells, axis=1)  # [b, dim]
             u = u + attended
             glimpses.append(attended)
