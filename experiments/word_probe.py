@@ -49,6 +49,8 @@ def vector_share(model, words_vocab, questions: list[str], max_length: int) -> f
     encoder = _question_encoder(model)
     tokens = words_vocab.encode_questions(questions, max_length)
     vectors = np.asarray(encoder.predict(tokens, verbose=0), dtype="float64")
+    if vectors.ndim == 3:  # attention_words: every word's state; the last is the question's
+        vectors = vectors[:, -1]
     spread = np.linalg.norm(vectors - vectors.mean(0), axis=1).mean()
     return float(spread / max(np.linalg.norm(vectors, axis=1).mean(), 1e-12))
 

@@ -12,7 +12,7 @@ from vqa import run_dir as files
 from vqa.data.text import Vocabulary
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-from word_probe import main, probe  # noqa: E402
+from word_probe import main, probe, vector_share  # noqa: E402
 
 TEMPLATE = "is there a {} shape?"
 
@@ -55,3 +55,21 @@ def test_a_run_that_cannot_tell_two_words_apart_reads_zero(tiny_dataset, tiny_ru
 def test_probe_errors(tiny_dataset, tiny_run, template, words, match):
     with pytest.raises(ValueError, match=match):
         probe(tiny_run[0], tiny_dataset, template, words)
+
+
+def test_vector_share_reads_the_question_vector_of_a_word_attention_model():
+    from vqa.config import ModelConfig
+    from vqa.models import build_model
+    from vqa.training import copy_weights
+
+    sizes = dict(image_encoder="small_cnn", image_size=32, cnn_filters=(4, 8), image_dim=8,
+                 embedding_dim=4, question_dim=8, max_question_length=6, fusion_dim=8,
+                 classifier_dim=8, attention_dim=8, attention_hops=1)
+    plain = build_model(ModelConfig(**sizes), vocab_size=12, num_answers=3)
+    words = build_model(ModelConfig(**sizes, attention_words=True), vocab_size=12, num_answers=3)
+    copy_weights(plain, words)
+    questions = ["a b", "a b c d", "e", "d c"]
+    vocab = Vocabulary.for_questions(questions)
+    share = vector_share(words, vocab, questions, 6)
+    assert share == pytest.approx(vector_share(plain, vocab, questions, 6), rel=1e-5)
+    assert share > 0
