@@ -259,8 +259,9 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
                 fresh = copy_weights(trained, model)
                 log.info("weights and vocabularies from %s", source)
                 if fresh:
-                    log.warning("%d weights of this model are not in %s, or differ in "
-                                "shape there (saved by an older vqa), and start afresh: %s",
+                    log.warning("%d weights of this model are new (attention_words adds "
+                                "some) or have another shape in %s (saved by an older vqa), "
+                                "and start afresh: %s",
                                 len(fresh), source, ", ".join(fresh))
             # Weighted: the rows that pad a batch for the replicas have weight 0.
             model.compile(optimizer=optimizer, loss=soft_crossentropy,
