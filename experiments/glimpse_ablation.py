@@ -1,13 +1,17 @@
-"""Which hop's glimpse does a two-hop attention run answer from?
+"""Which hop's glimpse does a two-hop attention run answer from, and does it use the
+words each hop reads?
 
     python experiments/glimpse_ablation.py RUN OUT --hop 0
+    python experiments/glimpse_ablation.py RUN OUT --words
     vqa evaluate OUT DATA
 
-Copies the finished run RUN to OUT (which must not exist) with one hop's glimpse cut
-off from the fusion: the rows of the fusion's image projection that read that hop's
-glimpse are set to zero, so the answer is computed from the other hops' glimpses alone.
-Evaluating OUT per question type then shows which families need that hop (README,
-"Our scenes").
+Copies the finished run RUN to OUT (which must not exist) with one part cut off.
+`--hop H`: hop H's glimpse, from the fusion (the rows of the fusion's image projection
+that read that glimpse are set to zero), so the answer is computed from the other
+hops' glimpses alone. `--words` (a run with `attention_words`): what every hop read of
+the question (each hop's word projection W_c is set to zero, as it starts), so the
+hops score the cells with the question vector alone. Evaluating OUT per question type
+then shows which families need that part (README, "Our scenes").
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def ablate(run: Path, out: Path, hop: int) -> str:
-    """Copy `run` to `out` with `hop`'s glimpse cut off; what was zeroed, in words."""
+def ablate(run: Path, out: Path, hop: int | None = None, words: bool = False) -> str:
+    """Copy `run` to `out` with `hop`'s glimpse, or the hops' word reading, cut off;
+    what was zeroed, in words."""
     import keras
 
     import vqa.models  # noqa: F401  (registers the custom layers before loading)
@@ -30,6 +35,19 @@ def ablate(run: Path, out: Path, hop: int) -> str:
 
     files.check_run_dir(run)
     config = load_config(run / files.CONFIG).model
+    if words:
+        if not config.attention_words:
+            raise ValueError(f"{run} does not read words in its attention "
+                             "(attention_words: false): there is nothing to cut.")
+        if out.exists():
+            raise ValueError(f"{out} exists; give the ablated copy a new directory.")
+        model = keras.models.load_model(run / files.MODEL, compile=False)
+        values = model.get_layer("attention").word_value
+        for value in values:
+            value.kernel.assign(keras.ops.zeros_like(value.kernel))
+        shutil.copytree(run, out)
+        model.save(out / files.MODEL)
+        return ", ".join(f"{value.kernel.path}" for value in values) + " zeroed"
     # ModelConfig allows attention only with both inputs and a concat/elementwise/mfb
     # fusion, so a run with two hops or more has a layer named "fusion" to cut.
     if config.attention_hops < 2:
@@ -55,16 +73,20 @@ def ablate(run: Path, out: Path, hop: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path, help="a finished run with attention_hops >= 2")
+    parser.add_argument("run", type=Path, help="a finished run with attention")
     parser.add_argument("out", type=Path, help="the ablated copy (a new directory)")
-    parser.add_argument("--hop", type=int, required=True, help="the hop to cut off, from 0")
+    cut = parser.add_mutually_exclusive_group(required=True)
+    cut.add_argument("--hop", type=int, help="the hop whose glimpse to cut off, from 0")
+    cut.add_argument("--words", action="store_true",
+                     help="cut off what every hop reads of the question (attention_words)")
     args = parser.parse_args(argv)
     try:
-        what = ablate(args.run, args.out, args.hop)
+        what = ablate(args.run, args.out, args.hop, args.words)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{args.out}: {args.run} without hop {args.hop}'s glimpse ({what})")
+    part = "the hops' word reading" if args.words else f"hop {args.hop}'s glimpse"
+    print(f"{args.out}: {args.run} without {part} ({what})")
     return 0
 
 

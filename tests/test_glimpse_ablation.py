@@ -1,4 +1,5 @@
-"""experiments/glimpse_ablation.py: cut one hop's glimpse off from the fusion."""
+"""experiments/glimpse_ablation.py: cut one hop's glimpse off from the fusion, or the
+words the hops read."""
 
 import sys
 from pathlib import Path
@@ -38,3 +39,30 @@ def test_refuses_what_it_cannot_ablate(tiny_run, tiny_attention_run, tmp_path, c
     assert "--hop must be 0 to 1" in capsys.readouterr().err
     assert main([str(tiny_attention_run), str(tmp_path), "--hop", "0"]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_words_cut_off_every_hops_word_projection(tiny_dataset, tiny_attention_run,
+                                                  tmp_path, capsys):
+    from dataclasses import replace
+
+    from conftest import TINY_CONFIG
+    from vqa.config import Config
+    from vqa.training import train
+
+    run = tmp_path / "words"
+    train(tiny_dataset.root, run, Config(replace(TINY_CONFIG.model, attention_hops=2,
+                                                 attention_words=True), TINY_CONFIG.train),
+          verbose=0)
+
+    def values(path):
+        layer = keras.models.load_model(path / files.MODEL, compile=False).get_layer("attention")
+        return [v.kernel.numpy() for v in layer.word_value]
+
+    assert all(v.any() for v in values(run))  # trained away from their zero start
+    assert main([str(run), str(tmp_path / "cut"), "--words"]) == 0
+    assert not any(v.any() for v in values(tmp_path / "cut"))
+    assert "without the hops' word reading" in capsys.readouterr().out
+    assert main([str(tiny_attention_run), str(tmp_path / "none"), "--words"]) == 2
+    assert "attention_words: false" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # one of --hop and --words, not both
+        main([str(run), str(tmp_path / "both"), "--words", "--hop", "0"])
