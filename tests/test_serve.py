@@ -104,6 +104,9 @@ def test_api_answers_with_probabilities_attention_and_overlay(server):
     assert reply["unknown_words"] == ["zorblax"]
     attention = np.array(reply["attention"])
     assert attention.shape == (8, 8) and attention.sum() == pytest.approx(1, abs=1e-3)
+    hops = np.array(reply["hop_attention"])
+    assert hops.shape == (2, 8, 8) and not np.allclose(hops[0], hops[1], atol=1e-4)
+    np.testing.assert_allclose(hops.mean(axis=0), attention, atol=2e-5)
     prefix = "data:image/png;base64,"
     assert reply["overlay"].startswith(prefix)
     with Image.open(io.BytesIO(base64.b64decode(reply["overlay"][len(prefix):]))) as png:

@@ -4,7 +4,8 @@
     POST /api/answer  multipart/form-data: image (file), question, top_k (optional, 3),
                       overlay (optional, "1": add the explanation PNG as a data URL)
         200 {"question", "answer", "probability", "top_k": [{"answer", "probability"}],
-             "unknown_words", "attention": [[...]] or null, "overlay" (when asked)}
+             "unknown_words", "attention": [[...]] or null (the hops' maps averaged),
+             "hop_attention": [[[...]]] or null (each hop's map), "overlay" (when asked)}
         4xx {"error": "one line"}: 400 bad form or question, 411 no Content-Length,
              413 over 10 MB, 415 not multipart or not an image
 
@@ -207,5 +208,9 @@ def _as_json(result: AnswerResult) -> dict:
             "probability": result.probability,
             "top_k": [{"answer": a, "probability": p} for a, p in result.top_k],
             "unknown_words": result.unknown_words,
-            "attention": None if result.attention is None
-            else np.round(result.attention.astype(float), 5).tolist()}
+            "attention": _rounded(result.attention),
+            "hop_attention": _rounded(result.hop_attention)}
+
+
+def _rounded(weights: np.ndarray | None) -> list | None:
+    return None if weights is None else np.round(weights.astype(float), 5).tolist()
