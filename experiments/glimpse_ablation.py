@@ -39,25 +39,38 @@ def ablate(run: Path, out: Path, hop: int | None = None, words: bool = False) ->
         if not config.attention_words:
             raise ValueError(f"{run} does not read words in its attention "
                              "(attention_words: false): there is nothing to cut.")
-        if out.exists():
-            raise ValueError(f"{out} exists; give the ablated copy a new directory.")
-        model = keras.models.load_model(run / files.MODEL, compile=False)
-        values = model.get_layer("attention").word_value
-        for value in values:
-            value.kernel.assign(keras.ops.zeros_like(value.kernel))
-        shutil.copytree(run, out)
-        model.save(out / files.MODEL)
-        return ", ".join(f"{value.kernel.path}" for value in values) + " zeroed"
-    # ModelConfig allows attention only with both inputs and a concat/elementwise/mfb
-    # fusion, so a run with two hops or more has a layer named "fusion" to cut.
-    if config.attention_hops < 2:
-        raise ValueError(f"{run} has {config.attention_hops} attention hop(s): there is no "
-                         "other glimpse to answer from.")
-    if not 0 <= hop < config.attention_hops:
-        raise ValueError(f"--hop must be 0 to {config.attention_hops - 1}. Received: {hop}")
+    else:
+        # ModelConfig allows attention only with both inputs and a concat/elementwise/mfb
+        # fusion, so a run with two hops or more has a layer named "fusion" to cut.
+        if config.attention_hops < 2:
+            raise ValueError(f"{run} has {config.attention_hops} attention hop(s): there is "
+                             "no other glimpse to answer from.")
+        if not 0 <= hop < config.attention_hops:
+            raise ValueError(f"--hop must be 0 to {config.attention_hops - 1}. "
+                             f"Received: {hop}")
     if out.exists():
         raise ValueError(f"{out} exists; give the ablated copy a new directory.")
     model = keras.models.load_model(run / files.MODEL, compile=False)
+    what = _cut_words(model) if words else _cut_glimpse(model, config, hop)
+    shutil.copytree(run, out)
+    model.save(out / files.MODEL)
+    return what
+
+
+def _cut_words(model) -> str:
+    """Zero every hop's word projection W_c (as the layer starts)."""
+    import keras
+
+    values = model.get_layer("attention").word_value
+    for value in values:
+        value.kernel.assign(keras.ops.zeros_like(value.kernel))
+    return ", ".join(value.kernel.path for value in values) + " zeroed"
+
+
+def _cut_glimpse(model, config, hop: int) -> str:
+    """Zero the rows of the fusion's projection that read `hop`'s glimpse."""
+    import keras
+
     fusion = model.get_layer("fusion")
     # concat reads [question, glimpses] in one projection; the others project the image.
     project = fusion.project if config.fusion == "concat" else fusion.project_image
@@ -66,8 +79,6 @@ def ablate(run: Path, out: Path, hop: int | None = None, words: bool = False) ->
     first = kernel.shape[0] - (config.attention_hops - hop) * width  # the question's rows first
     kernel[first:first + width] = 0.0
     project.kernel.assign(kernel)
-    shutil.copytree(run, out)
-    model.save(out / files.MODEL)
     return f"rows {first}-{first + width - 1} of {project.path}/kernel zeroed"
 
 

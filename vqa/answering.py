@@ -189,12 +189,13 @@ class Answerer:
             encoded.append(tokens)
         if rows:
             probs, hops = self._predict(np.stack(pixels), np.stack([e.ids for e in encoded]))
+            means = None if hops is None else _frozen(hops.mean(axis=1))  # one map each
             for j, i in enumerate(rows):
                 ranked = np.argsort(-probs[j])[:top_k]
                 top = [(self.answers.tokens[a], float(probs[j, a])) for a in ranked]
                 out[i] = AnswerResult(questions[i], top[0][0], top[0][1], top,
                                       encoded[j].unknown_words,
-                                      None if hops is None else _mean_map(hops[j]),
+                                      None if hops is None else means[j],
                                       None if hops is None else hops[j])
         return out
 
@@ -259,16 +260,13 @@ class Answerer:
         hops = np.asarray(weights, dtype="float32")  # [batch, hops, cells]
         hops = (hops / hops.sum(axis=-1, keepdims=True)).reshape(
             *hops.shape[:2], *self._grid_shape)
-        hops.setflags(write=False)  # results are frozen; each one's maps are a view of this
-        return np.asarray(probs), hops
+        return np.asarray(probs), _frozen(hops)
 
 
-def _mean_map(hops: np.ndarray) -> np.ndarray:
-    """One map for the answer: the hops' maps [hops, rows, cols] averaged (every hop's
-    glimpse reaches the answer), read-only like them."""
-    looked = hops.mean(axis=0)
-    looked.setflags(write=False)
-    return looked
+def _frozen(maps: np.ndarray) -> np.ndarray:
+    """Results are frozen; each one's maps are a view of this array, so it is read-only."""
+    maps.setflags(write=False)
+    return maps
 
 
 def _check_runs(model: keras.Model, run: Path) -> None:
