@@ -110,22 +110,29 @@ def test_questions_as_people_type_them(plain, caplog):
 
 
 @pytest.mark.parametrize("fixture", ["attentive", "plain"])
-def test_explain_writes_the_image_the_heat_map_and_the_answers(request, fixture, tmp_path):
+def test_explain_writes_the_image_each_hops_heat_map_and_the_answers(request, fixture, tmp_path):
     answerer = request.getfixturevalue(fixture)
     out = tmp_path / "why.png"
-    result = answerer.explain(draw_shape("red", "circle", 200), "what color is the zorblax?",
-                              out, top_k=3)
+    img = draw_shape("red", "circle", 200)
+    result = answerer.explain(img, "what color is the zorblax?", out, top_k=3)
     assert result.unknown_words == ["zorblax"] and len(result.top_k) == 3
-    assert (result.attention is not None) == (fixture == "attentive")
+    hops = fixture == "attentive"  # two hops: a picture for each, then the answers
+    assert (result.attention is not None) == hops
     with Image.open(out) as png:
-        assert png.format == "PNG" and png.size == (850, 400)
+        assert png.format == "PNG" and png.size == (1250 if hops else 850, 400)
         drawn = np.asarray(png.convert("RGB"))
-    # The heat map is what tells the two apart: drawn without it, the picture differs.
-    without = io.BytesIO()
-    draw_explanation(draw_shape("red", "circle", 200),
-                      dataclasses.replace(result, attention=None), (0, 0, 200, 200), without)
-    same = np.array_equal(np.asarray(Image.open(without).convert("RGB")), drawn)
-    assert same == (fixture == "plain")
+
+    def redraw(**changes) -> np.ndarray:
+        again = io.BytesIO()
+        draw_explanation(img, dataclasses.replace(result, **changes), (0, 0, 200, 200), again)
+        return np.asarray(Image.open(again).convert("RGB"))
+
+    assert np.array_equal(redraw(), drawn)  # so that a difference below means something
+    if hops:  # each hop's own map is drawn: the hops swapped give another picture
+        assert not np.array_equal(redraw(hop_attention=result.hop_attention[::-1]), drawn)
+        mean_only = redraw(hop_attention=None)  # one map: one picture, the mean's
+        assert mean_only.shape == (400, 850, 3)
+        assert not np.array_equal(mean_only, redraw(hop_attention=None, attention=None))
 
 
 def test_cli_ask_explain(tiny_attention_run, tmp_path, capsys):

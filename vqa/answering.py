@@ -143,7 +143,8 @@ class Answerer:
     def explain(self, image: ImageLike, question: str, out: str | Path | BinaryIO,
                 top_k: int = 3) -> AnswerResult:
         """Answer, and write a PNG to `out`: the image with the attention heat map laid
-        over the part the model saw, and the top answers with their probabilities."""
+        over the part the model saw (one picture per hop when there are two), and the
+        top answers with their probabilities."""
         img = to_pil(image, min_side=self._min_side)  # decoded once, for both
         result = self.answer(img, question, top_k=top_k)
         draw_explanation(img, result, self._seen_box(img.size), out)

@@ -83,29 +83,36 @@ _DRAWING = threading.Lock()  # matplotlib's font and text caches are shared
 def draw_explanation(img: Image.Image, result: AnswerResult,
                      box: tuple[float, float, float, float], out: str | Path | BinaryIO) -> None:
     """Write a PNG: `img` with the attention heat map of `result` over `box` (left, top,
-    right, bottom: the part of the image the model saw), beside the top answers."""
+    right, bottom: the part of the image the model saw), beside the top answers. With
+    two hops or more, one picture per hop: where each looked, not only their mean."""
     from matplotlib.figure import Figure  # not pyplot: no global state, safe in threads
 
     shown = img.copy()
     shown.thumbnail((480, 480))
     scale = shown.width / img.width
+    hops = result.hop_attention
+    if hops is not None and len(hops) > 1:
+        maps = [(hop, f"hop {i + 1} of {len(hops)}") for i, hop in enumerate(hops)]
+    else:
+        maps = [(result.attention, "where the model looked")]
     with _DRAWING:
-        fig = Figure(figsize=(8.5, 4), dpi=100)
-        picture, bars = fig.subplots(1, 2, width_ratios=[1.2, 1])
-        picture.imshow(np.asarray(shown))
-        if result.attention is not None:
+        fig = Figure(figsize=(8.5 + 4.0 * (len(maps) - 1), 4), dpi=100)
+        *pictures, bars = fig.subplots(1, len(maps) + 1, width_ratios=[1.2] * len(maps) + [1])
+        for picture, (heat, title) in zip(pictures, maps):
+            picture.imshow(np.asarray(shown))
+            picture.set_axis_off()
+            if heat is None:
+                picture.set_title("no attention map: this model pools the whole image",
+                                  fontsize=9)
+                continue
             left, top, right, bottom = (v * scale for v in box)
-            picture.imshow(result.attention, cmap="jet", alpha=0.45, vmin=0,
+            picture.imshow(heat, cmap="jet", alpha=0.45, vmin=0,
                            extent=(left, right, bottom, top), interpolation="bilinear")
             picture.set_xlim(0, shown.width)
             picture.set_ylim(shown.height, 0)
-            rows, cols = result.attention.shape
-            picture.set_title(f"where the model looked ({rows} x {cols} grid, busiest cell "
-                              f"{result.attention.max():.0%})", fontsize=9)
-        else:
-            picture.set_title("no attention map: this model pools the whole image",
-                              fontsize=9)
-        picture.set_axis_off()
+            rows, cols = heat.shape
+            picture.set_title(f"{title} ({rows} x {cols} grid, busiest cell "
+                              f"{heat.max():.0%})", fontsize=9)
         answers = [a for a, _ in result.top_k][::-1]  # best at the top
         probs = [p for _, p in result.top_k][::-1]
         bars.barh(range(len(probs)), probs, color="#3b75af")
