@@ -110,7 +110,7 @@ def test_api_answers_with_probabilities_attention_and_overlay(server):
     prefix = "data:image/png;base64,"
     assert reply["overlay"].startswith(prefix)
     with Image.open(io.BytesIO(base64.b64decode(reply["overlay"][len(prefix):]))) as png:
-        assert png.format == "PNG" and png.size == (850, 400)
+        assert png.format == "PNG" and png.size == (1250, 400)  # each hop, the answers
     status, reply = _ask(httpd, _png(), "what shape?")
     assert status == 200 and "overlay" not in reply and len(reply["top_k"]) == 3
 
@@ -256,7 +256,7 @@ def test_the_page_in_headless_chromium(server, tmp_path):
         wait.until(lambda b: b.execute_script(
             "const o = document.getElementById('overlay'); return o.complete && o.naturalWidth"))
         assert browser.execute_script(
-            "return document.getElementById('overlay').naturalWidth") == 850
+            "return document.getElementById('overlay').naturalWidth") == 1250  # two hops
         # A file that is not an image: the server's message is shown, no answer.
         browser.find_element(By.ID, "image").send_keys(str(tmp_path / "notes.txt"))
         browser.find_element(By.ID, "ask").click()
