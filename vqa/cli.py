@@ -383,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("question", nargs="?")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--explain", metavar="PNG",
-                   help="also write the image with where the model looked (each hop), and the answers")
+                   help="also write the image with where the model looked (each hop), "
+                        "and the answers")
     p.add_argument("--batch", metavar="CSV",
                    help="answer every row of a CSV with columns image (a path relative to "
                         "the CSV's folder) and question")
