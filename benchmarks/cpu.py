@@ -88,6 +88,7 @@ def measure_train(data: str, steps: int) -> dict:
     from vqa.features.backbones import get_backbone
     from vqa.features.cache import image_table
     from vqa.models import build_model, soft_crossentropy
+    from vqa.models.builder import model_inputs
     from vqa.training import build_vocabularies
 
     dataset = PreparedDataset.load(data)
@@ -115,7 +116,7 @@ def measure_train(data: str, steps: int) -> dict:
 
     def from_cache(r):
         index = train["image_id"].iloc[r].map(cache_rows).to_numpy()
-        return {"image": cache[index].astype("float32"), "question": tokens[r]}, targets[r]
+        return model_inputs(head, cache[index].astype("float32"), tokens[r]), targets[r]
 
     timed("cache", head, from_cache)
     result["cache_peak_rss_mb"] = _peak_mb()
@@ -124,14 +125,15 @@ def measure_train(data: str, steps: int) -> dict:
     backbone = spec.build(include_top=False)
     backbone.trainable = False
     pixels = keras.Input((spec.image_size, spec.image_size, 3), name="image")
+    about_image = keras.Input((), dtype="int32", name="about_image")
     question = keras.Input((None,), dtype="int32", name="question")
-    end_to_end = keras.Model({"image": pixels, "question": question},
-                             head({"image": backbone(pixels), "question": question}))
+    inputs = {"image": pixels, "about_image": about_image, "question": question}
+    end_to_end = keras.Model(inputs, head({**inputs, "image": backbone(pixels)}))
     end_to_end.compile(optimizer="adam", loss=soft_crossentropy)
 
     def from_pixels(r):
         images = spec.load_pixels([dataset.image_path(i) for i in train["image_id"].iloc[r]])
-        return {"image": images.astype("float32"), "question": tokens[r]}, targets[r]
+        return model_inputs(end_to_end, images.astype("float32"), tokens[r]), targets[r]
 
     timed("pixels", end_to_end, from_pixels)
     result["peak_rss_mb"] = _peak_mb()

@@ -32,6 +32,7 @@ def test_attention_is_the_grid_averaged_over_the_hops_and_sums_to_1(attentive):
     assert r.attention.dtype == np.float32 and (r.attention >= 0).all()
     assert r.attention.sum() == pytest.approx(1.0, abs=1e-5)
     inputs = {"image": np.asarray(draw_shape("red", "circle").resize((32, 32)), "float32")[None],
+              "about_image": np.zeros(1, "int32"),
               "question": attentive.words.encode_question("what color is the shape?", 8).ids[None]}
     # The explaining model is the loaded model: the same probabilities.
     probs = attentive.model.predict_on_batch(inputs)

@@ -17,19 +17,56 @@ def test_encode_targets_are_sparse_vqa_scores():
     np.testing.assert_allclose(dense[3], [0, 1.0, 0])
 
 
-def test_batches_gather_each_question_with_its_image():
+def test_batches_carry_each_image_once_and_each_questions_row_of_it():
     images = np.arange(3)[:, None, None, None] * np.ones((3, 2, 2, 3), "uint8")
-    questions = pd.DataFrame({"image_id": ["c", "a", "b", "a", "c"],
+    questions = pd.DataFrame({"image_id": ["c", "a", "a", "c", "b"],
                               "question": ["is it", "it is", "is", "it", "is it is"]})
     words = Vocabulary.for_questions(questions["question"])
     batches = VQABatches.from_questions(questions, images, {"a": 0, "b": 1, "c": 2}, words,
-                                        max_length=3, batch_size=2)
-    assert len(batches) == 3
+                                        max_length=3, batch_size=4)
+    assert len(batches) == 2
     (x,) = batches[0]
-    assert x["image"][:, 0, 0, 0].tolist() == [2, 0]
-    assert x["question"].shape == (2, 3)
-    (last,) = batches[2]
-    assert len(last["image"]) == 1 and last["image"][0, 0, 0, 0] == 2
+    assert x["image"][:, 0, 0, 0].tolist() == [0, 2]  # a and c, once each
+    assert x["about_image"].dtype == np.int32
+    assert x["image"][x["about_image"], 0, 0, 0].tolist() == [2, 0, 0, 2]  # c a a c
+    assert x["question"].shape == (4, 3)
+    (last,) = batches[1]
+    assert last["image"][:, 0, 0, 0].tolist() == [1] and last["about_image"].tolist() == [0]
+    # As models saved before about_image take them: each question its own copy.
+    old = VQABatches.from_questions(questions, images, {"a": 0, "b": 1, "c": 2}, words,
+                                    max_length=3, batch_size=4, each_image_once=False)
+    (x,) = old[0]
+    assert set(x) == {"image", "question"} and x["image"][:, 0, 0, 0].tolist() == [2, 0, 0, 2]
+
+
+def test_grouped_batches_keep_each_images_questions_together_in_a_new_order_each_epoch():
+    index = np.repeat(np.arange(30), 10)  # 30 images, 10 questions each
+    questions = np.arange(len(index), dtype="int32")[:, None]
+    targets = encode_targets([["yes"]] * len(index), Vocabulary(["yes"]))
+    images = np.arange(30)[:, None]
+    grouped = VQABatches(images, index, questions, targets, batch_size=50, shuffle=True,
+                         seed=1, group_by_image=True)
+    plain = VQABatches(images, index, questions, targets, batch_size=50, shuffle=True, seed=1)
+    orders = []
+    for _ in range(2):
+        sizes = [len(grouped[i][0]["image"]) for i in range(len(grouped))]
+        assert sizes == [5] * 6  # 50 questions of 5 whole images
+        assert max(len(plain[i][0]["image"]) for i in range(len(plain))) > 20
+        seen = np.concatenate([grouped[i][0]["question"][:, 0] for i in range(len(grouped))])
+        assert sorted(seen.tolist()) == list(range(len(index)))
+        images_in_order = index[seen][::10]
+        assert (index[seen].reshape(30, 10) == images_in_order[:, None]).all()
+        orders.append(seen)
+        for b in (grouped, plain):
+            b.on_epoch_end()
+    assert not np.array_equal(orders[0], orders[1])
+    # Within an image its questions are shuffled too, and a resumed epoch is the same.
+    assert not np.array_equal(np.sort(orders[0][:10]), orders[0][:10])
+    again = VQABatches(images, index, questions, targets, batch_size=50, shuffle=True,
+                       seed=1, group_by_image=True)
+    again.start_epoch(1)
+    np.testing.assert_array_equal(
+        np.concatenate([again[i][0]["question"][:, 0] for i in range(len(again))]), orders[1])
 
 
 def test_questions_are_padded_to_the_longest_not_to_the_limit():

@@ -223,6 +223,27 @@ def test_early_stopping_on_a_plateau(tiny_dataset, tmp_path):
     assert summary["best_epoch"] == 1
 
 
+def test_group_by_image_trains_on_whole_images_per_batch(tiny_dataset, tmp_path, monkeypatch):
+    from vqa.data.batches import VQABatches
+
+    seen = []  # (images, questions) of each training batch
+    getitem = VQABatches.__getitem__
+
+    def recording(self, i):
+        batch = getitem(self, i)
+        if self.shuffle:
+            seen.append((len(batch[0]["image"]), len(batch[0]["question"])))
+        return batch
+
+    monkeypatch.setattr(VQABatches, "__getitem__", recording)
+    config = TINY_CONFIG.with_train(group_by_image=True)  # 4 questions an image, 16 a batch
+    summary = train(tiny_dataset.root, tmp_path / "run", config, verbose=0)
+    assert summary["epochs_run"] == 2
+    assert sum(q for _, q in seen) >= 2 * summary["n_fit_questions"]  # keras peeks too
+    assert all(images == questions // 4 for images, questions in seen)
+    assert Answerer.load(tmp_path / "run").answer(draw_shape("red", "circle"), "what shape?")
+
+
 def test_resume_with_another_config_is_refused(tiny_dataset, tmp_path):
     run = tmp_path / "run"
     (run / files.CHECKPOINT_DIR).mkdir(parents=True)

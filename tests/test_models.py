@@ -16,6 +16,7 @@ def _inputs(config, batch=3, vocab=10):
     rng = np.random.default_rng(0)
     return {"image": rng.integers(0, 256, (batch, *encoders.image_input_shape(config)))
             .astype("float32"),
+            "about_image": np.arange(batch, dtype="int32"),
             "question": rng.integers(0, vocab, (batch, config.max_question_length))
             .astype("int32")}
 
@@ -50,6 +51,28 @@ def test_build_and_save_round_trip(tmp_path, variant, image_encoder):
     loaded = keras.models.load_model(tmp_path / "m.keras", compile=False, safe_mode=True)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x, training=False)), probs,
                                rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", [dict(), dict(conditioned_cnn=True),
+                                     dict(attention_hops=2, grid_coordinates=True),
+                                     dict(image_encoder="pretrained", fusion="relation")],
+                         ids=["cnn", "conditioned", "attention", "pretrained-relation"])
+def test_each_image_once_gives_what_a_copy_per_question_gives(variant):
+    config = ModelConfig(**{"image_encoder": "small_cnn", **SMALL, **variant})
+    model = build_model(config, vocab_size=10, num_answers=5)
+    once = _inputs(config, batch=5)
+    once["image"] = once["image"][:2]
+    once["about_image"] = np.array([1, 0, 1, 1, 0], dtype="int32")
+    copies = {**once, "image": once["image"][once["about_image"]],
+              "about_image": np.arange(5, dtype="int32")}
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(once, training=False)),
+                               keras.ops.convert_to_numpy(model(copies, training=False)),
+                               rtol=1e-5, atol=1e-6)
+    assert builder.model_inputs(model, copies["image"], copies["question"]).keys() == \
+        copies.keys()
+    # The questions' input comes first in key order: Keras weighs a batch's logged loss
+    # by the length of the first.
+    assert sorted(once)[0] == "about_image"
 
 
 @pytest.mark.parametrize("layer_cls", [ConcatFusion, ElementwiseFusion])

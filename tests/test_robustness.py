@@ -208,6 +208,42 @@ def test_a_two_hop_model_saved_before_glimpses_were_concatenated_is_refused_clea
         Answerer.load(run)
 
 
+@keras.saving.register_keras_serializable(package="tests")
+class _EachQuestionsRow(keras.layers.Layer):
+    """[batch, L] questions -> [batch] 0, 1, 2, ...: one image per question."""
+
+    def call(self, question):
+        return keras.ops.arange(keras.ops.shape(question)[0], dtype="int32")
+
+    def compute_output_shape(self, shape):
+        return (shape[0],)
+
+
+def test_a_model_saved_before_about_image_still_answers_and_evaluates(tiny_run, tiny_dataset,
+                                                                     tmp_path):
+    """Models saved before the "about_image" input take one image per question."""
+    run = _copy_run(tiny_run[0], tmp_path / "older")
+    model = keras.models.load_model(run / files.MODEL, compile=False)
+    image = keras.Input(next(t for t in model.inputs if t.name == "image").shape[1:],
+                        name="image")
+    question = keras.Input((None,), dtype="int32", name="question")
+    older = keras.Model({"image": image, "question": question}, model(
+        {"image": image, "about_image": _EachQuestionsRow()(question), "question": question}))
+    older.save(run / files.MODEL)
+    answerer = Answerer.load(run)
+    assert "about_image" not in {t.name for t in answerer.model.inputs}
+    image_file = next((tiny_dataset.root / "images").rglob("*.png"))
+    now = Answerer.load(tiny_run[0])
+    asked = ["what color is the shape?", "what shape is it?"]
+    for old, new in zip(answerer.answer_batch([image_file] * 2, asked),
+                        now.answer_batch([image_file] * 2, asked)):
+        assert old.top_k[0][0] == new.top_k[0][0]
+        assert old.probability == pytest.approx(new.probability, rel=1e-5)
+    old, new = (evaluate_run(r, tiny_dataset, "test") for r in (run, tiny_run[0]))
+    assert old["overall"] == new["overall"] and old["per_question_type"] == new["per_question_type"]
+    assert (run / files.PREDICTIONS).read_text() == (tiny_run[0] / files.PREDICTIONS).read_text()
+
+
 def test_nan_weights_behind_a_finite_loss_stop_before_the_epoch_is_kept(tmp_path):
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, name="d")])
     (tmp_path / files.CHECKPOINT_DIR).mkdir()
@@ -278,7 +314,7 @@ def test_init_from_a_run_without_word_attention_starts_where_it_was(tiny_dataset
     grown.set_weights(first.weights)
     ids = np.array([[2, 3, 4, 0, 0, 0, 0, 0]], dtype="int32")
     pixels = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3)).astype("float32")
-    inputs = {"image": pixels, "question": ids}
+    inputs = {"image": pixels, "about_image": np.zeros(1, "int32"), "question": ids}
     np.testing.assert_allclose(keras.ops.convert_to_numpy(grown(inputs)),
                                keras.ops.convert_to_numpy(trained(inputs)), rtol=1e-5)
     with pytest.raises(ConfigError, match="attention have weights this one lacks"):

@@ -33,7 +33,7 @@ from vqa.data.text import Encoded, Vocabulary, check_question
 from vqa.errors import RunDirError, VQAError
 from vqa.features.backbones import get_backbone
 from vqa.features.cache import FeatureCache, FeatureCacheError, Manifest, image_table
-from vqa.models.builder import attention_model
+from vqa.models.builder import attention_model, model_inputs, takes_each_image_once
 from vqa.visualize import draw_explanation
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,8 @@ class Answerer:
                                     "run was trained on; extract them again.")
         batches = VQABatches.from_questions(questions, images, rows, self.words,
                                             self.config.model.max_question_length,
-                                            batch_size=batch_size)
+                                            batch_size=batch_size,
+                                            each_image_once=takes_each_image_once(self.model))
         # A progress bar on a terminal; silent in logs and tests.
         try:
             probs = self.model.predict(batches, verbose=1 if sys.stdout.isatty() else 0)
@@ -254,7 +255,7 @@ class Answerer:
         # predict_on_batch runs the compiled graph: ~2 ms where an eager call takes ~45.
         # One call at a time: Keras does not promise that threads may share a model.
         with self._lock:
-            inputs = {"image": self._grids(pixels), "question": tokens}
+            inputs = model_inputs(self.model, self._grids(pixels), tokens)
             if self._explained is None:
                 return np.asarray(self.model.predict_on_batch(inputs)), None
             probs, weights = self._explained.predict_on_batch(inputs)

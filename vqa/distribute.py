@@ -330,12 +330,22 @@ class EvenBatches(keras.utils.PyDataset):
     def __getitem__(self, i: int):
         x, y = self.batches[i][:2]
         n = len(y)
+        # Each replica gets its own slice of every input, so each question takes its own
+        # copy of its image, and about_image counts within the replica's slice.
+        shared = "about_image" in x
+        if shared:
+            x = {**x, "image": x["image"][x["about_image"]]}
         keep = n - n % self.multiple
         if self.trim:
-            return {k: v[:keep] for k, v in x.items()}, y[:keep]
-        rows = np.concatenate([np.arange(n), np.full((-n) % self.multiple, n - 1)])
-        weight = (np.arange(len(rows)) < n).astype("float32")
-        return {k: v[rows] for k, v in x.items()}, y[rows], weight
+            x, y, weight = {k: v[:keep] for k, v in x.items()}, y[:keep], None
+        else:
+            rows = np.concatenate([np.arange(n), np.full((-n) % self.multiple, n - 1)])
+            weight = (np.arange(len(rows)) < n).astype("float32")
+            x, y = {k: v[rows] for k, v in x.items()}, y[rows]
+        if shared:
+            x["about_image"] = np.tile(np.arange(len(y) // self.multiple, dtype="int32"),
+                                     self.multiple)
+        return (x, y) if weight is None else (x, y, weight)
 
     def on_epoch_begin(self) -> None:
         self.batches.on_epoch_begin()

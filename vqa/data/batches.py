@@ -28,7 +28,9 @@ def encode_targets(human_answers: Sequence[Sequence[str]], answers: Vocabulary) 
 
 
 class VQABatches(keras.utils.PyDataset):
-    """Gathers batches from in-memory arrays; each image is stored once.
+    """Gathers batches from in-memory arrays; each image is stored once, and a batch
+    carries each of its images once: x is {"image": [images, ...], "about_image": [batch]
+    (the row of x["image"] each question is about), "question": [batch, L]}.
 
     Args:
         images: the model's image inputs, one row per image: [n, S, S, 3] uint8 pixels,
@@ -37,12 +39,18 @@ class VQABatches(keras.utils.PyDataset):
         questions: [n_questions, L] int32 token ids.
         targets: [n_questions, n_answers] sparse scores, or None for prediction.
         shuffle: reshuffle the question order every epoch (training only).
+        group_by_image: with shuffle, keep each image's questions together: the images
+            are shuffled, and the questions of each, so that a batch of 256 questions
+            of our scenes (10 an image) holds 26 images instead of about 256.
+        each_image_once: False gives each question its own copy of its image and no
+            "about_image", as models saved before that input take them.
         workers: threads gathering batches ahead of the model (keras' PyDataset).
     """
 
     def __init__(self, images: np.ndarray, image_index: np.ndarray, questions: np.ndarray,
                  targets: sparse.csr_matrix | None = None, batch_size: int = 64,
-                 shuffle: bool = False, seed: int = 0, workers: int = 1):
+                 shuffle: bool = False, seed: int = 0, workers: int = 1,
+                 group_by_image: bool = False, each_image_once: bool = True):
         super().__init__(workers=workers)
         if len(image_index) != len(questions):
             raise ValueError(f"image_index and questions differ in length: "
@@ -51,6 +59,8 @@ class VQABatches(keras.utils.PyDataset):
         self.targets = targets
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.group_by_image = group_by_image
+        self.each_image_once = each_image_once
         self.seed = seed
         self.order = np.arange(len(questions))
         self.start_epoch(0)
@@ -69,7 +79,12 @@ class VQABatches(keras.utils.PyDataset):
 
     def __getitem__(self, i: int):
         rows = self.order[i * self.batch_size:(i + 1) * self.batch_size]
-        x = {"image": self.images[self.image_index[rows]], "question": self.questions[rows]}
+        if self.each_image_once:
+            unique, about_image = np.unique(self.image_index[rows], return_inverse=True)
+            x = {"image": self.images[unique], "about_image": about_image.astype("int32"),
+                 "question": self.questions[rows]}
+        else:
+            x = {"image": self.images[self.image_index[rows]], "question": self.questions[rows]}
         if self.targets is None:
             return (x,)
         return x, self.targets[rows].toarray()
@@ -78,8 +93,14 @@ class VQABatches(keras.utils.PyDataset):
         """Order the questions for `epoch`: the same order whenever that epoch is run,
         so a resumed run sees the data as an uninterrupted one would."""
         self.epoch = epoch
-        if self.shuffle:
-            self.order = np.random.default_rng([self.seed, epoch]).permutation(len(self.order))
+        if not self.shuffle:
+            return
+        rng = np.random.default_rng([self.seed, epoch])
+        self.order = rng.permutation(len(self.order))
+        if self.group_by_image:  # sorted, stably, by a random order of the images
+            rank = rng.permutation(int(self.image_index.max(initial=-1)) + 1)
+            self.order = self.order[np.argsort(rank[self.image_index[self.order]],
+                                               kind="stable")]
 
     def on_epoch_end(self) -> None:
         self.start_epoch(self.epoch + 1)

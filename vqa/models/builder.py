@@ -9,7 +9,7 @@ from vqa.config import ModelConfig
 from vqa.models.attention import (FiLMModule, GridCoordinates, RelationModule,
                                   StackedAttention)
 from vqa.models.encoders import (IMAGE_ENCODERS, QUESTION_ENCODERS, ConditionedCNN,
-                                 LastState, image_input_shape)
+                                 ImageRows, LastState, image_input_shape)
 from vqa.models.fusion import FUSIONS
 
 
@@ -18,9 +18,13 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
                 word_vectors: np.ndarray | None = None) -> keras.Model:
     """Image branch + question branch + fusion (or attention, or relations) + classifier.
 
-    Inputs: {"image": [batch, S, S, 3] pixels (0-255) for the small CNN, or the cached
-    [batch, g, g, C] grid of a pretrained backbone; "question": [batch, L] int32 ids,
-    0-padded at the end, L any length (at most max_question_length by convention)}.
+    Inputs: {"image": [images, S, S, 3] pixels (0-255) for the small CNN, or the cached
+    [images, g, g, C] grid of a pretrained backbone, each image of the batch once;
+    "about_image": [batch] int32, the row of "image" each question is about (named to
+    come first in key order: Keras weighs each batch's logged loss by the length of the
+    first input, which must be the questions');
+    "question": [batch, L] int32 ids, 0-padded at the end, L any length (at most
+    max_question_length by convention)}. `model_inputs` makes them.
     Output: [batch, num_answers] answer probabilities.
 
     With `backbone` (a pixels -> grid network, to fine-tune), the model takes the
@@ -31,26 +35,31 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
     if backbone is not None:
         head = build_model(config, vocab_size, num_answers, word_vectors=word_vectors)
         pixels = keras.Input(backbone.input.shape[1:], name="image")
+        rows = keras.Input((), dtype="int32", name="about_image")
         question = keras.Input((None,), dtype="int32", name="question")
         # training=False: the backbone's batch norm keeps its ImageNet statistics; small
         # batches would otherwise overwrite them.
-        answers = head({"image": backbone(pixels, training=False), "question": question})
-        return keras.Model({"image": pixels, "question": question}, answers, name="vqa")
+        answers = head({"image": backbone(pixels, training=False), "about_image": rows,
+                        "question": question})
+        return keras.Model({"image": pixels, "about_image": rows, "question": question},
+                           answers, name="vqa")
     if vocab_size < 3 or num_answers < 1:
         raise ValueError("build_model needs vocab_size >= 3 (pad, unknown, a word) and "
                          f"num_answers >= 1. Received: vocab_size={vocab_size}, "
                          f"num_answers={num_answers}")
     image = keras.Input(image_input_shape(config), name="image")  # pixels or a feature grid
+    rows = keras.Input((), dtype="int32", name="about_image")
     question = keras.Input((None,), dtype="int32", name="question")
     question_vector = QUESTION_ENCODERS[config.question_encoder](config, vocab_size)(question)
     if config.attention_words:  # the encoder gave every word's state
         word_states = question_vector  # [batch, L, question_dim]
         question_vector = LastState(name="question_vector")(word_states)
-    if config.conditioned_cnn:  # the question in every block of the small CNN
+    if config.conditioned_cnn:  # the question in every block of the small CNN: per question
         grid = ConditionedCNN(config.cnn_filters, name="image_encoder")(
-            [question_vector, image])  # [batch, g, g, C]
-    elif config.inputs != "question":
-        grid = IMAGE_ENCODERS[config.image_encoder](config)(image)  # [batch, g, g, C]
+            [question_vector, ImageRows(name="image_rows")(image, rows)])  # [batch, g, g, C]
+    elif config.inputs != "question":  # once per image, then each question's
+        grid = IMAGE_ENCODERS[config.image_encoder](config)(image)  # [images, g, g, C]
+        grid = ImageRows(name="image_rows")(grid, rows)  # [batch, g, g, C]
 
     if config.inputs == "question":  # baseline: what the question alone tells
         fused = question_vector
@@ -90,11 +99,26 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
     # float32 even under a mixed-precision policy: the loss takes the log of these.
     answers = keras.layers.Dense(num_answers, activation="softmax", dtype="float32",
                                  name="answer")(hidden)
-    model = keras.Model({"image": image, "question": question}, answers, name="vqa")
+    model = keras.Model({"image": image, "about_image": rows, "question": question}, answers,
+                        name="vqa")
     if word_vectors is not None:
         embedding = model.get_layer("question_encoder").get_layer("word_embedding")
         embedding.set_weights([np.asarray(word_vectors, dtype="float32")])
     return model
+
+
+def takes_each_image_once(model: keras.Model) -> bool:
+    """Whether `model` takes each image of a batch once ("about_image"); models saved
+    before that input take one image per question."""
+    return any(t.name == "about_image" for t in model.inputs)
+
+
+def model_inputs(model: keras.Model, images: np.ndarray, questions: np.ndarray) -> dict:
+    """`model`'s inputs for one image per question (images[i] for questions[i])."""
+    if not takes_each_image_once(model):
+        return {"image": images, "question": questions}
+    return {"image": images, "about_image": np.arange(len(questions), dtype="int32"),
+            "question": questions}
 
 
 def attention_model(model: keras.Model) -> keras.Model | None:

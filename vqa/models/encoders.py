@@ -145,6 +145,19 @@ class LastState(keras.layers.Layer):
         return (input_shape[0], input_shape[-1])
 
 
+@keras.saving.register_keras_serializable(package="vqa")
+class ImageRows(keras.layers.Layer):
+    """[images, ...] per image, [batch] int row of each question -> [batch, ...]: each
+    question's image. A batch carries each of its images once, so the image branch
+    runs once per image, not once per question."""
+
+    def call(self, per_image, rows):
+        return keras.ops.take(per_image, rows, axis=0)
+
+    def compute_output_shape(self, per_image_shape, rows_shape):
+        return (rows_shape[0], *per_image_shape[1:])
+
+
 def pretrained_grid(config: ModelConfig) -> keras.layers.Layer:
     """Grid features cached from a frozen pretrained backbone come in as they are."""
     return keras.layers.Identity(name="image_encoder")
