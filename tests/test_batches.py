@@ -17,7 +17,7 @@ def test_encode_targets_are_sparse_vqa_scores():
     np.testing.assert_allclose(dense[3], [0, 1.0, 0])
 
 
-def test_batches_carry_each_image_once_and_each_questions_row_of_it():
+def test_batches_gather_each_question_with_its_image():
     images = np.arange(3)[:, None, None, None] * np.ones((3, 2, 2, 3), "uint8")
     questions = pd.DataFrame({"image_id": ["c", "a", "a", "c", "b"],
                               "question": ["is it", "it is", "is", "it", "is it is"]})
@@ -26,15 +26,15 @@ def test_batches_carry_each_image_once_and_each_questions_row_of_it():
                                         max_length=3, batch_size=4)
     assert len(batches) == 2
     (x,) = batches[0]
-    assert x["image"][:, 0, 0, 0].tolist() == [0, 2]  # a and c, once each
-    assert x["about_image"].dtype == np.int32
-    assert x["image"][x["about_image"], 0, 0, 0].tolist() == [2, 0, 0, 2]  # c a a c
+    # One image per question (the same length in every full batch), in question order.
+    assert x["image"][:, 0, 0, 0].tolist() == [2, 0, 0, 2]
+    assert x["about_image"].dtype == np.int32 and x["about_image"].tolist() == [0, 1, 2, 3]
     assert x["question"].shape == (4, 3)
     (last,) = batches[1]
     assert last["image"][:, 0, 0, 0].tolist() == [1] and last["about_image"].tolist() == [0]
-    # As models saved before about_image take them: each question its own copy.
+    # As models saved before about_image take them.
     old = VQABatches.from_questions(questions, images, {"a": 0, "b": 1, "c": 2}, words,
-                                    max_length=3, batch_size=4, each_image_once=False)
+                                    max_length=3, batch_size=4, about_image=False)
     (x,) = old[0]
     assert set(x) == {"image", "question"} and x["image"][:, 0, 0, 0].tolist() == [2, 0, 0, 2]
 
@@ -50,8 +50,13 @@ def test_grouped_batches_keep_each_images_questions_together_in_a_new_order_each
     orders = []
     for _ in range(2):
         sizes = [len(grouped[i][0]["image"]) for i in range(len(grouped))]
-        assert sizes == [5] * 6  # 50 questions of 5 whole images
-        assert max(len(plain[i][0]["image"]) for i in range(len(plain))) > 20
+        assert sizes == [5] * 6  # 50 questions of 5 whole images, each image once
+        for i in range(len(grouped)):
+            x = grouped[i][0]
+            assert len(np.unique(x["image"][:, 0])) == 5
+            np.testing.assert_array_equal(x["image"][x["about_image"], 0],
+                                          index[x["question"][:, 0]])
+        assert {len(plain[i][0]["image"]) for i in range(len(plain))} == {50}
         seen = np.concatenate([grouped[i][0]["question"][:, 0] for i in range(len(grouped))])
         assert sorted(seen.tolist()) == list(range(len(index)))
         images_in_order = index[seen][::10]

@@ -33,7 +33,7 @@ from vqa.data.text import Encoded, Vocabulary, check_question
 from vqa.errors import RunDirError, VQAError
 from vqa.features.backbones import get_backbone
 from vqa.features.cache import FeatureCache, FeatureCacheError, Manifest, image_table
-from vqa.models.builder import attention_model, model_inputs, takes_each_image_once
+from vqa.models.builder import attention_model, model_inputs, takes_about_image
 from vqa.visualize import draw_explanation
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ class Answerer:
         batches = VQABatches.from_questions(questions, images, rows, self.words,
                                             self.config.model.max_question_length,
                                             batch_size=batch_size,
-                                            each_image_once=takes_each_image_once(self.model))
+                                            about_image=takes_about_image(self.model))
         # A progress bar on a terminal; silent in logs and tests.
         try:
             probs = self.model.predict(batches, verbose=1 if sys.stdout.isatty() else 0)

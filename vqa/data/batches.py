@@ -28,9 +28,11 @@ def encode_targets(human_answers: Sequence[Sequence[str]], answers: Vocabulary) 
 
 
 class VQABatches(keras.utils.PyDataset):
-    """Gathers batches from in-memory arrays; each image is stored once, and a batch
-    carries each of its images once: x is {"image": [images, ...], "about_image": [batch]
-    (the row of x["image"] each question is about), "question": [batch, L]}.
+    """Gathers batches from in-memory arrays; each image is stored once. x is {"image":
+    [images, ...], "about_image": [batch] (the row of x["image"] each question is about),
+    "question": [batch, L]}: with group_by_image each image of the batch once, else one
+    image per question (so that x["image"] has the same length in every full batch: JAX
+    compiles the step again for every new shape).
 
     Args:
         images: the model's image inputs, one row per image: [n, S, S, 3] uint8 pixels,
@@ -41,16 +43,16 @@ class VQABatches(keras.utils.PyDataset):
         shuffle: reshuffle the question order every epoch (training only).
         group_by_image: with shuffle, keep each image's questions together: the images
             are shuffled, and the questions of each, so that a batch of 256 questions
-            of our scenes (10 an image) holds 26 images instead of about 256.
-        each_image_once: False gives each question its own copy of its image and no
-            "about_image", as models saved before that input take them.
+            of our scenes (10 an image) holds 26 images instead of 256.
+        about_image: False leaves out "about_image" (one image per question), as
+            models saved before that input take them.
         workers: threads gathering batches ahead of the model (keras' PyDataset).
     """
 
     def __init__(self, images: np.ndarray, image_index: np.ndarray, questions: np.ndarray,
                  targets: sparse.csr_matrix | None = None, batch_size: int = 64,
                  shuffle: bool = False, seed: int = 0, workers: int = 1,
-                 group_by_image: bool = False, each_image_once: bool = True):
+                 group_by_image: bool = False, about_image: bool = True):
         super().__init__(workers=workers)
         if len(image_index) != len(questions):
             raise ValueError(f"image_index and questions differ in length: "
@@ -60,7 +62,7 @@ class VQABatches(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.group_by_image = group_by_image
-        self.each_image_once = each_image_once
+        self.about_image = about_image
         self.seed = seed
         self.order = np.arange(len(questions))
         self.start_epoch(0)
@@ -79,12 +81,15 @@ class VQABatches(keras.utils.PyDataset):
 
     def __getitem__(self, i: int):
         rows = self.order[i * self.batch_size:(i + 1) * self.batch_size]
-        if self.each_image_once:
+        if self.group_by_image and self.shuffle:
             unique, about_image = np.unique(self.image_index[rows], return_inverse=True)
-            x = {"image": self.images[unique], "about_image": about_image.astype("int32"),
-                 "question": self.questions[rows]}
+            x = {"image": self.images[unique], "about_image": about_image.astype("int32")}
         else:
-            x = {"image": self.images[self.image_index[rows]], "question": self.questions[rows]}
+            x = {"image": self.images[self.image_index[rows]],
+                 "about_image": np.arange(len(rows), dtype="int32")}
+        x["question"] = self.questions[rows]
+        if not self.about_image:
+            del x["about_image"]
         if self.targets is None:
             return (x,)
         return x, self.targets[rows].toarray()

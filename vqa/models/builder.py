@@ -107,7 +107,7 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
     return model
 
 
-def takes_each_image_once(model: keras.Model) -> bool:
+def takes_about_image(model: keras.Model) -> bool:
     """Whether `model` takes each image of a batch once ("about_image"); models saved
     before that input take one image per question."""
     return any(t.name == "about_image" for t in model.inputs)
@@ -115,7 +115,7 @@ def takes_each_image_once(model: keras.Model) -> bool:
 
 def model_inputs(model: keras.Model, images: np.ndarray, questions: np.ndarray) -> dict:
     """`model`'s inputs for one image per question (images[i] for questions[i])."""
-    if not takes_each_image_once(model):
+    if not takes_about_image(model):
         return {"image": images, "question": questions}
     return {"image": images, "about_image": np.arange(len(questions), dtype="int32"),
             "question": questions}
