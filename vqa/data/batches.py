@@ -54,6 +54,9 @@ class VQABatches(keras.utils.PyDataset):
                  shuffle: bool = False, seed: int = 0, workers: int = 1,
                  group_by_image: bool = False, about_image: bool = True):
         super().__init__(workers=workers)
+        if group_by_image and not about_image:
+            raise ValueError("group_by_image needs about_image: a grouped batch carries "
+                             "each image once, and about_image says which is whose.")
         if len(image_index) != len(questions):
             raise ValueError(f"image_index and questions differ in length: "
                              f"{len(image_index)} != {len(questions)}")

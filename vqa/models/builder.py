@@ -19,7 +19,8 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
     """Image branch + question branch + fusion (or attention, or relations) + classifier.
 
     Inputs: {"image": [images, S, S, 3] pixels (0-255) for the small CNN, or the cached
-    [images, g, g, C] grid of a pretrained backbone, each image of the batch once;
+    [images, g, g, C] grid of a pretrained backbone: one per question, or each image of
+    a grouped batch once (train.group_by_image);
     "about_image": [batch] int32, the row of "image" each question is about (named to
     come first in key order: Keras weighs each batch's logged loss by the length of the
     first input, which must be the questions');
@@ -108,8 +109,8 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
 
 
 def takes_about_image(model: keras.Model) -> bool:
-    """Whether `model` takes each image of a batch once ("about_image"); models saved
-    before that input take one image per question."""
+    """Whether `model` has the "about_image" input; models saved before it take one
+    image per question, and nothing to say which."""
     return any(t.name == "about_image" for t in model.inputs)
 
 

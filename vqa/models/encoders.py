@@ -148,8 +148,8 @@ class LastState(keras.layers.Layer):
 @keras.saving.register_keras_serializable(package="vqa")
 class ImageRows(keras.layers.Layer):
     """[images, ...] per image, [batch] int row of each question -> [batch, ...]: each
-    question's image. A batch carries each of its images once, so the image branch
-    runs once per image, not once per question."""
+    question's image. A grouped batch (train.group_by_image) carries each of its images
+    once, so the image branch runs once per image, not once per question."""
 
     def call(self, per_image, rows):
         return keras.ops.take(per_image, rows, axis=0)
