@@ -41,15 +41,16 @@ def crowding(data: Path, split: str = "test", grids: tuple[int, ...] = (4, 6, 8,
     asked = json.loads((clevr / "questions" / f"CLEVR_{split}_questions.json").read_text())
     scenes = json.loads((clevr / "scenes" / f"CLEVR_{split}_scenes.json").read_text())
     scenes = {s["image_index"]: s for s in scenes["scenes"]}
+    named = [(FORMS[q["question_family_index"]], q["image_index"],
+              referents(q["program"], scenes[q["image_index"]]))
+             for q in asked["questions"]]  # the programs run once, not once per grid
     table, counts = {}, {}
     for grid in grids:
         apart = {i: own_cell(s["objects"], grid) for i, s in scenes.items()}
         rows = {"every object": [ok for oks in apart.values() for ok in oks]}
-        for q in asked["questions"]:
-            named = referents(q["program"], scenes[q["image_index"]])
-            if named:
-                rows.setdefault(FORMS[q["question_family_index"]], []).append(
-                    all(apart[q["image_index"]][i] for i in named))
+        for template, image, objects in named:
+            if objects:
+                rows.setdefault(template, []).append(all(apart[image][i] for i in objects))
         table[f"{grid}x{grid}"] = {k: 100 * sum(v) / len(v) for k, v in rows.items()}
         counts = {k: len(v) for k, v in rows.items()}
     return pd.DataFrame({"n": counts, **table})

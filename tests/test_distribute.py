@@ -299,6 +299,29 @@ def test_epoch_hooks_reach_the_batches_inside():
     assert inner.epoch == 1 and wrapped[0][0]["image"][:, 0].tolist() != first
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_grouped_batches_give_each_replica_its_questions_own_images(training):
+    """A grouped batch shares its images; each replica's slice gets its own copies, and
+    about_image counts within the slice."""
+    index = np.repeat(np.arange(6), 3)  # 6 images, 3 questions each; batches of 7
+    grouped = VQABatches(np.arange(6)[:, None] * np.ones((6, 2), "float32"), index,
+                         np.arange(18)[:, None].astype("int32"),
+                         sparse.csr_matrix(np.ones((18, 1), "float32")), batch_size=7,
+                         shuffle=True, group_by_image=True)
+    assert len(grouped[0][0]["image"]) < 7  # shared before the split
+    wrapped = distribute.for_replicas(grouped, distribute.Replicas("mirrored", 2),
+                                      training=training)
+    for i in range(len(wrapped)):
+        x = wrapped[i][0]
+        per = len(x["question"]) // 2
+        assert len(x["image"]) == len(x["question"]) == len(x["about_image"]) == 2 * per
+        for r in range(2):
+            rows = slice(r * per, (r + 1) * per)
+            np.testing.assert_array_equal(x["about_image"][rows], np.arange(per))
+            np.testing.assert_array_equal(x["image"][rows][x["about_image"][rows], 0],
+                                          index[x["question"][rows, 0]])
+
+
 def test_one_replica_keeps_the_batches_as_they_are():
     batches = _batches(9)
     assert distribute.for_replicas(batches, distribute.Replicas(), training=True) is batches

@@ -331,9 +331,10 @@ class EvenBatches(keras.utils.PyDataset):
         x, y = self.batches[i][:2]
         n = len(y)
         # Each replica gets its own slice of every input, so each question takes its own
-        # copy of its image, and about_image counts within the replica's slice.
+        # copy of its image (a grouped batch shares them), and about_image counts within
+        # the replica's slice.
         shared = "about_image" in x
-        if shared:
+        if shared and not np.array_equal(x["about_image"], np.arange(n)):
             x = {**x, "image": x["image"][x["about_image"]]}
         keep = n - n % self.multiple
         if self.trim:

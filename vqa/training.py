@@ -78,7 +78,7 @@ def encode_split(questions: pd.DataFrame, images: np.ndarray, image_rows: dict[s
     batches = VQABatches.from_questions(
         questions, images, image_rows, words, config.model.max_question_length, targets,
         batch_size=config.train.batch_size, shuffle=shuffle, seed=config.train.seed,
-        group_by_image=shuffle and config.train.group_by_image)
+        group_by_image=config.train.group_by_image)
     return SplitData(questions, batches)
 
 

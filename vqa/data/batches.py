@@ -64,7 +64,7 @@ class VQABatches(keras.utils.PyDataset):
         self.targets = targets
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.group_by_image = group_by_image
+        self.grouped = group_by_image and shuffle  # only a shuffled order is regrouped
         self.about_image = about_image
         self.seed = seed
         self.order = np.arange(len(questions))
@@ -84,7 +84,7 @@ class VQABatches(keras.utils.PyDataset):
 
     def __getitem__(self, i: int):
         rows = self.order[i * self.batch_size:(i + 1) * self.batch_size]
-        if self.group_by_image and self.shuffle:
+        if self.grouped:
             unique, about_image = np.unique(self.image_index[rows], return_inverse=True)
             x = {"image": self.images[unique], "about_image": about_image.astype("int32")}
         else:
@@ -105,7 +105,7 @@ class VQABatches(keras.utils.PyDataset):
             return
         rng = np.random.default_rng([self.seed, epoch])
         self.order = rng.permutation(len(self.order))
-        if self.group_by_image:  # sorted, stably, by a random order of the images
+        if self.grouped:  # sorted, stably, by a random order of the images
             rank = rng.permutation(int(self.image_index.max(initial=-1)) + 1)
             self.order = self.order[np.argsort(rank[self.image_index[self.order]],
                                                kind="stable")]
