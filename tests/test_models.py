@@ -31,6 +31,8 @@ VARIANTS = [  # every fusion with and without attention, relations, encoders, ba
     dict(fusion="film", film_blocks=2),
     dict(fusion="elementwise", attention_hops=1, grid_coordinates=True),
     dict(fusion="concat", attention_hops=2, attention_words=True, question_layers=2),
+    dict(fusion="elementwise", attention_hops=2, attention_words=True, attention_counts=True,
+         attention_relative=True, grid_coordinates=True),
     dict(fusion="concat", pool_grid="flatten"),
     dict(question_encoder="gru", question_layers=2, bidirectional=True),
     dict(question_encoder="lstm", question_layers=3),
@@ -199,6 +201,66 @@ def test_word_reading_starts_switched_off_and_skips_the_padding():
                            moved[0], atol=1e-4)
     clone = StackedAttention.from_config(layer.get_config())
     assert clone.words and clone.hops == 2
+
+
+def test_counts_are_each_hops_sigmoid_scores_summed_before_the_glimpses():
+    rng = np.random.default_rng(0)
+    question = rng.random((2, 5)).astype("float32")
+    cells = rng.random((2, 9, 3)).astype("float32")
+    layer = StackedAttention(4, hops=2, counts=True)
+    out, weights = (keras.ops.convert_to_numpy(t) for t in layer([question, cells]))
+    assert out.shape == (2, 2 + 2 * 3)
+    layer.count_shift.assign(np.array([0.5, -1.0], dtype="float32"))
+    out, weights = (keras.ops.convert_to_numpy(t) for t in layer([question, cells]))
+    # Softmax weights are the scores less their log-sum-exp: the scores up to a shift.
+    u = layer.query(question)
+    for hop in range(2):
+        s = keras.ops.convert_to_numpy(layer._scores(layer.score_cells[hop],
+                                                     layer.score_query[hop],
+                                                     layer.score[hop], cells, u))
+        np.testing.assert_allclose(out[:, hop], (1 / (1 + np.exp(-(s + [0.5, -1.0][hop]))))
+                                   .sum(-1), rtol=1e-5)
+        u = u + np.einsum("bn,bnd->bd", weights[:, hop], cells)
+    np.testing.assert_allclose(out[:, 2:], np.concatenate(  # then the glimpses, as without
+        [np.einsum("bn,bnd->bd", weights[:, hop], cells) for hop in range(2)], -1), rtol=1e-5)
+    plain = StackedAttention(4, hops=2)
+    plain([question, cells])
+    plain.set_weights([w.numpy() for w in layer.weights if w is not layer.count_shift])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain([question, cells])[0]),
+                               out[:, 2:], rtol=1e-5)
+    assert StackedAttention.from_config(layer.get_config()).counts
+
+
+def test_relative_hops_score_offsets_from_where_the_last_hop_looked():
+    layer = StackedAttention(4, hops=2, relative=True)
+    grid = np.random.default_rng(0).random((1, 3, 3, 2)).astype("float32")
+    cells = grid.reshape(1, 9, 2)
+    question = np.random.default_rng(1).random((1, 5)).astype("float32")
+    layer([question, cells])
+    # Positions in the order the builder flattens the grid, as GridCoordinates gives them.
+    xy = keras.ops.convert_to_numpy(attention._with_coordinates(grid))[..., -2:].reshape(9, 2)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer._positions("float32")), xy)
+    plain = StackedAttention(4, hops=2)
+    plain([question, cells])
+    offset = layer.offsets[0].kernel
+    plain.set_weights([w.numpy() for w in layer.weights if w is not offset])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer([question, cells])[1]),
+                               keras.ops.convert_to_numpy(plain([question, cells])[1]),
+                               rtol=1e-6)  # W_r = 0: the same layer as without
+    # W_r scoring dx alone: the second hop favours the cells right of where the first looked.
+    kernel = np.zeros((3, 4), dtype="float32")
+    kernel[0] = 5.0
+    layer.offsets[0].kernel.assign(kernel)
+    layer.score[1].kernel.assign(np.full((4, 1), 5.0, dtype="float32"))
+    weights = keras.ops.convert_to_numpy(layer([question, cells])[1])[0]
+    looked_x = weights[0] @ xy[:, 0]
+    right = xy[:, 0] > looked_x
+    assert weights[1][right].sum() > 0.9
+    with pytest.raises(ValueError, match="relative needs hops >= 2"):
+        StackedAttention(4, hops=1, relative=True)
+    with pytest.raises(ValueError, match="square grid"):
+        StackedAttention(4, hops=2, relative=True)([question, cells[:, :8]])
+    assert StackedAttention.from_config(layer.get_config()).relative
 
 
 def test_word_attention_model_reads_the_last_state_as_its_question_vector():
@@ -374,6 +436,8 @@ def test_word_vectors_initialise_the_embedding(tmp_path):
     (dict(attention_words=True, attention_hops=1, bidirectional=True),
      "a one-way question encoder"),
     (dict(inputs="pixels"), "inputs"),
+    (dict(attention_counts=True), "attention_counts needs attention_hops >= 1"),
+    (dict(attention_relative=True, attention_hops=1), "attention_relative needs attention_hops >= 2"),
 ])
 def test_invalid_model_configs(kwargs, match):
     from vqa.errors import ConfigError

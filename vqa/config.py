@@ -67,6 +67,12 @@ class ModelConfig:
     # the recurrent layer's states), so that "Is the cube the same colour as the sphere?"
     # can look for the cube and the sphere in turn
     attention_words: bool = False
+    # attention: each hop also gives how many cells it marks (a sum of sigmoids of its
+    # cell scores), for "Are there as many red objects as squares?"
+    attention_counts: bool = False
+    # attention, 2 hops or more: each hop after the first also scores every cell's offset
+    # from where the previous hop looked, for "left of the red circle", "closest to it"
+    attention_relative: bool = False
     inputs: str = "both"  # both | question | image (the question-only / image-only baselines)
     classifier_dim: int = 256  # hidden layer between the fused vector and the answers
     dropout: float = 0.2
@@ -96,6 +102,11 @@ class ModelConfig:
                               "question encoder (bidirectional: false). Received: "
                               f"attention_hops={self.attention_hops}, "
                               f"bidirectional={self.bidirectional}")
+        if self.attention_counts and not self.attention_hops:
+            raise ConfigError("attention_counts needs attention_hops >= 1.")
+        if self.attention_relative and self.attention_hops < 2:
+            raise ConfigError("attention_relative needs attention_hops >= 2 (offsets from "
+                              f"the previous hop). Received: attention_hops={self.attention_hops}")
         if self.fusion in ("relation", "film") and self.inputs != "both":
             raise ConfigError(f"fusion: {self.fusion} needs both inputs.")
         _check_choice("image_encoder", self.image_encoder, IMAGE_ENCODER_CHOICES)

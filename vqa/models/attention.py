@@ -87,10 +87,24 @@ class StackedAttention(keras.layers.Layer):
     the layer starts out computing what it computes without words (a run trained
     without them can be trained on with them, `--init-from`).
 
+    With `counts`, each hop also says how many cells it marks: sum_i sigmoid(s_i + b),
+    s_i the cell scores the softmax turns into weights and b a learnt shift. The softmax
+    weights sum to 1 whatever they cover, so a glimpse alone cannot tell one red object
+    from three; "Are there as many red objects as squares?" needs both numbers.
+
+    With `relative`, every hop after the first also scores each cell's offset from where
+    the previous hop looked (dx, dy and distance from the weighted mean of its cells'
+    positions, the grid taken as square, positions in [-1, 1]): w . tanh(... + W_r d_i).
+    "The object left of the red circle" and "the object closest to the red circle" are
+    then the first hop finding the circle and the second scoring offsets from it. W_r
+    starts at zero.
+
     Args:
         units: size of the space cells and query are scored in.
         hops: how many times to attend (1 or 2 in the paper).
         words: whether each hop also attends over the question's words.
+        counts: whether each hop also gives its soft count of marked cells.
+        relative: whether hops after the first score offsets from the previous hop.
 
     Call arguments:
         inputs: [question, cells]: [batch, q_dim] and [batch, n_cells, dim]; with `words`,
@@ -98,19 +112,26 @@ class StackedAttention(keras.layers.Layer):
 
     Returns:
         [glimpses, weights]: every hop's weighted sum of the cells, concatenated
-        [batch, hops * dim], and every hop's weights [batch, hops, n_cells] (each row
+        [batch, hops * dim] (with `counts`, the hops' counts first: [batch, hops +
+        hops * dim]), and every hop's weights [batch, hops, n_cells] (each row
         sums to 1). The classifier sees each hop's glimpse on its own, as multi-glimpse
         models (MCB, MLB) give them: "Is the cube the same colour as the sphere?" needs
         what both hops found, side by side. (SAN's paper classifies the running query u,
         where the hops' glimpses are summed into one vector.)
     """
 
-    def __init__(self, units: int, hops: int, words: bool = False, **kwargs):
+    def __init__(self, units: int, hops: int, words: bool = False, counts: bool = False,
+                 relative: bool = False, **kwargs):
         super().__init__(**kwargs)
         check_sizes(units=units, hops=hops)
+        if relative and hops < 2:
+            raise ValueError(f"relative needs hops >= 2 (offsets from the previous hop). "
+                             f"Received: hops={hops}")
         self.units = units
         self.hops = hops
         self.words = words
+        self.counts = counts
+        self.relative = relative
         self.supports_masking = True  # the word states come masked; the ids mark padding
 
     def compute_mask(self, inputs, mask=None):
@@ -134,11 +155,40 @@ class StackedAttention(keras.layers.Layer):
                                            name=f"word_value{hop}")
                 value.build((None, words_shape[-1]))
                 self.word_value.append(value)
+        self.offsets = []  # W_r of hops 1, 2...: (dx, dy, distance) -> units
+        if self.relative:
+            side = int(round((cells_shape[1] or 0) ** 0.5))
+            if not side or side * side != cells_shape[1]:
+                raise ValueError("relative needs a known, square grid of cells. Received "
+                                 f"{cells_shape[1]} cells")
+            self.side = side
+            for hop in range(1, self.hops):
+                offset = keras.layers.Dense(self.units, use_bias=False,
+                                            kernel_initializer="zeros", name=f"offset{hop}")
+                offset.build((None, None, 3))
+                self.offsets.append(offset)
+        if self.counts:
+            self.count_shift = self.add_weight(shape=(self.hops,), initializer="zeros",
+                                               name="count_shift")
 
-    def _scores(self, keys, query, score, items, u):
-        """w . tanh(W_k item + W_u u) for every item: [batch, n]."""
-        joint = ops.tanh(keys(items) + ops.expand_dims(query(u), 1))  # [b, n, units]
+    def _scores(self, keys, query, score, items, u, extra=0.0):
+        """w . tanh(W_k item + W_u u + extra) for every item: [batch, n]."""
+        joint = ops.tanh(keys(items) + ops.expand_dims(query(u), 1) + extra)  # [b, n, units]
         return ops.squeeze(score(joint), -1)
+
+    def _positions(self, dtype):
+        """Every cell's (x, y) in [-1, 1], in the order the grid was flattened: [n, 2]."""
+        line = ops.cast(ops.linspace(-1.0, 1.0, self.side), dtype)
+        xs = ops.tile(line, (self.side,))  # column of cell r * side + c: c
+        ys = ops.repeat(line, self.side)  # its row: r
+        return ops.stack([xs, ys], axis=-1)
+
+    def _offsets(self, hop, p, positions):
+        """W_r (dx, dy, distance) of every cell from the previous hop's mean position."""
+        looked = ops.matmul(p, positions)  # [b, 2]: where the previous hop looked
+        d = ops.expand_dims(positions, 0) - ops.expand_dims(looked, 1)  # [b, n, 2]
+        distance = ops.sqrt(ops.sum(d * d, axis=-1, keepdims=True) + 1e-6)
+        return self.offsets[hop - 1](ops.concatenate([d, distance], axis=-1))
 
     def _read_words(self, hop, u, states, ids):
         """This hop's reading of the question: W_c sum_w a_w h_w, [batch, dim]."""
@@ -151,25 +201,32 @@ class StackedAttention(keras.layers.Layer):
     def call(self, inputs):
         question, cells = inputs[:2]
         u = self.query(question)  # [batch, dim]
-        glimpses, weights = [], []
+        positions = self._positions(cells.dtype) if self.relative else None
+        glimpses, weights, counts = [], [], []
         for hop in range(self.hops):
             query = u + self._read_words(hop, u, *inputs[2:]) if self.words else u
-            p = ops.softmax(self._scores(self.score_cells[hop], self.score_query[hop],
-                                         self.score[hop], cells, query), axis=-1)  # [b, n]
+            extra = (self._offsets(hop, weights[-1], positions)
+                     if self.relative and hop else 0.0)
+            s = self._scores(self.score_cells[hop], self.score_query[hop], self.score[hop],
+                             cells, query, extra)  # [b, n]
+            p = ops.softmax(s, axis=-1)
             attended = ops.sum(ops.expand_dims(p, -1) * cells, axis=1)  # [b, dim]
             u = u + attended
             glimpses.append(attended)
             weights.append(p)
-        return ops.concatenate(glimpses, axis=-1), ops.stack(weights, axis=1)
+            if self.counts:
+                shift = ops.cast(self.count_shift[hop], s.dtype)
+                counts.append(ops.sum(ops.sigmoid(s + shift), axis=-1, keepdims=True))
+        return ops.concatenate(counts + glimpses, axis=-1), ops.stack(weights, axis=1)
 
     def compute_output_shape(self, input_shape):
         cells_shape = input_shape[1]
-        return ((cells_shape[0], self.hops * cells_shape[-1]),
-                (cells_shape[0], self.hops, cells_shape[1]))
+        width = self.hops * cells_shape[-1] + (self.hops if self.counts else 0)
+        return ((cells_shape[0], width), (cells_shape[0], self.hops, cells_shape[1]))
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "hops": self.hops,
-                "words": self.words}
+                "words": self.words, "counts": self.counts, "relative": self.relative}
 
 
 @keras.saving.register_keras_serializable(package="vqa")

@@ -80,6 +80,8 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
             words = [word_states, question] if config.attention_words else []
             image_vector, _ = StackedAttention(config.attention_dim, config.attention_hops,
                                                words=config.attention_words,
+                                               counts=config.attention_counts,
+                                               relative=config.attention_relative,
                                                name="attention")([question_vector, cells, *words])
         else:  # the no-attention twin makes the grid one vector
             pool = (keras.layers.Flatten(name="pool_grid")  # every cell, its own weights
