@@ -48,7 +48,10 @@ def vector_share(model, words_vocab, questions: list[str], max_length: int) -> f
     """Mean distance of each question's encoding from their mean, over the mean length."""
     encoder = _question_encoder(model)
     tokens = words_vocab.encode_questions(questions, max_length)
-    vectors = np.asarray(encoder.predict(tokens, verbose=0), dtype="float64")
+    vectors = encoder.predict(tokens, verbose=0)
+    if isinstance(vectors, list):  # attention_word_embeddings: [states, embeddings]
+        vectors = vectors[0]
+    vectors = np.asarray(vectors, dtype="float64")
     if vectors.ndim == 3:  # attention_words: every word's state; the last is the question's
         vectors = vectors[:, -1]
     spread = np.linalg.norm(vectors - vectors.mean(0), axis=1).mean()

@@ -33,6 +33,8 @@ VARIANTS = [  # every fusion with and without attention, relations, encoders, ba
     dict(fusion="concat", attention_hops=2, attention_words=True, question_layers=2),
     dict(fusion="elementwise", attention_hops=2, attention_words=True, attention_counts=True,
          attention_relative=True, grid_coordinates=True),
+    dict(fusion="elementwise", attention_hops=2, attention_words=True,
+         attention_word_embeddings=True),
     dict(fusion="concat", pool_grid="flatten"),
     dict(question_encoder="gru", question_layers=2, bidirectional=True),
     dict(question_encoder="lstm", question_layers=3),
@@ -274,6 +276,23 @@ def test_word_attention_model_reads_the_last_state_as_its_question_vector():
     np.testing.assert_allclose(last, states[:, 2], rtol=1e-6)  # the third word's state
 
 
+def test_word_embeddings_reach_the_hops_next_to_the_states():
+    config = ModelConfig(image_encoder="small_cnn", attention_hops=2, attention_words=True,
+                         attention_word_embeddings=True, **SMALL)
+    model = build_model(config, vocab_size=10, num_answers=5)
+    encoder = model.get_layer("question_encoder")
+    ids = np.array([[3, 4, 5, 0, 0, 0]], dtype="int32")
+    words = keras.Model(model.inputs, model.get_layer("word_states").output)
+    x = {**_inputs(config, batch=1), "question": ids}
+    read = keras.ops.convert_to_numpy(words(x))  # [1, 6, question_dim + embedding_dim]
+    np.testing.assert_allclose(read[..., :SMALL["question_dim"]],
+                               keras.ops.convert_to_numpy(encoder(ids)[0]), rtol=1e-6)
+    np.testing.assert_allclose(read[..., SMALL["question_dim"]:], keras.ops.convert_to_numpy(
+        encoder.get_layer("word_embedding")(ids)), rtol=1e-6)  # the same embedding
+    assert model.get_layer("attention").word_keys[0].kernel.shape[0] == \
+        SMALL["question_dim"] + SMALL["embedding_dim"]
+
+
 def test_relation_module_is_g_averaged_over_every_pair():
     layer = RelationModule(4, depth=1)
     question = np.random.rand(2, 3).astype("float32")
@@ -437,6 +456,7 @@ def test_word_vectors_initialise_the_embedding(tmp_path):
      "a one-way question encoder"),
     (dict(inputs="pixels"), "inputs"),
     (dict(attention_counts=True), "attention_counts needs attention_hops >= 1"),
+    (dict(attention_word_embeddings=True, attention_hops=2), "needs attention_words: true"),
     (dict(attention_relative=True, attention_hops=1), "attention_relative needs attention_hops >= 2"),
 ])
 def test_invalid_model_configs(kwargs, match):

@@ -73,3 +73,7 @@ def test_vector_share_reads_the_question_vector_of_a_word_attention_model():
     share = vector_share(words, vocab, questions, 6)
     assert share == pytest.approx(vector_share(plain, vocab, questions, 6), rel=1e-5)
     assert share > 0
+    embeddings = build_model(ModelConfig(**sizes, attention_words=True,
+                                         attention_word_embeddings=True), 12, 3)
+    copy_weights(plain, embeddings)  # its encoder also gives the embeddings: not read here
+    assert vector_share(embeddings, vocab, questions, 6) == pytest.approx(share, rel=1e-5)

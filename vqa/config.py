@@ -67,6 +67,10 @@ class ModelConfig:
     # the recurrent layer's states), so that "Is the cube the same colour as the sphere?"
     # can look for the cube and the sphere in turn
     attention_words: bool = False
+    # attention_words: each hop reads the words' embeddings next to their recurrent states
+    # (a one-way layer's state holds everything up to its word: "as many red objects as
+    # squares?" has no state of "squares" alone)
+    attention_word_embeddings: bool = False
     # attention: each hop also gives how many cells it marks (a sum of sigmoids of its
     # cell scores), for "Are there as many red objects as squares?"
     attention_counts: bool = False
@@ -102,6 +106,8 @@ class ModelConfig:
                               "question encoder (bidirectional: false). Received: "
                               f"attention_hops={self.attention_hops}, "
                               f"bidirectional={self.bidirectional}")
+        if self.attention_word_embeddings and not self.attention_words:
+            raise ConfigError("attention_word_embeddings needs attention_words: true.")
         if self.attention_counts and not self.attention_hops:
             raise ConfigError("attention_counts needs attention_hops >= 1.")
         if self.attention_relative and self.attention_hops < 2:

@@ -53,8 +53,12 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
     question = keras.Input((None,), dtype="int32", name="question")
     question_vector = QUESTION_ENCODERS[config.question_encoder](config, vocab_size)(question)
     if config.attention_words:  # the encoder gave every word's state
-        word_states = question_vector  # [batch, L, question_dim]
-        question_vector = LastState(name="question_vector")(word_states)
+        if config.attention_word_embeddings:  # and every word's embedding
+            word_states = keras.layers.Concatenate(name="word_states")(question_vector)
+            question_vector = question_vector[0]
+        else:
+            word_states = question_vector  # [batch, L, question_dim]
+        question_vector = LastState(name="question_vector")(question_vector)
     if config.conditioned_cnn:  # the question in every block of the small CNN: per question
         grid = ConditionedCNN(config.cnn_filters, name="image_encoder")(
             [question_vector, ImageRows(name="image_rows")(image, rows)])  # [batch, g, g, C]

@@ -103,11 +103,12 @@ def question_encoder(config: ModelConfig, vocab_size: int) -> keras.Sequential:
 
     `question_encoder` picks the cell (lstm | gru), `question_layers` stacks 1-3 of
     them, `bidirectional` reads the question both ways. The embedding is named
-    "word_embedding" so that word vectors can be loaded into it.
+    "word_embedding" so that word vectors can be loaded into it. With
+    `attention_word_embeddings`, the encoder gives [states, embeddings].
     """
     cell = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[config.question_encoder]
+    ids = keras.Input((None,), dtype="int32")
     layers: list[keras.layers.Layer] = [
-        keras.Input((None,), dtype="int32"),
         keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=True,
                                name="word_embedding")]
     for i in range(config.question_layers):
@@ -119,7 +120,12 @@ def question_encoder(config: ModelConfig, vocab_size: int) -> keras.Sequential:
         if config.bidirectional:
             layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{name}")
         layers.append(layer)
-    return keras.Sequential(layers, name="question_encoder")
+    if config.attention_word_embeddings:
+        embeddings = states = layers[0](ids)
+        for layer in layers[1:]:
+            states = layer(states)
+        return keras.Model(ids, [states, embeddings], name="question_encoder")
+    return keras.Sequential([ids, *layers], name="question_encoder")
 
 
 @keras.saving.register_keras_serializable(package="vqa")
