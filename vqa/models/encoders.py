@@ -95,7 +95,7 @@ class ConditionedCNN(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters}
 
 
-def question_encoder(config: ModelConfig, vocab_size: int) -> keras.Sequential:
+def question_encoder(config: ModelConfig, vocab_size: int) -> keras.Model:
     """Token ids (0 = padding) -> word embeddings -> recurrent layers -> [question_dim]
     (twice that when bidirectional): the last state of the last layer. With
     `attention_words`, every word's state instead, [L, question_dim], for attention to
