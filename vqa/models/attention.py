@@ -11,14 +11,19 @@ from keras import ops
 from vqa.models.fusion import check_sizes
 
 
-def _with_coordinates(grid):
-    """[batch, rows, cols, c] -> [batch, rows, cols, c + 2]: each cell's (x, y) in [-1, 1]."""
-    batch, rows, cols = ops.shape(grid)[0], ops.shape(grid)[1], ops.shape(grid)[2]
+def _coordinates(rows, cols, dtype):
+    """[rows, cols, 2]: each cell's (x, y) in [-1, 1]."""
     ys = ops.linspace(-1.0, 1.0, rows)
     xs = ops.linspace(-1.0, 1.0, cols)
     coords = ops.stack([ops.repeat(ops.expand_dims(xs, 0), rows, axis=0),
                         ops.repeat(ops.expand_dims(ys, 1), cols, axis=1)], axis=-1)
-    coords = ops.broadcast_to(ops.expand_dims(ops.cast(coords, grid.dtype), 0),
+    return ops.cast(coords, dtype)
+
+
+def _with_coordinates(grid):
+    """[batch, rows, cols, c] -> [batch, rows, cols, c + 2]: each cell's (x, y) in [-1, 1]."""
+    batch, rows, cols = ops.shape(grid)[0], ops.shape(grid)[1], ops.shape(grid)[2]
+    coords = ops.broadcast_to(ops.expand_dims(_coordinates(rows, cols, grid.dtype), 0),
                               (batch, rows, cols, 2))
     return ops.concatenate([grid, coords], axis=-1)
 
@@ -178,10 +183,7 @@ class StackedAttention(keras.layers.Layer):
 
     def _positions(self, dtype):
         """Every cell's (x, y) in [-1, 1], in the order the grid was flattened: [n, 2]."""
-        line = ops.cast(ops.linspace(-1.0, 1.0, self.side), dtype)
-        xs = ops.tile(line, (self.side,))  # column of cell r * side + c: c
-        ys = ops.repeat(line, self.side)  # its row: r
-        return ops.stack([xs, ys], axis=-1)
+        return ops.reshape(_coordinates(self.side, self.side, dtype), (-1, 2))
 
     def _offsets(self, hop, p, positions):
         """W_r (dx, dy, distance) of every cell from the previous hop's mean position."""
