@@ -5,6 +5,8 @@
 #   EASY=1        the default on easy-VQA in bfloat16 (accuracy)
 #   SOC_VARIANTS  Sort-of-CLEVR variants (configs in experiments/configs/sort-of-clevr-gpu/)
 #   SCENES_VARIANTS  scenes variants (experiments/configs/scenes-gpu/)
+#   CONFIGS       the folder holding sort-of-clevr-gpu/ and scenes-gpu/ (default experiments/configs):
+#                 a carried folder of one-off configs (a stage trained on from INIT_RUNS, say)
 # The training runs go side by side on the one GPU, all stopped TRAIN_SECONDS after the
 # training part began (the throughput part is not counted), and then finished as early-stopped
 # runs (benchmarks/finish_run.py keeps each one's best epoch).
@@ -25,6 +27,7 @@ EASY=${EASY:-1}
 SOC_VARIANTS=${SOC_VARIANTS-film relation elementwise-attention concat-attention elementwise concat}
 SCENES_VARIANTS=${SCENES_VARIANTS-film elementwise-attention}
 INIT_RUNS=${INIT_RUNS:-$PWD/gpu-data/init}
+CONFIGS=${CONFIGS:-experiments/configs}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/log.txt") 2>&1
 [ -n "${SKIP_INSTALL:-}" ] || python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -72,13 +75,13 @@ jobs_=""
 if [ -n "$SOC_VARIANTS" ]; then
   ( data sort-of-clevr data_prep.sort_of_clevr --images "${SOC_IMAGES:-20000}"
     for v in $SOC_VARIANTS; do
-      train sort-of-clevr "experiments/configs/sort-of-clevr-gpu/$v.yaml" &
+      train sort-of-clevr "$CONFIGS/sort-of-clevr-gpu/$v.yaml" &
     done; wait ) & jobs_="$jobs_ $!"
 fi
 if [ -n "$SCENES_VARIANTS" ]; then
   ( data scenes data_prep.scenes --images "${SCENES_IMAGES:-20000}"
     for v in $SCENES_VARIANTS; do
-      train scenes "experiments/configs/scenes-gpu/$v.yaml" &
+      train scenes "$CONFIGS/scenes-gpu/$v.yaml" &
     done; wait ) & jobs_="$jobs_ $!"
 fi
 if [ "$EASY" = 1 ]; then
