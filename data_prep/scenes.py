@@ -682,6 +682,16 @@ def prepare(out: str | Path, *, images: int = 10000, seed: int = 0,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+
+def read_split(data: str | Path, split: str = "test") -> tuple[list[dict], dict[int, dict]]:
+    """The CLEVR-format questions of one split of a prepared scenes dataset (`prepare`
+    keeps what `generate` wrote under DATA/clevr/), and its scenes by image index."""
+    clevr_json = Path(data) / "clevr"
+    asked = json.loads((clevr_json / "questions" / f"CLEVR_{split}_questions.json")
+                       .read_text())["questions"]
+    scenes = json.loads((clevr_json / "scenes" / f"CLEVR_{split}_scenes.json").read_text())
+    return asked, {s["image_index"]: s for s in scenes["scenes"]}
+
 def answer_space(answer: str) -> str:
     """Which kind of answer: yes/no, number, color, shape, size (else other)."""
     if answer in YES_NO:

@@ -14,7 +14,6 @@ model: it asks whether the grid, not the training, is what holds a template back
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from data_prep.scenes import FORMS  # noqa: E402
+from data_prep.scenes import FORMS, read_split  # noqa: E402
 from referent_probe import object_cells, referents  # noqa: E402
 
 
@@ -37,13 +36,10 @@ def own_cell(objects: list[dict], grid: int) -> list[bool]:
 def crowding(data: Path, split: str = "test", grids: tuple[int, ...] = (4, 6, 8, 12)
              ) -> pd.DataFrame:
     """One row per template (and "every object"), one column per grid size: % apart."""
-    clevr = data / "clevr"
-    asked = json.loads((clevr / "questions" / f"CLEVR_{split}_questions.json").read_text())
-    scenes = json.loads((clevr / "scenes" / f"CLEVR_{split}_scenes.json").read_text())
-    scenes = {s["image_index"]: s for s in scenes["scenes"]}
+    asked, scenes = read_split(data, split)
     named = [(FORMS[q["question_family_index"]], q["image_index"],
               referents(q["program"], scenes[q["image_index"]]))
-             for q in asked["questions"]]  # the programs run once, not once per grid
+             for q in asked]  # the programs run once, not once per grid
     table, counts = {}, {}
     for grid in grids:
         apart = {i: own_cell(s["objects"], grid) for i, s in scenes.items()}

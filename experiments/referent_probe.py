@@ -15,7 +15,6 @@ questions where it holds more than half (README, "Our scenes").
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_prep.scenes import FORMS, IMAGE_SIZE, SIZES, run_program  # noqa: E402
+from data_prep.scenes import FORMS, IMAGE_SIZE, SIZES, read_split, run_program  # noqa: E402
 
 TEMPLATES = ("query", "same", "relate query", "closest query")
 
@@ -51,13 +50,10 @@ def object_cells(obj: dict, rows: int, cols: int) -> list[int]:
 def probe(answerer, data: Path, split: str = "test", questions: int = 400,
           batch_size: int = 64) -> pd.DataFrame:
     """One row per (template, hop, object): n, accuracy, mean weight, share > 0.5."""
-    clevr = data / "clevr"
-    asked = json.loads((clevr / "questions" / f"CLEVR_{split}_questions.json").read_text())
-    scenes = json.loads((clevr / "scenes" / f"CLEVR_{split}_scenes.json").read_text())
-    scenes = {s["image_index"]: s for s in scenes["scenes"]}
+    asked, scenes = read_split(data, split)
     rows = []
     for template in TEMPLATES:
-        chosen = [q for q in asked["questions"]
+        chosen = [q for q in asked
                   if FORMS[q["question_family_index"]] == template][:questions]
         if not chosen:
             continue

@@ -22,7 +22,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_prep.scenes import FORMS  # noqa: E402
+from data_prep.scenes import FORMS, read_split  # noqa: E402
 from vqa import run_dir as files  # noqa: E402
 
 
@@ -32,8 +32,7 @@ def template_accuracy(run: Path, data: Path, split: str = "test") -> pd.DataFram
     if not predictions.is_file():
         raise FileNotFoundError(f"{predictions} is missing: run `vqa evaluate {run} {data}` "
                                 "first.")
-    asked = json.loads((data / "clevr" / "questions" / f"CLEVR_{split}_questions.json")
-                       .read_text())["questions"]
+    asked, _ = read_split(data, split)
     truth = pd.DataFrame({"question_id": [q["question_index"] for q in asked],
                           "template": [FORMS[q["question_family_index"]] for q in asked],
                           "answer": [q["answer"] for q in asked]})
