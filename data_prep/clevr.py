@@ -32,7 +32,7 @@ from data_prep.common import (BadRecords, answer_type, check_answers_size, check
                               readable_images, report, write_prepared)
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import DatasetError
-from vqa.evaluation import normalize_answer
+from vqa.metrics import normalize_answer
 
 log = logging.getLogger(__name__)
 QUESTION_TYPES = {"count": "count", "exist": "exist", "equal_integer": "compare numbers",

@@ -21,7 +21,7 @@ from PIL import Image
 from data_prep.common import command_line, report, write_prepared
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import DatasetError
-from vqa.evaluation import normalize_answer
+from vqa.metrics import normalize_answer
 
 EXPECTED = {"train": (4000, 38575), "test": (1000, 9673)}  # images, questions
 log = logging.getLogger(__name__)

@@ -12,7 +12,8 @@ DIR is laid out as the official downloads unpack:
 for split in train2014, val2014, test2015 and test-dev2015 (whose images are in the
 test2015 folder). Whatever splits are present are prepared, under their own names;
 test splits have no annotations and are kept unannotated. All ten human answers are
-kept; `answer` is the normalised multiple_choice_answer. Images stay where they are:
+kept; `answer`, the label a model learns, is the normalised multiple_choice_answer, or
+the human answer that scores higher by the default VQA evaluator. Images stay where they are:
 image_root is DIR, so moving DIR means preparing again.
 """
 
@@ -32,7 +33,7 @@ from data_prep.common import (BadRecords, check_answers_size, check_output, comm
                               is_int, read_json, readable_images, report, write_prepared)
 from vqa.data.dataset import ANSWER_TYPES, MAX_HUMAN_ANSWERS, PreparedDataset
 from vqa.errors import DatasetError
-from vqa.evaluation import normalize_answer
+from vqa.metrics import best_answer, normalize_answer
 
 log = logging.getLogger(__name__)
 SPLITS = ("train2014", "val2014", "test2015", "test-dev2015")
@@ -174,7 +175,12 @@ def load_split(root: Path, version: int, split: str, bad: BadRecords) -> pd.Data
         questions = questions[~missing & ~mismatch].drop(columns="coco_id_annotated")
         questions["answers"] = questions["answers"].map(list)
         # A majority answer such as "a" normalises to nothing: keep it as typed.
-        answers = _normalize_all(questions.pop("multiple_choice_answer"))
+        majority = _normalize_all(questions.pop("multiple_choice_answer"))
+        # The label to learn is the majority answer unless another scores higher by the
+        # default evaluator (it matches ten identical "two" with "two" alone, not "2").
+        answers = pd.Series([best_answer(humans, prefer=m) or m
+                             for humans, m in zip(questions["answers"], majority)],
+                            index=majority.index)
         empty = answers == ""
         for qid in questions.loc[empty, "question_id"]:
             bad(a_path, f"question_id={qid}", "empty multiple_choice_answer")

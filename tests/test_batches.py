@@ -13,8 +13,10 @@ def test_encode_targets_are_sparse_vqa_scores():
     np.testing.assert_allclose(dense[0], [1, 0, 0])
     np.testing.assert_allclose(dense[1], [0, 1.0, 0.9], rtol=1e-6)
     np.testing.assert_allclose(dense[2], [0, 0, 0])  # out of vocabulary: no target
-    # Human "two" is not mapped to "2" by the metric, so "2" would score 0 here.
-    np.testing.assert_allclose(dense[3], [0, 1.0, 0])
+    # The humans disagree, so the evaluator maps their "two" to "2": it scores 0.9.
+    np.testing.assert_allclose(dense[3], [0, 1.0, 0.9], rtol=1e-6)
+    # Ten identical "two" are matched by "two" alone: "2" is no target.
+    np.testing.assert_allclose(encode_targets([["two"] * 10], answers).toarray()[0], [0, 0, 0])
 
 
 def test_batches_gather_each_question_with_its_image():

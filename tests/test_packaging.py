@@ -42,4 +42,4 @@ def test_public_api_resolves_and_import_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    assert int(out.stdout) == 20
+    assert int(out.stdout) == 21

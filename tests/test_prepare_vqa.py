@@ -1,5 +1,6 @@
 """VQA v1/v2 preparation on official-format files generated here, and `vqa score`
-against the official evaluator's procedure run on the same raw files."""
+against the official evaluator's procedure (tests/official_vqa_eval.py) run on the same
+raw files."""
 
 import json
 import random
@@ -7,13 +8,14 @@ import random
 import pytest
 from PIL import Image
 
+import official_vqa_eval as official
+
 from data_prep import vqa as vqa_prep
 from data_prep.common import SKIPPED
 from vqa.cli import main as vqa_main
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import DatasetError
-from vqa.evaluation import (normalize_digits_articles, normalize_punctuation,
-                            score_results_file)
+from vqa.evaluation import score_results_file
 
 ANSWER_POOL = {  # answer type -> raw human answers, quirks included
     "yes/no": ["yes", "no", "Yes", "yes.", "no "],
@@ -111,39 +113,11 @@ def test_counts_answers_and_types(vqa_root, vqa_dataset):
         assert ds.image_path(image_id).is_file()
 
 
-def official_accuracy(questions_file, annotations_file, results):
-    """The official evaluator's procedure (GT-Vision-Lab vqaEval.py), applied to the raw
-    files: each answer is a dict; leave one dict out; min(matches / 3, 1) averaged."""
-    gts = {a["question_id"]: a for a in json.loads(annotations_file.read_text())["annotations"]}
-    assert {q["question_id"] for q in json.loads(questions_file.read_text())["questions"]} \
-        == set(gts) == {r["question_id"] for r in results}
-    acc_all, by_qtype, by_atype = [], {}, {}
-    for res in results:
-        gt = gts[res["question_id"]]
-        pred = res["answer"].replace("\n", " ").replace("\t", " ").strip()
-        pred = normalize_digits_articles(normalize_punctuation(pred))
-        answers = [dict(a) for a in gt["answers"]]
-        if len({a["answer"] for a in answers}) > 1:
-            for a in answers:
-                a["answer"] = normalize_punctuation(a["answer"])
-        accs = []
-        for left_out in answers:
-            others = [a for a in answers if a != left_out]
-            accs.append(min(1, len([a for a in others if a["answer"] == pred]) / 3))
-        acc = sum(accs) / len(accs)
-        acc_all.append(acc)
-        by_qtype.setdefault(gt["question_type"], []).append(acc)
-        by_atype.setdefault(gt["answer_type"], []).append(acc)
-
-    def pct(values):
-        return round(100 * sum(values) / len(values), 2)
-
-    return {"overall": pct(acc_all),
-            "per_question_type": {k: pct(v) for k, v in by_qtype.items()},
-            "per_answer_type": {k: pct(v) for k, v in by_atype.items()}}
-
-
-def test_vqa_score_equals_official_evaluator(vqa_root, vqa_dataset, tmp_path, capsys):
+@pytest.mark.parametrize("evaluator", ["2021", "2017"])
+def test_vqa_score_equals_official_evaluator(vqa_root, vqa_dataset, tmp_path, capsys,
+                                             evaluator):
+    """The raw files, scored by the port of the official procedure, against `vqa score`
+    on the prepared dataset: every figure, through the API and the command line."""
     rng = random.Random(3)
     raw = json.loads((vqa_root / "v2_mscoco_val2014_annotations.json").read_text())
     results = []
@@ -152,17 +126,35 @@ def test_vqa_score_equals_official_evaluator(vqa_root, vqa_dataset, tmp_path, ca
         results.append({"question_id": a["question_id"], "answer": rng.choice(pool)})
     results_file = tmp_path / "results.json"
     results_file.write_text(json.dumps(results))
-    expected = official_accuracy(vqa_root / "v2_OpenEnded_mscoco_val2014_questions.json",
-                                 vqa_root / "v2_mscoco_val2014_annotations.json", results)
+    expected = official.evaluate(raw["annotations"], results, evaluator)
     assert 0 < expected["overall"] < 100
-    ours = score_results_file(vqa_dataset.root, "val2014", results_file)
+    ours = score_results_file(vqa_dataset.root, "val2014", results_file, evaluator)
     assert ours["overall"] == expected["overall"]
-    assert ours["per_question_type"] == expected["per_question_type"]
-    assert ours["per_answer_type"] == expected["per_answer_type"]
-    # and through the command line
+    assert ours["per_question_type"] == dict(sorted(expected["perQuestionType"].items()))
+    assert ours["per_answer_type"] == dict(sorted(expected["perAnswerType"].items()))
     assert vqa_main(["score", str(vqa_dataset.root), "--split", "val2014", "--results",
-                     str(results_file), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["overall"] == expected["overall"]
+                     str(results_file), "--json", "--evaluator", evaluator]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == ours and printed["evaluator"] == evaluator
+
+
+def test_labels_are_what_the_default_evaluator_scores(tmp_path):
+    """Ten identical "two" are matched by "two" alone from 2021: that is the label, not
+    the normalised majority "2"; elsewhere the normalised majority answer stays."""
+    root = make_vqa_root(tmp_path / "root")
+    afile = root / "v2_mscoco_train2014_annotations.json"
+    data = json.loads(afile.read_text())
+    first, second = data["annotations"][:2]
+    first["multiple_choice_answer"] = "two"
+    for ans in first["answers"]:
+        ans["answer"] = "two"
+    second["multiple_choice_answer"] = "Two"
+    for i, ans in enumerate(second["answers"]):
+        ans["answer"] = "Two" if i < 6 else "2"
+    afile.write_text(json.dumps(data))
+    q = vqa_prep.prepare(root, tmp_path / "out").split("train2014").set_index("question_id")
+    assert q.at[first["question_id"], "answer"] == "two"
+    assert q.at[second["question_id"], "answer"] == "2"
 
 
 def test_unannotated_split_cannot_be_scored(vqa_dataset, tmp_path):
@@ -332,6 +324,8 @@ def test_majority_answer_that_normalises_to_nothing_is_kept(tmp_path):
     afile = root / "v2_mscoco_train2014_annotations.json"
     data = json.loads(afile.read_text())
     data["annotations"][0]["multiple_choice_answer"] = "A"  # "which letter is it?"
+    for ans in data["annotations"][0]["answers"][:6]:
+        ans["answer"] = "A"
     afile.write_text(json.dumps(data))
     ds = vqa_prep.prepare(root, tmp_path / "out")
     qid = data["annotations"][0]["question_id"]

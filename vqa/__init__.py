@@ -18,9 +18,10 @@ _EXPORTS = {
     "PreparedDataset": "vqa.data.dataset",
     "VQAError": "vqa.errors", "ConfigError": "vqa.errors", "DatasetError": "vqa.errors",
     "ImageError": "vqa.errors", "QuestionError": "vqa.errors", "RunDirError": "vqa.errors",
-    "evaluate_run": "vqa.evaluation", "normalize_answer": "vqa.evaluation",
-    "score_predictions": "vqa.evaluation", "score_results_file": "vqa.evaluation",
-    "vqa_accuracy": "vqa.evaluation",
+    "evaluate_run": "vqa.evaluation", "score_predictions": "vqa.evaluation",
+    "score_results_file": "vqa.evaluation",
+    "answer_scores": "vqa.metrics", "normalize_answer": "vqa.metrics",
+    "vqa_accuracy": "vqa.metrics",
     "build_model": "vqa.models",
     "train": "vqa.training",
 }
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from vqa.data.dataset import PreparedDataset
     from vqa.errors import (ConfigError, DatasetError, ImageError, QuestionError,
                             RunDirError, VQAError)
-    from vqa.evaluation import (evaluate_run, normalize_answer, score_predictions,
-                                score_results_file, vqa_accuracy)
+    from vqa.evaluation import evaluate_run, score_predictions, score_results_file
+    from vqa.metrics import answer_scores, normalize_answer, vqa_accuracy
     from vqa.models import build_model
     from vqa.training import train

@@ -69,14 +69,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     dataset = PreparedDataset.load(args.data)
     dataset.split(args.split)  # checked before TensorFlow loads
     _load_keras()
-    metrics = evaluate_run(args.run_dir, dataset, args.split)
+    metrics = evaluate_run(args.run_dir, dataset, args.split, args.evaluator)
     print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
 
 
 def cmd_score(args: argparse.Namespace) -> None:
     from vqa.evaluation import format_metrics, score_results_file
 
-    metrics = score_results_file(args.data, args.split, args.results)
+    metrics = score_results_file(args.data, args.split, args.results, args.evaluator)
     print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
 
 
@@ -324,6 +324,15 @@ def _load_keras() -> None:
         os.close(saved)
 
 
+def _add_evaluator_argument(parser: argparse.ArgumentParser) -> None:
+    from vqa.metrics import DEFAULT_EVALUATOR, EVALUATORS
+
+    parser.add_argument("--evaluator", choices=sorted(EVALUATORS), default=DEFAULT_EVALUATOR,
+                        help="version of the official VQA evaluator to follow: 2021, its "
+                             "current code (default), or 2017, the code before its March "
+                             "2021 fix, which older papers were scored with")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vqa", description="Visual question answering with Keras.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -368,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="prepared dataset directory")
     p.add_argument("--split", default="test")
     p.add_argument("--json", action="store_true", help="print metrics.json instead of a table")
+    _add_evaluator_argument(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("score", help="score a results file in the official VQA format")
@@ -375,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--results", required=True, help='JSON [{"question_id": int, "answer": str}]')
     p.add_argument("--json", action="store_true", help="print metrics as JSON")
+    _add_evaluator_argument(p)
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("ask", help="answer a question about an image (or a CSV of them)")

@@ -31,6 +31,7 @@ from vqa.config import Config, load_config
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import DatasetError, RunDirError
 from vqa.evaluation import score_predictions
+from vqa.metrics import DEFAULT_EVALUATOR
 
 log = logging.getLogger(__name__)
 ANSWER_PRIOR = "answer prior"
@@ -114,11 +115,14 @@ def _trained_with(run: Path, config: Config) -> bool:
 
 
 def _metrics(run: Path, split: str) -> dict | None:
-    """The run's metrics if they are for `split`."""
+    """The run's metrics if they are for `split`, by the default evaluator (metrics
+    written before the evaluator was recorded are taken again)."""
     if not (run / files.METRICS).is_file():
         return None
     metrics = json.loads((run / files.METRICS).read_text())
-    return metrics if metrics.get("split") == split else None
+    current = (metrics.get("split") == split
+               and metrics.get("evaluator") == DEFAULT_EVALUATOR)
+    return metrics if current else None
 
 
 def _rows(variant: str, questions: pd.DataFrame, metrics: dict, summary: dict) -> list[dict]:

@@ -11,7 +11,7 @@ import pandas as pd
 from scipy import sparse
 
 from vqa.data.text import Vocabulary
-from vqa.evaluation import answer_scores
+from vqa.metrics import answer_scores
 
 
 def encode_targets(human_answers: Sequence[Sequence[str]], answers: Vocabulary) -> sparse.csr_matrix:
