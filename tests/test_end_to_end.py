@@ -275,6 +275,13 @@ def test_cli_train_evaluate_score_ask(tiny_dataset, tmp_path, capsys):
                  str(run / files.PREDICTIONS), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == metrics
 
+    # One reference answer per question: both evaluators score exact match alike.
+    assert main(["evaluate", str(run), str(tiny_dataset.root), "--split", "test",
+                 "--json", "--evaluator", "2017"]) == 0
+    older = json.loads(capsys.readouterr().out)
+    assert metrics["evaluator"] == "2021" and older["evaluator"] == "2017"
+    assert {**older, "evaluator": "2021"} == metrics
+
     image = tiny_dataset.image_path(tiny_dataset.split("test")["image_id"].iloc[0])
     assert main(["ask", str(run), str(image), "What color is the shape?", "--top-k", "2"]) == 0
     out = capsys.readouterr().out
