@@ -88,6 +88,7 @@ def measure_train(data: str, steps: int) -> dict:
     from vqa.features.backbones import get_backbone
     from vqa.features.cache import image_table
     from vqa.models import build_model, soft_crossentropy
+    from vqa.features.backbones import model_grid_shape
     from vqa.models.builder import model_inputs
     from vqa.training import build_vocabularies
 
@@ -110,9 +111,10 @@ def measure_train(data: str, steps: int) -> dict:
             model.train_on_batch(*inputs(r))
         result[f"{name}_samples_per_s"] = round(steps * batch / (time.perf_counter() - start), 1)
 
-    head = build_model(config.model, len(words), len(answers))
+    head = build_model(config.model, len(words), len(answers),
+                       grid_shape=model_grid_shape(config.model))
     head.compile(optimizer="adam", loss=soft_crossentropy)
-    cache, cache_rows = image_table(dataset, config, sorted(train["image_id"].unique()))
+    cache, cache_rows = image_table(dataset, sorted(train["image_id"].unique()), **config.image_inputs())
 
     def from_cache(r):
         index = train["image_id"].iloc[r].map(cache_rows).to_numpy()

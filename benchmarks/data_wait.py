@@ -39,13 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     from vqa.data.dataset import PreparedDataset
     from vqa.features.cache import image_table
     from vqa.models import build_model, soft_crossentropy, vqa_score
+    from vqa.features.backbones import model_grid_shape
     from vqa.training import build_vocabularies, encode_split
 
     config = Config()
     dataset = PreparedDataset.load(args.data)
     questions = dataset.split(dataset.train_split)
     words, answers = build_vocabularies(questions, config, dataset.answer_vocabulary_size)
-    cache, rows = image_table(dataset, config, sorted(questions["image_id"].unique()))
+    cache, rows = image_table(dataset, sorted(questions["image_id"].unique()), **config.image_inputs())
     real = encode_split(questions, cache, rows, words, answers, config, shuffle=True,
                         drop_unanswerable=True).batches
     steps = min(args.steps, len(real))
@@ -58,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         def __getitem__(self, i):
             return one_batch
 
-    model = build_model(config.model, len(words), len(answers))
+    model = build_model(config.model, len(words), len(answers),
+                        grid_shape=model_grid_shape(config.model))
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=soft_crossentropy,
                   metrics=[vqa_score])
 

@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     from vqa.data.batches import VQABatches
     from vqa.features.cache import FeatureCache, Manifest
     from vqa.models import build_model, soft_crossentropy, vqa_score
+    from vqa.features.backbones import model_grid_shape
 
     config = Config()
     manifest = Manifest("efficientnet_lite0", None, "random", "random", 224, GRID, "float16",
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     batches = VQABatches(cache, rng.permutation(np.repeat(np.arange(n_images), 2)),
                          tokens.astype("int32"), targets, batch_size=config.train.batch_size,
                          shuffle=True)
-    model = build_model(config.model, n_words, n_answers)
+    model = build_model(config.model, n_words, n_answers,
+                        grid_shape=model_grid_shape(config.model))
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=soft_crossentropy,
                   metrics=[vqa_score])
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

@@ -39,6 +39,7 @@ def throughput(args: argparse.Namespace) -> dict:
     from vqa.config import ModelConfig
     from vqa.data.batches import VQABatches
     from vqa.models.builder import build_model
+    from vqa.features.backbones import model_grid_shape
     from vqa.models.encoders import image_input_shape
     from vqa.models.losses import soft_crossentropy, vqa_score
 
@@ -61,7 +62,8 @@ def throughput(args: argparse.Namespace) -> dict:
     batches = VQABatches(images, rng.integers(0, n_img, n_q), tokens, targets,
                          batch_size=args.batch_size, shuffle=True, workers=args.workers)
 
-    model = build_model(config, args.words, args.answers)
+    model = build_model(config, args.words, args.answers,
+                        grid_shape=model_grid_shape(config))
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=soft_crossentropy,
                   metrics=[vqa_score])
     seconds: list[float] = []

@@ -65,6 +65,7 @@ def probe(run: str | Path, dataset, template: str, words: list[str], split: str 
 
     from vqa import Answerer
     from vqa.models import build_model
+    from vqa.features.backbones import model_grid_shape
 
     if template.count("{}") != 1 or len(words) < 2:
         raise ValueError("word_probe needs a template with one {} and at least two words. "
@@ -77,7 +78,8 @@ def probe(run: str | Path, dataset, template: str, words: list[str], split: str 
     questions = [template.format(w) for w in words]
     max_length = answerer.config.model.max_question_length
     keras.utils.set_random_seed(answerer.config.train.seed)
-    fresh = build_model(answerer.config.model, len(answerer.words), len(answerer.answers))
+    fresh = build_model(answerer.config.model, len(answerer.words), len(answerer.answers),
+                        grid_shape=model_grid_shape(answerer.config.model))
 
     asked = dataset.split(split)
     image_ids = sorted(asked["image_id"].unique())[:n_images]

@@ -6,13 +6,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
 from conftest import TINY_CONFIG, draw_shape
 from vqa import Answerer, evaluate_run, run_dir as files
 from vqa.cli import main
 from vqa.config import save_config
-from vqa.errors import ConfigError, DatasetError, ImageError, QuestionError, RunDirError
+from vqa.errors import ConfigError, ImageError, QuestionError, RunDirError
 from vqa.training import RunCheckpoint, train
 
 

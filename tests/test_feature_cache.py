@@ -1,6 +1,5 @@
 """The feature cache: extraction, resuming, shards, settings checks, training on it."""
 
-import shutil
 
 import h5py
 import numpy as np
@@ -12,7 +11,6 @@ from conftest import TINY_CONFIG, draw_shape, make_tiny_dataset
 from vqa import Answerer, evaluate_run
 from vqa.cli import main
 from vqa.config import Config, ModelConfig, load_config
-from vqa.data.dataset import PreparedDataset
 from vqa.features.cache import (FeatureCache, FeatureCacheError, extract_features,
                                 feature_paths)
 from vqa.training import train

@@ -14,7 +14,8 @@ from PIL import Image
 from sklearn.datasets import load_sample_images
 
 from vqa.cli import main
-from vqa.config import Config, ModelConfig, native_image_size
+from vqa.config import Config, ModelConfig
+from vqa.data.images import native_image_size
 from vqa.errors import ConfigError, VQAError
 from vqa.features.backbones import (BACKBONES, ChannelNormalization, WeightsError,
                                     get_backbone)

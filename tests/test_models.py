@@ -10,11 +10,23 @@ from vqa.models import FUSIONS, ConcatFusion, ElementwiseFusion, build_model, lo
 from vqa.models import attention, builder, encoders, fusion
 from vqa.models.attention import FiLMModule, RelationModule, StackedAttention
 from vqa.models.fusion import MFBFusion
+from vqa.features.backbones import grid_shape
+
+
+def _grid(config):
+    """The cached grid's shape for a pretrained encoder (the caller's job, not the model's)."""
+    if config.image_encoder != "pretrained":
+        return None
+    return grid_shape(config.backbone, config.backbone_image_size)
+
+
+def build(config, *args, **kwargs):
+    return build_model(config, *args, grid_shape=_grid(config), **kwargs)
 
 
 def _inputs(config, batch=3, vocab=10):
     rng = np.random.default_rng(0)
-    return {"image": rng.integers(0, 256, (batch, *encoders.image_input_shape(config)))
+    return {"image": rng.integers(0, 256, (batch, *encoders.image_input_shape(config, _grid(config))))
             .astype("float32"),
             "about_image": np.arange(batch, dtype="int32"),
             "question": rng.integers(0, vocab, (batch, config.max_question_length))
@@ -46,7 +58,7 @@ VARIANTS = [  # every fusion with and without attention, relations, encoders, ba
 @pytest.mark.parametrize("image_encoder", ["small_cnn", "pretrained"])
 def test_build_and_save_round_trip(tmp_path, variant, image_encoder):
     config = ModelConfig(image_encoder=image_encoder, **SMALL, **variant)
-    model = build_model(config, vocab_size=10, num_answers=5)
+    model = build(config, vocab_size=10, num_answers=5)
     x = _inputs(config)
     probs = keras.ops.convert_to_numpy(model(x, training=False))
     assert probs.shape == (3, 5)
@@ -63,7 +75,7 @@ def test_build_and_save_round_trip(tmp_path, variant, image_encoder):
                          ids=["cnn", "conditioned", "attention", "pretrained-relation"])
 def test_each_image_once_gives_what_a_copy_per_question_gives(variant):
     config = ModelConfig(**{"image_encoder": "small_cnn", **SMALL, **variant})
-    model = build_model(config, vocab_size=10, num_answers=5)
+    model = build(config, vocab_size=10, num_answers=5)
     once = _inputs(config, batch=5)
     once["image"] = once["image"][:2]
     once["about_image"] = np.array([1, 0, 1, 1, 0], dtype="int32")
@@ -126,7 +138,7 @@ def test_loss_and_metric_on_soft_targets():
 
 def test_builder_rejects_bad_sizes():
     with pytest.raises(ValueError, match="vocab_size"):
-        build_model(ModelConfig(), vocab_size=2, num_answers=3)
+        build(ModelConfig(), vocab_size=2, num_answers=3)
 
 
 def test_two_rate_adam_slows_only_the_named_variables():
@@ -147,12 +159,12 @@ def test_two_rate_adam_slows_only_the_named_variables():
 
 def test_attention_weights_are_reachable_and_sum_to_one():
     config = ModelConfig(image_encoder="small_cnn", attention_hops=2, **SMALL)
-    model = build_model(config, vocab_size=10, num_answers=5)
+    model = build(config, vocab_size=10, num_answers=5)
     probe = builder.attention_model(model)
     probs, weights = (keras.ops.convert_to_numpy(t) for t in probe(_inputs(config)))
     assert probs.shape == (3, 5) and weights.shape == (3, 2, 8 * 8)  # 32 px -> 8x8 grid
     np.testing.assert_allclose(weights.sum(axis=-1), 1.0, rtol=1e-5)
-    assert builder.attention_model(build_model(ModelConfig(image_encoder="small_cnn", **SMALL),
+    assert builder.attention_model(build(ModelConfig(image_encoder="small_cnn", **SMALL),
                                                10, 5)) is None
 
 
@@ -268,7 +280,7 @@ def test_relative_hops_score_offsets_from_where_the_last_hop_looked():
 def test_word_attention_model_reads_the_last_state_as_its_question_vector():
     config = ModelConfig(image_encoder="small_cnn", attention_hops=2, attention_words=True,
                          **SMALL)
-    model = build_model(config, vocab_size=10, num_answers=5)
+    model = build(config, vocab_size=10, num_answers=5)
     encoder = model.get_layer("question_encoder")
     ids = np.array([[3, 4, 5, 0, 0, 0]], dtype="int32")
     states = keras.ops.convert_to_numpy(encoder(ids))  # [1, 6, question_dim]
@@ -279,7 +291,7 @@ def test_word_attention_model_reads_the_last_state_as_its_question_vector():
 def test_word_embeddings_reach_the_hops_next_to_the_states():
     config = ModelConfig(image_encoder="small_cnn", attention_hops=2, attention_words=True,
                          attention_word_embeddings=True, **SMALL)
-    model = build_model(config, vocab_size=10, num_answers=5)
+    model = build(config, vocab_size=10, num_answers=5)
     encoder = model.get_layer("question_encoder")
     ids = np.array([[3, 4, 5, 0, 0, 0]], dtype="int32")
     words = keras.Model(model.inputs, model.get_layer("word_states").output)
@@ -339,7 +351,7 @@ def test_flatten_pooling_knows_where_things_are():
     for pool, same in (("max", True), ("flatten", False)):
         config = ModelConfig(**SMALL, image_encoder="pretrained", fusion="concat",
                              pool_grid=pool)
-        model = build_model(config, vocab_size=10, num_answers=5)
+        model = build(config, vocab_size=10, num_answers=5)
         # The image vector, not the answers: an untrained softmax over 5 answers can
         # squash a real difference below any tolerance.
         image_vector = keras.Model(model.inputs, model.get_layer("image_vector").output)
@@ -355,7 +367,7 @@ def test_flatten_pooling_knows_where_things_are():
                          ids=lambda v: v["fusion"])
 def test_conditioned_cnn_round_trip(tmp_path, variant):
     config = ModelConfig(image_encoder="small_cnn", conditioned_cnn=True, **SMALL, **variant)
-    model = build_model(config, vocab_size=10, num_answers=5)
+    model = build(config, vocab_size=10, num_answers=5)
     x = _inputs(config)
     probs = keras.ops.convert_to_numpy(model(x, training=False))
     model.save(tmp_path / "m.keras")
@@ -410,7 +422,7 @@ def test_question_padding_width_does_not_change_the_answer():
     width irrelevant, so a model answers the same at any width."""
     for kwargs in (dict(), dict(question_encoder="gru", bidirectional=True, question_layers=2)):
         config = ModelConfig(**{**SMALL, "image_encoder": "pretrained", **kwargs})
-        model = build_model(config, vocab_size=10, num_answers=5)
+        model = build(config, vocab_size=10, num_answers=5)
         inputs = _inputs(config)
         inputs["question"] = np.array([[3, 4, 0], [5, 6, 7], [2, 0, 0]], dtype="int32")
         wide = {**inputs, "question": np.pad(inputs["question"], ((0, 0), (0, 9)))}
@@ -430,7 +442,7 @@ def test_word_vectors_initialise_the_embedding(tmp_path):
     np.testing.assert_array_equal(matrix[words.index["color"]], [1, 2, 3, 4])
     assert not matrix[0].any()  # padding
     config = ModelConfig(**SMALL)
-    model = build_model(config, len(words), 3, word_vectors=matrix)
+    model = build(config, len(words), 3, word_vectors=matrix)
     embedding = model.get_layer("question_encoder").get_layer("word_embedding")
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(embedding.embeddings), matrix)
     with pytest.raises(ConfigError, match="line 1: 4 values .* embedding_dim is 8"):

@@ -154,7 +154,8 @@ class Answerer:
                         batch_size: int = 256) -> dict[int, str]:
         """The top answer for every row of `questions` (question_id -> answer)."""
         # A missing cache is extracted with the weights this run was trained on.
-        images, rows = image_table(dataset, self.config, sorted(questions["image_id"].unique()),
+        images, rows = image_table(dataset, sorted(questions["image_id"].unique()),
+                                   **self.config.image_inputs(),
                                    weights=self.features.weights if self.features else None)
         if isinstance(images, FeatureCache) and (
                 images.manifest.weights_sha256 != self.features.weights_sha256):

@@ -7,11 +7,9 @@ fields; unknown keys are an error that lists the valid ones.
 from __future__ import annotations
 
 import dataclasses
-import math
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
@@ -212,6 +210,15 @@ class Config:
         """Whether the model's "image" input is pixels (else a cached feature grid)."""
         return self.model.image_encoder != "pretrained" or self.train.fine_tune
 
+    def image_inputs(self) -> dict[str, Any]:
+        """What the model's "image" input is made from, as `features.image_table` takes
+        it: a backbone (None: the small CNN's pixels) at an input size, fine-tuned or not."""
+        model = self.model
+        if model.image_encoder != "pretrained":
+            return {"backbone": None, "image_size": model.image_size}
+        return {"backbone": model.backbone, "image_size": model.backbone_image_size,
+                "fine_tune": self.train.fine_tune}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "Config":
         data = dict(data or {})
@@ -230,24 +237,15 @@ class Config:
     def for_dataset(self, dataset: Any) -> "Config":
         """This config as a run on `dataset` (a PreparedDataset) uses it: a backbone input
         size left at 0 becomes the one that suits the dataset's images
-        (`native_image_size`). Runs record this resolved config."""
+        (`PreparedDataset.backbone_input_size`). Runs record this resolved config."""
         if self.model.backbone_image_size or self.model.image_encoder != "pretrained":
             return self
-        size = native_image_size(dataset.images["width"], dataset.images["height"])
+        size = dataset.backbone_input_size()
         return Config(dataclasses.replace(self.model, backbone_image_size=size), self.train)
 
     def with_train(self, **overrides: Any) -> "Config":
         """A copy with some training fields changed (e.g. epochs for a quick run)."""
         return Config(self.model, dataclasses.replace(self.train, **overrides))
-
-
-def native_image_size(widths: Sequence[int], heights: Sequence[int]) -> int:
-    """The backbone input size that suits images of these sizes: their median short side
-    rounded up to a multiple of 32, kept within 64-224. Images smaller than 224 px are then
-    not scaled up further than the grid's stride needs (easy-VQA's 64 px: 64, a 2x2 grid;
-    Sort-of-CLEVR's 75: 96), and photos get the ImageNet 224 (a 7x7 grid)."""
-    short = statistics.median(map(min, widths, heights))
-    return int(min(224, max(64, math.ceil(short / 32) * 32)))
 
 
 def load_config(path: str | Path | None) -> Config:

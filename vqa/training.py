@@ -30,7 +30,7 @@ from vqa.data.dataset import PreparedDataset
 from vqa.data.text import Vocabulary, load_word_vectors
 from vqa.errors import ConfigError, DatasetError, RunDirError, TrainingError
 from vqa.features.cache import FeatureCache, Manifest, backbone_for_answering, image_table
-from vqa.features.backbones import get_backbone
+from vqa.features.backbones import get_backbone, model_grid_shape
 from vqa.models import build_model, soft_crossentropy, vqa_score
 from vqa.models.optimizers import TwoRateAdam
 
@@ -235,7 +235,7 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
 
     image_ids = sorted(train_q["image_id"].unique())
     log.info("loading the inputs of %d training images", len(image_ids))
-    images, rows = image_table(dataset, config, image_ids)
+    images, rows = image_table(dataset, image_ids, **config.image_inputs())
     fit = encode_split(fit_q, images, rows, words, answers, config,
                        shuffle=True, drop_unanswerable=True)
     val = encode_split(val_q, images, rows, words, answers, config,
@@ -441,7 +441,8 @@ def _new_model(config: Config, words: Vocabulary, n_answers: int, steps_per_epoc
         log.info("word vectors for %.1f%% of the %d question words from %s",
                  100 * coverage, len(words) - 2, config.model.word_vectors)
     if not config.train.fine_tune:
-        return (build_model(config.model, len(words), n_answers, word_vectors=vectors),
+        return (build_model(config.model, len(words), n_answers, word_vectors=vectors,
+                            grid_shape=model_grid_shape(config.model)),
                 keras.optimizers.Adam(learning_rate, **clip))
     backbone = get_backbone(config.model.backbone, config.model.backbone_image_size or None
                             ).build(include_top=False)

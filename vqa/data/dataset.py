@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from vqa.data.images import load_image
+from vqa.data.images import load_image, native_image_size
 from vqa.errors import DatasetError, ImageError
 
 log = logging.getLogger(__name__)
@@ -99,6 +99,11 @@ class PreparedDataset:
             raise DatasetError(f"Split '{name}' not found in {self.root}. "
                                f"Available splits: {self.splits}")
         return rows.reset_index(drop=True)
+
+    def backbone_input_size(self) -> int:
+        """The backbone input size that suits this dataset's images (what a config's
+        backbone_image_size 0 and `vqa extract` without --image-size use)."""
+        return native_image_size(self.images["width"], self.images["height"])
 
     def image_path(self, image_id: str) -> Path:
         return self.image_root / self.images.at[image_id, "path"]

@@ -10,8 +10,10 @@ converted: JPEGs are decoded at a reduced scale, others reduced right after deco
 from __future__ import annotations
 
 import io
+import math
+import statistics
 from pathlib import Path
-from typing import Union
+from typing import Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -180,3 +182,12 @@ def _array_to_pil(array: np.ndarray) -> Image.Image:
         return Image.fromarray(array)
     raise ImageError("Image arrays must be H x W, H x W x 3 or H x W x 4. "
                      f"Received shape={array.shape}")
+
+
+def native_image_size(widths: Sequence[int], heights: Sequence[int]) -> int:
+    """The backbone input size that suits images of these sizes: their median short side
+    rounded up to a multiple of 32, kept within 64-224. Images smaller than 224 px are then
+    not scaled up further than the grid's stride needs (easy-VQA's 64 px: 64, a 2x2 grid;
+    Sort-of-CLEVR's 75: 96), and photos get the ImageNet 224 (a 7x7 grid)."""
+    short = statistics.median(map(min, widths, heights))
+    return int(min(224, max(64, math.ceil(short / 32) * 32)))

@@ -249,3 +249,18 @@ BACKBONES: dict[str, Backbone] = {b.name: b for b in (
     Backbone("efficientnet_b0", 1280, ("efficientnetb0.h5", "efficientnetb0_notop.h5"),
              keras.applications.EfficientNetB0),  # normalises its input itself
 )}
+
+
+def grid_shape(backbone: str, image_size: int = 0) -> tuple[int, int, int]:
+    """(rows, cols, channels) of the grid `backbone` makes at input size `image_size`
+    (0: its own), as a model reading cached features takes it."""
+    spec = get_backbone(backbone, image_size or None)
+    return (spec.grid_size, spec.grid_size, spec.grid_channels)
+
+
+def model_grid_shape(model_config) -> tuple[int, int, int] | None:
+    """`grid_shape` of a model config's backbone when its image encoder reads cached
+    grids (pretrained), else None: what `build_model(..., grid_shape=)` takes."""
+    if model_config.image_encoder != "pretrained":
+        return None
+    return grid_shape(model_config.backbone, model_config.backbone_image_size)

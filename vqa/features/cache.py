@@ -35,7 +35,6 @@ import h5py
 import keras
 import numpy as np
 
-from vqa.config import Config, native_image_size
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import VQAError
 from vqa.features.backbones import get_backbone
@@ -90,10 +89,8 @@ class Manifest:
 
 def input_size(dataset: PreparedDataset, image_size: int = 0) -> int:
     """`image_size`, or with 0 the backbone input size that suits the dataset's images
-    (`native_image_size`, as for a config's backbone_image_size 0)."""
-    if image_size:
-        return image_size
-    return native_image_size(dataset.images["width"], dataset.images["height"])
+    (as for a config's backbone_image_size 0)."""
+    return image_size or dataset.backbone_input_size()
 
 
 def feature_paths(dataset: PreparedDataset, backbone: str, image_size: int = 0
@@ -345,28 +342,29 @@ def _check_same(found: Manifest, wanted: Manifest, path: Path) -> None:
                                 f"{path.parent / path.stem}.* to extract again with these.")
 
 
-def image_table(dataset: PreparedDataset, config: Config, image_ids: Sequence[str],
+def image_table(dataset: PreparedDataset, image_ids: Sequence[str], *,
+                backbone: str | None, image_size: int, fine_tune: bool = False,
                 weights: str | None = None
                 ) -> tuple[np.ndarray | FeatureCache, dict[str, int]]:
     """What a model's "image" input is gathered from, and the row of each image id.
 
-    Decoded pixels for the small CNN; the backbone's preprocessed pixels when
-    fine-tuning it; else the feature cache of the pretrained backbone, extracted first
-    (with `weights`, None for the ImageNet ones) if it is missing.
+    `backbone` None: decoded pixels at `image_size` (the small CNN). Else that backbone
+    at input size `image_size` (0: the dataset's own): its preprocessed pixels with
+    `fine_tune`, otherwise its feature cache, extracted first (with `weights`, None for
+    the ImageNet ones) if it is missing.
     """
-    model = config.model
-    if model.image_encoder != "pretrained":
-        return dataset.load_images(image_ids, model.image_size)
-    size = input_size(dataset, model.backbone_image_size)
-    if config.train.fine_tune:
-        spec = get_backbone(model.backbone, size)
+    if backbone is None:
+        return dataset.load_images(image_ids, image_size)
+    size = input_size(dataset, image_size)
+    if fine_tune:
+        spec = get_backbone(backbone, size)
         pixels = spec.load_pixels([dataset.image_path(i) for i in image_ids])
         return pixels, {image_id: i for i, image_id in enumerate(image_ids)}
-    h5_path, _, _ = feature_paths(dataset, model.backbone, size)
+    h5_path, _, _ = feature_paths(dataset, backbone, size)
     if not h5_path.is_file():
         log.info("no %s feature cache in %s yet: extracting it", h5_path.stem, dataset.root)
-        extract_features(dataset, model.backbone, weights, image_size=size)
-    cache = FeatureCache.open(dataset, model.backbone, size)
+        extract_features(dataset, backbone, weights, image_size=size)
+    cache = FeatureCache.open(dataset, backbone, size)
     return cache, cache.rows
 
 

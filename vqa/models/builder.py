@@ -15,7 +15,8 @@ from vqa.models.fusion import FUSIONS
 
 def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
                 backbone: keras.Model | None = None,
-                word_vectors: np.ndarray | None = None) -> keras.Model:
+                word_vectors: np.ndarray | None = None,
+                grid_shape: tuple[int, int, int] | None = None) -> keras.Model:
     """Image branch + question branch + fusion (or attention, or relations) + classifier.
 
     Inputs: {"image": [images, S, S, 3] pixels (0-255) for the small CNN, or the cached
@@ -28,13 +29,15 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
     max_question_length by convention)}. `model_inputs` makes them.
     Output: [batch, num_answers] answer probabilities.
 
-    With `backbone` (a pixels -> grid network, to fine-tune), the model takes the
-    backbone's pixels as "image" and runs it first. `word_vectors` [vocab_size,
+    A pretrained image encoder needs `grid_shape` (rows, cols, channels) of the cached
+    grid. With `backbone` (a pixels -> grid network, to fine-tune), the model takes the
+    backbone's pixels as "image" and runs it first (the grid shape is the backbone's). `word_vectors` [vocab_size,
     embedding_dim] initialise the word embedding. A one-input baseline (`inputs:
     question | image`) still takes both inputs, and ignores one.
     """
     if backbone is not None:
-        head = build_model(config, vocab_size, num_answers, word_vectors=word_vectors)
+        head = build_model(config, vocab_size, num_answers, word_vectors=word_vectors,
+                           grid_shape=tuple(backbone.output.shape[1:]))
         pixels = keras.Input(backbone.input.shape[1:], name="image")
         rows = keras.Input((), dtype="int32", name="about_image")
         question = keras.Input((None,), dtype="int32", name="question")
@@ -48,7 +51,7 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
         raise ValueError("build_model needs vocab_size >= 3 (pad, unknown, a word) and "
                          f"num_answers >= 1. Received: vocab_size={vocab_size}, "
                          f"num_answers={num_answers}")
-    image = keras.Input(image_input_shape(config), name="image")  # pixels or a feature grid
+    image = keras.Input(image_input_shape(config, grid_shape), name="image")  # pixels or grid
     rows = keras.Input((), dtype="int32", name="about_image")
     question = keras.Input((None,), dtype="int32", name="question")
     question_vector = QUESTION_ENCODERS[config.question_encoder](config, vocab_size)(question)

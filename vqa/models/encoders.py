@@ -169,14 +169,18 @@ def pretrained_grid(config: ModelConfig) -> keras.layers.Layer:
     return keras.layers.Identity(name="image_encoder")
 
 
-def image_input_shape(config: ModelConfig) -> tuple[int, int, int]:
-    """What the model's "image" input is: pixels, or a backbone's feature grid."""
-    if config.image_encoder == "pretrained":
-        from vqa.features.backbones import get_backbone
-
-        spec = get_backbone(config.backbone, config.backbone_image_size or None)
-        return (spec.grid_size, spec.grid_size, spec.grid_channels)
-    return (config.image_size, config.image_size, 3)
+def image_input_shape(config: ModelConfig, grid_shape: tuple[int, int, int] | None
+                      ) -> tuple[int, int, int]:
+    """What the model's "image" input is: pixels, or a backbone's feature grid, whose
+    shape the caller gives (model code does not look backbones up)."""
+    if config.image_encoder != "pretrained":
+        return (config.image_size, config.image_size, 3)
+    if grid_shape is None:
+        raise ValueError("A pretrained image encoder reads a cached feature grid: give "
+                         "build_model its shape, grid_shape=(rows, cols, channels), e.g. "
+                         "vqa.features.backbones.grid_shape(config.backbone, "
+                         "config.backbone_image_size). Received: grid_shape=None")
+    return tuple(grid_shape)
 
 
 IMAGE_ENCODERS = {"small_cnn": small_cnn, "pretrained": pretrained_grid}
