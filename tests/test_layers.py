@@ -87,3 +87,8 @@ def test_the_graph_sees_lazy_imports(graph):
     # evaluate_run imports the Answerer inside the function: it still counts.
     assert "vqa.answering" in graph["vqa.evaluation"]
     assert "vqa.metrics" in graph["data_prep.vqa"]
+
+
+def test_modules_have_one_job_and_stay_small():
+    sizes = {name: len(path.read_text().splitlines()) for name, path in _modules().items()}
+    assert not {name: n for name, n in sizes.items() if n > 400}

@@ -146,7 +146,7 @@ def test_relations_and_closest_follow_the_centres():
     scene = {"objects": objects, "relationships": scenes.relationships(objects)}
     assert scene["relationships"]["left"] == [[], [0], [0, 1]]
     assert scene["relationships"]["above"] == [[1], [], [0, 1]]
-    step = scenes._step
+    step = scenes.step
     program = [step("scene"), step("filter_color", [0], "blue"), step("unique", [1]),
                step("relate", [2], "right"), step("filter_color", [3], "red"), step("count", [4])]
     assert scenes.execute(program, scene) == "1"

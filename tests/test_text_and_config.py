@@ -89,7 +89,7 @@ def test_yaml_scientific_notation_is_a_float(tmp_path):
 
 @pytest.mark.parametrize("schedule, at_end", [("cosine", 0.0), ("constant", 1e-3)])
 def test_warmup_ramps_the_learning_rate_up_then_follows_the_schedule(schedule, at_end):
-    from vqa.training import _learning_rate
+    from vqa.training.schedule import learning_rate as _learning_rate
 
     config = Config(train=TrainConfig(epochs=4, learning_rate=1e-3, warmup_epochs=0.5,
                                       learning_rate_schedule=schedule))

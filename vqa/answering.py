@@ -56,6 +56,15 @@ class AnswerResult:
     hop_attention: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
+def format_answer(result) -> str:
+    """An AnswerResult as the command line shows it: the answer, then the top k."""
+    lines = [f"Q: {result.question}", f"A: {result.answer} ({result.probability:.1%})"]
+    lines += [f"   {i}. {answer:<12} {p:.1%}" for i, (answer, p) in enumerate(result.top_k, 1)]
+    if result.unknown_words:
+        lines.append(f"   words the model does not know: {', '.join(result.unknown_words)}")
+    return "\n".join(lines)
+
+
 class Answerer:
     """A trained model with its vocabularies and preprocessing.
 

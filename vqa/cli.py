@@ -102,76 +102,30 @@ def cmd_ask(args: argparse.Namespace) -> None:
     if args.explain and not Path(args.explain).resolve().parent.is_dir():
         raise VQAError(f"--explain: the folder of {args.explain} does not exist.")
     _load_keras()
-    from vqa.answering import Answerer
+    from vqa.answering import Answerer, format_answer
 
     answerer = Answerer.load(args.run_dir)
     if args.explain:
         result = answerer.explain(image, args.question, args.explain, top_k=args.top_k)
     else:
         result = answerer.answer(image, args.question, top_k=args.top_k)
-    print(_format_answer(result))
+    print(format_answer(result))
     if args.explain:
         print(f"explanation: {args.explain}")
 
 
 def _ask_batch(args: argparse.Namespace) -> None:
-    """Answer every row of a CSV (image, question); a bad row gets its error in its own
-    output row, and the others are answered."""
-    import pandas as pd
-    from tqdm import tqdm
+    from vqa.answer_csv import answer_csv, check_paths, read_questions
 
-    source, out = Path(args.batch), Path(args.out)
-    if not source.is_file():
-        raise VQAError(f"Questions file not found: {source}")
-    if out.resolve() == source.resolve():
-        raise VQAError(f"--out would overwrite the questions file {source}; choose another.")
-    if not out.resolve().parent.is_dir():
-        raise VQAError(f"--out: the folder of {out} does not exist.")
-    try:
-        table = pd.read_csv(source, dtype=str, keep_default_na=False)
-    except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors are ValueErrors
-        reason = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-        raise VQAError(f"Cannot read {source} as CSV: {reason}") from None
-    table.columns = [str(c).strip().lower() for c in table.columns]
-    if not {"image", "question"} <= set(table.columns):
-        raise VQAError(f"{source} needs the columns image and question. "
-                       f"Received: {', '.join(table.columns)}")
-    # Image paths are relative to the CSV's folder, so that the two can move together.
-    images = [source.parent / p.strip() if p.strip() else None for p in table["image"]]
-    questions = list(table["question"])
+    source, out = check_paths(args.batch, args.out)
+    read_questions(source)  # checked before TensorFlow loads
     _load_keras()
     from vqa.answering import Answerer
-    from vqa.errors import ImageError
 
-    answerer = Answerer.load(args.run_dir)
-    rows = []
-    with tqdm(total=len(table), unit="question", file=sys.stderr, disable=None) as progress:
-        for start in range(0, len(table), 64):
-            chunk = range(start, min(start + 64, len(table)))
-            given = [i for i in chunk if images[i] is not None]
-            results = dict(zip(given, answerer.answer_batch(
-                [images[i] for i in given], [questions[i] for i in given],
-                top_k=args.top_k, on_error="return")))
-            for i in chunk:
-                result = results.get(i, ImageError("no image given"))
-                rows.append(_batch_row(table["image"][i], questions[i], result))
-            progress.update(len(chunk))
-    answers = pd.DataFrame(rows, columns=["image", "question", "answer", "probability",
-                                          "top_k", "unknown_words", "error"])
-    tmp = out.with_name(out.name + ".tmp")
-    answers.to_csv(tmp, index=False)
-    os.replace(tmp, out)
+    answers = answer_csv(Answerer.load(args.run_dir), source, out, top_k=args.top_k)
     failed = int((answers["error"] != "").sum())
     print(f"{len(answers) - failed} of {len(answers)} questions answered"
           + (f", {failed} failed (see the error column)" if failed else "") + f": {out}")
-
-
-def _batch_row(image: str, question: str, result) -> list:
-    if isinstance(result, VQAError):
-        return [image, question, "", "", "", "", str(result)]
-    top = json.dumps([[a, round(p, 6)] for a, p in result.top_k])
-    return [image, question, result.answer, round(result.probability, 6), top,
-            " ".join(result.unknown_words), ""]
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -245,66 +199,9 @@ def cmd_classify(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     _load_keras()
-    from data_prep.easy_vqa import prepare
-    from data_prep.common import report
-    from vqa import run_dir as files
-    from vqa.answering import Answerer
-    from vqa.config import Config
-    from vqa.data.dataset import PreparedDataset
-    from vqa.errors import DatasetError
-    from vqa.evaluation import evaluate_run, format_metrics
-    from vqa.features.cache import extract_features
-    from vqa.training import train
+    from vqa.demo import run_demo
 
-    out = Path(args.out)
-    data_dir, run = out / "easy-vqa", out / "run"
-    config = Config() if args.epochs is None else Config().with_train(epochs=args.epochs)
-    print(f"1/5 prepare easy-VQA -> {data_dir}")
-    try:
-        dataset = PreparedDataset.load(data_dir)
-        print("    already prepared")
-    except DatasetError:
-        dataset = prepare(data_dir, overwrite=True)
-    print(report(dataset))
-
-    model = config.for_dataset(dataset).model
-    print(f"2/5 extract {model.backbone} (ImageNet) grid features of every image at "
-          f"{model.backbone_image_size} px, once")
-    print(f"    {extract_features(dataset, model.backbone, image_size=model.backbone_image_size)}")
-
-    print(f"3/5 train the default model on the cached features -> {run}")
-    if (run / files.TRAINING).is_file():
-        print("    already trained; delete the run directory to train again")
-    else:
-        summary = train(dataset, run, config)
-        print(f"    best epoch {summary['best_epoch']}: validation accuracy "
-              f"{summary['best_val_vqa_score']:.2f}%, {summary['seconds_per_epoch']:.1f} s/epoch")
-
-    print("4/5 evaluate on the test split (official VQA accuracy)")
-    print(format_metrics(evaluate_run(run, dataset, "test")))
-
-    print("5/5 ask questions about a test image")
-    test = dataset.split("test")
-    image_id = test["image_id"].iloc[0]
-    answerer = Answerer.load(run)
-    print(f"    image: {dataset.image_path(image_id)}")
-    for _, row in test[test["image_id"] == image_id].head(2).iterrows():
-        result = answerer.answer(dataset.image_path(image_id), row["question"])
-        print(_indent(_format_answer(result)) + f"\n    (true answer: {row['answer']})")
-    print(f"\nTry it yourself:\n    vqa ask {run} {dataset.image_path(image_id)} "
-          '"what shape is in the image?"')
-
-
-def _indent(text: str) -> str:
-    return "\n".join("    " + line for line in text.splitlines())
-
-
-def _format_answer(result) -> str:
-    lines = [f"Q: {result.question}", f"A: {result.answer} ({result.probability:.1%})"]
-    lines += [f"   {i}. {answer:<12} {p:.1%}" for i, (answer, p) in enumerate(result.top_k, 1)]
-    if result.unknown_words:
-        lines.append(f"   words the model does not know: {', '.join(result.unknown_words)}")
-    return "\n".join(lines)
+    run_demo(args.out, args.epochs)
 
 
 def _load_keras() -> None:

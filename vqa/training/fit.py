@@ -1,4 +1,6 @@
-"""Fit a model on a prepared dataset; keep the best epoch; resume after a crash.
+"""The fit loop: split the training questions by image, encode them, build or resume
+the model, `model.fit` with the run's checkpoint (vqa.training.checkpoint), and write
+the run's summary.
 
 The training split is divided by image (scikit-learn's GroupShuffleSplit) into the
 part we fit on and a validation part used for model selection and early stopping.
@@ -15,7 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import keras
@@ -28,14 +30,23 @@ from vqa.config import Config, load_config, save_config
 from vqa.data.batches import VQABatches, encode_targets
 from vqa.data.dataset import PreparedDataset
 from vqa.data.text import Vocabulary, load_word_vectors
-from vqa.errors import ConfigError, DatasetError, RunDirError, TrainingError
+from vqa.errors import ConfigError, DatasetError, RunDirError
 from vqa.features.cache import FeatureCache, Manifest, backbone_for_answering, image_table
 from vqa.features.backbones import get_backbone, model_grid_shape
 from vqa.models import build_model, soft_crossentropy, vqa_score
 from vqa.models.optimizers import TwoRateAdam
+from vqa.training.checkpoint import (RunCheckpoint, prepare_run_dir, save_atomic,
+                                     set_seed_states)
+from vqa.training.schedule import learning_rate
+from vqa.training.warm_start import copy_weights, init_source
 
 log = logging.getLogger(__name__)
-MONITOR = "val_vqa_score"
+
+# Training steps run per call into the compiled graph: a small model's CPU step is
+# mostly the call's own overhead (easy-VQA's default: an epoch 7.6 s with 1, 6.6 with 16).
+# Batch callbacks then see every 16th step; a checkpoint is still taken per epoch. One
+# replica only: under TensorFlow's distribution strategies the multi-step graph fails.
+STEPS_PER_CALL = 16
 
 
 @dataclass
@@ -82,81 +93,6 @@ def encode_split(questions: pd.DataFrame, images: np.ndarray, image_rows: dict[s
     return SplitData(questions, batches)
 
 
-# Training steps run per call into the compiled graph: a small model's CPU step is
-# mostly the call's own overhead (easy-VQA's default: an epoch 7.6 s with 1, 6.6 with 16).
-# Batch callbacks then see every 16th step; a checkpoint is still taken per epoch. One
-# replica only: under TensorFlow's distribution strategies the multi-step graph fails.
-STEPS_PER_CALL = 16
-
-
-class RunCheckpoint(keras.callbacks.Callback):
-    """Per epoch: logs history.csv, keeps the best and the last model, stops on a plateau.
-
-    Models are saved under new names (best-epochN.keras, last-epochN.keras) and
-    checkpoint/state.json, written last and atomically, says which ones count; so a
-    crash at any point leaves a consistent run that resumes at the first epoch the
-    state does not record.
-    """
-
-    def __init__(self, run: Path, patience: int, state: dict):
-        super().__init__()
-        self.run = run
-        self.checkpoints = run / files.CHECKPOINT_DIR
-        self.patience = patience
-        self.state = state
-        self.epoch_start = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_start = time.perf_counter()
-        self.epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            # Raised, not stop_training: that would still end the epoch and commit it.
-            self._stop(f"The training loss became {float(loss)} at epoch {self.epoch + 1}, "
-                       f"step {batch + 1}")
-
-    def _stop(self, what: str) -> None:
-        last = self.state["next_epoch"]
-        kept = (f"it keeps its last good checkpoint (epoch {last}); `vqa train` with the "
-                "same --out resumes from there" if last else "no epoch had finished")
-        raise TrainingError(f"{what}; training stopped and {kept}. Lower "
-                            "train.learning_rate or set train.clip_norm, and check the "
-                            "inputs for NaN or infinite values.")
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        logs["seconds"] = round(time.perf_counter() - self.epoch_start, 2)
-        if MONITOR not in logs:
-            raise RuntimeError(f"Training logs lack {MONITOR}; got {sorted(logs)}")
-        # The loss clips probabilities, so NaN weights can hide behind a finite loss.
-        bad = [v.path for v in self.model.weights
-               if not np.isfinite(keras.ops.convert_to_numpy(v)).all()]
-        if bad:
-            self._stop(f"The weights became NaN or infinite during epoch {epoch + 1} "
-                       f"({bad[0]}{' and others' if len(bad) > 1 else ''})")
-        _append_history(self.run / files.HISTORY, epoch, logs)
-        s = self.state
-        last = f"last-epoch{epoch}.keras"
-        _save_atomic(self.model, self.checkpoints / last)
-        if logs[MONITOR] > s["best"]:
-            best = f"best-epoch{epoch}.keras"
-            shutil.copyfile(self.checkpoints / last, files.temp_path(self.checkpoints / best))
-            os.replace(files.temp_path(self.checkpoints / best), self.checkpoints / best)
-            s.update(best=float(logs[MONITOR]), best_epoch=epoch, best_file=best, wait=0)
-        else:
-            s["wait"] += 1
-            if s["wait"] >= self.patience:
-                s["stopped_early"] = True
-                self.model.stop_training = True
-        s.update(next_epoch=epoch + 1, last_file=last, seed_states=seed_states(self.model))
-        files.write_json_atomic(s, self.checkpoints / files.STATE)  # the commit point
-        for stale in self.checkpoints.glob("*.keras"):
-            if stale.name not in (s["best_file"], s["last_file"]):
-                stale.unlink()
-
-
 def train(data: str | Path | PreparedDataset, out: str | Path,
           config: Config | str | Path | None = None,
           *, verbose: int | None = None, overwrite: bool = False,
@@ -196,8 +132,8 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
            callbacks: list | None, init_from: str | Path | None) -> dict:
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
     config = config.for_dataset(dataset)  # the backbone's input size, if left to suit it
-    source = None if init_from is None else _init_source(init_from, config, run)
-    state = _prepare_run_dir(run, config, overwrite)
+    source = None if init_from is None else init_source(init_from, config, run)
+    state = prepare_run_dir(run, config, overwrite)
     if state is not None and replicas.workers > 1:
         raise ConfigError(f"{run} holds an unfinished run; multi-worker runs do not resume. "
                           "Pass --overwrite to every worker to start again.")
@@ -326,32 +262,6 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
     return summary
 
 
-def _seed_generators(model: keras.Model) -> list:
-    """The random streams of the model's layers (dropout's), in a fixed order."""
-    found = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        found += [value for _, value in sorted(vars(layer).items())
-                  if isinstance(value, keras.random.SeedGenerator)]
-    return found
-
-
-def seed_states(model: keras.Model) -> list[list[int]]:
-    """Where each random stream of `model` is. A saved model does not keep this (a
-    loaded one draws new seeds), so a resumed run restores it to drop out the same
-    units an uninterrupted run would."""
-    return [np.asarray(g.state).tolist() for g in _seed_generators(model)]
-
-
-def set_seed_states(model: keras.Model, states: list[list[int]] | None) -> None:
-    generators = _seed_generators(model)
-    if states is None or len(states) != len(generators):
-        log.warning("the checkpoint does not record the model's random streams; the resumed "
-                    "run will drop out other units than an uninterrupted one")
-        return
-    for generator, state in zip(generators, states):
-        generator.state.assign(np.asarray(state, dtype=generator.state.dtype))
-
-
 def library_versions() -> dict[str, str]:
     """The versions a run's numbers depend on, recorded in its training.json."""
     from importlib import metadata
@@ -380,59 +290,13 @@ def _save_image_encoder(run: Path, manifest: Manifest) -> None:
     else:
         files.write_json_atomic(asdict(manifest), run / files.FEATURES)
     if not (run / files.IMAGE_ENCODER).is_file():
-        _save_atomic(backbone_for_answering(manifest), run / files.IMAGE_ENCODER)
-
-
-def _init_source(init_from: str | Path, config: Config, run: Path) -> Path:
-    """The finished run to start `run` from, checked to hold the model `config` builds."""
-    source = files.check_run_dir(init_from)
-    if source.resolve() == run.resolve():
-        raise ConfigError(f"--init-from and --out both name {run}: a run cannot start from "
-                          "itself. Give the new run its own directory.")
-    theirs = load_config(source / files.CONFIG)
-    differ = [f"model.{field.name}" for field in fields(config.model)
-              if getattr(theirs.model, field.name) != getattr(config.model, field.name)
-              # words added to attention: the new weights start where the model
-              # computes what the source did
-              and not (field.name == "attention_words" and config.model.attention_words)]
-    if theirs.train.fine_tune != config.train.fine_tune:
-        differ.append("train.fine_tune")
-    if differ:
-        raise ConfigError(f"Cannot initialise from {source}: its model differs from this "
-                          f"config's in {', '.join(differ)}. Initialising needs the same "
-                          "model; copy those settings from its config.yaml.")
-    return source
-
-
-def copy_weights(source: keras.Model, model: keras.Model) -> list[str]:
-    """Copy a model's weights into one built from the same config, layer by layer (by
-    name) and in each layer weight by weight (in order). Returns the paths of those left
-    as they are: weights a layer gained at its end (the word reading `attention_words`
-    adds to the attention) and weights whose shape changed (a layer that vqa now builds
-    wider)."""
-    theirs = {layer.name: layer.weights for layer in source.layers if layer.weights}
-    ours = {layer.name: layer.weights for layer in model.layers if layer.weights}
-    extra = sorted(set(theirs) - set(ours)) + sorted(
-        name for name in set(theirs) & set(ours) if len(theirs[name]) > len(ours[name]))
-    if extra:
-        raise ConfigError(f"Cannot copy the weights of {source.name} into this model: its "
-                          f"layers {', '.join(extra)} have weights this one lacks; they are "
-                          "not the same network.")
-    fresh = []
-    for name, weights in ours.items():
-        for i, our in enumerate(weights):
-            their = theirs[name][i] if i < len(theirs.get(name, ())) else None
-            if their is not None and tuple(their.shape) == tuple(our.shape):
-                our.assign(keras.ops.convert_to_numpy(their))
-            else:
-                fresh.append(our.path)
-    return fresh
+        save_atomic(backbone_for_answering(manifest), run / files.IMAGE_ENCODER)
 
 
 def _new_model(config: Config, words: Vocabulary, n_answers: int, steps_per_epoch: int
                ) -> tuple[keras.Model, keras.optimizers.Optimizer]:
     """The model and its optimizer; fine-tuning puts the backbone inside, slower."""
-    learning_rate = _learning_rate(config, steps_per_epoch)
+    rate = learning_rate(config, steps_per_epoch)
     clip = {"global_clipnorm": config.train.clip_norm} if config.train.clip_norm else {}
     vectors = None
     if config.model.word_vectors:
@@ -443,64 +307,14 @@ def _new_model(config: Config, words: Vocabulary, n_answers: int, steps_per_epoc
     if not config.train.fine_tune:
         return (build_model(config.model, len(words), n_answers, word_vectors=vectors,
                             grid_shape=model_grid_shape(config.model)),
-                keras.optimizers.Adam(learning_rate, **clip))
+                keras.optimizers.Adam(rate, **clip))
     backbone = get_backbone(config.model.backbone, config.model.backbone_image_size or None
                             ).build(include_top=False)
     model = build_model(config.model, len(words), n_answers, backbone=backbone,
                         word_vectors=vectors)
     optimizer = TwoRateAdam([v.path for v in backbone.trainable_variables],
                             config.train.backbone_learning_rate / config.train.learning_rate,
-                            learning_rate=learning_rate, **clip)
+                            learning_rate=rate, **clip)
     return model, optimizer
 
 
-def _learning_rate(config: Config, steps_per_epoch: int):
-    """The configured schedule; a warm-up ramps linearly from 0 to the learning rate first
-    (then cosine decays to 0 over the remaining steps, or the rate stays constant)."""
-    train_config = config.train
-    warmup = round(train_config.warmup_epochs * steps_per_epoch)
-    constant = train_config.learning_rate_schedule == "constant"
-    if constant and not warmup:
-        return train_config.learning_rate
-    decay = max(steps_per_epoch * train_config.epochs - warmup, 1)
-    return keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup else train_config.learning_rate, decay,
-        alpha=1.0 if constant else 0.0,  # alpha: the floor, as a fraction of the rate
-        warmup_target=train_config.learning_rate if warmup else None, warmup_steps=warmup)
-
-
-def _prepare_run_dir(run: Path, config: Config, overwrite: bool) -> dict | None:
-    """Create `run`, or find the state to resume from. Returns that state or None."""
-    state_file = run / files.CHECKPOINT_DIR / files.STATE
-    if overwrite or (files.is_unfinished_run(run) and not state_file.is_file()):
-        files.clear_run_dir(run)  # asked to, or our run that crashed in its first epoch
-    if state_file.is_file():
-        saved = load_config(run / files.CONFIG)
-        if saved != config:
-            raise ConfigError(f"{run} holds an unfinished run with a different config "
-                              f"({run / files.CONFIG}). Resume it with that config, or "
-                              "pass --overwrite to start again.")
-        return json.loads(state_file.read_text())
-    if run.exists() and (not run.is_dir() or any(run.iterdir())):
-        raise RunDirError(f"Run directory {run} already exists and is not empty. "
-                          "Choose another --out or pass --overwrite.")
-    (run / files.CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
-    (run / files.CHECKPOINT_DIR / files.STARTED).touch()
-    return None
-
-
-def _append_history(path: Path, epoch: int, logs: dict) -> None:
-    """Add this epoch's row, replacing rows of this or later epochs left by a crash."""
-    row = pd.DataFrame([{"epoch": epoch, **{k: float(v) for k, v in sorted(logs.items())}}])
-    if path.is_file():
-        old = pd.read_csv(path)
-        row = pd.concat([old[old["epoch"] < epoch], row], ignore_index=True)
-    tmp = files.temp_path(path)
-    row.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def _save_atomic(model: keras.Model, path: Path) -> None:
-    tmp = files.temp_path(path)
-    model.save(tmp)
-    os.replace(tmp, path)
