@@ -15,6 +15,7 @@ from sklearn.datasets import load_sample_images
 
 from vqa.cli import main
 from vqa.config import Config, ModelConfig
+from vqa.data.dataset import PreparedDataset
 from vqa.data.images import native_image_size
 from vqa.errors import ConfigError, VQAError
 from vqa.features.backbones import (BACKBONES, ChannelNormalization, WeightsError,
@@ -199,6 +200,7 @@ def test_backbone_size_left_at_0_suits_the_dataset(sizes, expected):
     assert native_image_size([w for w, _ in sizes], [h for _, h in sizes]) == expected
     images = pd.DataFrame({"width": [w for w, _ in sizes], "height": [h for _, h in sizes]})
     dataset = types.SimpleNamespace(images=images)
+    dataset.backbone_input_size = lambda: PreparedDataset.backbone_input_size(dataset)
     assert Config().for_dataset(dataset).model.backbone_image_size == expected
     chosen = Config(ModelConfig(backbone_image_size=160))
     assert chosen.for_dataset(dataset) is chosen  # a set size is kept

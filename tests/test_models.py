@@ -7,9 +7,10 @@ import pytest
 from vqa import config as config_module
 from vqa.config import ModelConfig
 from vqa.models import FUSIONS, ConcatFusion, ElementwiseFusion, build_model, losses
-from vqa.models import attention, builder, encoders, fusion
-from vqa.models.attention import FiLMModule, RelationModule, StackedAttention
-from vqa.models.fusion import MFBFusion
+from vqa.models import attention, builder, encoders, fusions
+from vqa.models import grid as grid_helpers
+from vqa.models.attention import StackedAttention
+from vqa.models.fusions import FiLMModule, MFBFusion, RelationModule
 from vqa.features.backbones import grid_shape
 
 
@@ -39,8 +40,8 @@ SMALL = dict(image_size=32, cnn_filters=(4, 8), image_dim=8, embedding_dim=4,
 VARIANTS = [  # every fusion with and without attention, relations, encoders, baselines
     *[dict(fusion=f, attention_hops=h) for f in ("concat", "elementwise", "mfb")
       for h in (0, 1, 2)],
-    dict(fusion="relation", relation_layers=2),
-    dict(fusion="film", film_blocks=2),
+    dict(fusion="relation", fusion_options={"depth": 2}),
+    dict(fusion="film", fusion_options={"blocks": 2}),
     dict(fusion="elementwise", attention_hops=1, grid_coordinates=True),
     dict(fusion="concat", attention_hops=2, attention_words=True, question_layers=2),
     dict(fusion="elementwise", attention_hops=2, attention_words=True, attention_counts=True,
@@ -113,14 +114,17 @@ def test_elementwise_fusion_is_a_product_of_projections():
 
 
 def test_config_choices_match_the_registries():
-    assert set(config_module.FUSION_CHOICES) == set(FUSIONS) | {"relation", "film"}
+    assert {"concat", "elementwise", "mfb", "relation", "film"} <= set(FUSIONS)
+    assert {n for n, c in FUSIONS.items() if c.reads == "grid"} >= {"relation", "film"}
     assert set(config_module.IMAGE_ENCODER_CHOICES) == set(encoders.IMAGE_ENCODERS)
     assert set(config_module.QUESTION_ENCODER_CHOICES) == set(encoders.QUESTION_ENCODERS)
     from vqa.features.backbones import BACKBONES
     assert set(config_module.BACKBONE_CHOICES) == set(BACKBONES)
 
 
-@pytest.mark.parametrize("module", [fusion, encoders, losses, builder, attention])
+@pytest.mark.parametrize("module", [fusions.concat, fusions.elementwise, fusions.mfb,
+                                    fusions.relation, fusions.film, grid_helpers, encoders, losses,
+                                    builder, attention])
 def test_model_code_is_backend_agnostic(module):
     source = inspect.getsource(module)
     assert "tensorflow" not in source and "tf." not in source
@@ -252,7 +256,7 @@ def test_relative_hops_score_offsets_from_where_the_last_hop_looked():
     question = np.random.default_rng(1).random((1, 5)).astype("float32")
     layer([question, cells])
     # Positions in the order the builder flattens the grid, as GridCoordinates gives them.
-    xy = keras.ops.convert_to_numpy(attention._with_coordinates(grid))[..., -2:].reshape(9, 2)
+    xy = keras.ops.convert_to_numpy(grid_helpers.with_coordinates(grid))[..., -2:].reshape(9, 2)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(layer._positions("float32")), xy)
     plain = StackedAttention(4, hops=2)
     plain([question, cells])
@@ -362,8 +366,8 @@ def test_flatten_pooling_knows_where_things_are():
 
 
 @pytest.mark.parametrize("variant", [dict(fusion="elementwise", attention_hops=1),
-                                     dict(fusion="relation", relation_layers=2),
-                                     dict(fusion="film", film_blocks=2)],
+                                     dict(fusion="relation", fusion_options={"depth": 2}),
+                                     dict(fusion="film", fusion_options={"blocks": 2})],
                          ids=lambda v: v["fusion"])
 def test_conditioned_cnn_round_trip(tmp_path, variant):
     config = ModelConfig(image_encoder="small_cnn", conditioned_cnn=True, **SMALL, **variant)
@@ -450,14 +454,9 @@ def test_word_vectors_initialise_the_embedding(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(fusion="relation", attention_hops=1), "attention_hops needs"),
-    (dict(inputs="question", attention_hops=1), "attention_hops needs"),
-    (dict(fusion="relation", inputs="image"), "relation needs both"),
-    (dict(fusion="film", attention_hops=2), "attention_hops needs"),
-    (dict(fusion="film", inputs="question"), "film needs both"),
-    (dict(film_blocks=0), "film_blocks"),
+    (dict(inputs="question", attention_hops=1), "attention_hops needs both inputs"),
     (dict(pool_grid="flatten", attention_hops=1), "pool_grid: flatten is for the fusions"),
-    (dict(pool_grid="flatten", fusion="relation"), "pool_grid: flatten is for the fusions"),
+    (dict(fusion=""), "fusion must name a registered fusion"),
     (dict(pool_grid="mean"), r"Expected one of \['max', 'flatten'\]"),
     (dict(conditioned_cnn=True), "conditioned_cnn needs image_encoder: small_cnn"),
     (dict(conditioned_cnn=True, image_encoder="small_cnn", inputs="image"),
@@ -475,3 +474,34 @@ def test_invalid_model_configs(kwargs, match):
     from vqa.errors import ConfigError
     with pytest.raises(ConfigError, match=match):
         ModelConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(fusion="relation", attention_hops=1), "attention_hops needs a fusion of vectors"),
+    (dict(fusion="relation", inputs="image"), "relation needs both inputs"),
+    (dict(fusion="film", attention_hops=2), "attention_hops needs a fusion of vectors"),
+    (dict(fusion="film", inputs="question"), "film needs both inputs"),
+    (dict(fusion="film", fusion_options={"blocks": 0}), "film: units and blocks must be positive"),
+    (dict(fusion="mfb", fusion_options={"rank": 2}),
+     r"Unknown fusion_options \['rank'\] for fusion mfb. Expected some of \{'factor': 5\}"),
+    (dict(fusion="mfb", fusion_options={"factor": 2.5}), "must be of the kind of its default"),
+    (dict(pool_grid="flatten", fusion="relation"), "pool_grid: flatten is for the fusions"),
+    (dict(fusion="sum"), r"Unknown fusion 'sum'. Expected one of \['concat', "),
+])
+def test_fusion_checks_come_from_the_registry(kwargs, match):
+    from vqa.errors import ConfigError
+    config = ModelConfig(**{**SMALL, "image_encoder": "small_cnn", **kwargs})
+    with pytest.raises(ConfigError, match=match):
+        fusions.check_fusion(config)
+    with pytest.raises(ConfigError, match=match):  # the builder checks first
+        build(config, vocab_size=10, num_answers=5)
+
+
+def test_options_of_0_1_0_configs_move_into_fusion_options():
+    from vqa.config import Config
+    old = {"fusion": "relation", "relation_layers": 2, "mfb_factor": 5, "film_blocks": 4}
+    assert Config.from_dict({"model": old}).model.fusion_options == {"depth": 2}
+    old = {"fusion": "mfb", "mfb_factor": 5, "relation_layers": 3}  # defaults: left out
+    assert Config.from_dict({"model": old}).model.fusion_options == {}
+    assert fusions.fusion_options(MFBFusion) == {"factor": 5}
+

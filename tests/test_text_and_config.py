@@ -50,7 +50,7 @@ def test_partial_config_file_keeps_defaults(tmp_path):
 
 
 @pytest.mark.parametrize("text, match", [
-    ("model:\n  fusion: sum\n", r"Expected one of \['concat', 'elementwise', 'mfb', 'relation', 'film'\]"),
+    ("model:\n  fusion_options: [1]\n", "fusion_options: expected dict"),
     ("model:\n  fusoin: concat\n", r"Unknown ModelConfig key\(s\) \['fusoin'\]"),
     ("training:\n  epochs: 2\n", "Unknown config section"),
     ("train:\n  validation_fraction: 1.5\n", "validation_fraction"),

@@ -16,8 +16,9 @@ import yaml
 from vqa.errors import ConfigError
 
 # Names a config may use; the registries in vqa.models hold what they build (a test
-# keeps the two in step, so that config validation needs no Keras import).
-FUSION_CHOICES = ("concat", "elementwise", "mfb", "relation", "film")
+# keeps the two in step, so that config validation needs no Keras import). Fusions are
+# checked against their own registry (vqa.models.fusions) when a model is built or a
+# run starts: a fusion registered by the user's code is as valid as a built-in one.
 QUESTION_ENCODER_CHOICES = ("lstm", "gru")
 INPUT_CHOICES = ("both", "question", "image")  # question / image: the one-branch baselines
 IMAGE_ENCODER_CHOICES = ("small_cnn", "pretrained")
@@ -49,11 +50,14 @@ class ModelConfig:
     word_vectors: str = ""  # GloVe-format text file to initialise the embedding ("" = none)
     question_dim: int = 128  # recurrent units (per direction)
     max_question_length: int = 14  # longer questions are truncated, with a warning
-    fusion: str = "elementwise"  # concat | elementwise | mfb | relation | film
+    # A registered fusion (vqa.models.fusions): concat | elementwise | mfb read the image
+    # vector; relation | film read the grid's cells.
+    fusion: str = "elementwise"
     fusion_dim: int = 256  # fused vector; relation: the width of g and f; film: channels
-    mfb_factor: int = 5  # mfb: rank of each output's bilinear form
-    relation_layers: int = 3  # relation: layers of g, applied to every pair of cells
-    film_blocks: int = 4  # film: residual conv blocks the question modulates
+    # The fusion's own options, its constructor's arguments: mfb {factor: 5} (rank of each
+    # output's bilinear form); relation {depth: 3} (layers of g, applied to every pair of
+    # cells); film {blocks: 4} (residual conv blocks the question modulates).
+    fusion_options: dict = field(default_factory=dict)
     attention_hops: int = 0  # 0: pool the grid; 1 or 2: stacked soft attention over it
     # attention_hops 0: max (one vector of the channels' maxima over the cells) | flatten
     # (every cell with its own weights, so where things are stays known: Santoro et al.'s
@@ -81,24 +85,22 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        _check_choice("fusion", self.fusion, FUSION_CHOICES)
+        if not self.fusion:
+            raise ConfigError("fusion must name a registered fusion (vqa.models.fusions).")
         _check_choice("question_encoder", self.question_encoder, QUESTION_ENCODER_CHOICES)
         _check_choice("inputs", self.inputs, INPUT_CHOICES)
         _check_choice("pool_grid", self.pool_grid, POOL_CHOICES)
-        if self.pool_grid != "max" and (self.attention_hops
-                                        or self.fusion in ("relation", "film")):
-            raise ConfigError(f"pool_grid: {self.pool_grid} is for the fusions without "
-                              "attention (concat, elementwise, mfb); attention, relation and "
-                              "film read the cells themselves.")
+        if self.pool_grid != "max" and self.attention_hops:
+            raise ConfigError(f"pool_grid: {self.pool_grid} is for the fusions of vectors "
+                              "without attention; attention reads the cells itself.")
         if not 1 <= self.question_layers <= 3:
             raise ConfigError(f"question_layers must be 1, 2 or 3. Received: {self.question_layers}")
         if not 0 <= self.attention_hops <= 3:
             raise ConfigError(f"attention_hops must be 0 (no attention) to 3. "
                               f"Received: {self.attention_hops}")
-        if self.attention_hops and (self.fusion in ("relation", "film")
-                                    or self.inputs != "both"):
-            raise ConfigError("attention_hops needs both inputs and a fusion other than "
-                              "relation or film (which already read every cell).")
+        if self.attention_hops and self.inputs != "both":
+            raise ConfigError("attention_hops needs both inputs. Received: "
+                              f"inputs={self.inputs!r}")
         if self.attention_words and (not self.attention_hops or self.bidirectional):
             raise ConfigError("attention_words needs attention_hops >= 1 and a one-way "
                               "question encoder (bidirectional: false). Received: "
@@ -111,8 +113,6 @@ class ModelConfig:
         if self.attention_relative and self.attention_hops < 2:
             raise ConfigError("attention_relative needs attention_hops >= 2 (offsets from "
                               f"the previous hop). Received: attention_hops={self.attention_hops}")
-        if self.fusion in ("relation", "film") and self.inputs != "both":
-            raise ConfigError(f"fusion: {self.fusion} needs both inputs.")
         _check_choice("image_encoder", self.image_encoder, IMAGE_ENCODER_CHOICES)
         if self.conditioned_cnn and (self.image_encoder != "small_cnn"
                                      or self.inputs != "both"):
@@ -127,8 +127,7 @@ class ModelConfig:
             raise ConfigError(f"backbone_image_size must be 0 (suit the dataset) or a "
                               f"multiple of 32. Received: {self.backbone_image_size}")
         for name in ("image_size", "image_dim", "embedding_dim", "question_dim",
-                     "max_question_length", "fusion_dim", "classifier_dim", "mfb_factor",
-                     "relation_layers", "film_blocks", "attention_dim"):
+                     "max_question_length", "fusion_dim", "classifier_dim", "attention_dim"):
             _check_positive(name, getattr(self, name))
         if not self.cnn_filters or min(self.cnn_filters) <= 0:
             raise ConfigError(
@@ -278,6 +277,8 @@ def _section(cls: type, data: dict[str, Any] | None) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"Config section for {cls.__name__} must be a mapping. "
                           f"Received: {data!r}")
+    if cls is ModelConfig:
+        data = _with_fusion_options(data)
     valid = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - valid
     if unknown:
@@ -287,6 +288,31 @@ def _section(cls: type, data: dict[str, Any] | None) -> Any:
         return cls(**data)
     except TypeError as exc:
         raise ConfigError(f"Invalid {cls.__name__}: {exc}") from None
+
+
+# Options that vqa 0.1.0 kept as model keys, and the fusion each belongs to: a config or
+# run written then still loads, its option moved into fusion_options.
+# Their 0.1.0 defaults are the options' defaults, and are left out.
+_OLD_FUSION_KEYS = {"mfb_factor": ("mfb", "factor", 5), "relation_layers": ("relation", "depth", 3),
+                    "film_blocks": ("film", "blocks", 4)}
+
+
+def _with_fusion_options(data: dict[str, Any]) -> dict[str, Any]:
+    data = dict(data)
+    if not set(_OLD_FUSION_KEYS) & set(data):
+        return data
+    options = data.get("fusion_options") or {}
+    if not isinstance(options, dict):
+        return data  # the type check names the problem
+    options = dict(options)
+    fusion = data.get("fusion", ModelConfig.fusion)
+    for key, (owner, option, default) in _OLD_FUSION_KEYS.items():
+        if key in data:
+            value = data.pop(key)
+            if fusion == owner and value != default:
+                options.setdefault(option, value)
+    data["fusion_options"] = options
+    return data
 
 
 def _check_types(section: Any) -> None:
@@ -310,6 +336,9 @@ def _check_types(section: Any) -> None:
             ok = isinstance(value, str)
         elif f.type == "bool":
             ok = isinstance(value, bool)
+        elif f.type == "dict":  # options by name
+            ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
+            value = dict(value) if ok else value
         else:  # tuple[int, ...]
             ok = (isinstance(value, (list, tuple)) and all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value))

@@ -1,61 +1,13 @@
-"""Question-guided soft attention over the image grid, a relation module over pairs of
-grid cells, and FiLM blocks that let the question modulate the grid's channels. All three
-read the grid cell by cell instead of pooling it first.
-"""
+"""Question-guided soft attention over the image grid: stacked hops that read the grid
+cell by cell instead of pooling it first."""
 
 from __future__ import annotations
 
 import keras
 from keras import ops
 
-from vqa.models.fusion import check_sizes
-
-
-def _coordinates(rows, cols, dtype):
-    """[rows, cols, 2]: each cell's (x, y) in [-1, 1]."""
-    ys = ops.linspace(-1.0, 1.0, rows)
-    xs = ops.linspace(-1.0, 1.0, cols)
-    coords = ops.stack([ops.repeat(ops.expand_dims(xs, 0), rows, axis=0),
-                        ops.repeat(ops.expand_dims(ys, 1), cols, axis=1)], axis=-1)
-    return ops.cast(coords, dtype)
-
-
-def _with_coordinates(grid):
-    """[batch, rows, cols, c] -> [batch, rows, cols, c + 2]: each cell's (x, y) in [-1, 1]."""
-    batch, rows, cols = ops.shape(grid)[0], ops.shape(grid)[1], ops.shape(grid)[2]
-    coords = ops.broadcast_to(ops.expand_dims(_coordinates(rows, cols, grid.dtype), 0),
-                              (batch, rows, cols, 2))
-    return ops.concatenate([grid, coords], axis=-1)
-
-
-def modulate(grid, gamma_beta):
-    """Feature-wise linear modulation: (1 + gamma) * grid + beta, channel by channel.
-
-    grid: [batch, rows, cols, n]; gamma_beta: [batch, 2n], gamma then beta (so that
-    all-zero gamma_beta leaves the grid as it is).
-    """
-    gamma, beta = ops.split(gamma_beta, 2, axis=-1)  # [batch, n] each
-    gamma = ops.expand_dims(ops.expand_dims(gamma, 1), 1)
-    beta = ops.expand_dims(ops.expand_dims(beta, 1), 1)
-    return (1.0 + gamma) * grid + beta
-
-
-@keras.saving.register_keras_serializable(package="vqa")
-class GridCoordinates(keras.layers.Layer):
-    """Append each cell's (x, y) position in [-1, 1] to its features.
-
-    Call arguments:
-        grid: [batch, rows, cols, channels].
-
-    Output shape:
-        [batch, rows, cols, channels + 2]
-    """
-
-    def call(self, grid):
-        return _with_coordinates(grid)
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], input_shape[-1] + 2)
+from vqa.models.checks import check_sizes
+from vqa.models.grid import coordinates
 
 
 def _scorers(units: int, hops: int, items_shape, query_dim: int, names: tuple[str, str, str]
@@ -183,7 +135,7 @@ class StackedAttention(keras.layers.Layer):
 
     def _positions(self, dtype):
         """Every cell's (x, y) in [-1, 1], in the order the grid was flattened: [n, 2]."""
-        return ops.reshape(_coordinates(self.side, self.side, dtype), (-1, 2))
+        return ops.reshape(coordinates(self.side, self.side, dtype), (-1, 2))
 
     def _offsets(self, hop, p, positions):
         """W_r (dx, dy, distance) of every cell from the previous hop's mean position."""
@@ -229,139 +181,3 @@ class StackedAttention(keras.layers.Layer):
     def get_config(self):
         return {**super().get_config(), "units": self.units, "hops": self.hops,
                 "words": self.words, "counts": self.counts, "relative": self.relative}
-
-
-@keras.saving.register_keras_serializable(package="vqa")
-class RelationModule(keras.layers.Layer):
-    """Relation Network (Santoro et al. 2017): a small MLP g applied to every ordered pair
-    of cells together with the question, averaged over pairs.
-
-    Each cell carries its (x, y) position in [-1, 1], so that relations such as
-    "closest" and "left of" can be computed. g's first layer is linear in the
-    concatenation [o_i, o_j, q], so it is computed as W_i o_i + W_j o_j + W_q q and
-    broadcast over the pairs: n_cells^2 additions instead of n_cells^2 matrix products.
-
-    Args:
-        units: width of g's layers and of the output.
-        depth: how many layers g has (>= 1).
-
-    Call arguments:
-        inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, channels].
-
-    Output shape:
-        [batch, units]: the mean over pairs of g, passed through one more ReLU layer (f).
-    """
-
-    def __init__(self, units: int, depth: int = 3, **kwargs):
-        super().__init__(**kwargs)
-        check_sizes(units=units, depth=depth)
-        self.units = units
-        self.depth = depth
-
-    def build(self, input_shape):
-        question_shape, grid_shape = input_shape
-        cell_shape = (None, None, grid_shape[-1] + 2)
-        self.first_cell = keras.layers.Dense(self.units, name="g0_first")
-        self.first_cell.build(cell_shape)
-        self.second_cell = keras.layers.Dense(self.units, use_bias=False, name="g0_second")
-        self.second_cell.build(cell_shape)
-        self.question = keras.layers.Dense(self.units, use_bias=False, name="g0_question")
-        self.question.build(question_shape)
-        self.g = []
-        for i in range(1, self.depth):
-            layer = keras.layers.Dense(self.units, activation="relu", name=f"g{i}")
-            layer.build((None, None, None, self.units))
-            self.g.append(layer)
-        self.f = keras.layers.Dense(self.units, activation="relu", name="f")
-        self.f.build((None, self.units))
-
-    def call(self, inputs):
-        question, grid = inputs
-        cells = _with_coordinates(grid)
-        cells = ops.reshape(cells, (ops.shape(grid)[0], -1, cells.shape[-1]))  # [b, n, c + 2]
-        pairs = (ops.expand_dims(self.first_cell(cells), 2)  # o_i: [b, n, 1, units]
-                 + ops.expand_dims(self.second_cell(cells), 1)  # o_j: [b, 1, n, units]
-                 + ops.expand_dims(ops.expand_dims(self.question(question), 1), 1))
-        hidden = ops.relu(pairs)  # [b, n, n, units]
-        for layer in self.g:
-            hidden = layer(hidden)
-        # The mean, not the paper's sum: with 25-49 cells the sum of 600-2,400 ReLU
-        # outputs saturates the softmax at the first steps (loss stuck at ~12 here).
-        return self.f(ops.mean(hidden, axis=(1, 2)))  # [b, units]
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], self.units)
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units, "depth": self.depth}
-
-
-@keras.saving.register_keras_serializable(package="vqa")
-class FiLMModule(keras.layers.Layer):
-    """FiLM (Perez et al. 2018): residual conv blocks over the grid, each scaling and
-    shifting its channels by amounts the question sets (feature-wise linear modulation).
-
-    Where attention must first learn features that tell the cells apart and only then
-    where to look, the question here gates the channels themselves, at every block: "red"
-    can turn up the red detectors directly. Each block, as in the paper (cell coordinates
-    in front of each 1x1 conv):
-        x = relu(conv1x1([x, xy]));  h = batchnorm(conv3x3(x)) (no scale, no shift);
-        x = x + relu((1 + gamma(q)) * h + beta(q))
-    gamma is 1 + a learnt offset, so that the blocks start as plain residual blocks.
-    A 1x1 conv stem before the blocks, a 1x1 conv and a max over the cells after them.
-
-    Args:
-        units: channels of the blocks and size of the output.
-        blocks: how many FiLM blocks (the paper: 4).
-
-    Call arguments:
-        inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, channels].
-
-    Output shape:
-        [batch, units]
-    """
-
-    def __init__(self, units: int, blocks: int = 4, **kwargs):
-        super().__init__(**kwargs)
-        check_sizes(units=units, blocks=blocks)
-        self.units = units
-        self.blocks = blocks
-
-    def build(self, input_shape):
-        question_shape, grid_shape = input_shape
-        n = self.units
-
-        def conv(kernel, channels, name, **kwargs):
-            layer = keras.layers.Conv2D(n, kernel, padding="same", name=name, **kwargs)
-            layer.build((None, None, None, channels))
-            return layer
-
-        self.stem = conv(1, grid_shape[-1] + 2, "stem", activation="relu")
-        self.in_convs, self.convs, self.norms, self.films = [], [], [], []
-        for i in range(self.blocks):
-            self.in_convs.append(conv(1, n + 2, f"block{i}_in", activation="relu"))
-            self.convs.append(conv(3, n, f"block{i}_conv", use_bias=False))
-            norm = keras.layers.BatchNormalization(center=False, scale=False,
-                                                   name=f"block{i}_norm")
-            norm.build((None, None, None, n))
-            self.norms.append(norm)
-            film = keras.layers.Dense(2 * n, name=f"block{i}_film")  # [gamma - 1, beta]
-            film.build(question_shape)
-            self.films.append(film)
-        self.head = conv(1, n + 2, "head", activation="relu")
-
-    def call(self, inputs, training=None):
-        question, grid = inputs
-        x = self.stem(_with_coordinates(grid))  # [b, rows, cols, units]
-        for block_in, block_conv, norm, film in zip(self.in_convs, self.convs,
-                                                   self.norms, self.films):
-            x = block_in(_with_coordinates(x))
-            h = norm(block_conv(x), training=training)
-            x = x + ops.relu(modulate(h, film(question)))
-        return ops.max(self.head(_with_coordinates(x)), axis=(1, 2))  # [b, units]
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], self.units)
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units, "blocks": self.blocks}

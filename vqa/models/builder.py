@@ -6,11 +6,11 @@ import keras
 import numpy as np
 
 from vqa.config import ModelConfig
-from vqa.models.attention import (FiLMModule, GridCoordinates, RelationModule,
-                                  StackedAttention)
+from vqa.models.attention import StackedAttention
 from vqa.models.encoders import (IMAGE_ENCODERS, QUESTION_ENCODERS, ConditionedCNN,
                                  ImageRows, LastState, image_input_shape)
-from vqa.models.fusion import FUSIONS
+from vqa.models.fusions import check_fusion
+from vqa.models.grid import GridCoordinates
 
 
 def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
@@ -47,6 +47,7 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
                         "question": question})
         return keras.Model({"image": pixels, "about_image": rows, "question": question},
                            answers, name="vqa")
+    fusion = check_fusion(config)  # the registered class, its options checked
     if vocab_size < 3 or num_answers < 1:
         raise ValueError("build_model needs vocab_size >= 3 (pad, unknown, a word) and "
                          f"num_answers >= 1. Received: vocab_size={vocab_size}, "
@@ -71,11 +72,8 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
 
     if config.inputs == "question":  # baseline: what the question alone tells
         fused = question_vector
-    elif config.fusion == "relation":
-        fused = RelationModule(config.fusion_dim, config.relation_layers, name="relation")(
-            [question_vector, grid])  # [batch, fusion_dim]
-    elif config.fusion == "film":
-        fused = FiLMModule(config.fusion_dim, config.film_blocks, name="film")(
+    elif fusion.reads == "grid":  # relation, film: every cell with the question
+        fused = fusion(config.fusion_dim, name=fusion.layer_name, **config.fusion_options)(
             [question_vector, grid])  # [batch, fusion_dim]
     else:
         if config.attention_hops:
@@ -99,9 +97,7 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
         if config.inputs == "image":  # baseline: what the image alone tells
             fused = image_vector
         else:
-            fusion = FUSIONS[config.fusion]
-            kwargs = {"factor": config.mfb_factor} if config.fusion == "mfb" else {}
-            fused = fusion(config.fusion_dim, name="fusion", **kwargs)(
+            fused = fusion(config.fusion_dim, name=fusion.layer_name, **config.fusion_options)(
                 [question_vector, image_vector])  # [batch, fusion_dim]
     fused = keras.layers.Dropout(config.dropout, name="dropout")(fused)
     hidden = keras.layers.Dense(config.classifier_dim, activation="relu",

@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from vqa.config import ModelConfig
-from vqa.models.attention import modulate
+from vqa.models.grid import modulate
 
 
 def _strided_conv(i: int, filters: int) -> keras.layers.Conv2D:

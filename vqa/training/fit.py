@@ -33,7 +33,7 @@ from vqa.data.text import Vocabulary, load_word_vectors
 from vqa.errors import ConfigError, DatasetError, RunDirError
 from vqa.features.cache import FeatureCache, Manifest, backbone_for_answering, image_table
 from vqa.features.backbones import get_backbone, model_grid_shape
-from vqa.models import build_model, soft_crossentropy, vqa_score
+from vqa.models import build_model, check_fusion, soft_crossentropy, vqa_score
 from vqa.models.optimizers import TwoRateAdam
 from vqa.training.checkpoint import (RunCheckpoint, prepare_run_dir, save_atomic,
                                      set_seed_states)
@@ -118,6 +118,7 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
         verbose = 1 if sys.stdout.isatty() else 2
     if not isinstance(config, Config):
         config = load_config(config)
+    check_fusion(config.model)  # before any data is read
     replicas = distribute.start(strategy, config.train.batch_size)  # before any TF op
     if replicas.is_chief:
         return _train(data, Path(out), config, replicas, verbose, overwrite, callbacks,

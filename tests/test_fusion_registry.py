@@ -1,0 +1,85 @@
+"""A fusion defined here, with no other file changed, is checked, trains, saves and loads
+(safe mode) and answers: the registry is the only place the builder looks."""
+
+import keras
+import pytest
+from keras import ops
+
+from conftest import TINY_CONFIG, draw_shape
+from vqa.config import Config, ModelConfig
+from vqa.errors import ConfigError
+from vqa.models.fusions import FUSIONS, fusion_options, register_fusion
+
+
+@keras.saving.register_keras_serializable(package="tests")
+@register_fusion("test_scaled_sum", reads="vector")
+class ScaledSumFusion(keras.layers.Layer):
+    """Project both vectors to `units` and add them, times `scale`.
+
+    Args:
+        units: size of the fused vector.
+        scale: factor on the sum.
+    """
+
+    def __init__(self, units: int, scale: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        if scale <= 0:
+            raise ValueError(f"scale must be positive. Received: scale={scale}")
+        self.units, self.scale = units, scale
+        self.project_question = keras.layers.Dense(units, name="project_question")
+        self.project_image = keras.layers.Dense(units, name="project_image")
+
+    def build(self, input_shape):
+        question_shape, image_shape = input_shape
+        self.project_question.build(question_shape)
+        self.project_image.build(image_shape)
+
+    def call(self, inputs):
+        question, image = inputs
+        return self.scale * ops.relu(self.project_question(question)
+                                     + self.project_image(image))  # [batch, units]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "scale": self.scale}
+
+
+def _config(**options):
+    model = ModelConfig(**{**TINY_CONFIG.model.__dict__, "fusion": "test_scaled_sum",
+                           "fusion_options": options})
+    return Config(model, TINY_CONFIG.train.__class__(**{**TINY_CONFIG.train.__dict__,
+                                                        "epochs": 1}))
+
+
+def test_the_registry_describes_the_new_fusion():
+    assert FUSIONS["test_scaled_sum"] is ScaledSumFusion
+    assert ScaledSumFusion.reads == "vector" and ScaledSumFusion.layer_name == "fusion"
+    assert fusion_options(ScaledSumFusion) == {"scale": 1.0}
+    with pytest.raises(ValueError, match="taken by"):
+        register_fusion("concat")(ScaledSumFusion)
+
+
+def test_a_fusion_defined_here_trains_saves_and_answers(tiny_dataset, tmp_path):
+    from vqa.answering import Answerer
+    from vqa.training import train
+
+    run = tmp_path / "run"
+    summary = train(tiny_dataset.root, run, _config(scale=2.0), verbose=0)
+    assert summary["epochs_run"] == 1
+    answerer = Answerer.load(run)  # safe_mode=True: the class is registered, no Lambda
+    fusion = answerer.model.get_layer("fusion")
+    assert isinstance(fusion, ScaledSumFusion) and fusion.scale == 2.0
+    result = answerer.answer(draw_shape("red", "circle"), "What color is the shape?")
+    assert result.answer in answerer.answers.tokens and 0 < result.probability <= 1
+
+
+def test_its_options_are_checked_before_any_data_is_read(tmp_path):
+    from vqa.training import train
+
+    with pytest.raises(ConfigError, match=r"Unknown fusion_options \['sclae'\]"):
+        train(tmp_path / "no-such-data", tmp_path / "run", _config(sclae=2.0), verbose=0)
+    with pytest.raises(ConfigError, match="scale must be positive"):
+        train(tmp_path / "no-such-data", tmp_path / "run", _config(scale=-1.0), verbose=0)
+    assert not (tmp_path / "run").exists()

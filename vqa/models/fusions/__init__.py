@@ -1,0 +1,17 @@
+"""How the question meets the image: one registered layer class a file (see registry).
+
+Built in: concat, elementwise and mfb read the image vector; relation and film the grid.
+"""
+
+from vqa.models.fusions.registry import (FUSIONS, READS, check_fusion, fusion_options,
+                                         get_fusion, register_fusion)
+# The built-in fusions register themselves on import.
+from vqa.models.fusions.concat import ConcatFusion
+from vqa.models.fusions.elementwise import ElementwiseFusion
+from vqa.models.fusions.film import FiLMModule
+from vqa.models.fusions.mfb import MFBFusion
+from vqa.models.fusions.relation import RelationModule
+
+__all__ = ["FUSIONS", "READS", "ConcatFusion", "ElementwiseFusion", "FiLMModule",
+           "MFBFusion", "RelationModule", "check_fusion", "fusion_options", "get_fusion",
+           "register_fusion"]

@@ -1,0 +1,106 @@
+"""The fusion registry. A fusion is a Keras layer class, registered under a name with
+what it reads besides the question vector:
+
+    "vector"  the image vector (the grid pooled, or attended by attention_hops):
+              call([question [batch, q_dim], image [batch, v_dim]]) -> [batch, units]
+    "grid"    the grid itself, cell by cell (attention does not apply):
+              call([question [batch, q_dim], grid [batch, rows, cols, c]]) -> [batch, units]
+
+Its constructor takes `units` (the config's fusion_dim) first; its other arguments, with
+their defaults, are the fusion's own options (`fusion_options:` in a config), validated
+by the constructor and echoed by `get_config`. A new fusion is one class:
+
+    @keras.saving.register_keras_serializable(package="my_package")
+    @register_fusion("sum", reads="vector")
+    class SumFusion(keras.layers.Layer):
+        def __init__(self, units, scale=1.0, **kwargs): ...
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from vqa.errors import ConfigError
+
+READS = ("vector", "grid")
+FUSIONS: dict[str, type] = {}  # name -> layer class
+
+
+def register_fusion(name: str, *, reads: str = "vector", layer_name: str = "fusion"):
+    """Class decorator: make the layer class `name`'s fusion. `layer_name` is the name of
+    the layer in built models (kept for the fusions whose runs already use another)."""
+    if reads not in READS:
+        raise ValueError(f"Invalid value for argument reads. Expected one of {list(READS)}. "
+                         f"Received: reads={reads!r}")
+
+    def register(cls: type) -> type:
+        if "units" not in inspect.signature(cls.__init__).parameters:
+            raise TypeError(f"A fusion's constructor takes `units` (the fused size) first; "
+                            f"{cls.__name__}.__init__ does not.")
+        known = FUSIONS.get(name)
+        if known is not None and known.__qualname__ != cls.__qualname__:
+            raise ValueError(f"The fusion name {name!r} is taken by {known.__qualname__}.")
+        cls.fusion_name, cls.reads, cls.layer_name = name, reads, layer_name
+        FUSIONS[name] = cls
+        return cls
+
+    return register
+
+
+def fusion_options(cls: type) -> dict[str, Any]:
+    """A fusion's own options and their defaults: its constructor's arguments after
+    `units`."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    return {p.name: p.default for p in params
+            if p.name not in ("self", "units") and p.kind is p.POSITIONAL_OR_KEYWORD}
+
+
+def get_fusion(name: str) -> type:
+    if name not in FUSIONS:
+        raise ConfigError(f"Unknown fusion {name!r}. Expected one of {sorted(FUSIONS)} "
+                          "(vqa.models.fusions.register_fusion adds one).")
+    return FUSIONS[name]
+
+
+def check_fusion(model_config) -> type:
+    """The fusion class a model config names, after checking its options and what the
+    rest of the model must be for what it reads. Raises ConfigError."""
+    cls = get_fusion(model_config.fusion)
+    name, options = model_config.fusion, dict(model_config.fusion_options)
+    allowed = fusion_options(cls)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ConfigError(f"Unknown fusion_options {unknown} for fusion {name}. Expected "
+                          f"some of {allowed}.")
+    for key, value in options.items():
+        if not _same_kind(value, allowed[key]):
+            raise ConfigError(f"fusion_options.{key} of fusion {name} must be of the kind of "
+                              f"its default, {allowed[key]!r}. Received: {key}={value!r}")
+    try:
+        cls(model_config.fusion_dim, **options)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"fusion {name}: {exc}") from None
+    if cls.reads == "grid":
+        if model_config.inputs != "both":
+            raise ConfigError(f"fusion: {name} needs both inputs (it reads the grid with the "
+                              f"question). Received: inputs={model_config.inputs!r}")
+        if model_config.attention_hops:
+            raise ConfigError(f"attention_hops needs a fusion of vectors; {name} reads every "
+                              "cell already. Received: attention_hops="
+                              f"{model_config.attention_hops}")
+        if model_config.pool_grid != "max":
+            raise ConfigError(f"pool_grid: {model_config.pool_grid} is for the fusions of "
+                              f"vectors without attention; {name} reads the cells itself.")
+    return cls
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    if default is None or default is inspect.Parameter.empty:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, (int, float)):  # an int where a float is expected is fine
+        return (isinstance(value, (int, float)) and not isinstance(value, bool)
+                and (isinstance(default, float) or isinstance(value, int)))
+    return isinstance(value, type(default))

@@ -1,0 +1,54 @@
+"""What the layers that read the grid cell by cell share: each cell's position, and
+feature-wise modulation of the grid's channels by the question."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+def coordinates(rows, cols, dtype):
+    """[rows, cols, 2]: each cell's (x, y) in [-1, 1]."""
+    ys = ops.linspace(-1.0, 1.0, rows)
+    xs = ops.linspace(-1.0, 1.0, cols)
+    coords = ops.stack([ops.repeat(ops.expand_dims(xs, 0), rows, axis=0),
+                        ops.repeat(ops.expand_dims(ys, 1), cols, axis=1)], axis=-1)
+    return ops.cast(coords, dtype)
+
+
+def with_coordinates(grid):
+    """[batch, rows, cols, c] -> [batch, rows, cols, c + 2]: each cell's (x, y) in [-1, 1]."""
+    batch, rows, cols = ops.shape(grid)[0], ops.shape(grid)[1], ops.shape(grid)[2]
+    coords = ops.broadcast_to(ops.expand_dims(coordinates(rows, cols, grid.dtype), 0),
+                              (batch, rows, cols, 2))
+    return ops.concatenate([grid, coords], axis=-1)
+
+
+def modulate(grid, gamma_beta):
+    """Feature-wise linear modulation: (1 + gamma) * grid + beta, channel by channel.
+
+    grid: [batch, rows, cols, n]; gamma_beta: [batch, 2n], gamma then beta (so that
+    all-zero gamma_beta leaves the grid as it is).
+    """
+    gamma, beta = ops.split(gamma_beta, 2, axis=-1)  # [batch, n] each
+    gamma = ops.expand_dims(ops.expand_dims(gamma, 1), 1)
+    beta = ops.expand_dims(ops.expand_dims(beta, 1), 1)
+    return (1.0 + gamma) * grid + beta
+
+
+@keras.saving.register_keras_serializable(package="vqa")
+class GridCoordinates(keras.layers.Layer):
+    """Append each cell's (x, y) position in [-1, 1] to its features.
+
+    Call arguments:
+        grid: [batch, rows, cols, channels].
+
+    Output shape:
+        [batch, rows, cols, channels + 2]
+    """
+
+    def call(self, grid):
+        return with_coordinates(grid)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + 2)
