@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vqa import run_dir as files  # noqa: E402
+from vqa import atomic, run_dir as files  # noqa: E402
 from vqa.training import train  # noqa: E402
 
 
@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
         return 1
     state = json.loads(state_path.read_text())
     state["stopped_early"] = True  # resuming now trains no further epoch
-    files.write_json_atomic(state, state_path)
+    atomic.write_json(state, state_path)
     summary = train(data, run, config, verbose=0)
     print(f"{run}: stopped after {summary['epochs_run']} epochs; best epoch "
           f"{summary['best_epoch']} ({summary['best_val_vqa_score']}% validation)")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import TINY_CONFIG, draw_shape
-from vqa import Answerer, evaluate_run, run_dir as files
+from vqa import Answerer, atomic, evaluate_run, run_dir as files
 from vqa.cli import main
 from vqa.config import save_config
 from vqa.errors import ConfigError, ImageError, QuestionError, RunDirError
@@ -172,17 +172,17 @@ def test_resume_after_a_crash(tiny_dataset, tmp_path, monkeypatch):
 def test_crash_before_the_epoch_is_committed(tiny_dataset, tmp_path, monkeypatch):
     """Models saved but state.json not yet written: the epoch is redone, nothing mixes."""
     run = tmp_path / "run"
-    real_write = files.write_json_atomic
+    real_write = atomic.write_json
 
     def failing_write(data, path):
         if Path(path).name == files.STATE and data["next_epoch"] == 2:
             raise RuntimeError("simulated crash")
         real_write(data, path)
 
-    monkeypatch.setattr(files, "write_json_atomic", failing_write)
+    monkeypatch.setattr(atomic, "write_json", failing_write)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(tiny_dataset.root, run, TINY_CONFIG, verbose=0)
-    monkeypatch.setattr(files, "write_json_atomic", real_write)
+    monkeypatch.setattr(atomic, "write_json", real_write)
     state = json.loads((run / files.CHECKPOINT_DIR / files.STATE).read_text())
     assert state["next_epoch"] == 1  # epoch 1 never committed
     summary = train(tiny_dataset.root, run, TINY_CONFIG, verbose=0)

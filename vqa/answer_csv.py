@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from vqa.atomic import atomic_write
 from vqa.errors import ImageError, VQAError
 
 COLUMNS = ["image", "question", "answer", "probability", "top_k", "unknown_words", "error"]
@@ -67,9 +67,8 @@ def answer_csv(answerer, source: str | Path, out: str | Path, top_k: int = 3,
                 rows.append(_row(table["image"][i], questions[i], result))
             bar.update(len(chunk))
     answers = pd.DataFrame(rows, columns=COLUMNS)
-    tmp = out.with_name(out.name + ".tmp")
-    answers.to_csv(tmp, index=False)
-    os.replace(tmp, out)
+    with atomic_write(out) as tmp:
+        answers.to_csv(tmp, index=False)
     return answers
 
 

@@ -27,6 +27,7 @@ from typing import Sequence
 import pandas as pd
 
 from vqa import run_dir as files
+from vqa.atomic import atomic_write, write_text
 from vqa.config import Config, load_config
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import DatasetError, RunDirError
@@ -151,8 +152,8 @@ def _write(table: pd.DataFrame, dataset: PreparedDataset, split: str,
     out.mkdir(parents=True, exist_ok=True)
     stem = dataset.name
     csv = out / f"{stem}.csv"
-    table.to_csv(files.temp_path(csv), index=False)
-    files.temp_path(csv).replace(csv)
+    with atomic_write(csv) as tmp:
+        table.to_csv(tmp, index=False)
     pngs = []
     if curves:
         pngs.append(plot_curves(curves, out / f"{stem}-curves.png",
@@ -166,8 +167,7 @@ def _write(table: pd.DataFrame, dataset: PreparedDataset, split: str,
                                        out / f"{stem}-confusion-{_slug(name)}.png",
                                        f"{stem} / {name}: confusion on {split} (% of row)"))
     md = out / f"{stem}.md"
-    files.temp_path(md).write_text(_markdown(table, dataset, split, pngs))
-    files.temp_path(md).replace(md)
+    write_text(md, _markdown(table, dataset, split, pngs))
     log.info("wrote %s, %s and %d plots", csv, md, len(pngs))
 
 

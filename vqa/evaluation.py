@@ -14,7 +14,7 @@ from typing import Iterable, Mapping
 
 import pandas as pd
 
-from vqa import run_dir as files
+from vqa import atomic, run_dir as files
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import DatasetError
 from vqa.metrics import DEFAULT_EVALUATOR, check_evaluator, percent, vqa_accuracy
@@ -130,14 +130,14 @@ def evaluate_run(run_dir: str | Path, data: str | Path | PreparedDataset,
     answerer = Answerer.load(run_dir)
     predictions = answerer.predict_dataset(dataset, questions)
     # Written first: for an unannotated split they are what the user came for.
-    files.write_json_atomic([{"question_id": int(q), "answer": a}
+    atomic.write_json([{"question_id": int(q), "answer": a}
                              for q, a in predictions.items()], Path(run_dir) / files.PREDICTIONS)
     try:
         metrics = score_predictions(questions, predictions, split, evaluator)
     except DatasetError as exc:
         raise DatasetError(f"{exc} The predictions are in "
                            f"{Path(run_dir) / files.PREDICTIONS}.") from None
-    files.write_json_atomic(metrics, Path(run_dir) / files.METRICS)
+    atomic.write_json(metrics, Path(run_dir) / files.METRICS)
     return metrics
 
 

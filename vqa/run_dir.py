@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 from pathlib import Path
 
+from vqa.atomic import original_name
 from vqa.errors import RunDirError
 
 MODEL = "model.keras"  # best epoch, for answering; appears when training finishes
@@ -23,7 +22,6 @@ FEATURES = "features.json"  # pretrained runs: the manifest of the features trai
 CHECKPOINT_DIR = "checkpoint"  # resumable state while training; removed when done
 STATE = "state.json"  # in CHECKPOINT_DIR; the commit point of each epoch
 STARTED = "vqa-run"  # in CHECKPOINT_DIR from the start: marks the directory as ours
-TMP = ".tmp"  # suffix of files being written (before the rename that commits them)
 
 NEEDED_TO_ANSWER = (MODEL, CONFIG, QUESTION_VOCAB, ANSWER_VOCAB)
 ALL_FILES = (MODEL, CONFIG, QUESTION_VOCAB, ANSWER_VOCAB, HISTORY, TRAINING, VALIDATION_IMAGES,
@@ -48,20 +46,6 @@ def is_unfinished_run(path: str | Path) -> bool:
     return (Path(path) / CHECKPOINT_DIR / STARTED).is_file()
 
 
-def temp_path(path: Path) -> Path:
-    """Where to write `path` before renaming it into place; Keras wants .keras last."""
-    if path.suffix == ".keras":
-        return path.with_name(path.stem + TMP + ".keras")
-    return path.with_name(path.name + TMP)
-
-
-def write_json_atomic(data: object, path: str | Path) -> None:
-    path = Path(path)
-    tmp = temp_path(path)
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
 def clear_run_dir(path: str | Path) -> None:
     """Delete what a run wrote in `path`, and refuse if anything else is there.
 
@@ -73,10 +57,11 @@ def clear_run_dir(path: str | Path) -> None:
         return
     if not path.is_dir():
         raise RunDirError(f"Run directory {path} is a file. Choose another --out.")
-    ours = {*ALL_FILES, *(temp_path(Path(f)).name for f in ALL_FILES)}
+    ours = set(ALL_FILES)
     if is_unfinished_run(path):
         ours.add(CHECKPOINT_DIR)
-    others = sorted(p.name for p in path.iterdir() if p.name not in ours)
+    # Ours too: what a crash left half-written under a temporary name.
+    others = sorted(p.name for p in path.iterdir() if original_name(p.name) not in ours)
     if others:
         raise RunDirError(f"Refusing to overwrite {path}: it holds files that are not a vqa "
                           f"run's ({', '.join(others[:5])}). Choose another --out.")

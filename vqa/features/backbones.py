@@ -22,6 +22,7 @@ import keras
 import numpy as np
 from PIL import Image
 
+from vqa.atomic import atomic_write
 from vqa.data.images import open_image
 from vqa.errors import VQAError
 
@@ -211,9 +212,8 @@ def convert_lite0_weights(model: keras.Model) -> None:
     log.info("converting the EfficientNet-Lite0 checkpoint %s -> %s", checkpoint, path)
     load_torch_weights(model, load_state_dict(checkpoint))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"efficientnet_lite0.tmp{os.getpid()}.weights.h5")
-    model.save_weights(tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        model.save_weights(tmp)
 
 
 def get_backbone(name: str, image_size: int | None = None) -> Backbone:

@@ -35,6 +35,7 @@ import h5py
 import keras
 import numpy as np
 
+from vqa.atomic import atomic_write, temp_path, write_json
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import VQAError
 from vqa.features.backbones import get_backbone
@@ -82,9 +83,7 @@ class Manifest:
                                     ) from None
 
     def write(self, path: Path) -> None:
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        os.replace(tmp, path)
+        write_json(asdict(self), path)
 
 
 def input_size(dataset: PreparedDataset, image_size: int = 0) -> int:
@@ -180,9 +179,8 @@ def extract_features(dataset: PreparedDataset, backbone: str = "efficientnet_lit
         if bar is not None:
             bar.add(len(batch))
         if start + len(batch) == len(out):  # the chunk is complete
-            tmp = parts / f"{c:06d}.tmp{os.getpid()}.npy"
-            np.save(tmp, out)
-            os.replace(tmp, _part(parts, c))
+            with atomic_write(_part(parts, c)) as tmp:
+                np.save(tmp, out)
     if all(_part(parts, c).is_file() for c in chunks):
         return merge_parts(dataset, backbone, spec.image_size)
     log.info("shard %d/%d done; other shards still have chunks to compute", index, count)
@@ -203,7 +201,7 @@ def merge_parts(dataset: PreparedDataset, backbone: str, image_size: int = 0) ->
         raise FeatureCacheError(f"{len(missing)} of {n_chunks} chunks are not extracted yet "
                                 f"(e.g. {_part(parts, missing[0])}); run vqa extract for "
                                 "every shard first.")
-    tmp = h5_path.with_name(f"{h5_path.stem}.tmp{os.getpid()}.h5")
+    tmp = temp_path(h5_path)
     try:
         with h5py.File(tmp, "w") as f:
             features = f.create_dataset("features", (len(image_ids), *manifest.grid),

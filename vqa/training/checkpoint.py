@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -16,7 +15,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from vqa import run_dir as files
+from vqa import atomic, run_dir as files
+from vqa.atomic import atomic_write
 from vqa.config import Config, load_config
 from vqa.errors import ConfigError, RunDirError, TrainingError
 
@@ -77,8 +77,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         save_atomic(self.model, self.checkpoints / last)
         if logs[MONITOR] > s["best"]:
             best = f"best-epoch{epoch}.keras"
-            shutil.copyfile(self.checkpoints / last, files.temp_path(self.checkpoints / best))
-            os.replace(files.temp_path(self.checkpoints / best), self.checkpoints / best)
+            with atomic_write(self.checkpoints / best) as tmp:
+                shutil.copyfile(self.checkpoints / last, tmp)
             s.update(best=float(logs[MONITOR]), best_epoch=epoch, best_file=best, wait=0)
         else:
             s["wait"] += 1
@@ -86,7 +86,7 @@ class RunCheckpoint(keras.callbacks.Callback):
                 s["stopped_early"] = True
                 self.model.stop_training = True
         s.update(next_epoch=epoch + 1, last_file=last, seed_states=seed_states(self.model))
-        files.write_json_atomic(s, self.checkpoints / files.STATE)  # the commit point
+        atomic.write_json(s, self.checkpoints / files.STATE)  # the commit point
         for stale in self.checkpoints.glob("*.keras"):
             if stale.name not in (s["best_file"], s["last_file"]):
                 stale.unlink()
@@ -144,12 +144,10 @@ def append_history(path: Path, epoch: int, logs: dict) -> None:
     if path.is_file():
         old = pd.read_csv(path)
         row = pd.concat([old[old["epoch"] < epoch], row], ignore_index=True)
-    tmp = files.temp_path(path)
-    row.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        row.to_csv(tmp, index=False)
 
 
 def save_atomic(model: keras.Model, path: Path) -> None:
-    tmp = files.temp_path(path)
-    model.save(tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        model.save(tmp)

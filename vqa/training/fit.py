@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 
-from vqa import distribute, run_dir as files
+from vqa import atomic, distribute, run_dir as files
 from vqa.config import Config, load_config, save_config
 from vqa.data.batches import VQABatches, encode_targets
 from vqa.data.dataset import PreparedDataset
@@ -158,7 +158,7 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
         words.save(run / files.QUESTION_VOCAB)
         answers.save(run / files.ANSWER_VOCAB)
         save_config(config, run / files.CONFIG)
-        files.write_json_atomic(sorted(val_q["image_id"].unique()), run / files.VALIDATION_IMAGES)
+        atomic.write_json(sorted(val_q["image_id"].unique()), run / files.VALIDATION_IMAGES)
     else:
         if state["data"] != fingerprint:
             raise RunDirError(f"{run} holds an unfinished run on other data "
@@ -258,7 +258,7 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
         "initialised_from": state.get("initialised_from"),  # a resumed run's too
         "versions": library_versions(),
     }
-    files.write_json_atomic(summary, run / files.TRAINING)
+    atomic.write_json(summary, run / files.TRAINING)
     shutil.rmtree(run / files.CHECKPOINT_DIR, ignore_errors=True)
     return summary
 
@@ -289,7 +289,7 @@ def _save_image_encoder(run: Path, manifest: Manifest) -> None:
             raise RunDirError(f"{run} started on other features than the cache now holds "
                               f"({', '.join(diff)} differ); pass --overwrite to start again.")
     else:
-        files.write_json_atomic(asdict(manifest), run / files.FEATURES)
+        atomic.write_json(asdict(manifest), run / files.FEATURES)
     if not (run / files.IMAGE_ENCODER).is_file():
         save_atomic(backbone_for_answering(manifest), run / files.IMAGE_ENCODER)
 
