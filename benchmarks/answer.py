@@ -5,7 +5,7 @@
 
 DATA is the prepared dataset whose test images and questions are asked. Prints a table
 and writes it as JSON (default experiments/results/answer-latency.json); asserts nothing.
-Used for the README's latency figures.
+Used for the latency figures in docs/benchmarks.md.
 """
 
 from __future__ import annotations

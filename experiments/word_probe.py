@@ -16,7 +16,7 @@ The template's `{}` is filled with each word in turn. Printed:
 
 On Sort-of-CLEVR every image holds one object of each colour, so the colour word tells
 nothing about the image as a whole; this is how we found that runs on the plateau had
-learnt to ignore it (README, Results).
+learnt to ignore it (experiments/notes/sort-of-clevr.md).
 """
 
 from __future__ import annotations

@@ -1,0 +1,74 @@
+"""The README stays a short page for users, and every relative link in the docs resolves."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+         *sorted((ROOT / "experiments" / "notes").glob("*.md"))]
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def relative_links(page: Path) -> list[str]:
+    """The targets of a page's markdown links that point inside the repository."""
+    return [target for target in LINK.findall(page.read_text())
+            if not target.startswith(("http:", "https:", "mailto:", "#"))]
+
+
+def test_the_readme_has_at_most_300_lines():
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 300, len(lines)
+
+
+def test_the_docs_the_readme_moved_out_exist_and_are_listed():
+    index = (ROOT / "docs" / "README.md").read_text()
+    pages = sorted(p.name for p in (ROOT / "docs").glob("*.md") if p.name != "README.md")
+    assert len(pages) >= 10, pages
+    assert [p for p in pages if f"]({p})" not in index] == []
+
+
+def test_link_finder_sees_relative_links_only(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("[a](docs/cli.md) [b](https://x.org) [c](#top) [d](mailto:a@b) "
+                    "[`e`](../f/#anchor)\n")
+    assert relative_links(page) == ["docs/cli.md", "../f/#anchor"]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_resolves(page):
+    links = relative_links(page)
+    targets = {t: (page.parent / t.split("#", 1)[0]).resolve() for t in links}
+    broken = [t for t, path in targets.items()
+              if not path.exists() or not path.is_relative_to(ROOT)]
+    assert broken == [], f"{page.relative_to(ROOT)}: {broken}"
+
+
+def test_the_configuration_reference_matches_the_code():
+    """Every config field is in the reference's YAML, with its default; every registered
+    fusion is in its table with its options and their defaults."""
+    import dataclasses
+
+    import yaml
+
+    from vqa.config import ModelConfig, TrainConfig
+    from vqa.models.fusions import FUSIONS, fusion_options
+
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    reference = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
+    for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
+        fields = {f.name: getattr(cls(), f.name) for f in dataclasses.fields(cls)}
+        documented = reference[section]
+        assert set(documented) == set(fields), section
+        for name, default in fields.items():
+            value = tuple(documented[name]) if isinstance(default, tuple) else documented[name]
+            assert value == default, f"{section}.{name}"
+    table = text.split("## Fusions", 1)[1]
+    for name, cls in FUSIONS.items():
+        if name.startswith("test_"):
+            continue  # registered by the tests
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{name}` |"))
+        assert f"| {cls.reads} |" in row, name
+        for option, default in fusion_options(cls).items():
+            assert f"`{option}: {default}`" in row, (name, option)
