@@ -61,7 +61,7 @@ def measure_extract(data: str, image_size: int) -> dict:
         model = spec.build(include_top=False)  # the weights are converted already
         build_s = time.perf_counter() - start
         start = time.perf_counter()
-        path = extract_features(dataset, image_size=size, progress=False)
+        path = extract_features(dataset, "efficientnet_lite0", image_size=size, progress=False)
         extract_s = time.perf_counter() - start
         batch = Manifest.read(path.with_suffix(".json")).batch_size
     n = len(source.images)

@@ -15,7 +15,8 @@ from vqa.features.cache import (FeatureCache, FeatureCacheError, extract_feature
                                 feature_paths)
 from vqa.training import train
 
-SMALL = {"batch_size": 2, "chunk_size": 4, "progress": False}
+SMALL = {"backbone": "efficientnet_lite0", "batch_size": 2, "chunk_size": 4,
+         "progress": False}
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +110,8 @@ def test_a_short_last_batch_is_padded_to_the_traced_size(reference, tmp_path, mo
     real = keras.Model.predict_on_batch
     monkeypatch.setattr(keras.Model, "predict_on_batch",
                         lambda self, x: sizes.append(len(x)) or real(self, x))
-    path = extract_features(_copy(tmp_path), batch_size=5, chunk_size=12, progress=False)
+    path = extract_features(_copy(tmp_path), "efficientnet_lite0", batch_size=5, chunk_size=12,
+                            progress=False)
     assert sizes == [5, 5, 5]  # 12 images: 5, 5, and 2 padded to 5
     np.testing.assert_allclose(_read(path).astype("float32"),
                                reference[0].astype("float32"), rtol=2e-2, atol=2e-2)
@@ -168,7 +170,7 @@ def test_each_input_size_has_its_own_cache(tmp_path):
     path = extract_features(ds, image_size=224, **SMALL)
     assert path.name == "efficientnet_lite0.h5"  # the backbone's own size: the plain name
     assert FeatureCache.open(ds, "efficientnet_lite0", 224).shape == (12, 7, 7, 1280)
-    with pytest.raises(FeatureCacheError, match="--image-size 96"):
+    with pytest.raises(FeatureCacheError, match="--backbone-image-size 96"):
         FeatureCache.open(ds, "efficientnet_lite0", 96)
     with pytest.raises(FeatureCacheError, match="efficientnet_lite0-64px features"):
         FeatureCache.open(ds, "efficientnet_lite0")  # 0: the size that suits these images

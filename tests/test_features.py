@@ -84,8 +84,8 @@ def test_bad_checkpoints(tmp_path, make, match):
 
 def test_lite0_port_classifies_the_sample_photos(sample_photos, tmp_path, monkeypatch):
     monkeypatch.setenv("VQA_CACHE", str(tmp_path))  # convert from the package, here
-    china = classify(sample_photos["china.jpg"], top_k=5)
-    flower = classify(sample_photos["flower.jpg"], top_k=5)
+    china = classify(sample_photos["china.jpg"], "efficientnet_lite0", top_k=5)
+    flower = classify(sample_photos["flower.jpg"], "efficientnet_lite0", top_k=5)
     assert china[0][:2] == (698, "palace") and china[0][2] == pytest.approx(0.32, abs=0.02)
     assert flower[0][:2] == (985, "daisy") and flower[0][2] == pytest.approx(0.37, abs=0.02)
     assert (tmp_path / "efficientnet_lite0.weights.h5").is_file()  # converted once, cached

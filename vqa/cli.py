@@ -231,6 +231,9 @@ def _add_evaluator_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from vqa.config import ModelConfig
+
+    default_backbone = ModelConfig.backbone  # the config's default is the only one
     parser = argparse.ArgumentParser(prog="vqa", description="Visual question answering with Keras.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -323,11 +326,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("extract", help="compute a backbone's grid features of every image, once")
     p.add_argument("data", help="prepared dataset directory")
-    p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument("--backbone", default=default_backbone)
     p.add_argument("--weights", help="local weights file instead of the default ImageNet ones")
-    p.add_argument("--image-size", type=int, default=0,
-                   help="input size of the backbone, a multiple of 32 (default: what "
-                        "model.backbone_image_size 0 picks for this dataset's images)")
+    p.add_argument("--backbone-image-size", "--image-size", dest="image_size", type=int,
+                   default=0,
+                   help="input size of the backbone, a multiple of 32, as a config's "
+                        "model.backbone_image_size (default 0: what suits this dataset's "
+                        "images); --image-size is its old name")
     p.add_argument("--batch-size", type=int, default=None,
                    help="images per forward pass (default: 32 at 224 px, more at smaller sizes)")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
@@ -336,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("classify", help="top ImageNet classes of an image (backbone check)")
     p.add_argument("image")
-    p.add_argument("--backbone", default="efficientnet_lite0")
+    p.add_argument("--backbone", default=default_backbone)
     p.add_argument("--weights", help="local weights file instead of the default ImageNet ones")
     p.add_argument("--top-k", type=int, default=5)
     p.set_defaults(func=cmd_classify)

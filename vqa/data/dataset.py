@@ -102,7 +102,7 @@ class PreparedDataset:
 
     def backbone_input_size(self) -> int:
         """The backbone input size that suits this dataset's images (what a config's
-        backbone_image_size 0 and `vqa extract` without --image-size use)."""
+        backbone_image_size 0 and `vqa extract` without --backbone-image-size use)."""
         return native_image_size(self.images["width"], self.images["height"])
 
     def image_path(self, image_id: str) -> Path:

@@ -111,7 +111,7 @@ def weights_fingerprint(model: keras.Model) -> str:
     return digest.hexdigest()
 
 
-def extract_features(dataset: PreparedDataset, backbone: str = "efficientnet_lite0",
+def extract_features(dataset: PreparedDataset, backbone: str,
                      weights: str | Path | None = None, *, image_size: int = 0,
                      batch_size: int | None = None, dtype: str = "float16",
                      shard: tuple[int, int] = (0, 1), chunk_size: int = 256,
@@ -271,7 +271,7 @@ class FeatureCache:
              ) -> "FeatureCache":
         h5_path, manifest_path, _ = feature_paths(dataset, backbone, image_size)
         if not h5_path.is_file() or not manifest_path.is_file():
-            size = f" --image-size {image_size}" if image_size else ""
+            size = f" --backbone-image-size {image_size}" if image_size else ""
             raise FeatureCacheError(f"No {h5_path.stem} features in {dataset.root}: run "
                                     f"`vqa extract {dataset.root} --backbone {backbone}{size}`.")
         return cls(h5_path, Manifest.read(manifest_path))
