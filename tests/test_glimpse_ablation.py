@@ -1,4 +1,4 @@
-"""experiments/glimpse_ablation.py: cut one hop's glimpse off from the fusion, or the
+"""experiments/probes/glimpse_ablation.py: cut one hop's glimpse off from the fusion, or the
 words the hops read."""
 
 import sys
@@ -10,7 +10,7 @@ import pytest
 
 from vqa import run_dir as files
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "probes"))
 from glimpse_ablation import main  # noqa: E402
 
 

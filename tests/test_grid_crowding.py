@@ -1,4 +1,4 @@
-"""experiments/grid_crowding.py: whether a grid keeps apart the objects a question names."""
+"""experiments/probes/grid_crowding.py: whether a grid keeps apart the objects a question names."""
 
 import sys
 from pathlib import Path
@@ -7,7 +7,7 @@ import pytest
 
 from data_prep import scenes
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "probes"))
 from grid_crowding import crowding, own_cell  # noqa: E402
 
 

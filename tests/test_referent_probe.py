@@ -1,4 +1,4 @@
-"""experiments/referent_probe.py: each hop's attention on the objects a question names."""
+"""experiments/probes/referent_probe.py: each hop's attention on the objects a question names."""
 
 import json
 import sys
@@ -11,7 +11,7 @@ import pytest
 from data_prep import scenes
 from vqa import Answerer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "probes"))
 from referent_probe import TEMPLATES, object_cells, probe, referents  # noqa: E402
 
 

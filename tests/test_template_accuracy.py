@@ -1,4 +1,4 @@
-"""experiments/template_accuracy.py: accuracy per question template of our scenes."""
+"""experiments/probes/template_accuracy.py: accuracy per question template of our scenes."""
 
 import json
 import sys
@@ -8,7 +8,7 @@ import pytest
 
 from data_prep import scenes
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "probes"))
 from template_accuracy import main, template_accuracy  # noqa: E402
 
 

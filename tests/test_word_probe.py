@@ -1,4 +1,4 @@
-"""experiments/word_probe.py: does a run read a word of its questions?"""
+"""experiments/probes/word_probe.py: does a run read a word of its questions?"""
 
 import shutil
 import sys
@@ -10,7 +10,7 @@ import pytest
 from vqa import run_dir as files
 from vqa.data.text import Vocabulary
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "probes"))
 from word_probe import main, probe, vector_share  # noqa: E402
 
 TEMPLATE = "is there a {} shape?"

@@ -1,6 +1,6 @@
 """Can a grid of this size keep apart the objects our scenes' questions name?
 
-    python experiments/grid_crowding.py DATA [--split test] [--grids 4 6 8 12]
+    python experiments/probes/grid_crowding.py DATA [--split test] [--grids 4 6 8 12]
 
 DATA is a prepared scenes dataset (`vqa prepare scenes`, with its CLEVR JSON under
 DATA/clevr/). For each grid size and each template that names objects, the share of
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from data_prep.scenes import FORMS, read_split  # noqa: E402

@@ -1,6 +1,6 @@
 """Where does each attention hop look on our scenes' questions about one object and two?
 
-    python experiments/referent_probe.py RUN DATA [--split test] [--questions 400]
+    python experiments/probes/referent_probe.py RUN DATA [--split test] [--questions 400]
 
 RUN is a finished run with attention; DATA a prepared scenes dataset (`vqa prepare
 scenes`), which keeps the CLEVR JSON under DATA/clevr/: each question's program, each
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from data_prep.scenes import FORMS, IMAGE_SIZE, SIZES, read_split, run_program  # noqa: E402
 

@@ -1,8 +1,8 @@
 """Which hop's glimpse does a two-hop attention run answer from, and does it use the
 words each hop reads?
 
-    python experiments/glimpse_ablation.py RUN OUT --hop 0
-    python experiments/glimpse_ablation.py RUN OUT --words
+    python experiments/probes/glimpse_ablation.py RUN OUT --hop 0
+    python experiments/probes/glimpse_ablation.py RUN OUT --words
     vqa evaluate OUT DATA
 
 Copies the finished run RUN to OUT (which must not exist) with one part cut off.
@@ -21,7 +21,7 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def ablate(run: Path, out: Path, hop: int | None = None, words: bool = False) -> str:

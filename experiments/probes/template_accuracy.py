@@ -1,6 +1,6 @@
 """Accuracy per question template on our scenes, from a run's test predictions.
 
-    python experiments/template_accuracy.py RUN DATA [--split test]
+    python experiments/probes/template_accuracy.py RUN DATA [--split test]
 
 The evaluation breaks accuracy down by family ("compare numbers"); a family holds
 templates that need different things: "Are there more red objects than squares?",
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from data_prep.scenes import FORMS, read_split  # noqa: E402
 from vqa import run_dir as files  # noqa: E402

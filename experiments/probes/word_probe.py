@@ -1,6 +1,6 @@
 """Does a trained run read a word of its questions, or has it learnt to ignore it?
 
-    python experiments/word_probe.py RUN DATA --template "What is the shape of the {} object?" \
+    python experiments/probes/word_probe.py RUN DATA --template "What is the shape of the {} object?" \
         --words red,green,blue,orange,yellow,gray [--split test] [--images 200] [--json]
 
 The template's `{}` is filled with each word in turn. Printed:
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def _question_encoder(model):
