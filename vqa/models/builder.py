@@ -9,7 +9,7 @@ from vqa.config import ModelConfig
 from vqa.models.attention import StackedAttention
 from vqa.models.encoders import (IMAGE_ENCODERS, QUESTION_ENCODERS, ConditionedCNN,
                                  ImageRows, LastState, image_input_shape)
-from vqa.models.fusions import check_fusion
+from vqa.models.fusions import check_fusion, make_fusion
 from vqa.models.grid import GridCoordinates
 
 
@@ -47,7 +47,7 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
                         "question": question})
         return keras.Model({"image": pixels, "about_image": rows, "question": question},
                            answers, name="vqa")
-    fusion = check_fusion(config)  # the registered class, its options checked
+    fusion = check_fusion(config, construct=False)  # the registered class, options checked
     if vocab_size < 3 or num_answers < 1:
         raise ValueError("build_model needs vocab_size >= 3 (pad, unknown, a word) and "
                          f"num_answers >= 1. Received: vocab_size={vocab_size}, "
@@ -73,7 +73,7 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
     if config.inputs == "question":  # baseline: what the question alone tells
         fused = question_vector
     elif fusion.reads == "grid":  # relation, film: every cell with the question
-        fused = fusion(config.fusion_dim, name=fusion.layer_name, **config.fusion_options)(
+        fused = make_fusion(fusion, config, name=fusion.layer_name)(
             [question_vector, grid])  # [batch, fusion_dim]
     else:
         if config.attention_hops:
@@ -97,7 +97,7 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
         if config.inputs == "image":  # baseline: what the image alone tells
             fused = image_vector
         else:
-            fused = fusion(config.fusion_dim, name=fusion.layer_name, **config.fusion_options)(
+            fused = make_fusion(fusion, config, name=fusion.layer_name)(
                 [question_vector, image_vector])  # [batch, fusion_dim]
     fused = keras.layers.Dropout(config.dropout, name="dropout")(fused)
     hidden = keras.layers.Dense(config.classifier_dim, activation="relu",

@@ -4,7 +4,7 @@ Built in: concat, elementwise and mfb read the image vector; relation and film t
 """
 
 from vqa.models.fusions.registry import (FUSIONS, READS, check_fusion, fusion_options,
-                                         get_fusion, register_fusion)
+                                         get_fusion, make_fusion, register_fusion)
 # The built-in fusions register themselves on import.
 from vqa.models.fusions.concat import ConcatFusion
 from vqa.models.fusions.elementwise import ElementwiseFusion
@@ -14,4 +14,4 @@ from vqa.models.fusions.relation import RelationModule
 
 __all__ = ["FUSIONS", "READS", "ConcatFusion", "ElementwiseFusion", "FiLMModule",
            "MFBFusion", "RelationModule", "check_fusion", "fusion_options", "get_fusion",
-           "register_fusion"]
+           "make_fusion", "register_fusion"]

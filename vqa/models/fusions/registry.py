@@ -63,9 +63,13 @@ def get_fusion(name: str) -> type:
     return FUSIONS[name]
 
 
-def check_fusion(model_config) -> type:
+def check_fusion(model_config, construct: bool = True) -> type:
     """The fusion class a model config names, after checking its options and what the
-    rest of the model must be for what it reads. Raises ConfigError."""
+    rest of the model must be for what it reads. Raises ConfigError.
+
+    `construct` also builds one such layer, so that its constructor validates the
+    option values; the builder passes False (it constructs the real one, and a spare
+    would draw from the random streams the model's weights are then drawn from)."""
     cls = get_fusion(model_config.fusion)
     name, options = model_config.fusion, dict(model_config.fusion_options)
     allowed = fusion_options(cls)
@@ -77,10 +81,8 @@ def check_fusion(model_config) -> type:
         if not _same_kind(value, allowed[key]):
             raise ConfigError(f"fusion_options.{key} of fusion {name} must be of the kind of "
                               f"its default, {allowed[key]!r}. Received: {key}={value!r}")
-    try:
-        cls(model_config.fusion_dim, **options)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"fusion {name}: {exc}") from None
+    if construct:
+        make_fusion(cls, model_config)
     if cls.reads == "grid":
         if model_config.inputs != "both":
             raise ConfigError(f"fusion: {name} needs both inputs (it reads the grid with the "
@@ -93,6 +95,14 @@ def check_fusion(model_config) -> type:
             raise ConfigError(f"pool_grid: {model_config.pool_grid} is for the fusions of "
                               f"vectors without attention; {name} reads the cells itself.")
     return cls
+
+
+def make_fusion(cls: type, model_config, **kwargs):
+    """The fusion layer of a model config; a bad option value is a ConfigError."""
+    try:
+        return cls(model_config.fusion_dim, **model_config.fusion_options, **kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"fusion {model_config.fusion}: {exc}") from None
 
 
 def _same_kind(value: Any, default: Any) -> bool:
