@@ -14,6 +14,15 @@ def test_tokenize_ignores_case_punctuation_and_spaces():
     assert tokenize("?!") == []
 
 
+def test_words_of_any_script_are_kept_and_unknown_ones_reported():
+    assert tokenize("¿Qué color tiene el café?") == ["qué", "color", "tiene", "el", "café"]
+    assert tokenize("Сколько кошек?") == ["сколько", "кошек"]
+    assert tokenize("snake_case t-shirt") == ["snake", "case", "t", "shirt"]
+    words = Vocabulary.for_questions(["what color is the café?"])
+    encoded = words.encode_question("¿Qué color tiene el café?", 8)
+    assert encoded.unknown_words == ["qué", "tiene", "el"]  # reported, not dropped
+
+
 def test_question_vocabulary_reserves_pad_and_unknown():
     vocab = Vocabulary.for_questions(["is it red?", "is it blue?"])
     assert vocab.tokens[:2] == [PAD, UNK]

@@ -19,10 +19,10 @@ from vqa.errors import RunDirError, VQAError
 
 def _prepare_sources() -> dict:
     """Each source's module: its `add_arguments(parser)` and `run(args) -> report`."""
-    from data_prep import clevr, easy_vqa, scenes, sort_of_clevr
+    from data_prep import clevr, easy_vqa, folder, scenes, sort_of_clevr
     from data_prep import vqa as vqa_json
 
-    return {"easy-vqa": easy_vqa, "vqa": vqa_json, "clevr": clevr,
+    return {"easy-vqa": easy_vqa, "vqa": vqa_json, "clevr": clevr, "folder": folder,
             "sort-of-clevr": sort_of_clevr, "scenes": scenes}
 
 

@@ -17,7 +17,8 @@ import numpy as np
 from vqa.errors import QuestionError
 
 PAD, UNK = "<pad>", "<unk>"
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# Words of any script ("café", "что"); an apostrophe inside a word stays ("don't").
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 
 
 def check_question(question: object) -> str:
