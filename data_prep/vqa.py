@@ -163,8 +163,12 @@ def load_split(root: Path, version: int, split: str, bad: BadRecords) -> pd.Data
         unknown = ~annotations["question_id"].isin(ids_in_file)
         for qid in annotations.loc[unknown, "question_id"]:
             bad(a_path, f"question_id={qid}", f"annotation for a question not in {q_path.name}")
+        # In the annotations file's order: the official evaluator sums in that order.
+        annotations = annotations.assign(annotation_order=range(len(annotations)))
         questions = questions.merge(annotations[~unknown], on="question_id", how="left",
                                     suffixes=("", "_annotated"), validate="one_to_one")
+        questions = questions.sort_values("annotation_order", kind="stable",
+                                          na_position="last").drop(columns="annotation_order")
         missing = questions["answers"].isna()
         for qid in questions.loc[missing, "question_id"]:
             if qid not in ambiguous:  # already reported, with its reason

@@ -7,7 +7,7 @@
 Writes a VQA v2-format fixture under --work (a small train2014 and a val2014 of
 --questions questions with ten human answers each, typed with the quirks people type:
 case, trailing periods and spaces, number words, articles, "1,000", "t-shirt", "dont"),
-plus a shuffled results file; prepares it with `vqa prepare vqa`; scores it with
+plus a results file, each in an order of its own; prepares it with `vqa prepare vqa`; scores it with
 `vqa score --json --evaluator E`; and scores it with the official PythonHelperTools and
 vqaEval.py of the checkout: "2021" at its HEAD, "2017" at the commit before a013f00.
 That code is Python 2: it is read from the checkout and run under this Python with
@@ -81,6 +81,7 @@ def write_fixture(root: Path, n_questions: int, seed: int) -> None:
                 "multiple_choice_answer": max(sorted(set(answers)), key=answers.count),
                 "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": j + 1}
                             for j, a in enumerate(answers)]})
+        rng.shuffle(annotations)  # an order of its own: the evaluator sums in this one
         common = {"info": {"description": "fixture"}, "data_type": "mscoco",
                   "data_subtype": split, "license": {}}
         (root / f"v2_OpenEnded_mscoco_{split}_questions.json").write_text(json.dumps(

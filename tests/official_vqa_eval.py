@@ -73,7 +73,7 @@ def evaluate(annotations: list[dict], results: list[dict], version: str = "2021"
     res = {r["question_id"]: r for r in results}
     assert set(res) == set(gts)
     acc_qa, acc_ques_type, acc_ans_type = [], {}, {}
-    for ques_id in [r["question_id"] for r in results]:  # the results file's order
+    for ques_id in [a["question_id"] for a in annotations]:  # vqa.getQuesIds(): its order
         gt = gts[ques_id]
         res_ans = res[ques_id]["answer"]
         if version == "2021":

@@ -225,3 +225,14 @@ def test_the_readme_example_gives_what_it_says():
     for line in lines[1:]:
         code, comment = line.split("#", 1)
         assert eval(code, namespace) == float(comment.split(":")[0]), line
+
+
+def test_questions_are_summed_in_the_annotations_order():
+    """The official evaluator sums in its annotations file's order, whatever the results
+    file's order; on this fixture the two orders round differently (57.88 / 57.87)."""
+    annotations, results = ten_answer_fixture(80, 9)  # results shuffled
+    order = {r["question_id"]: i for i, r in enumerate(results)}
+    in_results_order = sorted(annotations, key=lambda a: order[a["question_id"]])
+    expected = official.evaluate(annotations, results)
+    assert expected["overall"] != official.evaluate(in_results_order, results)["overall"]
+    assert ours(annotations, results, "2021")["overall"] == expected["overall"] == 57.88

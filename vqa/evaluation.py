@@ -25,9 +25,9 @@ def score_predictions(questions: pd.DataFrame, predictions: Mapping[int, str],
     """Official accuracy of `predictions` (question_id -> answer) on `questions`.
 
     Every question of `questions` must have a prediction, and no other. Questions are
-    scored in the order of `predictions` (a results file's order, as the official
-    evaluator sums them). Returns the metrics.json object: split, evaluator,
-    n_questions, overall, per_question_type, per_answer_type (percent).
+    summed in the order of `questions` (the official evaluator sums in its annotations
+    file's order, which data_prep.vqa keeps). Returns the metrics.json object: split,
+    evaluator, n_questions, overall, per_question_type, per_answer_type (percent).
     """
     check_evaluator(evaluator)
     if (questions["answers"].map(len) == 0).any():
@@ -43,10 +43,9 @@ def score_predictions(questions: pd.DataFrame, predictions: Mapping[int, str],
     if extra:  # the official loader also insists on exactly the split's questions
         raise DatasetError(f"{len(extra)} predicted answer(s) are for questions not in split "
                            f"'{split}', e.g. question_id={extra[0]}.")
-    rows = questions.set_index(questions["question_id"].astype(int))
-    rows = rows.loc[[int(q) for q in predictions]]
-    accuracies = [vqa_accuracy(answer, list(refs), evaluator)
-                  for answer, refs in zip(predictions.values(), rows["answers"])]
+    rows = questions
+    accuracies = [vqa_accuracy(predictions[int(qid)], list(refs), evaluator)
+                  for qid, refs in zip(rows["question_id"], rows["answers"])]
     metrics = {
         "split": split,
         "evaluator": evaluator,
