@@ -27,6 +27,22 @@ def test_run_dir_holds_everything_answering_needs(tiny_run):
     assert summary["best_epoch"] in (1, 2) and summary["n_answers"] == 6
 
 
+def test_run_dir_holds_tensorboard_scalars(tiny_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run, _ = tiny_run
+    tags = {}
+    for writer in ("train", "validation"):
+        events = EventAccumulator(str(run / files.TENSORBOARD / writer))
+        events.Reload()
+        tags[writer] = set(events.Tags()["tensors"])
+    assert {"epoch_loss", "epoch_vqa_score", "epoch_learning_rate",
+            "epoch_seconds"} <= tags["train"]
+    assert {"epoch_loss", "epoch_vqa_score"} <= tags["validation"]
+    steps = [e.step for e in events.Tensors("epoch_vqa_score")]
+    assert steps == [0, 1]  # one value an epoch, numbered as history.csv numbers them
+
+
 def test_validation_images_are_held_out_of_fitting(tiny_run, tiny_dataset):
     run, summary = tiny_run
     val_images = set(json.loads((run / files.VALIDATION_IMAGES).read_text()))

@@ -236,3 +236,30 @@ def test_questions_are_summed_in_the_annotations_order():
     expected = official.evaluate(annotations, results)
     assert expected["overall"] != official.evaluate(in_results_order, results)["overall"]
     assert ours(annotations, results, "2021")["overall"] == expected["overall"] == 57.88
+
+
+@pytest.mark.parametrize("evaluator", sorted(EVALUATORS))
+def test_vocabulary_targets_are_the_metric_of_every_answer(evaluator):
+    """AnswerScorer gives each candidate exactly vqa_accuracy, candidates no human typed
+    included ("two" against humans who typed "2")."""
+    from vqa.metrics import AnswerScorer
+
+    vocabulary = sorted({a.strip() for pool in POOLS.values() for a in pool} |
+                        {normalize_answer(a) for pool in POOLS.values() for a in pool} - {""})
+    scorer = AnswerScorer(vocabulary, evaluator)
+    annotations, _ = ten_answer_fixture(300, 5)
+    humans_list = [[x["answer"] for x in a["answers"]] for a in annotations]
+    humans_list += [["yes"], ["Two"], ["a"]]
+    for humans in humans_list:
+        got = scorer(humans)
+        want = {i: vqa_accuracy(c, humans, evaluator) for i, c in enumerate(vocabulary)}
+        assert got == {i: s for i, s in want.items() if s > 0}, humans
+
+
+def test_an_answer_no_human_typed_gets_its_target():
+    from vqa.metrics import AnswerScorer
+
+    scorer = AnswerScorer(["2", "two", "yes", "t-shirt"])
+    assert scorer(["2"] * 6 + ["3"] * 4) == {0: 1.0, 1: 1.0}
+    assert scorer(["t shirt"] * 6 + ["shirt"] * 4) == {3: 1.0}
+    assert scorer(["two"] * 10) == {1: 1.0}  # all agree: "two" only

@@ -11,18 +11,19 @@ import pandas as pd
 from scipy import sparse
 
 from vqa.data.text import Vocabulary
-from vqa.metrics import answer_scores
+from vqa.metrics import AnswerScorer
 
 
 def encode_targets(human_answers: Sequence[Sequence[str]], answers: Vocabulary) -> sparse.csr_matrix:
-    """[n_questions, n_answers] sparse VQA scores of every in-vocabulary answer."""
+    """[n_questions, n_answers] sparse VQA scores of every in-vocabulary answer: what
+    each answer of the vocabulary would score by the default evaluator."""
+    scorer = AnswerScorer(answers.tokens)
     rows, cols, values = [], [], []
     for row, refs in enumerate(human_answers):
-        for answer, score in answer_scores(list(refs)).items():
-            if score > 0 and answer in answers:
-                rows.append(row)
-                cols.append(answers.index[answer])
-                values.append(score)
+        for col, score in scorer(list(refs)).items():
+            rows.append(row)
+            cols.append(col)
+            values.append(score)
     return sparse.csr_matrix((np.asarray(values, dtype="float32"), (rows, cols)),
                              shape=(len(human_answers), len(answers)))
 

@@ -1,12 +1,12 @@
 """Pure metric functions, importable from anywhere (data_prep included): no TensorFlow,
 no models, no datasets."""
 
-from vqa.metrics.vqa_accuracy import (DEFAULT_EVALUATOR, EVALUATORS, answer_scores,
-                                      best_answer, check_evaluator,
+from vqa.metrics.vqa_accuracy import (DEFAULT_EVALUATOR, EVALUATORS, AnswerScorer,
+                                      answer_scores, best_answer, check_evaluator,
                                       normalize_answer, normalize_digits_articles,
                                       normalize_punctuation, percent, strip_answer,
                                       vqa_accuracy)
 
-__all__ = ["DEFAULT_EVALUATOR", "EVALUATORS", "answer_scores", "best_answer",
+__all__ = ["DEFAULT_EVALUATOR", "EVALUATORS", "AnswerScorer", "answer_scores", "best_answer",
            "check_evaluator", "normalize_answer", "normalize_digits_articles",
            "normalize_punctuation", "percent", "strip_answer", "vqa_accuracy"]

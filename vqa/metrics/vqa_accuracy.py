@@ -120,14 +120,25 @@ def normalize_answer(answer: str) -> str:
     return normalize_digits_articles(normalize_punctuation(strip_answer(answer)))
 
 
+def single_form(text: str) -> str:
+    """What a question with one reference answer compares: the normalised answer, or,
+    for one the normalisation empties ("a", "?"), the answer stripped and lower-cased
+    (data_prep labels it so)."""
+    return normalize_answer(text) or strip_answer(text).lower()
+
+
 def _full(text: str) -> str:
     return normalize_digits_articles(normalize_punctuation(text))
+
+
+def _strip_then_full(text: str) -> str:
+    return _full(strip_answer(text))
 
 
 def _references_2021(humans: Sequence[str]) -> tuple[list[str], Callable[[str], str]]:
     refs = [strip_answer(h) for h in humans]
     if len(set(refs)) > 1:
-        return [_full(h) for h in refs], lambda p: _full(strip_answer(p))
+        return [_full(h) for h in refs], _strip_then_full
     return refs, strip_answer
 
 
@@ -171,7 +182,7 @@ def vqa_accuracy(prediction: str, human_answers: Sequence[str],
     if len(human_answers) == 0:
         raise ValueError("vqa_accuracy needs at least one reference answer.")
     if len(human_answers) == 1:
-        return float(normalize_answer(prediction) == normalize_answer(human_answers[0]))
+        return float(single_form(prediction) == single_form(human_answers[0]))
     refs, transform = references(human_answers)
     return _leave_one_out(refs, transform(prediction))
 
@@ -188,13 +199,51 @@ def answer_scores(human_answers: Sequence[str],
     """
     references = EVALUATORS[check_evaluator(evaluator)]
     if len(human_answers) == 1:
-        answer = normalize_answer(human_answers[0])
+        answer = single_form(human_answers[0])
         return {answer: 1.0} if answer else {}
     refs, transform = references(human_answers)
     candidates = {strip_answer(a) for a in human_answers} | {
         normalize_answer(a) for a in human_answers}
     scores = {c: _leave_one_out(refs, transform(c)) for c in sorted(candidates) if c}
     return {c: v for c, v in scores.items() if v > 0}
+
+
+class AnswerScorer:
+    """The soft training targets of a fixed list of candidate answers (a model's answer
+    vocabulary): for a question's human answers, the accuracy every candidate would get,
+    `vqa_accuracy` exactly, without scoring each candidate one by one (the candidates are
+    grouped by the form the evaluator compares).
+
+        scorer = AnswerScorer(["2", "two", "yes"])
+        scorer(["2"] * 6 + ["3"] * 4)   # {0: 1.0, 1: 1.0}: "two" is read as "2" here
+    """
+
+    def __init__(self, candidates: Sequence[str], evaluator: str = DEFAULT_EVALUATOR):
+        self.references = EVALUATORS[check_evaluator(evaluator)]
+        self.candidates = list(candidates)
+        self._groups: dict[Callable[[str], str], dict[str, list[int]]] = {}
+
+    def _group(self, transform: Callable[[str], str]) -> dict[str, list[int]]:
+        if transform not in self._groups:
+            groups: dict[str, list[int]] = {}
+            for i, candidate in enumerate(self.candidates):
+                groups.setdefault(transform(candidate), []).append(i)
+            groups.pop("", None)  # an answer that normalises to nothing is no target
+            self._groups[transform] = groups
+        return self._groups[transform]
+
+    def __call__(self, human_answers: Sequence[str]) -> dict[int, float]:
+        """Candidate index -> accuracy, for every candidate that scores above 0."""
+        if len(human_answers) == 1:
+            indices = self._group(single_form).get(single_form(human_answers[0]), [])
+            return dict.fromkeys(indices, 1.0)
+        refs, transform = self.references(human_answers)
+        groups, scores = self._group(transform), {}
+        for form in set(refs):
+            score = _leave_one_out(refs, form) if form in groups else 0.0
+            if score > 0:
+                scores.update(dict.fromkeys(groups[form], score))
+        return scores
 
 
 def best_answer(human_answers: Sequence[str], evaluator: str = DEFAULT_EVALUATOR,

@@ -61,8 +61,10 @@ class RunCheckpoint(keras.callbacks.Callback):
                             "inputs for NaN or infinite values.")
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = dict(logs or {})
-        logs["seconds"] = round(time.perf_counter() - self.epoch_start, 2)
+        seconds = round(time.perf_counter() - self.epoch_start, 2)
+        if logs is not None:  # the callbacks after this one (TensorBoard) log it too
+            logs["seconds"] = seconds
+        logs = {**(logs or {}), "seconds": seconds}
         if MONITOR not in logs:
             raise RuntimeError(f"Training logs lack {MONITOR}; got {sorted(logs)}")
         # The loss clips probabilities, so NaN weights can hide behind a finite loss.

@@ -227,7 +227,7 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
         # a resumed run cannot have as the uninterrupted one had it.
         model.fit(fit_batches, validation_data=val_batches, epochs=config.train.epochs,
                   initial_epoch=initial_epoch, verbose=verbose,
-                  callbacks=[checkpoint, *(callbacks or [])],
+                  callbacks=[checkpoint, *tensorboard(run), *(callbacks or [])],
                   shuffle=False)
     finally:
         if isinstance(images, FeatureCache):
@@ -261,6 +261,20 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
     atomic.write_json(summary, run / files.TRAINING)
     shutil.rmtree(run / files.CHECKPOINT_DIR, ignore_errors=True)
     return summary
+
+
+def tensorboard(run: Path) -> list[keras.callbacks.Callback]:
+    """TensorBoard event files in RUN_DIR/tensorboard (loss, VQA accuracy, learning rate
+    and seconds per epoch, for training and validation), when TensorFlow's summary
+    writer is installed; none, said once, on a backend without it."""
+    try:
+        import tensorboard  # noqa: F401
+        import tensorflow  # noqa: F401  (the writer Keras' callback uses on every backend)
+    except ImportError:
+        log.info("no TensorBoard logs: they need the tensorflow and tensorboard packages")
+        return []
+    return [keras.callbacks.TensorBoard(run / files.TENSORBOARD, write_graph=False,
+                                        profile_batch=0)]
 
 
 def library_versions() -> dict[str, str]:
