@@ -16,7 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-_TEMP = re.compile(r"\.tmp\d+(?=\.|$)")
+# NAME.tmpPID.EXT; vqa 0.1.0 wrote NAME.tmp.keras and NAME.EXT.tmp, which a crash may
+# have left in a run directory.
+_TEMP = re.compile(r"\.tmp\d*(?=\.|$)")
 
 
 def temp_path(path: str | Path) -> Path:
@@ -39,6 +41,8 @@ def atomic_write(path: str | Path) -> Iterator[Path]:
     tmp = temp_path(path)
     try:
         yield tmp
+        with open(tmp, "rb+") as f:  # on disk before the rename commits it
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

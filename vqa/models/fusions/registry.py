@@ -52,8 +52,8 @@ def fusion_options(cls: type) -> dict[str, Any]:
     """A fusion's own options and their defaults: its constructor's arguments after
     `units`."""
     params = inspect.signature(cls.__init__).parameters.values()
-    return {p.name: p.default for p in params
-            if p.name not in ("self", "units") and p.kind is p.POSITIONAL_OR_KEYWORD}
+    return {p.name: p.default for p in params if p.name not in ("self", "units")
+            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
 def get_fusion(name: str) -> type:
