@@ -500,8 +500,22 @@ def test_fusion_checks_come_from_the_registry(kwargs, match):
 def test_options_of_0_1_0_configs_move_into_fusion_options():
     from vqa.config import Config
     old = {"fusion": "relation", "relation_layers": 2, "mfb_factor": 5, "film_blocks": 4}
-    assert Config.from_dict({"model": old}).model.fusion_options == {"depth": 2}
+    assert Config.from_dict({"model": old}).model.fusion_options == (("depth", 2),)
     old = {"fusion": "mfb", "mfb_factor": 5, "relation_layers": 3}  # defaults: left out
-    assert Config.from_dict({"model": old}).model.fusion_options == {}
+    assert Config.from_dict({"model": old}).model.fusion_options == ()
     assert fusions.fusion_options(MFBFusion) == {"factor": 5}
+    from vqa.errors import ConfigError
+    with pytest.raises(ConfigError, match="relation_layers: 2 and fusion_options.depth: 4"):
+        Config.from_dict({"model": {"fusion": "relation", "relation_layers": 2,
+                                    "fusion_options": {"depth": 4}}})
+
+
+def test_fusion_options_are_immutable_and_written_without_defaults():
+    from vqa.config import Config
+    config = ModelConfig(fusion="mfb", fusion_options={"factor": 5})
+    assert hash(config) == hash(ModelConfig(fusion="mfb", fusion_options={"factor": 5}))
+    assert Config(config).to_dict()["model"]["fusion_options"] == {"factor": 5}
+    assert fusions.canonical_options(config) == ()  # the default, as if not written
+    assert fusions.canonical_options(ModelConfig(fusion="mfb",
+                                                 fusion_options={"factor": 3})) == (("factor", 3),)
 

@@ -69,8 +69,8 @@ def compare(data: str | Path | PreparedDataset, configs: Sequence[str | Path], *
             verbose: int | None = None) -> pd.DataFrame:
     """Train, evaluate and tabulate every config; returns the long table (also written)."""
     from vqa.evaluation import evaluate_run
-    from vqa.models import check_fusion
     from vqa.training import train
+    from vqa.training.fit import checked_config
 
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
     split = split or default_split(dataset)
@@ -80,8 +80,7 @@ def compare(data: str | Path | PreparedDataset, configs: Sequence[str | Path], *
         name = Path(path).stem
         if name in variants or name == ANSWER_PRIOR:
             raise RunDirError(f"Two configs would both be variant {name!r}; rename one.")
-        config = load_config(path).for_dataset(dataset)  # as its run records it
-        check_fusion(config.model)
+        config = checked_config(load_config(path).for_dataset(dataset))  # as its run has it
         variants[name] = config if epochs is None else config.with_train(epochs=epochs)
 
     rows = _rows(ANSWER_PRIOR, questions,

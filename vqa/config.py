@@ -57,7 +57,9 @@ class ModelConfig:
     # The fusion's own options, its constructor's arguments: mfb {factor: 5} (rank of each
     # output's bilinear form); relation {depth: 3} (layers of g, applied to every pair of
     # cells); film {blocks: 4} (residual conv blocks the question modulates).
-    fusion_options: dict = field(default_factory=dict)
+    # Held as sorted (name, value) pairs, so that a config stays immutable and hashable;
+    # a mapping is accepted, and YAML shows one.
+    fusion_options: tuple = ()
     attention_hops: int = 0  # 0: pool the grid; 1 or 2: stacked soft attention over it
     # attention_hops 0: max (one vector of the channels' maxima over the cells) | flatten
     # (every cell with its own weights, so where things are stays known: Santoro et al.'s
@@ -231,6 +233,7 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["model"]["cnn_filters"] = list(self.model.cnn_filters)
+        out["model"]["fusion_options"] = dict(self.model.fusion_options)
         return out
 
     def for_dataset(self, dataset: Any) -> "Config":
@@ -309,8 +312,13 @@ def _with_fusion_options(data: dict[str, Any]) -> dict[str, Any]:
     for key, (owner, option, default) in _OLD_FUSION_KEYS.items():
         if key in data:
             value = data.pop(key)
-            if fusion == owner and value != default:
-                options.setdefault(option, value)
+            if fusion != owner:
+                continue
+            if option in options and options[option] != value:
+                raise ConfigError(f"{key}: {value} and fusion_options.{option}: "
+                                  f"{options[option]} disagree; keep fusion_options only.")
+            if value != default:
+                options[option] = value
     data["fusion_options"] = options
     return data
 
@@ -336,15 +344,21 @@ def _check_types(section: Any) -> None:
             ok = isinstance(value, str)
         elif f.type == "bool":
             ok = isinstance(value, bool)
-        elif f.type == "dict":  # options by name
-            ok = isinstance(value, dict) and all(isinstance(k, str) for k in value)
-            value = dict(value) if ok else value
+        elif f.name == "fusion_options":  # options by name
+            pairs = value.items() if isinstance(value, dict) else value
+            try:
+                pairs = tuple(sorted((k, v) for k, v in pairs))
+                ok = all(isinstance(k, str) for k, _ in pairs)
+            except (TypeError, ValueError):
+                ok = False
+            value = pairs if ok else value
         else:  # tuple[int, ...]
             ok = (isinstance(value, (list, tuple)) and all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value))
             value = tuple(value) if ok else value
         if not ok:
-            raise ConfigError(f"Invalid value for {f.name}: expected {f.type}. "
+            expected = "a mapping of options" if f.name == "fusion_options" else f.type
+            raise ConfigError(f"Invalid value for {f.name}: expected {expected}. "
                               f"Received: {f.name}={getattr(section, f.name)!r}")
         object.__setattr__(section, f.name, value)
 

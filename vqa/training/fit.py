@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import keras
@@ -34,6 +34,7 @@ from vqa.errors import ConfigError, DatasetError, RunDirError
 from vqa.features.cache import FeatureCache, Manifest, backbone_for_answering, image_table
 from vqa.features.backbones import get_backbone, model_grid_shape
 from vqa.models import build_model, check_fusion, soft_crossentropy, vqa_score
+from vqa.models.fusions import canonical_options
 from vqa.models.optimizers import TwoRateAdam
 from vqa.training.checkpoint import (RunCheckpoint, prepare_run_dir, save_atomic,
                                      set_seed_states)
@@ -93,6 +94,14 @@ def encode_split(questions: pd.DataFrame, images: np.ndarray, image_rows: dict[s
     return SplitData(questions, batches)
 
 
+def checked_config(config: Config) -> Config:
+    """`config` with its fusion checked against the registry and its options written
+    without their defaults, as a run records it."""
+    check_fusion(config.model)
+    canonical = canonical_options(config.model)
+    return Config(replace(config.model, fusion_options=canonical), config.train)
+
+
 def train(data: str | Path | PreparedDataset, out: str | Path,
           config: Config | str | Path | None = None,
           *, verbose: int | None = None, overwrite: bool = False,
@@ -118,7 +127,7 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
         verbose = 1 if sys.stdout.isatty() else 2
     if not isinstance(config, Config):
         config = load_config(config)
-    check_fusion(config.model)  # before any data is read
+    config = checked_config(config)  # before any data is read
     replicas = distribute.start(strategy, config.train.batch_size)  # before any TF op
     if replicas.is_chief:
         return _train(data, Path(out), config, replicas, verbose, overwrite, callbacks,

@@ -3,8 +3,9 @@
 Built in: concat, elementwise and mfb read the image vector; relation and film the grid.
 """
 
-from vqa.models.fusions.registry import (FUSIONS, READS, check_fusion, fusion_options,
-                                         get_fusion, make_fusion, register_fusion)
+from vqa.models.fusions.registry import (FUSIONS, READS, canonical_options, check_fusion,
+                                         fusion_options, get_fusion, make_fusion,
+                                         register_fusion)
 # The built-in fusions register themselves on import.
 from vqa.models.fusions.concat import ConcatFusion
 from vqa.models.fusions.elementwise import ElementwiseFusion
@@ -12,6 +13,6 @@ from vqa.models.fusions.film import FiLMModule
 from vqa.models.fusions.mfb import MFBFusion
 from vqa.models.fusions.relation import RelationModule
 
-__all__ = ["FUSIONS", "READS", "ConcatFusion", "ElementwiseFusion", "FiLMModule",
+__all__ = ["FUSIONS", "READS", "canonical_options", "ConcatFusion", "ElementwiseFusion", "FiLMModule",
            "MFBFusion", "RelationModule", "check_fusion", "fusion_options", "get_fusion",
            "make_fusion", "register_fusion"]

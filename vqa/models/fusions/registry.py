@@ -100,9 +100,17 @@ def check_fusion(model_config, construct: bool = True) -> type:
 def make_fusion(cls: type, model_config, **kwargs):
     """The fusion layer of a model config; a bad option value is a ConfigError."""
     try:
-        return cls(model_config.fusion_dim, **model_config.fusion_options, **kwargs)
+        return cls(model_config.fusion_dim, **dict(model_config.fusion_options), **kwargs)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"fusion {model_config.fusion}: {exc}") from None
+
+
+def canonical_options(model_config) -> tuple:
+    """The fusion options without those set to their default: the same model whether a
+    config writes a default out or not (what resuming and `vqa compare` compare)."""
+    defaults = fusion_options(get_fusion(model_config.fusion))
+    return tuple((k, v) for k, v in model_config.fusion_options
+                 if not (k in defaults and defaults[k] == v and type(defaults[k]) is type(v)))
 
 
 def _same_kind(value: Any, default: Any) -> bool:
