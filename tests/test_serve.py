@@ -102,6 +102,8 @@ def test_api_answers_with_probabilities_attention_and_overlay(server):
     assert [t["answer"] for t in reply["top_k"]] == [a for a, _ in expected.top_k]
     assert reply["probability"] == pytest.approx(expected.probability, rel=1e-5)
     assert reply["unknown_words"] == ["zorblax"]
+    assert reply["warnings"] == expected.warnings
+    assert reply["model"] == answerer.summary and reply["model"].startswith("trained on tiny")
     attention = np.array(reply["attention"])
     assert attention.shape == (8, 8) and attention.sum() == pytest.approx(1, abs=1e-3)
     hops = np.array(reply["hop_attention"])
@@ -251,6 +253,7 @@ def test_the_page_in_headless_chromium(server, tmp_path):
         expected = answerer.answer(draw_shape("blue", "rectangle"), "What shape is in the image?")
         assert browser.find_element(By.ID, "answer").text == \
             f"{expected.answer} ({100 * expected.probability:.1f}%)"
+        assert browser.find_element(By.ID, "model").text == f"The model was {answerer.summary}."
         items = browser.find_elements(By.CSS_SELECTOR, "#top li")
         assert [i.text.split("\n")[0] for i in items] == [a for a, _ in expected.top_k]
         wait.until(lambda b: b.execute_script(

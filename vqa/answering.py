@@ -29,10 +29,11 @@ from vqa.config import Config, load_config
 from vqa.data.batches import VQABatches
 from vqa.data.dataset import PreparedDataset
 from vqa.data.images import ImageLike, load_image, to_pil
-from vqa.data.text import Encoded, Vocabulary, check_question
+from vqa.data.text import Encoded, Vocabulary, check_question, tokenize
 from vqa.errors import RunDirError, VQAError
 from vqa.features.backbones import get_backbone
 from vqa.features.cache import FeatureCache, FeatureCacheError, Manifest, image_table
+from vqa.model_card import read_card, summary, warnings_for
 from vqa.models.builder import attention_model, model_inputs, takes_about_image
 from vqa.visualize import draw_explanation
 
@@ -54,6 +55,9 @@ class AnswerResult:
     attention: np.ndarray | None = field(default=None, compare=False, repr=False)
     # Each hop's own weights [hops, rows, cols] (each hop's map sums to 1); None likewise.
     hop_attention: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # Why the answer may not mean much (vqa.model_card.warnings_for): most words unknown,
+    # or an answer of a type the question does not ask for.
+    warnings: list[str] = field(default_factory=list)
 
 
 def format_answer(result) -> str:
@@ -62,6 +66,7 @@ def format_answer(result) -> str:
     lines += [f"   {i}. {answer:<12} {p:.1%}" for i, (answer, p) in enumerate(result.top_k, 1)]
     if result.unknown_words:
         lines.append(f"   words the model does not know: {', '.join(result.unknown_words)}")
+    lines += [f"   note: {w}" for w in result.warnings]
     return "\n".join(lines)
 
 
@@ -83,6 +88,7 @@ class Answerer:
         self._grid_shape = (tuple(model.get_layer("cells").input.shape[1:3])
                             if self._explained is not None else None)
         self._lock = threading.Lock()
+        self.card: dict | None = None  # the run's model card (vqa.model_card), once loaded
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "Answerer":
@@ -105,14 +111,24 @@ class Answerer:
             config = Config(replace(config.model, backbone_image_size=size),
                             config.train)
         if config.pixels_in:  # the model itself turns pixels into answers
-            return cls(model, config, *vocabularies)
+            return cls(model, config, *vocabularies)._with_card(run)
         try:
             encoder = keras.models.load_model(run / files.IMAGE_ENCODER, compile=False,
                                               safe_mode=True)
             features = Manifest.read(run / files.FEATURES)
         except Exception as exc:  # missing or damaged files raise several types
             raise RunDirError(f"Cannot load the image encoder of {run}: {exc}") from None
-        return cls(model, config, *vocabularies, image_encoder=encoder, features=features)
+        return cls(model, config, *vocabularies, image_encoder=encoder,
+                   features=features)._with_card(run)
+
+    def _with_card(self, run: Path) -> "Answerer":
+        self.card = read_card(run)  # None for a run made before model cards
+        return self
+
+    @property
+    def summary(self) -> str | None:
+        """One line on what the model was trained on and how well it did (model card)."""
+        return summary(self.card)
 
     def answer(self, image: ImageLike, question: str, top_k: int = 3) -> AnswerResult:
         """Answer one question about one image.
@@ -208,7 +224,9 @@ class Answerer:
                 out[i] = AnswerResult(questions[i], top[0][0], top[0][1], top,
                                       encoded[j].unknown_words,
                                       None if hops is None else means[j],
-                                      None if hops is None else hops[j])
+                                      None if hops is None else hops[j],
+                                      warnings_for(tokenize(questions[i]),
+                                                   encoded[j].unknown_words, top[0][0]))
         return out
 
     @functools.cached_property

@@ -110,6 +110,8 @@ def cmd_ask(args: argparse.Namespace) -> None:
     else:
         result = answerer.answer(image, args.question, top_k=args.top_k)
     print(format_answer(result))
+    if answerer.summary:
+        print(f"model: {answerer.summary}")
     if args.explain:
         print(f"explanation: {args.explain}")
 

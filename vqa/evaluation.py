@@ -18,6 +18,7 @@ from vqa import atomic, run_dir as files
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import DatasetError
 from vqa.metrics import DEFAULT_EVALUATOR, check_evaluator, percent, vqa_accuracy
+from vqa.model_card import add_accuracy
 
 
 def score_predictions(questions: pd.DataFrame, predictions: Mapping[int, str],
@@ -137,6 +138,7 @@ def evaluate_run(run_dir: str | Path, data: str | Path | PreparedDataset,
         raise DatasetError(f"{exc} The predictions are in "
                            f"{Path(run_dir) / files.PREDICTIONS}.") from None
     atomic.write_json(metrics, Path(run_dir) / files.METRICS)
+    add_accuracy(run_dir, metrics)
     return metrics
 
 

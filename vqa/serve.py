@@ -152,7 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
                            f"{file_name or 'the upload'}: {exc}") from None
         except VQAError as exc:  # the question
             raise _Refused(HTTPStatus.BAD_REQUEST, str(exc)) from None
-        reply = _as_json(result)
+        reply = {**_as_json(result), "model": self.answerer.summary}
         if overlay:
             reply["overlay"] = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()
         return reply
@@ -209,7 +209,8 @@ def _as_json(result: AnswerResult) -> dict:
             "top_k": [{"answer": a, "probability": p} for a, p in result.top_k],
             "unknown_words": result.unknown_words,
             "attention": _rounded(result.attention),
-            "hop_attention": _rounded(result.hop_attention)}
+            "hop_attention": _rounded(result.hop_attention),
+            "warnings": result.warnings}
 
 
 def _rounded(weights: np.ndarray | None) -> list | None:

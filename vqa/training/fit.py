@@ -33,6 +33,7 @@ from vqa.data.text import Vocabulary, load_word_vectors
 from vqa.errors import ConfigError, DatasetError, RunDirError
 from vqa.features.cache import FeatureCache, Manifest, backbone_for_answering, image_table
 from vqa.features.backbones import get_backbone, model_grid_shape
+from vqa.model_card import write_card
 from vqa.models import build_model, check_fusion, soft_crossentropy, vqa_score
 from vqa.models.fusions import canonical_options
 from vqa.models.optimizers import TwoRateAdam
@@ -92,6 +93,14 @@ def encode_split(questions: pd.DataFrame, images: np.ndarray, image_rows: dict[s
         batch_size=config.train.batch_size, shuffle=shuffle, seed=config.train.seed,
         group_by_image=config.train.group_by_image)
     return SplitData(questions, batches)
+
+
+def _image_input(config: Config) -> str:
+    model = config.model
+    if model.image_encoder != "pretrained":
+        return f"a small CNN trained on {model.image_size} px images"
+    how = "fine-tuned" if config.train.fine_tune else "frozen"
+    return f"{model.backbone} ({how}) at {model.backbone_image_size} px"
 
 
 def checked_config(config: Config) -> Config:
@@ -267,6 +276,11 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
         "initialised_from": state.get("initialised_from"),  # a resumed run's too
         "versions": library_versions(),
     }
+    write_card(run, dataset=dataset.name, source=dataset.meta.get("source", ""),
+               image=_image_input(config), questions=list(fit.questions["question"]),
+               question_types=list(fit.questions["question_type"]),
+               answers=list(fit.questions["answer"]), n_words=len(words),
+               n_answers=len(answers))
     atomic.write_json(summary, run / files.TRAINING)
     shutil.rmtree(run / files.CHECKPOINT_DIR, ignore_errors=True)
     return summary
