@@ -207,6 +207,12 @@ def test_train_and_answer_on_cached_features(tmp_path):
     assert grid.shape == cache.shape[1:] == (2, 2, 1280)
     np.testing.assert_allclose(grid, cache[[cache.rows[image_id]]][0].astype("float32"),
                                rtol=2e-2, atol=2e-2)
+    # A pooled model has no attention: --explain draws its Grad-CAM over the 2x2 grid.
+    image = draw_shape("red", "circle")
+    cam = answerer.grad_cam(image, "what color is the shape?", result.answer)
+    assert cam.shape == (2, 2) and (cam >= 0).all() and cam.sum() == pytest.approx(1)
+    answerer.explain(image, "what color is the shape?", tmp_path / "why.png")
+    assert (tmp_path / "why.png").stat().st_size > 10_000
 
 
 def test_extract_command(tmp_path, capsys):

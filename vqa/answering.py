@@ -33,6 +33,7 @@ from vqa.data.text import Encoded, Vocabulary, check_question, tokenize
 from vqa.errors import RunDirError, VQAError
 from vqa.features.backbones import get_backbone
 from vqa.features.cache import FeatureCache, FeatureCacheError, Manifest, image_table
+from vqa.gradcam import grad_cam
 from vqa.model_card import read_card, summary, warnings_for
 from vqa.models.builder import attention_model, model_inputs, takes_about_image
 from vqa.visualize import draw_explanation
@@ -172,8 +173,21 @@ class Answerer:
         top answers with their probabilities."""
         img = to_pil(image, min_side=self._min_side)  # decoded once, for both
         result = self.answer(img, question, top_k=top_k)
-        draw_explanation(img, result, self._seen_box(img.size), out)
+        cam = None if result.attention is not None else self.grad_cam(img, question,
+                                                                       result.answer)
+        draw_explanation(img, result, self._seen_box(img.size), out, grad_cam=cam)
         return result
+
+    def grad_cam(self, image: ImageLike, question: str, answer: str) -> np.ndarray | None:
+        """[rows, cols] Grad-CAM of `answer` over the grid the model reads (vqa.gradcam),
+        or None for a model that reads pixels (the small CNN, a fine-tuned backbone)."""
+        if self.config.pixels_in:
+            return None
+        pixels = self._pixels(image)[None]
+        tokens = self._encode(question).ids[None]
+        with self._lock:
+            inputs = model_inputs(self.model, self._grids(pixels), tokens)
+            return grad_cam(self.model, inputs, self.answers.index[answer])
 
     def predict_dataset(self, dataset: PreparedDataset, questions: pd.DataFrame,
                         batch_size: int = 256) -> dict[int, str]:

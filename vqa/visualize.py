@@ -81,10 +81,12 @@ _DRAWING = threading.Lock()  # matplotlib's font and text caches are shared
 
 
 def draw_explanation(img: Image.Image, result: AnswerResult,
-                     box: tuple[float, float, float, float], out: str | Path | BinaryIO) -> None:
+                     box: tuple[float, float, float, float], out: str | Path | BinaryIO,
+                     grad_cam: np.ndarray | None = None) -> None:
     """Write a PNG: `img` with the attention heat map of `result` over `box` (left, top,
     right, bottom: the part of the image the model saw), beside the top answers. With
-    two hops or more, one picture per hop: where each looked, not only their mean."""
+    two hops or more, one picture per hop: where each looked, not only their mean. A
+    model without attention shows `grad_cam` instead, labelled as such."""
     from matplotlib.figure import Figure  # not pyplot: no global state, safe in threads
 
     shown = img.copy()
@@ -93,6 +95,8 @@ def draw_explanation(img: Image.Image, result: AnswerResult,
     hops = result.hop_attention
     if hops is not None and len(hops) > 1:
         maps = [(hop, f"hop {i + 1} of {len(hops)}") for i, hop in enumerate(hops)]
+    elif result.attention is None and grad_cam is not None:
+        maps = [(grad_cam, f"Grad-CAM of {result.answer!r} (a gradient)")]
     else:
         maps = [(result.attention, "where the model looked")]
     with _DRAWING:
@@ -102,7 +106,7 @@ def draw_explanation(img: Image.Image, result: AnswerResult,
             picture.imshow(np.asarray(shown))
             picture.set_axis_off()
             if heat is None:
-                picture.set_title("no attention map: this model pools the whole image",
+                picture.set_title("no map: this model pools pixels it reads itself",
                                   fontsize=9)
                 continue
             left, top, right, bottom = (v * scale for v in box)
