@@ -18,7 +18,7 @@ from vqa.training import RunCheckpoint, train
 def test_run_dir_holds_everything_answering_needs(tiny_run):
     run, summary = tiny_run
     for name in (*files.NEEDED_TO_ANSWER, files.HISTORY, files.TRAINING,
-                 files.VALIDATION_IMAGES):
+                 files.VALIDATION_IMAGES, files.MODEL_CARD, files.CURVES):
         assert (run / name).is_file(), name
     assert not (run / files.CHECKPOINT_DIR).exists()
     history = pd.read_csv(run / files.HISTORY)
@@ -355,3 +355,22 @@ def test_overwrite_replaces_a_finished_run(tiny_dataset, tmp_path):
     train(tiny_dataset.root, run, TINY_CONFIG.with_train(epochs=1), verbose=0)
     summary = train(tiny_dataset.root, run, TINY_CONFIG, verbose=0, overwrite=True)
     assert summary["epochs_run"] == 2
+
+
+def test_an_unquoted_question_gets_a_hint(capsys):
+    assert main(["ask", "runs/x", "cat.jpg", "what", "color", "is", "it"]) == 2
+    assert capsys.readouterr().err.strip() == ('error: quote the question, as one argument: '
+                                               'vqa ask runs/x cat.jpg "what color is it"')
+
+
+@pytest.mark.parametrize("command", ["train", "ask", "extract", "evaluate", "prepare"])
+def test_help_shows_defaults_choices_and_an_example(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "example:\n  vqa " + command in text
+    if command == "train":
+        assert "(default: none)" in text and "{none,mirrored,multi-worker,data-parallel}" in text
+    if command == "extract":
+        assert "{efficientnet_lite0," in text and "(default: efficientnet_lite0)" in text
+

@@ -60,7 +60,8 @@ def test_partial_config_file_keeps_defaults(tmp_path):
 
 @pytest.mark.parametrize("text, match", [
     ("model:\n  fusion_options: [1]\n", "fusion_options: expected a mapping"),
-    ("model:\n  fusoin: concat\n", r"Unknown ModelConfig key\(s\) \['fusoin'\]"),
+    ("model:\n  fusoin: concat\n",
+     r"Unknown ModelConfig key\(s\) \['fusoin'\]. Did you mean 'fusion' for 'fusoin'\?"),
     ("training:\n  epochs: 2\n", "Unknown config section"),
     ("train:\n  validation_fraction: 1.5\n", "validation_fraction"),
     ("model:\n  image_encoder: small_cnn\n  image_size: 50\n", "divisible"),

@@ -7,7 +7,12 @@ The public API. Names are imported on first use, so that `import vqa` (and the
 from __future__ import annotations
 
 import importlib
+import os
 from typing import TYPE_CHECKING
+
+# TensorFlow's C++ start-up notes (oneDNN, CPU features) are not for the API's users;
+# an environment that sets the level keeps its own.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
 

@@ -232,8 +232,34 @@ def _add_evaluator_argument(parser: argparse.ArgumentParser) -> None:
                              "2021 fix, which older papers were scored with")
 
 
+EXAMPLES = {
+    "prepare": "vqa prepare folder --root photos --out data/mine",
+    "train": "vqa train data/mine --config experiments/configs/easy-vqa/concat.yaml "
+             "--out runs/concat",
+    "evaluate": "vqa evaluate runs/concat data/mine --split test",
+    "score": "vqa score data/vqa-v2 --split val2014 --results results.json",
+    "ask": 'vqa ask runs/concat photo.jpg "what color is the cat?" --explain why.png',
+    "serve": "vqa serve runs/concat --port 8000",
+    "compare": "vqa compare data/easy-vqa experiments/configs/easy-vqa/*.yaml",
+    "extract": "vqa extract data/mine --backbone efficientnet_lite0",
+    "classify": "vqa classify photo.jpg --top-k 5",
+    "demo": "vqa demo --epochs 1",
+}
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default in its help, unless the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" not in text and action.default not in (None, False, argparse.SUPPRESS)
+                and action.option_strings):
+            text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from vqa.config import ModelConfig
+    from vqa.config import BACKBONE_CHOICES, ModelConfig
 
     default_backbone = ModelConfig.backbone  # the config's default is the only one
     parser = argparse.ArgumentParser(prog="vqa", description="Visual question answering with Keras.")
@@ -328,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("extract", help="compute a backbone's grid features of every image, once")
     p.add_argument("data", help="prepared dataset directory")
-    p.add_argument("--backbone", default=default_backbone)
+    p.add_argument("--backbone", default=default_backbone, choices=BACKBONE_CHOICES,
+                   help="the pretrained CNN")
     p.add_argument("--weights", help="local weights file instead of the default ImageNet ones")
     p.add_argument("--backbone-image-size", "--image-size", dest="image_size", type=int,
                    default=0,
@@ -343,7 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("classify", help="top ImageNet classes of an image (backbone check)")
     p.add_argument("image")
-    p.add_argument("--backbone", default=default_backbone)
+    p.add_argument("--backbone", default=default_backbone, choices=BACKBONE_CHOICES,
+                   help="the pretrained CNN")
     p.add_argument("--weights", help="local weights file instead of the default ImageNet ones")
     p.add_argument("--top-k", type=int, default=5)
     p.set_defaults(func=cmd_classify)
@@ -352,11 +380,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="vqa-demo", help="where the data and the run go")
     p.add_argument("--epochs", type=int, help="train for fewer epochs than the default (quick look)")
     p.set_defaults(func=cmd_demo)
+    for name, command in sub.choices.items():
+        command.formatter_class = _HelpFormatter
+        command.epilog = f"example:\n  {EXAMPLES[name]}"
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command == "ask" and not any(e.startswith("-") for e in extra):
+            words = " ".join(w for w in (args.question, *extra) if w)
+            print(f'error: quote the question, as one argument: vqa ask {args.run_dir} '
+                  f'{args.image} "{words}"', file=sys.stderr)
+            return 2
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:

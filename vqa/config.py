@@ -7,6 +7,7 @@ fields; unknown keys are an error that lists the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -285,7 +286,9 @@ def _section(cls: type, data: dict[str, Any] | None) -> Any:
     valid = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - valid
     if unknown:
-        raise ConfigError(f"Unknown {cls.__name__} key(s) {sorted(unknown)}. "
+        near = {k: difflib.get_close_matches(k, valid, n=1) for k in sorted(unknown)}
+        hints = "".join(f" Did you mean {m[0]!r} for {k!r}?" for k, m in near.items() if m)
+        raise ConfigError(f"Unknown {cls.__name__} key(s) {sorted(unknown)}.{hints} "
                           f"Valid keys: {sorted(valid)}")
     try:
         return cls(**data)

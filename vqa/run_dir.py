@@ -21,13 +21,14 @@ IMAGE_ENCODER = "image_encoder.keras"  # pretrained runs: the backbone, pixels -
 FEATURES = "features.json"  # pretrained runs: the manifest of the features trained on
 TENSORBOARD = "tensorboard"  # TensorBoard event files (train/, validation/)
 MODEL_CARD = "model_card.json"  # what the run knows (vqa.model_card)
+CURVES = "curves.png"  # validation accuracy per epoch
 CHECKPOINT_DIR = "checkpoint"  # resumable state while training; removed when done
 STATE = "state.json"  # in CHECKPOINT_DIR; the commit point of each epoch
 STARTED = "vqa-run"  # in CHECKPOINT_DIR from the start: marks the directory as ours
 
 NEEDED_TO_ANSWER = (MODEL, CONFIG, QUESTION_VOCAB, ANSWER_VOCAB)
 ALL_FILES = (MODEL, CONFIG, QUESTION_VOCAB, ANSWER_VOCAB, HISTORY, TRAINING, VALIDATION_IMAGES,
-             METRICS, PREDICTIONS, IMAGE_ENCODER, FEATURES, TENSORBOARD, MODEL_CARD)
+             METRICS, PREDICTIONS, IMAGE_ENCODER, FEATURES, TENSORBOARD, MODEL_CARD, CURVES)
 
 
 def check_run_dir(path: str | Path) -> Path:

@@ -34,6 +34,7 @@ from vqa.errors import ConfigError, DatasetError, RunDirError
 from vqa.features.cache import FeatureCache, Manifest, backbone_for_answering, image_table
 from vqa.features.backbones import get_backbone, model_grid_shape
 from vqa.model_card import write_card
+from vqa.visualize import plot_curves
 from vqa.models import build_model, check_fusion, soft_crossentropy, vqa_score
 from vqa.models.fusions import canonical_options
 from vqa.models.optimizers import TwoRateAdam
@@ -256,6 +257,8 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
     if best.is_file():  # else a crash came after this rename, on an earlier attempt
         os.replace(best, run / files.MODEL)
     history = pd.read_csv(run / files.HISTORY)
+    with atomic.atomic_write(run / files.CURVES) as tmp:
+        plot_curves({run.name: history}, tmp, title=f"validation accuracy of {run.name}")
     summary = {
         "best_epoch": state["best_epoch"] + 1,
         "best_val_vqa_score": round(100 * state["best"], 2),
