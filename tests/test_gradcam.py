@@ -33,3 +33,17 @@ def test_the_gradient_is_the_finite_difference_and_the_map_a_distribution():
         assert gradient[index] == pytest.approx(numeric, rel=0.05, abs=1e-5)
     cam = grad_cam(model, inputs, 2)
     assert cam.shape == (3, 3) and (cam >= 0).all() and cam.sum() == pytest.approx(1)
+
+
+def test_a_small_cnn_run_explains_with_the_grad_cam_of_its_own_grid(tiny_run, tmp_path):
+    from conftest import draw_shape
+    from vqa.answering import Answerer
+
+    run, _ = tiny_run  # small CNN, no attention: the grid is its CNN's, 8 x 8
+    answerer = Answerer.load(run)
+    image = draw_shape("blue", "circle")
+    result = answerer.explain(image, "what shape is in the image?", tmp_path / "why.png")
+    cam = answerer.grad_cam(image, "what shape is in the image?", result.answer)
+    assert result.attention is None and cam.shape == (8, 8)
+    assert (cam >= 0).all() and cam.sum() == pytest.approx(1)
+    assert (tmp_path / "why.png").stat().st_size > 10_000

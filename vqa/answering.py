@@ -179,15 +179,19 @@ class Answerer:
         return result
 
     def grad_cam(self, image: ImageLike, question: str, answer: str) -> np.ndarray | None:
-        """[rows, cols] Grad-CAM of `answer` over the grid the model reads (vqa.gradcam),
-        or None for a model that reads pixels (the small CNN, a fine-tuned backbone)."""
-        if self.config.pixels_in:
-            return None
+        """[rows, cols] Grad-CAM of `answer` over the grid the model reads (vqa.gradcam):
+        the cached one, or the small CNN's (on the TensorFlow backend); None for a
+        fine-tuned backbone, or the small CNN elsewhere."""
+        layer = None
+        if self.config.pixels_in:  # the small CNN's grid, its "image_encoder" layer
+            if self.config.train.fine_tune or keras.backend.backend() != "tensorflow":
+                return None
+            layer = "image_encoder"
         pixels = self._pixels(image)[None]
         tokens = self._encode(question).ids[None]
         with self._lock:
             inputs = model_inputs(self.model, self._grids(pixels), tokens)
-            return grad_cam(self.model, inputs, self.answers.index[answer])
+            return grad_cam(self.model, inputs, self.answers.index[answer], layer)
 
     def predict_dataset(self, dataset: PreparedDataset, questions: pd.DataFrame,
                         batch_size: int = 256) -> dict[int, str]:

@@ -57,12 +57,37 @@ _GRADIENTS = {"tensorflow": _tensorflow_gradient, "jax": _jax_gradient,
               "torch": _torch_gradient}
 
 
-def grad_cam(model: keras.Model, inputs: dict, answer: int) -> np.ndarray:
-    """[rows, cols] Grad-CAM of answer index `answer` for the one question of `inputs`
-    (whose "image" is the grid [1, rows, cols, channels]); sums to 1, or is uniform
+def grid_gradient(model: keras.Model, inputs: dict, answer: int, layer: str
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """The grid a model computes itself (the output of `layer`, e.g. its small CNN's) and
+    d probs[0, answer] / d grid. TensorFlow only: it records the forward pass and takes
+    the gradient with respect to a tensor computed inside it."""
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError("Grad-CAM over a grid the model computes needs the TensorFlow "
+                         f"backend. Received: {keras.backend.backend()}")
+    import tensorflow as tf
+
+    both = keras.Model(model.inputs, [model.get_layer(layer).output, model.output])
+    tensors = {k: tf.convert_to_tensor(v) for k, v in inputs.items()}
+    with tf.GradientTape() as tape:
+        grid, probs = both(tensors, training=False)
+        score = probs[0, answer]
+    gradient = tf.convert_to_tensor(tape.gradient(score, grid))
+    return np.asarray(grid), np.asarray(gradient)
+
+
+def grad_cam(model: keras.Model, inputs: dict, answer: int,
+             layer: str | None = None) -> np.ndarray:
+    """[rows, cols] Grad-CAM of answer index `answer` for the one question of `inputs`:
+    over its "image" input, the grid [1, rows, cols, channels], or with `layer` over that
+    layer's output (a grid the model computes from pixels). Sums to 1, or is uniform
     when no cell raises the answer."""
-    grid = np.asarray(inputs["image"], dtype="float32")[0]  # [rows, cols, c]
-    gradient = input_gradient(model, inputs, answer)[0]  # [rows, cols, c]
+    if layer is None:
+        grid = np.asarray(inputs["image"], dtype="float32")[0]  # [rows, cols, c]
+        gradient = input_gradient(model, inputs, answer)[0]  # [rows, cols, c]
+    else:
+        grids, gradients = grid_gradient(model, inputs, answer, layer)
+        grid, gradient = grids[0], gradients[0]
     alpha = gradient.mean(axis=(0, 1))  # [c]
     cam = np.maximum((grid * alpha).sum(axis=-1), 0.0)  # [rows, cols]
     total = cam.sum()

@@ -106,7 +106,7 @@ def draw_explanation(img: Image.Image, result: AnswerResult,
             picture.imshow(np.asarray(shown))
             picture.set_axis_off()
             if heat is None:
-                picture.set_title("no map: this model pools pixels it reads itself",
+                picture.set_title("no map: no grid this backend can take a gradient of",
                                   fontsize=9)
                 continue
             left, top, right, bottom = (v * scale for v in box)
