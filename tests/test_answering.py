@@ -123,12 +123,18 @@ def test_explain_writes_the_image_each_hops_heat_map_and_the_answers(request, fi
         assert png.format == "PNG" and png.size == (1250 if hops else 850, 400)
         drawn = np.asarray(png.convert("RGB"))
 
-    def redraw(**changes) -> np.ndarray:
+    # Without attention the picture is the answer's Grad-CAM.
+    cam = None if hops else answerer.grad_cam(img, "what color is the zorblax?", result.answer)
+
+    def redraw(grad_cam=cam, **changes) -> np.ndarray:
         again = io.BytesIO()
-        draw_explanation(img, dataclasses.replace(result, **changes), (0, 0, 200, 200), again)
+        draw_explanation(img, dataclasses.replace(result, **changes), (0, 0, 200, 200), again,
+                         grad_cam=grad_cam)
         return np.asarray(Image.open(again).convert("RGB"))
 
     assert np.array_equal(redraw(), drawn)  # so that a difference below means something
+    if not hops:
+        assert cam is not None and not np.array_equal(redraw(grad_cam=None), drawn)
     if hops:  # each hop's own map is drawn: the hops swapped give another picture
         assert not np.array_equal(redraw(hop_attention=result.hop_attention[::-1]), drawn)
         mean_only = redraw(hop_attention=None)  # one map: one picture, the mean's
