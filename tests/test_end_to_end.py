@@ -328,6 +328,8 @@ def test_cli_errors_are_one_line(tiny_run, tiny_dataset, tmp_path, capsys, argv,
     (["ask", "{run}", "{image}", ""], "error: The question is empty"),
     (["evaluate", "{tmp}", "{data}"], "error: Not a trained run directory"),
     (["train", "{tmp}", "--out", "{tmp}/r"], "error: Not a prepared dataset"),
+    (["train", "{data}", "--out", "{data}"], "error: Run directory"),  # exists, not a run
+    (["train", "{data}", "--out", "{data}", "--overwrite"], "error: Refusing to overwrite"),
 ])
 def test_command_errors_come_before_tensorflow_loads(tiny_run, tiny_dataset, tmp_path, argv,
                                                      match):

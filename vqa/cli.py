@@ -47,7 +47,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         if not (Path(args.out) / files.CHECKPOINT_DIR / files.STATE).is_file():
             raise RunDirError(f"Nothing to resume in {args.out}: no unfinished run with a "
                               "finished epoch there. Drop --resume to start one.")
+    from vqa.run_dir import check_new_run
+
     dataset = PreparedDataset.load(args.data)  # checked before TensorFlow loads
+    check_new_run(args.out, args.overwrite)
     _load_keras()
     from vqa.training import train
 

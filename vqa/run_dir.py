@@ -49,6 +49,33 @@ def is_unfinished_run(path: str | Path) -> bool:
     return (Path(path) / CHECKPOINT_DIR / STARTED).is_file()
 
 
+def check_new_run(path: str | Path, overwrite: bool) -> None:
+    """Fail at once, before TensorFlow loads, if training cannot write `path`: a
+    non-empty directory that holds no run of ours to resume, or (with `overwrite`) that
+    holds files that are not a run's."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise RunDirError(f"Run directory {path} is a file. Choose another --out.")
+    if overwrite:
+        others = _not_ours(path)
+        if others:
+            raise RunDirError(f"Refusing to overwrite {path}: it holds files that are not a "
+                              f"vqa run's ({', '.join(others[:5])}). Choose another --out.")
+    elif any(path.iterdir()) and not is_unfinished_run(path):
+        raise RunDirError(f"Run directory {path} already exists and is not empty. "
+                          "Choose another --out or pass --overwrite.")
+
+
+def _not_ours(path: Path) -> list[str]:
+    ours = set(ALL_FILES)
+    if is_unfinished_run(path):
+        ours.add(CHECKPOINT_DIR)
+    # Ours too: what a crash left half-written under a temporary name.
+    return sorted(p.name for p in path.iterdir() if original_name(p.name) not in ours)
+
+
 def clear_run_dir(path: str | Path) -> None:
     """Delete what a run wrote in `path`, and refuse if anything else is there.
 
@@ -60,11 +87,7 @@ def clear_run_dir(path: str | Path) -> None:
         return
     if not path.is_dir():
         raise RunDirError(f"Run directory {path} is a file. Choose another --out.")
-    ours = set(ALL_FILES)
-    if is_unfinished_run(path):
-        ours.add(CHECKPOINT_DIR)
-    # Ours too: what a crash left half-written under a temporary name.
-    others = sorted(p.name for p in path.iterdir() if original_name(p.name) not in ours)
+    others = _not_ours(path)
     if others:
         raise RunDirError(f"Refusing to overwrite {path}: it holds files that are not a vqa "
                           f"run's ({', '.join(others[:5])}). Choose another --out.")
