@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from vqa.cli_help import EXAMPLES, HelpFormatter
 from vqa.errors import RunDirError, VQAError
 
 
@@ -235,32 +236,6 @@ def _add_evaluator_argument(parser: argparse.ArgumentParser) -> None:
                              "2021 fix, which older papers were scored with")
 
 
-EXAMPLES = {
-    "prepare": "vqa prepare folder --root photos --out data/mine",
-    "train": "vqa train data/mine --config experiments/configs/easy-vqa/concat.yaml "
-             "--out runs/concat",
-    "evaluate": "vqa evaluate runs/concat data/mine --split test",
-    "score": "vqa score data/vqa-v2 --split val2014 --results results.json",
-    "ask": 'vqa ask runs/concat photo.jpg "what color is the cat?" --explain why.png',
-    "serve": "vqa serve runs/concat --port 8000",
-    "compare": "vqa compare data/easy-vqa experiments/configs/easy-vqa/*.yaml",
-    "extract": "vqa extract data/mine --backbone efficientnet_lite0",
-    "classify": "vqa classify photo.jpg --top-k 5",
-    "demo": "vqa demo --epochs 1",
-}
-
-
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Each option's default in its help, unless the help already says it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if ("default" not in text and action.default not in (None, False, argparse.SUPPRESS)
-                and action.option_strings):
-            text += " (default: %(default)s)"
-        return text
-
-
 def build_parser() -> argparse.ArgumentParser:
     from vqa.config import BACKBONE_CHOICES, ModelConfig
 
@@ -384,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="train for fewer epochs than the default (quick look)")
     p.set_defaults(func=cmd_demo)
     for name, command in sub.choices.items():
-        command.formatter_class = _HelpFormatter
+        command.formatter_class = HelpFormatter
         command.epilog = f"example:\n  {EXAMPLES[name]}"
     return parser
 

@@ -1,0 +1,31 @@
+"""What `vqa COMMAND --help` shows besides the arguments: an example per command, and
+each option's default."""
+
+from __future__ import annotations
+
+import argparse
+
+EXAMPLES = {
+    "prepare": "vqa prepare folder --root photos --out data/mine",
+    "train": "vqa train data/mine --config experiments/configs/easy-vqa/concat.yaml "
+             "--out runs/concat",
+    "evaluate": "vqa evaluate runs/concat data/mine --split test",
+    "score": "vqa score data/vqa-v2 --split val2014 --results results.json",
+    "ask": 'vqa ask runs/concat photo.jpg "what color is the cat?" --explain why.png',
+    "serve": "vqa serve runs/concat --port 8000",
+    "compare": "vqa compare data/easy-vqa experiments/configs/easy-vqa/*.yaml",
+    "extract": "vqa extract data/mine --backbone efficientnet_lite0",
+    "classify": "vqa classify photo.jpg --top-k 5",
+    "demo": "vqa demo --epochs 1",
+}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each option's default in its help, unless the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" not in text and action.default not in (None, False, argparse.SUPPRESS)
+                and action.option_strings):
+            text += " (default: %(default)s)"
+        return text
