@@ -22,7 +22,7 @@ def test_run_dir_holds_everything_answering_needs(tiny_run):
         assert (run / name).is_file(), name
     assert not (run / files.CHECKPOINT_DIR).exists()
     history = pd.read_csv(run / files.HISTORY)
-    assert history["epoch"].tolist() == [0, 1]
+    assert history["epoch"].tolist() == [1, 2]  # as the logs and the summary number them
     assert {"loss", "val_loss", "vqa_score", "val_vqa_score", "seconds"} <= set(history)
     assert summary["best_epoch"] in (1, 2) and summary["n_answers"] == 6
 
@@ -179,7 +179,7 @@ def test_resume_after_a_crash(tiny_dataset, tmp_path, monkeypatch):
 
     summary = train(tiny_dataset.root, run, TINY_CONFIG, verbose=0)
     history = pd.read_csv(run / files.HISTORY)
-    assert history["epoch"].tolist() == [0, 1]
+    assert history["epoch"].tolist() == [1, 2]
     assert history.loc[0, "seconds"] == first.loc[0, "seconds"]  # epoch 0 was not redone
     assert summary["epochs_run"] == 2
     assert (run / files.MODEL).is_file() and not (run / files.CHECKPOINT_DIR).exists()
@@ -204,7 +204,7 @@ def test_crash_before_the_epoch_is_committed(tiny_dataset, tmp_path, monkeypatch
     summary = train(tiny_dataset.root, run, TINY_CONFIG, verbose=0)
     assert summary["epochs_run"] == 2
     history = pd.read_csv(run / files.HISTORY)
-    assert history["epoch"].tolist() == [0, 1]
+    assert history["epoch"].tolist() == [1, 2]
     assert summary["best_val_vqa_score"] == round(100 * history["val_vqa_score"].max(), 2)
 
 

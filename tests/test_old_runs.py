@@ -75,3 +75,14 @@ def test_the_same_seed_builds_the_same_initial_weights_as_0_1_0(variant):
     total = float(sum(np.abs(w).sum() for w in weights))
     assert (total, len(weights)) == (pytest.approx(SEEDED[variant][0], rel=1e-6),
                                      SEEDED[variant][1])
+
+
+def test_a_0_1_0_history_numbered_from_0_resumes_numbered_from_1(tmp_path):
+    import pandas as pd
+
+    from vqa.training.checkpoint import append_history
+
+    path = tmp_path / "history.csv"
+    pd.DataFrame({"epoch": [0, 1], "loss": [2.0, 1.5]}).to_csv(path, index=False)
+    append_history(path, 2, {"loss": 1.2})  # Keras' index 2: the third epoch
+    assert pd.read_csv(path)["epoch"].tolist() == [1, 2, 3]

@@ -70,7 +70,7 @@ def test_kill_9_mid_training_then_resume_ends_like_an_uninterrupted_run(
     evaluate_run(run, larger_dataset, "test")
     resumed = pd.read_csv(run / files.HISTORY)
     whole = pd.read_csv(uninterrupted / files.HISTORY)
-    assert resumed["epoch"].tolist() == list(range(SLOW_CONFIG.train.epochs))
+    assert resumed["epoch"].tolist() == list(range(1, SLOW_CONFIG.train.epochs + 1))
     # Epochs before the kill were not redone, and the rest continued the same training.
     pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), whole.drop(columns="seconds"))
     assert (run / files.PREDICTIONS).read_bytes() == (uninterrupted / files.PREDICTIONS).read_bytes()
@@ -123,7 +123,7 @@ def test_a_nan_loss_stops_and_keeps_the_last_good_epoch(tiny_dataset, tmp_path, 
     state = json.loads((run / files.CHECKPOINT_DIR / files.STATE).read_text())
     assert state["next_epoch"] == 1
     assert (run / files.CHECKPOINT_DIR / state["last_file"]).is_file()
-    assert pd.read_csv(run / files.HISTORY)["epoch"].tolist() == [0]  # no NaN epoch logged
+    assert pd.read_csv(run / files.HISTORY)["epoch"].tolist() == [1]  # no NaN epoch logged
 
     monkeypatch.setattr(VQABatches, "__getitem__", original)  # the inputs fixed: resume
     summary = train(tiny_dataset.root, run, TINY_CONFIG.with_train(epochs=3), verbose=0)
@@ -259,7 +259,7 @@ def test_nan_weights_behind_a_finite_loss_stop_before_the_epoch_is_kept(tmp_path
                                             r"\(\S*d/kernel\).*last good checkpoint \(epoch 1\)"):
         checkpoint.on_epoch_end(1, {"val_vqa_score": 0.6, "loss": 1.0})
     assert state["next_epoch"] == 1 and state["last_file"] == "last-epoch0.keras"
-    assert pd.read_csv(tmp_path / files.HISTORY)["epoch"].tolist() == [0]
+    assert pd.read_csv(tmp_path / files.HISTORY)["epoch"].tolist() == [1]
 
 
 class _FirstWeights(keras.callbacks.Callback):

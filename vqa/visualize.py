@@ -35,7 +35,8 @@ def plot_curves(histories: Mapping[str, pd.DataFrame], out: str | Path,
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for name, history in histories.items():
-        ax.plot(history["epoch"] + 1, 100 * history["val_vqa_score"], marker="o",
+        first = 1 if (history["epoch"] == 0).any() else 0  # 0.1.0 numbered from 0
+        ax.plot(history["epoch"] + first, 100 * history["val_vqa_score"], marker="o",
                 markersize=3, label=name)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation VQA accuracy (%)")

@@ -141,13 +141,23 @@ def prepare_run_dir(run: Path, config: Config, overwrite: bool) -> dict | None:
 
 
 def append_history(path: Path, epoch: int, logs: dict) -> None:
-    """Add this epoch's row, replacing rows of this or later epochs left by a crash."""
-    row = pd.DataFrame([{"epoch": epoch, **{k: float(v) for k, v in sorted(logs.items())}}])
+    """Add the row of `epoch` (Keras' 0-based index; history.csv numbers epochs from 1,
+    as the logs and summaries do), replacing rows of this or later epochs left by a
+    crash."""
+    number = epoch + 1
+    row = pd.DataFrame([{"epoch": number, **{k: float(v) for k, v in sorted(logs.items())}}])
     if path.is_file():
-        old = pd.read_csv(path)
-        row = pd.concat([old[old["epoch"] < epoch], row], ignore_index=True)
+        old = epochs_from_one(pd.read_csv(path))
+        row = pd.concat([old[old["epoch"] < number], row], ignore_index=True)
     with atomic_write(path) as tmp:
         row.to_csv(tmp, index=False)
+
+
+def epochs_from_one(history: pd.DataFrame) -> pd.DataFrame:
+    """A history.csv table with its epochs numbered from 1 (vqa 0.1.0 numbered from 0)."""
+    if len(history) and (history["epoch"] == 0).any():
+        history = history.assign(epoch=history["epoch"] + 1)
+    return history
 
 
 def save_atomic(model: keras.Model, path: Path) -> None:
