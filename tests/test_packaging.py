@@ -43,3 +43,15 @@ def test_public_api_resolves_and_import_is_light():
                          cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) == 21
+
+
+def test_the_api_loads_tensorflow_without_its_start_up_notes():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    out = subprocess.run([sys.executable, "-c", "import vqa; vqa.build_model; print('ok')"],
+                         capture_output=True, text=True, cwd=ROOT, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "ok"
+    assert out.stderr == "", out.stderr

@@ -6,13 +6,14 @@ The public API. Names are imported on first use, so that `import vqa` (and the
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import TYPE_CHECKING
 
+from vqa.startup import import_quietly
+
 # TensorFlow's C++ start-up notes (oneDNN, CPU features) are not for the API's users;
 # an environment that sets the level keeps its own.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 __version__ = "0.1.0"
 
@@ -34,8 +35,8 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _EXPORTS:  # TensorFlow, if it loads now, without its start-up notes
+        value = getattr(import_quietly(_EXPORTS[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'vqa' has no attribute {name!r}")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from vqa.cli_help import EXAMPLES, HelpFormatter
 from vqa.errors import RunDirError, VQAError
+from vqa.startup import import_quietly
 
 
 def _prepare_sources() -> dict:
@@ -211,20 +212,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _load_keras() -> None:
-    """Import Keras (and TensorFlow) with file descriptor 2 sent to /dev/null: TF's C++
-    logging prints CPU-feature and oneDNN notes at import that no setting silences.
-    Commands call this after checking their inputs, so that a mistake is reported at
-    once and alone. An import error is raised after stderr is restored."""
-    if "keras" in sys.modules:
-        return
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import keras  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    """Import Keras (and TensorFlow) without its start-up notes (vqa.startup). Commands
+    call this after checking their inputs, so that a mistake is reported at once and
+    alone."""
+    import_quietly("keras")
 
 
 def _add_evaluator_argument(parser: argparse.ArgumentParser) -> None:
