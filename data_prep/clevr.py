@@ -27,9 +27,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_prep.common import (BadRecords, answer_type, check_answers_size, check_output,
-                              command_line, escapes_root, is_int, progress, read_json,
-                              readable_images, report, write_prepared)
+from data_prep.common import (BadRecords, add_record_arguments, answer_type,
+                              check_answers_size, check_output, command_line, copy_from,
+                              escapes_root, is_int, progress, read_json, readable_images,
+                              report, write_prepared)
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import DatasetError
 from vqa.metrics import normalize_answer
@@ -160,9 +161,7 @@ def prepare(root: str | Path, out: str | Path, *, overwrite: bool = False,
 
     def fill(tmp: Path) -> None:
         if copy_images:
-            for rel in progress(images["path"], "copying images", total=len(images)):
-                (tmp / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(root / "images" / rel, tmp / "images" / rel)
+            copy_from(root / "images", images["path"], tmp / "images")
         if keep_json:
             for folder in ("questions", "scenes"):
                 if (root / folder).is_dir():
@@ -182,13 +181,10 @@ def main(argv: list[str] | None = None) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", required=True, help="the CLEVR_v1.0 directory")
     parser.add_argument("--out", required=True, help="directory to create")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="leave bad records out (listed in OUT/skipped.csv) instead of "
-                             "stopping at the first")
     parser.add_argument("--copy-images", action="store_true",
                         help="copy the images into OUT instead of pointing at ROOT/images")
     parser.add_argument("--answers", type=int, help="answer vocabulary size (default: all)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_record_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> str:

@@ -238,6 +238,23 @@ def report(dataset: PreparedDataset, examples: int = 5) -> str:
     return "\n".join(lines)
 
 
+def add_record_arguments(parser: argparse.ArgumentParser) -> None:
+    """The arguments of the sources that read files: --skip-bad and --overwrite."""
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="leave bad records out (listed in OUT/skipped.csv) instead of "
+                             "stopping at the first")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
+def copy_from(source: Path, paths: Iterable[str], target: Path) -> None:
+    """Copy the images at `paths` (relative to `source`) to the same paths under `target`
+    (--copy-images: a dataset that no longer needs the download)."""
+    paths = list(paths)
+    for rel in progress(paths, "copying images", total=len(paths)):
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / rel, target / rel)
+
+
 def add_generator_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of the generated sources (sort-of-clevr, scenes)."""
     parser.add_argument("--out", required=True, help="directory to create")

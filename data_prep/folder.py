@@ -28,18 +28,17 @@ import csv
 import json
 import logging
 import re
-import shutil
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from data_prep.common import (BadRecords, answer_type, check_answers_size, check_output,
-                              command_line, escapes_root, readable_images, report,
-                              write_prepared)
+from data_prep.common import (BadRecords, add_record_arguments, answer_type,
+                              check_answers_size, check_output, command_line, copy_from,
+                              escapes_root, readable_images, report, write_prepared)
 from vqa.data.dataset import ANSWER_TYPES, MAX_HUMAN_ANSWERS, PreparedDataset
 from vqa.errors import DatasetError
-from vqa.metrics import best_answer, normalize_answer
+from vqa.metrics import best_answer, single_form
 
 log = logging.getLogger(__name__)
 METADATA = ("metadata.csv", "metadata.jsonl")
@@ -156,9 +155,9 @@ def _answers(row: dict, is_csv: bool) -> list[str] | str:
 
 def label(answers: list[str]) -> str:
     """The answer a model learns: the normalised majority, or one that scores higher."""
-    normalised = [normalize_answer(a) or a.strip().lower() for a in answers]
+    normalised = [single_form(a) for a in answers]
     majority = max(sorted(set(normalised)), key=normalised.count)
-    return majority if len(answers) == 1 else best_answer(answers, prefer=majority) or majority
+    return best_answer(answers, prefer=majority) or majority
 
 
 def load_rows(root: Path, bad: BadRecords) -> pd.DataFrame:
@@ -230,8 +229,9 @@ def prepare(root: str | Path, out: str | Path, *, max_answers: int | None = 3000
     files = questions.groupby("image_id")["path"].nunique()
     for image_id in files[files > 1].index:
         rows = questions[questions["image_id"] == image_id]
-        bad(rows["source_file"].iloc[1], rows["source_record"].iloc[1], f"image_id {image_id!r} names two files ({rows['path'].iloc[0]!r} "
-            f"and {rows['path'].iloc[1]!r})")
+        bad(rows["source_file"].iloc[1], rows["source_record"].iloc[1],
+            f"image_id {image_id!r} names two files ({rows['path'].iloc[0]!r} and "
+            f"{rows['path'].iloc[1]!r})")
         questions = questions[questions["image_id"] != image_id]
     images = questions.drop_duplicates("image_id")[["image_id", "path", "source_file",
                                                     "source_record"]].reset_index(drop=True)
@@ -246,9 +246,7 @@ def prepare(root: str | Path, out: str | Path, *, max_answers: int | None = 3000
         raise DatasetError(f"No question of {root} has a readable image.")
 
     def fill(tmp: Path) -> None:
-        for rel in images["path"]:
-            (tmp / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(root / rel, tmp / "images" / rel)
+        copy_from(root, images["path"], tmp / "images")
 
     return write_prepared(
         out, name=root.resolve().name, source=f"image folder {root.resolve()}",
@@ -269,10 +267,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="answer vocabulary: the top K training answers (default 3000)")
     parser.add_argument("--copy-images", action="store_true",
                         help="copy the images into the dataset (default: point at --root)")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="leave bad records out (listed in OUT/skipped.csv) instead of "
-                             "stopping at the first")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_record_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> str:

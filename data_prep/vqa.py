@@ -29,11 +29,12 @@ from typing import Sequence
 
 import pandas as pd
 
-from data_prep.common import (BadRecords, check_answers_size, check_output, command_line,
-                              is_int, read_json, readable_images, report, write_prepared)
+from data_prep.common import (BadRecords, add_record_arguments, check_answers_size,
+                              check_output, command_line, is_int, read_json, readable_images,
+                              report, write_prepared)
 from vqa.data.dataset import ANSWER_TYPES, MAX_HUMAN_ANSWERS, PreparedDataset
 from vqa.errors import DatasetError
-from vqa.metrics import best_answer, normalize_answer
+from vqa.metrics import best_answer, single_form
 
 log = logging.getLogger(__name__)
 SPLITS = ("train2014", "val2014", "test2015", "test-dev2015")
@@ -215,7 +216,7 @@ def load_split(root: Path, version: int, split: str, bad: BadRecords) -> pd.Data
 def _normalize_all(answers: pd.Series) -> pd.Series:
     """Official normalisation, once per distinct answer; an answer it would empty (an
     article such as "a", or punctuation) is kept stripped and lower-cased instead."""
-    cache = {a: normalize_answer(a) or a.strip().lower() for a in answers.unique()}
+    cache = {a: single_form(a) for a in answers.unique()}
     return answers.map(cache)
 
 
@@ -272,10 +273,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--splits", type=lambda v: [s for s in v.split(",") if s],
                         help="comma-separated splits to prepare, e.g. train2014,val2014 "
                              "(default: every split whose questions file is there)")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="leave bad records out (listed in OUT/skipped.csv) instead of "
-                             "stopping at the first")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_record_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> str:

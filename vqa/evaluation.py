@@ -44,19 +44,18 @@ def score_predictions(questions: pd.DataFrame, predictions: Mapping[int, str],
     if extra:  # the official loader also insists on exactly the split's questions
         raise DatasetError(f"{len(extra)} predicted answer(s) are for questions not in split "
                            f"'{split}', e.g. question_id={extra[0]}.")
-    rows = questions
     accuracies = [vqa_accuracy(predictions[int(qid)], list(refs), evaluator)
-                  for qid, refs in zip(rows["question_id"], rows["answers"])]
+                  for qid, refs in zip(questions["question_id"], questions["answers"])]
     metrics = {
         "split": split,
         "evaluator": evaluator,
         "n_questions": len(accuracies),
         "overall": percent(accuracies) if accuracies else 0.0,
-        "per_question_type": _breakdown(accuracies, rows["question_type"]),
-        "per_answer_type": _breakdown(accuracies, rows["answer_type"]),
+        "per_question_type": _breakdown(accuracies, questions["question_type"]),
+        "per_answer_type": _breakdown(accuracies, questions["answer_type"]),
     }
-    if "question_group" in rows.columns:  # e.g. Sort-of-CLEVR: relational or not
-        metrics["per_question_group"] = _breakdown(accuracies, rows["question_group"])
+    if "question_group" in questions.columns:  # e.g. Sort-of-CLEVR: relational or not
+        metrics["per_question_group"] = _breakdown(accuracies, questions["question_group"])
     return metrics
 
 

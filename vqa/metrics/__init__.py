@@ -4,9 +4,10 @@ no models, no datasets."""
 from vqa.metrics.vqa_accuracy import (DEFAULT_EVALUATOR, EVALUATORS, AnswerScorer,
                                       answer_scores, best_answer, check_evaluator,
                                       normalize_answer, normalize_digits_articles,
-                                      normalize_punctuation, percent, strip_answer,
-                                      vqa_accuracy)
+                                      normalize_punctuation, percent, single_form,
+                                      strip_answer, vqa_accuracy)
 
 __all__ = ["DEFAULT_EVALUATOR", "EVALUATORS", "AnswerScorer", "answer_scores", "best_answer",
            "check_evaluator", "normalize_answer", "normalize_digits_articles",
-           "normalize_punctuation", "percent", "strip_answer", "vqa_accuracy"]
+           "normalize_punctuation", "percent", "single_form", "strip_answer",
+           "vqa_accuracy"]
