@@ -14,12 +14,14 @@ from vqa.config import save_config
 
 def _configs(tmp_path):
     out = []
-    for name, model in (("product", {}), ("attention", {"attention_hops": 1}),
-                        ("question-only", {"inputs": "question"})):
+    for name, section, model in (("product", "fusion", {}),
+                                 ("attention", "attention", {"attention_hops": 1}),
+                                 ("question-only", "fusion", {"inputs": "question"})):
         path = tmp_path / f"{name}.yaml"
         save_config(TINY_CONFIG, path)
         data = yaml.safe_load(path.read_text())
-        data["model"].update(model, attention_dim=8)
+        data[section].update(model)
+        data["attention"]["attention_dim"] = 8
         data["train"]["epochs"] = 1
         path.write_text(yaml.safe_dump(data))
         out.append(path)

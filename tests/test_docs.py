@@ -52,15 +52,18 @@ def test_the_configuration_reference_matches_the_code():
 
     import yaml
 
-    from vqa.config import ModelConfig, TrainConfig
+    from vqa.config import MODEL_SECTIONS, ModelConfig, TrainConfig
     from vqa.models.fusions import FUSIONS, fusion_options
 
     text = (ROOT / "docs" / "configuration.md").read_text()
     reference = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
-    for section, cls in (("model", ModelConfig), ("train", TrainConfig)):
-        fields = {f.name: getattr(cls(), f.name) for f in dataclasses.fields(cls)}
+    assert list(reference) == [*MODEL_SECTIONS, "train"]
+    sections = [(name, ModelConfig, keys) for name, keys in MODEL_SECTIONS.items()]
+    sections.append(("train", TrainConfig, [f.name for f in dataclasses.fields(TrainConfig)]))
+    for section, cls, keys in sections:
+        fields = {name: getattr(cls(), name) for name in keys}
         documented = reference[section]
-        assert set(documented) == set(fields), section
+        assert list(documented) == list(fields), section
         for name, default in fields.items():
             value = documented[name]
             if name == "fusion_options":

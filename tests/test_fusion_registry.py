@@ -6,7 +6,7 @@ import pytest
 from keras import ops
 
 from conftest import TINY_CONFIG, draw_shape
-from vqa.config import Config, ModelConfig
+from vqa.config import Config, ModelConfig, load_config, save_config
 from vqa.errors import ConfigError
 from vqa.models.fusions import FUSIONS, fusion_options, register_fusion
 
@@ -60,13 +60,26 @@ def test_the_registry_describes_the_new_fusion():
     with pytest.raises(ValueError, match="taken by"):
         register_fusion("concat")(ScaledSumFusion)
 
+    class DropoutSum(ScaledSumFusion):
+        def __init__(self, units, dropout=0.1, **kwargs):  # a config field's name
+            super().__init__(units, **kwargs)
+
+    with pytest.raises(TypeError, match=r"options \['dropout'\] have the names of config"):
+        register_fusion("test_dropout_sum")(DropoutSum)
+    assert "test_dropout_sum" not in FUSIONS
+
 
 def test_a_fusion_defined_here_trains_saves_and_answers(tiny_dataset, tmp_path):
     from vqa.answering import Answerer
     from vqa.training import train
 
-    run = tmp_path / "run"
-    summary = train(tiny_dataset.root, run, _config(scale=2.0), verbose=0)
+    run, recipe = tmp_path / "run", tmp_path / "scaled-sum.yaml"
+    save_config(TINY_CONFIG.with_train(epochs=1), recipe)  # the one YAML: the tiny model,
+    text = recipe.read_text().replace("  fusion: elementwise\n",  # with this fusion
+                                      "  fusion: test_scaled_sum\n  scale: 2.0\n")
+    recipe.write_text(text)
+    assert load_config(recipe) == _config(scale=2.0)
+    summary = train(tiny_dataset.root, run, recipe, verbose=0)
     assert summary["epochs_run"] == 1
     answerer = Answerer.load(run)  # safe_mode=True: the class is registered, no Lambda
     fusion = answerer.model.get_layer("fusion")
@@ -78,7 +91,8 @@ def test_a_fusion_defined_here_trains_saves_and_answers(tiny_dataset, tmp_path):
 def test_its_options_are_checked_before_any_data_is_read(tmp_path):
     from vqa.training import train
 
-    with pytest.raises(ConfigError, match=r"Unknown fusion_options \['sclae'\]"):
+    with pytest.raises(ConfigError, match=r"Unknown option\(s\) \['sclae'\] of fusion "
+                       r"test_scaled_sum .*Did you mean 'scale' for 'sclae'\?"):
         train(tmp_path / "no-such-data", tmp_path / "run", _config(sclae=2.0), verbose=0)
     with pytest.raises(ConfigError, match="scale must be positive"):
         train(tmp_path / "no-such-data", tmp_path / "run", _config(scale=-1.0), verbose=0)

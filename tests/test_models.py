@@ -483,7 +483,8 @@ def test_invalid_model_configs(kwargs, match):
     (dict(fusion="film", inputs="question"), "film needs both inputs"),
     (dict(fusion="film", fusion_options={"blocks": 0}), "film: units and blocks must be positive"),
     (dict(fusion="mfb", fusion_options={"rank": 2}),
-     r"Unknown fusion_options \['rank'\] for fusion mfb. Expected some of \{'factor': 5\}"),
+     r"Unknown option\(s\) \['rank'\] of fusion mfb \(in the fusion section\). Its "
+     r"options, with their defaults: \{'factor': 5\}"),
     (dict(fusion="mfb", fusion_options={"factor": 2.5}), "must be of the kind of its default"),
     (dict(pool_grid="flatten", fusion="relation"), "pool_grid: flatten is for the fusions"),
     (dict(fusion="sum"), r"Unknown fusion 'sum'. Expected one of \['concat', "),
@@ -514,7 +515,8 @@ def test_fusion_options_are_immutable_and_written_without_defaults():
     from vqa.config import Config
     config = ModelConfig(fusion="mfb", fusion_options={"factor": 5})
     assert hash(config) == hash(ModelConfig(fusion="mfb", fusion_options={"factor": 5}))
-    assert Config(config).to_dict()["model"]["fusion_options"] == {"factor": 5}
+    assert Config(config).to_dict()["fusion"] == {"inputs": "both", "fusion": "mfb",
+                                                  "fusion_dim": 256, "factor": 5}
     assert fusions.canonical_options(config) == ()  # the default, as if not written
     assert fusions.canonical_options(ModelConfig(fusion="mfb",
                                                  fusion_options={"factor": 3})) == (("factor", 3),)

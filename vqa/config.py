@@ -1,7 +1,8 @@
 """Model and training configuration: frozen dataclasses, YAML in and out.
 
-Defaults live here and nowhere else. A config file may set any subset of the
-fields; unknown keys are an error that lists the valid ones.
+Defaults live here and nowhere else. A config file has one section per component
+(`SECTIONS`: image, question, attention, fusion, classifier, train) and may set any
+subset of their fields; unknown keys are an error that lists the valid ones.
 """
 
 from __future__ import annotations
@@ -14,24 +15,20 @@ from typing import Any
 
 import yaml
 
+from vqa import config_checks as checks
+from vqa.config_checks import (BACKBONE_CHOICES, IMAGE_ENCODER_CHOICES,  # noqa: F401
+                               INPUT_CHOICES, LEARNING_RATE_SCHEDULES, POOL_CHOICES,
+                               QUESTION_ENCODER_CHOICES)
 from vqa.errors import ConfigError
-
-# Names a config may use; the registries in vqa.models hold what they build (a test
-# keeps the two in step, so that config validation needs no Keras import). Fusions are
-# checked against their own registry (vqa.models.fusions) when a model is built or a
-# run starts: a fusion registered by the user's code is as valid as a built-in one.
-QUESTION_ENCODER_CHOICES = ("lstm", "gru")
-INPUT_CHOICES = ("both", "question", "image")  # question / image: the one-branch baselines
-IMAGE_ENCODER_CHOICES = ("small_cnn", "pretrained")
-BACKBONE_CHOICES = ("efficientnet_lite0", "mobilenet_v2", "resnet50", "efficientnet_b0")
-LEARNING_RATE_SCHEDULES = ("constant", "cosine")
-POOL_CHOICES = ("max", "flatten")
-
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Sizes and choices of the network; what `build_model` needs besides vocab sizes."""
+    """Sizes and choices of the network; what `build_model` needs besides vocab sizes.
 
+    A config file writes these in the sections of `MODEL_SECTIONS` (image, question,
+    attention, fusion, classifier), each checked by its own rules below."""
+
+    # image: the branch that turns an image into a grid of cells, and the grid into a vector
     image_encoder: str = "pretrained"  # pretrained (cached grid features) | small_cnn (pixels)
     backbone: str = "efficientnet_lite0"  # for image_encoder: pretrained
     # pretrained: the square input the backbone sees, a multiple of 32 (grid: size / 32).
@@ -44,6 +41,12 @@ class ModelConfig:
     # (conditional batch norm), so the image branch can look for what the question names
     conditioned_cnn: bool = False
     image_dim: int = 256  # image vector size after pooling the grid
+    # attention_hops 0: max (one vector of the channels' maxima over the cells) | flatten
+    # (every cell with its own weights, so where things are stays known: Santoro et al.'s
+    # CNN + MLP)
+    pool_grid: str = "max"
+
+    # question: token ids to a vector (or to every word's state, for attention_words)
     question_encoder: str = "lstm"  # lstm | gru
     question_layers: int = 1  # 1 to 3 stacked recurrent layers
     bidirectional: bool = False
@@ -51,21 +54,9 @@ class ModelConfig:
     word_vectors: str = ""  # GloVe-format text file to initialise the embedding ("" = none)
     question_dim: int = 128  # recurrent units (per direction)
     max_question_length: int = 14  # longer questions are truncated, with a warning
-    # A registered fusion (vqa.models.fusions): concat | elementwise | mfb read the image
-    # vector; relation | film read the grid's cells.
-    fusion: str = "elementwise"
-    fusion_dim: int = 256  # fused vector; relation: the width of g and f; film: channels
-    # The fusion's own options, its constructor's arguments: mfb {factor: 5} (rank of each
-    # output's bilinear form); relation {depth: 3} (layers of g, applied to every pair of
-    # cells); film {blocks: 4} (residual conv blocks the question modulates).
-    # Held as sorted (name, value) pairs, so that a config stays immutable and hashable;
-    # a mapping is accepted, and YAML shows one.
-    fusion_options: tuple = ()
+
+    # attention: stacked soft attention over the grid's cells, in place of the pooling
     attention_hops: int = 0  # 0: pool the grid; 1 or 2: stacked soft attention over it
-    # attention_hops 0: max (one vector of the channels' maxima over the cells) | flatten
-    # (every cell with its own weights, so where things are stays known: Santoro et al.'s
-    # CNN + MLP)
-    pool_grid: str = "max"
     attention_dim: int = 256  # attention: the space cells and question are scored in
     grid_coordinates: bool = False  # attention: give each cell its (x, y), for "left of"
     # attention: each hop also reads its own words of the question (a soft attention over
@@ -82,66 +73,45 @@ class ModelConfig:
     # attention, 2 hops or more: each hop after the first also scores every cell's offset
     # from where the previous hop looked, for "left of the red circle", "closest to it"
     attention_relative: bool = False
+
+    # fusion: what combines the question with the image
     inputs: str = "both"  # both | question | image (the question-only / image-only baselines)
+    # A registered fusion (vqa.models.fusions): concat | elementwise | mfb read the image
+    # vector; relation | film read the grid's cells.
+    fusion: str = "elementwise"
+    fusion_dim: int = 256  # fused vector; relation: the width of g and f; film: channels
+    # The fusion's own options, its constructor's arguments: mfb {factor: 5} (rank of each
+    # output's bilinear form); relation {depth: 3} (layers of g, applied to every pair of
+    # cells); film {blocks: 4} (residual conv blocks the question modulates). A config
+    # file writes them in the fusion section, next to `fusion`; the fusion's constructor
+    # checks them when a model is built or a run starts.
+    # Held as sorted (name, value) pairs, so that a config stays immutable and hashable;
+    # a mapping is accepted.
+    fusion_options: tuple = ()
+
+    # classifier: from the fused vector to the answers
     classifier_dim: int = 256  # hidden layer between the fused vector and the answers
     dropout: float = 0.2
 
     def __post_init__(self) -> None:
-        _check_types(self)
-        if not self.fusion:
-            raise ConfigError("fusion must name a registered fusion (vqa.models.fusions).")
-        _check_choice("question_encoder", self.question_encoder, QUESTION_ENCODER_CHOICES)
-        _check_choice("inputs", self.inputs, INPUT_CHOICES)
-        _check_choice("pool_grid", self.pool_grid, POOL_CHOICES)
-        if self.pool_grid != "max" and self.attention_hops:
-            raise ConfigError(f"pool_grid: {self.pool_grid} is for the fusions of vectors "
-                              "without attention; attention reads the cells itself.")
-        if not 1 <= self.question_layers <= 3:
-            raise ConfigError(f"question_layers must be 1, 2 or 3. Received: {self.question_layers}")
-        if not 0 <= self.attention_hops <= 3:
-            raise ConfigError(f"attention_hops must be 0 (no attention) to 3. "
-                              f"Received: {self.attention_hops}")
-        if self.attention_hops and self.inputs != "both":
-            raise ConfigError("attention_hops needs both inputs. Received: "
-                              f"inputs={self.inputs!r}")
-        if self.attention_words and (not self.attention_hops or self.bidirectional):
-            raise ConfigError("attention_words needs attention_hops >= 1 and a one-way "
-                              "question encoder (bidirectional: false). Received: "
-                              f"attention_hops={self.attention_hops}, "
-                              f"bidirectional={self.bidirectional}")
-        if self.attention_word_embeddings and not self.attention_words:
-            raise ConfigError("attention_word_embeddings needs attention_words: true.")
-        if self.attention_counts and not self.attention_hops:
-            raise ConfigError("attention_counts needs attention_hops >= 1.")
-        if self.attention_relative and self.attention_hops < 2:
-            raise ConfigError("attention_relative needs attention_hops >= 2 (offsets from "
-                              f"the previous hop). Received: attention_hops={self.attention_hops}")
-        _check_choice("image_encoder", self.image_encoder, IMAGE_ENCODER_CHOICES)
-        if self.conditioned_cnn and (self.image_encoder != "small_cnn"
-                                     or self.inputs != "both"):
-            raise ConfigError("conditioned_cnn needs image_encoder: small_cnn (a CNN trained "
-                              "with the model) and both inputs. Received: image_encoder="
-                              f"{self.image_encoder!r}, inputs={self.inputs!r}")
-        if self.backbone not in BACKBONE_CHOICES:
-            raise ConfigError(f"Unknown backbone {self.backbone!r}. Expected one of "
-                              f"{list(BACKBONE_CHOICES)}.")
-        if self.backbone_image_size and (self.backbone_image_size < 32
-                                         or self.backbone_image_size % 32):
-            raise ConfigError(f"backbone_image_size must be 0 (suit the dataset) or a "
-                              f"multiple of 32. Received: {self.backbone_image_size}")
-        for name in ("image_size", "image_dim", "embedding_dim", "question_dim",
-                     "max_question_length", "fusion_dim", "classifier_dim", "attention_dim"):
-            _check_positive(name, getattr(self, name))
-        if not self.cnn_filters or min(self.cnn_filters) <= 0:
-            raise ConfigError(
-                f"Invalid value for cnn_filters: expected a non-empty list of positive "
-                f"integers. Received: cnn_filters={list(self.cnn_filters)}")
-        if self.image_encoder == "small_cnn" and self.image_size % (2 ** len(self.cnn_filters)):
-            raise ConfigError(
-                f"image_size must be divisible by 2**len(cnn_filters)="
-                f"{2 ** len(self.cnn_filters)}. Received: image_size={self.image_size}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
+        checks.check_types(self)
+        for check in (checks.check_image, checks.check_question, checks.check_attention,
+                      checks.check_fusion, checks.check_classifier):
+            check(self)
+
+
+# The sections of a config file that hold ModelConfig's fields, in their order there.
+MODEL_SECTIONS = {
+    "image": ("image_encoder", "backbone", "backbone_image_size", "image_size",
+              "cnn_filters", "conditioned_cnn", "image_dim", "pool_grid"),
+    "question": ("question_encoder", "question_layers", "bidirectional", "embedding_dim",
+                 "word_vectors", "question_dim", "max_question_length"),
+    "attention": ("attention_hops", "attention_dim", "grid_coordinates", "attention_words",
+                  "attention_word_embeddings", "attention_counts", "attention_relative"),
+    "fusion": ("inputs", "fusion", "fusion_dim", "fusion_options"),
+    "classifier": ("classifier_dim", "dropout"),
+}
+SECTIONS = (*MODEL_SECTIONS, "train")
 
 
 @dataclass(frozen=True)
@@ -169,31 +139,8 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _check_types(self)
-        if self.seed < 0:
-            raise ConfigError(f"seed must be >= 0. Received: seed={self.seed}")
-        for name in ("batch_size", "epochs", "max_answers", "min_word_count"):
-            if getattr(self, name) is not None:
-                _check_positive(name, getattr(self, name))
-        _check_choice("learning_rate_schedule", self.learning_rate_schedule,
-                      LEARNING_RATE_SCHEDULES)
-        if self.learning_rate <= 0:
-            raise ConfigError(f"learning_rate must be > 0. Received: {self.learning_rate}")
-        if not 0 <= self.warmup_epochs < self.epochs:
-            raise ConfigError(f"warmup_epochs must be >= 0 and below epochs ({self.epochs}). "
-                              f"Received: warmup_epochs={self.warmup_epochs}")
-        if self.clip_norm < 0:
-            raise ConfigError(f"clip_norm must be >= 0 (0: no clipping). "
-                              f"Received: {self.clip_norm}")
-        if self.fine_tune and not 0 < self.backbone_learning_rate <= self.learning_rate:
-            raise ConfigError("backbone_learning_rate must be > 0 and at most learning_rate. "
-                              f"Received: {self.backbone_learning_rate}")
-        if self.early_stopping_patience < 0:
-            raise ConfigError("early_stopping_patience must be >= 0. "
-                              f"Received: {self.early_stopping_patience}")
-        if not 0.0 < self.validation_fraction < 1.0:
-            raise ConfigError("validation_fraction must be in (0, 1). "
-                              f"Received: {self.validation_fraction}")
+        checks.check_types(self)
+        checks.check_train(self)
 
 
 @dataclass(frozen=True)
@@ -223,18 +170,32 @@ class Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "Config":
+        """A config from its file's mapping: the sections of `SECTIONS`, or the single
+        flat `model:` section (and `train:`) that vqa 0.1 wrote, which still loads."""
         data = dict(data or {})
-        unknown = set(data) - {"model", "train"}
+        unknown = set(data) - {*SECTIONS, "model"}
         if unknown:
-            raise ConfigError(f"Unknown config section(s) {sorted(unknown)}. "
-                              "Expected one of ['model', 'train'].")
-        return cls(model=_section(ModelConfig, data.get("model")),
-                   train=_section(TrainConfig, data.get("train")))
+            raise ConfigError(f"Unknown config section(s) {sorted(unknown)}."
+                              f"{_near(unknown, SECTIONS)} Expected some of {list(SECTIONS)}.")
+        if "model" in data:
+            if set(data) & set(MODEL_SECTIONS):
+                raise ConfigError(f"A config holds the sections {list(MODEL_SECTIONS)} or one "
+                                  "model: section (the layout of vqa 0.1), not both. Received: "
+                                  f"{sorted(data)}")
+            model = _section(ModelConfig, data["model"])
+        else:
+            model = _section(ModelConfig, _model_fields(data))
+        return cls(model=model, train=_section(TrainConfig, data.get("train")))
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["model"]["cnn_filters"] = list(self.model.cnn_filters)
-        out["model"]["fusion_options"] = dict(self.model.fusion_options)
+        """The config as its file holds it: one mapping per section, the fusion's own
+        options next to `fusion`."""
+        model = dataclasses.asdict(self.model)
+        model["cnn_filters"] = list(self.model.cnn_filters)
+        out = {name: {key: model[key] for key in keys if key != "fusion_options"}
+               for name, keys in MODEL_SECTIONS.items()}
+        out["fusion"].update(self.model.fusion_options)
+        out["train"] = dataclasses.asdict(self.train)
         return out
 
     def for_dataset(self, dataset: Any) -> "Config":
@@ -263,8 +224,8 @@ def load_config(path: str | Path | None) -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError(f"Config file {path} is not valid YAML: {exc}") from None
     if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"Config file {path} must hold a mapping with sections "
-                          "'model' and 'train'.")
+        raise ConfigError(f"Config file {path} must hold a mapping of sections, some of "
+                          f"{list(SECTIONS)}.")
     try:
         return Config.from_dict(data)
     except ConfigError as exc:
@@ -286,14 +247,55 @@ def _section(cls: type, data: dict[str, Any] | None) -> Any:
     valid = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - valid
     if unknown:
-        near = {k: difflib.get_close_matches(k, valid, n=1) for k in sorted(unknown)}
-        hints = "".join(f" Did you mean {m[0]!r} for {k!r}?" for k, m in near.items() if m)
-        raise ConfigError(f"Unknown {cls.__name__} key(s) {sorted(unknown)}.{hints} "
-                          f"Valid keys: {sorted(valid)}")
+        raise ConfigError(f"Unknown {cls.__name__} key(s) {sorted(unknown)}."
+                          f"{_near(unknown, valid)} Valid keys: {sorted(valid)}")
     try:
         return cls(**data)
     except TypeError as exc:
         raise ConfigError(f"Invalid {cls.__name__}: {exc}") from None
+
+
+def _model_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """ModelConfig's fields from the model sections of a config file. A key of another
+    section, or a near miss of one, is an error; any other key of the fusion section is
+    one of the fusion's own options (which the fusion checks)."""
+    fields: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    owner = {key: name for name, keys in MODEL_SECTIONS.items() for key in keys}
+    for name, keys in MODEL_SECTIONS.items():
+        section = data.get(name)
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            raise ConfigError(f"Config section {name} must be a mapping. Received: {section!r}")
+        for key, value in section.items():
+            if key in keys:
+                fields[key] = value
+            elif key in owner:
+                raise ConfigError(f"{key} belongs in section {owner[key]}, not {name}.")
+            elif name == "fusion" and not difflib.get_close_matches(key, keys, n=1, cutoff=0.8):
+                options[key] = value
+            else:
+                raise ConfigError(f"Unknown key {key!r} in section {name}."
+                                  f"{_near({key}, keys)} Valid keys: {list(keys)}"
+                                  + (" and the fusion's own options" if name == "fusion" else ""))
+    if options:
+        given = fields.get("fusion_options") or {}
+        if not isinstance(given, dict):
+            raise ConfigError(f"Invalid value for fusion_options: expected a mapping of "
+                              f"options. Received: fusion_options={given!r}")
+        both = sorted(k for k in set(options) & set(given) if options[k] != given[k])
+        if both:
+            raise ConfigError(f"fusion option(s) {both} set twice, in fusion_options and "
+                              "beside it, to different values; keep one.")
+        fields["fusion_options"] = {**given, **options}
+    return fields
+
+
+def _near(unknown: set[str], valid: Any) -> str:
+    """" Did you mean ...?" for each unknown key close to a valid one."""
+    near = {k: difflib.get_close_matches(k, list(valid), n=1) for k in sorted(unknown)}
+    return "".join(f" Did you mean {m[0]!r} for {k!r}?" for k, m in near.items() if m)
 
 
 # Options that vqa 0.1.0 kept as model keys, and the fusion each belongs to: a config or
@@ -324,54 +326,3 @@ def _with_fusion_options(data: dict[str, Any]) -> dict[str, Any]:
                 options[option] = value
     data["fusion_options"] = options
     return data
-
-
-def _check_types(section: Any) -> None:
-    """Check each field against its annotation; convert what YAML gives loosely.
-
-    PyYAML reads `1e-3` as a string and `[16, 32]` as a list: both are accepted for
-    float and tuple fields. Booleans are never taken for numbers.
-    """
-    for f in dataclasses.fields(section):
-        value = getattr(section, f.name)
-        if f.type in ("int", "int | None"):
-            ok = ((isinstance(value, int) and not isinstance(value, bool))
-                  or (value is None and f.type == "int | None"))
-        elif f.type == "float":
-            try:
-                ok = not isinstance(value, bool)
-                value = float(value) if ok else value
-            except (TypeError, ValueError):
-                ok = False
-        elif f.type == "str":
-            ok = isinstance(value, str)
-        elif f.type == "bool":
-            ok = isinstance(value, bool)
-        elif f.name == "fusion_options":  # options by name
-            pairs = value.items() if isinstance(value, dict) else value
-            try:
-                pairs = tuple(sorted((k, v) for k, v in pairs))
-                ok = all(isinstance(k, str) for k, _ in pairs)
-            except (TypeError, ValueError):
-                ok = False
-            value = pairs if ok else value
-        else:  # tuple[int, ...]
-            ok = (isinstance(value, (list, tuple)) and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value))
-            value = tuple(value) if ok else value
-        if not ok:
-            expected = "a mapping of options" if f.name == "fusion_options" else f.type
-            raise ConfigError(f"Invalid value for {f.name}: expected {expected}. "
-                              f"Received: {f.name}={getattr(section, f.name)!r}")
-        object.__setattr__(section, f.name, value)
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"Invalid value for {name}. Expected one of {list(choices)}. "
-                          f"Received: {name}={value!r}")
-
-
-def _check_positive(name: str, value: float) -> None:
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive. Received: {name}={value!r}")

@@ -7,8 +7,9 @@ what it reads besides the question vector:
               call([question [batch, q_dim], grid [batch, rows, cols, c]]) -> [batch, units]
 
 Its constructor takes `units` (the config's fusion_dim) first; its other arguments, with
-their defaults, are the fusion's own options (`fusion_options:` in a config), validated
-by the constructor and echoed by `get_config`. A new fusion is one class:
+their defaults, are the fusion's own options (in a config file, keys of the `fusion:`
+section next to `fusion` itself), validated by the constructor and echoed by
+`get_config`; they may not share a name with a config field. A new fusion is one class:
 
     @keras.saving.register_keras_serializable(package="my_package")
     @register_fusion("sum", reads="vector")
@@ -18,9 +19,11 @@ by the constructor and echoed by `get_config`. A new fusion is one class:
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from typing import Any
 
+from vqa.config import ModelConfig
 from vqa.errors import ConfigError
 
 READS = ("vector", "grid")
@@ -38,6 +41,10 @@ def register_fusion(name: str, *, reads: str = "vector", layer_name: str = "fusi
         if "units" not in inspect.signature(cls.__init__).parameters:
             raise TypeError(f"A fusion's constructor takes `units` (the fused size) first; "
                             f"{cls.__name__}.__init__ does not.")
+        taken = sorted(set(fusion_options(cls)) & set(ModelConfig.__dataclass_fields__))
+        if taken:
+            raise TypeError(f"{cls.__name__}'s options {taken} have the names of config "
+                            "fields; name them otherwise.")
         known = FUSIONS.get(name)
         if known is not None and known.__qualname__ != cls.__qualname__:
             raise ValueError(f"The fusion name {name!r} is taken by {known.__qualname__}.")
@@ -75,11 +82,13 @@ def check_fusion(model_config, construct: bool = True) -> type:
     allowed = fusion_options(cls)
     unknown = sorted(set(options) - set(allowed))
     if unknown:
-        raise ConfigError(f"Unknown fusion_options {unknown} for fusion {name}. Expected "
-                          f"some of {allowed}.")
+        near = {k: difflib.get_close_matches(k, list(allowed), n=1) for k in unknown}
+        hints = "".join(f" Did you mean {m[0]!r} for {k!r}?" for k, m in near.items() if m)
+        raise ConfigError(f"Unknown option(s) {unknown} of fusion {name} (in the fusion "
+                          f"section).{hints} Its options, with their defaults: {allowed}.")
     for key, value in options.items():
         if not _same_kind(value, allowed[key]):
-            raise ConfigError(f"fusion_options.{key} of fusion {name} must be of the kind of "
+            raise ConfigError(f"Option {key} of fusion {name} must be of the kind of "
                               f"its default, {allowed[key]!r}. Received: {key}={value!r}")
     if construct:
         make_fusion(cls, model_config)

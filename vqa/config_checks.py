@@ -1,0 +1,178 @@
+"""The rules a config's values must keep, one function per section of the file (each
+takes the section's dataclass); vqa.config calls them. No Keras here: a config is
+checked before TensorFlow is imported."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from vqa.errors import ConfigError
+
+# Names a config may use; the registries in vqa.models hold what they build (a test
+# keeps the two in step, so that config validation needs no Keras import). Fusions are
+# checked against their own registry (vqa.models.fusions) when a model is built or a
+# run starts: a fusion registered by the user's code is as valid as a built-in one.
+QUESTION_ENCODER_CHOICES = ("lstm", "gru")
+INPUT_CHOICES = ("both", "question", "image")  # question / image: the one-branch baselines
+IMAGE_ENCODER_CHOICES = ("small_cnn", "pretrained")
+BACKBONE_CHOICES = ("efficientnet_lite0", "mobilenet_v2", "resnet50", "efficientnet_b0")
+LEARNING_RATE_SCHEDULES = ("constant", "cosine")
+POOL_CHOICES = ("max", "flatten")
+
+
+def check_image(model) -> None:
+    """The image section: the encoder, its backbone or CNN, the pooling."""
+    check_choice("image_encoder", model.image_encoder, IMAGE_ENCODER_CHOICES)
+    if model.backbone not in BACKBONE_CHOICES:
+        raise ConfigError(f"Unknown backbone {model.backbone!r}. Expected one of "
+                          f"{list(BACKBONE_CHOICES)}.")
+    if model.backbone_image_size and (model.backbone_image_size < 32
+                                      or model.backbone_image_size % 32):
+        raise ConfigError(f"backbone_image_size must be 0 (suit the dataset) or a "
+                          f"multiple of 32. Received: {model.backbone_image_size}")
+    for name in ("image_size", "image_dim"):
+        check_positive(name, getattr(model, name))
+    if not model.cnn_filters or min(model.cnn_filters) <= 0:
+        raise ConfigError(
+            f"Invalid value for cnn_filters: expected a non-empty list of positive "
+            f"integers. Received: cnn_filters={list(model.cnn_filters)}")
+    if model.image_encoder == "small_cnn" and model.image_size % (2 ** len(model.cnn_filters)):
+        raise ConfigError(
+            f"image_size must be divisible by 2**len(cnn_filters)="
+            f"{2 ** len(model.cnn_filters)}. Received: image_size={model.image_size}")
+    if model.conditioned_cnn and (model.image_encoder != "small_cnn" or model.inputs != "both"):
+        raise ConfigError("conditioned_cnn needs image_encoder: small_cnn (a CNN trained "
+                          "with the model) and both inputs. Received: image_encoder="
+                          f"{model.image_encoder!r}, inputs={model.inputs!r}")
+    check_choice("pool_grid", model.pool_grid, POOL_CHOICES)
+    if model.pool_grid != "max" and model.attention_hops:
+        raise ConfigError(f"pool_grid: {model.pool_grid} is for the fusions of vectors "
+                          "without attention; attention reads the cells itself.")
+
+
+def check_question(model) -> None:
+    """The question section: the recurrent encoder."""
+    check_choice("question_encoder", model.question_encoder, QUESTION_ENCODER_CHOICES)
+    if not 1 <= model.question_layers <= 3:
+        raise ConfigError(f"question_layers must be 1, 2 or 3. Received: {model.question_layers}")
+    for name in ("embedding_dim", "question_dim", "max_question_length"):
+        check_positive(name, getattr(model, name))
+
+
+def check_attention(model) -> None:
+    """The attention section: hops over the cells, and what each hop reads."""
+    if not 0 <= model.attention_hops <= 3:
+        raise ConfigError(f"attention_hops must be 0 (no attention) to 3. "
+                          f"Received: {model.attention_hops}")
+    if model.attention_hops and model.inputs != "both":
+        raise ConfigError("attention_hops needs both inputs. Received: "
+                          f"inputs={model.inputs!r}")
+    check_positive("attention_dim", model.attention_dim)
+    if model.attention_words and (not model.attention_hops or model.bidirectional):
+        raise ConfigError("attention_words needs attention_hops >= 1 and a one-way "
+                          "question encoder (bidirectional: false). Received: "
+                          f"attention_hops={model.attention_hops}, "
+                          f"bidirectional={model.bidirectional}")
+    if model.attention_word_embeddings and not model.attention_words:
+        raise ConfigError("attention_word_embeddings needs attention_words: true.")
+    if model.attention_counts and not model.attention_hops:
+        raise ConfigError("attention_counts needs attention_hops >= 1.")
+    if model.attention_relative and model.attention_hops < 2:
+        raise ConfigError("attention_relative needs attention_hops >= 2 (offsets from "
+                          f"the previous hop). Received: attention_hops={model.attention_hops}")
+
+
+def check_fusion(model) -> None:
+    """What a config can check without the registry; the registered fusion checks its
+    options and what it reads (vqa.models.fusions.check_fusion)."""
+    if not model.fusion:
+        raise ConfigError("fusion must name a registered fusion (vqa.models.fusions).")
+    check_choice("inputs", model.inputs, INPUT_CHOICES)
+    check_positive("fusion_dim", model.fusion_dim)
+
+
+def check_classifier(model) -> None:
+    """The classifier section."""
+    check_positive("classifier_dim", model.classifier_dim)
+    if not 0.0 <= model.dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1). Received: dropout={model.dropout}")
+
+
+def check_train(train) -> None:
+    """The train section (a TrainConfig)."""
+    if train.seed < 0:
+        raise ConfigError(f"seed must be >= 0. Received: seed={train.seed}")
+    for name in ("batch_size", "epochs", "max_answers", "min_word_count"):
+        if getattr(train, name) is not None:
+            check_positive(name, getattr(train, name))
+    check_choice("learning_rate_schedule", train.learning_rate_schedule,
+                  LEARNING_RATE_SCHEDULES)
+    if train.learning_rate <= 0:
+        raise ConfigError(f"learning_rate must be > 0. Received: {train.learning_rate}")
+    if not 0 <= train.warmup_epochs < train.epochs:
+        raise ConfigError(f"warmup_epochs must be >= 0 and below epochs ({train.epochs}). "
+                          f"Received: warmup_epochs={train.warmup_epochs}")
+    if train.clip_norm < 0:
+        raise ConfigError(f"clip_norm must be >= 0 (0: no clipping). "
+                          f"Received: {train.clip_norm}")
+    if train.fine_tune and not 0 < train.backbone_learning_rate <= train.learning_rate:
+        raise ConfigError("backbone_learning_rate must be > 0 and at most learning_rate. "
+                          f"Received: {train.backbone_learning_rate}")
+    if train.early_stopping_patience < 0:
+        raise ConfigError("early_stopping_patience must be >= 0. "
+                          f"Received: {train.early_stopping_patience}")
+    if not 0.0 < train.validation_fraction < 1.0:
+        raise ConfigError("validation_fraction must be in (0, 1). "
+                          f"Received: {train.validation_fraction}")
+
+
+def check_types(section: Any) -> None:
+    """Check each field against its annotation; convert what YAML gives loosely.
+
+    PyYAML reads `1e-3` as a string and `[16, 32]` as a list: both are accepted for
+    float and tuple fields. Booleans are never taken for numbers.
+    """
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if f.type in ("int", "int | None"):
+            ok = ((isinstance(value, int) and not isinstance(value, bool))
+                  or (value is None and f.type == "int | None"))
+        elif f.type == "float":
+            try:
+                ok = not isinstance(value, bool)
+                value = float(value) if ok else value
+            except (TypeError, ValueError):
+                ok = False
+        elif f.type == "str":
+            ok = isinstance(value, str)
+        elif f.type == "bool":
+            ok = isinstance(value, bool)
+        elif f.name == "fusion_options":  # options by name
+            pairs = value.items() if isinstance(value, dict) else value
+            try:
+                pairs = tuple(sorted((k, v) for k, v in pairs))
+                ok = all(isinstance(k, str) for k, _ in pairs)
+            except (TypeError, ValueError):
+                ok = False
+            value = pairs if ok else value
+        else:  # tuple[int, ...]
+            ok = (isinstance(value, (list, tuple)) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value))
+            value = tuple(value) if ok else value
+        if not ok:
+            expected = "a mapping of options" if f.name == "fusion_options" else f.type
+            raise ConfigError(f"Invalid value for {f.name}: expected {expected}. "
+                              f"Received: {f.name}={getattr(section, f.name)!r}")
+        object.__setattr__(section, f.name, value)
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"Invalid value for {name}. Expected one of {list(choices)}. "
+                          f"Received: {name}={value!r}")
+
+
+def check_positive(name: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive. Received: {name}={value!r}")
