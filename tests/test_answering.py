@@ -38,7 +38,7 @@ def test_attention_is_the_grid_averaged_over_the_hops_and_sums_to_1(attentive):
     probs = attentive.model.predict_on_batch(inputs)
     assert r.probability == pytest.approx(float(np.max(probs)), rel=1e-5)
     # Each hop's map, from the pixels the answerer made of the image.
-    inputs["image"] = attentive._grids(attentive._pixels(draw_shape("red", "circle"))[None])
+    inputs["image"] = attentive._grids(attentive.preprocessing.pixels(draw_shape("red", "circle"))[None])
     hops = attentive._explained.predict_on_batch(inputs)[1][0]  # [2 hops, 64 cells]
     assert not np.allclose(hops[0], hops[1])
     np.testing.assert_allclose(r.attention.ravel(), hops.mean(axis=0), rtol=1e-4, atol=1e-7)

@@ -202,7 +202,7 @@ def test_train_and_answer_on_cached_features(tmp_path):
     assert 0 < result.probability <= 1
     # The answer from pixels uses the same network as the cache: same grid, same answer.
     image_id = ds.split("test")["image_id"].iloc[0]
-    grid = answerer._grids(answerer._pixels(ds.image_path(image_id))[None])[0]
+    grid = answerer._grids(answerer.preprocessing.pixels(ds.image_path(image_id))[None])[0]
     cache = FeatureCache.open(ds, "efficientnet_lite0", 64)
     assert grid.shape == cache.shape[1:] == (2, 2, 1280)
     np.testing.assert_allclose(grid, cache[[cache.rows[image_id]]][0].astype("float32"),

@@ -27,6 +27,12 @@ FORBIDDEN = {
                    "vqa.evaluation", "data_prep"),
     "vqa.features": ("vqa.config", "vqa.models", "vqa.training", "vqa.answering",
                      "vqa.evaluation", "data_prep"),
+    # TensorFlow-free: what answers from an exported bundle (the import itself is tested
+    # with TensorFlow blocked, in test_export.py)
+    "vqa.inference": ("vqa.models", "vqa.features", "vqa.training", "vqa.answering",
+                      "vqa.evaluation", "vqa.export", "vqa.serve", "vqa.cli", "data_prep"),
+    "vqa.runtime": ("vqa.models", "vqa.features", "vqa.training", "vqa.answering",
+                    "vqa.evaluation", "vqa.export", "vqa.serve", "vqa.cli", "data_prep"),
     "vqa.data": ("vqa.config", "vqa.models", "vqa.features", "vqa.training",
                  "vqa.answering", "vqa.evaluation", "data_prep"),
 }

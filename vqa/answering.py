@@ -10,14 +10,11 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 import sys
-import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO, Literal, Sequence
 
 import keras
 import numpy as np
@@ -28,51 +25,24 @@ from vqa import run_dir as files
 from vqa.config import Config, load_config
 from vqa.data.batches import VQABatches
 from vqa.data.dataset import PreparedDataset
-from vqa.data.images import ImageLike, load_image, to_pil
-from vqa.data.text import Encoded, Vocabulary, check_question, tokenize
-from vqa.errors import RunDirError, VQAError
+from vqa.data.images import ImageLike
+from vqa.data.text import Vocabulary
+from vqa.errors import RunDirError
 from vqa.features.backbones import get_backbone
 from vqa.features.cache import FeatureCache, FeatureCacheError, Manifest, image_table
 from vqa.gradcam import grad_cam
-from vqa.model_card import read_card, summary, warnings_for
+from vqa.inference import AnswerResult, AnswererBase, Preprocessing, format_answer
+from vqa.model_card import read_card
 from vqa.models.builder import attention_model, model_inputs, takes_about_image
-from vqa.visualize import draw_explanation
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class AnswerResult:
-    """The model's answer to one question."""
-
-    question: str
-    answer: str
-    probability: float
-    top_k: list[tuple[str, float]]  # best first
-    unknown_words: list[str] = field(default_factory=list)  # words the model never saw
-    # Where the model looked: its attention weights over the image grid [rows, cols],
-    # averaged over the hops (each hop's glimpse reaches the answer), summing to 1; None
-    # for a model without attention.
-    attention: np.ndarray | None = field(default=None, compare=False, repr=False)
-    # Each hop's own weights [hops, rows, cols] (each hop's map sums to 1); None likewise.
-    hop_attention: np.ndarray | None = field(default=None, compare=False, repr=False)
-    # Why the answer may not mean much (vqa.model_card.warnings_for): most words unknown,
-    # or an answer of a type the question does not ask for.
-    warnings: list[str] = field(default_factory=list)
+__all__ = ["Answerer", "AnswerResult", "format_answer", "preprocessing"]
 
 
-def format_answer(result) -> str:
-    """An AnswerResult as the command line shows it: the answer, then the top k."""
-    lines = [f"Q: {result.question}", f"A: {result.answer} ({result.probability:.1%})"]
-    lines += [f"   {i}. {answer:<12} {p:.1%}" for i, (answer, p) in enumerate(result.top_k, 1)]
-    if result.unknown_words:
-        lines.append(f"   words the model does not know: {', '.join(result.unknown_words)}")
-    lines += [f"   note: {w}" for w in result.warnings]
-    return "\n".join(lines)
-
-
-class Answerer:
-    """A trained model with its vocabularies and preprocessing.
+class Answerer(AnswererBase):
+    """A trained model with its vocabularies and preprocessing (`answer`,
+    `answer_batch`: vqa.inference.AnswererBase).
 
     One Answerer may be shared by threads: model calls take turns (a lock), image
     decoding does not.
@@ -81,15 +51,16 @@ class Answerer:
     def __init__(self, model: keras.Model, config: Config, words: Vocabulary,
                  answers: Vocabulary, image_encoder: keras.Model | None = None,
                  features: Manifest | None = None):
+        super().__init__()
         self.model, self.config, self.words, self.answers = model, config, words, answers
         # Pretrained runs: the backbone (pixels -> grid) and the features it was trained on.
         self.image_encoder, self.features = image_encoder, features
+        self.max_question_length = config.model.max_question_length
+        self.preprocessing = preprocessing(config)
         # The same weights, also giving the attention weights; None without attention.
         self._explained = attention_model(model)
-        self._grid_shape = (tuple(model.get_layer("cells").input.shape[1:3])
-                            if self._explained is not None else None)
-        self._lock = threading.Lock()
-        self.card: dict | None = None  # the run's model card (vqa.model_card), once loaded
+        self.grid_shape = (tuple(model.get_layer("cells").input.shape[1:3])
+                           if self._explained is not None else None)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> "Answerer":
@@ -126,60 +97,8 @@ class Answerer:
         self.card = read_card(run)  # None for a run made before model cards
         return self
 
-    @property
-    def summary(self) -> str | None:
-        """One line on what the model was trained on and how well it did (model card)."""
-        return summary(self.card)
-
-    def answer(self, image: ImageLike, question: str, top_k: int = 3) -> AnswerResult:
-        """Answer one question about one image.
-
-        Args:
-            image: a file path, the bytes of an image file, a PIL image, or an
-                H x W x 3 uint8 array.
-            question: free text; case and punctuation do not matter.
-            top_k: how many ranked answers to return in `top_k`.
-        """
-        return self.answer_batch([image], [question], top_k=top_k)[0]
-
-    def answer_batch(self, images: Sequence[ImageLike], questions: Sequence[str],
-                     top_k: int = 3, on_error: Literal["raise", "return"] = "raise",
-                     batch_size: int = 64) -> list[AnswerResult | VQAError]:
-        """Answer one question about each image, `batch_size` at a time.
-
-        Args:
-            images, questions: as for `answer`, one question per image.
-            on_error: "raise": the first bad image or question raises its VQAError;
-                "return": its error stands in that row's place, the others are answered.
-        """
-        _check_top_k(top_k)
-        if on_error not in ("raise", "return"):
-            raise ValueError("Invalid value for argument on_error. Expected one of "
-                             f"{{'raise', 'return'}}. Received: on_error={on_error!r}")
-        images, questions = list(images), list(questions)
-        if len(images) != len(questions):
-            raise ValueError("answer_batch needs one question per image. Received: "
-                             f"{len(images)} images, {len(questions)} questions")
-        results: list[AnswerResult | VQAError] = []
-        for start in range(0, len(images), batch_size):
-            results += self._answer_some(images[start:start + batch_size],
-                                         questions[start:start + batch_size], top_k, on_error)
-        return results
-
-    def explain(self, image: ImageLike, question: str, out: str | Path | BinaryIO,
-                top_k: int = 3) -> AnswerResult:
-        """Answer, and write a PNG to `out`: the image with the attention heat map laid
-        over the part the model saw (one picture per hop when there are two), and the
-        top answers with their probabilities."""
-        img = to_pil(image, min_side=self._min_side)  # decoded once, for both
-        result = self.answer(img, question, top_k=top_k)
-        cam = None if result.attention is not None else self.grad_cam(img, question,
-                                                                       result.answer)
-        draw_explanation(img, result, self._seen_box(img.size), out, grad_cam=cam)
-        return result
-
     def grad_cam(self, image: ImageLike, question: str, answer: str) -> np.ndarray | None:
-        """[rows, cols] Grad-CAM of `answer` over the grid the model reads (vqa.gradcam):
+        """`explain`'s map for a model without attention: [rows, cols] Grad-CAM of `answer` over the grid the model reads (vqa.gradcam):
         the cached one, or the small CNN's (on the TensorFlow backend); None for a
         fine-tuned backbone, or the small CNN elsewhere."""
         layer = None
@@ -187,7 +106,7 @@ class Answerer:
             if self.config.train.fine_tune or keras.backend.backend() != "tensorflow":
                 return None
             layer = "image_encoder"
-        pixels = self._pixels(image)[None]
+        pixels = self.preprocessing.pixels(image)[None]
         tokens = self._encode(question).ids[None]
         with self._lock:
             inputs = model_inputs(self.model, self._grids(pixels), tokens)
@@ -218,103 +137,59 @@ class Answerer:
         best = np.argmax(probs, axis=-1)
         return {int(q): self.answers.tokens[i] for q, i in zip(questions["question_id"], best)}
 
-    def _answer_some(self, images: list, questions: list, top_k: int,
-                     on_error: str) -> list[AnswerResult | VQAError]:
-        out: list[AnswerResult | VQAError | None] = [None] * len(images)
-        rows, pixels, encoded = [], [], []
-        for i, (image, question) in enumerate(zip(images, questions)):
-            try:
-                tokens = self._encode(question)  # the cheap check first
-                pixels.append(self._pixels(image))
-            except VQAError as exc:
-                if on_error == "raise":
-                    raise
-                out[i] = exc
-                continue
-            rows.append(i)
-            encoded.append(tokens)
-        if rows:
-            probs, hops = self._predict(np.stack(pixels), np.stack([e.ids for e in encoded]))
-            means = None if hops is None else _frozen(hops.mean(axis=1))  # one map each
-            for j, i in enumerate(rows):
-                ranked = np.argsort(-probs[j])[:top_k]
-                top = [(self.answers.tokens[a], float(probs[j, a])) for a in ranked]
-                out[i] = AnswerResult(questions[i], top[0][0], top[0][1], top,
-                                      encoded[j].unknown_words,
-                                      None if hops is None else means[j],
-                                      None if hops is None else hops[j],
-                                      warnings_for(tokenize(questions[i]),
-                                                   encoded[j].unknown_words, top[0][0]))
-        return out
-
-    @functools.cached_property
-    def _backbone(self):
-        """The backbone spec at the input size the run was trained with (found once)."""
-        model = self.config.model
-        return get_backbone(model.backbone, model.backbone_image_size or None)
-
-    @property
-    def _min_side(self) -> int:
-        """The side images are resized to before the model (or its backbone) sees them."""
-        model = self.config.model
-        if model.image_encoder != "pretrained":
-            return model.image_size
-        return self._backbone.resize_short_side
-
-    def _pixels(self, image: ImageLike) -> np.ndarray:
-        """Pixels for the small CNN, or for the backbone (in the model when fine-tuned;
-        else the image encoder, run in `_predict`)."""
-        model = self.config.model
-        if model.image_encoder != "pretrained":
-            return load_image(image, model.image_size)
-        return self._backbone.preprocess(to_pil(image, min_side=self._min_side))
-
-    def _seen_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
-        """(left, top, right, bottom) of the part of a `size` image the grid covers: all
-        of it for the small CNN (squeezed square), the centre crop for a backbone."""
-        width, height = size
-        if self.config.model.image_encoder != "pretrained":
-            return 0.0, 0.0, float(width), float(height)
-        side = min(width, height) * self._backbone.image_size / self._backbone.resize_short_side
-        left, top = (width - side) / 2, (height - side) / 2
-        return left, top, left + side, top + side
-
     def _grids(self, pixels: np.ndarray) -> np.ndarray:
         pixels = pixels.astype("float32")
         if self.image_encoder is None:
             return pixels
         return np.asarray(self.image_encoder.predict_on_batch(pixels))
 
-    def _encode(self, question: str) -> Encoded:
-        check_question(question)
-        length = self.config.model.max_question_length
-        encoded = self.words.encode_question(question, length)
-        if encoded.truncated:
-            log.warning("question has more than %d words; the rest is ignored: %r",
-                        length, question)
-        return encoded
-
-    def _predict(self, pixels: np.ndarray, tokens: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Answer probabilities [batch, answers], and each hop's attention [batch, hops,
-        rows, cols] (each hop's map sums to 1) or None."""
+    def _run(self, pixels: np.ndarray, tokens: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray | None]:
         # predict_on_batch runs the compiled graph: ~2 ms where an eager call takes ~45.
-        # One call at a time: Keras does not promise that threads may share a model.
-        with self._lock:
-            inputs = model_inputs(self.model, self._grids(pixels), tokens)
-            if self._explained is None:
-                return np.asarray(self.model.predict_on_batch(inputs)), None
-            probs, weights = self._explained.predict_on_batch(inputs)
-        hops = np.asarray(weights, dtype="float32")  # [batch, hops, cells]
-        hops = (hops / hops.sum(axis=-1, keepdims=True)).reshape(
-            *hops.shape[:2], *self._grid_shape)
-        return np.asarray(probs), _frozen(hops)
+        inputs = model_inputs(self.model, self._grids(pixels), tokens)
+        if self._explained is None:
+            return np.asarray(self.model.predict_on_batch(inputs)), None
+        probs, weights = self._explained.predict_on_batch(inputs)
+        return np.asarray(probs), np.asarray(weights)
+
+    def inference_model(self) -> keras.Model:
+        """One model from what `preprocessing` gives (float32 pixels, 0-255) and token ids
+        to answers: {"pixels", "question"} -> {"answers" [batch, answers]} and, with
+        attention, "attention" [batch, hops, cells] (the weights `_run` gives); the
+        backbone included. What `vqa export` writes."""
+        size = self.preprocessing.size
+        pixels = keras.Input((size, size, 3), name="pixels")
+        question = keras.Input((None,), dtype="int32", name="question")
+        image = pixels if self.image_encoder is None else self.image_encoder(pixels)
+        inputs = {"image": image, "question": question}
+        if takes_about_image(self.model):
+            inputs["about_image"] = EachRow(name="about_image")(question)
+        if self._explained is None:
+            outputs = {"answers": self.model(inputs)}
+        else:
+            answers, weights = self._explained(inputs)
+            outputs = {"answers": answers, "attention": weights}
+        return keras.Model({"pixels": pixels, "question": question}, outputs,
+                           name="vqa_inference")
 
 
-def _frozen(maps: np.ndarray) -> np.ndarray:
-    """Results are frozen; each one's maps are a view of this array, so it is read-only."""
-    maps.setflags(write=False)
-    return maps
+def preprocessing(config: Config) -> Preprocessing:
+    """How a run's images become its model's pixels."""
+    model = config.model
+    if model.image_encoder != "pretrained":
+        return Preprocessing("square", model.image_size)
+    spec = get_backbone(model.backbone, model.backbone_image_size or None)
+    return Preprocessing("crop", spec.image_size, spec.resize_short_side)
+
+
+class EachRow(keras.layers.Layer):
+    """[batch, ...] -> [batch] int32 0..batch-1: each question its own image row."""
+
+    def call(self, x):
+        return keras.ops.arange(keras.ops.shape(x)[0], dtype="int32")
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],)
 
 
 def _check_runs(model: keras.Model, run: Path) -> None:
@@ -334,8 +209,3 @@ def _check_runs(model: keras.Model, run: Path) -> None:
             f"{run / files.MODEL} loads but does not run with this vqa (a run saved by an "
             f"older version?): {cause.rstrip('.')}. Train it again, or pass --init-from "
             f"{run} to `vqa train` to carry over the weights that still fit.") from None
-
-
-def _check_top_k(top_k: int) -> None:
-    if not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k must be a positive integer. Received: top_k={top_k!r}")

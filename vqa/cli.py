@@ -1,5 +1,5 @@
-"""The `vqa` command: prepare | extract | train | evaluate | score | ask | serve |
-compare | classify | demo.
+"""The `vqa` command: prepare | extract | train | evaluate | score | ask | export |
+serve | compare | classify | demo.
 
 Heavy imports (TensorFlow through Keras) happen inside the commands that need them,
 so `vqa --help` and `vqa score` start quickly.
@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from vqa.cli_answer import cmd_ask, cmd_export, cmd_serve
 from vqa.cli_help import EXAMPLES, HelpFormatter
 from vqa.errors import RunDirError, VQAError
 from vqa.startup import import_quietly
@@ -83,75 +84,6 @@ def cmd_score(args: argparse.Namespace) -> None:
 
     metrics = score_results_file(args.data, args.split, args.results, args.evaluator)
     print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
-
-
-def cmd_ask(args: argparse.Namespace) -> None:
-    from vqa.data.images import open_image
-    from vqa.data.text import check_question
-    from vqa.run_dir import check_run_dir
-
-    # Check the inputs before TensorFlow loads: a mistake is reported at once, alone.
-    check_run_dir(args.run_dir)
-    if args.top_k < 1:
-        raise VQAError(f"--top-k must be at least 1. Received: {args.top_k}")
-    if args.batch:
-        if args.image or args.question or args.explain:
-            raise VQAError("--batch reads the images and questions from its CSV: give no "
-                           "IMAGE, QUESTION or --explain with it.")
-        _ask_batch(args)
-        return
-    if args.image is None or args.question is None:
-        raise VQAError("Give an IMAGE and a QUESTION, or --batch questions.csv.")
-    image = open_image(args.image)
-    check_question(args.question)
-    if args.explain and not Path(args.explain).resolve().parent.is_dir():
-        raise VQAError(f"--explain: the folder of {args.explain} does not exist.")
-    _load_keras()
-    from vqa.answering import Answerer, format_answer
-
-    answerer = Answerer.load(args.run_dir)
-    if args.explain:
-        result = answerer.explain(image, args.question, args.explain, top_k=args.top_k)
-    else:
-        result = answerer.answer(image, args.question, top_k=args.top_k)
-    print(format_answer(result))
-    if answerer.summary:
-        print(f"model: {answerer.summary}")
-    if args.explain:
-        print(f"explanation: {args.explain}")
-
-
-def _ask_batch(args: argparse.Namespace) -> None:
-    from vqa.answer_csv import answer_csv, check_paths, read_questions
-
-    source, out = check_paths(args.batch, args.out)
-    read_questions(source)  # checked before TensorFlow loads
-    _load_keras()
-    from vqa.answering import Answerer
-
-    answers = answer_csv(Answerer.load(args.run_dir), source, out, top_k=args.top_k)
-    failed = int((answers["error"] != "").sum())
-    print(f"{len(answers) - failed} of {len(answers)} questions answered"
-          + (f", {failed} failed (see the error column)" if failed else "") + f": {out}")
-
-
-def cmd_serve(args: argparse.Namespace) -> None:
-    from vqa.run_dir import check_run_dir
-
-    check_run_dir(args.run_dir)  # checked before TensorFlow loads
-    _load_keras()
-    from vqa.answering import Answerer
-    from vqa.serve import make_server
-
-    server = make_server(Answerer.load(args.run_dir), args.host, args.port)
-    host, port = server.server_address[:2]
-    print(f"serving {args.run_dir} on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        print("stopped")
-    finally:
-        server.server_close()
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -286,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser("ask", help="answer a question about an image (or a CSV of them)")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory, or a bundle from vqa export")
     p.add_argument("image", nargs="?", help="image file")
     p.add_argument("question", nargs="?")
     p.add_argument("--top-k", type=int, default=3)
@@ -299,6 +231,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="answers.csv",
                    help="--batch: where the answers go (default: answers.csv)")
     p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("export", help="write a run as an ONNX (or SavedModel, LiteRT) "
+                       "bundle that answers without TensorFlow")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, metavar="BUNDLE", help="the bundle's folder")
+    p.add_argument("--format", default="onnx", choices=("onnx", "saved_model", "litert"))
+    p.add_argument("--overwrite", action="store_true", help="replace an existing BUNDLE")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", help="a web page to try a run, and a JSON API")
     p.add_argument("run_dir")

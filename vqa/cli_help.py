@@ -12,6 +12,7 @@ EXAMPLES = {
     "evaluate": "vqa evaluate runs/concat data/mine --split test",
     "score": "vqa score data/vqa-v2 --split val2014 --results results.json",
     "ask": 'vqa ask runs/concat photo.jpg "what color is the cat?" --explain why.png',
+    "export": "vqa export runs/concat --out bundles/concat  # then: vqa ask bundles/concat ...",
     "serve": "vqa serve runs/concat --port 8000",
     "compare": "vqa compare data/easy-vqa experiments/configs/easy-vqa/*.yaml",
     "extract": "vqa extract data/mine --backbone efficientnet_lite0",

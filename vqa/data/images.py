@@ -90,6 +90,18 @@ def load_image(image: ImageLike, size: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def resize_and_crop(img: Image.Image, short_side: int, size: int) -> np.ndarray:
+    """Resize (bicubic) so that the short side is `short_side`, then centre-crop to
+    [size, size, 3] uint8: how a pretrained backbone's input is made."""
+    img = to_rgb(img)
+    w, h = img.size
+    scale = short_side / min(w, h)
+    full = (max(size, round(w * scale)), max(size, round(h * scale)))
+    img = img.resize(full, Image.BICUBIC, reducing_gap=3.0)
+    left, top = (full[0] - size) // 2, (full[1] - size) // 2
+    return np.asarray(img.crop((left, top, left + size, top + size)), dtype=np.uint8)
+
+
 def to_pil(image: ImageLike, min_side: int | None = None) -> Image.Image:
     """Any accepted image as an RGB PIL image, at its own size (files and bytes: reduced
     when larger than `min_side` needs, see `open_image`)."""

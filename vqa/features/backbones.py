@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from vqa.atomic import atomic_write
-from vqa.data.images import open_image
+from vqa.data.images import open_image, resize_and_crop
 from vqa.errors import VQAError
 
 log = logging.getLogger(__name__)
@@ -130,14 +130,7 @@ class Backbone:
 
     def preprocess(self, img: Image.Image) -> np.ndarray:
         """Resize the short side, centre-crop: [image_size, image_size, 3] uint8."""
-        img = img.convert("RGB") if img.mode != "RGB" else img
-        w, h = img.size
-        scale = self.resize_short_side / min(w, h)
-        size = (max(self.image_size, round(w * scale)), max(self.image_size, round(h * scale)))
-        img = img.resize(size, Image.BICUBIC, reducing_gap=3.0)
-        left, top = (size[0] - self.image_size) // 2, (size[1] - self.image_size) // 2
-        crop = img.crop((left, top, left + self.image_size, top + self.image_size))
-        return np.asarray(crop, dtype=np.uint8)
+        return resize_and_crop(img, self.resize_short_side, self.image_size)
 
     def load_pixels(self, paths: Sequence[str | Path]) -> np.ndarray:
         """Image files, opened safely and preprocessed: [n, image_size, image_size, 3] uint8."""

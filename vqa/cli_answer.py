@@ -1,0 +1,115 @@
+"""The `vqa` commands that answer: ask, export, serve. A run directory answers through
+vqa.Answerer (Keras); a bundle from `vqa export` through vqa.runtime, without TensorFlow.
+Inputs are checked before anything heavy loads, so that a mistake is reported at once."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vqa.errors import VQAError
+from vqa.startup import import_quietly
+
+
+def _load_keras() -> None:
+    import_quietly("keras")  # TensorFlow without its start-up notes (vqa.startup)
+
+
+def cmd_ask(args: argparse.Namespace) -> None:
+    from vqa.data.images import open_image
+    from vqa.data.text import check_question
+
+    # Check the inputs before TensorFlow loads: a mistake is reported at once, alone.
+    _check_model_dir(args.run_dir)
+    if args.top_k < 1:
+        raise VQAError(f"--top-k must be at least 1. Received: {args.top_k}")
+    if args.batch:
+        if args.image or args.question or args.explain:
+            raise VQAError("--batch reads the images and questions from its CSV: give no "
+                           "IMAGE, QUESTION or --explain with it.")
+        _ask_batch(args)
+        return
+    if args.image is None or args.question is None:
+        raise VQAError("Give an IMAGE and a QUESTION, or --batch questions.csv.")
+    image = open_image(args.image)
+    check_question(args.question)
+    if args.explain and not Path(args.explain).resolve().parent.is_dir():
+        raise VQAError(f"--explain: the folder of {args.explain} does not exist.")
+    from vqa.inference import format_answer
+
+    answerer = _load_answerer(args.run_dir)
+    if args.explain:
+        result = answerer.explain(image, args.question, args.explain, top_k=args.top_k)
+    else:
+        result = answerer.answer(image, args.question, top_k=args.top_k)
+    print(format_answer(result))
+    if answerer.summary:
+        print(f"model: {answerer.summary}")
+    if args.explain:
+        print(f"explanation: {args.explain}")
+
+
+def _ask_batch(args: argparse.Namespace) -> None:
+    from vqa.answer_csv import answer_csv, check_paths, read_questions
+
+    source, out = check_paths(args.batch, args.out)
+    read_questions(source)  # checked before TensorFlow loads
+    answers = answer_csv(_load_answerer(args.run_dir), source, out, top_k=args.top_k)
+    failed = int((answers["error"] != "").sum())
+    print(f"{len(answers) - failed} of {len(answers)} questions answered"
+          + (f", {failed} failed (see the error column)" if failed else "") + f": {out}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from vqa.run_dir import check_run_dir
+
+    check_run_dir(args.run_dir)
+    _load_keras()
+    from vqa.export import export_run
+
+    info = export_run(args.run_dir, args.out, args.format, overwrite=args.overwrite)
+    check = info.get("check")
+    checked = (f"; on a check batch it differs from the Keras model by at most "
+               f"{max(check['max_abs_difference'].values()):.1e}" if check else "")
+    print(f"exported {args.run_dir} to {args.out} ({args.format}){checked}")
+
+
+def _check_model_dir(path: str) -> None:
+    """A run directory, or a bundle from `vqa export`; checked before anything loads."""
+    from vqa.run_dir import check_run_dir
+    from vqa.runtime import is_bundle
+
+    if not is_bundle(path):
+        check_run_dir(path)
+
+
+def _load_answerer(path: str):
+    """An exported bundle answers through vqa.runtime (no TensorFlow); a run directory
+    through vqa.Answerer."""
+    from vqa import runtime
+
+    if runtime.is_bundle(path):
+        return runtime.load(path)
+    _load_keras()
+    from vqa.answering import Answerer
+
+    return Answerer.load(path)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from vqa.run_dir import check_run_dir
+
+    check_run_dir(args.run_dir)  # checked before TensorFlow loads
+    _load_keras()
+    from vqa.answering import Answerer
+    from vqa.serve import make_server
+
+    server = make_server(Answerer.load(args.run_dir), args.host, args.port)
+    host, port = server.server_address[:2]
+    print(f"serving {args.run_dir} on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("stopped")
+    finally:
+        server.server_close()

@@ -1,0 +1,91 @@
+"""Answer from an exported ONNX bundle (`vqa export`) with onnxruntime, numpy and Pillow
+only: importing this module never imports TensorFlow or Keras.
+
+    from vqa import runtime
+    model = runtime.load("bundles/easy-vqa")
+    result = model.answer("photo.png", "what color is the shape?", top_k=3)
+    result.answer, result.probability, result.top_k, result.attention
+    model.answer_batch(["a.png", "b.jpg"], ["what shape?", "what color?"])
+
+`pip install 'vqa[runtime]'` installs just what this needs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from vqa.data.text import Vocabulary
+from vqa.errors import RunDirError
+from vqa.inference import AnswererBase, AnswerResult, Preprocessing, format_answer
+
+__all__ = ["Bundle", "AnswerResult", "format_answer", "is_bundle", "load"]
+
+BUNDLE = "bundle.json"  # as vqa.export writes it
+_VOCABS = ("question_vocab.json", "answer_vocab.json")
+
+
+def is_bundle(path: str | Path) -> bool:
+    """Whether `path` is a bundle directory (it holds bundle.json)."""
+    return (Path(path) / BUNDLE).is_file()
+
+
+def load(bundle: str | Path, threads: int = 0) -> "Bundle":
+    """The exported model in `bundle`, ready to answer (as `Answerer` does).
+
+    `threads`: onnxruntime's threads for one model call (0: its default, every core)."""
+    return Bundle.load(bundle, threads)
+
+
+class Bundle(AnswererBase):
+    """An exported model with its vocabularies and preprocessing: `answer`,
+    `answer_batch` and `summary` as `vqa.Answerer` has them."""
+
+    def __init__(self, session, info: dict, words: Vocabulary, answers: Vocabulary,
+                 card: dict | None = None):
+        super().__init__()
+        self.session, self.info = session, info
+        self.words, self.answers, self.card = words, answers, card
+        self.preprocessing = Preprocessing(**info["preprocessing"])
+        self.max_question_length = int(info["max_question_length"])
+        self.grid_shape = None if info["grid_shape"] is None else tuple(info["grid_shape"])
+        self._outputs = [o.name for o in session.get_outputs()]
+
+    @classmethod
+    def load(cls, bundle: str | Path, threads: int = 0) -> "Bundle":
+        root = Path(bundle)
+        if not is_bundle(root):
+            raise RunDirError(f"Not an exported bundle (no {BUNDLE}): {root}. Make one with "
+                              "`vqa export RUN_DIR --out BUNDLE`.")
+        try:
+            info = json.loads((root / BUNDLE).read_text())
+            words, answers = (Vocabulary.load(root / name) for name in _VOCABS)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise RunDirError(f"Cannot read the bundle {root}: {exc}") from None
+        if info.get("format") != "onnx":
+            raise RunDirError(f"{root} holds a {info.get('format')} export; vqa.runtime "
+                              "answers from ONNX bundles (`vqa export --format onnx`).")
+        try:
+            import onnxruntime
+        except ImportError:
+            raise RunDirError("Answering from a bundle needs onnxruntime: "
+                              "pip install 'vqa[runtime]'.") from None
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # its warnings are not for our users
+        try:
+            session = onnxruntime.InferenceSession(str(root / info["model"]), options,
+                                                   providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types
+            raise RunDirError(f"Cannot load {root / info['model']}: {exc}") from None
+        card_file = root / "model_card.json"
+        card = json.loads(card_file.read_text()) if card_file.is_file() else None
+        return cls(session, info, words, answers, card)
+
+    def _run(self, pixels: np.ndarray, tokens: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+        got = dict(zip(self._outputs,
+                       self.session.run(None, {"pixels": pixels, "question": tokens})))
+        return got["answers"], got.get("attention")
