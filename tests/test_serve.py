@@ -153,23 +153,124 @@ def test_api_refuses_what_is_not_a_form(server):
     connection.close()
 
 
-@pytest.mark.parametrize("length, status, match", [
-    (1000, 400, "ended before its Content-Length"),
-    (20_000_000, 413, "the limit is 10 MB"),
-])
-def test_api_answers_a_client_that_sends_less_than_it_said(server, length, status, match):
+def _send_raw(server, length: int, body: bytes = b"--x\r\n", stall: float = 0.0) -> bytes:
+    """Headers saying `length`, `body`, then (after `stall` seconds) the end of sending."""
     import socket
+    import time
 
-    with socket.create_connection(server[0].server_address[:2], timeout=30) as sock:
+    with socket.create_connection(server.server_address[:2], timeout=30) as sock:
         sock.sendall(b"POST /api/answer HTTP/1.1\r\nHost: x\r\nContent-Type: "
                      b"multipart/form-data; boundary=x\r\n"
-                     + f"Content-Length: {length}\r\n\r\n--x\r\n".encode())
-        sock.shutdown(socket.SHUT_WR)
+                     + f"Content-Length: {length}\r\n\r\n".encode() + body)
+        time.sleep(stall)
+        if not stall:
+            sock.shutdown(socket.SHUT_WR)
         reply = b""
         while chunk := sock.recv(65536):
             reply += chunk
+    return reply
+
+
+def _status(reply: bytes) -> tuple[int, dict]:
     head, _, body = reply.partition(b"\r\n\r\n")
-    assert head.split()[1] == str(status).encode() and match in json.loads(body)["error"]
+    return int(head.split()[1]), json.loads(body)
+
+
+def test_an_upload_said_to_be_too_large_is_refused_before_it_is_read(server):
+    status, reply = _status(_send_raw(server[0], 20_000_000))
+    assert status == 413 and "the limit is 10 MB" in reply["error"]
+
+
+def test_a_client_that_sends_less_than_it_said_and_leaves_costs_nothing(server):
+    reply = _send_raw(server[0], 1000)  # the connection is closed, with or without a 400
+    assert reply == b"" or _status(reply)[0] == 400
+    status, reply = _ask(server[0], _png(), "what color is the shape?")
+    assert status == 200  # and the next client is answered
+
+
+@pytest.fixture(scope="module")
+def impatient_server(tiny_attention_run):
+    from vqa.serve import Batching
+
+    httpd = make_server(Answerer.load(tiny_attention_run), port=0,
+                        batching=Batching(read_timeout_s=2.0, max_wait_ms=50))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_slow_body_does_not_stall_the_others_and_times_out(impatient_server):
+    import time
+
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(_send_raw, impatient_server, 5000, b"--x\r\n", 4.0)
+        time.sleep(0.3)  # the slow client is connected and stalling
+        start = time.perf_counter()
+        status, _ = _ask(impatient_server, _png(), "what color is the shape?")
+        assert status == 200 and time.perf_counter() - start < 1.5
+        status, reply = _status(slow.result())
+    assert status == 408 and "did not arrive within 2 s" in reply["error"]
+
+
+def test_concurrent_requests_are_answered_in_shared_model_calls(impatient_server):
+    def health():
+        return _request(impatient_server, "GET", "/healthz")[1]
+
+    before = health()
+    assert before["status"] == "ok" and before["queued"] == 0
+    with ThreadPoolExecutor(12) as pool:
+        replies = list(pool.map(lambda i: _ask(impatient_server, _png(), "what shape?"),
+                                range(12)))
+    assert all(status == 200 for status, _ in replies)
+    after = health()
+    assert after["answered"] - before["answered"] == 12
+    assert after["batches"] - before["batches"] < 12  # some calls answered several
+
+
+def test_a_full_queue_is_refused_at_once_with_503():
+    import asyncio
+
+    from vqa.errors import VQAError
+    from vqa.serve import Batcher, Batching, _Refused
+
+    gate = threading.Event()
+
+    class HeldModel:  # answers when the test lets it
+        def answer_batch(self, images, questions, **kwargs):
+            gate.wait(10)
+            return [VQAError("held")] * len(images)
+
+    async def scenario():
+        batcher = Batcher(HeldModel(), Batching(max_batch=1, max_queue=1, max_wait_ms=0))
+        runner = asyncio.create_task(batcher.run())
+        await asyncio.sleep(0.05)
+        first = asyncio.create_task(batcher.answer(b"x", "q", 1))  # in the model call
+        await asyncio.sleep(0.05)
+        second = asyncio.create_task(batcher.answer(b"x", "q", 1))  # waiting in the queue
+        await asyncio.sleep(0.05)
+        with pytest.raises(_Refused) as refused:
+            await batcher.answer(b"x", "q", 1)
+        gate.set()
+        assert [str(r) for r in (await first, await second)] == ["held", "held"]
+        runner.cancel()
+        return refused.value
+
+    refused = asyncio.run(scenario())
+    assert refused.status == 503 and "busy (1 requests waiting)" in refused.message
+
+
+def test_the_openapi_docs_and_the_model_card_are_served(server):
+    status, page = _request(server[0], "GET", "/docs")
+    assert status == 200 and "swagger" in page.lower()
+    status, spec = _request(server[0], "GET", "/openapi.json")
+    assert status == 200 and "/api/answer" in spec["paths"] and "/healthz" in spec["paths"]
+    status, card = _request(server[0], "GET", "/api/model")
+    assert status == 200 and card["summary"].startswith("trained on tiny")
+    assert card["answers"] == len(server[1].answers.tokens)
+    status, reply = _request(server[0], "GET", "/nothing")
+    assert status == 404 and "POST to /api/answer" in reply["error"]
 
 
 def test_concurrent_requests_each_get_their_own_answer(server):
@@ -245,26 +346,55 @@ def test_the_page_in_headless_chromium(server, tmp_path):
     try:
         host, port = httpd.server_address[:2]
         browser.get(f"http://{host}:{port}/")
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda b: b.find_element(By.ID, "model").text)  # the model card
+        assert browser.find_element(By.ID, "model").text == (
+            "Trained on " + answerer.summary.removeprefix("trained on ")
+            + f"; knows {len(answerer.answers.tokens)} answers.")
         browser.find_element(By.ID, "image").send_keys(str(tmp_path / "shape.png"))
         browser.find_element(By.ID, "question").send_keys("What shape is in the image?")
         browser.find_element(By.ID, "ask").click()
-        wait = WebDriverWait(browser, 30)
         wait.until(lambda b: b.find_element(By.ID, "answer").text)
         expected = answerer.answer(draw_shape("blue", "rectangle"), "What shape is in the image?")
         assert browser.find_element(By.ID, "answer").text == \
             f"{expected.answer} ({100 * expected.probability:.1f}%)"
-        assert browser.find_element(By.ID, "model").text == f"The model was {answerer.summary}."
         items = browser.find_elements(By.CSS_SELECTOR, "#top li")
         assert [i.text.split("\n")[0] for i in items] == [a for a, _ in expected.top_k]
-        wait.until(lambda b: b.execute_script(
-            "const o = document.getElementById('overlay'); return o.complete && o.naturalWidth"))
-        assert browser.execute_script(
-            "return document.getElementById('overlay').naturalWidth") == 1250  # two hops
+        # The attention over the image itself, beside the answers: two hops, three views.
+        views = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#views button")]
+        assert views == ["all hops", "hop 1", "hop 2"]
+        painted = """const c = document.getElementById('overlay');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return [c.width, n];"""
+        width, painted_pixels = browser.execute_script(painted)
+        assert width == 48 and painted_pixels > 0
+        image_box, answer_box = (browser.find_element(By.ID, i).rect for i in ("drop", "answer"))
+        assert answer_box["x"] > image_box["x"] + image_box["width"] - 1  # side by side
         # A file that is not an image: the server's message is shown, no answer.
         browser.find_element(By.ID, "image").send_keys(str(tmp_path / "notes.txt"))
         browser.find_element(By.ID, "ask").click()
         wait.until(lambda b: b.find_element(By.ID, "error").text)
         assert "notes.txt: Cannot read image" in browser.find_element(By.ID, "error").text
         assert not browser.find_element(By.ID, "result").is_displayed()
+        # On a phone's width: one column, nothing wider than the screen; an image dropped
+        # on the page (a real drop event carrying a file) is asked about like a chosen one.
+        browser.set_window_size(390, 844)
+        browser.execute_script("""
+            const c = document.createElement('canvas'); c.width = 40; c.height = 40;
+            const g = c.getContext('2d'); g.fillStyle = 'rgb(30,30,220)'; g.fillRect(10, 10, 20, 20);
+            c.toBlob((blob) => {
+                const data = new DataTransfer();
+                data.items.add(new File([blob], 'dropped.png', {type: 'image/png'}));
+                document.getElementById('drop').dispatchEvent(
+                    new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
+            });""")
+        wait.until(lambda b: b.execute_script(
+            "return document.getElementById('preview').naturalWidth") == 40)
+        browser.find_element(By.ID, "ask").click()
+        wait.until(lambda b: b.find_element(By.ID, "result").is_displayed())
+        assert browser.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth")
+        image_box, answer_box = (browser.find_element(By.ID, i).rect for i in ("drop", "answer"))
+        assert answer_box["y"] > image_box["y"] + image_box["height"] - 1  # one column
     finally:
         browser.quit()

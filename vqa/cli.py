@@ -240,11 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing BUNDLE")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("serve", help="a web page to try a run, and a JSON API")
-    p.add_argument("run_dir")
+    p = sub.add_parser("serve", help="a web page to try a run or a bundle, and a JSON API")
+    p.add_argument("run_dir", help="a run directory, or a bundle from vqa export")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    p.add_argument("--max-batch", type=int, default=32,
+                   help="requests answered in one model call, at most")
+    p.add_argument("--max-wait-ms", type=float, default=5.0,
+                   help="how long a request waits for others to share its model call")
+    p.add_argument("--max-queue", type=int, default=256,
+                   help="requests that may wait; one more is answered 503")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("compare", help="train and evaluate variants side by side, "

@@ -97,19 +97,18 @@ def _load_answerer(path: str):
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from vqa.run_dir import check_run_dir
+    from vqa.serve import Batching, make_server
 
-    check_run_dir(args.run_dir)  # checked before TensorFlow loads
-    _load_keras()
-    from vqa.answering import Answerer
-    from vqa.serve import make_server
-
-    server = make_server(Answerer.load(args.run_dir), args.host, args.port)
+    _check_model_dir(args.run_dir)  # checked before TensorFlow loads
+    batching = Batching(args.max_batch, args.max_wait_ms, args.max_queue)
+    server = make_server(_load_answerer(args.run_dir), args.host, args.port, batching)
     host, port = server.server_address[:2]
-    print(f"serving {args.run_dir} on http://{host}:{port}/ (Ctrl-C to stop)", flush=True)
+    print(f"serving {args.run_dir} on http://{host}:{port}/ (API docs: /docs; Ctrl-C to "
+          "stop)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        print("stopped")
+        pass
     finally:
         server.server_close()
+    print("stopped")
