@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     p.add_argument("--max-batch", type=int, default=32,
                    help="requests answered in one model call, at most")
-    p.add_argument("--max-wait-ms", type=float, default=5.0,
+    p.add_argument("--max-wait-ms", type=float, default=2.0,
                    help="how long a request waits for others to share its model call")
     p.add_argument("--max-queue", type=int, default=256,
                    help="requests that may wait; one more is answered 503")
