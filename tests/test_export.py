@@ -105,13 +105,22 @@ from vqa import runtime
 model = runtime.load({str(bundle)!r})
 result = model.answer(Image.new("RGB", (60, 40), (220, 30, 30)), "what color is the shape?")
 print(result.answer, round(result.probability, 3), model.summary is not None)
+import runpy
+Image.new("RGB", (60, 40), (30, 30, 220)).save({str(bundle / "probe.png")!r})
+sys.argv = ["vqa.runtime", {str(bundle)!r}, {str(bundle / "probe.png")!r}, "what color?"]
+try:
+    runpy.run_module("vqa.runtime", run_name="__main__")  # python -m vqa.runtime
+except SystemExit as done:
+    assert done.code == 0
 assert not any(m.split(".")[0] in ("tensorflow", "keras") for m in sys.modules)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr
-    answer, probability, has_card = done.stdout.split()
+    answer, probability, has_card = done.stdout.splitlines()[0].split()
     assert 0 < float(probability) <= 1 and has_card == "True"
+    assert done.stdout.splitlines()[1] == "Q: what color?"  # the command's answer
+    (bundle / "probe.png").unlink()
 
 
 def test_vqa_ask_answers_from_a_bundle(exported, tmp_path, capsys):

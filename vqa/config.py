@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from vqa import config_checks as checks
 from vqa.config_checks import (BACKBONE_CHOICES, IMAGE_ENCODER_CHOICES,  # noqa: F401
                                INPUT_CHOICES, LEARNING_RATE_SCHEDULES, POOL_CHOICES,
@@ -220,6 +218,8 @@ def load_config(path: str | Path | None) -> Config:
     if not path.is_file():
         raise ConfigError(f"Config file not found: {path}")
     try:
+        import yaml  # here: the command line's parser reads the defaults without it
+
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"Config file {path} is not valid YAML: {exc}") from None
@@ -233,6 +233,8 @@ def load_config(path: str | Path | None) -> Config:
 
 
 def save_config(config: Config, path: str | Path) -> None:
+    import yaml
+
     Path(path).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 

@@ -89,3 +89,34 @@ class Bundle(AnswererBase):
         got = dict(zip(self._outputs,
                        self.session.run(None, {"pixels": pixels, "question": tokens})))
         return got["answers"], got.get("attention")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m vqa.runtime BUNDLE IMAGE "QUESTION" [--top-k 3]`: `vqa ask` for an
+    environment that holds only the runtime."""
+    import argparse
+    import sys
+
+    from vqa.errors import VQAError
+
+    parser = argparse.ArgumentParser(prog="python -m vqa.runtime",
+                                     description="answer a question about an image with "
+                                                 "an exported bundle")
+    parser.add_argument("bundle")
+    parser.add_argument("image")
+    parser.add_argument("question")
+    parser.add_argument("--top-k", type=int, default=3)
+    args = parser.parse_args(argv)
+    try:
+        model = load(args.bundle)
+        print(format_answer(model.answer(args.image, args.question, top_k=args.top_k)))
+    except (VQAError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if model.summary:
+        print(f"model: {model.summary}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
