@@ -180,3 +180,43 @@ def test_the_other_formats_export(tiny_run, tmp_path, fmt, model_file):
     info = export_run(run, tmp_path / fmt, format=fmt)
     assert info["format"] == fmt and (tmp_path / fmt / model_file).exists()
     assert (tmp_path / fmt / "answer_vocab.json").is_file()
+
+
+def test_vqa_serve_answers_from_a_bundle(exported):
+    import http.client
+    import threading
+
+    from vqa import runtime
+    from vqa.serve import make_server
+
+    run, bundle = exported
+    model = runtime.load(bundle)
+    httpd = make_server(model, port=0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        image = io_png(draw_shape("red", "circle"))
+        boundary = "b0undary"
+        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="question"\r\n\r\n'
+                f'what color is the shape?\r\n--{boundary}\r\nContent-Disposition: form-data; '
+                f'name="image"; filename="x.png"\r\n\r\n').encode() + image + \
+            f"\r\n--{boundary}--\r\n".encode()
+        connection = http.client.HTTPConnection(*httpd.server_address[:2], timeout=60)
+        connection.request("POST", "/api/answer", body,
+                           {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        reply = json.loads(connection.getresponse().read())
+        connection.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    expected = model.answer(draw_shape("red", "circle"), "what color is the shape?")
+    assert reply["answer"] == expected.answer and reply["model"] == model.summary
+    assert (reply["attention"] is None) == (expected.attention is None)
+
+
+def io_png(img) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    img.save(buffer, "PNG")
+    return buffer.getvalue()
