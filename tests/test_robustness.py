@@ -368,3 +368,93 @@ def test_init_from_refuses_another_model_before_making_the_run(tiny_dataset, tin
     with pytest.raises(ConfigError, match="cannot start from itself"):
         train(tiny_dataset.root, same, TINY_CONFIG, overwrite=True, init_from=same)
     assert (same / files.MODEL).is_file()  # refused before --overwrite removed anything
+
+
+# Run in a child process: train, and kill -9 yourself at one point of the checkpoint of
+# epoch index 1 (the second): after the last model's temporary file is written but
+# before its rename; after every model file is in place but before the state (the
+# commit) is written; after the state's temporary file is written but before its rename.
+_KILL_AT = """
+import json, os, signal, sys
+from vqa import atomic
+import vqa.training.checkpoint as checkpoint
+point, epoch = sys.argv[1], 1
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+save, write_json = checkpoint.save_atomic, atomic.write_json
+
+def save_then_die(model, path):
+    if point == "model-written" and path.name == f"last-epoch{epoch}.keras":
+        with atomic.atomic_write(path) as tmp:
+            model.save(tmp)
+            die()
+    save(model, path)
+
+def commit_then_die(data, path):
+    if path.name == "state.json" and data["next_epoch"] == epoch + 1:
+        if point == "before-commit":
+            die()
+        if point == "mid-commit":
+            with atomic.atomic_write(path) as tmp:
+                tmp.write_text(json.dumps(data))
+                die()
+    write_json(data, path)
+
+checkpoint.save_atomic, atomic.write_json = save_then_die, commit_then_die
+from vqa.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("point", ["model-written", "before-commit", "mid-commit"])
+def test_kill_9_inside_a_checkpoint_then_resume_ends_like_an_uninterrupted_run(
+        larger_dataset, uninterrupted, tmp_path, point):
+    run, config = tmp_path / "run", tmp_path / "config.yaml"
+    save_config(SLOW_CONFIG, config)
+    argv = ["train", str(larger_dataset.root), "--config", str(config), "--out", str(run)]
+    killed = subprocess.run([sys.executable, "-c", _KILL_AT, point, *argv], cwd=ROOT,
+                            capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    state = json.loads((run / files.CHECKPOINT_DIR / files.STATE).read_text())
+    assert state["next_epoch"] == 1  # epoch index 1 was not committed
+    left = [p.name for p in (run / files.CHECKPOINT_DIR).iterdir()]
+    if point == "before-commit":  # the epoch's model is written, and not counted
+        assert "last-epoch1.keras" in left and state["last_file"] == "last-epoch0.keras"
+    else:  # the kill left a half-made temporary file behind
+        assert any(".tmp" in name for name in left), left
+
+    assert main([*argv, "--resume"]) == 0
+    evaluate_run(run, larger_dataset, "test")
+    resumed = pd.read_csv(run / files.HISTORY)
+    whole = pd.read_csv(uninterrupted / files.HISTORY)
+    pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), whole.drop(columns="seconds"))
+    assert (run / files.PREDICTIONS).read_bytes() == (uninterrupted / files.PREDICTIONS).read_bytes()
+
+
+def test_a_second_train_on_a_run_in_use_is_refused_in_one_line(larger_dataset, tmp_path,
+                                                                capsys):
+    run, config = tmp_path / "run", tmp_path / "config.yaml"
+    save_config(SLOW_CONFIG, config)
+    argv = ["train", str(larger_dataset.root), "--config", str(config), "--out", str(run)]
+    first = subprocess.Popen([sys.executable, "-m", "vqa", *argv], cwd=ROOT,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        state = run / files.CHECKPOINT_DIR / files.STATE
+        deadline = time.monotonic() + 120
+        while not state.is_file() and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert first.poll() is None, "the first run ended before the second could start"
+        assert main([*argv, "--resume"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is in use: another vqa process is training" in err
+        with pytest.raises(RunDirError, match="is in use"):
+            train(larger_dataset.root, run, SLOW_CONFIG, verbose=0)
+        os.kill(first.pid, signal.SIGKILL)  # the kernel drops its lock
+        first.wait()
+    finally:
+        first.kill()
+        first.wait()
+    assert main([*argv, "--resume"]) == 0  # the crash left nothing locked
+    assert (run / files.MODEL).is_file()

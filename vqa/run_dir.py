@@ -7,6 +7,7 @@ from pathlib import Path
 
 from vqa.atomic import original_name
 from vqa.errors import RunDirError
+from vqa.locks import check_free
 
 MODEL = "model.keras"  # best epoch, for answering; appears when training finishes
 CONFIG = "config.yaml"
@@ -58,6 +59,7 @@ def check_new_run(path: str | Path, overwrite: bool) -> None:
         return
     if not path.is_dir():
         raise RunDirError(f"Run directory {path} is a file. Choose another --out.")
+    check_free(path, "training")
     if overwrite:
         others = _not_ours(path)
         if others:

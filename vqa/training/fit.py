@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 
-from vqa import atomic, distribute, run_dir as files
+from vqa import atomic, distribute, locks, run_dir as files
 from vqa.config import Config, load_config, save_config
 from vqa.data.batches import VQABatches, encode_targets
 from vqa.data.dataset import PreparedDataset
@@ -139,9 +139,10 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
         config = load_config(config)
     config = checked_config(config)  # before any data is read
     replicas = distribute.start(strategy, config.train.batch_size)  # before any TF op
-    if replicas.is_chief:
-        return _train(data, Path(out), config, replicas, verbose, overwrite, callbacks,
-                      init_from)
+    if replicas.is_chief:  # one process writes a run directory at a time
+        with locks.exclusive(out, "training"):
+            return _train(data, Path(out), config, replicas, verbose, overwrite, callbacks,
+                          init_from)
     with tempfile.TemporaryDirectory(prefix=f"vqa-worker{replicas.worker}-") as scratch:
         return _train(data, Path(scratch) / "run", config, replicas, verbose, True, callbacks,
                       init_from)

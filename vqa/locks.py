@@ -1,0 +1,62 @@
+"""Operating-system locks on the directories one process writes at a time (a run
+directory while it trains). The kernel drops a lock when its process ends, however it
+ends, so a crash or kill -9 never leaves a directory locked."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from vqa.errors import RunDirError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; nothing is locked there
+    fcntl = None
+
+
+@contextmanager
+def exclusive(path: str | Path, what: str) -> Iterator[Path]:
+    """Hold the lock of directory `path` (made if missing, and removed again at the end
+    if it is still empty) while in the block. RunDirError if another process holds it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        yield path  # not a directory: whoever writes there says so
+        return
+    created = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    fd = _lock(path, what)
+    try:
+        yield path
+    finally:
+        try:
+            if created and not any(path.iterdir()):
+                path.rmdir()
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+
+def check_free(path: str | Path, what: str) -> None:
+    """Raise RunDirError now if another process holds `path`'s lock (a check before the
+    slow start of a command; `exclusive` takes the lock itself)."""
+    path = Path(path)
+    if path.is_dir():
+        fd = _lock(path, what)
+        if fd is not None:
+            os.close(fd)
+
+
+def _lock(path: Path, what: str) -> int | None:
+    if fcntl is None:
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunDirError(f"{path} is in use: another vqa process is {what} there. Wait for "
+                          "it to end, or choose another directory.") from None
+    return fd
