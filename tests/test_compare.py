@@ -40,7 +40,7 @@ def compared(tiny_dataset, tmp_path_factory):
 
 def test_long_csv_has_every_variant_and_question_type(compared, tiny_dataset):
     tmp, _, _ = compared
-    table = pd.read_csv(tmp / "results" / "tiny.csv")
+    table = pd.read_csv(tmp / "results" / "table.csv")
     assert {"variant", "question_type", "accuracy", "n_questions", "parameters",
             "seconds_per_epoch", "best_epoch"} <= set(table.columns)
     assert set(table["variant"]) == {ANSWER_PRIOR, "product", "attention", "question-only"}
@@ -58,11 +58,10 @@ def test_long_csv_has_every_variant_and_question_type(compared, tiny_dataset):
 
 def test_markdown_and_plots(compared):
     tmp, _, argv = compared
-    md = (tmp / "results" / "tiny.md").read_text()
+    md = (tmp / "results" / "README.md").read_text()
     assert "| answer prior |" in md and "| attention |" in md
-    assert "![tiny-curves](tiny-curves.png)" in md
-    for png in ("tiny-curves.png", "tiny-confusion-product.png",
-                "tiny-confusion-question-only.png"):
+    assert "![curves](curves.png)" in md
+    for png in ("curves.png", "confusion-product.png", "confusion-question-only.png"):
         assert (tmp / "results" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -7,7 +7,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
-         *sorted((ROOT / "experiments" / "notes").glob("*.md"))]
+         *sorted((ROOT / "experiments").rglob("*.md"))]  # notes, history, result tables
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 

@@ -258,8 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="prepared dataset directory")
     p.add_argument("configs", nargs="+", help="one YAML config per variant (named after the file)")
     p.add_argument("--runs", default="runs", help="run directories go in RUNS/<dataset>/<variant>")
-    p.add_argument("--results", default="experiments/results",
-                   help="where <dataset>.csv, .md and the PNGs go")
+    p.add_argument("--results", help="where table.csv, README.md (the table) and the PNGs "
+                                     "go (default: experiments/results/<dataset>)")
     p.add_argument("--split", help="split to evaluate on (default: test, else the first "
                                    "annotated split not trained on)")
     p.add_argument("--epochs", type=int, help="override train.epochs of every variant")

@@ -6,13 +6,14 @@ Each config file is one variant, named after the file. Each is trained into
 RUNS/<dataset>/<variant> (resuming a crashed run) and evaluated on the test split;
 a variant already evaluated with the same config is not trained again unless
 `force`. The answer-prior baseline (the most frequent training answer of each
-question type) is added to every table. Writes into RESULTS:
+question type) is added to every table. Writes into RESULTS (by default
+experiments/results/<dataset>):
 
-    <dataset>.csv              long format: variant, question_type, accuracy,
+    table.csv                  long format: variant, question_type, accuracy,
                                n_questions, parameters, seconds_per_epoch, best_epoch, ...
-    <dataset>.md               the same as a table, with the command and the plots
-    <dataset>-curves.png       validation accuracy per epoch of every variant
-    <dataset>-confusion-<variant>.png   for datasets with at most 30 answers
+    README.md                  the same as a table, with the command and the plots
+    curves.png                 validation accuracy per epoch of every variant
+    confusion-<variant>.png    for datasets with at most 30 answers
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def answer_prior(train: pd.DataFrame, questions: pd.DataFrame) -> dict[int, str]
 
 
 def compare(data: str | Path | PreparedDataset, configs: Sequence[str | Path], *,
-            runs: str | Path = "runs", results: str | Path = "experiments/results",
+            runs: str | Path = "runs", results: str | Path | None = None,
             split: str | None = None, force: bool = False, epochs: int | None = None,
             verbose: int | None = None) -> pd.DataFrame:
     """Train, evaluate and tabulate every config; returns the long table (also written)."""
@@ -106,7 +107,8 @@ def compare(data: str | Path | PreparedDataset, configs: Sequence[str | Path], *
         confusions[name] = json.loads((run / files.PREDICTIONS).read_text())
 
     table = pd.DataFrame(rows)
-    _write(table, dataset, split, questions, curves, confusions, Path(results))
+    out = Path("experiments/results") / dataset.name if results is None else Path(results)
+    _write(table, dataset, split, questions, curves, confusions, out)
     return table
 
 
@@ -150,12 +152,12 @@ def _write(table: pd.DataFrame, dataset: PreparedDataset, split: str,
 
     out.mkdir(parents=True, exist_ok=True)
     stem = dataset.name
-    csv = out / f"{stem}.csv"
+    csv = out / "table.csv"
     with atomic_write(csv) as tmp:
         table.to_csv(tmp, index=False)
     pngs = []
     if curves:
-        pngs.append(plot_curves(curves, out / f"{stem}-curves.png",
+        pngs.append(plot_curves(curves, out / "curves.png",
                                 f"{stem}: validation accuracy per epoch"))
     answers = questions["answer"]
     if answers.nunique() <= MAX_CONFUSION_ANSWERS:
@@ -163,9 +165,9 @@ def _write(table: pd.DataFrame, dataset: PreparedDataset, split: str,
             predicted = {r["question_id"]: r["answer"] for r in rows}
             pngs.append(plot_confusion(answers, [predicted[int(q)] for q in
                                                  questions["question_id"]],
-                                       out / f"{stem}-confusion-{_slug(name)}.png",
+                                       out / f"confusion-{_slug(name)}.png",
                                        f"{stem} / {name}: confusion on {split} (% of row)"))
-    md = out / f"{stem}.md"
+    md = out / "README.md"
     write_text(md, _markdown(table, dataset, split, pngs))
     log.info("wrote %s, %s and %d plots", csv, md, len(pngs))
 
