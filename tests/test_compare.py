@@ -104,3 +104,29 @@ def test_training_with_word_vectors_and_clipping(tiny_dataset, tmp_path):
         loaded.get_layer("question_encoder").get_layer("word_embedding").embeddings)
     # One epoch of small steps moves the loaded vector only a little.
     np.testing.assert_allclose(weights[words.index["color"]], 0.5, atol=0.05)
+
+
+def test_seeds_train_each_variant_once_per_seed_and_give_the_spread(tiny_dataset, tmp_path,
+                                                                     capsys):
+    config = tmp_path / "product.yaml"
+    save_config(TINY_CONFIG.with_train(epochs=1), config)
+    argv = ["compare", str(tiny_dataset.root), str(config), "--runs", str(tmp_path / "runs"),
+            "--results", str(tmp_path / "results"), "--seeds", "3,4"]
+    assert vqa_main(argv) == 0
+    assert str(tmp_path / "results" / "README.md") in capsys.readouterr().out
+    table = pd.read_csv(tmp_path / "results" / "table.csv")
+    overall = table[(table["variant"] == "product") & (table["question_type"] == "overall")]
+    assert sorted(overall["seed"]) == [3, 4]
+    for seed in (3, 4):
+        run = tmp_path / "runs" / "tiny" / "product" / f"seed{seed}"
+        assert json.loads((run / "training.json").read_text())["seed"] == seed
+        assert overall.loc[overall["seed"] == seed, "accuracy"].item() == \
+            json.loads((run / "metrics.json").read_text())["overall"]
+    row = next(line for line in (tmp_path / "results" / "README.md").read_text().splitlines()
+               if line.startswith("| product |"))
+    mean, spread = overall["accuracy"].mean(), overall["accuracy"].std()
+    assert f"{mean:.2f} ± {spread:.2f}" in row and "mean ± standard deviation of 2 seeds" in \
+        (tmp_path / "results" / "README.md").read_text()
+    assert row.endswith("| 1 of 1, 1 of 1 |")
+    assert vqa_main(argv[:-1] + ["3,x"]) == 1
+    assert "--seeds takes whole numbers" in capsys.readouterr().err

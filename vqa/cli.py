@@ -95,16 +95,26 @@ def cmd_compare(args: argparse.Namespace) -> None:
         load_config(path)
     if args.split:
         dataset.split(args.split)
+    seeds = None
+    if args.seeds:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",")]
+        except ValueError:
+            raise VQAError(f"--seeds takes whole numbers with commas, e.g. 0,1,2. "
+                           f"Received: {args.seeds!r}") from None
+        if len(set(seeds)) != len(seeds) or min(seeds) < 0:
+            raise VQAError(f"--seeds must be distinct and >= 0. Received: {args.seeds!r}")
     _load_keras()
     from vqa.compare import compare
 
     table = compare(dataset, args.configs, runs=args.runs, results=args.results,
-                    split=args.split, force=args.force, epochs=args.epochs)
-    overall = table[table["question_type"] == "overall"]
-    width = max(len(v) for v in overall["variant"])
-    for row in overall.itertuples():
-        print(f"{row.variant:<{width}}  {row.accuracy:6.2f}%")
-    print(f"tables and plots in {args.results}/{dataset.name}.md")
+                    split=args.split, force=args.force, epochs=args.epochs, seeds=seeds)
+    overall = table[table["question_type"] == "overall"].groupby("variant", sort=False)
+    width = max(len(v) for v in overall.groups)
+    for variant, accuracy in overall["accuracy"].mean().items():
+        print(f"{variant:<{width}}  {accuracy:6.2f}%")
+    results = Path(args.results or Path("experiments/results") / dataset.name)
+    print(f"tables and plots in {results / 'README.md'}")
 
 
 def cmd_extract(args: argparse.Namespace) -> None:
@@ -263,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="split to evaluate on (default: test, else the first "
                                    "annotated split not trained on)")
     p.add_argument("--epochs", type=int, help="override train.epochs of every variant")
+    p.add_argument("--seeds", help="train each variant once per seed, e.g. 0,1,2; the "
+                                   "table gives the mean and standard deviation")
     p.add_argument("--force", action="store_true",
                    help="retrain variants that are already done")
     p.set_defaults(func=cmd_compare)

@@ -67,8 +67,12 @@ def answer_prior(train: pd.DataFrame, questions: pd.DataFrame) -> dict[int, str]
 def compare(data: str | Path | PreparedDataset, configs: Sequence[str | Path], *,
             runs: str | Path = "runs", results: str | Path | None = None,
             split: str | None = None, force: bool = False, epochs: int | None = None,
-            verbose: int | None = None) -> pd.DataFrame:
-    """Train, evaluate and tabulate every config; returns the long table (also written)."""
+            seeds: Sequence[int] | None = None, verbose: int | None = None) -> pd.DataFrame:
+    """Train, evaluate and tabulate every config; returns the long table (also written).
+
+    `seeds`: train each variant once per seed (RUNS/<dataset>/<variant>/seed<S>), and
+    give each figure as the mean and standard deviation over them; None: once, with the
+    config's own seed."""
     from vqa.evaluation import evaluate_run
     from vqa.training import train
     from vqa.training.fit import checked_config
@@ -88,9 +92,11 @@ def compare(data: str | Path | PreparedDataset, configs: Sequence[str | Path], *
                  score_predictions(questions, answer_prior(
                      dataset.split(dataset.train_split), questions), split), {})
     curves, confusions = {}, {}
-    for i, (name, config) in enumerate(variants.items(), 1):
-        run = Path(runs) / dataset.name / name
-        log.info("[%d/%d] %s -> %s", i, len(variants), name, run)
+    jobs = [(name, config if seed is None else config.with_train(seed=seed),
+             Path(runs) / dataset.name / name / ("" if seed is None else f"seed{seed}"))
+            for name, config in variants.items() for seed in (seeds or [None])]
+    for i, (name, config, run) in enumerate(jobs, 1):
+        log.info("[%d/%d] %s -> %s", i, len(jobs), name, run)
         trained = not force and _trained_with(run, config)
         if not trained:
             train(dataset, run, config, verbose=verbose,
@@ -103,8 +109,9 @@ def compare(data: str | Path | PreparedDataset, configs: Sequence[str | Path], *
                      name, split)
         summary = json.loads((run / files.TRAINING).read_text())
         rows += _rows(name, questions, metrics, summary)
-        curves[name] = pd.read_csv(run / files.HISTORY)
-        confusions[name] = json.loads((run / files.PREDICTIONS).read_text())
+        if name not in curves:  # the plots show each variant's first seed
+            curves[name] = pd.read_csv(run / files.HISTORY)
+            confusions[name] = json.loads((run / files.PREDICTIONS).read_text())
 
     table = pd.DataFrame(rows)
     out = Path("experiments/results") / dataset.name if results is None else Path(results)
@@ -130,7 +137,8 @@ def _metrics(run: Path, split: str) -> dict | None:
 
 
 def _rows(variant: str, questions: pd.DataFrame, metrics: dict, summary: dict) -> list[dict]:
-    extra = {"parameters": summary.get("parameters", 0),
+    extra = {"seed": summary.get("seed"), "validation": summary.get("best_val_vqa_score"),
+             "parameters": summary.get("parameters", 0),
              "seconds_per_epoch": summary.get("seconds_per_epoch"),
              "best_epoch": summary.get("best_epoch"), "epochs_run": summary.get("epochs_run")}
     rows = [{"variant": variant, "question_type": "overall", "accuracy": metrics["overall"],
@@ -186,25 +194,45 @@ def _slug(name: str) -> str:
 
 
 def _markdown(table: pd.DataFrame, dataset: PreparedDataset, split: str, pngs: list) -> str:
-    wide = table.pivot_table(index="variant", columns="question_type", values="accuracy",
-                             sort=False)
-    firsts = ["overall"] + [c for c in ("relational", "non_relational") if c in wide.columns]
-    wide = wide[firsts + [c for c in wide.columns if c not in firsts]]
-    info = table.drop_duplicates("variant").set_index("variant")
+    mean = table.pivot_table(index="variant", columns="question_type", values="accuracy",
+                             aggfunc="mean", sort=False)
+    spread = table.pivot_table(index="variant", columns="question_type", values="accuracy",
+                               aggfunc="std", sort=False)
+    firsts = ["overall"] + [c for c in ("relational", "non_relational") if c in mean.columns]
+    order = firsts + [c for c in mean.columns if c not in firsts]
+    mean, spread = mean[order], spread.reindex(index=mean.index, columns=order)
+    runs = table[table["question_type"] == "overall"].groupby("variant", sort=False)
+    seeds = runs.size().max()
     n = int(table.loc[table["question_type"] == "overall", "n_questions"].iloc[0])
+    what = (f"the mean ± standard deviation of {seeds} seeds (each variant trained once per "
+            "seed, from scratch)" if seeds > 1 else "one run each")
     lines = [f"# {dataset.name}: variants compared", "",
-             f"Split `{split}` ({n:,} questions), official VQA accuracy in percent; the best "
-             "of each column in bold. Written by:", "",
+             f"Split `{split}` ({n:,} questions), official VQA accuracy in percent, {what}; "
+             "the best of each column in bold. `validation` is the accuracy on the "
+             "validation images (held out of training) of the epoch each run kept: what to "
+             "choose a variant by. Written by:", "",
              "    " + _command(dataset), "",
-             "| variant | " + " | ".join(wide.columns) + " | parameters | s/epoch | best epoch |",
-             "|---" * (len(wide.columns) + 4) + "|"]
-    best = wide.max()
-    for variant, row in wide.iterrows():
-        cells = [f"**{v:.2f}**" if v == best[c] else f"{v:.2f}" for c, v in row.items()]
-        meta = info.loc[variant]
-        extra = ["-", "-", "-"] if variant == ANSWER_PRIOR else [
-            f"{int(meta['parameters']):,}", f"{meta['seconds_per_epoch']:.1f}",
-            f"{int(meta['best_epoch'])} of {int(meta['epochs_run'])}"]
+             "| variant | " + " | ".join(mean.columns) + " | validation | parameters | "
+             "s/epoch | best epoch |",
+             "|---" * (len(mean.columns) + 5) + "|"]
+    best = mean.max()
+    for variant, row in mean.iterrows():
+        cells = []
+        for column, value in row.items():
+            text = f"{value:.2f}"
+            if seeds > 1 and pd.notna(spread.loc[variant, column]):
+                text += f" ± {spread.loc[variant, column]:.2f}"
+            cells.append(f"**{text}**" if value == best[column] else text)
+        if variant == ANSWER_PRIOR:
+            extra = ["-"] * 4
+        else:
+            group = runs.get_group(variant)
+            val = group["validation"].astype(float)
+            extra = [f"{val.mean():.2f}" + (f" ± {val.std():.2f}" if len(val) > 1 else ""),
+                     f"{int(group['parameters'].iloc[0]):,}",
+                     f"{group['seconds_per_epoch'].astype(float).mean():.1f}",
+                     ", ".join(f"{int(b)} of {int(e)}" for b, e in
+                               zip(group["best_epoch"], group["epochs_run"]))]
         lines.append(f"| {variant} | " + " | ".join(cells + extra) + " |")
     lines += ["", "The answer prior gives each question type's most frequent training "
               "answer: what can be had without looking at the image or reading past the "
