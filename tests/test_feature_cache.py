@@ -266,3 +266,22 @@ def test_evaluating_on_new_data_extracts_with_the_runs_weights(tmp_path):
     assert metrics["n_questions"] == len(other_ds.split("test"))
     h5, manifest_path, _ = feature_paths(other_ds, "efficientnet_lite0")
     assert str(weights.resolve()) in manifest_path.read_text()
+
+
+def test_a_shard_being_extracted_is_refused_to_a_second_process(tmp_path):
+    import fcntl
+    import os
+
+    ds = _copy(tmp_path)
+    h5, _, parts = feature_paths(ds, "efficientnet_lite0", 64)
+    lock = parts.parent / f".{h5.stem}.shard0of1.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)  # as the other process holds it
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(FeatureCacheError, match="in use: another vqa process is "
+                                                    "extracting shard 0/1"):
+            extract_features(ds, **{**SMALL, "chunk_size": 4})
+    finally:
+        os.close(fd)  # the kernel drops it, as at any exit
+    assert extract_features(ds, **SMALL) == h5 and h5.is_file()

@@ -1,5 +1,5 @@
-"""Operating-system locks on the directories one process writes at a time (a run
-directory while it trains). The kernel drops a lock when its process ends, however it
+"""Operating-system locks on what one process writes at a time (a run directory while
+it trains, a shard of a feature cache while it is extracted). The kernel drops a lock when its process ends, however it
 ends, so a crash or kill -9 never leaves a directory locked."""
 
 from __future__ import annotations
@@ -37,6 +37,27 @@ def exclusive(path: str | Path, what: str) -> Iterator[Path]:
         finally:
             if fd is not None:
                 os.close(fd)
+
+
+@contextmanager
+def exclusive_file(path: str | Path, what: str, error: type = RunDirError) -> Iterator[None]:
+    """Hold the lock of file `path` (made if missing and left in place: removing it would
+    let a third process lock a new file while the second still holds the old one)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise error(f"{path.parent} is in use: another vqa process is {what}. Wait for "
+                        "it to end.") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def check_free(path: str | Path, what: str) -> None:

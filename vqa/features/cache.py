@@ -35,6 +35,7 @@ import h5py
 import keras
 import numpy as np
 
+from vqa import locks
 from vqa.atomic import atomic_write, temp_path, write_json
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import VQAError
@@ -135,6 +136,18 @@ def extract_features(dataset: PreparedDataset, backbone: str,
         batch_size = max(1, min(256, round(32 * (224 / spec.image_size) ** 2)))
     if batch_size < 1 or chunk_size < 1:
         raise FeatureCacheError("batch_size and chunk_size must be at least 1.")
+    h5_path, manifest_path, parts = feature_paths(dataset, backbone, spec.image_size)
+    lock = parts.parent / f".{h5_path.stem}.shard{index}of{count}.lock"
+    with locks.exclusive_file(lock, f"extracting shard {index}/{count} of {h5_path.name}",
+                              FeatureCacheError):
+        return _extract(dataset, backbone, spec, weights, dtype, (index, count), batch_size,
+                        chunk_size, progress)
+
+
+def _extract(dataset: PreparedDataset, backbone: str, spec, weights, dtype: str,
+             shard: tuple[int, int], batch_size: int, chunk_size: int,
+             progress: bool | None) -> Path | None:
+    index, count = shard
     model = spec.build(include_top=False, weights=weights)
     image_ids = sorted(dataset.images.index)
     manifest = Manifest(backbone, None if weights is None else str(Path(weights).resolve()),
