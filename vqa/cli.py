@@ -14,10 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-from vqa.cli_answer import cmd_ask, cmd_export, cmd_serve
+from vqa.cli_answer import cmd_ask, cmd_export, cmd_serve, load_keras
 from vqa.cli_help import EXAMPLES, HelpFormatter
 from vqa.errors import RunDirError, VQAError
-from vqa.startup import import_quietly
 
 
 def _prepare_sources() -> dict:
@@ -54,7 +53,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     dataset = PreparedDataset.load(args.data)  # checked before TensorFlow loads
     check_new_run(args.out, args.overwrite)
-    _load_keras()
+    load_keras()
     from vqa.training import train
 
     summary = train(dataset, args.out, config, overwrite=args.overwrite,
@@ -74,7 +73,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     check_run_dir(args.run_dir)
     dataset = PreparedDataset.load(args.data)
     dataset.split(args.split)  # checked before TensorFlow loads
-    _load_keras()
+    load_keras()
     metrics = evaluate_run(args.run_dir, dataset, args.split, args.evaluator)
     print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
 
@@ -104,7 +103,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
                            f"Received: {args.seeds!r}") from None
         if len(set(seeds)) != len(seeds) or min(seeds) < 0:
             raise VQAError(f"--seeds must be distinct and >= 0. Received: {args.seeds!r}")
-    _load_keras()
+    load_keras()
     from vqa.compare import compare
 
     table = compare(dataset, args.configs, runs=args.runs, results=args.results,
@@ -125,7 +124,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
         index, count = (int(v) for v in args.shard.split("/"))
     except ValueError:
         raise VQAError(f"--shard must look like i/N, e.g. 0/4. Received: {args.shard}") from None
-    _load_keras()
+    load_keras()
     from vqa.features.cache import extract_features
 
     path = extract_features(dataset, args.backbone, args.weights, image_size=args.image_size,
@@ -139,7 +138,7 @@ def cmd_classify(args: argparse.Namespace) -> None:
     from vqa.data.images import open_image
 
     image = open_image(args.image)  # checked before TensorFlow loads
-    _load_keras()
+    load_keras()
     from vqa.features.imagenet import classify
 
     for index, name, p in classify(image, args.backbone, args.weights, args.top_k):
@@ -147,17 +146,10 @@ def cmd_classify(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    _load_keras()
+    load_keras()
     from vqa.demo import run_demo
 
     run_demo(args.out, args.epochs)
-
-
-def _load_keras() -> None:
-    """Import Keras (and TensorFlow) without its start-up notes (vqa.startup). Commands
-    call this after checking their inputs, so that a mistake is reported at once and
-    alone."""
-    import_quietly("keras")
 
 
 def _add_evaluator_argument(parser: argparse.ArgumentParser) -> None:

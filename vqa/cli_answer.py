@@ -11,8 +11,11 @@ from vqa.errors import VQAError
 from vqa.startup import import_quietly
 
 
-def _load_keras() -> None:
-    import_quietly("keras")  # TensorFlow without its start-up notes (vqa.startup)
+def load_keras() -> None:
+    """Import Keras (and TensorFlow) without its start-up notes (vqa.startup). Commands
+    call this after checking their inputs, so that a mistake is reported at once and
+    alone."""
+    import_quietly("keras")
 
 
 def cmd_ask(args: argparse.Namespace) -> None:
@@ -64,7 +67,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from vqa.run_dir import check_run_dir
 
     check_run_dir(args.run_dir)
-    _load_keras()
+    load_keras()
     from vqa.export import export_run
 
     info = export_run(args.run_dir, args.out, args.format, overwrite=args.overwrite)
@@ -90,7 +93,7 @@ def _load_answerer(path: str):
 
     if runtime.is_bundle(path):
         return runtime.load(path)
-    _load_keras()
+    load_keras()
     from vqa.answering import Answerer
 
     return Answerer.load(path)

@@ -30,8 +30,8 @@ from vqa import __version__
 from vqa import run_dir as files
 from vqa.answering import Answerer
 from vqa.errors import VQAError
+from vqa.runtime import BUNDLE
 
-BUNDLE = "bundle.json"
 # format -> (file or folder in the bundle, Keras's name of the format, what it needs)
 FORMATS = {"onnx": ("model.onnx", "onnx", "tf2onnx and onnxruntime"),
            "saved_model": ("saved_model", "tf_saved_model", "tensorflow"),

@@ -48,13 +48,9 @@ def exclusive_file(path: str | Path, what: str, error: type = RunDirError) -> It
     if fcntl is None:
         yield
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _flock(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), error(
+        f"{path.parent} is in use: another vqa process is {what}. Wait for it to end."))
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise error(f"{path.parent} is in use: another vqa process is {what}. Wait for "
-                        "it to end.") from None
         yield
     finally:
         os.close(fd)
@@ -73,11 +69,17 @@ def check_free(path: str | Path, what: str) -> None:
 def _lock(path: Path, what: str) -> int | None:
     if fcntl is None:
         return None
-    fd = os.open(path, os.O_RDONLY)
+    return _flock(os.open(path, os.O_RDONLY), RunDirError(
+        f"{path} is in use: another vqa process is {what} there. Wait for it to end, or "
+        "choose another directory."))
+
+
+def _flock(fd: int, refusal: Exception) -> int:
+    """Lock `fd` without waiting; if another process holds it, close `fd`, raise
+    `refusal`."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise RunDirError(f"{path} is in use: another vqa process is {what} there. Wait for "
-                          "it to end, or choose another directory.") from None
+        raise refusal from None
     return fd

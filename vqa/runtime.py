@@ -17,14 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from vqa import run_dir as files
 from vqa.data.text import Vocabulary
 from vqa.errors import RunDirError
 from vqa.inference import AnswererBase, AnswerResult, Preprocessing, format_answer
+from vqa.model_card import read_card
 
 __all__ = ["Bundle", "AnswerResult", "format_answer", "is_bundle", "load"]
 
-BUNDLE = "bundle.json"  # as vqa.export writes it
-_VOCABS = ("question_vocab.json", "answer_vocab.json")
+BUNDLE = "bundle.json"  # what vqa.export writes beside the graph
 
 
 def is_bundle(path: str | Path) -> bool:
@@ -61,7 +62,8 @@ class Bundle(AnswererBase):
                               "`vqa export RUN_DIR --out BUNDLE`.")
         try:
             info = json.loads((root / BUNDLE).read_text())
-            words, answers = (Vocabulary.load(root / name) for name in _VOCABS)
+            words, answers = (Vocabulary.load(root / name) for name in (files.QUESTION_VOCAB,
+                                                                  files.ANSWER_VOCAB))
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise RunDirError(f"Cannot read the bundle {root}: {exc}") from None
         if info.get("format") != "onnx":
@@ -80,9 +82,7 @@ class Bundle(AnswererBase):
                                                    providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own types
             raise RunDirError(f"Cannot load {root / info['model']}: {exc}") from None
-        card_file = root / "model_card.json"
-        card = json.loads(card_file.read_text()) if card_file.is_file() else None
-        return cls(session, info, words, answers, card)
+        return cls(session, info, words, answers, read_card(root))
 
     def _run(self, pixels: np.ndarray, tokens: np.ndarray
              ) -> tuple[np.ndarray, np.ndarray | None]:
