@@ -19,7 +19,8 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from vqa.data.dataset import FORMAT_VERSION, IMAGE_COLUMNS, QUESTION_COLUMNS, PreparedDataset
+from vqa.data.dataset import (CAPTION_COLUMNS, FORMAT_VERSION, IMAGE_COLUMNS, QUESTION_COLUMNS,
+                              PreparedDataset)
 from vqa.data.text import Vocabulary
 from vqa.errors import DatasetError, VQAError
 
@@ -57,14 +58,21 @@ def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterato
 
 def read_json(path: Path, key: str, object_hook: Callable | None = None) -> list:
     """The list under `key` of a JSON file, or one clear error."""
+    return read_json_lists(path, (key,), object_hook)[0]
+
+
+def read_json_lists(path: Path, keys: Sequence[str],
+                    object_hook: Callable | None = None) -> list[list]:
+    """The lists under `keys` of one JSON object (the file parsed once)."""
     try:
         with open(path, "rb") as f:
             data = json.load(f, object_hook=object_hook)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get(key), list):
-        raise DatasetError(f"{path}: expected a JSON object with a '{key}' list.")
-    return data[key]
+    for key in keys:
+        if not isinstance(data, dict) or not isinstance(data.get(key), list):
+            raise DatasetError(f"{path}: expected a JSON object with a '{key}' list.")
+    return [data[key] for key in keys]
 
 
 def is_int(value: object) -> bool:
@@ -126,8 +134,16 @@ def check_answers_size(k: int | None) -> None:
         raise DatasetError(f"The answer vocabulary size must be at least 1. Received: {k}")
 
 
-def write_prepared(out: str | Path, *, name: str, source: str, questions: pd.DataFrame,
-                   images: pd.DataFrame, image_root: str | Path = "images",
+def empty_questions() -> pd.DataFrame:
+    """A questions table with no rows (a captions-only dataset), typed as the contract."""
+    return pd.DataFrame({c: pd.Series(dtype="int64" if c == "question_id" else object)
+                         for c in QUESTION_COLUMNS})
+
+
+def write_prepared(out: str | Path, *, name: str, source: str,
+                   questions: pd.DataFrame | None = None,
+                   images: pd.DataFrame, captions: pd.DataFrame | None = None,
+                   image_root: str | Path = "images",
                    fill: Callable[[Path], None] | None = None,
                    answer_vocabulary_size: int | None = None,
                    skipped: BadRecords | None = None,
@@ -139,7 +155,9 @@ def write_prepared(out: str | Path, *, name: str, source: str, questions: pd.Dat
     new one, never a half-written one.
 
     Args:
-        questions, images: tables with the contract's columns.
+        questions, images: tables with the contract's columns; questions None: none (a
+            captions-only source, which must give `captions`).
+        captions: caption_id, image_id, split, caption; None: no captions.parquet.
         image_root: where image paths are relative to; a relative root is inside `out`.
         fill: called with the temporary directory to put files in it (e.g. images).
         answer_vocabulary_size: the K of the top-K training answers (None: all).
@@ -148,8 +166,13 @@ def write_prepared(out: str | Path, *, name: str, source: str, questions: pd.Dat
     """
     out = Path(out)
     check_output(out, overwrite)
+    if questions is None:
+        questions = empty_questions()
     for table, columns, file in ((questions, QUESTION_COLUMNS, "questions.parquet"),
-                                 (images, IMAGE_COLUMNS, "images.parquet")):
+                                 (images, IMAGE_COLUMNS, "images.parquet"),
+                                 (captions, CAPTION_COLUMNS, "captions.parquet")):
+        if table is None:
+            continue
         missing = [c for c in columns if c not in table.columns]
         if missing:
             raise DatasetError(f"{out / file}: missing column(s) {missing}.")
@@ -168,6 +191,11 @@ def write_prepared(out: str | Path, *, name: str, source: str, questions: pd.Dat
         meta = {"name": name, "source": source, "format_version": FORMAT_VERSION,
                 "image_root": str(image_root), "counts": counts,
                 "answer_vocabulary_size": answer_vocabulary_size}
+        if captions is not None:
+            captions.to_parquet(tmp / "captions.parquet", index=False)
+            meta["caption_counts"] = {
+                split: {"captions": int(len(group)), "images": int(group["image_id"].nunique())}
+                for split, group in captions.groupby("split", sort=True)}
         if skipped is not None and skipped.rows:
             skipped.table().to_csv(tmp / SKIPPED, index=False)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -206,7 +234,8 @@ def _umask() -> int:
 
 
 def report(dataset: PreparedDataset, examples: int = 5) -> str:
-    """Counts per split, answer-vocabulary coverage, and the records left out."""
+    """Counts per split (questions, captions), answer-vocabulary coverage, and the records
+    left out."""
     q = dataset.questions
     train = dataset.train_split
     k = dataset.answer_vocabulary_size
@@ -228,6 +257,10 @@ def report(dataset: PreparedDataset, examples: int = 5) -> str:
     if train:
         lines.append(f"  answer vocabulary: {len(vocab)} answers "
                      f"({'top ' + str(k) if k else 'all'} of the {train} split)")
+    for split, counts in dataset.meta.get("caption_counts", {}).items():
+        per_image = counts["captions"] / max(1, counts["images"])
+        lines.append(f"  {split:<14} {counts['captions']:>8} captions   "
+                     f"{counts['images']:>7} images  ({per_image:.1f} captions an image)")
     skipped_file = dataset.root / SKIPPED
     if skipped_file.is_file():
         skipped = pd.read_csv(skipped_file)

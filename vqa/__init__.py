@@ -19,6 +19,9 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Answerer": "vqa.answering", "AnswerResult": "vqa.answering",
+    "Captioner": "vqa.captioning", "CaptionResult": "vqa.captioning",
+    "evaluate_captioner": "vqa.evaluation", "score_captions": "vqa.metrics",
+    "train_captioner": "vqa.training.captions",
     "Config": "vqa.config", "ModelConfig": "vqa.config", "TrainConfig": "vqa.config",
     "load_config": "vqa.config",
     "PreparedDataset": "vqa.data.dataset",
@@ -48,6 +51,10 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from vqa.answering import Answerer, AnswerResult
+    from vqa.captioning import CaptionResult, Captioner
+    from vqa.evaluation import evaluate_captioner
+    from vqa.metrics import score_captions
+    from vqa.training.captions import train_captioner
     from vqa.config import Config, ModelConfig, TrainConfig, load_config
     from vqa.data.dataset import PreparedDataset
     from vqa.errors import (ConfigError, DatasetError, ImageError, QuestionError,

@@ -1,4 +1,4 @@
-"""The `vqa` command: prepare | extract | train | evaluate | score | ask | export |
+"""The `vqa` command: prepare | extract | train | evaluate | score | ask | caption | export |
 serve | compare | classify | demo.
 
 Heavy imports (TensorFlow through Keras) happen inside the commands that need them,
@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from vqa import cli_caption
 from vqa.cli_answer import cmd_ask, cmd_export, cmd_serve, load_keras
 from vqa.cli_help import EXAMPLES, HelpFormatter
 from vqa.errors import RunDirError, VQAError
@@ -21,11 +22,11 @@ from vqa.errors import RunDirError, VQAError
 
 def _prepare_sources() -> dict:
     """Each source's module: its `add_arguments(parser)` and `run(args) -> report`."""
-    from data_prep import clevr, easy_vqa, folder, scenes, sort_of_clevr
+    from data_prep import clevr, coco_captions, easy_vqa, folder, scenes, sort_of_clevr
     from data_prep import vqa as vqa_json
 
     return {"easy-vqa": easy_vqa, "vqa": vqa_json, "clevr": clevr, "folder": folder,
-            "sort-of-clevr": sort_of_clevr, "scenes": scenes}
+            "sort-of-clevr": sort_of_clevr, "scenes": scenes, "coco-captions": coco_captions}
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
@@ -52,6 +53,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     from vqa.run_dir import check_new_run
 
     dataset = PreparedDataset.load(args.data)  # checked before TensorFlow loads
+    if config.is_captioner:
+        return cli_caption.train(args, config, dataset)
     check_new_run(args.out, args.overwrite)
     load_keras()
     from vqa.training import train
@@ -68,8 +71,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from vqa.data.dataset import PreparedDataset
     from vqa.evaluation import evaluate_run, format_metrics
-    from vqa.run_dir import check_run_dir
+    from vqa.run_dir import check_run_dir, is_caption_run
 
+    if is_caption_run(args.run_dir):
+        return cli_caption.evaluate(args)
     check_run_dir(args.run_dir)
     dataset = PreparedDataset.load(args.data)
     dataset.split(args.split)  # checked before TensorFlow loads
@@ -81,6 +86,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_score(args: argparse.Namespace) -> None:
     from vqa.evaluation import format_metrics, score_results_file
 
+    if cli_caption.is_caption_results(args.results):
+        return cli_caption.score(args)
     metrics = score_results_file(args.data, args.split, args.results, args.evaluator)
     print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
 
@@ -90,10 +97,9 @@ def cmd_compare(args: argparse.Namespace) -> None:
     from vqa.data.dataset import PreparedDataset
 
     dataset = PreparedDataset.load(args.data)  # everything checked before TensorFlow loads
-    for path in args.configs:
-        load_config(path)
+    captions = any(load_config(path).is_captioner for path in args.configs)
     if args.split:
-        dataset.split(args.split)
+        dataset.caption_split(args.split) if captions else dataset.split(args.split)
     seeds = None
     if args.seeds:
         try:
@@ -108,10 +114,15 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
     table = compare(dataset, args.configs, runs=args.runs, results=args.results,
                     split=args.split, force=args.force, epochs=args.epochs, seeds=seeds)
-    overall = table[table["question_type"] == "overall"].groupby("variant", sort=False)
-    width = max(len(v) for v in overall.groups)
-    for variant, accuracy in overall["accuracy"].mean().items():
-        print(f"{variant:<{width}}  {accuracy:6.2f}%")
+    if captions:
+        for (variant, decode), cider in table.groupby(["variant", "decode"], sort=False)[
+                "CIDEr-D"].mean().items():
+            print(f"{variant} / {decode}: CIDEr-D {cider:.2f}")
+    else:
+        overall = table[table["question_type"] == "overall"].groupby("variant", sort=False)
+        width = max(len(v) for v in overall.groups)
+        for variant, accuracy in overall["accuracy"].mean().items():
+            print(f"{variant:<{width}}  {accuracy:6.2f}%")
     results = Path(args.results or Path("experiments/results") / dataset.name)
     print(f"tables and plots in {results / 'README.md'}")
 
@@ -209,12 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test")
     p.add_argument("--json", action="store_true", help="print metrics.json instead of a table")
     _add_evaluator_argument(p)
+    cli_caption.add_decoding_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("score", help="score a results file in the official VQA format")
+    p = sub.add_parser("score", help="score a results file in the official VQA format, or "
+                       "captions in COCO's (BLEU, ROUGE-L, CIDEr-D)")
     p.add_argument("data", help="prepared dataset directory")
     p.add_argument("--split", default="test")
-    p.add_argument("--results", required=True, help='JSON [{"question_id": int, "answer": str}]')
+    p.add_argument("--results", required=True, help='JSON [{"question_id": int, "answer": '
+                   'str}], or captions [{"image_id", "caption": str}]')
     p.add_argument("--json", action="store_true", help="print metrics as JSON")
     _add_evaluator_argument(p)
     p.set_defaults(func=cmd_score)
@@ -233,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="answers.csv",
                    help="--batch: where the answers go (default: answers.csv)")
     p.set_defaults(func=cmd_ask)
+
+    cli_caption.add_parser(sub)
 
     p = sub.add_parser("export", help="write a run as an ONNX (or SavedModel, LiteRT) "
                        "bundle that answers without TensorFlow")

@@ -11,6 +11,7 @@ EXAMPLES = {
              "--out runs/concat",
     "evaluate": "vqa evaluate runs/concat data/mine --split test",
     "score": "vqa score data/vqa-v2 --split val2014 --results results.json",
+    "caption": "vqa caption runs/captions photo.jpg --decode beam --explain words.png",
     "ask": 'vqa ask runs/concat photo.jpg "what color is the cat?" --explain why.png',
     "export": "vqa export runs/concat --out bundles/concat  # then: vqa ask bundles/concat ...",
     "serve": "vqa serve runs/concat --port 8000",

@@ -78,6 +78,9 @@ def compare(data: str | Path | PreparedDataset, configs: Sequence[str | Path], *
     from vqa.training.fit import checked_config
 
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
+    loaded = [load_config(path) for path in configs]
+    if any(config.is_captioner for config in loaded):
+        return _captions(dataset, configs, loaded, runs, results, split, force, epochs, seeds)
     split = split or default_split(dataset)
     questions = dataset.split(split)
     variants = {}
@@ -117,6 +120,24 @@ def compare(data: str | Path | PreparedDataset, configs: Sequence[str | Path], *
     out = Path("experiments/results") / dataset.name if results is None else Path(results)
     _write(table, dataset, split, questions, curves, confusions, out)
     return table
+
+
+def _captions(dataset, paths, configs, runs, results, split, force, epochs, seeds):
+    """Caption decoders compared instead (vqa.compare_captions); no VQA config mixed in."""
+    from vqa.compare_captions import compare_captions
+
+    if not all(config.is_captioner for config in configs):
+        raise RunDirError("Compare caption decoders or VQA models, not both: every config "
+                          "of one table sets caption.decoder, or none does.")
+    names = [Path(p).stem for p in paths]
+    if len(set(names)) != len(names):
+        raise RunDirError(f"Two configs would be the same variant: {names}; rename one.")
+    variants = {name: (c if epochs is None else c.with_train(epochs=epochs)).for_dataset(dataset)
+                for name, c in zip(names, configs)}
+    out = Path("experiments/results") / dataset.name if results is None else Path(results)
+    return compare_captions(dataset, variants, runs=Path(runs), results=out,
+                            split=split or "test", force=force, seeds=seeds,
+                            command=_command(dataset))
 
 
 def _trained_with(run: Path, config: Config) -> bool:

@@ -91,10 +91,23 @@ class ModelConfig:
     classifier_dim: int = 256  # hidden layer between the fused vector and the answers
     dropout: float = 0.2
 
+    # caption: a caption decoder in place of the answer classifier (vqa.models.decoders);
+    # the image section's grid feeds it, the question, fusion and classifier sections
+    # are not used
+    decoder: str = ""  # "" (a VQA model) | a registered decoder: attention | pooled
+    decoder_cell: str = "lstm"  # lstm | gru
+    decoder_layers: int = 1  # 1 to 3 stacked recurrent layers
+    decoder_dim: int = 256  # recurrent units
+    word_dim: int = 128  # caption word embedding
+    # attention: the doubly stochastic penalty (Xu et al. 2015, eq. 14), pushing the
+    # attention of all steps together to cover every cell about once
+    attention_penalty: float = 1.0
+    max_caption_length: int = 16  # words; longer captions are truncated in training
+
     def __post_init__(self) -> None:
         checks.check_types(self)
         for check in (checks.check_image, checks.check_question, checks.check_attention,
-                      checks.check_fusion, checks.check_classifier):
+                      checks.check_fusion, checks.check_classifier, checks.check_caption):
             check(self)
 
 
@@ -108,6 +121,8 @@ MODEL_SECTIONS = {
                   "attention_word_embeddings", "attention_counts", "attention_relative"),
     "fusion": ("inputs", "fusion", "fusion_dim", "fusion_options"),
     "classifier": ("classifier_dim", "dropout"),
+    "caption": ("decoder", "decoder_cell", "decoder_layers", "decoder_dim", "word_dim",
+                "attention_penalty", "max_caption_length"),
 }
 SECTIONS = (*MODEL_SECTIONS, "train")
 
@@ -153,6 +168,11 @@ class Config:
                               f"{self.model.image_encoder!r}")
 
     @property
+    def is_captioner(self) -> bool:
+        """Whether this config makes a caption decoder rather than a VQA model."""
+        return bool(self.model.decoder)
+
+    @property
     def pixels_in(self) -> bool:
         """Whether the model's "image" input is pixels (else a cached feature grid)."""
         return self.model.image_encoder != "pretrained" or self.train.fine_tune
@@ -193,6 +213,9 @@ class Config:
         out = {name: {key: model[key] for key in keys if key != "fusion_options"}
                for name, keys in MODEL_SECTIONS.items()}
         out["fusion"].update(self.model.fusion_options)
+        if not self.is_captioner and out["caption"] == {
+                key: getattr(ModelConfig, key) for key in MODEL_SECTIONS["caption"]}:
+            del out["caption"]  # a VQA model's file holds no caption section
         out["train"] = dataclasses.asdict(self.train)
         return out
 

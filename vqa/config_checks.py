@@ -99,6 +99,18 @@ def check_classifier(model) -> None:
         raise ConfigError(f"dropout must be in [0, 1). Received: dropout={model.dropout}")
 
 
+def check_caption(model) -> None:
+    """The caption section (the decoder's name is checked by its registry)."""
+    check_choice("decoder_cell", model.decoder_cell, QUESTION_ENCODER_CHOICES)
+    if not 1 <= model.decoder_layers <= 3:
+        raise ConfigError(f"decoder_layers must be 1, 2 or 3. Received: {model.decoder_layers}")
+    for name in ("decoder_dim", "word_dim", "max_caption_length"):
+        check_positive(name, getattr(model, name))
+    if model.attention_penalty < 0:
+        raise ConfigError("attention_penalty must be >= 0. Received: "
+                          f"{model.attention_penalty}")
+
+
 def check_train(train) -> None:
     """The train section (a TrainConfig)."""
     if train.seed < 0:

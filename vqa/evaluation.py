@@ -147,3 +147,62 @@ def score_results_file(data_dir: str | Path, split: str, results: str | Path,
     check_evaluator(evaluator)
     questions = PreparedDataset.load(data_dir).split(split)
     return score_predictions(questions, read_results(results), split, evaluator)
+
+
+def score_captions_of(dataset: PreparedDataset, split: str, results: list[dict],
+                      meteor: bool = True) -> dict:
+    """BLEU-1..4, ROUGE-L, CIDEr-D (and METEOR with Java) of COCO-format caption results
+    [{"image_id", "caption"}] against the split's reference captions, as the COCO
+    caption evaluation computes them (vqa.metrics.captions); plus the distinct bigrams of
+    the results, a measure of their variety."""
+    from vqa.metrics.captions import distinct_ngrams, score_captions, tokenize
+
+    refs = dataset.caption_split(split).groupby("image_id")["caption"].apply(list).to_dict()
+    hyps: dict[str, str] = {}
+    for i, row in enumerate(results):
+        if not isinstance(row, dict) or not isinstance(row.get("caption"), str) \
+                or "image_id" not in row:
+            raise DatasetError(f"caption results, entry {i}: expected an object with "
+                               f'"image_id" and a string "caption". Received: {row!r}')
+        image_id = str(row["image_id"])
+        if image_id in hyps:
+            raise DatasetError(f"caption results, entry {i}: image_id {image_id!r} appears "
+                               "twice; give one caption per image.")
+        hyps[image_id] = row["caption"]
+    try:
+        scores = score_captions(refs, hyps, meteor=meteor)
+    except ValueError as exc:  # e.g. an image of the results that the split lacks
+        raise DatasetError(f"caption results against {dataset.root}, split {split}: "
+                           f"{exc}") from None
+    return {"split": split, "task": "captioning", "n_images": len(hyps),
+            **{k: round(100 * v, 2) for k, v in scores.items()},
+            "distinct_bigrams": distinct_ngrams([tokenize(c) for c in hyps.values()], 2)}
+
+
+def format_caption_metrics(metrics: dict) -> str:
+    names = [k for k in ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L",
+                         "CIDEr-D") if k in metrics]
+    head = f"split {metrics['split']}: {metrics['n_images']} images"
+    if "decode" in metrics:
+        head += f", {metrics['decode']} decoding"
+    return "\n".join([head, *(f"  {k:<8} {metrics[k]:6.2f}" for k in names),
+                      f"  distinct bigrams {metrics['distinct_bigrams']}"])
+
+
+def evaluate_captioner(run_dir: str | Path, data: str | Path | PreparedDataset,
+                       split: str = "test", decode: str = "greedy", meteor: bool = True,
+                       **decoding) -> dict:
+    """Caption every image of a captions split with a trained captioning run and score
+    the captions. Writes RUN_DIR/captions-SPLIT-DECODE.json (COCO results format) and
+    RUN_DIR/metrics.json (the last evaluation), and returns the metrics."""
+    files.check_run_dir(run_dir, files.NEEDED_TO_CAPTION)
+    dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
+    dataset.caption_split(split)
+    from vqa.captioning import Captioner
+
+    results = Captioner.load(run_dir).caption_dataset(dataset, split, decode, **decoding)
+    atomic.write_json(results, Path(run_dir) / f"captions-{split}-{decode}.json")
+    metrics = {**score_captions_of(dataset, split, results, meteor), "decode": decode,
+               **{k: v for k, v in decoding.items() if v is not None}}
+    atomic.write_json(metrics, Path(run_dir) / files.METRICS)
+    return metrics

@@ -13,6 +13,7 @@ MODEL = "model.keras"  # best epoch, for answering; appears when training finish
 CONFIG = "config.yaml"
 QUESTION_VOCAB = "question_vocab.json"
 ANSWER_VOCAB = "answer_vocab.json"
+CAPTION_VOCAB = "caption_vocab.json"  # captioning runs, in place of the two above
 HISTORY = "history.csv"
 TRAINING = "training.json"  # summary of the finished fit
 VALIDATION_IMAGES = "validation_images.json"
@@ -28,17 +29,24 @@ STATE = "state.json"  # in CHECKPOINT_DIR; the commit point of each epoch
 STARTED = "vqa-run"  # in CHECKPOINT_DIR from the start: marks the directory as ours
 
 NEEDED_TO_ANSWER = (MODEL, CONFIG, QUESTION_VOCAB, ANSWER_VOCAB)
-ALL_FILES = (MODEL, CONFIG, QUESTION_VOCAB, ANSWER_VOCAB, HISTORY, TRAINING, VALIDATION_IMAGES,
-             METRICS, PREDICTIONS, IMAGE_ENCODER, FEATURES, TENSORBOARD, MODEL_CARD, CURVES)
+NEEDED_TO_CAPTION = (MODEL, CONFIG, CAPTION_VOCAB)
+ALL_FILES = (MODEL, CONFIG, QUESTION_VOCAB, ANSWER_VOCAB, CAPTION_VOCAB, HISTORY, TRAINING,
+             VALIDATION_IMAGES, METRICS, PREDICTIONS, IMAGE_ENCODER, FEATURES, TENSORBOARD, MODEL_CARD, CURVES)
 
 
-def check_run_dir(path: str | Path) -> Path:
+def is_caption_run(path: str | Path) -> bool:
+    """Whether `path` holds a captioning run (a caption vocabulary, not question and
+    answer ones)."""
+    return (Path(path) / CAPTION_VOCAB).is_file()
+
+
+def check_run_dir(path: str | Path, needed: tuple[str, ...] = NEEDED_TO_ANSWER) -> Path:
     """Return `path` if it holds a trained run, else raise RunDirError naming what is missing."""
     path = Path(path)
     if not path.is_dir():
         raise RunDirError(f"Not a run directory: {path} does not exist. "
                           "Train one with `vqa train`.")
-    missing = [name for name in NEEDED_TO_ANSWER if not (path / name).is_file()]
+    missing = [name for name in needed if not (path / name).is_file()]
     if missing:
         raise RunDirError(f"Not a trained run directory: {path} lacks {', '.join(missing)}. "
                           "Train one with `vqa train`.")

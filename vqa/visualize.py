@@ -18,6 +18,7 @@ from PIL import Image
 
 if TYPE_CHECKING:
     from vqa.answering import AnswerResult
+    from vqa.captioning import CaptionResult
 
 
 def _pyplot():
@@ -30,16 +31,18 @@ def _pyplot():
 
 
 def plot_curves(histories: Mapping[str, pd.DataFrame], out: str | Path,
-                title: str = "validation accuracy") -> Path:
-    """Validation accuracy per epoch, one line per variant (history.csv tables)."""
+                title: str = "validation accuracy", metric: str = "val_vqa_score") -> Path:
+    """Validation accuracy (`metric`, a history.csv column) per epoch, one line per
+    variant (history.csv tables)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for name, history in histories.items():
         first = 1 if (history["epoch"] == 0).any() else 0  # 0.1.0 numbered from 0
-        ax.plot(history["epoch"] + first, 100 * history["val_vqa_score"], marker="o",
+        ax.plot(history["epoch"] + first, 100 * history[metric], marker="o",
                 markersize=3, label=name)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation VQA accuracy (%)")
+    ax.set_ylabel("validation VQA accuracy (%)" if metric == "val_vqa_score"
+                  else f"{metric.replace('_', ' ')} (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
@@ -133,4 +136,41 @@ def draw_explanation(img: Image.Image, result: AnswerResult,
                      + textwrap.shorten(", ".join(result.unknown_words), 80),
                      ha="center", fontsize=8)
         fig.tight_layout(rect=(0, 0.04, 1, 1))
+        fig.savefig(out, format="png")
+
+
+def draw_caption(img: Image.Image, result: "CaptionResult",
+                 box: tuple[float, float, float, float], out: str | Path | BinaryIO,
+                 per_row: int = 5) -> None:
+    """Write a PNG: `img` with its caption, and under it one picture per word with the
+    attention of that word's step laid over `box` (the part of the image the model
+    saw), as in Xu et al.'s figures; a decoder without attention shows the words and
+    their probabilities only."""
+    from matplotlib.figure import Figure
+
+    shown = img.copy()
+    shown.thumbnail((320, 320))
+    scale = shown.width / img.width
+    words = result.words if result.words and result.words[0].attention is not None else []
+    rows = 1 + -(-len(words) // per_row)
+    with _DRAWING:
+        fig = Figure(figsize=(2.2 * per_row, 2.4 * rows + 0.6), dpi=100)
+        grid = fig.add_gridspec(rows, per_row)
+        top = fig.add_subplot(grid[0, :])
+        top.imshow(np.asarray(shown))
+        top.set_axis_off()
+        said = " ".join(f"{w.word} ({w.probability:.0%})" for w in result.words)
+        top.set_title(textwrap.fill(said or "(an empty caption)", 100), fontsize=9)
+        left, top_y, right, bottom = (v * scale for v in box)
+        for i, word in enumerate(words):
+            ax = fig.add_subplot(grid[1 + i // per_row, i % per_row])
+            ax.imshow(np.asarray(shown))
+            ax.imshow(word.attention, cmap="jet", alpha=0.45, vmin=0,
+                      extent=(left, right, bottom, top_y), interpolation="bilinear")
+            ax.set_xlim(0, shown.width)
+            ax.set_ylim(shown.height, 0)
+            ax.set_axis_off()
+            ax.set_title(f"{word.word} ({word.probability:.0%})", fontsize=9)
+        fig.suptitle(textwrap.shorten(f"{result.decode}: {result.caption}", 90))
+        fig.tight_layout()
         fig.savefig(out, format="png")

@@ -5,9 +5,14 @@
   questions.parquet  question_id, image_id, split, question, answers, answer,
                      question_type, answer_type (more columns may follow)
   images.parquet     image_id, path (relative to image_root), width, height
+  captions.parquet   (optional: captioning sources) caption_id, image_id, split, caption
   meta.json          name, source, format_version, image_root, counts, and optionally
                      answer_vocabulary_size (the K of the top-K answers to train on)
+                     and caption_counts (per split: captions, images)
 ```
+
+A captions-only dataset (COCO captions) has a questions.parquet with no rows; every
+other dataset has at least one question. caption_id is unique in the file.
 
 question_id is unique within a split (VQA's test-dev2015 is a subset of test2015,
 with the same ids). A question of an unannotated split (VQA's test splits) has no
@@ -38,6 +43,7 @@ FORMAT_VERSION = 1
 QUESTION_COLUMNS = ("question_id", "image_id", "split", "question", "answers", "answer",
                     "question_type", "answer_type")
 IMAGE_COLUMNS = ("image_id", "path", "width", "height")
+CAPTION_COLUMNS = ("caption_id", "image_id", "split", "caption")
 ANSWER_TYPES = ("yes/no", "number", "other")
 MAX_HUMAN_ANSWERS = 10
 
@@ -48,6 +54,7 @@ class PreparedDataset:
     meta: dict
     questions: pd.DataFrame
     images: pd.DataFrame  # indexed by image_id
+    captions: pd.DataFrame | None = None  # None: the dataset has no captions.parquet
 
     @property
     def name(self) -> str:
@@ -61,6 +68,11 @@ class PreparedDataset:
     @property
     def splits(self) -> list[str]:
         return sorted(self.questions["split"].unique())
+
+    @property
+    def caption_splits(self) -> list[str]:
+        """The splits that have captions ([] without captions.parquet)."""
+        return [] if self.captions is None else sorted(self.captions["split"].unique())
 
     @property
     def train_split(self) -> str | None:
@@ -88,9 +100,21 @@ class PreparedDataset:
         meta = _read_meta(root / "meta.json")
         questions = _read_parquet(root / "questions.parquet", QUESTION_COLUMNS)
         images = _read_parquet(root / "images.parquet", IMAGE_COLUMNS)
+        captions = None
+        if (root / "captions.parquet").is_file():
+            captions = _read_parquet(root / "captions.parquet", CAPTION_COLUMNS)
+            validate_captions(captions, root / "captions.parquet")
+        if questions.empty and (captions is None or captions.empty):
+            raise DatasetError(f"{root / 'questions.parquet'} has no questions, and there are "
+                               "no captions: prepare the dataset again.")
         validate_questions(questions, root / "questions.parquet")
         validate_images(images, questions, root / "images.parquet")
-        return cls(root, meta, questions.reset_index(drop=True), images.set_index("image_id"))
+        if captions is not None:
+            _check_known_images(captions, images, root / "captions.parquet",
+                                root / "images.parquet")
+            captions = captions.reset_index(drop=True)
+        return cls(root, meta, questions.reset_index(drop=True), images.set_index("image_id"),
+                   captions)
 
     def split(self, name: str) -> pd.DataFrame:
         """The questions of one split, in file order."""
@@ -98,6 +122,18 @@ class PreparedDataset:
         if rows.empty:
             raise DatasetError(f"Split '{name}' not found in {self.root}. "
                                f"Available splits: {self.splits}")
+        return rows.reset_index(drop=True)
+
+    def caption_split(self, name: str) -> pd.DataFrame:
+        """The captions of one split, in file order."""
+        if self.captions is None:
+            raise DatasetError(f"{self.root} has no captions (no captions.parquet). Prepare "
+                               "a captioning source: `vqa prepare coco-captions` or "
+                               "`vqa prepare scenes`.")
+        rows = self.captions[self.captions["split"] == name]
+        if rows.empty:
+            raise DatasetError(f"Caption split '{name}' not found in {self.root}. "
+                               f"Available caption splits: {self.caption_splits}")
         return rows.reset_index(drop=True)
 
     def backbone_input_size(self) -> int:
@@ -134,7 +170,8 @@ def validate_questions(df: pd.DataFrame, path: Path) -> None:
         bad = df[column].map(lambda v: not isinstance(v, str) or (column == "question"
                                                                   and not v.strip()))
         _fail_on_first(bad, df, path, column, "a non-empty string")
-    if not pd.api.types.is_integer_dtype(df["question_id"]):
+    # An empty column has no dtype to speak of (a captions-only dataset).
+    if len(df) and not pd.api.types.is_integer_dtype(df["question_id"]):
         raise DatasetError(f"{path}, column question_id: must be integers. "
                            f"Received dtype {df['question_id'].dtype}")
     dup = df.duplicated(["split", "question_id"])
@@ -156,11 +193,27 @@ def validate_images(images: pd.DataFrame, questions: pd.DataFrame, path: Path) -
     _fail_on_first(images["image_id"].duplicated(), images, path, "image_id", "unique")
     bad = images["path"].map(lambda v: not isinstance(v, str) or not v)
     _fail_on_first(bad, images, path, "path", "a non-empty string")
-    missing = ~questions["image_id"].isin(images["image_id"])
+    _check_known_images(questions, images, path.parent / "questions.parquet", path)
+
+
+def validate_captions(df: pd.DataFrame, path: Path) -> None:
+    for column in ("image_id", "split", "caption"):
+        bad = df[column].map(lambda v: not isinstance(v, str) or not v.strip())
+        _fail_on_first(bad, df, path, column, "a non-empty string")
+    if len(df) and not pd.api.types.is_integer_dtype(df["caption_id"]):
+        raise DatasetError(f"{path}, column caption_id: must be integers. "
+                           f"Received dtype {df['caption_id'].dtype}")
+    _fail_on_first(df["caption_id"].duplicated(), df, path, "caption_id", "unique")
+
+
+def _check_known_images(table: pd.DataFrame, images: pd.DataFrame, path: Path,
+                        images_path: Path) -> None:
+    """Every image_id of `table` (at `path`) is a row of images.parquet."""
+    missing = ~table["image_id"].isin(images["image_id"])
     if missing.any():
         row = int(np.argmax(missing.to_numpy()))
-        raise DatasetError(f"{path.parent / 'questions.parquet'}, row {row}, column image_id: "
-                           f"image_id={questions['image_id'].iloc[row]!r} is not in {path}")
+        raise DatasetError(f"{path}, row {row}, column image_id: "
+                           f"image_id={table['image_id'].iloc[row]!r} is not in {images_path}")
 
 
 def _answer_count(value: object) -> int:

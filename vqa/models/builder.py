@@ -7,6 +7,7 @@ import numpy as np
 
 from vqa.config import ModelConfig
 from vqa.models.attention import StackedAttention
+from vqa.models.decoders import get_decoder
 from vqa.models.encoders import (IMAGE_ENCODERS, QUESTION_ENCODERS, ConditionedCNN,
                                  ImageRows, LastState, image_input_shape)
 from vqa.models.fusions import check_fusion, make_fusion
@@ -111,6 +112,29 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
         embedding = model.get_layer("question_encoder").get_layer("word_embedding")
         embedding.set_weights([np.asarray(word_vectors, dtype="float32")])
     return model
+
+
+def build_captioner(config: ModelConfig, vocab_size: int,
+                    grid_shape: tuple[int, int, int] | None = None) -> keras.Model:
+    """Image branch + a registered caption decoder (config.decoder, vqa.models.decoders).
+
+    Inputs: {"image": pixels or the cached grid, as for `build_model`, one per caption;
+    "caption": [batch, max_caption_length] int32 ids, <start> w1 .. wn, 0-padded}.
+    Output: [batch, max_caption_length, vocab_size] next-word probabilities. The layer
+    "decoder" decodes one word at a time (vqa.captioning), from the "cells" layer's
+    output.
+    """
+    decoder_class = get_decoder(config.decoder)
+    image = keras.Input(image_input_shape(config, grid_shape), name="image")
+    caption = keras.Input((config.max_caption_length,), dtype="int32", name="caption")
+    grid = IMAGE_ENCODERS[config.image_encoder](config)(image)  # [batch, g, g, C]
+    cells = keras.layers.Reshape((-1, grid.shape[-1]), name="grid_cells")(grid)
+    cells = keras.layers.Dense(config.image_dim, activation="relu", name="cells")(cells)
+    probs, _ = decoder_class(vocab_size, cell=config.decoder_cell, layers=config.decoder_layers,
+                             units=config.decoder_dim, word_dim=config.word_dim,
+                             attention_dim=config.attention_dim, dropout=config.dropout,
+                             penalty=config.attention_penalty, name="decoder")([cells, caption])
+    return keras.Model({"image": image, "caption": caption}, probs, name="captioner")
 
 
 def takes_about_image(model: keras.Model) -> bool:

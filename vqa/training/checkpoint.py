@@ -33,9 +33,9 @@ class RunCheckpoint(keras.callbacks.Callback):
     state does not record.
     """
 
-    def __init__(self, run: Path, patience: int, state: dict):
+    def __init__(self, run: Path, patience: int, state: dict, monitor: str = MONITOR):
         super().__init__()
-        self.run = run
+        self.run, self.monitor = run, monitor  # monitor: higher is better
         self.checkpoints = run / files.CHECKPOINT_DIR
         self.patience = patience
         self.state = state
@@ -65,8 +65,8 @@ class RunCheckpoint(keras.callbacks.Callback):
         if logs is not None:  # the callbacks after this one (TensorBoard) log it too
             logs["seconds"] = seconds
         logs = {**(logs or {}), "seconds": seconds}
-        if MONITOR not in logs:
-            raise RuntimeError(f"Training logs lack {MONITOR}; got {sorted(logs)}")
+        if self.monitor not in logs:
+            raise RuntimeError(f"Training logs lack {self.monitor}; got {sorted(logs)}")
         # The loss clips probabilities, so NaN weights can hide behind a finite loss.
         bad = [v.path for v in self.model.weights
                if not np.isfinite(keras.ops.convert_to_numpy(v)).all()]
@@ -77,11 +77,11 @@ class RunCheckpoint(keras.callbacks.Callback):
         s = self.state
         last = f"last-epoch{epoch}.keras"
         save_atomic(self.model, self.checkpoints / last)
-        if logs[MONITOR] > s["best"]:
+        if logs[self.monitor] > s["best"]:
             best = f"best-epoch{epoch}.keras"
             with atomic_write(self.checkpoints / best) as tmp:
                 shutil.copyfile(self.checkpoints / last, tmp)
-            s.update(best=float(logs[MONITOR]), best_epoch=epoch, best_file=best, wait=0)
+            s.update(best=float(logs[self.monitor]), best_epoch=epoch, best_file=best, wait=0)
         else:
             s["wait"] += 1
             if s["wait"] >= self.patience:

@@ -1,0 +1,175 @@
+"""The caption decoders end to end on a tiny captions dataset: train through the CLI,
+caption with each decoding, explain, evaluate and score, and the refusals."""
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from test_images import AWKWARD
+from vqa.cli import main
+from vqa.errors import ConfigError, ImageError
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 190, 30), "blue": (30, 30, 220)}
+
+
+def _write_dataset(root):
+    """120 images of one coloured square, left or right; two true captions each."""
+    (root / "images").mkdir(parents=True)
+    images, captions = [], []
+    for i in range(120):
+        colour, side = list(COLOURS)[i % 3], ("left", "right")[(i // 3) % 2]
+        pixels = np.full((32, 32, 3), 255, np.uint8)
+        x = 2 if side == "left" else 18
+        pixels[10:22, x:x + 12] = COLOURS[colour]
+        Image.fromarray(pixels).save(root / "images" / f"{i}.png")
+        images.append({"image_id": str(i), "path": f"{i}.png", "width": 32, "height": 32})
+        split = "train" if i < 108 else "test"
+        for text in (f"a {colour} square on the {side}", f"the {colour} square is on the {side}"):
+            captions.append({"caption_id": len(captions), "image_id": str(i), "split": split,
+                             "caption": text})
+    pd.DataFrame(images).to_parquet(root / "images.parquet")
+    empty = pd.DataFrame({c: pd.Series(dtype="int64" if c == "question_id" else object)
+                          for c in ("question_id", "image_id", "split", "question", "answers",
+                                    "answer", "question_type", "answer_type")})
+    empty.to_parquet(root / "questions.parquet")
+    table = pd.DataFrame(captions)
+    table.to_parquet(root / "captions.parquet")
+    counts = {s: int(n) for s, n in table["split"].value_counts().items()}
+    (root / "meta.json").write_text(json.dumps({
+        "name": "squares", "source": "test", "format_version": 1, "image_root": "images",
+        "counts": {}, "caption_counts": counts}))
+    return root
+
+
+CONFIG = """
+image: {image_encoder: small_cnn, image_size: 32, cnn_filters: [16, 32], image_dim: 64}
+attention: {attention_dim: 64}
+caption: {decoder: DECODER, decoder_dim: 64, word_dim: 32, max_caption_length: 10}
+train: {epochs: 15, batch_size: 16, learning_rate: 0.003, validation_fraction: 0.2,
+        early_stopping_patience: 15}
+"""
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("captions")
+    data = _write_dataset(root / "data")
+    out = {}
+    for decoder in ("attention", "pooled"):
+        config = root / f"{decoder}.yaml"
+        config.write_text(CONFIG.replace("DECODER", decoder))
+        assert main(["train", str(data), "--config", str(config),
+                     "--out", str(root / decoder)]) == 0
+        out[decoder] = root / decoder
+    return data, out
+
+
+@pytest.fixture(scope="module")
+def captioner(runs):
+    from vqa import Captioner
+
+    return Captioner.load(runs[1]["attention"])
+
+
+def test_captions_name_what_is_in_the_image(runs, captioner):
+    data, _ = runs
+    right = 0
+    for i in range(108, 120):
+        colour, side = list(COLOURS)[i % 3], ("left", "right")[(i // 3) % 2]
+        words = captioner.caption(data / "images" / f"{i}.png").caption.split()
+        right += colour in words and side in words
+    assert right >= 9, right  # of 12 test images
+
+
+def test_each_word_has_its_probability_and_attention_map(captioner, runs):
+    result = captioner.caption(runs[0] / "images" / "110.png", decode="beam", beam_size=3)
+    assert result.caption == " ".join(w.word for w in result.words) and result.words
+    for word in result.words:
+        assert 0 < word.probability <= 1
+        assert word.attention.shape == (8, 8) and abs(word.attention.sum() - 1) < 1e-4
+    assert np.isclose(result.log_probability, sum(np.log(w.probability) for w in result.words),
+                      atol=1.0)  # plus the end token's
+    assert result.log_probability < 0
+
+
+def test_beam_of_one_is_greedy_and_wider_beams_score_at_least_as_high(captioner, runs):
+    images = [runs[0] / "images" / f"{i}.png" for i in range(108, 120)]
+    greedy = captioner.caption_batch(images, "greedy")
+    one = captioner.caption_batch(images, "beam", beam_size=1)
+    wide = captioner.caption_batch(images, "beam", beam_size=4)
+    assert [r.caption for r in one] == [r.caption for r in greedy]
+    for g, w in zip(greedy, wide):
+        assert w.log_probability >= g.log_probability - 1e-6
+
+
+def test_sampling_is_reproducible_with_a_seed_and_varies_without(captioner, runs):
+    image = runs[0] / "images" / "109.png"
+    first = captioner.caption(image, "sample", temperature=1.5, seed=3)
+    again = captioner.caption(image, "sample", temperature=1.5, seed=3)
+    assert again.to_dict() == first.to_dict()
+    seen = {captioner.caption(image, "sample", temperature=1.5, seed=s).caption
+            for s in range(8)}
+    assert len(seen) > 1
+
+
+def test_the_pooled_twin_has_no_attention_maps(runs):
+    from vqa import Captioner
+
+    result = Captioner.load(runs[1]["pooled"]).caption(runs[0] / "images" / "110.png")
+    assert result.words and all(w.attention is None for w in result.words)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"decode": "top-k"}, "Unknown decoding"), ({"decode": "beam", "beam_size": 0}, "beam_size"),
+    ({"decode": "sample", "temperature": 0}, "temperature")])
+def test_bad_decoding_requests_are_refused_in_one_line(captioner, runs, kwargs, message):
+    from vqa.errors import VQAError
+
+    with pytest.raises(VQAError, match=message) as info:
+        captioner.caption(runs[0] / "images" / "110.png", **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_every_awkward_image_is_captioned_or_refused_in_one_line(captioner, tmp_path):
+    for name, (make, expected) in AWKWARD.items():
+        make(tmp_path / name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                result = captioner.caption(tmp_path / name, "beam", beam_size=2)
+            except ImageError as exc:
+                assert expected != "answered", (name, exc)
+                assert "\n" not in str(exc) and name in str(exc) and expected in str(exc)
+                continue
+        assert expected == "answered" and result.words, name
+
+
+def test_the_cli_captions_explains_evaluates_and_scores(runs, tmp_path, capsys):
+    data, run = runs[0], runs[1]["attention"]
+    picture = tmp_path / "explain.png"
+    assert main(["caption", str(run), str(data / "images" / "115.png"), "--decode", "beam",
+                 "--explain", str(picture)]) == 0
+    out = capsys.readouterr().out
+    assert "square" in out and Image.open(picture).size[0] > 300
+    assert main(["evaluate", str(run), str(data), "--decode", "greedy", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n_images"] == 12 and metrics["CIDEr-D"] > 50 and metrics["BLEU-4"] > 20
+    results = run / "captions-test-greedy.json"
+    assert main(["score", str(data), "--results", str(results), "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert {k: scored[k] for k in ("BLEU-4", "CIDEr-D")} == \
+        {k: metrics[k] for k in ("BLEU-4", "CIDEr-D")}
+    assert main(["caption", str(run), str(tmp_path / "missing.png")]) != 0
+    assert "missing.png" in capsys.readouterr().err
+
+
+def test_an_unknown_decoder_is_refused_with_the_registered_ones(tmp_path):
+    from vqa.config import ModelConfig
+    from vqa.models import build_captioner
+
+    with pytest.raises(ConfigError, match="attention.*pooled"):
+        build_captioner(ModelConfig(image_encoder="small_cnn", decoder="transformer"), 10)

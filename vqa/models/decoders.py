@@ -1,0 +1,154 @@
+"""Caption decoders over the image grid's cells (Show, Attend and Tell, Xu et al. 2015),
+registered by name like the fusions: `attention` (soft attention over the cells at every
+step) and `pooled`, its no-attention twin (the cells' mean at every step).
+
+Each is one layer: `call([cells, tokens])` is teacher forcing, [batch, T] input tokens
+(<start> w1 .. wn, 0-padded) to [batch, T, vocab] next-word probabilities and
+[batch, T, cells] attention; `start` and `step` are the same computation one word at a
+time, for decoding (vqa.captioning).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from vqa.errors import ConfigError
+
+DECODERS: dict[str, type] = {}
+
+
+def register_decoder(name: str):
+    """Class decorator: make a decoder layer available as `caption: {decoder: name}`."""
+    def add(cls: type) -> type:
+        if name in DECODERS:
+            raise ValueError(f"A decoder named {name!r} is already registered.")
+        cls.registered_name = name
+        DECODERS[name] = cls
+        return cls
+    return add
+
+
+def get_decoder(name: str) -> type:
+    if name not in DECODERS:
+        raise ConfigError(f"Unknown decoder {name!r}. Registered decoders: {sorted(DECODERS)}")
+    return DECODERS[name]
+
+
+class CaptionDecoder(keras.layers.Layer):
+    """The shared recurrent decoder; `attends` says whether it looks at the cells anew
+    each step (the subclasses' only difference)."""
+
+    attends = True
+
+    def __init__(self, vocab_size: int, cell: str = "lstm", layers: int = 1,
+                 units: int = 256, word_dim: int = 128, attention_dim: int = 256,
+                 dropout: float = 0.2, penalty: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.vocab_size, self.cell, self.layers, self.units = vocab_size, cell, layers, units
+        self.word_dim, self.attention_dim = word_dim, attention_dim
+        self.dropout_rate, self.penalty = dropout, penalty
+        cell_class = keras.layers.LSTMCell if cell == "lstm" else keras.layers.GRUCell
+        self.embedding = keras.layers.Embedding(vocab_size, word_dim, name="word_embedding")
+        self.cells = [cell_class(units, name=f"{cell}_{i}") for i in range(layers)]
+        states = 2 if cell == "lstm" else 1  # (h, c) or h, each layer's from the grid's mean
+        self.init_states = [keras.layers.Dense(units, activation="tanh", name=f"init_{i}_{j}")
+                            for i in range(layers) for j in range(states)]
+        if self.attends:
+            self.key = keras.layers.Dense(attention_dim, name="attention_key")
+            self.query = keras.layers.Dense(attention_dim, name="attention_query")
+            self.score = keras.layers.Dense(1, name="attention_score")
+            # Xu et al.'s gate: how much of the context the step takes
+            self.gate = keras.layers.Dense(1, activation="sigmoid", name="context_gate")
+        self.dropout = keras.layers.Dropout(dropout)
+        self.out = keras.layers.Dense(vocab_size, name="next_word")
+
+    def build(self, input_shape):
+        cells_shape = input_shape[0]
+        channels = cells_shape[-1]
+        for dense in self.init_states:
+            dense.build((None, channels))
+        self.embedding.build((None,))
+        for i, cell in enumerate(self.cells):
+            cell.build((None, (self.word_dim + channels) if i == 0 else self.units))
+        if self.attends:
+            self.key.build((None, None, channels))
+            self.query.build((None, self.units))
+            self.score.build((None, None, self.attention_dim))
+            self.gate.build((None, self.units))
+        self.out.build((None, self.units + channels))
+
+    def start(self, cells):
+        """Per image: the keys of the cells (None without attention) and the first
+        states, from the cells' mean."""
+        mean = ops.mean(cells, axis=1)
+        states = [dense(mean) for dense in self.init_states]
+        keys = self.key(cells) if self.attends else None
+        return keys, states
+
+    def step(self, cells, keys, tokens, states, training=False):
+        """One word: [batch] token ids and the states -> (next-word logits [batch,
+        vocab], attention [batch, cells], new states)."""
+        top = states[-2] if self.cell == "lstm" else states[-1]  # last layer's h
+        if self.attends:
+            scores = self.score(ops.tanh(keys + ops.expand_dims(self.query(top), 1)))
+            alpha = ops.softmax(ops.squeeze(scores, -1), axis=-1)  # [batch, cells]
+            context = ops.sum(cells * ops.expand_dims(alpha, -1), axis=1)
+            context = context * self.gate(top)
+        else:
+            n = ops.shape(cells)[1]
+            alpha = ops.ones(ops.shape(cells)[:2], dtype=cells.dtype) / ops.cast(n, cells.dtype)
+            context = ops.mean(cells, axis=1)
+        x = ops.concatenate([self.embedding(tokens), context], axis=-1)
+        per_cell = 2 if self.cell == "lstm" else 1
+        new_states = []
+        for i, cell in enumerate(self.cells):
+            own = states[i * per_cell:(i + 1) * per_cell]
+            x, own = cell(x, own, training=training)
+            new_states += list(own)
+        hidden = self.dropout(ops.concatenate([x, context], axis=-1), training=training)
+        return self.out(hidden), alpha, new_states
+
+    def call(self, inputs, training=False):
+        cells, tokens = inputs
+        keys, states = self.start(cells)
+        logits, alphas = [], []
+        for t in range(tokens.shape[1]):  # the caption length is fixed: one graph
+            step_logits, alpha, states = self.step(cells, keys, tokens[:, t], states, training)
+            logits.append(step_logits)
+            alphas.append(alpha)
+        probs = ops.softmax(ops.cast(ops.stack(logits, axis=1), "float32"), axis=-1)
+        alphas = ops.stack(alphas, axis=1)  # [batch, T, cells]
+        if self.attends and self.penalty:
+            words = ops.cast(ops.expand_dims(ops.not_equal(tokens, 0), -1), alphas.dtype)
+            coverage = ops.sum(alphas * words, axis=1)  # [batch, cells]
+            # per word, as the cross-entropy Keras averages over the words
+            per_caption = ops.sum(ops.square(1.0 - coverage), -1) / tokens.shape[1]
+            self.add_loss(self.penalty * ops.mean(per_caption))
+        return probs, alphas
+
+    def compute_output_shape(self, input_shape):
+        cells_shape, tokens_shape = input_shape
+        return ((*tokens_shape, self.vocab_size), (*tokens_shape, cells_shape[1]))
+
+    def get_config(self):
+        return {**super().get_config(), "vocab_size": self.vocab_size, "cell": self.cell,
+                "layers": self.layers, "units": self.units, "word_dim": self.word_dim,
+                "attention_dim": self.attention_dim, "dropout": self.dropout_rate,
+                "penalty": self.penalty}
+
+
+@register_decoder("attention")
+@keras.saving.register_keras_serializable(package="vqa")
+class AttentionDecoder(CaptionDecoder):
+    """Soft attention over the cells at every step, from the last layer's state."""
+
+    attends = True
+
+
+@register_decoder("pooled")
+@keras.saving.register_keras_serializable(package="vqa")
+class PooledDecoder(CaptionDecoder):
+    """The no-attention twin: every step reads the cells' mean."""
+
+    attends = False

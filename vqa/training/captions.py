@@ -1,0 +1,147 @@
+"""The fit loop of a caption decoder: teacher forcing in `model.fit`, with the same run
+directory, checkpoints, resume, lock and learning-rate plan as a VQA run
+(vqa.training.fit). Model selection: the validation images' next-word accuracy (held
+out of the train split by image); the test split is never read here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import pandas as pd
+
+from vqa import atomic, locks, run_dir as files
+from vqa.config import Config, save_config
+from vqa.data.captions import CaptionBatches, caption_vocabulary
+from vqa.data.dataset import PreparedDataset
+from vqa.data.text import Vocabulary
+from vqa.errors import DatasetError, RunDirError
+from vqa.features.backbones import model_grid_shape
+from vqa.features.cache import FeatureCache, image_table
+from vqa.models import build_captioner, get_decoder
+from vqa.training.checkpoint import RunCheckpoint, prepare_run_dir, set_seed_states
+from vqa.training.fit import (_image_input, _save_image_encoder, library_versions,
+                              split_by_image, tensorboard)
+from vqa.training.schedule import learning_rate
+from vqa.visualize import plot_curves
+
+log = logging.getLogger(__name__)
+MONITOR = "val_word_accuracy"  # next-word accuracy on the validation captions
+
+
+def train_captioner(dataset: PreparedDataset, out: str | Path, config: Config, *,
+                    verbose: int = 2, overwrite: bool = False,
+                    callbacks: list | None = None) -> dict:
+    """Train `config`'s caption decoder on the dataset's train captions; the summary is
+    also written to RUN_DIR/training.json. Re-running after a crash resumes."""
+    get_decoder(config.model.decoder)  # a registered decoder, before any data is read
+    with locks.exclusive(out, "training"):
+        return _train(dataset, Path(out), config.for_dataset(dataset), verbose, overwrite,
+                      callbacks)
+
+
+def _train(dataset: PreparedDataset, run: Path, config: Config, verbose: int,
+           overwrite: bool, callbacks: list | None) -> dict:
+    if dataset.captions is None:
+        raise DatasetError(f"{dataset.root} has no captions.parquet: a caption decoder "
+                           "trains on a captions dataset (vqa prepare coco-captions, or "
+                           "vqa prepare scenes).")
+    named = [s for s in dataset.caption_splits if s.startswith("train")]
+    if "train" not in named and len(named) != 1:
+        raise DatasetError(f"{dataset.root} has no caption split to train on (one named "
+                           f"'train' or train*); its caption splits are "
+                           f"{dataset.caption_splits}.")
+    train_c = dataset.caption_split("train" if "train" in named else named[0])
+    if train_c["image_id"].nunique() < 2:
+        raise DatasetError(f"{dataset.root}: the train captions need at least 2 images, so "
+                           "that some can be held out for validation.")
+    state = prepare_run_dir(run, config, overwrite)
+    fingerprint = {"dataset": dataset.name, "counts": dataset.meta.get("caption_counts")}
+    if state is None:
+        fit_c, val_c = split_by_image(train_c, config.train.validation_fraction,
+                                      config.train.seed)
+        words = caption_vocabulary(fit_c["caption"], config.train.min_word_count)
+        words.save(run / files.CAPTION_VOCAB)
+        save_config(config, run / files.CONFIG)
+        atomic.write_json(sorted(val_c["image_id"].unique()), run / files.VALIDATION_IMAGES)
+    else:
+        if state["data"] != fingerprint:
+            raise RunDirError(f"{run} holds an unfinished run on other data "
+                              f"({state['data']}); pass --overwrite to start again.")
+        held_out = set(json.loads((run / files.VALIDATION_IMAGES).read_text()))
+        is_val = train_c["image_id"].isin(held_out)
+        fit_c, val_c = (train_c[~is_val].reset_index(drop=True),
+                        train_c[is_val].reset_index(drop=True))
+        words = Vocabulary.load(run / files.CAPTION_VOCAB)
+
+    image_ids = sorted(train_c["image_id"].unique())
+    log.info("loading the inputs of %d training images", len(image_ids))
+    images, rows = image_table(dataset, image_ids, **config.image_inputs())
+    length, batch = config.model.max_caption_length, config.train.batch_size
+    fit = CaptionBatches.from_captions(fit_c, images, rows, words, length, batch_size=batch,
+                                       shuffle=True, seed=config.train.seed)
+    val = CaptionBatches.from_captions(val_c, images, rows, words, length, batch_size=batch)
+    log.info("fit on %d captions (%d images), validate on %d captions (%d images); %d words",
+             len(fit_c), fit_c["image_id"].nunique(), len(val_c), val_c["image_id"].nunique(),
+             len(words))
+    keras.utils.set_random_seed(config.train.seed)
+    if state is None:
+        model = build_captioner(config.model, len(words), grid_shape=model_grid_shape(config.model))
+        clip = {"global_clipnorm": config.train.clip_norm} if config.train.clip_norm else {}
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate(config, len(fit)), **clip),
+                      loss="sparse_categorical_crossentropy",
+                      weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(
+                          name="word_accuracy")])
+        state = {"next_epoch": 0, "best": -math.inf, "best_epoch": -1, "best_file": None,
+                 "last_file": None, "wait": 0, "stopped_early": False, "data": fingerprint}
+        initial_epoch = 0
+    else:
+        model = keras.models.load_model(run / files.CHECKPOINT_DIR / state["last_file"])
+        set_seed_states(model, state.get("seed_states"))
+        initial_epoch = config.train.epochs if state["stopped_early"] else state["next_epoch"]
+        log.info("resuming %s at epoch %d", run, initial_epoch + 1)
+    fit.start_epoch(initial_epoch)
+    checkpoint = RunCheckpoint(run, config.train.early_stopping_patience, state, MONITOR)
+    start = time.perf_counter()
+    try:
+        model.fit(fit, validation_data=val, epochs=config.train.epochs,
+                  initial_epoch=initial_epoch, verbose=verbose, shuffle=False,
+                  callbacks=[checkpoint, *tensorboard(run), *(callbacks or [])])
+    finally:
+        if isinstance(images, FeatureCache):
+            images.close()
+    if isinstance(images, FeatureCache):
+        _save_image_encoder(run, images.manifest)
+    best = run / files.CHECKPOINT_DIR / state["best_file"]
+    if best.is_file():
+        os.replace(best, run / files.MODEL)
+    history = pd.read_csv(run / files.HISTORY)
+    with atomic.atomic_write(run / files.CURVES) as tmp:
+        plot_curves({run.name: history}, tmp, title=f"validation word accuracy of {run.name}",
+                    metric=MONITOR)
+    summary = {
+        "task": "captioning",
+        "best_epoch": state["best_epoch"] + 1,
+        "best_val_word_accuracy": round(100 * state["best"], 2),
+        "epochs_run": int(len(history)),
+        "stopped_early": state["stopped_early"],
+        "seconds_per_epoch": round(float(history["seconds"].mean()), 2),
+        "fit_seconds_this_session": round(time.perf_counter() - start, 1),
+        "parameters": int(model.count_params()),
+        "n_fit_captions": int(len(fit_c)),
+        "n_val_captions": int(len(val_c)),
+        "n_words": len(words),
+        "image": _image_input(config),
+        "keras_backend": keras.backend.backend(),
+        "seed": config.train.seed,
+        "versions": library_versions(),
+    }
+    atomic.write_json(summary, run / files.TRAINING)
+    shutil.rmtree(run / files.CHECKPOINT_DIR, ignore_errors=True)
+    return summary
