@@ -173,3 +173,31 @@ def test_an_unknown_decoder_is_refused_with_the_registered_ones(tmp_path):
 
     with pytest.raises(ConfigError, match="attention.*pooled"):
         build_captioner(ModelConfig(image_encoder="small_cnn", decoder="transformer"), 10)
+
+
+def test_the_server_gives_a_caption_next_to_the_answers(tiny_attention_run, captioner):
+    import threading
+
+    from test_serve import _ask, _multipart, _png, _request
+    from vqa.answering import Answerer
+    from vqa.serve import make_server
+
+    httpd = make_server(Answerer.load(tiny_attention_run), port=0, captioner=captioner)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        status, reply = _ask(httpd, _png("blue"), "what color is the shape?")
+        assert status == 200 and reply["answer"] and reply["caption"]["caption"]
+        assert reply["caption"]["words"][0]["probability"] > 0
+        body, kind = _multipart({"decode": "greedy"}, {"image": ("x.png", _png("red"))})
+        status, alone = _request(httpd, "POST", "/api/caption", body, {"Content-Type": kind})
+        assert status == 200 and alone["decode"] == "greedy" and alone["caption"]
+        body, kind = _multipart({"decode": "beam", "beam_size": "0"},
+                                {"image": ("x.png", _png("red"))})
+        status, refused = _request(httpd, "POST", "/api/caption", body, {"Content-Type": kind})
+        assert status == 400 and "beam_size" in refused["error"]
+        body, kind = _multipart({}, {"image": ("x.png", b"not an image")})
+        status, refused = _request(httpd, "POST", "/api/caption", body, {"Content-Type": kind})
+        assert status == 415 and "x.png" in refused["error"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -269,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how long a request waits for others to share its model call")
     p.add_argument("--max-queue", type=int, default=256,
                    help="requests that may wait; one more is answered 503")
+    p.add_argument("--caption", metavar="CAPTION_RUN",
+                   help="a captioning run: each answer also shows the image's caption, "
+                        "and POST /api/caption describes an image")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("compare", help="train and evaluate variants side by side, "

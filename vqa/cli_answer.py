@@ -103,8 +103,19 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from vqa.serve import Batching, make_server
 
     _check_model_dir(args.run_dir)  # checked before TensorFlow loads
+    captioner = None
+    if args.caption:
+        from vqa.run_dir import NEEDED_TO_CAPTION, check_run_dir
+
+        check_run_dir(args.caption, NEEDED_TO_CAPTION)
     batching = Batching(args.max_batch, args.max_wait_ms, args.max_queue)
-    server = make_server(_load_answerer(args.run_dir), args.host, args.port, batching)
+    if args.caption:
+        load_keras()
+        from vqa.captioning import Captioner
+
+        captioner = Captioner.load(args.caption)
+    server = make_server(_load_answerer(args.run_dir), args.host, args.port, batching,
+                         captioner)
     host, port = server.server_address[:2]
     print(f"serving {args.run_dir} on http://{host}:{port}/ (API docs: /docs; Ctrl-C to "
           "stop)", flush=True)

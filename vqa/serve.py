@@ -129,8 +129,10 @@ class Batcher:
             future.set_result(result)
 
 
-def make_app(answerer, batching: Batching = Batching()):
-    """The FastAPI application answering with `answerer`."""
+def make_app(answerer, batching: Batching = Batching(), captioner=None):
+    """The FastAPI application answering with `answerer`; with `captioner` (a
+    vqa.captioning.Captioner) every answer also comes with the image's caption, and
+    POST /api/caption describes an image alone."""
     batcher = Batcher(answerer, batching)
 
     @contextlib.asynccontextmanager
@@ -157,17 +159,32 @@ def make_app(answerer, batching: Batching = Batching()):
     async def model():
         return {"summary": answerer.summary, "card": answerer.card,
                 "answers": len(answerer.answers.tokens),
-                "preprocessing": answerer.preprocessing.to_dict()}
+                "preprocessing": answerer.preprocessing.to_dict(),
+                "captions": captioner is not None}
 
     @app.post("/api/answer", summary="Answer a question about an image",
               openapi_extra=_FORM_SCHEMA)
     async def api_answer(request: Request):
         try:
-            reply = await _answer(batcher, answerer, await _read_form(request, batching))
+            fields = await _read_form(request, batching)
+            reply = await _answer(batcher, answerer, fields)
+            if captioner is not None:
+                reply["caption"] = await _caption(captioner, fields)
         except _Refused as exc:
             return JSONResponse({"error": exc.message}, exc.status,
                                 headers={"Cache-Control": "no-store"})
         return JSONResponse(reply, headers={"Cache-Control": "no-store"})
+
+    if captioner is not None:
+        @app.post("/api/caption", summary="Describe an image (form fields: image; decode "
+                  "greedy | sample | beam, beam_size, temperature, seed)")
+        async def api_caption(request: Request):
+            try:
+                reply = await _caption(captioner, await _read_form(request, batching))
+            except _Refused as exc:
+                return JSONResponse({"error": exc.message}, exc.status,
+                                    headers={"Cache-Control": "no-store"})
+            return JSONResponse(reply, headers={"Cache-Control": "no-store"})
 
     @app.exception_handler(404)
     async def not_found(request, exc):
@@ -253,6 +270,30 @@ async def _answer(batcher: Batcher, answerer, fields: dict) -> dict:
     return reply
 
 
+async def _caption(captioner, fields: dict) -> dict:
+    """The caption of the form's image, word by word (beam search of 3 by default)."""
+    file_name, image = fields.get("image", (None, b""))
+    if not image:
+        raise _Refused(400, "No image: send the image file in the form field 'image'.")
+    text = {k: fields[k][1].decode("utf-8", "replace").strip()
+            for k in ("decode", "beam_size", "temperature", "seed") if k in fields}
+    try:
+        kwargs = {"beam_size": int(text.get("beam_size", 3)),
+                  "temperature": float(text.get("temperature", 1.0)),
+                  "seed": int(text["seed"]) if "seed" in text else None}
+    except ValueError:
+        raise _Refused(400, f"beam_size and seed must be whole numbers, temperature a "
+                       f"number. Received: {text}") from None
+    caption = functools.partial(captioner.caption, image, text.get("decode", "beam"), **kwargs)
+    try:
+        result = await asyncio.get_running_loop().run_in_executor(None, caption)
+    except ImageError as exc:
+        raise _Refused(415, f"{file_name or 'the upload'}: {exc}") from None
+    except VQAError as exc:
+        raise _Refused(400, str(exc)) from None
+    return result.to_dict()
+
+
 class Server:
     """`make_app` on uvicorn, listening on a socket bound at construction (port 0 picks
     a free one; `server_address` says which)."""
@@ -305,13 +346,13 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def make_server(answerer, host: str = "127.0.0.1", port: int = 8000,
-                batching: Batching = Batching()) -> Server:
+                batching: Batching = Batching(), captioner=None) -> Server:
     """A server (not yet serving) answering with `answerer`.
 
     The first model call traces the graph (about a second); it is made here, so that
     the first visitor does not wait for it."""
     answerer.answer(np.full((64, 64, 3), 128, np.uint8), "what is this?")
-    return Server(make_app(answerer, batching), host, port)
+    return Server(make_app(answerer, batching, captioner), host, port)
 
 
 def _page() -> bytes:
