@@ -201,3 +201,43 @@ def test_the_server_gives_a_caption_next_to_the_answers(tiny_attention_run, capt
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_the_readme_captioning_example_runs(runs, tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = text.split("## Captioning\n", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "captions").symlink_to(runs[1]["attention"])
+    (tmp_path / "photo.png").write_bytes((runs[0] / "images" / "112.png").read_bytes())
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert "square" in printed[0] and printed[1].endswith("(8, 8)")
+
+
+def test_a_crashed_caption_run_resumes_to_the_uninterrupted_result(runs, tmp_path):
+    import keras
+
+    from vqa.config import Config, load_config
+    from vqa.data.dataset import PreparedDataset
+    from vqa.training.captions import train_captioner
+
+    dataset = PreparedDataset.load(runs[0])
+    config = load_config(runs[1]["attention"] / "config.yaml")
+    config = Config(config.model, config.train.__class__(
+        **{**config.train.__dict__, "epochs": 3, "early_stopping_patience": 3}))
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt  # after the run's own checkpoint of epoch 2
+
+    train_captioner(dataset, tmp_path / "whole", config, verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        train_captioner(dataset, tmp_path / "crashed", config, verbose=0, callbacks=[Crash()])
+    train_captioner(dataset, tmp_path / "crashed", config, verbose=0)
+    whole = pd.read_csv(tmp_path / "whole" / "history.csv").drop(columns="seconds")
+    resumed = pd.read_csv(tmp_path / "crashed" / "history.csv").drop(columns="seconds")
+    pd.testing.assert_frame_equal(whole, resumed)
