@@ -241,3 +241,11 @@ def test_a_crashed_caption_run_resumes_to_the_uninterrupted_result(runs, tmp_pat
     whole = pd.read_csv(tmp_path / "whole" / "history.csv").drop(columns="seconds")
     resumed = pd.read_csv(tmp_path / "crashed" / "history.csv").drop(columns="seconds")
     pd.testing.assert_frame_equal(whole, resumed)
+
+
+def test_each_kind_of_run_refuses_the_other_kinds_commands(runs, tiny_attention_run, capsys):
+    caption_run = str(runs[1]["attention"])
+    assert main(["ask", caption_run, str(runs[0] / "images" / "1.png"), "what?"]) != 0
+    assert "is a captioning run" in capsys.readouterr().err
+    assert main(["caption", str(tiny_attention_run), str(runs[0] / "images" / "1.png")]) != 0
+    assert "is a VQA run" in capsys.readouterr().err

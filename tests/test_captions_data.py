@@ -327,3 +327,61 @@ def test_scene_captions_are_reproducible_and_seeded(scenes_dataset, tmp_path):
     assert scenes.describe(scene, 3) == list(
         scenes_dataset.captions.loc[scenes_dataset.captions["image_id"]
                                     == "train/CLEVR_train_000000.png", "caption"])
+
+
+def test_vqa_score_on_a_coco_fixture_equals_pycocoevalcap(tmp_path, capsys):
+    """A COCO-format fixture of 30 images with five raw references each (capitals,
+    punctuation), prepared, then a results file scored by `vqa score`, against
+    pycocoevalcap's scorers on its own Java PTB tokens (ours where Java is missing)."""
+    pytest.importorskip("pycocoevalcap.bleu.bleu")
+    import shutil
+
+    import numpy as np
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    from vqa.metrics.captions import tokenize
+
+    rng = np.random.RandomState(5)
+    words = "a the man woman dog cat on in with red blue sitting riding table street".split()
+
+    def sentence():
+        text = " ".join(rng.choice(words, rng.randint(2, 11)))
+        return text[0].upper() + text[1:] + rng.choice([".", "!", " .", ", ok."])
+
+    val = {100 + i: [sentence() for _ in range(5)] for i in range(30)}
+    root = tmp_path / "coco"
+    for i in val:
+        _png(root / "val2014" / f"COCO_val2014_{i:012d}.png", (i, 0, 0))
+    (root / "annotations").mkdir()
+    (root / "annotations" / "captions_val2014.json").write_text(
+        json.dumps(_official(val, "val2014")))
+    assert vqa_main(["prepare", "coco-captions", "--root", str(root), "--out",
+                 str(tmp_path / "data")]) == 0
+    hyps = {str(i): (refs[0] if i % 4 == 0 else sentence()) for i, refs in val.items()}
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([{"image_id": int(k), "caption": v} for k, v in hyps.items()]))
+    capsys.readouterr()
+    assert vqa_main(["score", str(tmp_path / "data"), "--split", "val2014", "--results",
+                 str(results), "--json"]) == 0
+    ours = json.loads(capsys.readouterr().out)
+    assert ours["n_images"] == 30
+
+    refs = {str(i): r for i, r in val.items()}
+    if shutil.which("java"):
+        from pycocoevalcap.tokenizer.ptbtokenizer import PTBTokenizer
+
+        tokenizer = PTBTokenizer()
+        gts = tokenizer.tokenize({k: [{"caption": c} for c in v] for k, v in refs.items()})
+        res = tokenizer.tokenize({k: [{"caption": v}] for k, v in hyps.items()})
+    else:
+        gts = {k: [tokenize(c) for c in v] for k, v in refs.items()}
+        res = {k: [tokenize(v)] for k, v in hyps.items()}
+    expected = dict(zip(["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4"],
+                        Bleu(4).compute_score(gts, res, verbose=0)[0]))
+    expected["ROUGE-L"] = Rouge().compute_score(gts, res)[0]
+    expected["CIDEr-D"] = Cider().compute_score(gts, res)[0]
+    for name, value in expected.items():  # ours: percent to two decimals = 4 decimals
+        assert abs(ours[name] - 100 * value) <= 0.005 + 1e-9, (name, ours[name], value)
+    assert expected["BLEU-4"] > 0.1 and expected["CIDEr-D"] > 0.1

@@ -47,6 +47,12 @@ def check_run_dir(path: str | Path, needed: tuple[str, ...] = NEEDED_TO_ANSWER) 
         raise RunDirError(f"Not a run directory: {path} does not exist. "
                           "Train one with `vqa train`.")
     missing = [name for name in needed if not (path / name).is_file()]
+    if missing and needed == NEEDED_TO_ANSWER and is_caption_run(path):
+        raise RunDirError(f"{path} is a captioning run: it describes images (`vqa caption`, "
+                          "vqa.Captioner) and does not answer questions.")
+    if missing and needed == NEEDED_TO_CAPTION and (path / QUESTION_VOCAB).is_file():
+        raise RunDirError(f"{path} is a VQA run: it answers questions (`vqa ask`, "
+                          "vqa.Answerer); a captioning run is trained with a caption: config.")
     if missing:
         raise RunDirError(f"Not a trained run directory: {path} lacks {', '.join(missing)}. "
                           "Train one with `vqa train`.")
