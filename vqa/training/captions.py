@@ -5,7 +5,6 @@ out of the train split by image); the test split is never read here."""
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -21,13 +20,13 @@ from vqa.config import Config, save_config
 from vqa.data.captions import CaptionBatches, caption_vocabulary
 from vqa.data.dataset import PreparedDataset
 from vqa.data.text import Vocabulary
-from vqa.errors import DatasetError, RunDirError
+from vqa.errors import DatasetError
 from vqa.features.backbones import model_grid_shape
 from vqa.features.cache import FeatureCache, image_table
 from vqa.models import build_captioner, get_decoder
 from vqa.training.checkpoint import RunCheckpoint, prepare_run_dir, set_seed_states
 from vqa.training.fit import (_image_input, _save_image_encoder, library_versions,
-                              split_by_image, tensorboard)
+                              resumed_split, split_by_image, tensorboard)
 from vqa.training.schedule import learning_rate
 from vqa.visualize import plot_curves
 
@@ -71,13 +70,7 @@ def _train(dataset: PreparedDataset, run: Path, config: Config, verbose: int,
         save_config(config, run / files.CONFIG)
         atomic.write_json(sorted(val_c["image_id"].unique()), run / files.VALIDATION_IMAGES)
     else:
-        if state["data"] != fingerprint:
-            raise RunDirError(f"{run} holds an unfinished run on other data "
-                              f"({state['data']}); pass --overwrite to start again.")
-        held_out = set(json.loads((run / files.VALIDATION_IMAGES).read_text()))
-        is_val = train_c["image_id"].isin(held_out)
-        fit_c, val_c = (train_c[~is_val].reset_index(drop=True),
-                        train_c[is_val].reset_index(drop=True))
+        fit_c, val_c = resumed_split(run, train_c, state, fingerprint)
         words = Vocabulary.load(run / files.CAPTION_VOCAB)
 
     image_ids = sorted(train_c["image_id"].unique())

@@ -69,6 +69,18 @@ def split_by_image(questions: pd.DataFrame, fraction: float, seed: int
         questions.iloc[val_rows].reset_index(drop=True)
 
 
+def resumed_split(run: Path, rows: pd.DataFrame, state: dict, fingerprint: dict
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(fit, validation) rows of an unfinished run, divided as when it started (its
+    validation_images.json), after checking that the data is the same."""
+    if state["data"] != fingerprint:
+        raise RunDirError(f"{run} holds an unfinished run on other data "
+                          f"({state['data']}); pass --overwrite to start again.")
+    held_out = set(json.loads((run / files.VALIDATION_IMAGES).read_text()))
+    is_val = rows["image_id"].isin(held_out)
+    return rows[~is_val].reset_index(drop=True), rows[is_val].reset_index(drop=True)
+
+
 def build_vocabularies(questions: pd.DataFrame, config: Config,
                        dataset_answers: int | None = None) -> tuple[Vocabulary, Vocabulary]:
     """Question words and the top answers; `dataset_answers` is the dataset's own
@@ -180,13 +192,7 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
         save_config(config, run / files.CONFIG)
         atomic.write_json(sorted(val_q["image_id"].unique()), run / files.VALIDATION_IMAGES)
     else:
-        if state["data"] != fingerprint:
-            raise RunDirError(f"{run} holds an unfinished run on other data "
-                              f"({state['data']}); pass --overwrite to start again.")
-        held_out = set(json.loads((run / files.VALIDATION_IMAGES).read_text()))
-        is_val = train_q["image_id"].isin(held_out)
-        fit_q, val_q = (train_q[~is_val].reset_index(drop=True),
-                        train_q[is_val].reset_index(drop=True))
+        fit_q, val_q = resumed_split(run, train_q, state, fingerprint)
         words = Vocabulary.load(run / files.QUESTION_VOCAB)
         answers = Vocabulary.load(run / files.ANSWER_VOCAB)
 
