@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import shutil
 import time
 from pathlib import Path
 
 import keras
-import pandas as pd
 
 from vqa import atomic, locks, run_dir as files
 from vqa.config import Config, save_config
@@ -25,10 +23,9 @@ from vqa.features.backbones import model_grid_shape
 from vqa.features.cache import FeatureCache, image_table
 from vqa.models import build_captioner, get_decoder
 from vqa.training.checkpoint import RunCheckpoint, prepare_run_dir, set_seed_states
-from vqa.training.fit import (_image_input, _save_image_encoder, library_versions,
-                              resumed_split, split_by_image, tensorboard)
+from vqa.training.fit import (_image_input, finish_fit, library_versions, resumed_split,
+                              split_by_image, tensorboard)
 from vqa.training.schedule import learning_rate
-from vqa.visualize import plot_curves
 
 log = logging.getLogger(__name__)
 MONITOR = "val_word_accuracy"  # next-word accuracy on the validation captions
@@ -109,15 +106,8 @@ def _train(dataset: PreparedDataset, run: Path, config: Config, verbose: int,
     finally:
         if isinstance(images, FeatureCache):
             images.close()
-    if isinstance(images, FeatureCache):
-        _save_image_encoder(run, images.manifest)
-    best = run / files.CHECKPOINT_DIR / state["best_file"]
-    if best.is_file():
-        os.replace(best, run / files.MODEL)
-    history = pd.read_csv(run / files.HISTORY)
-    with atomic.atomic_write(run / files.CURVES) as tmp:
-        plot_curves({run.name: history}, tmp, title=f"validation word accuracy of {run.name}",
-                    metric=MONITOR)
+    history = finish_fit(run, images, state, f"validation word accuracy of {run.name}",
+                         MONITOR)
     summary = {
         "task": "captioning",
         "best_epoch": state["best_epoch"] + 1,

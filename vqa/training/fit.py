@@ -258,14 +258,7 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
     finally:
         if isinstance(images, FeatureCache):
             images.close()
-    if isinstance(images, FeatureCache):  # what answering from pixels needs; after the
-        _save_image_encoder(run, images.manifest)  # fit, so the first epoch starts sooner
-    best = run / files.CHECKPOINT_DIR / state["best_file"]
-    if best.is_file():  # else a crash came after this rename, on an earlier attempt
-        os.replace(best, run / files.MODEL)
-    history = pd.read_csv(run / files.HISTORY)
-    with atomic.atomic_write(run / files.CURVES) as tmp:
-        plot_curves({run.name: history}, tmp, title=f"validation accuracy of {run.name}")
+    history = finish_fit(run, images, state, f"validation accuracy of {run.name}")
     summary = {
         "best_epoch": state["best_epoch"] + 1,
         "best_val_vqa_score": round(100 * state["best"], 2),
@@ -294,6 +287,22 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
     atomic.write_json(summary, run / files.TRAINING)
     shutil.rmtree(run / files.CHECKPOINT_DIR, ignore_errors=True)
     return summary
+
+
+def finish_fit(run: Path, images, state: dict, title: str,
+               metric: str = "val_vqa_score") -> pd.DataFrame:
+    """After `model.fit` (VQA or captions): keep the image encoder a pretrained run
+    answers from pixels with, put the best epoch's model in place, plot the curve;
+    returns the run's history."""
+    if isinstance(images, FeatureCache):  # what answering from pixels needs; after the
+        _save_image_encoder(run, images.manifest)  # fit, so the first epoch starts sooner
+    best = run / files.CHECKPOINT_DIR / state["best_file"]
+    if best.is_file():  # else a crash came after this rename, on an earlier attempt
+        os.replace(best, run / files.MODEL)
+    history = pd.read_csv(run / files.HISTORY)
+    with atomic.atomic_write(run / files.CURVES) as tmp:
+        plot_curves({run.name: history}, tmp, title=title, metric=metric)
+    return history
 
 
 def tensorboard(run: Path) -> list[keras.callbacks.Callback]:
