@@ -250,3 +250,35 @@ def test_each_kind_of_run_refuses_the_other_kinds_commands(runs, tiny_attention_
     assert "is a captioning run" in capsys.readouterr().err
     assert main(["caption", str(tiny_attention_run), str(runs[0] / "images" / "1.png")]) != 0
     assert "is a VQA run" in capsys.readouterr().err
+
+
+def test_compare_tables_the_decoders_and_retrains_only_a_changed_config(runs, tmp_path):
+    import shutil
+
+    data, trained = runs
+    store, results = tmp_path / "runs", tmp_path / "results"
+    configs = []
+    for decoder, run in trained.items():  # the fixture's runs, where compare keeps them
+        shutil.copytree(run, store / "squares" / decoder)
+        configs.append(tmp_path / f"{decoder}.yaml")
+        configs[-1].write_text(CONFIG.replace("DECODER", decoder))
+    argv = ["compare", str(data), *map(str, configs), "--runs", str(store),
+            "--results", str(results)]
+    assert main(argv) == 0
+    table = pd.read_csv(results / "table.csv")
+    assert sorted(table["variant"].unique()) == ["attention", "pooled"]
+    assert sorted(table["decode"].unique()) == ["beam 3", "greedy", "sample T=1"]
+    assert table["CIDEr-D"].between(0, 1000).all() and table["epochs_run"].eq(15).all()
+    readme = (results / "README.md").read_text()
+    assert "| attention | beam 3 |" in readme and "| pooled | sample T=1 |" in readme
+    # the same configs again: nothing retrained; the pooled one changed: it alone is
+    configs[1].write_text(CONFIG.replace("DECODER", "pooled").replace("epochs: 15",
+                                                                      "epochs: 1"))
+    attention_run = store / "squares" / "attention" / "training.json"
+    before = attention_run.read_text()
+    assert main(argv) == 0
+    table = pd.read_csv(results / "table.csv").set_index(["variant", "decode"])
+    assert table.loc[("pooled", "greedy"), "epochs_run"] == 1
+    assert table.loc[("attention", "greedy"), "epochs_run"] == 15
+    assert attention_run.read_text() == before
+

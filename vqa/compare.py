@@ -100,7 +100,7 @@ def compare(data: str | Path | PreparedDataset, configs: Sequence[str | Path], *
             for name, config in variants.items() for seed in (seeds or [None])]
     for i, (name, config, run) in enumerate(jobs, 1):
         log.info("[%d/%d] %s -> %s", i, len(jobs), name, run)
-        trained = not force and _trained_with(run, config)
+        trained = not force and trained_with(run, config)
         if not trained:
             train(dataset, run, config, verbose=verbose,
                   overwrite=force or (run / files.TRAINING).is_file())
@@ -140,7 +140,7 @@ def _captions(dataset, paths, configs, runs, results, split, force, epochs, seed
                             command=_command(dataset))
 
 
-def _trained_with(run: Path, config: Config) -> bool:
+def trained_with(run: Path, config: Config) -> bool:
     """Whether `run` holds a finished training made with this config."""
     return ((run / files.TRAINING).is_file() and (run / files.CONFIG).is_file()
             and load_config(run / files.CONFIG) == config)

@@ -27,6 +27,7 @@ def compare_captions(dataset: PreparedDataset, variants: dict[str, Config], *, r
                      results: Path, split: str, force: bool, seeds: Sequence[int] | None,
                      command: str) -> pd.DataFrame:
     from vqa.captioning import Captioner
+    from vqa.compare import trained_with
     from vqa.evaluation import score_captions_of
     from vqa.training.captions import train_captioner
     from vqa.visualize import plot_curves
@@ -37,8 +38,10 @@ def compare_captions(dataset: PreparedDataset, variants: dict[str, Config], *, r
         for seed in seeds or [None]:
             run_config = config if seed is None else config.with_train(seed=seed)
             run = runs / dataset.name / name / ("" if seed is None else f"seed{seed}")
-            done = (run / files.TRAINING).is_file() and not force
-            if not done:
+            done = not force and trained_with(run, run_config)
+            if done:
+                log.info("%s: already trained with this config; pass --force to redo it", name)
+            else:
                 train_captioner(dataset, run, run_config,
                                 overwrite=force or (run / files.TRAINING).is_file())
             summary = json.loads((run / files.TRAINING).read_text())
