@@ -29,7 +29,7 @@ import pandas as pd
 
 from vqa import run_dir as files
 from vqa.atomic import atomic_write, write_text
-from vqa.config import Config, load_config
+from vqa.config import load_config, trained_with
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import DatasetError, RunDirError
 from vqa.evaluation import score_predictions
@@ -138,12 +138,6 @@ def _captions(dataset, paths, configs, runs, results, split, force, epochs, seed
     return compare_captions(dataset, variants, runs=Path(runs), results=out,
                             split=split or "test", force=force, seeds=seeds,
                             command=_command(dataset))
-
-
-def trained_with(run: Path, config: Config) -> bool:
-    """Whether `run` holds a finished training made with this config."""
-    return ((run / files.TRAINING).is_file() and (run / files.CONFIG).is_file()
-            and load_config(run / files.CONFIG) == config)
 
 
 def _metrics(run: Path, split: str) -> dict | None:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from vqa import run_dir as files
 from vqa.atomic import atomic_write, write_text
-from vqa.config import Config
+from vqa.config import Config, trained_with
 from vqa.data.dataset import PreparedDataset
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,6 @@ def compare_captions(dataset: PreparedDataset, variants: dict[str, Config], *, r
                      results: Path, split: str, force: bool, seeds: Sequence[int] | None,
                      command: str) -> pd.DataFrame:
     from vqa.captioning import Captioner
-    from vqa.compare import trained_with
     from vqa.evaluation import score_captions_of
     from vqa.training.captions import train_captioner
     from vqa.visualize import plot_curves

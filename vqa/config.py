@@ -255,6 +255,15 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+def trained_with(run: str | Path, config: Config) -> bool:
+    """Whether the run directory holds a finished training made with this config."""
+    from vqa import run_dir as files
+
+    run = Path(run)
+    return ((run / files.TRAINING).is_file() and (run / files.CONFIG).is_file()
+            and load_config(run / files.CONFIG) == config)
+
+
 def save_config(config: Config, path: str | Path) -> None:
     import yaml
 
