@@ -33,7 +33,7 @@ def test_mentions_read_sizes_colours_and_shapes():
 
 def test_named_objects_are_checked_against_the_scene(scenes_data):
     truth = _truth(scenes_data)
-    image, objects = next((i, o) for i, o in truth.items() if i.startswith("test/"))
+    objects = next(o for i, o in truth.items() if i.startswith("test/"))
     present = objects[0]
     absent = next((c, s) for c in scenes.COLORS for s in scenes.SHAPES
                   if all((o["color"], o["shape"]) != (c, s) for o in objects))

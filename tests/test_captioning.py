@@ -281,4 +281,3 @@ def test_compare_tables_the_decoders_and_retrains_only_a_changed_config(runs, tm
     assert table.loc[("pooled", "greedy"), "epochs_run"] == 1
     assert table.loc[("attention", "greedy"), "epochs_run"] == 15
     assert attention_run.read_text() == before
-
