@@ -281,3 +281,18 @@ def test_compare_tables_the_decoders_and_retrains_only_a_changed_config(runs, tm
     assert table.loc[("pooled", "greedy"), "epochs_run"] == 1
     assert table.loc[("attention", "greedy"), "epochs_run"] == 15
     assert attention_run.read_text() == before
+
+
+def test_the_compare_readme_gives_every_column_over_the_seeds():
+    from vqa.compare_captions import SCORES, _markdown
+
+    rows = [{"variant": "attention", "decode": "greedy", "seed": seed,
+             **{k: 10.0 + seed for k in SCORES}, "validation_word_accuracy": 60.0 + 2 * seed,
+             "parameters": 1234, "seconds_per_epoch": 100.0 + 10 * seed}
+            for seed in (0, 1, 2)]
+    readme = _markdown(pd.DataFrame(rows), "squares", "test", 7, "vqa compare ...")
+    assert "(7 images, one caption each)" in readme and "3 seeds" in readme
+    row = next(line for line in readme.splitlines() if line.startswith("| attention |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[2:2 + len(SCORES) - 1] == ["11.00 ± 1.00"] * (len(SCORES) - 1)
+    assert cells[-3:] == ["62.00 ± 2.00", "1,234", "110.0"]  # means, not the first seed's

@@ -62,18 +62,22 @@ def compare_captions(dataset: PreparedDataset, variants: dict[str, Config], *, r
         table.to_csv(tmp, index=False)
     plot_curves(curves, results / "curves.png", f"{dataset.name}: validation next-word "
                 "accuracy per epoch", metric="val_word_accuracy")
-    write_text(results / "README.md", _markdown(table, dataset, split, command))
+    images = dataset.caption_split(split)["image_id"].nunique()
+    write_text(results / "README.md", _markdown(table, dataset.name, split, images, command))
     return table
 
 
-def _markdown(table: pd.DataFrame, dataset: PreparedDataset, split: str, command: str) -> str:
+def _markdown(table: pd.DataFrame, name: str, split: str, images: int, command: str) -> str:
+    """The README of a caption compare: per variant and decoding, each score's mean over
+    the seeds (± their standard deviation), and the runs' mean validation accuracy and
+    seconds an epoch."""
+    columns = [*SCORES, "validation_word_accuracy", "seconds_per_epoch"]
     group = table.groupby(["variant", "decode"], sort=False)
-    mean, std = group[list(SCORES)].mean(), group[list(SCORES)].std()
+    mean, std = group[columns].mean(), group[columns].std()
     seeds = int(group.size().max())
-    n = dataset.caption_split(split)["image_id"].nunique()
     what = f"the mean ± standard deviation of {seeds} seeds" if seeds > 1 else "one run each"
-    lines = [f"# {dataset.name}: caption decoders compared", "",
-             f"Split `{split}` ({n:,} images, one caption each), COCO caption metrics in "
+    lines = [f"# {name}: caption decoders compared", "",
+             f"Split `{split}` ({images:,} images, one caption each), COCO caption metrics in "
              f"percent (CIDEr-D x 100), {what}; distinct bigrams: how many different word "
              "pairs the captions of the split use together. Written by:", "",
              "    " + command, "",
@@ -82,14 +86,15 @@ def _markdown(table: pd.DataFrame, dataset: PreparedDataset, split: str, command
              "|---" * (len(SCORES) + 5) + "|"]
     for (variant, decode), row in mean.iterrows():
         cells = []
-        for k in SCORES:
-            text = f"{row[k]:.0f}" if k == "distinct_bigrams" else f"{row[k]:.2f}"
-            if seeds > 1 and pd.notna(std.loc[(variant, decode), k]):
+        for k in columns:
+            text = f"{row[k]:.0f}" if k == "distinct_bigrams" else \
+                f"{row[k]:.1f}" if k == "seconds_per_epoch" else f"{row[k]:.2f}"
+            if seeds > 1 and k != "seconds_per_epoch" \
+                    and pd.notna(std.loc[(variant, decode), k]):
                 text += f" ± {std.loc[(variant, decode), k]:.2f}"
             cells.append(text)
-        first = table[(table["variant"] == variant) & (table["decode"] == decode)].iloc[0]
-        cells += [f"{first['validation_word_accuracy']:.2f}", f"{int(first['parameters']):,}",
-                  f"{first['seconds_per_epoch']:.1f}"]
+        parameters = group["parameters"].first().loc[(variant, decode)]
+        cells.insert(len(SCORES) + 1, f"{int(parameters):,}")
         lines.append(f"| {variant} | {decode} | " + " | ".join(cells) + " |")
     lines += ["", "![curves](curves.png)"]
     return "\n".join(lines) + "\n"
