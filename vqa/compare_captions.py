@@ -71,9 +71,10 @@ def _markdown(table: pd.DataFrame, name: str, split: str, images: int, command: 
     """The README of a caption compare: per variant and decoding, each score's mean over
     the seeds (± their standard deviation), and the runs' mean validation accuracy and
     seconds an epoch."""
-    columns = [*SCORES, "validation_word_accuracy", "seconds_per_epoch"]
+    spread = [*SCORES, "validation_word_accuracy"]  # each with its spread over the seeds
     group = table.groupby(["variant", "decode"], sort=False)
-    mean, std = group[columns].mean(), group[columns].std()
+    mean, std = group[spread].mean(), group[spread].std()
+    parameters, seconds = group["parameters"].first(), group["seconds_per_epoch"].mean()
     seeds = int(group.size().max())
     what = f"the mean ± standard deviation of {seeds} seeds" if seeds > 1 else "one run each"
     lines = [f"# {name}: caption decoders compared", "",
@@ -86,15 +87,12 @@ def _markdown(table: pd.DataFrame, name: str, split: str, images: int, command: 
              "|---" * (len(SCORES) + 5) + "|"]
     for (variant, decode), row in mean.iterrows():
         cells = []
-        for k in columns:
-            text = f"{row[k]:.0f}" if k == "distinct_bigrams" else \
-                f"{row[k]:.1f}" if k == "seconds_per_epoch" else f"{row[k]:.2f}"
-            if seeds > 1 and k != "seconds_per_epoch" \
-                    and pd.notna(std.loc[(variant, decode), k]):
+        for k in spread:
+            text = f"{row[k]:.0f}" if k == "distinct_bigrams" else f"{row[k]:.2f}"
+            if seeds > 1 and pd.notna(std.loc[(variant, decode), k]):
                 text += f" ± {std.loc[(variant, decode), k]:.2f}"
             cells.append(text)
-        parameters = group["parameters"].first().loc[(variant, decode)]
-        cells.insert(len(SCORES) + 1, f"{int(parameters):,}")
+        cells += [f"{int(parameters[variant, decode]):,}", f"{seconds[variant, decode]:.1f}"]
         lines.append(f"| {variant} | {decode} | " + " | ".join(cells) + " |")
     lines += ["", "![curves](curves.png)"]
     return "\n".join(lines) + "\n"
