@@ -42,9 +42,10 @@ class VQABatches(keras.utils.PyDataset):
         questions: [n_questions, L] int32 token ids.
         targets: [n_questions, n_answers] sparse scores, or None for prediction.
         shuffle: reshuffle the question order every epoch (training only).
-        group_by_image: with shuffle, keep each image's questions together: the images
-            are shuffled, and the questions of each, so that a batch of 256 questions
-            of our scenes (10 an image) holds 26 images instead of 256.
+        group_by_image: each image of a batch once, however many of its questions the
+            batch holds; with shuffle, each image's questions are also kept together (the
+            images are shuffled, and the questions of each), so that a batch of 256
+            questions of our scenes (10 an image) holds 26 images instead of 256.
         about_image: False leaves out "about_image" (one image per question), as
             models saved before that input take them.
         workers: threads gathering batches ahead of the model (keras' PyDataset).
@@ -65,7 +66,7 @@ class VQABatches(keras.utils.PyDataset):
         self.targets = targets
         self.batch_size = batch_size
         self.shuffle = shuffle
-        self.grouped = group_by_image and shuffle  # only a shuffled order is regrouped
+        self.grouped = group_by_image
         self.about_image = about_image
         self.seed = seed
         self.order = np.arange(len(questions))
@@ -83,15 +84,19 @@ class VQABatches(keras.utils.PyDataset):
     def __len__(self) -> int:
         return math.ceil(len(self.order) / self.batch_size)
 
-    def __getitem__(self, i: int):
+    def batch_rows(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Batch i of this epoch as rows: (questions [batch], images [k], about_image
+        [batch], the row of the batch's images each question is about)."""
         rows = self.order[i * self.batch_size:(i + 1) * self.batch_size]
         if self.grouped:
             unique, about_image = np.unique(self.image_index[rows], return_inverse=True)
-            x = {"image": self.images[unique], "about_image": about_image.astype("int32")}
-        else:
-            x = {"image": self.images[self.image_index[rows]],
-                 "about_image": np.arange(len(rows), dtype="int32")}
-        x["question"] = self.questions[rows]
+            return rows, unique, about_image.astype("int32")
+        return rows, self.image_index[rows], np.arange(len(rows), dtype="int32")
+
+    def __getitem__(self, i: int):
+        rows, image_rows, about_image = self.batch_rows(i)
+        x = {"image": self.images[image_rows], "about_image": about_image,
+             "question": self.questions[rows]}
         if not self.about_image:
             del x["about_image"]
         if self.targets is None:

@@ -41,6 +41,7 @@ from vqa.models.optimizers import TwoRateAdam
 from vqa.training.checkpoint import (RunCheckpoint, prepare_run_dir, save_atomic,
                                      set_seed_states)
 from vqa.training.schedule import learning_rate
+from vqa.training.tf_data import gathered_in_tf
 from vqa.training.warm_start import copy_weights, init_source
 
 log = logging.getLogger(__name__)
@@ -244,6 +245,9 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
         log.info("resuming %s at epoch %d (best so far %.4f at epoch %d)", run,
                  initial_epoch + 1, state["best"], state["best_epoch"] + 1)
     fit.batches.start_epoch(initial_epoch)
+    if replicas.count == 1:  # gathered by tf.data where it can be: a faster epoch
+        fit_batches = gathered_in_tf(fit.batches) or fit_batches
+        val_batches = gathered_in_tf(val.batches) or val_batches
 
     checkpoint = RunCheckpoint(run, config.train.early_stopping_patience, state)
     start = time.perf_counter()
