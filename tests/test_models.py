@@ -42,6 +42,8 @@ VARIANTS = [  # every fusion with and without attention, relations, encoders, ba
       for h in (0, 1, 2)],
     dict(fusion="relation", fusion_options={"depth": 2}),
     dict(fusion="film", fusion_options={"blocks": 2}),
+    dict(fusion="referent", fusion_options={"blocks": 1, "channels": 4, "depth": 2}),
+    dict(fusion="referent", fusion_options={"blocks": 0}),
     dict(fusion="elementwise", attention_hops=1, grid_coordinates=True),
     dict(fusion="concat", attention_hops=2, attention_words=True, question_layers=2),
     dict(fusion="elementwise", attention_hops=2, attention_words=True, attention_counts=True,
@@ -114,8 +116,9 @@ def test_elementwise_fusion_is_a_product_of_projections():
 
 
 def test_config_choices_match_the_registries():
-    assert {"concat", "elementwise", "mfb", "relation", "film"} <= set(FUSIONS)
-    assert {n for n, c in FUSIONS.items() if c.reads == "grid"} >= {"relation", "film"}
+    assert {"concat", "elementwise", "mfb", "relation", "film", "referent"} <= set(FUSIONS)
+    assert {n for n, c in FUSIONS.items() if c.reads == "grid"} >= {"relation", "film",
+                                                                     "referent"}
     assert set(config_module.IMAGE_ENCODER_CHOICES) == set(encoders.IMAGE_ENCODERS)
     assert set(config_module.QUESTION_ENCODER_CHOICES) == set(encoders.QUESTION_ENCODERS)
     from vqa.features.backbones import BACKBONES

@@ -1,0 +1,126 @@
+"""Find the object the question names, then relate every cell to it: O(cells) a question."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from vqa.models.checks import check_sizes
+from vqa.models.fusions.registry import register_fusion
+from vqa.models.grid import coordinates, modulate
+
+
+@keras.saving.register_keras_serializable(package="vqa")
+@register_fusion("referent", reads="grid", layer_name="referent")
+class ReferentRelation(keras.layers.Layer):
+    """Question-conditioned conv blocks, then relations to one referent (after SARN,
+    Shen et al. 2018, with FiLM's conditioning, Perez et al. 2018).
+
+    The image encoder's grid is computed once per image and shared by its questions;
+    everything here is per question and grows with the cells, not with their pairs:
+
+    1. `blocks` strided 3x3 convs whose batch-normed channels the question scales and
+       shifts (relu((1 + gamma(q)) * h + beta(q))), so that "red" can turn up the red
+       detectors early, as the question-conditioned CNN does, at a fraction of its cost.
+    2. Find: soft attention over the cells (with their (x, y)) against the question
+       gives the referent r, its features and position.
+    3. Relate: every cell i through g([c_i, r, q, dx, dy, d^2]), d the offset of cell i
+       from the referent; g's first layer is linear, so it is computed per part and
+       broadcast (n additions, not n matrix products of the concatenation).
+    4. Pick: a softmax over g's outputs chooses the cell that answers ("the closest"),
+       and their mean counts ("how many"); f reads [picked, mean, r].
+
+    Args:
+        units: width of g, f and the output.
+        blocks: question-conditioned strided conv blocks before relating (0: none).
+        channels: channels of those blocks.
+        depth: layers of g (>= 1).
+
+    Call arguments:
+        inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, c].
+
+    Output shape:
+        [batch, units]
+    """
+
+    def __init__(self, units: int, blocks: int = 1, channels: int = 32, depth: int = 2,
+                 **kwargs):
+        super().__init__(**kwargs)
+        check_sizes(units=units, channels=channels, depth=depth)
+        if blocks < 0:
+            raise ValueError(f"blocks must be 0 or more. Received: blocks={blocks}")
+        self.units, self.blocks, self.channels, self.depth = units, blocks, channels, depth
+
+    def build(self, input_shape):
+        question_shape, grid_shape = input_shape
+        u, c = self.units, grid_shape[-1]
+
+        def dense(units, shape, name, **kwargs):
+            layer = keras.layers.Dense(units, name=name, **kwargs)
+            layer.build(shape)
+            return layer
+
+        self.convs, self.norms, self.films = [], [], []
+        for i in range(self.blocks):
+            conv = keras.layers.Conv2D(self.channels, 3, strides=2, padding="same",
+                                       use_bias=False, name=f"block{i}_conv")
+            conv.build((None, None, None, c))
+            norm = keras.layers.BatchNormalization(momentum=0.9, center=False, scale=False,
+                                                   name=f"block{i}_norm")
+            norm.build((None, None, None, self.channels))
+            self.convs.append(conv)
+            self.norms.append(norm)
+            self.films.append(dense(2 * self.channels, question_shape, f"block{i}_film"))
+            c = self.channels
+        cell = (None, None, c + 2)
+        self.find_cell = dense(u, cell, "find_cell")
+        self.find_question = dense(u, question_shape, "find_question", use_bias=False)
+        self.find_score = dense(1, (None, None, u), "find_score")
+        self.g_cell = dense(u, cell, "g0_cell")
+        self.g_referent = dense(u, (None, c + 2), "g0_referent", use_bias=False)
+        self.g_question = dense(u, question_shape, "g0_question", use_bias=False)
+        self.g_offset = dense(u, (None, None, 3), "g0_offset", use_bias=False)
+        self.g = [dense(u, (None, None, u), f"g{i}", activation="relu")
+                  for i in range(1, self.depth)]
+        self.pick_score = dense(1, (None, None, u), "pick_score")
+        self.f = dense(u, (None, 3 * u), "f", activation="relu")
+
+    def call(self, inputs, training=None):
+        question, grid = inputs  # [b, q], [b, rows, cols, c]
+        x = grid
+        for conv, norm, film in zip(self.convs, self.norms, self.films):
+            x = ops.relu(modulate(norm(conv(x), training=training), film(question)))
+        rows, cols = ops.shape(x)[1], ops.shape(x)[2]
+        xy = ops.reshape(coordinates(rows, cols, x.dtype), (1, -1, 2))  # [1, n, 2]
+        cells = ops.reshape(x, (ops.shape(x)[0], -1, x.shape[-1]))  # [b, n, c]
+        cells = ops.concatenate([cells, ops.broadcast_to(
+            xy, (ops.shape(cells)[0], ops.shape(cells)[1], 2))], axis=-1)  # [b, n, c + 2]
+
+        # Find: which cell the question names.
+        hidden = ops.tanh(self.find_cell(cells)
+                          + ops.expand_dims(self.find_question(question), 1))  # [b, n, u]
+        weights = ops.softmax(ops.squeeze(self.find_score(hidden), -1), axis=-1)  # [b, n]
+        referent = ops.sum(ops.expand_dims(weights, -1) * cells, axis=1)  # [b, c + 2]
+
+        # Relate: every cell to the referent, with its offset from it.
+        offset = xy - ops.expand_dims(referent[:, -2:], 1)  # [b, n, 2]
+        geometry = ops.concatenate(
+            [offset, ops.sum(offset * offset, axis=-1, keepdims=True)], axis=-1)  # [b, n, 3]
+        h = ops.relu(self.g_cell(cells) + self.g_offset(geometry)
+                     + ops.expand_dims(self.g_referent(referent)
+                                       + self.g_question(question), 1))  # [b, n, u]
+        for layer in self.g:
+            h = layer(h)
+
+        # Pick one cell (closest, furthest), and average them all (how many).
+        pick = ops.softmax(ops.squeeze(self.pick_score(h), -1), axis=-1)  # [b, n]
+        picked = ops.sum(ops.expand_dims(pick, -1) * h, axis=1)  # [b, u]
+        return self.f(ops.concatenate([picked, ops.mean(h, axis=1),
+                                       self.g_referent(referent)], axis=-1))  # [b, u]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "blocks": self.blocks,
+                "channels": self.channels, "depth": self.depth}
