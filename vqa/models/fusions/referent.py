@@ -106,17 +106,16 @@ class ReferentRelation(keras.layers.Layer):
         offset = xy - ops.expand_dims(referent[:, -2:], 1)  # [b, n, 2]
         geometry = ops.concatenate(
             [offset, ops.sum(offset * offset, axis=-1, keepdims=True)], axis=-1)  # [b, n, 3]
+        about = self.g_referent(referent)  # [b, u]
         h = ops.relu(self.g_cell(cells) + self.g_offset(geometry)
-                     + ops.expand_dims(self.g_referent(referent)
-                                       + self.g_question(question), 1))  # [b, n, u]
+                     + ops.expand_dims(about + self.g_question(question), 1))  # [b, n, u]
         for layer in self.g:
             h = layer(h)
 
         # Pick one cell (closest, furthest), and average them all (how many).
         pick = ops.softmax(ops.squeeze(self.pick_score(h), -1), axis=-1)  # [b, n]
         picked = ops.sum(ops.expand_dims(pick, -1) * h, axis=1)  # [b, u]
-        return self.f(ops.concatenate([picked, ops.mean(h, axis=1),
-                                       self.g_referent(referent)], axis=-1))  # [b, u]
+        return self.f(ops.concatenate([picked, ops.mean(h, axis=1), about], axis=-1))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.units)
