@@ -47,6 +47,9 @@ def gathered_in_tf(batches: VQABatches):
         lengths = [np.array([len(p[k]) for p in parts], "int64") for k in range(3)]
         return (*flat, *lengths)
 
+    # No autograph (plain tensor code): it would also leave generated files in the
+    # temporary directory, which a worker's run must leave empty.
+    @tf.autograph.experimental.do_not_convert
     def epoch_batches(_):
         arrays = tf.numpy_function(plan, [], [tf.int64] * 6, stateful=True)
         ragged = [tf.RaggedTensor.from_row_lengths(tf.reshape(values, [-1]),
@@ -54,6 +57,7 @@ def gathered_in_tf(batches: VQABatches):
                   for values, lengths in zip(arrays[:3], arrays[3:])]
         return tf.data.Dataset.from_tensor_slices(tuple(ragged))
 
+    @tf.autograph.experimental.do_not_convert
     def gather(rows, image_rows, about_image):
         scores = tf.gather(score_rows, rows)  # [batch, (answers)]
         answers = tf.gather(answer_rows, rows)
