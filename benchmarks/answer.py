@@ -29,10 +29,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
     parser.add_argument("data")
-    parser.add_argument("--n", type=int, default=200,
-                        help="single questions to time; batches of 8 get n/4 calls, of 64 n/10")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] /
-                                             "experiments" / "results" / "answer-latency.json"))
+    parser.add_argument(
+        "--n",
+        type=int,
+        default=200,
+        help="single questions to time; batches of 8 get n/4 calls, of 64 n/10",
+    )
+    parser.add_argument(
+        "--out",
+        default=str(
+            Path(__file__).resolve().parents[1] / "experiments" / "results" / "answer-latency.json"
+        ),
+    )
     args = parser.parse_args()
 
     start = time.perf_counter()
@@ -56,7 +64,7 @@ def main() -> None:
     for size in BATCH_SIZES:
         calls = {1: args.n, 8: max(10, args.n // 4), 64: max(10, args.n // 10)}[size]
 
-        def batch(i: int) -> tuple[list, list]:
+        def batch(i: int, size=size, offset=offset) -> tuple[list, list]:
             picked = [(offset + i * size + j) % len(paths) for j in range(size)]
             return [paths[k] for k in picked], [questions[k] for k in picked]
 
@@ -73,33 +81,57 @@ def main() -> None:
             latencies.append(time.perf_counter() - t)
         offset += calls * size
         latencies = np.array(latencies)
-        rows.append({"batch_size": size, "calls": calls,
-                     "p50_ms": round(1000 * float(np.percentile(latencies, 50)), 1),
-                     "p99_ms": round(1000 * float(np.percentile(latencies, 99)), 1),
-                     "answers_per_s": round(size * calls / float(latencies.sum()), 1)})
+        rows.append(
+            {
+                "batch_size": size,
+                "calls": calls,
+                "p50_ms": round(1000 * float(np.percentile(latencies, 50)), 1),
+                "p99_ms": round(1000 * float(np.percentile(latencies, 99)), 1),
+                "answers_per_s": round(size * calls / float(latencies.sum()), 1),
+            }
+        )
 
     config = answerer.config.model
-    model = (f"{config.backbone} backbone" if config.image_encoder == "pretrained"
-             else f"small CNN {config.image_size} px") + (
-        f", {config.attention_hops}-hop attention" if config.attention_hops else "")
-    print(f"run: {args.run_dir} ({model}); {os.cpu_count()} CPU cores, Keras "
-          f"{keras.__version__} on {keras.backend.backend()}")
-    print(f"import (TensorFlow): {import_s:.2f} s; Answerer.load: {load_s:.2f} s; "
-          f"first answer (traces the graph): {first_s:.2f} s")
+    model = (
+        f"{config.backbone} backbone"
+        if config.image_encoder == "pretrained"
+        else f"small CNN {config.image_size} px"
+    ) + (f", {config.attention_hops}-hop attention" if config.attention_hops else "")
+    print(
+        f"run: {args.run_dir} ({model}); {os.cpu_count()} CPU cores, Keras "
+        f"{keras.__version__} on {keras.backend.backend()}"
+    )
+    print(
+        f"import (TensorFlow): {import_s:.2f} s; Answerer.load: {load_s:.2f} s; "
+        f"first answer (traces the graph): {first_s:.2f} s"
+    )
     print("image files in, decoding included; latency per call")
     print(f"{'batch':>5}  {'calls':>5}  {'p50 ms':>7}  {'p99 ms':>7}  {'answers/s':>9}")
     for r in rows:
-        print(f"{r['batch_size']:>5}  {r['calls']:>5}  {r['p50_ms']:>7.1f}  {r['p99_ms']:>7.1f}  "
-              f"{r['answers_per_s']:>9.1f}")
+        print(
+            f"{r['batch_size']:>5}  {r['calls']:>5}  {r['p50_ms']:>7.1f}  {r['p99_ms']:>7.1f}  "
+            f"{r['answers_per_s']:>9.1f}"
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({
-        "run_dir": str(args.run_dir), "model": model, "cpu_cores": os.cpu_count(),
-        "machine": platform.machine(), "keras": keras.__version__,
-        "backend": keras.backend.backend(), "import_s": round(import_s, 2),
-        "load_s": round(load_s, 2),
-        "first_answer_s": round(first_s, 2), "batches": rows,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)},
-        indent=2) + "\n")
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "run_dir": str(args.run_dir),
+                "model": model,
+                "cpu_cores": os.cpu_count(),
+                "machine": platform.machine(),
+                "keras": keras.__version__,
+                "backend": keras.backend.backend(),
+                "import_s": round(import_s, 2),
+                "load_s": round(load_s, 2),
+                "first_answer_s": round(first_s, 2),
+                "batches": rows,
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"written: {args.out}")
 
 

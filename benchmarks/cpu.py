@@ -65,18 +65,26 @@ def measure_extract(data: str, image_size: int) -> dict:
         extract_s = time.perf_counter() - start
         batch = Manifest.read(path.with_suffix(".json")).batch_size
     n = len(source.images)
-    ids = sorted(source.images.index)[:4 * batch]  # the same batches, decoded first
+    ids = sorted(source.images.index)[: 4 * batch]  # the same batches, decoded first
     pixels = spec.load_pixels([source.image_path(i) for i in ids]).astype("float32")
-    batches = [pixels[i:i + batch] for i in range(0, len(pixels), batch)]
+    batches = [pixels[i : i + batch] for i in range(0, len(pixels), batch)]
     model.predict_on_batch(batches[0])  # traces the graph
     start = time.perf_counter()
     for decoded in batches:
         model.predict_on_batch(decoded)
     forward = len(pixels) / (time.perf_counter() - start)
-    return {"figure": "extract", "image_size": size, "images": n, "batch_size": batch,
-            "extract_s": round(extract_s, 1), "extract_images_per_s": round(n / extract_s, 1),
-            "bare_forward_images_per_s": round(forward, 1), "build_s": round(build_s, 2),
-            "keras": keras.__version__, "peak_rss_mb": _peak_mb()}
+    return {
+        "figure": "extract",
+        "image_size": size,
+        "images": n,
+        "batch_size": batch,
+        "extract_s": round(extract_s, 1),
+        "extract_images_per_s": round(n / extract_s, 1),
+        "bare_forward_images_per_s": round(forward, 1),
+        "build_s": round(build_s, 2),
+        "keras": keras.__version__,
+        "peak_rss_mb": _peak_mb(),
+    }
 
 
 def measure_train(data: str, steps: int) -> dict:
@@ -85,10 +93,9 @@ def measure_train(data: str, steps: int) -> dict:
 
     from vqa.config import Config
     from vqa.data.dataset import PreparedDataset
-    from vqa.features.backbones import get_backbone
+    from vqa.features.backbones import get_backbone, model_grid_shape
     from vqa.features.cache import image_table
     from vqa.models import build_model, soft_crossentropy
-    from vqa.features.backbones import model_grid_shape
     from vqa.models.builder import model_inputs
     from vqa.training import build_vocabularies
 
@@ -101,8 +108,12 @@ def measure_train(data: str, steps: int) -> dict:
     rows = [rng.choice(len(train), batch, replace=False) for _ in range(steps + 1)]
     tokens = words.encode_questions(train["question"], config.model.max_question_length)
     targets = np.eye(len(answers), dtype="float32")[[answers.index[a] for a in train["answer"]]]
-    result = {"figure": "train", "image_size": config.model.backbone_image_size,
-              "batch_size": batch, "steps": steps}
+    result = {
+        "figure": "train",
+        "image_size": config.model.backbone_image_size,
+        "batch_size": batch,
+        "steps": steps,
+    }
 
     def timed(name, model, inputs) -> None:
         model.train_on_batch(*inputs(rows[0]))  # traces the graph
@@ -111,10 +122,13 @@ def measure_train(data: str, steps: int) -> dict:
             model.train_on_batch(*inputs(r))
         result[f"{name}_samples_per_s"] = round(steps * batch / (time.perf_counter() - start), 1)
 
-    head = build_model(config.model, len(words), len(answers),
-                       grid_shape=model_grid_shape(config.model))
+    head = build_model(
+        config.model, len(words), len(answers), grid_shape=model_grid_shape(config.model)
+    )
     head.compile(optimizer="adam", loss=soft_crossentropy)
-    cache, cache_rows = image_table(dataset, sorted(train["image_id"].unique()), **config.image_inputs())
+    cache, cache_rows = image_table(
+        dataset, sorted(train["image_id"].unique()), **config.image_inputs()
+    )
 
     def from_cache(r):
         index = train["image_id"].iloc[r].map(cache_rows).to_numpy()
@@ -159,15 +173,22 @@ def run_all(data: str, run: str, out: Path, steps: int) -> dict:
     print("answer ...", flush=True)
     with tempfile.TemporaryDirectory() as work:
         answer_json = Path(work) / "answer.json"
-        proc = subprocess.run([sys.executable, "benchmarks/answer.py", run, data,
-                               "--out", str(answer_json)],
-                              capture_output=True, text=True, cwd=ROOT)
+        proc = subprocess.run(
+            [sys.executable, "benchmarks/answer.py", run, data, "--out", str(answer_json)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         if proc.returncode:
             raise SystemExit(f"benchmarks/answer.py failed:\n{proc.stderr[-3000:]}")
         answer = json.loads(answer_json.read_text())
     figures.append({"figure": "answer", **answer})
-    result = {"command": f"python benchmarks/cpu.py {data} {run}",
-              "cpu_cores": os.cpu_count(), "machine": platform.machine(), "figures": figures}
+    result = {
+        "command": f"python benchmarks/cpu.py {data} {run}",
+        "cpu_cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "figures": figures,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(table(result))
@@ -179,25 +200,33 @@ def table(result: dict) -> str:
     lines = ["| path | speed | next to | peak memory |", "|---|---|---|---|"]
     for f in result["figures"]:
         if f["figure"] == "extract":
-            lines.append(f"| feature extraction, Lite0 at {f['image_size']} px, {f['images']:,} "
-                         f"image files | {f['extract_images_per_s']:,.0f} images/s | bare "
-                         f"forward on the same batches ({f['batch_size']}), decoded: "
-                         f"{f['bare_forward_images_per_s']:,.0f} images/s | "
-                         f"{f['peak_rss_mb']:,} MB |")
+            lines.append(
+                f"| feature extraction, Lite0 at {f['image_size']} px, {f['images']:,} "
+                f"image files | {f['extract_images_per_s']:,.0f} images/s | bare "
+                f"forward on the same batches ({f['batch_size']}), decoded: "
+                f"{f['bare_forward_images_per_s']:,.0f} images/s | "
+                f"{f['peak_rss_mb']:,} MB |"
+            )
         elif f["figure"] == "train":
-            lines.append(f"| training, default model, batch {f['batch_size']}, cached "
-                         f"{f['image_size']} px grids | {f['cache_samples_per_s']:,.0f} "
-                         f"samples/s | | {f['cache_peak_rss_mb']:,} MB |")
-            lines.append(f"| training, the same with the frozen backbone inside, from image "
-                         f"files | {f['pixels_samples_per_s']:,.0f} samples/s | cache "
-                         f"{f['cache_samples_per_s'] / f['pixels_samples_per_s']:.1f}x faster"
-                         f" | {f['peak_rss_mb']:,} MB |")
+            lines.append(
+                f"| training, default model, batch {f['batch_size']}, cached "
+                f"{f['image_size']} px grids | {f['cache_samples_per_s']:,.0f} "
+                f"samples/s | | {f['cache_peak_rss_mb']:,} MB |"
+            )
+            lines.append(
+                f"| training, the same with the frozen backbone inside, from image "
+                f"files | {f['pixels_samples_per_s']:,.0f} samples/s | cache "
+                f"{f['cache_samples_per_s'] / f['pixels_samples_per_s']:.1f}x faster"
+                f" | {f['peak_rss_mb']:,} MB |"
+            )
         else:
             one = next(b for b in f["batches"] if b["batch_size"] == 1)
             big = max(f["batches"], key=lambda b: b["batch_size"])
-            lines.append(f"| answering one question, image file in | p50 {one['p50_ms']} ms, "
-                         f"p99 {one['p99_ms']} ms | batches of {big['batch_size']}: "
-                         f"{big['answers_per_s']:,.0f} answers/s | {f['peak_rss_mb']:,} MB |")
+            lines.append(
+                f"| answering one question, image file in | p50 {one['p50_ms']} ms, "
+                f"p99 {one['p99_ms']} ms | batches of {big['batch_size']}: "
+                f"{big['answers_per_s']:,.0f} answers/s | {f['peak_rss_mb']:,} MB |"
+            )
     return "\n".join(lines)
 
 
@@ -210,15 +239,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--image-size", type=int, default=0)
         parser.add_argument("--steps", type=int, default=40)
         args = parser.parse_args(argv)
-        result = (measure_extract(args.data, args.image_size) if args.figure == "extract"
-                  else measure_train(args.data, args.steps))
+        result = (
+            measure_extract(args.data, args.image_size)
+            if args.figure == "extract"
+            else measure_train(args.data, args.steps)
+        )
         print(json.dumps(result))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data")
     parser.add_argument("run")
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--out", type=Path, default=ROOT / "experiments/results/cpu-benchmarks.json")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "experiments/results/cpu-benchmarks.json"
+    )
     args = parser.parse_args(argv)
     run_all(args.data, args.run, args.out, args.steps)
     return 0

@@ -1,6 +1,7 @@
 """How much of a training step on cached features is spent waiting for data.
 
-    python benchmarks/data_wait.py DATA [--steps 300] [--repeats 3] [--out experiments/results/data-wait.json]
+    python benchmarks/data_wait.py DATA [--steps 300] [--repeats 3]
+        [--out experiments/results/data-wait.json]
 
 DATA is a prepared dataset with its feature cache (`vqa extract DATA`). The default
 model is trained through `model.fit` exactly as `vqa train` feeds it (VQABatches reading
@@ -37,18 +38,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from vqa.config import Config
     from vqa.data.dataset import PreparedDataset
+    from vqa.features.backbones import model_grid_shape
     from vqa.features.cache import image_table
     from vqa.models import build_model, soft_crossentropy, vqa_score
-    from vqa.features.backbones import model_grid_shape
     from vqa.training import build_vocabularies, encode_split
 
     config = Config()
     dataset = PreparedDataset.load(args.data)
     questions = dataset.split(dataset.train_split)
     words, answers = build_vocabularies(questions, config, dataset.answer_vocabulary_size)
-    cache, rows = image_table(dataset, sorted(questions["image_id"].unique()), **config.image_inputs())
-    real = encode_split(questions, cache, rows, words, answers, config, shuffle=True,
-                        drop_unanswerable=True).batches
+    cache, rows = image_table(
+        dataset, sorted(questions["image_id"].unique()), **config.image_inputs()
+    )
+    real = encode_split(
+        questions, cache, rows, words, answers, config, shuffle=True, drop_unanswerable=True
+    ).batches
     steps = min(args.steps, len(real))
     one_batch = real[0]
 
@@ -59,10 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         def __getitem__(self, i):
             return one_batch
 
-    model = build_model(config.model, len(words), len(answers),
-                        grid_shape=model_grid_shape(config.model))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=soft_crossentropy,
-                  metrics=[vqa_score])
+    model = build_model(
+        config.model, len(words), len(answers), grid_shape=model_grid_shape(config.model)
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss=soft_crossentropy, metrics=[vqa_score]
+    )
 
     def step_ms(batches) -> float:
         start = time.perf_counter()
@@ -84,10 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     wait = median["cache"] - median["in_memory_batch"]
     result = {
         "command": "python benchmarks/data_wait.py DATA"
-                   + (f" --steps {args.steps}" if args.steps != 300 else ""),
-        "dataset": dataset.name, "backbone": config.model.backbone,
-        "batch_size": config.train.batch_size, "steps": steps, "repeats": args.repeats,
-        "cpu_cores": os.cpu_count(), "keras_backend": keras.backend.backend(),
+        + (f" --steps {args.steps}" if args.steps != 300 else ""),
+        "dataset": dataset.name,
+        "backbone": config.model.backbone,
+        "batch_size": config.train.batch_size,
+        "steps": steps,
+        "repeats": args.repeats,
+        "cpu_cores": os.cpu_count(),
+        "keras_backend": keras.backend.backend(),
         "step_ms_from_cache": median["cache"],
         "step_ms_same_batch_in_memory": median["in_memory_batch"],
         "getitem_ms": median["getitem"],
@@ -97,13 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{dataset.name}, {config.model.backbone} cache, batch {config.train.batch_size}, "
-          f"{os.cpu_count()} CPU cores, median of {args.repeats} x {steps} steps")
+    print(
+        f"{dataset.name}, {config.model.backbone} cache, batch {config.train.batch_size}, "
+        f"{os.cpu_count()} CPU cores, median of {args.repeats} x {steps} steps"
+    )
     print(f"  step, reading the cache:         {median['cache']:7.2f} ms")
     print(f"  step, one batch from memory:     {median['in_memory_batch']:7.2f} ms")
     print(f"  __getitem__ alone:               {median['getitem']:7.2f} ms")
-    print(f"  waiting for data:                {wait:7.2f} ms = "
-          f"{100 * result['data_wait_share_of_step']:.1f}% of the step")
+    print(
+        f"  waiting for data:                {wait:7.2f} ms = "
+        f"{100 * result['data_wait_share_of_step']:.1f}% of the step"
+    )
     return 0
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vqa import atomic, run_dir as files  # noqa: E402
+from vqa import atomic  # noqa: E402
+from vqa import run_dir as files
 from vqa.training import train  # noqa: E402
 
 
@@ -32,8 +33,10 @@ def main(argv: list[str]) -> int:
     state["stopped_early"] = True  # resuming now trains no further epoch
     atomic.write_json(state, state_path)
     summary = train(data, run, config, verbose=0)
-    print(f"{run}: stopped after {summary['epochs_run']} epochs; best epoch "
-          f"{summary['best_epoch']} ({summary['best_val_vqa_score']}% validation)")
+    print(
+        f"{run}: stopped after {summary['epochs_run']} epochs; best epoch "
+        f"{summary['best_epoch']} ({summary['best_val_vqa_score']}% validation)"
+    )
     return 0
 
 

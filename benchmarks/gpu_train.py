@@ -38,8 +38,8 @@ def throughput(args: argparse.Namespace) -> dict:
 
     from vqa.config import ModelConfig
     from vqa.data.batches import VQABatches
-    from vqa.models.builder import build_model
     from vqa.features.backbones import model_grid_shape
+    from vqa.models.builder import build_model
     from vqa.models.encoders import image_input_shape
     from vqa.models.losses import soft_crossentropy, vqa_score
 
@@ -52,20 +52,28 @@ def throughput(args: argparse.Namespace) -> dict:
     distinct = rng.random((min(n_img, 2048), *grid), dtype=np.float32).astype(np.float16)
     images = np.empty((n_img, *grid), np.float16)
     for start in range(0, n_img, len(distinct)):
-        images[start:start + len(distinct)] = distinct[:n_img - start]
+        images[start : start + len(distinct)] = distinct[: n_img - start]
     lengths = rng.integers(4, config.max_question_length + 1, n_q)
     tokens = rng.integers(2, args.words, (n_q, config.max_question_length)).astype("int32")
     tokens[np.arange(config.max_question_length)[None, :] >= lengths[:, None]] = 0
     answers = rng.integers(0, args.answers, n_q)
-    targets = sparse.csr_matrix((np.ones(n_q, "float32"), (np.arange(n_q), answers)),
-                                shape=(n_q, args.answers))
-    batches = VQABatches(images, rng.integers(0, n_img, n_q), tokens, targets,
-                         batch_size=args.batch_size, shuffle=True, workers=args.workers)
+    targets = sparse.csr_matrix(
+        (np.ones(n_q, "float32"), (np.arange(n_q), answers)), shape=(n_q, args.answers)
+    )
+    batches = VQABatches(
+        images,
+        rng.integers(0, n_img, n_q),
+        tokens,
+        targets,
+        batch_size=args.batch_size,
+        shuffle=True,
+        workers=args.workers,
+    )
 
-    model = build_model(config, args.words, args.answers,
-                        grid_shape=model_grid_shape(config))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=soft_crossentropy,
-                  metrics=[vqa_score])
+    model = build_model(config, args.words, args.answers, grid_shape=model_grid_shape(config))
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss=soft_crossentropy, metrics=[vqa_score]
+    )
     seconds: list[float] = []
 
     class Timer(keras.callbacks.Callback):
@@ -88,8 +96,13 @@ def throughput(args: argparse.Namespace) -> dict:
     float(np.asarray(out[0] if isinstance(out, list) else out))  # wait for the device
     bare = steps * len(y) / (time.perf_counter() - start)
     return {
-        "questions": n_q, "images": n_img, "answers": args.answers, "words": args.words,
-        "grid": list(grid), "batch_size": args.batch_size, "workers": args.workers,
+        "questions": n_q,
+        "images": n_img,
+        "answers": args.answers,
+        "words": args.words,
+        "grid": list(grid),
+        "batch_size": args.batch_size,
+        "workers": args.workers,
         "parameters": int(model.count_params()),
         "first_epoch_s": round(seconds[0], 2),
         "epoch_s": round(float(np.median(steady)), 2),
@@ -108,19 +121,25 @@ def easy_vqa_accuracy(args: argparse.Namespace) -> dict:
     default = Config()
     # A larger batch fills the device; the learning rate grows with its square root.
     scale = args.easy_vqa_batch_size / default.train.batch_size
-    config = default.with_train(batch_size=args.easy_vqa_batch_size, epochs=args.easy_vqa_epochs,
-                                learning_rate=default.train.learning_rate * scale ** 0.5)
+    config = default.with_train(
+        batch_size=args.easy_vqa_batch_size,
+        epochs=args.easy_vqa_epochs,
+        learning_rate=default.train.learning_rate * scale**0.5,
+    )
     run = Path(args.out) / "easy-vqa-run"
     start = time.perf_counter()
     summary = train(dataset, run, config, verbose=2, overwrite=True)
     metrics = evaluate_run(run, dataset, "test")
-    return {"batch_size": config.train.batch_size,
-            "learning_rate": config.train.learning_rate,
-            "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
-            "epoch_s": summary["seconds_per_epoch"],
-            "samples_per_s": round(summary["n_fit_questions"] / summary["seconds_per_epoch"]),
-            "wall_s_with_extraction": round(time.perf_counter() - start, 1),
-            "test_accuracy": metrics["overall"]}
+    return {
+        "batch_size": config.train.batch_size,
+        "learning_rate": config.train.learning_rate,
+        "epochs_run": summary["epochs_run"],
+        "best_epoch": summary["best_epoch"],
+        "epoch_s": summary["seconds_per_epoch"],
+        "samples_per_s": round(summary["n_fit_questions"] / summary["seconds_per_epoch"]),
+        "wall_s_with_extraction": round(time.perf_counter() - start, 1),
+        "test_accuracy": metrics["overall"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,8 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--workers", type=int, default=8, help="threads gathering batches")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--questions", type=int, default=443_757,
-                        help="questions of the throughput run (0: skip it)")
+    parser.add_argument(
+        "--questions",
+        type=int,
+        default=443_757,
+        help="questions of the throughput run (0: skip it)",
+    )
     parser.add_argument("--images", type=int, default=82_783)
     parser.add_argument("--answers", type=int, default=3000)
     parser.add_argument("--words", type=int, default=15_000)
@@ -148,11 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         import jax
+
         device = str(jax.devices()[0].device_kind)
     except Exception:  # another backend
         device = platform.processor() or "cpu"
-    result = {"backend": keras.backend.backend(), "device": device, "dtype": args.dtype,
-              "keras": keras.__version__, "command": " ".join(sys.argv)}
+    result = {
+        "backend": keras.backend.backend(),
+        "device": device,
+        "dtype": args.dtype,
+        "keras": keras.__version__,
+        "command": " ".join(sys.argv),
+    }
     if args.questions:
         result["vqa_v2_size"] = throughput(args)
         (out / "gpu-train.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -163,14 +192,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{result['device']}, keras {result['keras']} on {result['backend']}, {args.dtype}")
     if "vqa_v2_size" in result:
         t = result["vqa_v2_size"]
-        print(f"VQA-v2-sized default model, batch {t['batch_size']}: {t['samples_per_s']:,} "
-              f"samples/s through fit ({t['epoch_s']} s/epoch; first epoch {t['first_epoch_s']} s); "
-              f"bare model on one device-resident batch {t['bare_model_samples_per_s']:,} samples/s")
+        print(
+            f"VQA-v2-sized default model, batch {t['batch_size']}: {t['samples_per_s']:,} "
+            f"samples/s through fit ({t['epoch_s']} s/epoch; first epoch {t['first_epoch_s']} s); "
+            f"bare model on one device-resident batch {t['bare_model_samples_per_s']:,} samples/s"
+        )
     if "easy_vqa" in result:
         e = result["easy_vqa"]
-        print(f"easy-VQA default, batch {e['batch_size']}: test accuracy {e['test_accuracy']}% "
-              f"after {e['epochs_run']} epochs, {e['epoch_s']} s/epoch "
-              f"({e['samples_per_s']:,} samples/s), {e['wall_s_with_extraction']} s in all")
+        print(
+            f"easy-VQA default, batch {e['batch_size']}: test accuracy {e['test_accuracy']}% "
+            f"after {e['epochs_run']} epochs, {e['epoch_s']} s/epoch "
+            f"({e['samples_per_s']:,} samples/s), {e['wall_s_with_extraction']} s in all"
+        )
     return 0
 
 

@@ -36,10 +36,15 @@ def images_per_batch(data, config) -> float:
     train_q = data.split(data.train_split)
     fit_q, _ = split_by_image(train_q, config.train.validation_fraction, config.train.seed)
     rows = {image: i for i, image in enumerate(sorted(fit_q["image_id"].unique()))}
-    batches = VQABatches(np.zeros(len(rows)), fit_q["image_id"].map(rows).to_numpy(),
-                         np.zeros((len(fit_q), 1), "int32"), batch_size=config.train.batch_size,
-                         shuffle=True, seed=config.train.seed,
-                         group_by_image=config.train.group_by_image)
+    batches = VQABatches(
+        np.zeros(len(rows)),
+        fit_q["image_id"].map(rows).to_numpy(),
+        np.zeros((len(fit_q), 1), "int32"),
+        batch_size=config.train.batch_size,
+        shuffle=True,
+        seed=config.train.seed,
+        group_by_image=config.train.group_by_image,
+    )
     return float(np.mean([len(batches[i][0]["image"]) for i in range(len(batches))]))
 
 
@@ -54,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from vqa import evaluate_run, run_dir as files
+    from vqa import evaluate_run
+    from vqa import run_dir as files
     from vqa.config import load_config
     from vqa.data.dataset import PreparedDataset
     from vqa.training import train
@@ -72,27 +78,37 @@ def main(argv: list[str] | None = None) -> int:
         summary = train(data, run, run_config, verbose=2)
         metrics = evaluate_run(run, data, "test")
         history = pd.read_csv(run / files.HISTORY)
-        results.append({
-            "group_by_image": grouped,
-            "seconds_per_epoch": summary["seconds_per_epoch"],
-            "images_per_batch": round(images_per_batch(data, run_config), 1),
-            "questions_per_batch": run_config.train.batch_size,
-            "epochs_run": summary["epochs_run"], "best_epoch": summary["best_epoch"],
-            "best_val_accuracy": summary["best_val_vqa_score"],
-            "val_accuracy_by_epoch": [round(100 * v, 2) for v in history["val_vqa_score"]],
-            "test_accuracy": metrics["overall"],
-            "test_per_question_type": metrics["per_question_type"],
-        })
-    report = {"command": "python benchmarks/group_by_image.py " + " ".join(
-                  argv if argv is not None else sys.argv[1:]),
-              "dataset": data.name, "config": str(args.config), "epochs": config.train.epochs,
-              "cpu_count": os.cpu_count(), "runs": results}
+        results.append(
+            {
+                "group_by_image": grouped,
+                "seconds_per_epoch": summary["seconds_per_epoch"],
+                "images_per_batch": round(images_per_batch(data, run_config), 1),
+                "questions_per_batch": run_config.train.batch_size,
+                "epochs_run": summary["epochs_run"],
+                "best_epoch": summary["best_epoch"],
+                "best_val_accuracy": summary["best_val_vqa_score"],
+                "val_accuracy_by_epoch": [round(100 * v, 2) for v in history["val_vqa_score"]],
+                "test_accuracy": metrics["overall"],
+                "test_per_question_type": metrics["per_question_type"],
+            }
+        )
+    report = {
+        "command": "python benchmarks/group_by_image.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
+        "dataset": data.name,
+        "config": str(args.config),
+        "epochs": config.train.epochs,
+        "cpu_count": os.cpu_count(),
+        "runs": results,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     for r in results:
-        print(f"group_by_image={str(r['group_by_image']).lower():5}  "
-              f"{r['seconds_per_epoch']:7.1f} s/epoch  {r['images_per_batch']:6.1f} images "
-              f"per batch  best val {r['best_val_accuracy']:.2f}  test {r['test_accuracy']:.2f}")
+        print(
+            f"group_by_image={str(r['group_by_image']).lower():5}  "
+            f"{r['seconds_per_epoch']:7.1f} s/epoch  {r['images_per_batch']:6.1f} images "
+            f"per batch  best val {r['best_val_accuracy']:.2f}  test {r['test_accuracy']:.2f}"
+        )
     print(f"wrote {out}")
     return 0
 

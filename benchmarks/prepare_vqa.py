@@ -23,8 +23,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-QUESTION_TYPES = ["what is the", "is the", "how many", "what color is the", "are there",
-                  "what", "is this a", "does the", "what type of", "where is the"]
+QUESTION_TYPES = [
+    "what is the",
+    "is the",
+    "how many",
+    "what color is the",
+    "are there",
+    "what",
+    "is this a",
+    "does the",
+    "what type of",
+    "where is the",
+]
 
 
 def generate(root: Path, n_questions: int, n_images: int, seed: int = 0) -> None:
@@ -43,18 +53,47 @@ def generate(root: Path, n_questions: int, n_images: int, seed: int = 0) -> None
     image_of = rng.integers(1, n_images + 1, size=n_questions)
     qtypes = rng.integers(0, len(QUESTION_TYPES), size=n_questions)
     with open(root / "v2_OpenEnded_mscoco_train2014_questions.json", "w") as f:
-        json.dump({"info": {}, "data_subtype": "train2014", "questions": [
-            {"image_id": int(image_of[i]), "question_id": i + 1,
-             "question": f"{QUESTION_TYPES[qtypes[i]]} object number {i} doing here?"}
-            for i in range(n_questions)]}, f)
+        json.dump(
+            {
+                "info": {},
+                "data_subtype": "train2014",
+                "questions": [
+                    {
+                        "image_id": int(image_of[i]),
+                        "question_id": i + 1,
+                        "question": f"{QUESTION_TYPES[qtypes[i]]} object number {i} doing here?",
+                    }
+                    for i in range(n_questions)
+                ],
+            },
+            f,
+        )
     with open(root / "v2_mscoco_train2014_annotations.json", "w") as f:
-        json.dump({"info": {}, "data_subtype": "train2014", "annotations": [
-            {"question_type": QUESTION_TYPES[qtypes[i]], "multiple_choice_answer":
-             vocabulary[picks[i, 0]], "answers": [
-                 {"answer": vocabulary[a], "answer_confidence": "yes", "answer_id": j + 1}
-                 for j, a in enumerate(picks[i])],
-             "image_id": int(image_of[i]), "answer_type": "other", "question_id": i + 1}
-            for i in range(n_questions)]}, f)
+        json.dump(
+            {
+                "info": {},
+                "data_subtype": "train2014",
+                "annotations": [
+                    {
+                        "question_type": QUESTION_TYPES[qtypes[i]],
+                        "multiple_choice_answer": vocabulary[picks[i, 0]],
+                        "answers": [
+                            {
+                                "answer": vocabulary[a],
+                                "answer_confidence": "yes",
+                                "answer_id": j + 1,
+                            }
+                            for j, a in enumerate(picks[i])
+                        ],
+                        "image_id": int(image_of[i]),
+                        "answer_type": "other",
+                        "question_id": i + 1,
+                    }
+                    for i in range(n_questions)
+                ],
+            },
+            f,
+        )
 
 
 def main() -> None:
@@ -69,17 +108,34 @@ def main() -> None:
     if not (root / "v2_mscoco_train2014_annotations.json").is_file():
         start = time.perf_counter()
         generate(root, args.questions, args.images)
-        print(f"generated {args.questions} questions on {args.images} images in "
-              f"{time.perf_counter() - start:.0f} s")
+        print(
+            f"generated {args.questions} questions on {args.images} images in "
+            f"{time.perf_counter() - start:.0f} s"
+        )
     sizes = {p.name: p.stat().st_size for p in root.glob("*.json")}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "data_prep.vqa", "--root", str(root), "--out",
-                    str(work / "prepared"), "--overwrite"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "data_prep.vqa",
+            "--root",
+            str(root),
+            "--out",
+            str(work / "prepared"),
+            "--overwrite",
+        ],
+        check=True,
+    )
     wall = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
-    result = {"questions": args.questions, "images": args.images,
-              "json_mb": {k: round(v / 2**20) for k, v in sizes.items()},
-              "wall_s": round(wall, 1), "peak_rss_mb": round(peak_mb)}
+    result = {
+        "questions": args.questions,
+        "images": args.images,
+        "json_mb": {k: round(v / 2**20) for k, v in sizes.items()},
+        "wall_s": round(wall, 1),
+        "peak_rss_mb": round(peak_mb),
+    }
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

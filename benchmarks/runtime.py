@@ -46,8 +46,10 @@ print(json.dumps({{"first_answer_s": ready, "p50_ms": 1000 * float(np.median(tim
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "tensorflow_loaded": "tensorflow" in sys.modules}}))
 """
-_LOADERS = {"Answerer (run dir, Keras)": "import vqa\nload = vqa.Answerer.load",
-            "runtime (ONNX bundle)": "from vqa import runtime\nload = runtime.load"}
+_LOADERS = {
+    "Answerer (run dir, Keras)": "import vqa\nload = vqa.Answerer.load",
+    "runtime (ONNX bundle)": "from vqa import runtime\nload = runtime.load",
+}
 
 
 def main() -> None:
@@ -64,32 +66,51 @@ def main() -> None:
 
     dataset = PreparedDataset.load(args.data)
     split = dataset.split(args.split)
-    asked = [(str(dataset.image_path(i)), q) for i, q in
-             zip(split["image_id"][:args.n], split["question"][:args.n])]
+    asked = [
+        (str(dataset.image_path(i)), q)
+        for i, q in zip(split["image_id"][: args.n], split["question"][: args.n])
+    ]
     rows = {}
     for name, load in _LOADERS.items():
         path = args.bundle if "runtime" in name else args.run_dir
-        child = subprocess.run([sys.executable, "-c", _CHILD.format(load=load, path=path)],
-                               input=json.dumps(asked), capture_output=True, text=True,
-                               cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        child = subprocess.run(
+            [sys.executable, "-c", _CHILD.format(load=load, path=path)],
+            input=json.dumps(asked),
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
         if child.returncode:
             sys.exit(child.stderr)
         rows[name] = json.loads(child.stdout.strip().splitlines()[-1])
     agreement = agree(args.run_dir, args.bundle, dataset, split)
     first = [r["first_answer_s"] for r in rows.values()]
-    report = {"run_dir": args.run_dir, "bundle": args.bundle, "data": args.data,
-              "split": args.split, "n_timed": len(asked), "cpu_cores": os.cpu_count(),
-              "machine": platform.processor() or platform.machine(), "sides": rows,
-              "first_answer_ratio": first[1] / first[0], "agreement": agreement}
+    report = {
+        "run_dir": args.run_dir,
+        "bundle": args.bundle,
+        "data": args.data,
+        "split": args.split,
+        "n_timed": len(asked),
+        "cpu_cores": os.cpu_count(),
+        "machine": platform.processor() or platform.machine(),
+        "sides": rows,
+        "first_answer_ratio": first[1] / first[0],
+        "agreement": agreement,
+    }
     print(f"{'':28} {'first answer':>13} {'p50':>9} {'p90':>9} {'peak RSS':>9}  TensorFlow")
     for name, r in rows.items():
-        print(f"{name:28} {r['first_answer_s']:11.2f} s {r['p50_ms']:6.2f} ms "
-              f"{r['p90_ms']:6.2f} ms {r['peak_rss_mb']:6.0f} MB  "
-              f"{'loaded' if r['tensorflow_loaded'] else 'not loaded'}")
+        print(
+            f"{name:28} {r['first_answer_s']:11.2f} s {r['p50_ms']:6.2f} ms "
+            f"{r['p90_ms']:6.2f} ms {r['peak_rss_mb']:6.0f} MB  "
+            f"{'loaded' if r['tensorflow_loaded'] else 'not loaded'}"
+        )
     print(f"time to first answer, runtime / Answerer: {report['first_answer_ratio']:.2f}")
-    print(f"{args.split}: {agreement['same_top1']} of {agreement['questions']} questions with "
-          f"the same top answer; probabilities differ by at most "
-          f"{agreement['max_probability_difference']:.1e}")
+    print(
+        f"{args.split}: {agreement['same_top1']} of {agreement['questions']} questions with "
+        f"the same top answer; probabilities differ by at most "
+        f"{agreement['max_probability_difference']:.1e}"
+    )
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"written: {args.out}")
 
@@ -107,8 +128,10 @@ def agree(run_dir: str, bundle: str, dataset, split) -> dict:
     same, worst = 0, 0.0
     for start in range(0, len(images), 256):
         chunk = slice(start, start + 256)
-        keras_side, onnx_side = (s.answer_batch(images[chunk], questions[chunk], top_k=every,
-                                                batch_size=256) for s in sides)
+        keras_side, onnx_side = (
+            s.answer_batch(images[chunk], questions[chunk], top_k=every, batch_size=256)
+            for s in sides
+        )
         for k, o in zip(keras_side, onnx_side):
             same += k.answer == o.answer
             probabilities = dict(o.top_k)

@@ -41,19 +41,24 @@ def main() -> None:
     parser.add_argument("--bundle", help="also load-test the server of this bundle")
     parser.add_argument("--seconds", type=float, default=30.0, help="per level")
     parser.add_argument("--levels", default="1,4,16,64")
-    parser.add_argument("--out", default=str(ROOT / "experiments" / "results" /
-                                             "serve-load.json"))
+    parser.add_argument("--out", default=str(ROOT / "experiments" / "results" / "serve-load.json"))
     args = parser.parse_args()
 
     from vqa.data.dataset import PreparedDataset
 
     dataset = PreparedDataset.load(args.data)
     test = dataset.split("test").head(_QUESTIONS)
-    asked = [(Path(dataset.image_path(i)).read_bytes(), q)
-             for i, q in zip(test["image_id"], test["question"])]
+    asked = [
+        (Path(dataset.image_path(i)).read_bytes(), q)
+        for i, q in zip(test["image_id"], test["question"])
+    ]
     levels = [int(n) for n in args.levels.split(",")]
-    report = {"data": args.data, "seconds_per_level": args.seconds, "cpu_cores": os.cpu_count(),
-              "servers": {}}
+    report = {
+        "data": args.data,
+        "seconds_per_level": args.seconds,
+        "cpu_cores": os.cpu_count(),
+        "servers": {},
+    }
     for name, model in (("run dir", args.run_dir), ("bundle", args.bundle)):
         if model is None:
             continue
@@ -63,11 +68,14 @@ def main() -> None:
             for clients in levels:
                 row = load(port, pid, asked, expected, clients, args.seconds)
                 rows.append(row)
-                print(f"{name:8} {clients:3d} clients: {row['answers_per_s']:7.1f} answers/s, "
-                      f"p50 {row['p50_ms']:7.1f} ms, p99 {row['p99_ms']:7.1f} ms, "
-                      f"{row['errors']} errors, {row['wrong']} wrong, RSS "
-                      f"{row['rss_before_mb']:.0f} -> {row['rss_after_mb']:.0f} MB "
-                      f"(peak {row['peak_rss_mb']:.0f})", flush=True)
+                print(
+                    f"{name:8} {clients:3d} clients: {row['answers_per_s']:7.1f} answers/s, "
+                    f"p50 {row['p50_ms']:7.1f} ms, p99 {row['p99_ms']:7.1f} ms, "
+                    f"{row['errors']} errors, {row['wrong']} wrong, RSS "
+                    f"{row['rss_before_mb']:.0f} -> {row['rss_after_mb']:.0f} MB "
+                    f"(peak {row['peak_rss_mb']:.0f})",
+                    flush=True,
+                )
             report["servers"][name] = {"model": model, "levels": rows}
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"written: {args.out}")
@@ -80,9 +88,13 @@ class served:
         self.model = model
 
     def __enter__(self):
-        self.proc = subprocess.Popen([sys.executable, "-m", "vqa", "serve", self.model,
-                                      "--port", "0"], stdout=subprocess.PIPE, text=True,
-                                     cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vqa", "serve", self.model, "--port", "0"],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
         line = self.proc.stdout.readline()
         match = re.search(r":(\d+)/", line)
         if not match:
@@ -97,10 +109,15 @@ class served:
 
 def _form(image: bytes, question: str) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="question"\r\n\r\n'
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="question"\r\n\r\n'
             f'{question}\r\n--{boundary}\r\nContent-Disposition: form-data; name="image"; '
-            f'filename="q.png"\r\nContent-Type: image/png\r\n\r\n').encode() + image + \
-        f"\r\n--{boundary}--\r\n".encode()
+            f'filename="q.png"\r\nContent-Type: image/png\r\n\r\n'
+        ).encode()
+        + image
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -122,8 +139,7 @@ def _rss_mb(pid: int, field: str = "VmRSS") -> float:
     return int(re.search(rf"{field}:\s+(\d+) kB", status)[1]) / 1024
 
 
-def load(port: int, pid: int, asked: list, expected: list, clients: int,
-         seconds: float) -> dict:
+def load(port: int, pid: int, asked: list, expected: list, clients: int, seconds: float) -> dict:
     latencies: list[float] = []
     errors, wrong = [0], [0]
     lock = threading.Lock()
@@ -160,12 +176,19 @@ def load(port: int, pid: int, asked: list, expected: list, clients: int,
         t.join()
     elapsed = time.perf_counter() - began
     times = np.array(latencies) * 1000
-    return {"clients": clients, "answers": len(latencies), "seconds": elapsed,
-            "answers_per_s": len(latencies) / elapsed,
-            "p50_ms": float(np.percentile(times, 50)) if len(times) else None,
-            "p99_ms": float(np.percentile(times, 99)) if len(times) else None,
-            "errors": errors[0], "wrong": wrong[0], "rss_before_mb": rss_before,
-            "rss_after_mb": _rss_mb(pid), "peak_rss_mb": _rss_mb(pid, "VmHWM")}
+    return {
+        "clients": clients,
+        "answers": len(latencies),
+        "seconds": elapsed,
+        "answers_per_s": len(latencies) / elapsed,
+        "p50_ms": float(np.percentile(times, 50)) if len(times) else None,
+        "p99_ms": float(np.percentile(times, 99)) if len(times) else None,
+        "errors": errors[0],
+        "wrong": wrong[0],
+        "rss_before_mb": rss_before,
+        "rss_after_mb": _rss_mb(pid),
+        "peak_rss_mb": _rss_mb(pid, "VmHWM"),
+    }
 
 
 if __name__ == "__main__":

@@ -64,8 +64,13 @@ class _TestScore:
                 t = time.perf_counter()
                 accuracy = score(self.model)
                 self.scoring += time.perf_counter() - t
-                _report({"epoch": epoch + 1, "test_accuracy": round(accuracy, 2),
-                         "wall_s": round(time.perf_counter() - start - self.scoring, 1)})
+                _report(
+                    {
+                        "epoch": epoch + 1,
+                        "test_accuracy": round(accuracy, 2),
+                        "wall_s": round(time.perf_counter() - start - self.scoring, 1),
+                    }
+                )
 
         return TestScore()
 
@@ -86,12 +91,12 @@ def run_ours(data: Path, work: Path, start: float) -> None:
 
     import keras  # noqa: F401
 
+    from vqa import run_dir as files
     from vqa.config import Config
     from vqa.data.batches import VQABatches
     from vqa.data.dataset import PreparedDataset
     from vqa.data.text import Vocabulary
     from vqa.features.cache import FeatureCache
-    from vqa import run_dir as files
     from vqa.training import train
 
     dataset = PreparedDataset.load(copy)
@@ -106,8 +111,8 @@ def run_ours(data: Path, work: Path, start: float) -> None:
             words = Vocabulary.load(run / files.QUESTION_VOCAB)
             state["answers"] = Vocabulary.load(run / files.ANSWER_VOCAB)
             state["batches"] = VQABatches.from_questions(
-                test, cache, cache.rows, words, Config().model.max_question_length,
-                batch_size=256)
+                test, cache, cache.rows, words, Config().model.max_question_length, batch_size=256
+            )
         probs = model.predict(state["batches"], verbose=0)
         best = [state["answers"].tokens[i] for i in probs.argmax(-1)]
         return 100 * float(np.mean(np.asarray(best) == test["answer"].to_numpy()))
@@ -135,8 +140,9 @@ def run_reference(data: Path, epochs: int, start: float) -> None:
         for image_id in df["image_id"].unique():
             if image_id not in pixels:
                 with Image.open(dataset.image_path(image_id)) as img:
-                    pixels[image_id] = np.asarray(img.convert("RGB").resize((64, 64)),
-                                                  "float32") / 255 - 0.5
+                    pixels[image_id] = (
+                        np.asarray(img.convert("RGB").resize((64, 64)), "float32") / 255 - 0.5
+                    )
         bags = np.zeros((len(df), len(words)), "float32")
         for row, question in enumerate(df["question"]):
             for w in tokenize(question):
@@ -144,7 +150,8 @@ def run_reference(data: Path, epochs: int, start: float) -> None:
                     bags[row, word_index[w]] = 1.0
         images = np.stack([pixels[i] for i in df["image_id"]])
         targets = keras.utils.to_categorical(
-            [answer_index.get(a, 0) for a in df["answer"]], len(answers))
+            [answer_index.get(a, 0) for a in df["answer"]], len(answers)
+        )
         return [images, bags], targets
 
     x_train, y_train = inputs(train)
@@ -170,8 +177,15 @@ def run_reference(data: Path, epochs: int, start: float) -> None:
         best = np.asarray(answers)[model.predict(x_test, batch_size=256, verbose=0).argmax(-1)]
         return 100 * float(np.mean(best == truth))
 
-    model.fit(x_train, y_train, batch_size=32, epochs=epochs, shuffle=True, verbose=0,
-              callbacks=[_TestScore.make(score, start)])
+    model.fit(
+        x_train,
+        y_train,
+        batch_size=32,
+        epochs=epochs,
+        shuffle=True,
+        verbose=0,
+        callbacks=[_TestScore.make(score, start)],
+    )
 
 
 def worker(args: argparse.Namespace) -> int:
@@ -189,22 +203,40 @@ def measure(args: argparse.Namespace, model: str) -> dict:
     print(f"training {model} ...", flush=True)
     launched = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, __file__, "--worker", model, "--data", args.data,
-         "--reference-epochs", str(args.reference_epochs)],
-        capture_output=True, text=True, cwd=ROOT)
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            model,
+            "--data",
+            args.data,
+            "--reference-epochs",
+            str(args.reference_epochs),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     if proc.returncode:
         raise SystemExit(f"{model} failed:\n{proc.stderr[-3000:]}")
-    lines = [json.loads(l[7:]) for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-    epochs = [l for l in lines if "epoch" in l]
-    best = max(epochs, key=lambda l: l["test_accuracy"])
-    reached = next((l for l in epochs if l["test_accuracy"] >= TARGET), None)
-    begin = next(l["train_begin_s"] for l in lines if "train_begin_s" in l)
-    return {"epochs": epochs, "peak_rss_mb": lines[-1]["peak_rss_mb"], "train_begin_s": begin,
-            "process_s": round(time.perf_counter() - launched, 1),
-            "best_accuracy": best["test_accuracy"], "best_epoch": best["epoch"],
-            "wall_s_to_best": best["wall_s"],
-            "wall_s_to_85": reached["wall_s"] if reached else None,
-            "epoch_reaching_85": reached["epoch"] if reached else None}
+    lines = [
+        json.loads(line[7:]) for line in proc.stdout.splitlines() if line.startswith("RESULT ")
+    ]
+    epochs = [line for line in lines if "epoch" in line]
+    best = max(epochs, key=lambda line: line["test_accuracy"])
+    reached = next((line for line in epochs if line["test_accuracy"] >= TARGET), None)
+    begin = next(line["train_begin_s"] for line in lines if "train_begin_s" in line)
+    return {
+        "epochs": epochs,
+        "peak_rss_mb": lines[-1]["peak_rss_mb"],
+        "train_begin_s": begin,
+        "process_s": round(time.perf_counter() - launched, 1),
+        "best_accuracy": best["test_accuracy"],
+        "best_epoch": best["epoch"],
+        "wall_s_to_best": best["wall_s"],
+        "wall_s_to_85": reached["wall_s"] if reached else None,
+        "epoch_reaching_85": reached["epoch"] if reached else None,
+    }
 
 
 def table(result: dict) -> str:
@@ -229,11 +261,14 @@ def table(result: dict) -> str:
         f"| best test accuracy, and wall time to it | {ref['best_accuracy']}% at epoch "
         f"{ref['best_epoch']}, {ref['wall_s_to_best']} s | {ours['best_accuracy']}% at epoch "
         f"{ours['best_epoch']}, {ours['wall_s_to_best']} s |",
-        f"| peak memory (max RSS of its process) | {ref['peak_rss_mb']} MB | {ours['peak_rss_mb']} MB |",
+        f"| peak memory (max RSS of its process) | {ref['peak_rss_mb']} MB "
+        f"| {ours['peak_rss_mb']} MB |",
     ]
     if ref["wall_s_to_85"] and ours["wall_s_to_85"]:
-        rows.append(f"\nOurs reaches {TARGET:.0f}% in {ours['wall_s_to_85'] / ref['wall_s_to_85']:.3f} "
-                    "of the reference's wall time.")
+        rows.append(
+            f"\nOurs reaches {TARGET:.0f}% in {ours['wall_s_to_85'] / ref['wall_s_to_85']:.3f} "
+            "of the reference's wall time."
+        )
     return "\n".join(rows)
 
 
@@ -247,11 +282,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         args.model = args.worker
         return worker(args)
-    result = {"command": "python benchmarks/side_by_side.py --data DATA"
-                         + (f" --reference-epochs {args.reference_epochs}"
-                            if args.reference_epochs != 20 else ""),
-              "cpu_cores": os.cpu_count(),
-              "reference": measure(args, "reference"), "ours": measure(args, "ours")}
+    result = {
+        "command": "python benchmarks/side_by_side.py --data DATA"
+        + (f" --reference-epochs {args.reference_epochs}" if args.reference_epochs != 20 else ""),
+        "cpu_cores": os.cpu_count(),
+        "reference": measure(args, "reference"),
+        "ours": measure(args, "ours"),
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
@@ -259,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     out.with_suffix(".md").write_text(
         f"# easy-VQA: the reference model and ours, side by side\n\n"
         f"{os.cpu_count()} CPU cores, one process each, one after the other. Written by:\n\n"
-        f"    {result['command']}\n\n{text}\n")
+        f"    {result['command']}\n\n{text}\n"
+    )
     print(text)
     return 0
 

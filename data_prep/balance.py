@@ -12,8 +12,9 @@ from __future__ import annotations
 import pandas as pd
 
 
-def question_only_table(questions: pd.DataFrame, family: str = "question_type",
-                        train: str = "train", test: str = "test") -> pd.DataFrame:
+def question_only_table(
+    questions: pd.DataFrame, family: str = "question_type", train: str = "train", test: str = "test"
+) -> pd.DataFrame:
     """Per family: test questions, majority-answer rate and question-only accuracy (%).
 
     The majority answer is the family's most frequent *training* answer, scored on the
@@ -37,14 +38,23 @@ def question_only_table(questions: pd.DataFrame, family: str = "question_type",
             model.fit(vectorizer.fit_transform(fit["question"]), fit["answer"])
             predicted = model.predict(vectorizer.transform(held["question"]))
             accuracy = 100 * (predicted == held["answer"].to_numpy()).mean()
-        rows.append({"family": name, "n_test": len(held), "majority_rate": majority_rate,
-                     "question_only": accuracy, "gap": accuracy - majority_rate})
-    return pd.DataFrame(rows, columns=["family", "n_test", "majority_rate",
-                                       "question_only", "gap"])
+        rows.append(
+            {
+                "family": name,
+                "n_test": len(held),
+                "majority_rate": majority_rate,
+                "question_only": accuracy,
+                "gap": accuracy - majority_rate,
+            }
+        )
+    return pd.DataFrame(rows, columns=["family", "n_test", "majority_rate", "question_only", "gap"])
 
 
 def format_table(table: pd.DataFrame) -> str:
     lines = [f"  {'family':<24} {'test q':>7} {'majority':>9} {'question-only':>14} {'gap':>6}"]
-    lines += [f"  {r.family:<24} {r.n_test:>7} {r.majority_rate:>8.1f}% "
-              f"{r.question_only:>13.1f}% {r.gap:>+6.1f}" for r in table.itertuples()]
+    lines += [
+        f"  {r.family:<24} {r.n_test:>7} {r.majority_rate:>8.1f}% "
+        f"{r.question_only:>13.1f}% {r.gap:>+6.1f}"
+        for r in table.itertuples()
+    ]
     return "\n".join(lines)

@@ -27,17 +27,34 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_prep.common import (BadRecords, add_record_arguments, answer_type,
-                              check_answers_size, check_output, command_line, copy_from,
-                              escapes_root, is_int, progress, read_json, readable_images,
-                              report, write_prepared)
+from data_prep.common import (
+    BadRecords,
+    add_record_arguments,
+    answer_type,
+    check_answers_size,
+    check_output,
+    command_line,
+    copy_from,
+    escapes_root,
+    is_int,
+    progress,
+    read_json,
+    readable_images,
+    report,
+    write_prepared,
+)
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import DatasetError
 from vqa.metrics import normalize_answer
 
 log = logging.getLogger(__name__)
-QUESTION_TYPES = {"count": "count", "exist": "exist", "equal_integer": "compare numbers",
-                  "greater_than": "compare numbers", "less_than": "compare numbers"}
+QUESTION_TYPES = {
+    "count": "count",
+    "exist": "exist",
+    "equal_integer": "compare numbers",
+    "greater_than": "compare numbers",
+    "less_than": "compare numbers",
+}
 
 
 def question_type(last_function: str) -> str | None:
@@ -65,15 +82,20 @@ def load_split(root: Path, split: str, bad: BadRecords) -> tuple[pd.DataFrame, p
     records = read_json(path, "questions", _step_to_function)
     image_dir = root / "images" / split
     if not image_dir.is_dir():
-        raise DatasetError(f"{path}: the images of split '{split}' should be in {image_dir}, "
-                           "which does not exist.")
+        raise DatasetError(
+            f"{path}: the images of split '{split}' should be in {image_dir}, which does not exist."
+        )
     rows, seen = [], set()
     for i, q in enumerate(progress(records, f"reading {split} questions")):
         if not isinstance(q, dict):
             bad(path, f"question #{i}", "not a JSON object")
             continue
         record = f"question_index={q.get('question_index', i)}"
-        text, filename, index = q.get("question"), q.get("image_filename"), q.get("question_index", i)
+        text, filename, index = (
+            q.get("question"),
+            q.get("image_filename"),
+            q.get("question_index", i),
+        )
         if not is_int(index):
             bad(path, record, "question_index is not an integer")
         elif index in seen:
@@ -87,29 +109,54 @@ def load_split(root: Path, split: str, bad: BadRecords) -> tuple[pd.DataFrame, p
         else:
             kind = _question_type(q)
             if kind is None or ("answer" in q and not isinstance(q["answer"], (str, int))):
-                bad(path, record, "unknown program (its last function is not a CLEVR "
-                    "question type) or malformed answer")
+                bad(
+                    path,
+                    record,
+                    "unknown program (its last function is not a CLEVR "
+                    "question type) or malformed answer",
+                )
                 continue
             seen.add(index)
             raw = str(q["answer"]) if "answer" in q else None
             answer = normalize_answer(raw) if raw is not None else ""
-            rows.append({"question_id": index, "image_id": f"{split}/{filename}",
-                         "split": split, "question": text.strip(),
-                         "answers": [raw] if raw is not None else [], "answer": answer,
-                         "question_type": kind,
-                         "answer_type": answer_type(answer) if raw is not None else "",
-                         "filename": filename})
-    questions = pd.DataFrame(rows, columns=["question_id", "image_id", "split", "question",
-                                            "answers", "answer", "question_type",
-                                            "answer_type", "filename"])
+            rows.append(
+                {
+                    "question_id": index,
+                    "image_id": f"{split}/{filename}",
+                    "split": split,
+                    "question": text.strip(),
+                    "answers": [raw] if raw is not None else [],
+                    "answer": answer,
+                    "question_type": kind,
+                    "answer_type": answer_type(answer) if raw is not None else "",
+                    "filename": filename,
+                }
+            )
+    questions = pd.DataFrame(
+        rows,
+        columns=[
+            "question_id",
+            "image_id",
+            "split",
+            "question",
+            "answers",
+            "answer",
+            "question_type",
+            "answer_type",
+            "filename",
+        ],
+    )
     images = questions.drop_duplicates("image_id")[["image_id", "filename"]].reset_index(drop=True)
     images["path"] = split + "/" + images["filename"]
     names = list(images["filename"])
     images = readable_images(
-        images, [image_dir / f for f in names],
-        lambda row, reason: bad(path, f"image_filename={names[row]!r}",
-                                f"{reason}: {image_dir / names[row]}"),
-        f"checking {split} images")
+        images,
+        [image_dir / f for f in names],
+        lambda row, reason: bad(
+            path, f"image_filename={names[row]!r}", f"{reason}: {image_dir / names[row]}"
+        ),
+        f"checking {split} images",
+    )
     questions = questions[questions["image_id"].isin(images["image_id"])]
     if questions.empty and bad.skip:
         bad(path, f"split {split}", "every question of the split was left out")
@@ -133,15 +180,25 @@ def _question_type(q: dict) -> str | None:
 def find_splits(root: Path) -> list[str]:
     files = sorted((root / "questions").glob("CLEVR_*_questions.json"))
     if not files:
-        raise DatasetError(f"No CLEVR questions found: expected {root}/questions/"
-                           "CLEVR_{split}_questions.json (the layout of CLEVR_v1.0.zip).")
-    return [f.name[len("CLEVR_"):-len("_questions.json")] for f in files]
+        raise DatasetError(
+            f"No CLEVR questions found: expected {root}/questions/"
+            "CLEVR_{split}_questions.json (the layout of CLEVR_v1.0.zip)."
+        )
+    return [f.name[len("CLEVR_") : -len("_questions.json")] for f in files]
 
 
-def prepare(root: str | Path, out: str | Path, *, overwrite: bool = False,
-            skip_bad: bool = False, copy_images: bool = False, keep_json: bool = False,
-            max_answers: int | None = None, name: str = "clevr",
-            source: str | None = None) -> PreparedDataset:
+def prepare(
+    root: str | Path,
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    skip_bad: bool = False,
+    copy_images: bool = False,
+    keep_json: bool = False,
+    max_answers: int | None = None,
+    name: str = "clevr",
+    source: str | None = None,
+) -> PreparedDataset:
     """Write the CLEVR-format data under `root` to `out` and return the loaded dataset.
 
     Args:
@@ -168,10 +225,17 @@ def prepare(root: str | Path, out: str | Path, *, overwrite: bool = False,
                     shutil.copytree(root / folder, tmp / "clevr" / folder)
 
     return write_prepared(
-        out, name=name, source=source or f"CLEVR-format files in {root.resolve()}",
-        questions=questions, images=images,
+        out,
+        name=name,
+        source=source or f"CLEVR-format files in {root.resolve()}",
+        questions=questions,
+        images=images,
         image_root="images" if copy_images else (root / "images").resolve(),
-        fill=fill, answer_vocabulary_size=max_answers, skipped=bad, overwrite=overwrite)
+        fill=fill,
+        answer_vocabulary_size=max_answers,
+        skipped=bad,
+        overwrite=overwrite,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,16 +245,26 @@ def main(argv: list[str] | None = None) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", required=True, help="the CLEVR_v1.0 directory")
     parser.add_argument("--out", required=True, help="directory to create")
-    parser.add_argument("--copy-images", action="store_true",
-                        help="copy the images into OUT instead of pointing at ROOT/images")
+    parser.add_argument(
+        "--copy-images",
+        action="store_true",
+        help="copy the images into OUT instead of pointing at ROOT/images",
+    )
     parser.add_argument("--answers", type=int, help="answer vocabulary size (default: all)")
     add_record_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> str:
-    return report(prepare(args.root, args.out, overwrite=args.overwrite,
-                          skip_bad=args.skip_bad, copy_images=args.copy_images,
-                          max_answers=args.answers))
+    return report(
+        prepare(
+            args.root,
+            args.out,
+            overwrite=args.overwrite,
+            skip_bad=args.skip_bad,
+            copy_images=args.copy_images,
+            max_answers=args.answers,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -28,14 +28,24 @@ import argparse
 import logging
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
-from data_prep.common import (BadRecords, add_record_arguments, check_output, command_line,
-                              escapes_root, is_int, read_json, read_json_lists,
-                              readable_images, report, write_prepared)
+from data_prep.common import (
+    BadRecords,
+    add_record_arguments,
+    check_output,
+    command_line,
+    escapes_root,
+    is_int,
+    read_json,
+    read_json_lists,
+    readable_images,
+    report,
+    write_prepared,
+)
 from vqa.data.dataset import CAPTION_COLUMNS, IMAGE_COLUMNS, PreparedDataset
 from vqa.errors import DatasetError
 
@@ -57,12 +67,17 @@ def read_official(root: Path, bad: BadRecords) -> tuple[list, list, dict]:
     """Image rows, caption rows and each folder's candidate locations, from
     annotations/captions_{split}.json."""
     folder = root / "annotations"
-    files = sorted(p for p in folder.glob("captions_*.json")
-                   if SPLIT_FILE.match(p.name)) if folder.is_dir() else []
+    files = (
+        sorted(p for p in folder.glob("captions_*.json") if SPLIT_FILE.match(p.name))
+        if folder.is_dir()
+        else []
+    )
     if not files:
-        raise DatasetError(f"No COCO captions found: expected {folder}/captions_train2014.json "
-                           "and captions_val2014.json (annotations_trainval2014.zip unpacked "
-                           "in --root), or pass --karpathy FILE.")
+        raise DatasetError(
+            f"No COCO captions found: expected {folder}/captions_train2014.json "
+            "and captions_val2014.json (annotations_trainval2014.zip unpacked "
+            "in --root), or pass --karpathy FILE."
+        )
     images, captions, owner = [], [], {}
     for path in files:
         split = SPLIT_FILE.match(path.name).group(1)
@@ -118,8 +133,11 @@ def read_karpathy(path: Path, bad: BadRecords) -> tuple[list, list, dict]:
         elif ident in seen:
             bad(path, record, f"duplicate {key}")
         elif split is None:
-            bad(path, record, f"split must be one of {sorted(KARPATHY_SPLITS)}. "
-                f"Received: {entry.get('split')!r}")
+            bad(
+                path,
+                record,
+                f"split must be one of {sorted(KARPATHY_SPLITS)}. Received: {entry.get('split')!r}",
+            )
         elif not (isinstance(filename, str) and filename and isinstance(filepath, str)):
             bad(path, record, "filename (and filepath, if any) must be strings")
         elif escapes_root(filename) or escapes_root(filepath):
@@ -136,8 +154,9 @@ def read_karpathy(path: Path, bad: BadRecords) -> tuple[list, list, dict]:
                     bad(path, f"{record}, sentence #{j}", "empty caption")
                 else:
                     captions.append((str(ident), split, clean(raw)))
-    folders = {f: [f, f"images/{f}"] if f else list(FLAT_FOLDERS)
-               for f in {row[2] for row in images}}
+    folders = {
+        f: [f, f"images/{f}"] if f else list(FLAT_FOLDERS) for f in {row[2] for row in images}
+    }
     return images, captions, folders
 
 
@@ -149,13 +168,21 @@ def find_folder(root: Path, candidates: Sequence[str], names: Sequence[str]) -> 
             return rel
     if existing:
         return existing[0]  # none found: every image is reported missing from there
-    raise DatasetError(f"No image folder under {root}: expected one of "
-                       f"{[str(root / c) for c in candidates]}. Unpack the images there.")
+    raise DatasetError(
+        f"No image folder under {root}: expected one of "
+        f"{[str(root / c) for c in candidates]}. Unpack the images there."
+    )
 
 
-def prepare(root: str | Path, out: str | Path, *, karpathy: str | Path | None = None,
-            skip_bad: bool = False, max_images: int | None = None,
-            overwrite: bool = False) -> PreparedDataset:
+def prepare(
+    root: str | Path,
+    out: str | Path,
+    *,
+    karpathy: str | Path | None = None,
+    skip_bad: bool = False,
+    max_images: int | None = None,
+    overwrite: bool = False,
+) -> PreparedDataset:
     """Write the captions under `root` (with Karpathy's splits when `karpathy` names a
     split file) to `out` and return the loaded dataset.
 
@@ -186,49 +213,85 @@ def prepare(root: str | Path, out: str | Path, *, karpathy: str | Path | None = 
     images = images[images["image_id"].isin(captions["image_id"])]
     if max_images is not None:
         images = images.groupby("split", sort=False).head(max_images)
-    located = {f: find_folder(root, c, list(images.loc[images["folder"] == f, "file_name"]))
-               for f, c in folders.items() if (images["folder"] == f).any()}
-    images = images.assign(path=[f"{located[f]}/{n}" if located[f] else n
-                                 for f, n in zip(images["folder"], images["file_name"])])
+    located = {
+        f: find_folder(root, c, list(images.loc[images["folder"] == f, "file_name"]))
+        for f, c in folders.items()
+        if (images["folder"] == f).any()
+    }
+    images = images.assign(
+        path=[
+            f"{located[f]}/{n}" if located[f] else n
+            for f, n in zip(images["folder"], images["file_name"])
+        ]
+    )
     images = images.reset_index(drop=True)
     files, paths = list(images["file"]), list(images["path"])
     records = [f"{r}, {n}" for r, n in zip(images["record"], images["file_name"])]
     # The folder in the reason, not the file: the report counts the records per reason.
-    images = readable_images(images, [root / p for p in paths],
-                             lambda row, reason: bad(files[row], records[row],
-                                                     f"{reason} in {(root / paths[row]).parent}"))
+    images = readable_images(
+        images,
+        [root / p for p in paths],
+        lambda row, reason: bad(
+            files[row], records[row], f"{reason} in {(root / paths[row]).parent}"
+        ),
+    )
     captions = captions[captions["image_id"].isin(images["image_id"])].reset_index(drop=True)
     if captions.empty:
-        raise DatasetError(f"No usable captions under {root}"
-                           + (" (every one was left out by --skip-bad)" if bad.rows else ""))
+        raise DatasetError(
+            f"No usable captions under {root}"
+            + (" (every one was left out by --skip-bad)" if bad.rows else "")
+        )
     captions.insert(0, "caption_id", range(len(captions)))
-    return write_prepared(out, name=name, source=source, images=images[list(IMAGE_COLUMNS)],
-                          captions=captions[list(CAPTION_COLUMNS)], image_root=root.resolve(),
-                          skipped=bad, overwrite=overwrite)
+    return write_prepared(
+        out,
+        name=name,
+        source=source,
+        images=images[list(IMAGE_COLUMNS)],
+        captions=captions[list(CAPTION_COLUMNS)],
+        image_root=root.resolve(),
+        skipped=bad,
+        overwrite=overwrite,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", required=True,
-                        help="COCO folder (annotations/, train2014/, val2014/), or the "
-                             "images' folder of a Karpathy split file")
+    parser.add_argument(
+        "--root",
+        required=True,
+        help="COCO folder (annotations/, train2014/, val2014/), or the "
+        "images' folder of a Karpathy split file",
+    )
     parser.add_argument("--out", required=True, help="directory to create")
-    parser.add_argument("--karpathy", metavar="FILE",
-                        help="Karpathy split file (dataset_coco.json, dataset_flickr8k.json): "
-                             "its train (+restval), val and test splits")
-    parser.add_argument("--max-images", type=int, metavar="N",
-                        help="at most N images per split, the first in file order "
-                             "(default: all)")
+    parser.add_argument(
+        "--karpathy",
+        metavar="FILE",
+        help="Karpathy split file (dataset_coco.json, dataset_flickr8k.json): "
+        "its train (+restval), val and test splits",
+    )
+    parser.add_argument(
+        "--max-images",
+        type=int,
+        metavar="N",
+        help="at most N images per split, the first in file order (default: all)",
+    )
     add_record_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> str:
-    return report(prepare(args.root, args.out, karpathy=args.karpathy, skip_bad=args.skip_bad,
-                          max_images=args.max_images, overwrite=args.overwrite))
+    return report(
+        prepare(
+            args.root,
+            args.out,
+            karpathy=args.karpathy,
+            skip_bad=args.skip_bad,
+            max_images=args.max_images,
+            overwrite=args.overwrite,
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    return command_line("python -m data_prep.coco_captions", __doc__, add_arguments, run,
-                        argv)
+    return command_line("python -m data_prep.coco_captions", __doc__, add_arguments, run, argv)
 
 
 if __name__ == "__main__":

@@ -11,16 +11,22 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import TypeVar
 
 import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from vqa.data.dataset import (CAPTION_COLUMNS, FORMAT_VERSION, IMAGE_COLUMNS, QUESTION_COLUMNS,
-                              PreparedDataset)
+from vqa.data.dataset import (
+    CAPTION_COLUMNS,
+    FORMAT_VERSION,
+    IMAGE_COLUMNS,
+    QUESTION_COLUMNS,
+    PreparedDataset,
+)
 from vqa.data.text import Vocabulary
 from vqa.errors import DatasetError, VQAError
 
@@ -42,8 +48,10 @@ class BadRecords:
 
     def __call__(self, file: str | Path, record: str, reason: str) -> None:
         if not self.skip:
-            raise DatasetError(f"{file}, {record}: {reason}. Fix the input, or pass "
-                               "--skip-bad to leave such records out.")
+            raise DatasetError(
+                f"{file}, {record}: {reason}. Fix the input, or pass "
+                "--skip-bad to leave such records out."
+            )
         self.rows.append({"file": str(file), "record": record, "reason": reason})
 
     def table(self) -> pd.DataFrame:
@@ -52,8 +60,9 @@ class BadRecords:
 
 def progress(items: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
     """A progress bar on a terminal, nothing in logs and tests."""
-    return iter(tqdm(items, desc=desc, total=total, unit="", disable=None, leave=False,
-                     dynamic_ncols=True))
+    return iter(
+        tqdm(items, desc=desc, total=total, unit="", disable=None, leave=False, dynamic_ncols=True)
+    )
 
 
 def read_json(path: Path, key: str, object_hook: Callable | None = None) -> list:
@@ -61,8 +70,9 @@ def read_json(path: Path, key: str, object_hook: Callable | None = None) -> list
     return read_json_lists(path, (key,), object_hook)[0]
 
 
-def read_json_lists(path: Path, keys: Sequence[str],
-                    object_hook: Callable | None = None) -> list[list]:
+def read_json_lists(
+    path: Path, keys: Sequence[str], object_hook: Callable | None = None
+) -> list[list]:
     """The lists under `keys` of one JSON object (the file parsed once)."""
     try:
         with open(path, "rb") as f:
@@ -80,15 +90,19 @@ def is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def readable_images(images: pd.DataFrame, paths: Sequence[Path],
-                    on_bad: Callable[[int, str], None], desc: str = "checking images"
-                    ) -> pd.DataFrame:
+def readable_images(
+    images: pd.DataFrame,
+    paths: Sequence[Path],
+    on_bad: Callable[[int, str], None],
+    desc: str = "checking images",
+) -> pd.DataFrame:
     """The rows of `images` whose file (`paths`, row by row) decodes, with their width
     and height added; `on_bad(row, reason)` is told of every other one.
 
     Every image is decoded once, so that an unreadable one is found now, not in
     training; JPEGs at 1/8 scale (enough to reach the end of the data, 10x faster).
     """
+
     def size(path: Path) -> tuple[int, int] | str:
         try:
             with Image.open(path) as img:
@@ -136,18 +150,25 @@ def check_answers_size(k: int | None) -> None:
 
 def empty_questions() -> pd.DataFrame:
     """A questions table with no rows (a captions-only dataset), typed as the contract."""
-    return pd.DataFrame({c: pd.Series(dtype="int64" if c == "question_id" else object)
-                         for c in QUESTION_COLUMNS})
+    return pd.DataFrame(
+        {c: pd.Series(dtype="int64" if c == "question_id" else object) for c in QUESTION_COLUMNS}
+    )
 
 
-def write_prepared(out: str | Path, *, name: str, source: str,
-                   questions: pd.DataFrame | None = None,
-                   images: pd.DataFrame, captions: pd.DataFrame | None = None,
-                   image_root: str | Path = "images",
-                   fill: Callable[[Path], None] | None = None,
-                   answer_vocabulary_size: int | None = None,
-                   skipped: BadRecords | None = None,
-                   overwrite: bool = False) -> PreparedDataset:
+def write_prepared(
+    out: str | Path,
+    *,
+    name: str,
+    source: str,
+    questions: pd.DataFrame | None = None,
+    images: pd.DataFrame,
+    captions: pd.DataFrame | None = None,
+    image_root: str | Path = "images",
+    fill: Callable[[Path], None] | None = None,
+    answer_vocabulary_size: int | None = None,
+    skipped: BadRecords | None = None,
+    overwrite: bool = False,
+) -> PreparedDataset:
     """Write a prepared dataset to `out`, all or nothing.
 
     Everything is written into a temporary sibling directory, validated by reading it
@@ -168,9 +189,11 @@ def write_prepared(out: str | Path, *, name: str, source: str,
     check_output(out, overwrite)
     if questions is None:
         questions = empty_questions()
-    for table, columns, file in ((questions, QUESTION_COLUMNS, "questions.parquet"),
-                                 (images, IMAGE_COLUMNS, "images.parquet"),
-                                 (captions, CAPTION_COLUMNS, "captions.parquet")):
+    for table, columns, file in (
+        (questions, QUESTION_COLUMNS, "questions.parquet"),
+        (images, IMAGE_COLUMNS, "images.parquet"),
+        (captions, CAPTION_COLUMNS, "captions.parquet"),
+    ):
         if table is None:
             continue
         missing = [c for c in columns if c not in table.columns]
@@ -185,17 +208,24 @@ def write_prepared(out: str | Path, *, name: str, source: str,
             fill(tmp)
         questions.to_parquet(tmp / "questions.parquet", index=False)
         images.to_parquet(tmp / "images.parquet", index=False)
-        counts = {split: {"questions": int(len(group)),
-                          "images": int(group["image_id"].nunique())}
-                  for split, group in questions.groupby("split", sort=True)}
-        meta = {"name": name, "source": source, "format_version": FORMAT_VERSION,
-                "image_root": str(image_root), "counts": counts,
-                "answer_vocabulary_size": answer_vocabulary_size}
+        counts = {
+            split: {"questions": int(len(group)), "images": int(group["image_id"].nunique())}
+            for split, group in questions.groupby("split", sort=True)
+        }
+        meta = {
+            "name": name,
+            "source": source,
+            "format_version": FORMAT_VERSION,
+            "image_root": str(image_root),
+            "counts": counts,
+            "answer_vocabulary_size": answer_vocabulary_size,
+        }
         if captions is not None:
             captions.to_parquet(tmp / "captions.parquet", index=False)
             meta["caption_counts"] = {
                 split: {"captions": int(len(group)), "images": int(group["image_id"].nunique())}
-                for split, group in captions.groupby("split", sort=True)}
+                for split, group in captions.groupby("split", sort=True)
+            }
         if skipped is not None and skipped.rows:
             skipped.table().to_csv(tmp / SKIPPED, index=False)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
@@ -219,12 +249,16 @@ def check_output(out: str | Path, overwrite: bool) -> None:
     """Fail early, before minutes of reading, if `out` cannot be written."""
     out = Path(out)
     if out.exists() and not overwrite:
-        raise DatasetError(f"Output directory already exists: {out}. "
-                           "Choose another --out or pass --overwrite.")
-    if out.exists() and (not out.is_dir() or (any(out.iterdir())
-                                              and not (out / "meta.json").is_file())):
-        raise DatasetError(f"Refusing to overwrite {out}: it is not a prepared dataset "
-                           "(no meta.json). Choose another --out.")
+        raise DatasetError(
+            f"Output directory already exists: {out}. Choose another --out or pass --overwrite."
+        )
+    if out.exists() and (
+        not out.is_dir() or (any(out.iterdir()) and not (out / "meta.json").is_file())
+    ):
+        raise DatasetError(
+            f"Refusing to overwrite {out}: it is not a prepared dataset "
+            "(no meta.json). Choose another --out."
+        )
 
 
 def _umask() -> int:
@@ -247,20 +281,23 @@ def report(dataset: PreparedDataset, examples: int = 5) -> str:
     for split, counts in dataset.meta["counts"].items():
         rows = q[q["split"] == split]
         answered = rows[rows["answer"] != ""]
-        line = (f"  {split:<14} {counts['questions']:>8} questions  "
-                f"{counts['images']:>7} images  ")
+        line = f"  {split:<14} {counts['questions']:>8} questions  {counts['images']:>7} images  "
         if answered.empty:
             line += "no answers (unannotated)"
         elif train:
             line += f"answer in vocabulary: {100 * answered['answer'].isin(vocab).mean():.1f}%"
         lines.append(line)
     if train:
-        lines.append(f"  answer vocabulary: {len(vocab)} answers "
-                     f"({'top ' + str(k) if k else 'all'} of the {train} split)")
+        lines.append(
+            f"  answer vocabulary: {len(vocab)} answers "
+            f"({'top ' + str(k) if k else 'all'} of the {train} split)"
+        )
     for split, counts in dataset.meta.get("caption_counts", {}).items():
         per_image = counts["captions"] / max(1, counts["images"])
-        lines.append(f"  {split:<14} {counts['captions']:>8} captions   "
-                     f"{counts['images']:>7} images  ({per_image:.1f} captions an image)")
+        lines.append(
+            f"  {split:<14} {counts['captions']:>8} captions   "
+            f"{counts['images']:>7} images  ({per_image:.1f} captions an image)"
+        )
     skipped_file = dataset.root / SKIPPED
     if skipped_file.is_file():
         skipped = pd.read_csv(skipped_file)
@@ -273,9 +310,11 @@ def report(dataset: PreparedDataset, examples: int = 5) -> str:
 
 def add_record_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of the sources that read files: --skip-bad and --overwrite."""
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="leave bad records out (listed in OUT/skipped.csv) instead of "
-                             "stopping at the first")
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave bad records out (listed in OUT/skipped.csv) instead of stopping at the first",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
@@ -291,17 +330,27 @@ def copy_from(source: Path, paths: Iterable[str], target: Path) -> None:
 def add_generator_arguments(parser: argparse.ArgumentParser) -> None:
     """The arguments of the generated sources (sort-of-clevr, scenes)."""
     parser.add_argument("--out", required=True, help="directory to create")
-    parser.add_argument("--images", type=int, default=10000,
-                        help="how many images to generate (default 10000; last 10%% are test)")
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=10000,
+        help="how many images to generate (default 10000; last 10%% are test)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
 
 
-def command_line(prog: str, doc: str | None, add_arguments: Callable, run: Callable,
-                 argv: list[str] | None = None) -> int:
+def command_line(
+    prog: str,
+    doc: str | None,
+    add_arguments: Callable,
+    run: Callable,
+    argv: list[str] | None = None,
+) -> int:
     """`python -m data_prep.SOURCE`: the same arguments as `vqa prepare SOURCE`."""
-    parser = argparse.ArgumentParser(prog=prog, description=doc,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -41,8 +41,10 @@ def load_split(split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         import easy_vqa
     except ImportError:
         raise DatasetError("The easy-vqa package is not installed: pip install easy-vqa") from None
-    getters = {"train": (easy_vqa.get_train_questions, easy_vqa.get_train_image_paths),
-               "test": (easy_vqa.get_test_questions, easy_vqa.get_test_image_paths)}
+    getters = {
+        "train": (easy_vqa.get_train_questions, easy_vqa.get_train_image_paths),
+        "test": (easy_vqa.get_test_questions, easy_vqa.get_test_image_paths),
+    }
     get_questions, get_paths = getters[split]
     texts, answers, image_ids = get_questions()
     paths = get_paths()
@@ -53,7 +55,8 @@ def load_split(split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     questions["answer"] = questions["raw_answer"].map(normalize_answer)
     questions["question_type"] = questions["question"].map(question_type)
     questions["answer_type"] = questions["answer"].map(
-        lambda a: "yes/no" if a in ("yes", "no") else "other")
+        lambda a: "yes/no" if a in ("yes", "no") else "other"
+    )
     images = pd.DataFrame({"image": sorted(paths)})
     images["image_id"] = split + "/" + images["image"].astype(str)
     images["path"] = split + "/" + images["image"].astype(str) + ".png"
@@ -63,9 +66,11 @@ def load_split(split: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     images["height"] = [h for _, h in sizes]
     n_images, n_questions = EXPECTED[split]
     if len(images) != n_images or len(questions) != n_questions:
-        raise DatasetError(f"easy-vqa {split}: expected {n_images} images and {n_questions} "
-                           f"questions, found {len(images)} and {len(questions)}. "
-                           "Is the installed easy-vqa package complete (version 1.0)?")
+        raise DatasetError(
+            f"easy-vqa {split}: expected {n_images} images and {n_questions} "
+            f"questions, found {len(images)} and {len(questions)}. "
+            "Is the installed easy-vqa package complete (version 1.0)?"
+        )
     return questions, images
 
 
@@ -83,11 +88,26 @@ def prepare(out: str | Path, overwrite: bool = False) -> PreparedDataset:
             shutil.copyfile(src, tmp / "images" / rel)
 
     return write_prepared(
-        out, name="easy-vqa", source="easy-vqa PyPI package 1.0",
-        questions=questions[["question_id", "image_id", "split", "question", "answers",
-                             "answer", "question_type", "answer_type"]],
+        out,
+        name="easy-vqa",
+        source="easy-vqa PyPI package 1.0",
+        questions=questions[
+            [
+                "question_id",
+                "image_id",
+                "split",
+                "question",
+                "answers",
+                "answer",
+                "question_type",
+                "answer_type",
+            ]
+        ],
         images=images[["image_id", "path", "width", "height"]],
-        image_root="images", fill=copy_images, overwrite=overwrite)
+        image_root="images",
+        fill=copy_images,
+        overwrite=overwrite,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

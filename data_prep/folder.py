@@ -33,9 +33,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_prep.common import (BadRecords, add_record_arguments, answer_type,
-                              check_answers_size, check_output, command_line, copy_from,
-                              escapes_root, readable_images, report, write_prepared)
+from data_prep.common import (
+    BadRecords,
+    add_record_arguments,
+    answer_type,
+    check_answers_size,
+    check_output,
+    command_line,
+    copy_from,
+    escapes_root,
+    readable_images,
+    report,
+    write_prepared,
+)
 from vqa.data.dataset import ANSWER_TYPES, MAX_HUMAN_ANSWERS, PreparedDataset
 from vqa.errors import DatasetError
 from vqa.metrics import best_answer, single_form
@@ -45,18 +55,72 @@ METADATA = ("metadata.csv", "metadata.jsonl")
 # GT-Vision-Lab/VQA QuestionTypes/mscoco_question_types.txt: the 65 types of VQA's
 # questions, by the words they start with.
 VQA_QUESTION_TYPES = (
-    "how many", "is the", "what", "what color is the", "what is the", "is this",
-    "is this a", "what is", "are the", "what kind of", "is there a", "what type of",
-    "is it", "what are the", "where is the", "is there", "does the", "what color are the",
-    "are these", "are there", "which", "is", "what is the man", "is the man", "are", "how",
-    "does this", "what is on the", "what does the", "how many people are", "what is in the",
-    "what is this", "do", "what are", "are they", "what time", "what sport is",
-    "are there any", "is he", "what color is", "why", "where are the", "what color",
-    "who is", "what animal is", "is the woman", "is this an", "do you",
-    "how many people are in", "what room is", "has", "is this person", "what is the woman",
-    "can you", "why is the", "is the person", "what is the color of the",
-    "what is the person", "could", "was", "is that a", "what number is", "what is the name",
-    "what brand", "none of the above")
+    "how many",
+    "is the",
+    "what",
+    "what color is the",
+    "what is the",
+    "is this",
+    "is this a",
+    "what is",
+    "are the",
+    "what kind of",
+    "is there a",
+    "what type of",
+    "is it",
+    "what are the",
+    "where is the",
+    "is there",
+    "does the",
+    "what color are the",
+    "are these",
+    "are there",
+    "which",
+    "is",
+    "what is the man",
+    "is the man",
+    "are",
+    "how",
+    "does this",
+    "what is on the",
+    "what does the",
+    "how many people are",
+    "what is in the",
+    "what is this",
+    "do",
+    "what are",
+    "are they",
+    "what time",
+    "what sport is",
+    "are there any",
+    "is he",
+    "what color is",
+    "why",
+    "where are the",
+    "what color",
+    "who is",
+    "what animal is",
+    "is the woman",
+    "is this an",
+    "do you",
+    "how many people are in",
+    "what room is",
+    "has",
+    "is this person",
+    "what is the woman",
+    "can you",
+    "why is the",
+    "is the person",
+    "what is the color of the",
+    "what is the person",
+    "could",
+    "was",
+    "is that a",
+    "what number is",
+    "what is the name",
+    "what brand",
+    "none of the above",
+)
 _PREFIXES = sorted((tuple(t.split()) for t in VQA_QUESTION_TYPES[:-1]), key=len, reverse=True)
 _WORDS = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
 
@@ -65,7 +129,7 @@ def question_type(question: str) -> str:
     """The longest official VQA question-type prefix of `question`'s words."""
     words = tuple(_WORDS.findall(question.lower()))
     for prefix in _PREFIXES:
-        if words[:len(prefix)] == prefix:
+        if words[: len(prefix)] == prefix:
             return " ".join(prefix)
     return "none of the above"
 
@@ -73,6 +137,7 @@ def question_type(question: str) -> str:
 def find_metadata(root: Path) -> list[tuple[str | None, Path]]:
     """(split, metadata file) pairs: one at the root (split None: from its column), or one
     per split folder."""
+
     def one(folder: Path) -> Path | None:
         found = [folder / name for name in METADATA if (folder / name).is_file()]
         if len(found) > 1:
@@ -83,14 +148,18 @@ def find_metadata(root: Path) -> list[tuple[str | None, Path]]:
     per_split = [(d.name, one(d)) for d in sorted(root.iterdir()) if d.is_dir()]
     per_split = [(split, path) for split, path in per_split if path is not None]
     if at_root and per_split:
-        raise DatasetError(f"{at_root} and {per_split[0][1]} are both metadata files: use one "
-                           "at the root (with a split column) or one per split folder.")
+        raise DatasetError(
+            f"{at_root} and {per_split[0][1]} are both metadata files: use one "
+            "at the root (with a split column) or one per split folder."
+        )
     if at_root:
         return [(None, at_root)]
     if not per_split:
-        raise DatasetError(f"No metadata file in {root}: put a metadata.csv or metadata.jsonl "
-                           "in it (with a split column) or in each split folder "
-                           "(train/, validation/, test/).")
+        raise DatasetError(
+            f"No metadata file in {root}: put a metadata.csv or metadata.jsonl "
+            "in it (with a split column) or in each split folder "
+            "(train/, validation/, test/)."
+        )
     return per_split
 
 
@@ -107,11 +176,14 @@ def read_rows(path: Path) -> list[tuple[int, dict]]:
                     try:
                         row = json.loads(line)
                     except json.JSONDecodeError as exc:
-                        raise DatasetError(f"{path}, line {line_no}: not valid JSON "
-                                           f"({exc.msg}).") from None
+                        raise DatasetError(
+                            f"{path}, line {line_no}: not valid JSON ({exc.msg})."
+                        ) from None
                     if not isinstance(row, dict):
-                        raise DatasetError(f"{path}, line {line_no}: expected a JSON object "
-                                           f"per line. Received: {line.strip()[:60]}")
+                        raise DatasetError(
+                            f"{path}, line {line_no}: expected a JSON object "
+                            f"per line. Received: {line.strip()[:60]}"
+                        )
                     rows.append((line_no, row))
             return rows
         with open(path, encoding="utf-8-sig", newline="") as f:
@@ -119,16 +191,19 @@ def read_rows(path: Path) -> list[tuple[int, dict]]:
             start = 2
             for row in reader:
                 if None in row or None in row.values():
-                    raise DatasetError(f"{path}, line {start}: {len(reader.fieldnames)} columns "
-                                       "in the header but another number in this row (quote "
-                                       "a value that holds a comma).")
+                    raise DatasetError(
+                        f"{path}, line {start}: {len(reader.fieldnames)} columns "
+                        "in the header but another number in this row (quote "
+                        "a value that holds a comma)."
+                    )
                 rows.append((start, row))
                 start = reader.line_num + 1
     except csv.Error as exc:
         raise DatasetError(f"{path}, line {reader.line_num}: malformed CSV ({exc}).") from None
     except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}).") \
-            from None
+        raise DatasetError(
+            f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})."
+        ) from None
     return rows
 
 
@@ -141,8 +216,11 @@ def _answers(row: dict, is_csv: bool) -> list[str] | str:
                 answers = json.loads(answers)
             except json.JSONDecodeError:
                 return 'answers must be a JSON list of strings, e.g. ["red", "dark red"]'
-        if (not isinstance(answers, list) or not 1 <= len(answers) <= MAX_HUMAN_ANSWERS
-                or not all(isinstance(a, str) and a.strip() for a in answers)):
+        if (
+            not isinstance(answers, list)
+            or not 1 <= len(answers) <= MAX_HUMAN_ANSWERS
+            or not all(isinstance(a, str) and a.strip() for a in answers)
+        ):
             return f"answers must be a list of 1 to {MAX_HUMAN_ANSWERS} non-empty strings"
         return answers
     answer = row.get("answer")
@@ -191,32 +269,53 @@ def load_rows(root: Path, bad: BadRecords) -> pd.DataFrame:
             elif not isinstance(qid, int) or isinstance(qid, bool):
                 bad(path, record, f"question_id must be an integer. Received: {qid!r}")
             elif (row_split, qid) in seen_ids:
-                bad(path, record, f"duplicate question_id {qid} (first at "
-                    f"{seen_ids[(row_split, qid)]})")
+                bad(
+                    path,
+                    record,
+                    f"duplicate question_id {qid} (first at {seen_ids[(row_split, qid)]})",
+                )
             elif not isinstance(qtype, str):
                 bad(path, record, f"question_type must be a string. Received: {qtype!r}")
             elif atype and (atype not in ANSWER_TYPES or not answers):
-                bad(path, record, f"answer_type must be one of {list(ANSWER_TYPES)}, for a "
-                    f"question with answers. Received: {atype!r}")
+                bad(
+                    path,
+                    record,
+                    f"answer_type must be one of {list(ANSWER_TYPES)}, for a "
+                    f"question with answers. Received: {atype!r}",
+                )
             else:
                 seen_ids[(row_split, qid)] = f"{path.name}, {record}"
                 rel = (folder / name.strip()).relative_to(root).as_posix()
                 answer = label(answers) if answers else ""
-                records.append({
-                    "question_id": qid, "split": row_split.strip(), "question": question.strip(),
-                    "answers": answers, "answer": answer,
-                    "question_type": qtype or question_type(question),
-                    "answer_type": atype or (answer_type(answer) if answer else ""),
-                    "image_id": str(row.get("image_id") or rel), "path": rel,
-                    "source_file": str(path), "source_record": record})
+                records.append(
+                    {
+                        "question_id": qid,
+                        "split": row_split.strip(),
+                        "question": question.strip(),
+                        "answers": answers,
+                        "answer": answer,
+                        "question_type": qtype or question_type(question),
+                        "answer_type": atype or (answer_type(answer) if answer else ""),
+                        "image_id": str(row.get("image_id") or rel),
+                        "path": rel,
+                        "source_file": str(path),
+                        "source_record": record,
+                    }
+                )
     if not records:
         raise DatasetError(f"No usable question in the metadata files of {root}.")
     return pd.DataFrame(records)
 
 
-def prepare(root: str | Path, out: str | Path, *, max_answers: int | None = 3000,
-            skip_bad: bool = False, copy_images: bool = False,
-            overwrite: bool = False) -> PreparedDataset:
+def prepare(
+    root: str | Path,
+    out: str | Path,
+    *,
+    max_answers: int | None = 3000,
+    skip_bad: bool = False,
+    copy_images: bool = False,
+    overwrite: bool = False,
+) -> PreparedDataset:
     """Write the folder's splits to `out`; return the loaded dataset."""
     root = Path(root)
     if not root.is_dir():
@@ -229,16 +328,23 @@ def prepare(root: str | Path, out: str | Path, *, max_answers: int | None = 3000
     files = questions.groupby("image_id")["path"].nunique()
     for image_id in files[files > 1].index:
         rows = questions[questions["image_id"] == image_id]
-        bad(rows["source_file"].iloc[1], rows["source_record"].iloc[1],
+        bad(
+            rows["source_file"].iloc[1],
+            rows["source_record"].iloc[1],
             f"image_id {image_id!r} names two files ({rows['path'].iloc[0]!r} and "
-            f"{rows['path'].iloc[1]!r})")
+            f"{rows['path'].iloc[1]!r})",
+        )
         questions = questions[questions["image_id"] != image_id]
-    images = questions.drop_duplicates("image_id")[["image_id", "path", "source_file",
-                                                    "source_record"]].reset_index(drop=True)
+    images = questions.drop_duplicates("image_id")[
+        ["image_id", "path", "source_file", "source_record"]
+    ].reset_index(drop=True)
 
     def on_bad(row: int, reason: str) -> None:
-        bad(images["source_file"][row],
-            f"{images['source_record'][row]}, file_name {images['path'][row]!r}", reason)
+        bad(
+            images["source_file"][row],
+            f"{images['source_record'][row]}, file_name {images['path'][row]!r}",
+            reason,
+        )
 
     images = readable_images(images, [root / p for p in images["path"]], on_bad)
     questions = questions[questions["image_id"].isin(images["image_id"])]
@@ -249,31 +355,63 @@ def prepare(root: str | Path, out: str | Path, *, max_answers: int | None = 3000
         copy_from(root, images["path"], tmp / "images")
 
     return write_prepared(
-        out, name=root.resolve().name, source=f"image folder {root.resolve()}",
-        questions=questions[["question_id", "image_id", "split", "question", "answers",
-                             "answer", "question_type", "answer_type"]],
+        out,
+        name=root.resolve().name,
+        source=f"image folder {root.resolve()}",
+        questions=questions[
+            [
+                "question_id",
+                "image_id",
+                "split",
+                "question",
+                "answers",
+                "answer",
+                "question_type",
+                "answer_type",
+            ]
+        ],
         images=images[["image_id", "path", "width", "height"]],
         image_root="images" if copy_images else root.resolve(),
-        fill=fill if copy_images else None, answer_vocabulary_size=max_answers,
-        skipped=bad, overwrite=overwrite)
+        fill=fill if copy_images else None,
+        answer_vocabulary_size=max_answers,
+        skipped=bad,
+        overwrite=overwrite,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", required=True,
-                        help="the folder: split folders with metadata files, or one "
-                             "metadata file with a split column")
+    parser.add_argument(
+        "--root",
+        required=True,
+        help="the folder: split folders with metadata files, or one "
+        "metadata file with a split column",
+    )
     parser.add_argument("--out", required=True, help="directory to create")
-    parser.add_argument("--answers", type=int, default=3000,
-                        help="answer vocabulary: the top K training answers (default 3000)")
-    parser.add_argument("--copy-images", action="store_true",
-                        help="copy the images into the dataset (default: point at --root)")
+    parser.add_argument(
+        "--answers",
+        type=int,
+        default=3000,
+        help="answer vocabulary: the top K training answers (default 3000)",
+    )
+    parser.add_argument(
+        "--copy-images",
+        action="store_true",
+        help="copy the images into the dataset (default: point at --root)",
+    )
     add_record_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> str:
-    return report(prepare(args.root, args.out, max_answers=args.answers,
-                          skip_bad=args.skip_bad, copy_images=args.copy_images,
-                          overwrite=args.overwrite))
+    return report(
+        prepare(
+            args.root,
+            args.out,
+            max_answers=args.answers,
+            skip_bad=args.skip_bad,
+            copy_images=args.copy_images,
+            overwrite=args.overwrite,
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,8 +22,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from data_prep.balance import format_table, question_only_table
-from data_prep.common import (add_generator_arguments, command_line, progress, report,
-                              write_prepared)
+from data_prep.common import add_generator_arguments, command_line, progress, report, write_prepared
 from vqa.data.dataset import QUESTION_COLUMNS, PreparedDataset
 from vqa.errors import DatasetError
 
@@ -31,24 +30,39 @@ IMAGE_SIZE = 75
 OBJECT_SIZE = 10  # square side and circle diameter, in pixels
 GAP = 1  # at least one white pixel between the bounding boxes of two objects
 BACKGROUND = (255, 255, 255)
-COLORS = {"red": (220, 30, 30), "green": (30, 160, 50), "blue": (30, 60, 220),
-          "orange": (245, 140, 20), "yellow": (235, 215, 20), "gray": (128, 128, 128)}
+COLORS = {
+    "red": (220, 30, 30),
+    "green": (30, 160, 50),
+    "blue": (30, 60, 220),
+    "orange": (245, 140, 20),
+    "yellow": (235, 215, 20),
+    "gray": (128, 128, 128),
+}
 SHAPES = ("square", "circle")
 QUESTIONS_PER_GROUP = 10  # per image, of each group
 MIN_IMAGES = 10  # the test split is the last images // 10
-_FAR = 2 * IMAGE_SIZE ** 2  # more than any squared distance inside the image
+_FAR = 2 * IMAGE_SIZE**2  # more than any squared distance inside the image
 
 # kind -> (group, question template, answer_type); the first three are non-relational.
 KINDS = {
     "shape": ("non_relational", "What is the shape of the {} object?", "other"),
     "horizontal position": ("non_relational", "Is the {} object on the left?", "yes/no"),
     "vertical position": ("non_relational", "Is the {} object on the top?", "yes/no"),
-    "closest shape": ("relational",
-                      "What is the shape of the object closest to the {} object?", "other"),
-    "furthest shape": ("relational",
-                       "What is the shape of the object furthest from the {} object?", "other"),
-    "count same shape": ("relational",
-                         "How many objects have the shape of the {} object?", "number"),
+    "closest shape": (
+        "relational",
+        "What is the shape of the object closest to the {} object?",
+        "other",
+    ),
+    "furthest shape": (
+        "relational",
+        "What is the shape of the object furthest from the {} object?",
+        "other",
+    ),
+    "count same shape": (
+        "relational",
+        "How many objects have the shape of the {} object?",
+        "number",
+    ),
 }
 
 
@@ -90,7 +104,7 @@ def _distance_ties(corners: np.ndarray) -> np.ndarray:
 def _squared_distances(corners: np.ndarray, itself: int) -> np.ndarray:
     """[m, 6, 6] squared centre distances, with `itself` as an object's distance to itself."""
     diff = corners[:, :, None, :].astype(np.int64) - corners[:, None, :, :]
-    d = (diff ** 2).sum(-1)
+    d = (diff**2).sum(-1)
     return np.where(np.eye(corners.shape[1], dtype=bool), itself, d)
 
 
@@ -118,8 +132,13 @@ def object_answers(corners: np.ndarray, shapes: np.ndarray) -> dict[str, np.ndar
     }
 
 
-def make_questions(rng: np.random.Generator, corners: np.ndarray, shapes: np.ndarray,
-                   image_ids: list[str], splits: list[str]) -> pd.DataFrame:
+def make_questions(
+    rng: np.random.Generator,
+    corners: np.ndarray,
+    shapes: np.ndarray,
+    image_ids: list[str],
+    splits: list[str],
+) -> pd.DataFrame:
     """10 non-relational and 10 relational questions per image, in the contract's columns.
 
     Within a group an image's questions are distinct (colour, kind) pairs drawn without
@@ -139,17 +158,21 @@ def make_questions(rng: np.random.Generator, corners: np.ndarray, shapes: np.nda
     image = np.repeat(np.arange(n), 2 * QUESTIONS_PER_GROUP)
     answer = by_kind[kind, image, colour]
     kind_names = [kinds[i] for i in kind]
-    questions = pd.DataFrame({
-        "question_id": np.arange(len(kind), dtype=np.int64),
-        "image_id": [image_ids[i] for i in image],
-        "split": [splits[i] for i in image],
-        "question": [KINDS[name][1].format(colour_names[c]) for name, c in zip(kind_names, colour)],
-        "answers": [[a] for a in answer.tolist()],
-        "answer": answer.tolist(),
-        "question_type": kind_names,
-        "answer_type": [KINDS[name][2] for name in kind_names],
-        "question_group": [KINDS[name][0] for name in kind_names],
-    })
+    questions = pd.DataFrame(
+        {
+            "question_id": np.arange(len(kind), dtype=np.int64),
+            "image_id": [image_ids[i] for i in image],
+            "split": [splits[i] for i in image],
+            "question": [
+                KINDS[name][1].format(colour_names[c]) for name, c in zip(kind_names, colour)
+            ],
+            "answers": [[a] for a in answer.tolist()],
+            "answer": answer.tolist(),
+            "question_type": kind_names,
+            "answer_type": [KINDS[name][2] for name in kind_names],
+            "question_group": [KINDS[name][0] for name in kind_names],
+        }
+    )
     return questions[list(QUESTION_COLUMNS) + ["question_group"]]
 
 
@@ -163,18 +186,21 @@ def draw_scene(corners: np.ndarray, shapes: np.ndarray) -> Image.Image:
     return image
 
 
-def prepare(out: str | Path, *, images: int = 10000, seed: int = 0,
-            overwrite: bool = False) -> PreparedDataset:
+def prepare(
+    out: str | Path, *, images: int = 10000, seed: int = 0, overwrite: bool = False
+) -> PreparedDataset:
     """Generate `images` scenes from `seed`, write them to `out` and return the loaded dataset."""
-    if isinstance(images, bool) or not isinstance(images, (int, np.integer)) \
-            or images < MIN_IMAGES:
-        raise DatasetError(f"Invalid value for argument images: need at least {MIN_IMAGES} so "
-                           "that both splits are non-empty (the last 10% are the test "
-                           f"split). Pass --images {MIN_IMAGES} or more. Received: "
-                           f"images={images!r}")
+    if isinstance(images, bool) or not isinstance(images, (int, np.integer)) or images < MIN_IMAGES:
+        raise DatasetError(
+            f"Invalid value for argument images: need at least {MIN_IMAGES} so "
+            "that both splits are non-empty (the last 10% are the test "
+            f"split). Pass --images {MIN_IMAGES} or more. Received: "
+            f"images={images!r}"
+        )
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise DatasetError("Invalid value for argument seed: expected an integer >= 0. "
-                           f"Received: seed={seed!r}")
+        raise DatasetError(
+            f"Invalid value for argument seed: expected an integer >= 0. Received: seed={seed!r}"
+        )
     images, seed = int(images), int(seed)
     rng = np.random.default_rng(seed)
     corners, shapes = make_scenes(rng, images)
@@ -183,8 +209,14 @@ def prepare(out: str | Path, *, images: int = 10000, seed: int = 0,
     width = max(6, len(str(images - 1)))  # zero-padded so file names sort in order
     image_ids = [f"{split}/{i:0{width}d}" for i, split in enumerate(splits)]
     questions = make_questions(rng, corners, shapes, image_ids, splits)
-    table = pd.DataFrame({"image_id": image_ids, "path": [f"{i}.png" for i in image_ids],
-                          "width": IMAGE_SIZE, "height": IMAGE_SIZE})
+    table = pd.DataFrame(
+        {
+            "image_id": image_ids,
+            "path": [f"{i}.png" for i in image_ids],
+            "width": IMAGE_SIZE,
+            "height": IMAGE_SIZE,
+        }
+    )
 
     def draw_images(tmp: Path) -> None:
         for split in ("train", "test"):
@@ -193,10 +225,16 @@ def prepare(out: str | Path, *, images: int = 10000, seed: int = 0,
             draw_scene(corners[i], shapes[i]).save(tmp / "images" / table["path"].iat[i])
 
     return write_prepared(
-        out, name="sort-of-clevr",
+        out,
+        name="sort-of-clevr",
         source=f"generated by data_prep.sort_of_clevr: {images} images, seed {seed}",
-        questions=questions, images=table, image_root="images", fill=draw_images,
-        answer_vocabulary_size=None, overwrite=overwrite)
+        questions=questions,
+        images=table,
+        image_root="images",
+        fill=draw_images,
+        answer_vocabulary_size=None,
+        overwrite=overwrite,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -205,9 +243,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> str:
     dataset = prepare(args.out, images=args.images, seed=args.seed, overwrite=args.overwrite)
-    return "\n".join([report(dataset),
-                      "question-only balance (test split, per question type):",
-                      format_table(question_only_table(dataset.questions))])
+    return "\n".join(
+        [
+            report(dataset),
+            "question-only balance (test split, per question type):",
+            format_table(question_only_table(dataset.questions)),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

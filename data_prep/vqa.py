@@ -24,22 +24,33 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
-from data_prep.common import (BadRecords, add_record_arguments, check_answers_size,
-                              check_output, command_line, is_int, read_json, readable_images,
-                              report, write_prepared)
+from data_prep.common import (
+    BadRecords,
+    add_record_arguments,
+    check_answers_size,
+    check_output,
+    command_line,
+    is_int,
+    read_json,
+    readable_images,
+    report,
+    write_prepared,
+)
 from vqa.data.dataset import ANSWER_TYPES, MAX_HUMAN_ANSWERS, PreparedDataset
 from vqa.errors import DatasetError
 from vqa.metrics import best_answer, single_form
 
 log = logging.getLogger(__name__)
 SPLITS = ("train2014", "val2014", "test2015", "test-dev2015")
-FILES = {2: ("v2_OpenEnded_mscoco_{}_questions.json", "v2_mscoco_{}_annotations.json"),
-         1: ("OpenEnded_mscoco_{}_questions.json", "mscoco_{}_annotations.json")}
+FILES = {
+    2: ("v2_OpenEnded_mscoco_{}_questions.json", "v2_mscoco_{}_annotations.json"),
+    1: ("OpenEnded_mscoco_{}_questions.json", "mscoco_{}_annotations.json"),
+}
 IMAGE_NAME = re.compile(r"^(?:COCO_[A-Za-z0-9-]+_)?(\d+)\.(?:jpg|jpeg|png)$", re.IGNORECASE)
 DEFAULT_ANSWERS = 3000
 
@@ -49,7 +60,8 @@ def detect_version(root: Path) -> int:
     if not found:
         raise DatasetError(
             f"No VQA questions found in {root}: expected e.g. "
-            f"{FILES[2][0].format('train2014')} (v2) or {FILES[1][0].format('train2014')} (v1).")
+            f"{FILES[2][0].format('train2014')} (v2) or {FILES[1][0].format('train2014')} (v1)."
+        )
     if len(found) > 1:
         raise DatasetError(f"{root} holds both VQA v1 and v2 files; pass --version 1 or 2.")
     return found.pop()
@@ -61,9 +73,11 @@ def image_folder(root: Path, split: str) -> tuple[Path, str]:
     for rel in (folder, f"images/{folder}"):
         if (root / rel).is_dir():
             return root / rel, rel
-    raise DatasetError(f"No images for split {split}: expected {root / folder}/ or "
-                       f"{root / 'images' / folder}/ (COCO's {folder}.zip unpacked). Unpack "
-                       "them there, or leave the split out with --splits.")
+    raise DatasetError(
+        f"No images for split {split}: expected {root / folder}/ or "
+        f"{root / 'images' / folder}/ (COCO's {folder}.zip unpacked). Unpack "
+        "them there, or leave the split out with --splits."
+    )
 
 
 def index_images(folder: Path) -> dict[int, str]:
@@ -114,10 +128,14 @@ class _Annotations:
             return self.strings.setdefault(answer, answer) if isinstance(answer, str) else None
         if "question_id" in obj and "answers" in obj:
             answers = obj["answers"]
-            return (obj["question_id"], obj.get("image_id"),
-                    self._intern(obj.get("question_type")), self._intern(obj.get("answer_type")),
-                    obj.get("multiple_choice_answer"),
-                    tuple(answers) if isinstance(answers, list) else None)
+            return (
+                obj["question_id"],
+                obj.get("image_id"),
+                self._intern(obj.get("question_type")),
+                self._intern(obj.get("answer_type")),
+                obj.get("multiple_choice_answer"),
+                tuple(answers) if isinstance(answers, list) else None,
+            )
         return obj
 
     def _intern(self, value: object) -> object:
@@ -135,17 +153,36 @@ def read_annotations(path: Path, bad: BadRecords) -> tuple[pd.DataFrame, set]:
         record = f"question_id={qid}"
         if not (is_int(qid) and is_int(coco_id)):
             bad(path, record, "question_id and image_id must be integers")
-        elif (answers is None or not 1 <= len(answers) <= MAX_HUMAN_ANSWERS
-              or not all(isinstance(x, str) for x in answers)):
-            bad(path, record, f"answers must be 1 to {MAX_HUMAN_ANSWERS} "
-                "{'answer': str, ...} objects")
+        elif (
+            answers is None
+            or not 1 <= len(answers) <= MAX_HUMAN_ANSWERS
+            or not all(isinstance(x, str) for x in answers)
+        ):
+            bad(
+                path,
+                record,
+                f"answers must be 1 to {MAX_HUMAN_ANSWERS} {{'answer': str, ...}} objects",
+            )
         elif atype not in ANSWER_TYPES or not isinstance(qtype, str) or not isinstance(mc, str):
-            bad(path, record, "question_type, answer_type (yes/no | number | other) and "
-                "multiple_choice_answer must be strings")
+            bad(
+                path,
+                record,
+                "question_type, answer_type (yes/no | number | other) and "
+                "multiple_choice_answer must be strings",
+            )
         else:
             rows.append(a)
-    df = pd.DataFrame(rows, columns=["question_id", "coco_id", "question_type",
-                                     "answer_type", "multiple_choice_answer", "answers"])
+    df = pd.DataFrame(
+        rows,
+        columns=[
+            "question_id",
+            "coco_id",
+            "question_type",
+            "answer_type",
+            "multiple_choice_answer",
+            "answers",
+        ],
+    )
     dup = df["question_id"].duplicated(keep=False)
     for qid in df.loc[dup, "question_id"].unique():
         bad(path, f"question_id={qid}", "more than one annotation for the question")
@@ -166,10 +203,16 @@ def load_split(root: Path, version: int, split: str, bad: BadRecords) -> pd.Data
             bad(a_path, f"question_id={qid}", f"annotation for a question not in {q_path.name}")
         # In the annotations file's order: the official evaluator sums in that order.
         annotations = annotations.assign(annotation_order=range(len(annotations)))
-        questions = questions.merge(annotations[~unknown], on="question_id", how="left",
-                                    suffixes=("", "_annotated"), validate="one_to_one")
-        questions = questions.sort_values("annotation_order", kind="stable",
-                                          na_position="last").drop(columns="annotation_order")
+        questions = questions.merge(
+            annotations[~unknown],
+            on="question_id",
+            how="left",
+            suffixes=("", "_annotated"),
+            validate="one_to_one",
+        )
+        questions = questions.sort_values(
+            "annotation_order", kind="stable", na_position="last"
+        ).drop(columns="annotation_order")
         missing = questions["answers"].isna()
         for qid in questions.loc[missing, "question_id"]:
             if qid not in ambiguous:  # already reported, with its reason
@@ -183,9 +226,13 @@ def load_split(root: Path, version: int, split: str, bad: BadRecords) -> pd.Data
         majority = _normalize_all(questions.pop("multiple_choice_answer"))
         # The label to learn is the majority answer unless another scores higher by the
         # default evaluator (it matches ten identical "two" with "two" alone, not "2").
-        answers = pd.Series([best_answer(humans, prefer=m) or m
-                             for humans, m in zip(questions["answers"], majority)],
-                            index=majority.index)
+        answers = pd.Series(
+            [
+                best_answer(humans, prefer=m) or m
+                for humans, m in zip(questions["answers"], majority)
+            ],
+            index=majority.index,
+        )
         empty = answers == ""
         for qid in questions.loc[empty, "question_id"]:
             bad(a_path, f"question_id={qid}", "empty multiple_choice_answer")
@@ -193,15 +240,17 @@ def load_split(root: Path, version: int, split: str, bad: BadRecords) -> pd.Data
         questions["answer"] = answers[~empty].to_numpy()
     else:
         if not split.startswith("test"):
-            log.warning("%s has no annotations file (%s): its questions are kept unanswered",
-                        split, a_path.name)
+            log.warning(
+                "%s has no annotations file (%s): its questions are kept unanswered",
+                split,
+                a_path.name,
+            )
         questions["answers"] = [[] for _ in range(len(questions))]
         questions["answer"] = questions["question_type"] = questions["answer_type"] = ""
     folder, rel = image_folder(root, split)
     files = index_images(folder)
     found = questions["coco_id"].isin(files.keys())
-    for qid, coco_id in questions.loc[~found, ["question_id", "coco_id"]
-                                      ].itertuples(index=False):
+    for qid, coco_id in questions.loc[~found, ["question_id", "coco_id"]].itertuples(index=False):
         bad(q_path, f"question_id={qid}", f"image {coco_id} not found in {folder}")
     questions = questions[found].copy()
     questions["path"] = [f"{rel}/{files[i]}" for i in questions["coco_id"]]
@@ -220,9 +269,16 @@ def _normalize_all(answers: pd.Series) -> pd.Series:
     return answers.map(cache)
 
 
-def prepare(root: str | Path, out: str | Path, *, version: int | None = None,
-            max_answers: int | None = DEFAULT_ANSWERS, splits: Sequence[str] | None = None,
-            skip_bad: bool = False, overwrite: bool = False) -> PreparedDataset:
+def prepare(
+    root: str | Path,
+    out: str | Path,
+    *,
+    version: int | None = None,
+    max_answers: int | None = DEFAULT_ANSWERS,
+    splits: Sequence[str] | None = None,
+    skip_bad: bool = False,
+    overwrite: bool = False,
+) -> PreparedDataset:
     """Write the VQA splits found under `root` (or only `splits`) to `out`; return the
     loaded dataset."""
     root = Path(root)
@@ -237,50 +293,84 @@ def prepare(root: str | Path, out: str | Path, *, version: int | None = None,
     if splits:
         absent = [s for s in splits if s not in present]
         if absent:
-            raise DatasetError(f"No VQA v{version} questions for split(s) {absent} in {root}; "
-                               f"found {present}.")
+            raise DatasetError(
+                f"No VQA v{version} questions for split(s) {absent} in {root}; found {present}."
+            )
         present = [s for s in present if s in splits]
     splits = present
     if not splits:
         raise DatasetError(f"No VQA v{version} questions in {root}.")
     bad = BadRecords(skip_bad)
-    questions = pd.concat([load_split(root, version, s, bad) for s in splits],
-                          ignore_index=True)
+    questions = pd.concat([load_split(root, version, s, bad) for s in splits], ignore_index=True)
     # One image row per image (test-dev2015 shares test2015's images).
     images = questions.drop_duplicates("image_id")[["image_id", "path"]].reset_index(drop=True)
     paths = list(images["path"])
-    images = readable_images(images, [root / p for p in paths],
-                             lambda row, reason: bad(root / paths[row], f"image {paths[row]}",
-                                                     reason))
+    images = readable_images(
+        images,
+        [root / p for p in paths],
+        lambda row, reason: bad(root / paths[row], f"image {paths[row]}", reason),
+    )
     questions = questions[questions["image_id"].isin(images["image_id"])]
     return write_prepared(
-        out, name=f"vqa-v{version}", source=f"VQA v{version} official JSON in {root.resolve()}",
-        questions=questions[["question_id", "image_id", "split", "question", "answers",
-                             "answer", "question_type", "answer_type"]],
+        out,
+        name=f"vqa-v{version}",
+        source=f"VQA v{version} official JSON in {root.resolve()}",
+        questions=questions[
+            [
+                "question_id",
+                "image_id",
+                "split",
+                "question",
+                "answers",
+                "answer",
+                "question_type",
+                "answer_type",
+            ]
+        ],
         images=images[["image_id", "path", "width", "height"]],
-        image_root=root.resolve(), answer_vocabulary_size=max_answers, skipped=bad,
-        overwrite=overwrite)
+        image_root=root.resolve(),
+        answer_vocabulary_size=max_answers,
+        skipped=bad,
+        overwrite=overwrite,
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", required=True, help="folder with the official VQA files")
     parser.add_argument("--out", required=True, help="directory to create")
-    parser.add_argument("--version", type=int, choices=(1, 2),
-                        help="VQA version (default: detected from the file names)")
-    parser.add_argument("--answers", type=int, default=DEFAULT_ANSWERS,
-                        help=f"answer vocabulary: the top K training answers "
-                             f"(default {DEFAULT_ANSWERS})")
-    parser.add_argument("--splits", type=lambda v: [s for s in v.split(",") if s],
-                        help="comma-separated splits to prepare, e.g. train2014,val2014 "
-                             "(default: every split whose questions file is there)")
+    parser.add_argument(
+        "--version",
+        type=int,
+        choices=(1, 2),
+        help="VQA version (default: detected from the file names)",
+    )
+    parser.add_argument(
+        "--answers",
+        type=int,
+        default=DEFAULT_ANSWERS,
+        help=f"answer vocabulary: the top K training answers (default {DEFAULT_ANSWERS})",
+    )
+    parser.add_argument(
+        "--splits",
+        type=lambda v: [s for s in v.split(",") if s],
+        help="comma-separated splits to prepare, e.g. train2014,val2014 "
+        "(default: every split whose questions file is there)",
+    )
     add_record_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> str:
-    return report(prepare(args.root, args.out, version=args.version,
-                          max_answers=args.answers, splits=args.splits,
-                          skip_bad=args.skip_bad,
-                          overwrite=args.overwrite))
+    return report(
+        prepare(
+            args.root,
+            args.out,
+            version=args.version,
+            max_answers=args.answers,
+            splits=args.splits,
+            skip_bad=args.skip_bad,
+            overwrite=args.overwrite,
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

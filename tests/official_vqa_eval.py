@@ -19,20 +19,53 @@ from fractions import Fraction
 
 from vqa.metrics.vqa_accuracy import _CONTRACTIONS
 
-MANUAL_MAP = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4",
-              "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10"}
+MANUAL_MAP = {
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+}
 ARTICLES = ["a", "an", "the"]
-PUNCT = [";", r"/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-", ">", "<",
-         "@", "`", ",", "?", "!"]
+PUNCT = [
+    ";",
+    r"/",
+    "[",
+    "]",
+    '"',
+    "{",
+    "}",
+    "(",
+    ")",
+    "=",
+    "+",
+    "\\",
+    "_",
+    "-",
+    ">",
+    "<",
+    "@",
+    "`",
+    ",",
+    "?",
+    "!",
+]
 PERIOD_STRIP = re.compile(r"(?!<=\d)(\.)(?!\d)", re.ASCII)
 COMMA_STRIP = re.compile(r"(\d)(\,)(\d)", re.ASCII)
 
 
 def py2_round(x: float, n: int = 2) -> float:
     """Python 2's round(): the exact binary value, halves away from zero."""
-    scaled = abs(Fraction(x)) * 10 ** n
+    scaled = abs(Fraction(x)) * 10**n
     q = math.floor(scaled + Fraction(1, 2))
-    return math.copysign(float(Fraction(q, 10 ** n)), x)
+    return math.copysign(float(Fraction(q, 10**n)), x)
 
 
 def py2_sum(values) -> float:
@@ -45,8 +78,9 @@ def py2_sum(values) -> float:
 def process_punctuation(in_text: str) -> str:
     out_text = in_text
     for p in PUNCT:
-        if (p + " " in in_text or " " + p in in_text) or (re.search(COMMA_STRIP, in_text)
-                                                          is not None):
+        if (p + " " in in_text or " " + p in in_text) or (
+            re.search(COMMA_STRIP, in_text) is not None
+        ):
             out_text = out_text.replace(p, "")
         else:
             out_text = out_text.replace(p, " ")
@@ -105,6 +139,8 @@ def evaluate(annotations: list[dict], results: list[dict], version: str = "2021"
     def pct(values):
         return py2_round(100 * float(py2_sum(values)) / len(values), 2)
 
-    return {"overall": pct(acc_qa),
-            "perQuestionType": {k: pct(v) for k, v in acc_ques_type.items()},
-            "perAnswerType": {k: pct(v) for k, v in acc_ans_type.items()}}
+    return {
+        "overall": pct(acc_qa),
+        "perQuestionType": {k: pct(v) for k, v in acc_ques_type.items()},
+        "perAnswerType": {k: pct(v) for k, v in acc_ans_type.items()},
+    }

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import draw_shape
 from PIL import Image
 
-from conftest import draw_shape
-from vqa.answering import AnswerResult, Answerer
-from vqa.visualize import draw_explanation
+from vqa.answering import Answerer, AnswerResult
 from vqa.cli import main
 from vqa.errors import ImageError, QuestionError
+from vqa.visualize import draw_explanation
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +31,18 @@ def test_attention_is_the_grid_averaged_over_the_hops_and_sums_to_1(attentive):
     assert r.attention.shape == (8, 8)  # 32 px through two stride-2 blocks
     assert r.attention.dtype == np.float32 and (r.attention >= 0).all()
     assert r.attention.sum() == pytest.approx(1.0, abs=1e-5)
-    inputs = {"image": np.asarray(draw_shape("red", "circle").resize((32, 32)), "float32")[None],
-              "about_image": np.zeros(1, "int32"),
-              "question": attentive.words.encode_question("what color is the shape?", 8).ids[None]}
+    inputs = {
+        "image": np.asarray(draw_shape("red", "circle").resize((32, 32)), "float32")[None],
+        "about_image": np.zeros(1, "int32"),
+        "question": attentive.words.encode_question("what color is the shape?", 8).ids[None],
+    }
     # The explaining model is the loaded model: the same probabilities.
     probs = attentive.model.predict_on_batch(inputs)
     assert r.probability == pytest.approx(float(np.max(probs)), rel=1e-5)
     # Each hop's map, from the pixels the answerer made of the image.
-    inputs["image"] = attentive._grids(attentive.preprocessing.pixels(draw_shape("red", "circle"))[None])
+    inputs["image"] = attentive._grids(
+        attentive.preprocessing.pixels(draw_shape("red", "circle"))[None]
+    )
     hops = attentive._explained.predict_on_batch(inputs)[1][0]  # [2 hops, 64 cells]
     assert not np.allclose(hops[0], hops[1])
     np.testing.assert_allclose(r.attention.ravel(), hops.mean(axis=0), rtol=1e-4, atol=1e-7)
@@ -60,8 +64,14 @@ def test_answer_result_stays_frozen_and_comparable(attentive):
 
 
 def test_answer_batch_gives_what_answer_gives_one_by_one(attentive, tmp_path):
-    images = [draw_shape(c, s, size) for c, s, size in
-              (("red", "circle", 48), ("blue", "rectangle", 100), ("red", "rectangle", 20))]
+    images = [
+        draw_shape(c, s, size)
+        for c, s, size in (
+            ("red", "circle", 48),
+            ("blue", "rectangle", 100),
+            ("red", "rectangle", 20),
+        )
+    ]
     images[1].save(tmp_path / "b.png")
     inputs = [images[0], tmp_path / "b.png", np.asarray(images[2])]
     questions = ["What color is the shape?", "what shape is in the image?", "is there a red shape?"]
@@ -69,14 +79,16 @@ def test_answer_batch_gives_what_answer_gives_one_by_one(attentive, tmp_path):
     for image, question, result in zip(inputs, questions, batch):
         one = attentive.answer(image, question, top_k=2)
         assert result.question == question and result.answer == one.answer
-        np.testing.assert_allclose([p for _, p in result.top_k], [p for _, p in one.top_k],
-                                   rtol=1e-4)
+        np.testing.assert_allclose(
+            [p for _, p in result.top_k], [p for _, p in one.top_k], rtol=1e-4
+        )
         np.testing.assert_allclose(result.attention, one.attention, rtol=1e-4, atol=1e-7)
     # Batches larger than batch_size are cut into several model calls.
     again = attentive.answer_batch(inputs * 3, questions * 3, top_k=2, batch_size=4)
     assert [r.question for r in again] == questions * 3
-    np.testing.assert_allclose([p for _, p in again[7].top_k], [p for _, p in batch[1].top_k],
-                               rtol=1e-4)
+    np.testing.assert_allclose(
+        [p for _, p in again[7].top_k], [p for _, p in batch[1].top_k], rtol=1e-4
+    )
 
 
 def test_a_bad_row_does_not_sink_the_batch(plain, tmp_path):
@@ -128,8 +140,9 @@ def test_explain_writes_the_image_each_hops_heat_map_and_the_answers(request, fi
 
     def redraw(grad_cam=cam, **changes) -> np.ndarray:
         again = io.BytesIO()
-        draw_explanation(img, dataclasses.replace(result, **changes), (0, 0, 200, 200), again,
-                         grad_cam=grad_cam)
+        draw_explanation(
+            img, dataclasses.replace(result, **changes), (0, 0, 200, 200), again, grad_cam=grad_cam
+        )
         return np.asarray(Image.open(again).convert("RGB"))
 
     assert np.array_equal(redraw(), drawn)  # so that a difference below means something
@@ -144,8 +157,19 @@ def test_explain_writes_the_image_each_hops_heat_map_and_the_answers(request, fi
 
 def test_cli_ask_explain(tiny_attention_run, tmp_path, capsys):
     draw_shape("blue", "rectangle").save(tmp_path / "x.png")
-    assert main(["ask", str(tiny_attention_run), str(tmp_path / "x.png"), "what shape?",
-                 "--explain", str(tmp_path / "why.png")]) == 0
+    assert (
+        main(
+            [
+                "ask",
+                str(tiny_attention_run),
+                str(tmp_path / "x.png"),
+                "what shape?",
+                "--explain",
+                str(tmp_path / "why.png"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.startswith("Q: what shape?\nA: ") and f"explanation: {tmp_path / 'why.png'}" in out
     assert Image.open(tmp_path / "why.png").format == "PNG"
@@ -155,17 +179,42 @@ def test_cli_ask_batch_writes_one_row_per_question(tiny_run, tmp_path, capsys):
     (tmp_path / "images").mkdir()
     draw_shape("red", "circle").save(tmp_path / "images" / "a.png")
     (tmp_path / "images" / "bad.png").write_bytes(b"not an image")
-    rows = [("images/a.png", "What color is the shape?"), ("images/bad.png", "what shape?"),
-            ("images/missing.jpg", "what shape?"), ("", "what shape?"),
-            ("images/a.png", ""), ("images/a.png", "is there a BLUE zorblax?")] * 15
+    rows = [
+        ("images/a.png", "What color is the shape?"),
+        ("images/bad.png", "what shape?"),
+        ("images/missing.jpg", "what shape?"),
+        ("", "what shape?"),
+        ("images/a.png", ""),
+        ("images/a.png", "is there a BLUE zorblax?"),
+    ] * 15
     pd.DataFrame(rows, columns=["image", "question"]).to_csv(tmp_path / "q.csv", index=False)
     out = tmp_path / "answers.csv"
-    assert main(["ask", str(tiny_run[0]), "--batch", str(tmp_path / "q.csv"),
-                 "--out", str(out), "--top-k", "2"]) == 0
+    assert (
+        main(
+            [
+                "ask",
+                str(tiny_run[0]),
+                "--batch",
+                str(tmp_path / "q.csv"),
+                "--out",
+                str(out),
+                "--top-k",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert "30 of 90 questions answered, 60 failed" in capsys.readouterr().out
     answers = pd.read_csv(out, dtype=str, keep_default_na=False)
-    assert list(answers.columns) == ["image", "question", "answer", "probability", "top_k",
-                                     "unknown_words", "error"]
+    assert list(answers.columns) == [
+        "image",
+        "question",
+        "answer",
+        "probability",
+        "top_k",
+        "unknown_words",
+        "error",
+    ]
     assert answers[["image", "question"]].values.tolist() == [list(r) for r in rows]
     good, bad = answers.iloc[0], answers.iloc[1:5]
     assert good["error"] == "" and good["answer"] == json.loads(good["top_k"])[0][0]
@@ -177,15 +226,18 @@ def test_cli_ask_batch_writes_one_row_per_question(tiny_run, tmp_path, capsys):
     assert (bad["answer"] == "").all()
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["--batch", "{tmp}/none.csv"], "Questions file not found"),
-    (["--batch", "{tmp}/wrong.csv"], "needs the columns image and question"),
-    (["--batch", "{tmp}/empty.csv"], "Cannot read"),
-    (["--batch", "{tmp}/wrong.csv", "--out", "{tmp}/no/such/dir/a.csv"], "does not exist"),
-    (["{tmp}/x.png", "what?", "--batch", "{tmp}/wrong.csv"], "give no IMAGE, QUESTION"),
-    (["{tmp}/x.png"], "Give an IMAGE and a QUESTION"),
-    (["{tmp}/x.png", "what?", "--explain", "{tmp}/no/such/dir/x.png"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--batch", "{tmp}/none.csv"], "Questions file not found"),
+        (["--batch", "{tmp}/wrong.csv"], "needs the columns image and question"),
+        (["--batch", "{tmp}/empty.csv"], "Cannot read"),
+        (["--batch", "{tmp}/wrong.csv", "--out", "{tmp}/no/such/dir/a.csv"], "does not exist"),
+        (["{tmp}/x.png", "what?", "--batch", "{tmp}/wrong.csv"], "give no IMAGE, QUESTION"),
+        (["{tmp}/x.png"], "Give an IMAGE and a QUESTION"),
+        (["{tmp}/x.png", "what?", "--explain", "{tmp}/no/such/dir/x.png"], "does not exist"),
+    ],
+)
 def test_cli_ask_errors_are_one_line(tiny_run, tmp_path, capsys, argv, match):
     pd.DataFrame({"picture": ["a.png"], "question": ["what?"]}).to_csv(tmp_path / "wrong.csv")
     (tmp_path / "empty.csv").write_text("")

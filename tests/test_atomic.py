@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from vqa import atomic, run_dir as files
+from vqa import atomic
+from vqa import run_dir as files
 
 
 def test_temporary_names_keep_the_extensions_last():
@@ -34,8 +35,12 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 def test_a_run_left_by_a_crash_clears_with_its_leftovers(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    for name in ("config.yaml", "history.csv.tmp", "model.tmp.keras",
-                 atomic.temp_path("training.json").name):
+    for name in (
+        "config.yaml",
+        "history.csv.tmp",
+        "model.tmp.keras",
+        atomic.temp_path("training.json").name,
+    ):
         (run / name).write_text("x")
     files.clear_run_dir(run)
     assert list(run.iterdir()) == []

@@ -10,13 +10,21 @@ import numpy as np
 import pytest
 
 from vqa.metrics import captions
-from vqa.metrics.captions import (bleu, cider_d, distinct_ngram_ratio, distinct_ngrams,
-                                  rouge_l, score_captions, tokenize)
+from vqa.metrics.captions import (
+    bleu,
+    cider_d,
+    distinct_ngram_ratio,
+    distinct_ngrams,
+    rouge_l,
+    score_captions,
+    tokenize,
+)
 
 LOG2 = math.log(2)
 
 
 # --- BLEU -----------------------------------------------------------------------------
+
 
 def test_bleu_1_clips_counts_at_the_reference_maximum():
     # The classic case: "the" x7 matches at most twice (the first reference has two).
@@ -49,9 +57,10 @@ def test_bleu_is_corpus_level_not_a_mean_over_images():
 
 # --- ROUGE-L --------------------------------------------------------------------------
 
+
 def test_rouge_l_weighs_recall_with_beta():
     # LCS "a b c": precision 3/3, recall 3/6.
-    expected = (1 + 1.2 ** 2) * 1.0 * 0.5 / (0.5 + 1.2 ** 2 * 1.0)
+    expected = (1 + 1.2**2) * 1.0 * 0.5 / (0.5 + 1.2**2 * 1.0)
     assert rouge_l({0: ["a x b y c z"]}, {0: "a b c"}) == pytest.approx(expected, rel=1e-12)
 
 
@@ -66,6 +75,7 @@ def test_rouge_l_is_the_mean_over_images():
 
 
 # --- CIDEr-D --------------------------------------------------------------------------
+
 
 def test_cider_d_of_a_single_image_is_zero():
     # One image: log(1 image) - log(df 1) = 0, so every n-gram weighs nothing.
@@ -93,6 +103,7 @@ def test_cider_d_document_frequencies_come_from_the_scored_images_only():
 
 # --- inputs ---------------------------------------------------------------------------
 
+
 def test_empty_hypothesis_scores_zero_without_error(monkeypatch):
     monkeypatch.setattr(captions.shutil, "which", lambda name: None)  # no METEOR
     refs = {0: ["a cat"], 1: ["a dog"]}
@@ -101,13 +112,16 @@ def test_empty_hypothesis_scores_zero_without_error(monkeypatch):
     assert scores["CIDEr-D"] == pytest.approx(2.5)
 
 
-@pytest.mark.parametrize("refs, hyps, message", [
-    ({0: ["a cat"]}, {1: "a cat"}, "have no entry in refs"),
-    ({0: []}, {0: "a cat"}, "has no reference captions"),
-    ({0: "a cat"}, {0: "a cat"}, "must be a list of strings"),
-    ({0: ["a cat"]}, {0: ["a cat"]}, "must be one string"),
-    ({0: ["a cat"]}, {}, "no hypotheses"),
-])
+@pytest.mark.parametrize(
+    "refs, hyps, message",
+    [
+        ({0: ["a cat"]}, {1: "a cat"}, "have no entry in refs"),
+        ({0: []}, {0: "a cat"}, "has no reference captions"),
+        ({0: "a cat"}, {0: "a cat"}, "must be a list of strings"),
+        ({0: ["a cat"]}, {0: ["a cat"]}, "must be one string"),
+        ({0: ["a cat"]}, {}, "no hypotheses"),
+    ],
+)
 def test_bad_inputs_raise_one_line(refs, hyps, message):
     for scorer in (bleu, rouge_l, cider_d, score_captions):
         with pytest.raises(ValueError, match=message) as caught:
@@ -126,18 +140,30 @@ def test_invalid_n():
 TOKENIZER_CASES = [
     ("A man riding a horse.", "a man riding a horse"),
     ("Don't stop, it's the dog's toy!", "do n't stop it 's the dog 's toy"),
-    ("I can't believe they won't go; we cannot, gonna.",
-     "i ca n't believe they wo n't go we can not gon na"),
-    ("Mr. Smith and Dr. Who in the U.S. at 3 p.m. today.",
-     "mr. smith and dr. who in the u.s. at 3 p.m. today"),
-    ("He paid $5.50 for 50% of the 1,000 apples at 10:30.",
-     "he paid $ 5.50 for 50 % of the 1,000 apples at 10:30"),
-    ("A t-shirt -- and a (red) [blue] thing...",
-     "a t-shirt and a -lrb- red -rrb- -lsb- blue -rsb- thing"),
-    ('"Hello," she said \'quietly\' to the dogs\' owner.',
-     "hello she said quietly to the dogs owner"),
-    ("I'm sure you'll, we're, they've, he'd like it.",
-     "i 'm sure you 'll we 're they 've he 'd like it"),
+    (
+        "I can't believe they won't go; we cannot, gonna.",
+        "i ca n't believe they wo n't go we can not gon na",
+    ),
+    (
+        "Mr. Smith and Dr. Who in the U.S. at 3 p.m. today.",
+        "mr. smith and dr. who in the u.s. at 3 p.m. today",
+    ),
+    (
+        "He paid $5.50 for 50% of the 1,000 apples at 10:30.",
+        "he paid $ 5.50 for 50 % of the 1,000 apples at 10:30",
+    ),
+    (
+        "A t-shirt -- and a (red) [blue] thing...",
+        "a t-shirt and a -lrb- red -rrb- -lsb- blue -rsb- thing",
+    ),
+    (
+        "\"Hello,\" she said 'quietly' to the dogs' owner.",
+        "hello she said quietly to the dogs owner",
+    ),
+    (
+        "I'm sure you'll, we're, they've, he'd like it.",
+        "i 'm sure you 'll we 're they 've he 'd like it",
+    ),
     ("Wait... what?! No!!", "wait what ?! no !!"),
     ("There is no. 5 bus, there is no.", "there is no. 5 bus there is no"),
     ("It\u2019s a \u201cquoted\u201d thing \u2014 end\u2026", "it 's a quoted thing end"),
@@ -163,10 +189,14 @@ def _java_tokenizer():
 
 def test_tokenize_matches_the_java_tokenizer():
     sentences = [text for text, _ in TOKENIZER_CASES if text] + [
-        "Two dogs playing with a frisbee in the park.", "A kitchen with a stove, sink and fridge.",
-        "A baseball player swinging a bat at a ball .", "Several people are standing around; "
-        "some are talking.", "A sign reads 'STOP' at the corner.", "a U.K. flag, 12-year-old",
-        "A woman's purse and the kids' toys!!", "Is this a 3.5 inch disk? Yes.",
+        "Two dogs playing with a frisbee in the park.",
+        "A kitchen with a stove, sink and fridge.",
+        "A baseball player swinging a bat at a ball .",
+        "Several people are standing around; some are talking.",
+        "A sign reads 'STOP' at the corner.",
+        "a U.K. flag, 12-year-old",
+        "A woman's purse and the kids' toys!!",
+        "Is this a 3.5 inch disk? Yes.",
     ]
     java = _java_tokenizer().tokenize({i: [{"caption": s}] for i, s in enumerate(sentences)})
     assert [tokenize(s) for s in sentences] == [java[i][0] for i in range(len(sentences))]
@@ -178,13 +208,15 @@ def test_score_captions_tokenizes_unless_told_not_to(monkeypatch):
     hyps = {0: "a cat on a mat", 1: "A dog!"}
     raw = score_captions(refs, hyps)
     assert set(raw) == {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr-D"}
-    assert raw == score_captions({0: ["a cat on a mat"], 1: ["a dog"]},
-                                 {0: "a cat on a mat", 1: "a dog"}, tokenized=True)
+    assert raw == score_captions(
+        {0: ["a cat on a mat"], 1: ["a dog"]}, {0: "a cat on a mat", 1: "a dog"}, tokenized=True
+    )
     assert raw["ROUGE-L"] == pytest.approx(1.0)
     assert score_captions(refs, hyps, tokenized=True)["ROUGE-L"] < 1.0
 
 
 # --- diversity ------------------------------------------------------------------------
+
 
 def test_distinct_ngrams():
     caps = ["a b c", "a b d", "x"]
@@ -195,6 +227,7 @@ def test_distinct_ngrams():
 
 
 # --- against pycocoevalcap ------------------------------------------------------------
+
 
 def synthetic_captions(seed: int = 0, images: int = 50):
     """Five references per image from a small vocabulary; a third of the hypotheses copy

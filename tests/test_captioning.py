@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-
 from test_images import AWKWARD
+
 from vqa.cli import main
 from vqa.errors import ConfigError, ImageError
 
@@ -24,24 +24,46 @@ def _write_dataset(root):
         colour, side = list(COLOURS)[i % 3], ("left", "right")[(i // 3) % 2]
         pixels = np.full((32, 32, 3), 255, np.uint8)
         x = 2 if side == "left" else 18
-        pixels[10:22, x:x + 12] = COLOURS[colour]
+        pixels[10:22, x : x + 12] = COLOURS[colour]
         Image.fromarray(pixels).save(root / "images" / f"{i}.png")
         images.append({"image_id": str(i), "path": f"{i}.png", "width": 32, "height": 32})
         split = "train" if i < 108 else "test"
         for text in (f"a {colour} square on the {side}", f"the {colour} square is on the {side}"):
-            captions.append({"caption_id": len(captions), "image_id": str(i), "split": split,
-                             "caption": text})
+            captions.append(
+                {"caption_id": len(captions), "image_id": str(i), "split": split, "caption": text}
+            )
     pd.DataFrame(images).to_parquet(root / "images.parquet")
-    empty = pd.DataFrame({c: pd.Series(dtype="int64" if c == "question_id" else object)
-                          for c in ("question_id", "image_id", "split", "question", "answers",
-                                    "answer", "question_type", "answer_type")})
+    empty = pd.DataFrame(
+        {
+            c: pd.Series(dtype="int64" if c == "question_id" else object)
+            for c in (
+                "question_id",
+                "image_id",
+                "split",
+                "question",
+                "answers",
+                "answer",
+                "question_type",
+                "answer_type",
+            )
+        }
+    )
     empty.to_parquet(root / "questions.parquet")
     table = pd.DataFrame(captions)
     table.to_parquet(root / "captions.parquet")
     counts = {s: int(n) for s, n in table["split"].value_counts().items()}
-    (root / "meta.json").write_text(json.dumps({
-        "name": "squares", "source": "test", "format_version": 1, "image_root": "images",
-        "counts": {}, "caption_counts": counts}))
+    (root / "meta.json").write_text(
+        json.dumps(
+            {
+                "name": "squares",
+                "source": "test",
+                "format_version": 1,
+                "image_root": "images",
+                "counts": {},
+                "caption_counts": counts,
+            }
+        )
+    )
     return root
 
 
@@ -62,8 +84,9 @@ def runs(tmp_path_factory):
     for decoder in ("attention", "pooled"):
         config = root / f"{decoder}.yaml"
         config.write_text(CONFIG.replace("DECODER", decoder))
-        assert main(["train", str(data), "--config", str(config),
-                     "--out", str(root / decoder)]) == 0
+        assert (
+            main(["train", str(data), "--config", str(config), "--out", str(root / decoder)]) == 0
+        )
         out[decoder] = root / decoder
     return data, out
 
@@ -91,8 +114,9 @@ def test_each_word_has_its_probability_and_attention_map(captioner, runs):
     for word in result.words:
         assert 0 < word.probability <= 1
         assert word.attention.shape == (8, 8) and abs(word.attention.sum() - 1) < 1e-4
-    assert np.isclose(result.log_probability, sum(np.log(w.probability) for w in result.words),
-                      atol=1.0)  # plus the end token's
+    assert np.isclose(
+        result.log_probability, sum(np.log(w.probability) for w in result.words), atol=1.0
+    )  # plus the end token's
     assert result.log_probability < 0
 
 
@@ -111,8 +135,7 @@ def test_sampling_is_reproducible_with_a_seed_and_varies_without(captioner, runs
     first = captioner.caption(image, "sample", temperature=1.5, seed=3)
     again = captioner.caption(image, "sample", temperature=1.5, seed=3)
     assert again.to_dict() == first.to_dict()
-    seen = {captioner.caption(image, "sample", temperature=1.5, seed=s).caption
-            for s in range(8)}
+    seen = {captioner.caption(image, "sample", temperature=1.5, seed=s).caption for s in range(8)}
     assert len(seen) > 1
 
 
@@ -123,9 +146,14 @@ def test_the_pooled_twin_has_no_attention_maps(runs):
     assert result.words and all(w.attention is None for w in result.words)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"decode": "top-k"}, "Unknown decoding"), ({"decode": "beam", "beam_size": 0}, "beam_size"),
-    ({"decode": "sample", "temperature": 0}, "temperature")])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"decode": "top-k"}, "Unknown decoding"),
+        ({"decode": "beam", "beam_size": 0}, "beam_size"),
+        ({"decode": "sample", "temperature": 0}, "temperature"),
+    ],
+)
 def test_bad_decoding_requests_are_refused_in_one_line(captioner, runs, kwargs, message):
     from vqa.errors import VQAError
 
@@ -152,8 +180,20 @@ def test_the_cli_captions_explains_evaluates_and_scores(runs, tmp_path, capsys, 
     monkeypatch.setattr("vqa.metrics.captions.shutil.which", lambda name: None)  # no METEOR:
     data, run = runs[0], runs[1]["attention"]  # its Java takes seconds, and is tested apart
     picture = tmp_path / "explain.png"
-    assert main(["caption", str(run), str(data / "images" / "115.png"), "--decode", "beam",
-                 "--explain", str(picture)]) == 0
+    assert (
+        main(
+            [
+                "caption",
+                str(run),
+                str(data / "images" / "115.png"),
+                "--decode",
+                "beam",
+                "--explain",
+                str(picture),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "square" in out and Image.open(picture).size[0] > 300
     assert main(["evaluate", str(run), str(data), "--decode", "greedy", "--json"]) == 0
@@ -162,8 +202,9 @@ def test_the_cli_captions_explains_evaluates_and_scores(runs, tmp_path, capsys, 
     results = run / "captions-test-greedy.json"
     assert main(["score", str(data), "--results", str(results), "--json"]) == 0
     scored = json.loads(capsys.readouterr().out)
-    assert {k: scored[k] for k in ("BLEU-4", "CIDEr-D")} == \
-        {k: metrics[k] for k in ("BLEU-4", "CIDEr-D")}
+    assert {k: scored[k] for k in ("BLEU-4", "CIDEr-D")} == {
+        k: metrics[k] for k in ("BLEU-4", "CIDEr-D")
+    }
     assert main(["caption", str(run), str(tmp_path / "missing.png")]) != 0
     assert "missing.png" in capsys.readouterr().err
 
@@ -180,6 +221,7 @@ def test_the_server_gives_a_caption_next_to_the_answers(tiny_attention_run, capt
     import threading
 
     from test_serve import _ask, _multipart, _png, _request
+
     from vqa.answering import Answerer
     from vqa.serve import make_server
 
@@ -192,8 +234,9 @@ def test_the_server_gives_a_caption_next_to_the_answers(tiny_attention_run, capt
         body, kind = _multipart({"decode": "greedy"}, {"image": ("x.png", _png("red"))})
         status, alone = _request(httpd, "POST", "/api/caption", body, {"Content-Type": kind})
         assert status == 200 and alone["decode"] == "greedy" and alone["caption"]
-        body, kind = _multipart({"decode": "beam", "beam_size": "0"},
-                                {"image": ("x.png", _png("red"))})
+        body, kind = _multipart(
+            {"decode": "beam", "beam_size": "0"}, {"image": ("x.png", _png("red"))}
+        )
         status, refused = _request(httpd, "POST", "/api/caption", body, {"Content-Type": kind})
         assert status == 400 and "beam_size" in refused["error"]
         body, kind = _multipart({}, {"image": ("x.png", b"not an image")})
@@ -227,8 +270,12 @@ def test_a_crashed_caption_run_resumes_to_the_uninterrupted_result(runs, tmp_pat
 
     dataset = PreparedDataset.load(runs[0])
     config = load_config(runs[1]["attention"] / "config.yaml")
-    config = Config(config.model, config.train.__class__(
-        **{**config.train.__dict__, "epochs": 2, "early_stopping_patience": 2}))
+    config = Config(
+        config.model,
+        config.train.__class__(
+            **{**config.train.__dict__, "epochs": 2, "early_stopping_patience": 2}
+        ),
+    )
 
     class Crash(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -262,8 +309,15 @@ def test_compare_tables_the_decoders_and_retrains_only_a_changed_config(runs, tm
         shutil.copytree(run, store / "squares" / decoder)
         configs.append(tmp_path / f"{decoder}.yaml")
         configs[-1].write_text(CONFIG.replace("DECODER", decoder))
-    argv = ["compare", str(data), *map(str, configs), "--runs", str(store),
-            "--results", str(results)]
+    argv = [
+        "compare",
+        str(data),
+        *map(str, configs),
+        "--runs",
+        str(store),
+        "--results",
+        str(results),
+    ]
     assert main(argv) == 0
     table = pd.read_csv(results / "table.csv")
     assert sorted(table["variant"].unique()) == ["attention", "pooled"]
@@ -272,8 +326,7 @@ def test_compare_tables_the_decoders_and_retrains_only_a_changed_config(runs, tm
     readme = (results / "README.md").read_text()
     assert "| attention | beam 3 |" in readme and "| pooled | sample T=1 |" in readme
     # the same configs again: nothing retrained; the pooled one changed: it alone is
-    configs[1].write_text(CONFIG.replace("DECODER", "pooled").replace("epochs: 15",
-                                                                      "epochs: 1"))
+    configs[1].write_text(CONFIG.replace("DECODER", "pooled").replace("epochs: 15", "epochs: 1"))
     attention_run = store / "squares" / "attention" / "training.json"
     before = attention_run.read_text()
     assert main(argv) == 0
@@ -286,13 +339,21 @@ def test_compare_tables_the_decoders_and_retrains_only_a_changed_config(runs, tm
 def test_the_compare_readme_gives_every_column_over_the_seeds():
     from vqa.compare_captions import SCORES, _markdown
 
-    rows = [{"variant": "attention", "decode": "greedy", "seed": seed,
-             **{k: 10.0 + seed for k in SCORES}, "validation_word_accuracy": 60.0 + 2 * seed,
-             "parameters": 1234, "seconds_per_epoch": 100.0 + 10 * seed}
-            for seed in (0, 1, 2)]
+    rows = [
+        {
+            "variant": "attention",
+            "decode": "greedy",
+            "seed": seed,
+            **{k: 10.0 + seed for k in SCORES},
+            "validation_word_accuracy": 60.0 + 2 * seed,
+            "parameters": 1234,
+            "seconds_per_epoch": 100.0 + 10 * seed,
+        }
+        for seed in (0, 1, 2)
+    ]
     readme = _markdown(pd.DataFrame(rows), "squares", "test", 7, "vqa compare ...")
     assert "(7 images, one caption each)" in readme and "3 seeds" in readme
     row = next(line for line in readme.splitlines() if line.startswith("| attention |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[2:2 + len(SCORES) - 1] == ["11.00 ± 1.00"] * (len(SCORES) - 1)
+    assert cells[2 : 2 + len(SCORES) - 1] == ["11.00 ± 1.00"] * (len(SCORES) - 1)
     assert cells[-3:] == ["62.00 ± 2.00", "1,234", "110.0"]  # means, not the first seed's

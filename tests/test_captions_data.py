@@ -18,8 +18,11 @@ from vqa.errors import DatasetError
 
 # Official COCO layout: coco id -> captions. Train images in DIR/train2014/, val images
 # in DIR/images/val2014/ (both layouts are COCO's).
-TRAIN = {11: ["A red square.", "  a square\n that is red "], 12: ["A blue circle.", "blue"],
-         13: ["A green thing.", "green", "a third"]}
+TRAIN = {
+    11: ["A red square.", "  a square\n that is red "],
+    12: ["A blue circle.", "blue"],
+    13: ["A green thing.", "green", "a third"],
+}
 VAL = {21: ["A gray square.", "gray"], 22: ["A yellow dot.", "yellow", "dot"]}
 
 
@@ -34,21 +37,29 @@ def _official(images: dict, split: str) -> dict:
         for caption in captions:
             annotations.append({"id": next_id, "image_id": coco_id, "caption": caption})
             next_id += 1
-    return {"info": {}, "images": [{"id": i, "file_name": f"COCO_{split}_{i:012d}.png",
-                                    "width": 8, "height": 6} for i in images],
-            "annotations": annotations}
+    return {
+        "info": {},
+        "images": [
+            {"id": i, "file_name": f"COCO_{split}_{i:012d}.png", "width": 8, "height": 6}
+            for i in images
+        ],
+        "annotations": annotations,
+    }
 
 
 @pytest.fixture
 def coco_root(tmp_path):
     root = tmp_path / "coco"
-    for images, split, folder in ((TRAIN, "train2014", "train2014"),
-                                  (VAL, "val2014", "images/val2014")):
+    for images, split, folder in (
+        (TRAIN, "train2014", "train2014"),
+        (VAL, "val2014", "images/val2014"),
+    ):
         for i in images:
             _png(root / folder / f"COCO_{split}_{i:012d}.png", (i, 0, 0), (8 + i % 3, 6))
         (root / "annotations").mkdir(parents=True, exist_ok=True)
         (root / "annotations" / f"captions_{split}.json").write_text(
-            json.dumps(_official(images, split)))
+            json.dumps(_official(images, split))
+        )
     return root
 
 
@@ -61,15 +72,22 @@ def _edit(root, split, change):
 
 # --- the contract --------------------------------------------------------------------
 
+
 def _images(ids=("a", "b")):
-    return pd.DataFrame({"image_id": list(ids), "path": [f"{i}.png" for i in ids],
-                         "width": 4, "height": 4})
+    return pd.DataFrame(
+        {"image_id": list(ids), "path": [f"{i}.png" for i in ids], "width": 4, "height": 4}
+    )
 
 
 def _captions(**changes):
-    table = pd.DataFrame({"caption_id": [0, 1, 2], "image_id": ["a", "a", "b"],
-                          "split": ["train", "train", "val"],
-                          "caption": ["a red one", "red", "a blue one"]})
+    table = pd.DataFrame(
+        {
+            "caption_id": [0, 1, 2],
+            "image_id": ["a", "a", "b"],
+            "split": ["train", "train", "val"],
+            "caption": ["a red one", "red", "a blue one"],
+        }
+    )
     for column, (row, value) in changes.items():
         table[column] = table[column].astype(object)
         table.at[row, column] = value
@@ -77,36 +95,44 @@ def _captions(**changes):
 
 
 def test_a_captions_only_dataset_loads(tmp_path):
-    ds = write_prepared(tmp_path / "out", name="t", source="t", images=_images(),
-                        captions=_captions())
+    ds = write_prepared(
+        tmp_path / "out", name="t", source="t", images=_images(), captions=_captions()
+    )
     ds = PreparedDataset.load(ds.root)
     assert ds.questions.empty and ds.splits == [] and ds.train_split is None
     assert ds.caption_splits == ["train", "val"]
     assert list(ds.caption_split("train")["caption"]) == ["a red one", "red"]
-    assert ds.meta["caption_counts"] == {"train": {"captions": 2, "images": 1},
-                                         "val": {"captions": 1, "images": 1}}
+    assert ds.meta["caption_counts"] == {
+        "train": {"captions": 2, "images": 1},
+        "val": {"captions": 1, "images": 1},
+    }
     with pytest.raises(DatasetError, match=r"Caption split 'test'.*\['train', 'val'\]"):
         ds.caption_split("test")
 
 
-@pytest.mark.parametrize("changes, match", [
-    ({"caption": (1, "  ")}, r"captions.parquet, row 1, column caption: expected a non-empty"),
-    ({"image_id": (2, "ghost")}, r"captions.parquet, row 2, column image_id: .*'ghost'"),
-    ({"caption_id": (2, 0)}, r"captions.parquet, row 2, column caption_id: expected unique"),
-    ({"split": (0, None)}, r"captions.parquet, row 0, column split"),
-])
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"caption": (1, "  ")}, r"captions.parquet, row 1, column caption: expected a non-empty"),
+        ({"image_id": (2, "ghost")}, r"captions.parquet, row 2, column image_id: .*'ghost'"),
+        ({"caption_id": (2, 0)}, r"captions.parquet, row 2, column caption_id: expected unique"),
+        ({"split": (0, None)}, r"captions.parquet, row 0, column split"),
+    ],
+)
 def test_bad_captions_name_file_row_and_column(tmp_path, changes, match):
     with pytest.raises(DatasetError, match=match):
-        write_prepared(tmp_path / "out", name="t", source="t", images=_images(),
-                       captions=_captions(**changes))
+        write_prepared(
+            tmp_path / "out", name="t", source="t", images=_images(), captions=_captions(**changes)
+        )
     assert list(tmp_path.iterdir()) == []
 
 
 def test_no_questions_needs_captions_and_a_vqa_dataset_has_none(tmp_path, tiny_dataset):
     for captions in (None, _captions().iloc[:0]):
         with pytest.raises(DatasetError, match="has no questions, and there are no captions"):
-            write_prepared(tmp_path / "out", name="t", source="t", images=_images(),
-                           captions=captions)
+            write_prepared(
+                tmp_path / "out", name="t", source="t", images=_images(), captions=captions
+            )
     assert tiny_dataset.captions is None and tiny_dataset.caption_splits == []
     with pytest.raises(DatasetError, match="has no captions"):
         tiny_dataset.caption_split("train")
@@ -114,11 +140,14 @@ def test_no_questions_needs_captions_and_a_vqa_dataset_has_none(tmp_path, tiny_d
 
 # --- COCO captions -------------------------------------------------------------------
 
+
 def test_official_coco_counts(coco_root, tmp_path):
     ds = coco_captions.prepare(coco_root, tmp_path / "out")
     assert ds.name == "coco-captions" and ds.splits == []
-    assert ds.meta["caption_counts"] == {"train2014": {"captions": 7, "images": 3},
-                                         "val2014": {"captions": 5, "images": 2}}
+    assert ds.meta["caption_counts"] == {
+        "train2014": {"captions": 7, "images": 3},
+        "val2014": {"captions": 5, "images": 2},
+    }
     assert sorted(ds.images.index) == ["11", "12", "13", "21", "22"]
     assert ds.images.at["12", "path"] == "train2014/COCO_train2014_000000000012.png"
     assert ds.images.at["22", "path"] == "images/val2014/COCO_val2014_000000000022.png"
@@ -133,14 +162,26 @@ def test_official_coco_counts(coco_root, tmp_path):
 
 def test_max_images_and_cli(coco_root, tmp_path, capsys):
     out = tmp_path / "cli"
-    assert vqa_main(["prepare", "coco-captions", "--root", str(coco_root), "--out", str(out),
-                     "--max-images", "2"]) == 0
+    assert (
+        vqa_main(
+            [
+                "prepare",
+                "coco-captions",
+                "--root",
+                str(coco_root),
+                "--out",
+                str(out),
+                "--max-images",
+                "2",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "prepared coco-captions" in text
     assert re.search(r"train2014\s+4 captions\s+2 images", text), text
     assert re.search(r"val2014\s+5 captions\s+2 images", text), text
-    assert vqa_main(["prepare", "coco-captions", "--root", str(coco_root),
-                     "--out", str(out)]) == 1
+    assert vqa_main(["prepare", "coco-captions", "--root", str(coco_root), "--out", str(out)]) == 1
     assert "already exists" in capsys.readouterr().err
 
 
@@ -152,10 +193,19 @@ def _karpathy(root, name="dataset_coco.json"):
     for i, split in splits.items():
         coco_split = "train2014" if i < 20 else "val2014"
         captions = (TRAIN if i < 20 else VAL)[i]
-        images.append({"filepath": coco_split, "filename": f"COCO_{coco_split}_{i:012d}.png",
-                       "imgid": len(images), "cocoid": i, "split": split,
-                       "sentences": [{"raw": c, "tokens": c.split(), "sentid": 10 * i + j}
-                                     for j, c in enumerate(captions)]})
+        images.append(
+            {
+                "filepath": coco_split,
+                "filename": f"COCO_{coco_split}_{i:012d}.png",
+                "imgid": len(images),
+                "cocoid": i,
+                "split": split,
+                "sentences": [
+                    {"raw": c, "tokens": c.split(), "sentid": 10 * i + j}
+                    for j, c in enumerate(captions)
+                ],
+            }
+        )
     path = root / name
     path.write_text(json.dumps({"images": images, "dataset": "coco"}))
     return path
@@ -164,9 +214,11 @@ def _karpathy(root, name="dataset_coco.json"):
 def test_karpathy_splits(coco_root, tmp_path):
     ds = coco_captions.prepare(coco_root, tmp_path / "out", karpathy=_karpathy(coco_root))
     assert ds.name == "coco-karpathy"
-    assert ds.meta["caption_counts"] == {"test": {"captions": 3, "images": 1},
-                                         "train": {"captions": 4, "images": 2},
-                                         "val": {"captions": 5, "images": 2}}
+    assert ds.meta["caption_counts"] == {
+        "test": {"captions": 3, "images": 1},
+        "train": {"captions": 4, "images": 2},
+        "val": {"captions": 5, "images": 2},
+    }
     assert set(ds.caption_split("train")["image_id"]) == {"11", "12"}  # restval is train
     assert ds.images.at["21", "path"] == "images/val2014/COCO_val2014_000000000021.png"
 
@@ -177,14 +229,23 @@ def test_flickr8k_layout(tmp_path):
     for imgid, split in enumerate(["train", "train", "val", "test"]):
         name = f"{1000 + imgid}_abc.jpg"
         _png(root / "Flicker8k_Dataset" / name, (imgid, 9, 9))
-        images.append({"filename": name, "imgid": imgid, "split": split,
-                       "sentences": [{"raw": f"a dog {k}"} for k in range(5)]})
+        images.append(
+            {
+                "filename": name,
+                "imgid": imgid,
+                "split": split,
+                "sentences": [{"raw": f"a dog {k}"} for k in range(5)],
+            }
+        )
     split_file = tmp_path / "dataset_flickr8k.json"
     split_file.write_text(json.dumps({"images": images, "dataset": "flickr8k"}))
     ds = coco_captions.prepare(root, tmp_path / "out", karpathy=split_file)
     assert ds.name == "flickr8k-karpathy"
     assert {s: c["captions"] for s, c in ds.meta["caption_counts"].items()} == {
-        "train": 10, "val": 5, "test": 5}
+        "train": 10,
+        "val": 5,
+        "test": 5,
+    }
     assert ds.images.at["2", "path"] == "Flicker8k_Dataset/1002_abc.jpg"
 
 
@@ -193,8 +254,11 @@ def _break(root, kind):
     train2014 (images, captions) left with --skip-bad."""
     if kind == "missing image":
         (root / "train2014" / "COCO_train2014_000000000012.png").unlink()
-        return ("captions_train2014.json", "image id=12, COCO_train2014_000000000012.png: "
-                "image file not found in .*train2014", (2, 5))
+        return (
+            "captions_train2014.json",
+            "image id=12, COCO_train2014_000000000012.png: image file not found in .*train2014",
+            (2, 5),
+        )
     if kind == "escaping path":
         _edit(root, "train2014", lambda d: d["images"][2].update(file_name="../x.png"))
         return "captions_train2014.json", "image id=13: image path '../x.png' escapes", (2, 4)
@@ -202,14 +266,18 @@ def _break(root, kind):
         _edit(root, "train2014", lambda d: d["annotations"][3].update(caption=" \n "))
         return "captions_train2014.json", "annotation id=103: empty caption", (3, 6)
     if kind == "unknown image id":
-        _edit(root, "train2014", lambda d: d["annotations"].append(
-            {"id": 999, "image_id": 42, "caption": "a ghost"}))
+        _edit(
+            root,
+            "train2014",
+            lambda d: d["annotations"].append({"id": 999, "image_id": 42, "caption": "a ghost"}),
+        )
         return "captions_train2014.json", "annotation id=999: image_id=42 is not among", (3, 7)
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize("kind", ["missing image", "escaping path", "empty caption",
-                                  "unknown image id"])
+@pytest.mark.parametrize(
+    "kind", ["missing image", "escaping path", "empty caption", "unknown image id"]
+)
 def test_bad_input_is_one_clear_error_or_skipped(coco_root, tmp_path, kind):
     file, record, (n_images, n_captions) = _break(coco_root, kind)
     out = tmp_path / "out"
@@ -218,8 +286,7 @@ def test_bad_input_is_one_clear_error_or_skipped(coco_root, tmp_path, kind):
     assert "\n" not in str(error.value)
     assert not out.exists() and list(tmp_path.iterdir()) == [coco_root]  # nothing left
     ds = coco_captions.prepare(coco_root, out, skip_bad=True)
-    assert ds.meta["caption_counts"]["train2014"] == {"captions": n_captions,
-                                                      "images": n_images}
+    assert ds.meta["caption_counts"]["train2014"] == {"captions": n_captions, "images": n_images}
     assert ds.meta["caption_counts"]["val2014"] == {"captions": 5, "images": 2}
     skipped = pd.read_csv(ds.root / SKIPPED)
     assert len(skipped) == 1 and skipped.at[0, "file"].endswith(file)
@@ -239,6 +306,7 @@ def test_karpathy_empty_sentence_names_the_image(coco_root, tmp_path):
 
 # --- generated scenes ----------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def scenes_dataset(tmp_path_factory):
     return scenes.prepare(tmp_path_factory.mktemp("scenes") / "data", images=40, seed=3)
@@ -255,8 +323,7 @@ def _matches(o, size, color, shape):
 
 def _holds(a, relation, b):
     (ax, ay, _), (bx, by, _) = a["pixel_coords"], b["pixel_coords"]
-    return {"left of": ax < bx, "right of": ax > bx, "above": ay < by,
-            "below": ay > by}[relation]
+    return {"left of": ax < bx, "right of": ax > bx, "above": ay < by, "below": ay > by}[relation]
 
 
 def _scene_of(ds, image_id):
@@ -290,9 +357,12 @@ def test_scene_captions_describe_what_is_there(scenes_dataset):
             relation = RELATION.match(text)
             if relation:
                 *first, rel, size, color, shape = relation.groups()
-                assert any(_matches(a, *first) and _matches(b, size, color, shape)
-                           and _holds(a, rel, b) for a in objects for b in objects
-                           if a is not b), (text, objects)
+                assert any(
+                    _matches(a, *first) and _matches(b, size, color, shape) and _holds(a, rel, b)
+                    for a in objects
+                    for b in objects
+                    if a is not b
+                ), (text, objects)
             number = scenes.captions.NUMBERS.index
             part = re.match(r"^\w+ objects, (\w+) of them (?:a )?(\w+?)s?$", text)
             if part:
@@ -306,13 +376,18 @@ def test_scene_captions_describe_what_is_there(scenes_dataset):
             sizes = re.match(r"^(\w+) large and (\w+) small objects$", text)
             if sizes:
                 assert [number(n) for n in sizes.groups()] == [
-                    sum(o["size"] == size for o in objects) for size in ("large", "small")]
+                    sum(o["size"] == size for o in objects) for size in ("large", "small")
+                ]
             if " objects" in text and not re.search("(small|large) objects", text):
                 n = text.split(" objects")[0].split()[-1]
                 assert n == scenes.captions.NUMBERS[len(objects)], (text, len(objects))
-            kinds.add(text.split()[1] if text.startswith("a picture") else
-                      "relation" if re.search(r"(left of|right of|above|below)", text) else
-                      text.split()[0])
+            kinds.add(
+                text.split()[1]
+                if text.startswith("a picture")
+                else "relation"
+                if re.search(r"(left of|right of|above|below)", text)
+                else text.split()[0]
+            )
     assert {"picture", "relation", "there"} <= kinds
 
 
@@ -325,8 +400,10 @@ def test_scene_captions_are_reproducible_and_seeded(scenes_dataset, tmp_path):
     assert (other["caption"] != again["caption"]).mean() > 0.5
     scene = _scene_of(scenes_dataset, "train/CLEVR_train_000000.png")
     assert scenes.describe(scene, 3) == list(
-        scenes_dataset.captions.loc[scenes_dataset.captions["image_id"]
-                                    == "train/CLEVR_train_000000.png", "caption"])
+        scenes_dataset.captions.loc[
+            scenes_dataset.captions["image_id"] == "train/CLEVR_train_000000.png", "caption"
+        ]
+    )
 
 
 def test_vqa_score_on_a_coco_fixture_equals_pycocoevalcap(tmp_path, capsys):
@@ -356,15 +433,30 @@ def test_vqa_score_on_a_coco_fixture_equals_pycocoevalcap(tmp_path, capsys):
         _png(root / "val2014" / f"COCO_val2014_{i:012d}.png", (i, 0, 0))
     (root / "annotations").mkdir()
     (root / "annotations" / "captions_val2014.json").write_text(
-        json.dumps(_official(val, "val2014")))
-    assert vqa_main(["prepare", "coco-captions", "--root", str(root), "--out",
-                 str(tmp_path / "data")]) == 0
+        json.dumps(_official(val, "val2014"))
+    )
+    assert (
+        vqa_main(["prepare", "coco-captions", "--root", str(root), "--out", str(tmp_path / "data")])
+        == 0
+    )
     hyps = {str(i): (refs[0] if i % 4 == 0 else sentence()) for i, refs in val.items()}
     results = tmp_path / "results.json"
     results.write_text(json.dumps([{"image_id": int(k), "caption": v} for k, v in hyps.items()]))
     capsys.readouterr()
-    assert vqa_main(["score", str(tmp_path / "data"), "--split", "val2014", "--results",
-                 str(results), "--json"]) == 0
+    assert (
+        vqa_main(
+            [
+                "score",
+                str(tmp_path / "data"),
+                "--split",
+                "val2014",
+                "--results",
+                str(results),
+                "--json",
+            ]
+        )
+        == 0
+    )
     ours = json.loads(capsys.readouterr().out)
     assert ours["n_images"] == 30
 
@@ -378,8 +470,9 @@ def test_vqa_score_on_a_coco_fixture_equals_pycocoevalcap(tmp_path, capsys):
     else:
         gts = {k: [tokenize(c) for c in v] for k, v in refs.items()}
         res = {k: [tokenize(v)] for k, v in hyps.items()}
-    expected = dict(zip(["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4"],
-                        Bleu(4).compute_score(gts, res, verbose=0)[0]))
+    expected = dict(
+        zip(["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4"], Bleu(4).compute_score(gts, res, verbose=0)[0])
+    )
     expected["ROUGE-L"] = Rouge().compute_score(gts, res)[0]
     expected["CIDEr-D"] = Cider().compute_score(gts, res)[0]
     for name, value in expected.items():  # ours: percent to two decimals = 4 decimals

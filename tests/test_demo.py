@@ -78,8 +78,9 @@ def test_the_readme_api_example_runs_on_the_demo_run(one_epoch_demo, monkeypatch
     assert printed.getvalue().splitlines()[-1] == "0.9"
     assert printed.getvalue().splitlines()[-2] == r.answer  # the bundle answers as the run
     assert (out_dir / "bundle" / "model.onnx").is_file()
-    assert math.isclose(float(printed.getvalue().splitlines()[0].split()[1]), r.probability,
-                        rel_tol=1e-6)
+    assert math.isclose(
+        float(printed.getvalue().splitlines()[0].split()[1]), r.probability, rel_tol=1e-6
+    )
 
 
 @pytest.mark.slow

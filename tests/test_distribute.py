@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY_CONFIG, make_tiny_dataset
 from scipy import sparse
 
-from conftest import TINY_CONFIG, make_tiny_dataset
 from data_prep.common import write_prepared
-from vqa import distribute, evaluate_run, run_dir as files
+from vqa import distribute, evaluate_run
+from vqa import run_dir as files
 from vqa.cli import build_parser, main
 from vqa.config import Config, ModelConfig, TrainConfig, save_config
 from vqa.data.batches import VQABatches
@@ -40,10 +41,24 @@ TIMEOUT = 300  # seconds a training subprocess may take before the test fails
 # No batch norm and no dropout: a step on two replicas is then the one-device step,
 # so the runs can be compared number for number. Cached grid features, no pixels.
 GRID_CONFIG = Config(
-    ModelConfig(image_encoder="pretrained", image_dim=16, embedding_dim=8, question_dim=16,
-                max_question_length=8, fusion_dim=16, classifier_dim=16, dropout=0.0),
-    TrainConfig(batch_size=8, epochs=4, learning_rate=0.01, early_stopping_patience=4,
-                validation_fraction=0.25, seed=1),
+    ModelConfig(
+        image_encoder="pretrained",
+        image_dim=16,
+        embedding_dim=8,
+        question_dim=16,
+        max_question_length=8,
+        fusion_dim=16,
+        classifier_dim=16,
+        dropout=0.0,
+    ),
+    TrainConfig(
+        batch_size=8,
+        epochs=4,
+        learning_rate=0.01,
+        early_stopping_patience=4,
+        validation_fraction=0.25,
+        seed=1,
+    ),
 )
 # The small CNN has batch norm, which each replica computes on its own rows.
 CNN_CONFIG = Config(replace(TINY_CONFIG.model, dropout=0.0), GRID_CONFIG.train)
@@ -55,15 +70,24 @@ def _derived_dataset(base, out: Path, config: Config, drop_fit: int, drop_val: i
     do not split evenly."""
     questions = pd.read_parquet(base.root / "questions.parquet")
     questions["answers"] = questions["answers"].map(list)
-    fit_q, val_q = split_by_image(questions[questions["split"] == "train"],
-                                  config.train.validation_fraction, config.train.seed)
-    dropped = [*fit_q["question_id"].iloc[len(fit_q) - drop_fit:],
-               *val_q["question_id"].iloc[len(val_q) - drop_val:]]
-    return write_prepared(out, name=out.name, source="tests", image_root="images",
-                          questions=questions[~questions["question_id"].isin(dropped)],
-                          images=pd.read_parquet(base.root / "images.parquet"),
-                          fill=lambda tmp: shutil.copytree(base.root / "images",
-                                                           tmp / "images"))
+    fit_q, val_q = split_by_image(
+        questions[questions["split"] == "train"],
+        config.train.validation_fraction,
+        config.train.seed,
+    )
+    dropped = [
+        *fit_q["question_id"].iloc[len(fit_q) - drop_fit :],
+        *val_q["question_id"].iloc[len(val_q) - drop_val :],
+    ]
+    return write_prepared(
+        out,
+        name=out.name,
+        source="tests",
+        image_root="images",
+        questions=questions[~questions["question_id"].isin(dropped)],
+        images=pd.read_parquet(base.root / "images.parquet"),
+        fill=lambda tmp: shutil.copytree(base.root / "images", tmp / "images"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +102,13 @@ def odd_validation(base_dataset, tmp_path_factory):
     is padded for two replicas); with the grid features extracted."""
     from vqa.features.cache import extract_features
 
-    dataset = _derived_dataset(base_dataset, tmp_path_factory.mktemp("dist") / "odd-val",
-                               GRID_CONFIG, drop_fit=0, drop_val=1)
+    dataset = _derived_dataset(
+        base_dataset,
+        tmp_path_factory.mktemp("dist") / "odd-val",
+        GRID_CONFIG,
+        drop_fit=0,
+        drop_val=1,
+    )
     extract_features(dataset, GRID_CONFIG.model.backbone, progress=False)
     return dataset
 
@@ -87,22 +116,46 @@ def odd_validation(base_dataset, tmp_path_factory):
 @pytest.fixture(scope="module")
 def one_row_last_batch(base_dataset, tmp_path_factory):
     """41 questions to fit on: the last batch has one row, none for a second replica."""
-    return _derived_dataset(base_dataset, tmp_path_factory.mktemp("dist") / "one-row",
-                            CNN_CONFIG, drop_fit=7, drop_val=1)
+    return _derived_dataset(
+        base_dataset,
+        tmp_path_factory.mktemp("dist") / "one-row",
+        CNN_CONFIG,
+        drop_fit=7,
+        drop_val=1,
+    )
 
 
-def _train(data, out: Path, config: Config, *args: str, env: dict | None = None,
-           python: str = sys.executable) -> subprocess.Popen:
+def _train(
+    data,
+    out: Path,
+    config: Config,
+    *args: str,
+    env: dict | None = None,
+    python: str = sys.executable,
+) -> subprocess.Popen:
     """Start `python -m vqa train` on this source tree; its output goes to `.log`."""
     config_file = out.parent / f"{out.name}.yaml"
     save_config(config, config_file)
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     log = tempfile.TemporaryFile("w+")
     process = subprocess.Popen(
-        [python, "-m", "vqa", "train", str(data.root), "--config", str(config_file),
-         "--out", str(out), *args],
+        [
+            python,
+            "-m",
+            "vqa",
+            "train",
+            str(data.root),
+            "--config",
+            str(config_file),
+            "--out",
+            str(out),
+            *args,
+        ],
         env={**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
-        stdout=log, stderr=subprocess.STDOUT, text=True)
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     process.log = log
     return process
 
@@ -152,8 +205,16 @@ def mirrored_runs(odd_validation, tmp_path_factory):
     """The same training on one device and mirrored over two logical CPUs."""
     runs = tmp_path_factory.mktemp("mirrored")
     for strategy in ("none", "mirrored"):
-        _finish(_train(odd_validation, runs / strategy, GRID_CONFIG, "--strategy", strategy,
-                       env={distribute.CPU_DEVICES_ENV: "2"}))
+        _finish(
+            _train(
+                odd_validation,
+                runs / strategy,
+                GRID_CONFIG,
+                "--strategy",
+                strategy,
+                env={distribute.CPU_DEVICES_ENV: "2"},
+            )
+        )
     return runs / "none", runs / "mirrored"
 
 
@@ -174,8 +235,16 @@ def test_mirrored_small_cnn_with_a_one_row_last_batch(one_row_last_batch, tmp_pa
     """Batch norm on a replica with no rows used to stop the first epoch: the row left
     over is trimmed."""
     run = tmp_path / "run"
-    _finish(_train(one_row_last_batch, run, CNN_CONFIG.with_train(epochs=1),
-                   "--strategy", "mirrored", env={distribute.CPU_DEVICES_ENV: "2"}))
+    _finish(
+        _train(
+            one_row_last_batch,
+            run,
+            CNN_CONFIG.with_train(epochs=1),
+            "--strategy",
+            "mirrored",
+            env={distribute.CPU_DEVICES_ENV: "2"},
+        )
+    )
     summary = _summary(run)
     assert summary["replicas"] == 2 and summary["n_fit_questions"] == 41
     assert np.isfinite(_history(run)["loss"]).all()
@@ -197,13 +266,20 @@ def test_multi_worker_training_matches_mirrored(mirrored_runs, odd_validation, t
         scratch = tmp_path / f"tmp{index}"
         scratch.mkdir()
         tf_config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
-        workers.append(_train(odd_validation, run, GRID_CONFIG, "--strategy", "multi-worker",
-                              env={"TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(scratch)}))
+        workers.append(
+            _train(
+                odd_validation,
+                run,
+                GRID_CONFIG,
+                "--strategy",
+                "multi-worker",
+                env={"TF_CONFIG": json.dumps(tf_config), "TMPDIR": str(scratch)},
+            )
+        )
     outputs = _finish(*workers)
     assert "run saved in" in outputs[0] and "the chief saves the run" in outputs[1]
     summary = _summary(run)
-    assert (summary["strategy"], summary["replicas"], summary["worker"]) == \
-        ("multi-worker", 2, 0)
+    assert (summary["strategy"], summary["replicas"], summary["worker"]) == ("multi-worker", 2, 0)
     _assert_same_training(run, mirrored_runs[1])
     assert not any((tmp_path / "tmp1").iterdir())  # the worker's scratch run is gone
 
@@ -214,8 +290,9 @@ def test_a_worker_other_than_the_chief_leaves_no_files(tiny_dataset, tmp_path, m
     monkeypatch.setattr(distribute, "start", lambda name, batch_size=None: worker)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "scratch"))
     (tmp_path / "scratch").mkdir()
-    summary = train(tiny_dataset.root, tmp_path / "run", TINY_CONFIG, verbose=0,
-                    strategy="multi-worker")
+    summary = train(
+        tiny_dataset.root, tmp_path / "run", TINY_CONFIG, verbose=0, strategy="multi-worker"
+    )
     assert summary["worker"] == 1 and summary["epochs_run"] == 2
     assert not (tmp_path / "run").exists() and not any((tmp_path / "scratch").iterdir())
 
@@ -241,20 +318,32 @@ def test_a_multi_worker_run_does_not_resume(tiny_dataset, tmp_path, monkeypatch)
 def _jax_python() -> str | None:
     """A Python with jax and keras: $VQA_JAX_PYTHON, or this one if it has jax."""
     return os.environ.get("VQA_JAX_PYTHON") or (
-        sys.executable if importlib.util.find_spec("jax") else None)
+        sys.executable if importlib.util.find_spec("jax") else None
+    )
 
 
-@pytest.mark.skipif(_jax_python() is None,
-                    reason="jax is not installed (set VQA_JAX_PYTHON to a Python with jax "
-                           "and keras to run the JAX data-parallel test)")
+@pytest.mark.skipif(
+    _jax_python() is None,
+    reason="jax is not installed (set VQA_JAX_PYTHON to a Python with jax "
+    "and keras to run the JAX data-parallel test)",
+)
 def test_jax_data_parallel_matches_one_device(odd_validation, tmp_path):
     """keras.distribution.DataParallel over two CPU devices; batch norm is computed on
     the whole batch there, so the small CNN matches too."""
     env = {"KERAS_BACKEND": "jax", distribute.CPU_DEVICES_ENV: "2"}
     runs = {s: tmp_path / s for s in ("none", "data-parallel")}
     for strategy, run in runs.items():
-        _finish(_train(odd_validation, run, CNN_CONFIG.with_train(epochs=3),
-                       "--strategy", strategy, env=env, python=_jax_python()))
+        _finish(
+            _train(
+                odd_validation,
+                run,
+                CNN_CONFIG.with_train(epochs=3),
+                "--strategy",
+                strategy,
+                env=env,
+                python=_jax_python(),
+            )
+        )
     summary = _summary(runs["data-parallel"])
     assert (summary["keras_backend"], summary["replicas"]) == ("jax", 2)
     _assert_same_training(runs["data-parallel"], runs["none"])
@@ -265,9 +354,14 @@ def test_jax_data_parallel_matches_one_device(odd_validation, tmp_path):
 
 def _batches(n: int, batch_size: int = 4, shuffle: bool = False) -> VQABatches:
     targets = np.eye(3, dtype="float32")[np.arange(n) % 3]
-    return VQABatches(np.arange(n)[:, None] * np.ones((n, 2), "float32"), np.arange(n),
-                      np.arange(n)[:, None] * np.ones((n, 5), "int32"),
-                      sparse.csr_matrix(targets), batch_size=batch_size, shuffle=shuffle)
+    return VQABatches(
+        np.arange(n)[:, None] * np.ones((n, 2), "float32"),
+        np.arange(n),
+        np.arange(n)[:, None] * np.ones((n, 5), "int32"),
+        sparse.csr_matrix(targets),
+        batch_size=batch_size,
+        shuffle=shuffle,
+    )
 
 
 def test_training_batches_are_trimmed_to_a_multiple_of_the_replicas():
@@ -281,8 +375,9 @@ def test_training_batches_are_trimmed_to_a_multiple_of_the_replicas():
 
 
 def test_validation_batches_are_padded_with_rows_of_weight_zero():
-    padded = distribute.for_replicas(_batches(9), distribute.Replicas("mirrored", 2),
-                                     training=False)
+    padded = distribute.for_replicas(
+        _batches(9), distribute.Replicas("mirrored", 2), training=False
+    )
     assert len(padded) == 3
     x, y, weight = padded[2]
     assert x["image"][:, 0].tolist() == [8, 8] and len(y) == 2
@@ -292,8 +387,7 @@ def test_validation_batches_are_padded_with_rows_of_weight_zero():
 
 def test_epoch_hooks_reach_the_batches_inside():
     inner = _batches(12, shuffle=True)
-    wrapped = distribute.for_replicas(inner, distribute.Replicas("mirrored", 2),
-                                      training=True)
+    wrapped = distribute.for_replicas(inner, distribute.Replicas("mirrored", 2), training=True)
     first = wrapped[0][0]["image"][:, 0].tolist()
     wrapped.on_epoch_end()
     assert inner.epoch == 1 and wrapped[0][0]["image"][:, 0].tolist() != first
@@ -304,13 +398,19 @@ def test_grouped_batches_give_each_replica_its_questions_own_images(training):
     """A grouped batch shares its images; each replica's slice gets its own copies, and
     about_image counts within the slice."""
     index = np.repeat(np.arange(6), 3)  # 6 images, 3 questions each; batches of 7
-    grouped = VQABatches(np.arange(6)[:, None] * np.ones((6, 2), "float32"), index,
-                         np.arange(18)[:, None].astype("int32"),
-                         sparse.csr_matrix(np.ones((18, 1), "float32")), batch_size=7,
-                         shuffle=True, group_by_image=True)
+    grouped = VQABatches(
+        np.arange(6)[:, None] * np.ones((6, 2), "float32"),
+        index,
+        np.arange(18)[:, None].astype("int32"),
+        sparse.csr_matrix(np.ones((18, 1), "float32")),
+        batch_size=7,
+        shuffle=True,
+        group_by_image=True,
+    )
     assert len(grouped[0][0]["image"]) < 7  # shared before the split
-    wrapped = distribute.for_replicas(grouped, distribute.Replicas("mirrored", 2),
-                                      training=training)
+    wrapped = distribute.for_replicas(
+        grouped, distribute.Replicas("mirrored", 2), training=training
+    )
     for i in range(len(wrapped)):
         x = wrapped[i][0]
         per = len(x["question"]) // 2
@@ -318,8 +418,9 @@ def test_grouped_batches_give_each_replica_its_questions_own_images(training):
         for r in range(2):
             rows = slice(r * per, (r + 1) * per)
             np.testing.assert_array_equal(x["about_image"][rows], np.arange(per))
-            np.testing.assert_array_equal(x["image"][rows][x["about_image"][rows], 0],
-                                          index[x["question"][rows, 0]])
+            np.testing.assert_array_equal(
+                x["image"][rows][x["about_image"][rows], 0], index[x["question"][rows, 0]]
+            )
 
 
 def test_one_replica_keeps_the_batches_as_they_are():
@@ -350,15 +451,23 @@ def test_the_global_batch_must_split_evenly():
     distribute.Replicas("mirrored", 4).check_batch_size(16)
 
 
-@pytest.mark.parametrize("tf_config, match", [
-    ("", "needs TF_CONFIG"),
-    ("{not json", "TF_CONFIG is not valid"),
-    ('{"cluster": {"worker": ["a:1"]}}', "TF_CONFIG is not valid: KeyError"),
-    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}',
-     "not in the cluster"),
-    ('{"cluster": {"worker": ["a:1"], "ps": ["b:1"]}, "task": {"type": "worker", "index": 0}}',
-     "at most one 'chief'"),
-])
+@pytest.mark.parametrize(
+    "tf_config, match",
+    [
+        ("", "needs TF_CONFIG"),
+        ("{not json", "TF_CONFIG is not valid"),
+        ('{"cluster": {"worker": ["a:1"]}}', "TF_CONFIG is not valid: KeyError"),
+        (
+            '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}',
+            "not in the cluster",
+        ),
+        (
+            '{"cluster": {"worker": ["a:1"], "ps": ["b:1"]}, '
+            '"task": {"type": "worker", "index": 0}}',
+            "at most one 'chief'",
+        ),
+    ],
+)
 def test_bad_tf_config_is_a_clear_error(tf_config, match):
     with pytest.raises(ConfigError, match=match):
         distribute.cluster_task(tf_config)
@@ -394,10 +503,22 @@ def test_command_line_offers_every_strategy():
     assert tuple(strategy.choices) == distribute.STRATEGIES and strategy.default == "none"
 
 
-def test_multi_worker_without_tf_config_fails_in_one_line(tiny_dataset, tmp_path, capsys,
-                                                          monkeypatch):
+def test_multi_worker_without_tf_config_fails_in_one_line(
+    tiny_dataset, tmp_path, capsys, monkeypatch
+):
     monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert main(["train", str(tiny_dataset.root), "--out", str(tmp_path / "run"),
-                 "--strategy", "multi-worker"]) == 1
+    assert (
+        main(
+            [
+                "train",
+                str(tiny_dataset.root),
+                "--out",
+                str(tmp_path / "run"),
+                "--strategy",
+                "multi-worker",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: --strategy multi-worker needs TF_CONFIG") and "\n" not in err

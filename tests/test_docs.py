@@ -6,15 +6,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
-         *sorted((ROOT / "experiments").rglob("*.md"))]  # notes, history, result tables
+PAGES = [
+    ROOT / "README.md",
+    *sorted((ROOT / "docs").glob("*.md")),
+    *sorted((ROOT / "experiments").rglob("*.md")),
+]  # notes, history, result tables
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def relative_links(page: Path) -> list[str]:
     """The targets of a page's markdown links that point inside the repository."""
-    return [target for target in LINK.findall(page.read_text())
-            if not target.startswith(("http:", "https:", "mailto:", "#"))]
+    return [
+        target
+        for target in LINK.findall(page.read_text())
+        if not target.startswith(("http:", "https:", "mailto:", "#"))
+    ]
 
 
 def test_the_readme_has_at_most_300_lines():
@@ -31,8 +37,9 @@ def test_the_docs_the_readme_moved_out_exist_and_are_listed():
 
 def test_link_finder_sees_relative_links_only(tmp_path):
     page = tmp_path / "page.md"
-    page.write_text("[a](docs/cli.md) [b](https://x.org) [c](#top) [d](mailto:a@b) "
-                    "[`e`](../f/#anchor)\n")
+    page.write_text(
+        "[a](docs/cli.md) [b](https://x.org) [c](#top) [d](mailto:a@b) [`e`](../f/#anchor)\n"
+    )
     assert relative_links(page) == ["docs/cli.md", "../f/#anchor"]
 
 
@@ -40,8 +47,9 @@ def test_link_finder_sees_relative_links_only(tmp_path):
 def test_every_relative_link_resolves(page):
     links = relative_links(page)
     targets = {t: (page.parent / t.split("#", 1)[0]).resolve() for t in links}
-    broken = [t for t, path in targets.items()
-              if not path.exists() or not path.is_relative_to(ROOT)]
+    broken = [
+        t for t, path in targets.items() if not path.exists() or not path.is_relative_to(ROOT)
+    ]
     assert broken == [], f"{page.relative_to(ROOT)}: {broken}"
 
 

@@ -6,9 +6,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import TINY_CONFIG, draw_shape
-from vqa import Answerer, atomic, evaluate_run, run_dir as files
+
+from vqa import Answerer, atomic, evaluate_run
+from vqa import run_dir as files
 from vqa.cli import main
 from vqa.config import save_config
 from vqa.errors import ConfigError, ImageError, QuestionError, RunDirError
@@ -17,8 +18,14 @@ from vqa.training import RunCheckpoint, train
 
 def test_run_dir_holds_everything_answering_needs(tiny_run):
     run, summary = tiny_run
-    for name in (*files.NEEDED_TO_ANSWER, files.HISTORY, files.TRAINING,
-                 files.VALIDATION_IMAGES, files.MODEL_CARD, files.CURVES):
+    for name in (
+        *files.NEEDED_TO_ANSWER,
+        files.HISTORY,
+        files.TRAINING,
+        files.VALIDATION_IMAGES,
+        files.MODEL_CARD,
+        files.CURVES,
+    ):
         assert (run / name).is_file(), name
     assert not (run / files.CHECKPOINT_DIR).exists()
     history = pd.read_csv(run / files.HISTORY)
@@ -36,8 +43,9 @@ def test_run_dir_holds_tensorboard_scalars(tiny_run):
         events = EventAccumulator(str(run / files.TENSORBOARD / writer))
         events.Reload()
         tags[writer] = set(events.Tags()["tensors"])
-    assert {"epoch_loss", "epoch_vqa_score", "epoch_learning_rate",
-            "epoch_seconds"} <= tags["train"]
+    assert {"epoch_loss", "epoch_vqa_score", "epoch_learning_rate", "epoch_seconds"} <= tags[
+        "train"
+    ]
     assert {"epoch_loss", "epoch_vqa_score"} <= tags["validation"]
     steps = [e.step for e in events.Tensors("epoch_vqa_score")]
     assert steps == [0, 1]  # one value an epoch, numbered as history.csv numbers them
@@ -65,6 +73,7 @@ def test_evaluate_writes_metrics_and_official_results(tiny_run, tiny_dataset):
     assert all(isinstance(r["answer"], str) for r in results)
     # Scoring the written results file gives the same numbers.
     from vqa.evaluation import score_results_file
+
     assert score_results_file(tiny_dataset.root, "test", run / files.PREDICTIONS) == metrics
 
 
@@ -73,9 +82,17 @@ def test_answerer_accepts_path_pil_and_array(tiny_run, tmp_path):
     answerer = Answerer.load(run)
     img = draw_shape("red", "circle")
     img.save(tmp_path / "x.png")
-    results = [answerer.answer(image, "what color is the shape?", top_k=3)
-               for image in (tmp_path / "x.png", str(tmp_path / "x.png"), img, np.asarray(img),
-                             img.resize((200, 100)), img.convert("L"))]
+    results = [
+        answerer.answer(image, "what color is the shape?", top_k=3)
+        for image in (
+            tmp_path / "x.png",
+            str(tmp_path / "x.png"),
+            img,
+            np.asarray(img),
+            img.resize((200, 100)),
+            img.convert("L"),
+        )
+    ]
     for r in results:
         assert r.answer == r.top_k[0][0] and r.probability == r.top_k[0][1]
         assert len(r.top_k) == 3 and 0 < r.probability <= 1
@@ -84,8 +101,9 @@ def test_answerer_accepts_path_pil_and_array(tiny_run, tmp_path):
     # The same pixels give the same answer whatever the container.
     assert results[0].top_k == results[1].top_k
     assert [a for a, _ in results[0].top_k] == [a for a, _ in results[2].top_k]
-    np.testing.assert_allclose([p for _, p in results[0].top_k],
-                               [p for _, p in results[3].top_k], rtol=1e-5)
+    np.testing.assert_allclose(
+        [p for _, p in results[0].top_k], [p for _, p in results[3].top_k], rtol=1e-5
+    )
 
 
 def test_unknown_words_and_long_questions(tiny_run, caplog):
@@ -98,14 +116,23 @@ def test_unknown_words_and_long_questions(tiny_run, caplog):
     assert "more than 8 words" in caplog.text
 
 
-@pytest.mark.parametrize("make, error, match", [
-    (lambda d: d / "missing.png", ImageError, "Image not found"),
-    (lambda d: (d / "notes.txt").write_text("hello") and d / "notes.txt", ImageError,
-     "Cannot read image"),
-    (lambda d: (d / "empty.png").write_bytes(b"") or d / "empty.png", ImageError,
-     "Cannot read image"),
-    (lambda d: d, ImageError, "directory"),
-])
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda d: d / "missing.png", ImageError, "Image not found"),
+        (
+            lambda d: (d / "notes.txt").write_text("hello") and d / "notes.txt",
+            ImageError,
+            "Cannot read image",
+        ),
+        (
+            lambda d: (d / "empty.png").write_bytes(b"") or d / "empty.png",
+            ImageError,
+            "Cannot read image",
+        ),
+        (lambda d: d, ImageError, "directory"),
+    ],
+)
 def test_bad_images_are_clear_errors(tiny_run, tmp_path, make, error, match):
     answerer = Answerer.load(tiny_run[0])
     with pytest.raises(error, match=match):
@@ -214,8 +241,15 @@ def test_checkpoint_keeps_the_best_epoch_not_the_last(tmp_path):
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, name="d")])
     run = tmp_path
     (run / files.CHECKPOINT_DIR).mkdir()
-    state = {"next_epoch": 0, "best": -1.0, "best_epoch": -1, "best_file": None,
-             "last_file": None, "wait": 0, "stopped_early": False}
+    state = {
+        "next_epoch": 0,
+        "best": -1.0,
+        "best_epoch": -1,
+        "best_file": None,
+        "last_file": None,
+        "wait": 0,
+        "stopped_early": False,
+    }
     checkpoint = RunCheckpoint(run, patience=5, state=state)
     checkpoint.set_model(model)
     for epoch, score in enumerate([0.5, 0.7, 0.6]):
@@ -224,15 +258,18 @@ def test_checkpoint_keeps_the_best_epoch_not_the_last(tmp_path):
         checkpoint.on_epoch_end(epoch, {"val_vqa_score": score})
     assert state["best_epoch"] == 1 and state["last_file"] == "last-epoch2.keras"
     assert sorted(p.name for p in (run / files.CHECKPOINT_DIR).glob("*.keras")) == [
-        "best-epoch1.keras", "last-epoch2.keras"]
+        "best-epoch1.keras",
+        "last-epoch2.keras",
+    ]
     best = keras.models.load_model(run / files.CHECKPOINT_DIR / state["best_file"])
     assert best.get_layer("d").get_weights()[0][0, 0] == 1.0
 
 
 def test_early_stopping_on_a_plateau(tiny_dataset, tmp_path):
     # A learning rate too small to move the weights: validation never improves.
-    config = TINY_CONFIG.with_train(epochs=6, early_stopping_patience=2, learning_rate=1e-12,
-                                    learning_rate_schedule="constant")
+    config = TINY_CONFIG.with_train(
+        epochs=6, early_stopping_patience=2, learning_rate=1e-12, learning_rate_schedule="constant"
+    )
     summary = train(tiny_dataset.root, tmp_path / "run", config, verbose=0)
     assert summary["stopped_early"] and summary["epochs_run"] == 3
     assert summary["best_epoch"] == 1
@@ -277,22 +314,45 @@ def test_cli_train_evaluate_score_ask(tiny_dataset, tmp_path, capsys):
     config = tmp_path / "tiny.yaml"
     save_config(TINY_CONFIG.with_train(epochs=1), config)
     run = tmp_path / "run"
-    assert main(["train", str(tiny_dataset.root), "--config", str(config),
-                 "--out", str(run)]) == 0
+    assert main(["train", str(tiny_dataset.root), "--config", str(config), "--out", str(run)]) == 0
     assert "best epoch 1 of 1" in capsys.readouterr().out
 
-    assert main(["evaluate", str(run), str(tiny_dataset.root), "--split", "test",
-                 "--json"]) == 0
+    assert main(["evaluate", str(run), str(tiny_dataset.root), "--split", "test", "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert metrics == json.loads((run / files.METRICS).read_text())
 
-    assert main(["score", str(tiny_dataset.root), "--split", "test", "--results",
-                 str(run / files.PREDICTIONS), "--json"]) == 0
+    assert (
+        main(
+            [
+                "score",
+                str(tiny_dataset.root),
+                "--split",
+                "test",
+                "--results",
+                str(run / files.PREDICTIONS),
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out) == metrics
 
     # One reference answer per question: both evaluators score exact match alike.
-    assert main(["evaluate", str(run), str(tiny_dataset.root), "--split", "test",
-                 "--json", "--evaluator", "2017"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(run),
+                str(tiny_dataset.root),
+                "--split",
+                "test",
+                "--json",
+                "--evaluator",
+                "2017",
+            ]
+        )
+        == 0
+    )
     older = json.loads(capsys.readouterr().out)
     assert metrics["evaluator"] == "2021" and older["evaluator"] == "2017"
     assert {**older, "evaluator": "2021"} == metrics
@@ -303,18 +363,25 @@ def test_cli_train_evaluate_score_ask(tiny_dataset, tmp_path, capsys):
     assert out.startswith("Q: What color is the shape?\nA: ") and " 2. " in out
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["ask", "{run}", "{tmp}/missing.png", "what?"], "Image not found"),
-    (["ask", "{run}", "{image}", "  "], "question is empty"),
-    (["ask", "{tmp}", "{image}", "what?"], "Not a trained run directory"),
-    (["evaluate", "{run}", "{tmp}", "--split", "test"], "Not a prepared dataset"),
-    (["evaluate", "{run}", "{data}", "--split", "val2014"], "Split 'val2014' not found"),
-    (["score", "{data}", "--results", "{tmp}/none.json"], "Results file not found"),
-    (["prepare", "clevr", "--root", "{tmp}/nowhere", "--out", "{tmp}/x"],
-     "CLEVR root not found"),
-    (["train", "{data}", "--config", "{tmp}/none.yaml", "--out", "{tmp}/r"],
-     "Config file not found"),
-])
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["ask", "{run}", "{tmp}/missing.png", "what?"], "Image not found"),
+        (["ask", "{run}", "{image}", "  "], "question is empty"),
+        (["ask", "{tmp}", "{image}", "what?"], "Not a trained run directory"),
+        (["evaluate", "{run}", "{tmp}", "--split", "test"], "Not a prepared dataset"),
+        (["evaluate", "{run}", "{data}", "--split", "val2014"], "Split 'val2014' not found"),
+        (["score", "{data}", "--results", "{tmp}/none.json"], "Results file not found"),
+        (
+            ["prepare", "clevr", "--root", "{tmp}/nowhere", "--out", "{tmp}/x"],
+            "CLEVR root not found",
+        ),
+        (
+            ["train", "{data}", "--config", "{tmp}/none.yaml", "--out", "{tmp}/r"],
+            "Config file not found",
+        ),
+    ],
+)
 def test_cli_errors_are_one_line(tiny_run, tiny_dataset, tmp_path, capsys, argv, match):
     image = tiny_dataset.image_path(tiny_dataset.split("test")["image_id"].iloc[0])
     fields = {"run": tiny_run[0], "tmp": tmp_path, "image": image, "data": tiny_dataset.root}
@@ -323,23 +390,28 @@ def test_cli_errors_are_one_line(tiny_run, tiny_dataset, tmp_path, capsys, argv,
     assert len(err) == 1 and err[0].startswith("error: ") and match in err[0], err
 
 
-@pytest.mark.parametrize("argv, match", [
-    (["ask", "{run}", "{tmp}/missing.png", "what?"], "error: Image not found"),
-    (["ask", "{run}", "{image}", ""], "error: The question is empty"),
-    (["evaluate", "{tmp}", "{data}"], "error: Not a trained run directory"),
-    (["train", "{tmp}", "--out", "{tmp}/r"], "error: Not a prepared dataset"),
-    (["train", "{data}", "--out", "{data}"], "error: Run directory"),  # exists, not a run
-    (["train", "{data}", "--out", "{data}", "--overwrite"], "error: Refusing to overwrite"),
-])
-def test_command_errors_come_before_tensorflow_loads(tiny_run, tiny_dataset, tmp_path, argv,
-                                                     match):
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["ask", "{run}", "{tmp}/missing.png", "what?"], "error: Image not found"),
+        (["ask", "{run}", "{image}", ""], "error: The question is empty"),
+        (["evaluate", "{tmp}", "{data}"], "error: Not a trained run directory"),
+        (["train", "{tmp}", "--out", "{tmp}/r"], "error: Not a prepared dataset"),
+        (["train", "{data}", "--out", "{data}"], "error: Run directory"),  # exists, not a run
+        (["train", "{data}", "--out", "{data}", "--overwrite"], "error: Refusing to overwrite"),
+    ],
+)
+def test_command_errors_come_before_tensorflow_loads(tiny_run, tiny_dataset, tmp_path, argv, match):
     import subprocess
     import sys
 
     image = tiny_dataset.image_path(tiny_dataset.split("test")["image_id"].iloc[0])
     fields = {"run": tiny_run[0], "tmp": tmp_path, "image": image, "data": tiny_dataset.root}
-    proc = subprocess.run([sys.executable, "-m", "vqa", *[a.format(**fields) for a in argv]],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "vqa", *[a.format(**fields) for a in argv]],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1
     # Exactly one line: TensorFlow never started, so none of its start-up chatter.
     assert proc.stderr.splitlines() == [proc.stderr.strip()] and match in proc.stderr, proc.stderr
@@ -361,8 +433,9 @@ def test_overwrite_replaces_a_finished_run(tiny_dataset, tmp_path):
 
 def test_an_unquoted_question_gets_a_hint(capsys):
     assert main(["ask", "runs/x", "cat.jpg", "what", "color", "is", "it"]) == 2
-    assert capsys.readouterr().err.strip() == ('error: quote the question, as one argument: '
-                                               'vqa ask runs/x cat.jpg "what color is it"')
+    assert capsys.readouterr().err.strip() == (
+        'error: quote the question, as one argument: vqa ask runs/x cat.jpg "what color is it"'
+    )
 
 
 @pytest.mark.parametrize("command", ["train", "ask", "extract", "evaluate", "prepare"])
@@ -375,4 +448,3 @@ def test_help_shows_defaults_choices_and_an_example(command, capsys):
         assert "(default: none)" in text and "{none,mirrored,multi-worker,data-parallel}" in text
     if command == "extract":
         assert "{efficientnet_lite0," in text and "(default: efficientnet_lite0)" in text
-

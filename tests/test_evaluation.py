@@ -8,12 +8,14 @@ from vqa.evaluation import format_metrics, read_results, score_predictions
 
 
 def test_score_predictions_breakdowns_and_rounding():
-    questions = pd.DataFrame({
-        "question_id": [1, 2, 3],
-        "answers": [["yes"] * 10, ["2"] * 2 + ["3"] * 8, ["cat"]],
-        "question_type": ["is the", "how many", "what is"],
-        "answer_type": ["yes/no", "number", "other"],
-    })
+    questions = pd.DataFrame(
+        {
+            "question_id": [1, 2, 3],
+            "answers": [["yes"] * 10, ["2"] * 2 + ["3"] * 8, ["cat"]],
+            "question_type": ["is the", "how many", "what is"],
+            "answer_type": ["yes/no", "number", "other"],
+        }
+    )
     metrics = score_predictions(questions, {1: "yes", 2: "two", 3: "dog"}, "val")
     assert metrics["split"] == "val" and metrics["n_questions"] == 3
     assert metrics["evaluator"] == "2021"
@@ -24,8 +26,14 @@ def test_score_predictions_breakdowns_and_rounding():
 
 
 def test_the_evaluator_is_chosen_and_recorded():
-    questions = pd.DataFrame({"question_id": [1], "answers": [["yes "] * 10],
-                              "question_type": ["is the"], "answer_type": ["yes/no"]})
+    questions = pd.DataFrame(
+        {
+            "question_id": [1],
+            "answers": [["yes "] * 10],
+            "question_type": ["is the"],
+            "answer_type": ["yes/no"],
+        }
+    )
     assert score_predictions(questions, {1: "yes"}, "val")["overall"] == 100.0
     old = score_predictions(questions, {1: "yes"}, "val", evaluator="2017")
     assert old["overall"] == 0.0 and old["evaluator"] == "2017"
@@ -34,8 +42,14 @@ def test_the_evaluator_is_chosen_and_recorded():
 
 
 def test_missing_prediction_is_an_error():
-    questions = pd.DataFrame({"question_id": [1, 2], "answers": [["a"], ["b"]],
-                              "question_type": ["x", "x"], "answer_type": ["other"] * 2})
+    questions = pd.DataFrame(
+        {
+            "question_id": [1, 2],
+            "answers": [["a"], ["b"]],
+            "question_type": ["x", "x"],
+            "answer_type": ["other"] * 2,
+        }
+    )
     with pytest.raises(DatasetError, match="question_id=2"):
         score_predictions(questions, {1: "a"}, "test")
 

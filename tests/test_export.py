@@ -8,22 +8,33 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import TINY_CONFIG, draw_shape
+
 from vqa.cli import main as vqa_main
 from vqa.errors import RunDirError, VQAError
 
 ROOT = Path(__file__).resolve().parents[1]
-QUESTIONS = ["What color is the shape?", "what shape is in the image?",
-             "is there a red shape?", "is there a purple zebra?"]
+QUESTIONS = [
+    "What color is the shape?",
+    "what shape is in the image?",
+    "is there a red shape?",
+    "is there a purple zebra?",
+]
 
 
 def _images():
     """The same four images as each kind the API accepts."""
     import io
 
-    images = [draw_shape(c, s) for c, s in (("red", "circle"), ("blue", "rectangle"),
-                                             ("blue", "circle"), ("red", "rectangle"))]
+    images = [
+        draw_shape(c, s)
+        for c, s in (
+            ("red", "circle"),
+            ("blue", "rectangle"),
+            ("blue", "circle"),
+            ("red", "rectangle"),
+        )
+    ]
     png = io.BytesIO()
     images[1].save(png, format="PNG")
     return [images[0], png.getvalue(), np.asarray(images[2]), images[3].resize((200, 120))]
@@ -33,22 +44,34 @@ def _images():
 def pretrained_run(tmp_path_factory):
     """A run on cached Lite0 features (the demo's kind): the bundle holds the backbone."""
     from conftest import make_tiny_dataset
+
     from vqa.config import Config, ModelConfig
     from vqa.training import train
 
     tmp = tmp_path_factory.mktemp("pretrained")
-    config = Config(ModelConfig(image_encoder="pretrained", image_dim=16, embedding_dim=8,
-                                question_dim=16, max_question_length=8, fusion_dim=16,
-                                classifier_dim=16), TINY_CONFIG.train.__class__(
-                                    **{**TINY_CONFIG.train.__dict__, "epochs": 1}))
+    config = Config(
+        ModelConfig(
+            image_encoder="pretrained",
+            image_dim=16,
+            embedding_dim=8,
+            question_dim=16,
+            max_question_length=8,
+            fusion_dim=16,
+            classifier_dim=16,
+        ),
+        TINY_CONFIG.train.__class__(**{**TINY_CONFIG.train.__dict__, "epochs": 1}),
+    )
     train(make_tiny_dataset(tmp / "tiny"), tmp / "run", config, verbose=0)
     return tmp / "run"
 
 
 @pytest.fixture(scope="module", params=["attention", "pretrained"])
 def exported(request, tmp_path_factory, tiny_attention_run):
-    run = tiny_attention_run if request.param == "attention" else \
-        request.getfixturevalue("pretrained_run")
+    run = (
+        tiny_attention_run
+        if request.param == "attention"
+        else request.getfixturevalue("pretrained_run")
+    )
     bundle = tmp_path_factory.mktemp("bundles") / request.param
     assert vqa_main(["export", str(run), "--out", str(bundle)]) == 0
     return run, bundle
@@ -58,8 +81,8 @@ def test_the_bundle_holds_one_graph_and_what_answering_needs(exported):
     run, bundle = exported
     info = json.loads((bundle / "bundle.json").read_text())
     assert sorted(p.name for p in bundle.iterdir()) == sorted(
-        ["bundle.json", "model.onnx", "question_vocab.json", "answer_vocab.json",
-         "model_card.json"])
+        ["bundle.json", "model.onnx", "question_vocab.json", "answer_vocab.json", "model_card.json"]
+    )
     assert info["format"] == "onnx" and info["inputs"]["pixels"]["shape"][0] is None
     assert max(info["check"]["max_abs_difference"].values()) < 1e-4
     import onnxruntime
@@ -114,8 +137,9 @@ except SystemExit as done:
     assert done.code == 0
 assert not any(m.split(".")[0] in ("tensorflow", "keras") for m in sys.modules)
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     answer, probability, has_card = done.stdout.splitlines()[0].split()
     assert 0 < float(probability) <= 1 and has_card == "True"
@@ -135,8 +159,7 @@ def test_vqa_ask_answers_from_a_bundle(exported, tmp_path, capsys):
     assert outputs[1][-1].startswith("model: trained on tiny")
     if json.loads((bundle / "bundle.json").read_text())["grid_shape"]:  # --explain too
         why = tmp_path / "why.png"
-        assert vqa_main(["ask", str(bundle), str(image), "what shape?", "--explain",
-                         str(why)]) == 0
+        assert vqa_main(["ask", str(bundle), str(image), "what shape?", "--explain", str(why)]) == 0
         assert why.stat().st_size > 5_000
 
 
@@ -144,8 +167,9 @@ def test_export_refuses_in_one_line(tiny_run, tmp_path, capsys):
     run, _ = tiny_run
     (tmp_path / "taken").mkdir()
     for argv, message in (
-            (["export", str(tmp_path / "nothing"), "--out", str(tmp_path / "b")], "not"),
-            (["export", str(run), "--out", str(tmp_path / "taken")], "exists; pass --overwrite")):
+        (["export", str(tmp_path / "nothing"), "--out", str(tmp_path / "b")], "not"),
+        (["export", str(run), "--out", str(tmp_path / "taken")], "exists; pass --overwrite"),
+    ):
         assert vqa_main(argv) == 1
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
@@ -166,13 +190,15 @@ def test_the_runtime_refuses_what_it_cannot_read(tiny_run, tmp_path):
     (tmp_path / "b" / "bundle.json").write_text(json.dumps({"format": "saved_model"}))
     for name in ("question_vocab.json", "answer_vocab.json"):
         (tmp_path / "b" / name).write_text((run / name).read_text())
-    with pytest.raises(RunDirError, match="holds a saved_model export; vqa.runtime answers "
-                                          "from ONNX bundles"):
+    with pytest.raises(
+        RunDirError, match="holds a saved_model export; vqa.runtime answers from ONNX bundles"
+    ):
         runtime.load(tmp_path / "b")
 
 
-@pytest.mark.parametrize("fmt, model_file", [("saved_model", "saved_model"),
-                                             ("litert", "model.tflite")])
+@pytest.mark.parametrize(
+    "fmt, model_file", [("saved_model", "saved_model"), ("litert", "model.tflite")]
+)
 def test_the_other_formats_export(tiny_run, tmp_path, fmt, model_file):
     from vqa.export import export_run
 
@@ -197,13 +223,22 @@ def test_vqa_serve_answers_from_a_bundle(exported):
     try:
         image = io_png(draw_shape("red", "circle"))
         boundary = "b0undary"
-        body = (f'--{boundary}\r\nContent-Disposition: form-data; name="question"\r\n\r\n'
-                f'what color is the shape?\r\n--{boundary}\r\nContent-Disposition: form-data; '
-                f'name="image"; filename="x.png"\r\n\r\n').encode() + image + \
-            f"\r\n--{boundary}--\r\n".encode()
+        body = (
+            (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="question"\r\n\r\n'
+                f"what color is the shape?\r\n--{boundary}\r\nContent-Disposition: form-data; "
+                f'name="image"; filename="x.png"\r\n\r\n'
+            ).encode()
+            + image
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
         connection = http.client.HTTPConnection(*httpd.server_address[:2], timeout=60)
-        connection.request("POST", "/api/answer", body,
-                           {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        connection.request(
+            "POST",
+            "/api/answer",
+            body,
+            {"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        )
         reply = json.loads(connection.getresponse().read())
         connection.close()
     finally:

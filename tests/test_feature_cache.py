@@ -1,22 +1,19 @@
 """The feature cache: extraction, resuming, shards, settings checks, training on it."""
 
-
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import TINY_CONFIG, draw_shape, make_tiny_dataset
 
 import vqa.features.cache as cache_module
-from conftest import TINY_CONFIG, draw_shape, make_tiny_dataset
 from vqa import Answerer, evaluate_run
 from vqa.cli import main
 from vqa.config import Config, ModelConfig, load_config
-from vqa.features.cache import (FeatureCache, FeatureCacheError, extract_features,
-                                feature_paths)
+from vqa.features.cache import FeatureCache, FeatureCacheError, extract_features, feature_paths
 from vqa.training import train
 
-SMALL = {"backbone": "efficientnet_lite0", "batch_size": 2, "chunk_size": 4,
-         "progress": False}
+SMALL = {"backbone": "efficientnet_lite0", "batch_size": 2, "chunk_size": 4, "progress": False}
 
 
 @pytest.fixture(scope="module")
@@ -108,13 +105,16 @@ def test_a_short_last_batch_is_padded_to_the_traced_size(reference, tmp_path, mo
 
     sizes = []
     real = keras.Model.predict_on_batch
-    monkeypatch.setattr(keras.Model, "predict_on_batch",
-                        lambda self, x: sizes.append(len(x)) or real(self, x))
-    path = extract_features(_copy(tmp_path), "efficientnet_lite0", batch_size=5, chunk_size=12,
-                            progress=False)
+    monkeypatch.setattr(
+        keras.Model, "predict_on_batch", lambda self, x: sizes.append(len(x)) or real(self, x)
+    )
+    path = extract_features(
+        _copy(tmp_path), "efficientnet_lite0", batch_size=5, chunk_size=12, progress=False
+    )
     assert sizes == [5, 5, 5]  # 12 images: 5, 5, and 2 padded to 5
-    np.testing.assert_allclose(_read(path).astype("float32"),
-                               reference[0].astype("float32"), rtol=2e-2, atol=2e-2)
+    np.testing.assert_allclose(
+        _read(path).astype("float32"), reference[0].astype("float32"), rtol=2e-2, atol=2e-2
+    )
 
 
 def test_feature_cache_reads_rows_in_any_order(reference, tmp_path):
@@ -134,8 +134,11 @@ def test_rows_are_read_by_offset_unless_the_chunks_are_compressed(tmp_path, comp
     path = tmp_path / "f.h5"
     with h5py.File(path, "w") as f:
         f.create_dataset("features", data=grids, chunks=(1, 2, 2, 3), compression=compression)
-        f.create_dataset("image_id", data=np.array([f"i{k}" for k in range(9)], dtype=object),
-                         dtype=h5py.string_dtype())
+        f.create_dataset(
+            "image_id",
+            data=np.array([f"i{k}" for k in range(9)], dtype=object),
+            dtype=h5py.string_dtype(),
+        )
     cache = FeatureCache(path, manifest=None)
     assert (cache._offsets is not None) == (compression is None)  # the fast path or h5py
     rows = np.array([8, 0, 3, 3, 7])
@@ -148,8 +151,9 @@ def test_a_cache_cut_short_is_a_clear_error(tmp_path):
     path = tmp_path / "f.h5"
     with h5py.File(path, "w") as f:
         f.create_dataset("features", data=grids, chunks=(1, 2, 2, 3))
-        f.create_dataset("image_id", data=np.array(list("abcd"), dtype=object),
-                         dtype=h5py.string_dtype())
+        f.create_dataset(
+            "image_id", data=np.array(list("abcd"), dtype=object), dtype=h5py.string_dtype()
+        )
     cache = FeatureCache(path, manifest=None)
     last = int(cache._offsets.max())
     with open(path, "r+b") as f:
@@ -178,9 +182,18 @@ def test_each_input_size_has_its_own_cache(tmp_path):
 
 def test_train_and_answer_on_cached_features(tmp_path):
     ds = _copy(tmp_path)
-    config = Config(ModelConfig(image_encoder="pretrained", image_dim=16, embedding_dim=8,
-                                question_dim=16, max_question_length=8, fusion_dim=16,
-                                classifier_dim=16), TINY_CONFIG.train)
+    config = Config(
+        ModelConfig(
+            image_encoder="pretrained",
+            image_dim=16,
+            embedding_dim=8,
+            question_dim=16,
+            max_question_length=8,
+            fusion_dim=16,
+            classifier_dim=16,
+        ),
+        TINY_CONFIG.train,
+    )
     summary = train(ds, tmp_path / "run", config, verbose=0)  # extracts the cache first
     # backbone_image_size 0: the 48 px images are seen at 64 px (a 2x2 grid), and the run
     # records that size.
@@ -192,8 +205,10 @@ def test_train_and_answer_on_cached_features(tmp_path):
     # The same seed gives the same run whether the cache had to be extracted first or not
     # (building the backbone draws random numbers; the model's own are drawn after that).
     train(ds, tmp_path / "again", config, verbose=0)
-    first, again = (pd.read_csv(tmp_path / run / "history.csv").drop(columns="seconds")
-                    for run in ("run", "again"))
+    first, again = (
+        pd.read_csv(tmp_path / run / "history.csv").drop(columns="seconds")
+        for run in ("run", "again")
+    )
     pd.testing.assert_frame_equal(first, again)
     metrics = evaluate_run(tmp_path / "run", ds, "test")
     assert metrics["n_questions"] == len(ds.split("test"))
@@ -205,8 +220,9 @@ def test_train_and_answer_on_cached_features(tmp_path):
     grid = answerer._grids(answerer.preprocessing.pixels(ds.image_path(image_id))[None])[0]
     cache = FeatureCache.open(ds, "efficientnet_lite0", 64)
     assert grid.shape == cache.shape[1:] == (2, 2, 1280)
-    np.testing.assert_allclose(grid, cache[[cache.rows[image_id]]][0].astype("float32"),
-                               rtol=2e-2, atol=2e-2)
+    np.testing.assert_allclose(
+        grid, cache[[cache.rows[image_id]]][0].astype("float32"), rtol=2e-2, atol=2e-2
+    )
     # A pooled model has no attention: --explain draws its Grad-CAM over the 2x2 grid.
     image = draw_shape("red", "circle")
     cam = answerer.grad_cam(image, "what color is the shape?", result.answer)
@@ -225,23 +241,32 @@ def test_extract_command(tmp_path, capsys):
 
 def test_fine_tune_trains_the_backbone_end_to_end(tmp_path):
     ds = _copy(tmp_path)
-    config = Config(ModelConfig(image_encoder="pretrained", image_dim=16, embedding_dim=8,
-                                question_dim=16, max_question_length=8, fusion_dim=16,
-                                classifier_dim=16),
-                    TINY_CONFIG.train).with_train(epochs=1, fine_tune=True, batch_size=8,
-                                                  backbone_learning_rate=1e-4)
+    config = Config(
+        ModelConfig(
+            image_encoder="pretrained",
+            image_dim=16,
+            embedding_dim=8,
+            question_dim=16,
+            max_question_length=8,
+            fusion_dim=16,
+            classifier_dim=16,
+        ),
+        TINY_CONFIG.train,
+    ).with_train(epochs=1, fine_tune=True, batch_size=8, backbone_learning_rate=1e-4)
     summary = train(ds, tmp_path / "run", config, verbose=0)
     assert not (ds.root / "features").exists()  # no cache needed
     answerer = Answerer.load(tmp_path / "run")
     assert answerer.image_encoder is None  # the backbone is inside the model
     assert summary["parameters"] > 3_000_000  # backbone + head
     from vqa.features.backbones import get_backbone
+
     stem = get_backbone("efficientnet_lite0").build().get_layer("stem_conv").get_weights()[0]
     tuned = answerer.model.get_layer("efficientnet_lite0").get_layer("stem_conv")
     delta = np.abs(tuned.get_weights()[0] - stem).max()
     assert 0 < delta < 1e-3  # it moved, at the backbone's rate (4 steps of <= 1e-4), not 1e-3
-    result = answerer.answer(ds.image_path(ds.split("test")["image_id"].iloc[0]),
-                             "what shape is in the image?")
+    result = answerer.answer(
+        ds.image_path(ds.split("test")["image_id"].iloc[0]), "what shape is in the image?"
+    )
     assert 0 < result.probability <= 1
     assert evaluate_run(tmp_path / "run", ds, "test")["n_questions"] == len(ds.split("test"))
 
@@ -253,13 +278,23 @@ def test_evaluating_on_new_data_extracts_with_the_runs_weights(tmp_path):
     weights = tmp_path / "other.weights.h5"
     lite0 = get_backbone("efficientnet_lite0").build(include_top=True)
     lite0.get_layer("head_bn").set_weights(
-        [w * 1.5 for w in lite0.get_layer("head_bn").get_weights()])
+        [w * 1.5 for w in lite0.get_layer("head_bn").get_weights()]
+    )
     lite0.save_weights(weights)
     train_ds = make_tiny_dataset(tmp_path / "a" / "tiny")
     extract_features(train_ds, weights=weights, **SMALL)
-    config = Config(ModelConfig(image_encoder="pretrained", image_dim=16, embedding_dim=8,
-                                question_dim=16, max_question_length=8, fusion_dim=16,
-                                classifier_dim=16), TrainConfig(epochs=1, batch_size=16))
+    config = Config(
+        ModelConfig(
+            image_encoder="pretrained",
+            image_dim=16,
+            embedding_dim=8,
+            question_dim=16,
+            max_question_length=8,
+            fusion_dim=16,
+            classifier_dim=16,
+        ),
+        TrainConfig(epochs=1, batch_size=16),
+    )
     train(train_ds, tmp_path / "run", config, verbose=0)
     other_ds = make_tiny_dataset(tmp_path / "b" / "tiny")  # no cache yet
     metrics = evaluate_run(tmp_path / "run", other_ds, "test")
@@ -279,8 +314,9 @@ def test_a_shard_being_extracted_is_refused_to_a_second_process(tmp_path):
     fd = os.open(lock, os.O_RDWR | os.O_CREAT)  # as the other process holds it
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(FeatureCacheError, match="in use: another vqa process is "
-                                                    "extracting shard 0/1"):
+        with pytest.raises(
+            FeatureCacheError, match="in use: another vqa process is extracting shard 0/1"
+        ):
             extract_features(ds, **{**SMALL, "chunk_size": 4})
     finally:
         os.close(fd)  # the kernel drops it, as at any exit

@@ -18,8 +18,7 @@ from vqa.config import Config, ModelConfig
 from vqa.data.dataset import PreparedDataset
 from vqa.data.images import native_image_size
 from vqa.errors import ConfigError, VQAError
-from vqa.features.backbones import (BACKBONES, ChannelNormalization, WeightsError,
-                                    get_backbone)
+from vqa.features.backbones import BACKBONES, ChannelNormalization, WeightsError, get_backbone
 from vqa.features.imagenet import classify
 from vqa.features.torch_checkpoint import LEGACY_MAGIC, CheckpointError, load_state_dict
 
@@ -34,14 +33,19 @@ def lite0_state():
 @pytest.fixture(scope="module")
 def sample_photos():
     data = load_sample_images()
-    return {name.rsplit("/", 1)[-1]: Image.fromarray(img)
-            for name, img in zip(data.filenames, data.images)}
+    return {
+        name.rsplit("/", 1)[-1]: Image.fromarray(img)
+        for name, img in zip(data.filenames, data.images)
+    }
 
 
 def test_checkpoint_reads_without_torch(lite0_state):
     assert len(lite0_state) == 296
-    trainable = sum(v.size for k, v in lite0_state.items()
-                    if not k.endswith(("running_mean", "running_var", "num_batches_tracked")))
+    trainable = sum(
+        v.size
+        for k, v in lite0_state.items()
+        if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))
+    )
     assert trainable == 4_652_008
     assert lite0_state["_conv_stem.weight"].shape == (32, 3, 3, 3)
     assert lite0_state["_fc.weight"].shape == (1000, 1280)
@@ -60,6 +64,7 @@ def _legacy_file(path, payload_pickle: bytes):
 class _Exploit:
     def __reduce__(self):
         import os
+
         return os.system, ("touch pwned",)
 
 
@@ -71,11 +76,14 @@ def test_checkpoint_that_would_run_code_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "pwned").exists()
 
 
-@pytest.mark.parametrize("make, match", [
-    (lambda p: zipfile.ZipFile(p, "w").close(), "zip-format"),
-    (lambda p: p.write_bytes(b"\x80\x02K\x01."), "bad magic"),
-    (lambda p: p.write_bytes(b""), "not a readable checkpoint"),
-])
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda p: zipfile.ZipFile(p, "w").close(), "zip-format"),
+        (lambda p: p.write_bytes(b"\x80\x02K\x01."), "bad magic"),
+        (lambda p: p.write_bytes(b""), "not a readable checkpoint"),
+    ],
+)
 def test_bad_checkpoints(tmp_path, make, match):
     make(tmp_path / "x.pth")
     with pytest.raises(CheckpointError, match=match):
@@ -99,8 +107,7 @@ def test_lite0_converted_at_another_size_loads_at_every_size(tmp_path, monkeypat
     full = get_backbone("efficientnet_lite0").build(include_top=True)  # loads the file
     assert len(full.weights) == len(small.weights) > 200
     for a, b in zip(small.weights, full.weights):
-        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a),
-                                      keras.ops.convert_to_numpy(b))
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
 
 
 def test_lite0_grid_without_top():
@@ -131,8 +138,9 @@ def test_offline_keras_weights_error_names_the_file(tmp_path, monkeypatch):
 
 
 def test_local_weights_file(tmp_path):
-    keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3),
-                                   include_top=False).save_weights(tmp_path / "m.weights.h5")
+    keras.applications.MobileNetV2(
+        weights=None, input_shape=(224, 224, 3), include_top=False
+    ).save_weights(tmp_path / "m.weights.h5")
     model = get_backbone("mobilenet_v2").build(weights=tmp_path / "m.weights.h5")
     assert tuple(model.output.shape) == (None, 7, 7, 1280)
     with pytest.raises(WeightsError, match="not found"):
@@ -169,9 +177,12 @@ def test_tensor_outside_its_storage_is_refused():
     from vqa.features import torch_checkpoint as tc
 
     ref = tc._StorageRef("0", np.float32)
-    for storage, offset, shape, stride in ((ref, 0, (4,), (-1,)), (ref, -1, (4,), (1,)),
-                                           ("not a storage", 0, (4,), (1,)),
-                                           (ref, 0, (4, 1), (1,))):
+    for storage, offset, shape, stride in (
+        (ref, 0, (4,), (-1,)),
+        (ref, -1, (4,), (1,)),
+        ("not a storage", 0, (4,), (1,)),
+        (ref, 0, (4, 1), (1,)),
+    ):
         with pytest.raises(CheckpointError, match="Malformed tensor"):
             tc._rebuild_tensor_v2(storage, offset, shape, stride)
     with pytest.raises(CheckpointError, match="past the end"):
@@ -184,8 +195,10 @@ def test_lite0_at_a_smaller_input_size_keeps_its_imagenet_weights(sample_photos)
     model = small.build(include_top=False)
     assert tuple(model.output.shape) == (None, 3, 3, 1280)
     # The same convolution weights as at 224: only the input size differs.
-    np.testing.assert_array_equal(model.get_layer("stem_conv").get_weights()[0],
-                                  full.build().get_layer("stem_conv").get_weights()[0])
+    np.testing.assert_array_equal(
+        model.get_layer("stem_conv").get_weights()[0],
+        full.build().get_layer("stem_conv").get_weights()[0],
+    )
     # No border crop at a small size: a wide image loses only its long side's excess.
     pixels = small.preprocess(sample_photos["flower.jpg"])
     assert pixels.shape == (96, 96, 3)
@@ -193,9 +206,17 @@ def test_lite0_at_a_smaller_input_size_keeps_its_imagenet_weights(sample_photos)
         get_backbone("efficientnet_lite0", 100)
 
 
-@pytest.mark.parametrize("sizes, expected", [
-    ([(64, 64)], 64), ([(75, 75)], 96), ([(128, 128)], 128), ([(640, 480), (500, 375)], 224),
-    ([(20, 30)], 64), ([(64, 64), (64, 64), (640, 480)], 64)])
+@pytest.mark.parametrize(
+    "sizes, expected",
+    [
+        ([(64, 64)], 64),
+        ([(75, 75)], 96),
+        ([(128, 128)], 128),
+        ([(640, 480), (500, 375)], 224),
+        ([(20, 30)], 64),
+        ([(64, 64), (64, 64), (640, 480)], 64),
+    ],
+)
 def test_backbone_size_left_at_0_suits_the_dataset(sizes, expected):
     assert native_image_size([w for w, _ in sizes], [h for _, h in sizes]) == expected
     images = pd.DataFrame({"width": [w for w, _ in sizes], "height": [h for _, h in sizes]})

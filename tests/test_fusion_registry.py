@@ -3,9 +3,9 @@
 
 import keras
 import pytest
+from conftest import TINY_CONFIG, draw_shape
 from keras import ops
 
-from conftest import TINY_CONFIG, draw_shape
 from vqa.config import Config, ModelConfig, load_config, save_config
 from vqa.errors import ConfigError
 from vqa.models.fusions import FUSIONS, fusion_options, register_fusion
@@ -36,8 +36,9 @@ class ScaledSumFusion(keras.layers.Layer):
 
     def call(self, inputs):
         question, image = inputs
-        return self.scale * ops.relu(self.project_question(question)
-                                     + self.project_image(image))  # [batch, units]
+        return self.scale * ops.relu(
+            self.project_question(question) + self.project_image(image)
+        )  # [batch, units]
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.units)
@@ -47,10 +48,10 @@ class ScaledSumFusion(keras.layers.Layer):
 
 
 def _config(**options):
-    model = ModelConfig(**{**TINY_CONFIG.model.__dict__, "fusion": "test_scaled_sum",
-                           "fusion_options": options})
-    return Config(model, TINY_CONFIG.train.__class__(**{**TINY_CONFIG.train.__dict__,
-                                                        "epochs": 1}))
+    model = ModelConfig(
+        **{**TINY_CONFIG.model.__dict__, "fusion": "test_scaled_sum", "fusion_options": options}
+    )
+    return Config(model, TINY_CONFIG.train.__class__(**{**TINY_CONFIG.train.__dict__, "epochs": 1}))
 
 
 def test_the_registry_describes_the_new_fusion():
@@ -75,8 +76,10 @@ def test_a_fusion_defined_here_trains_saves_and_answers(tiny_dataset, tmp_path):
 
     run, recipe = tmp_path / "run", tmp_path / "scaled-sum.yaml"
     save_config(TINY_CONFIG.with_train(epochs=1), recipe)  # the one YAML: the tiny model,
-    text = recipe.read_text().replace("  fusion: elementwise\n",  # with this fusion
-                                      "  fusion: test_scaled_sum\n  scale: 2.0\n")
+    text = recipe.read_text().replace(
+        "  fusion: elementwise\n",  # with this fusion
+        "  fusion: test_scaled_sum\n  scale: 2.0\n",
+    )
     recipe.write_text(text)
     assert load_config(recipe) == _config(scale=2.0)
     summary = train(tiny_dataset.root, run, recipe, verbose=0)
@@ -91,8 +94,11 @@ def test_a_fusion_defined_here_trains_saves_and_answers(tiny_dataset, tmp_path):
 def test_its_options_are_checked_before_any_data_is_read(tmp_path):
     from vqa.training import train
 
-    with pytest.raises(ConfigError, match=r"Unknown option\(s\) \['sclae'\] of fusion "
-                       r"test_scaled_sum .*Did you mean 'scale' for 'sclae'\?"):
+    with pytest.raises(
+        ConfigError,
+        match=r"Unknown option\(s\) \['sclae'\] of fusion "
+        r"test_scaled_sum .*Did you mean 'scale' for 'sclae'\?",
+    ):
         train(tmp_path / "no-such-data", tmp_path / "run", _config(sclae=2.0), verbose=0)
     with pytest.raises(ConfigError, match="scale must be positive"):
         train(tmp_path / "no-such-data", tmp_path / "run", _config(scale=-1.0), verbose=0)

@@ -29,7 +29,8 @@ def test_only_that_hops_rows_are_zeroed(tiny_attention_run, tmp_path, hop):
     kept = np.delete(np.arange(32), np.arange(32)[cut])
     np.testing.assert_array_equal(after[kept], before[kept])
     assert (out / files.ANSWER_VOCAB).read_text() == (
-        tiny_attention_run / files.ANSWER_VOCAB).read_text()
+        tiny_attention_run / files.ANSWER_VOCAB
+    ).read_text()
 
 
 def test_refuses_what_it_cannot_ablate(tiny_run, tiny_attention_run, tmp_path, capsys):
@@ -41,18 +42,25 @@ def test_refuses_what_it_cannot_ablate(tiny_run, tiny_attention_run, tmp_path, c
     assert "exists" in capsys.readouterr().err
 
 
-def test_words_cut_off_every_hops_word_projection(tiny_dataset, tiny_attention_run,
-                                                  tmp_path, capsys):
+def test_words_cut_off_every_hops_word_projection(
+    tiny_dataset, tiny_attention_run, tmp_path, capsys
+):
     from dataclasses import replace
 
     from conftest import TINY_CONFIG
+
     from vqa.config import Config
     from vqa.training import train
 
     run = tmp_path / "words"
-    train(tiny_dataset.root, run, Config(replace(TINY_CONFIG.model, attention_hops=2,
-                                                 attention_words=True), TINY_CONFIG.train),
-          verbose=0)
+    train(
+        tiny_dataset.root,
+        run,
+        Config(
+            replace(TINY_CONFIG.model, attention_hops=2, attention_words=True), TINY_CONFIG.train
+        ),
+        verbose=0,
+    )
 
     def values(path):
         layer = keras.models.load_model(path / files.MODEL, compile=False).get_layer("attention")

@@ -10,14 +10,17 @@ from vqa.models import build_model
 
 
 def test_the_gradient_is_the_finite_difference_and_the_map_a_distribution():
-    config = ModelConfig(image_dim=8, embedding_dim=4, question_dim=8, fusion_dim=8,
-                         classifier_dim=8, dropout=0.0)
+    config = ModelConfig(
+        image_dim=8, embedding_dim=4, question_dim=8, fusion_dim=8, classifier_dim=8, dropout=0.0
+    )
     keras.utils.set_random_seed(0)
     model = build_model(config, 12, 5, grid_shape=(3, 3, 4))
     rng = np.random.default_rng(0)
-    inputs = {"image": rng.random((1, 3, 3, 4)).astype("float32"),
-              "about_image": np.zeros(1, "int32"),
-              "question": np.array([[3, 4, 5, 0]], "int32")}
+    inputs = {
+        "image": rng.random((1, 3, 3, 4)).astype("float32"),
+        "about_image": np.zeros(1, "int32"),
+        "question": np.array([[3, 4, 5, 0]], "int32"),
+    }
     gradient = input_gradient(model, inputs, 2)
     assert gradient.shape == (1, 3, 3, 4)
 
@@ -37,6 +40,7 @@ def test_the_gradient_is_the_finite_difference_and_the_map_a_distribution():
 
 def test_a_small_cnn_run_explains_with_the_grad_cam_of_its_own_grid(tiny_run, tmp_path):
     from conftest import draw_shape
+
     from vqa.answering import Answerer
 
     run, _ = tiny_run  # small CNN, no attention: the grid is its CNN's, 8 x 8

@@ -10,10 +10,10 @@ import zlib
 
 import numpy as np
 import pytest
+from conftest import draw_shape
 from PIL import Image, ImageDraw
 
-from conftest import draw_shape
-from vqa.answering import AnswerResult, Answerer
+from vqa.answering import Answerer, AnswerResult
 from vqa.data.images import MAX_PIXELS, decode_image, load_image, open_image, to_pil
 from vqa.errors import ImageError
 
@@ -43,6 +43,7 @@ def _transparent_png(mode):
         img = _shape("RGBA" if mode == "RGBA" else "LA")
         img.putalpha(0)  # see-through everywhere: composited over white
         img.save(path)
+
     return make
 
 
@@ -62,6 +63,7 @@ def _truncated(fmt):
         buffer = io.BytesIO()
         draw_shape("red", "circle", 200).save(buffer, fmt)
         path.write_bytes(buffer.getvalue()[: buffer.tell() // 2])
+
     return make
 
 
@@ -98,8 +100,7 @@ AWKWARD = {
     "exif-rotated.jpg": (lambda p: _shape("RGB").save(p, exif=_exif(6)), "answered"),
     "tiny-1x1.png": (lambda p: Image.new("RGB", (1, 1), RED).save(p), "answered"),
     "thin-1x500.png": (lambda p: Image.new("L", (1, 500), 90).save(p), "answered"),
-    "huge-10000x10000.jpg": (lambda p: Image.new("RGB", (10_000, 10_000), RED).save(p),
-                             "answered"),
+    "huge-10000x10000.jpg": (lambda p: Image.new("RGB", (10_000, 10_000), RED).save(p), "answered"),
     "truncated.png": (_truncated("PNG"), "image file is truncated"),
     "truncated.jpg": (_truncated("JPEG"), "image file is truncated"),
     "truncated.gif": (_truncated("GIF"), "image file is truncated"),
@@ -109,8 +110,10 @@ AWKWARD = {
     "empty.png": (lambda p: p.write_bytes(b""), "the file is empty"),
     "notes.txt": (lambda p: p.write_text("what colour is the shape?\n"), "not an image file"),
     "text-named.png": (lambda p: p.write_text("<html></html>"), "not an image file"),
-    "random-bytes.jpg": (lambda p: p.write_bytes(np.random.default_rng(0).bytes(5000)),
-                         "not an image file"),
+    "random-bytes.jpg": (
+        lambda p: p.write_bytes(np.random.default_rng(0).bytes(5000)),
+        "not an image file",
+    ),
     "bomb-20000x20000.png": (_bomb, "over the 100 MP limit"),
 }
 
@@ -128,9 +131,11 @@ def test_every_awkward_image_is_answered_or_refused_in_one_line(tiny_run, awkwar
     answerer = Answerer.load(tiny_run[0])
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        results = answerer.answer_batch([awkward / n for n in names],
-                                        ["What color is the shape?"] * len(names),
-                                        on_error="return")
+        results = answerer.answer_batch(
+            [awkward / n for n in names],
+            ["What color is the shape?"] * len(names),
+            on_error="return",
+        )
     for name, result in zip(names, results):
         expected = AWKWARD[name][1]
         if expected == "answered":
@@ -147,9 +152,21 @@ def test_a_bad_image_alone_raises_its_error(tiny_run, awkward):
         Answerer.load(tiny_run[0]).answer(awkward / "truncated.gif", "what shape?")
 
 
-@pytest.mark.parametrize("name", ["mode-1.png", "mode-L.png", "mode-P.png", "mode-RGB.png",
-                                  "mode-CMYK.jpg", "mode-CMYK.tif", "format.jpg",
-                                  "format.webp", "format.bmp", "format.tif"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mode-1.png",
+        "mode-L.png",
+        "mode-P.png",
+        "mode-RGB.png",
+        "mode-CMYK.jpg",
+        "mode-CMYK.tif",
+        "format.jpg",
+        "format.webp",
+        "format.bmp",
+        "format.tif",
+    ],
+)
 def test_every_mode_and_format_gives_the_same_picture(awkward, name):
     """The shape's centre is red and the corner the light background, whatever the
     container (1-bit: the red turns black, the background white)."""
@@ -212,19 +229,26 @@ def test_huge_images_are_reduced_while_decoding(awkward, tmp_path):
     assert 192 <= min(grey.size) < 2 * 192  # PNG: box-reduced right after decoding
     assert load_image(tmp_path / "huge.png", 64)[0, 0].tolist() == [90, 90, 90]
     # Peak memory of the whole JPEG path, in a fresh process: a full decode is 300 MB.
-    code = ("import re, sys; from vqa.data.images import load_image; "
-            "load_image(sys.argv[1], 64); "
-            "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) "
-            "// 1024)")
-    out = subprocess.run([sys.executable, "-c", code, str(awkward / "huge-10000x10000.jpg")],
-                         capture_output=True, text=True, check=True)
+    code = (
+        "import re, sys; from vqa.data.images import load_image; "
+        "load_image(sys.argv[1], 64); "
+        "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) "
+        "// 1024)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(awkward / "huge-10000x10000.jpg")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert int(out.stdout) < 150, f"peak {out.stdout.strip()} MB"
 
 
 def test_bytes_are_an_image_too(awkward):
     data = (awkward / "format.webp").read_bytes()
-    np.testing.assert_array_equal(np.asarray(to_pil(data)),
-                                  np.asarray(to_pil(awkward / "format.webp")))
+    np.testing.assert_array_equal(
+        np.asarray(to_pil(data)), np.asarray(to_pil(awkward / "format.webp"))
+    )
     with pytest.raises(ImageError, match=r"^Cannot read image upload.bin: the file is empty"):
         decode_image(b"", "upload.bin")
     with pytest.raises(ImageError, match=r"\(5 bytes\): not an image file"):

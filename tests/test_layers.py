@@ -13,28 +13,89 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # package prefix -> prefixes it must never import
 FORBIDDEN = {
-    "data_prep": ("vqa.models", "vqa.training", "vqa.answering", "vqa.features",
-                  "vqa.evaluation", "vqa.serve", "vqa.compare", "vqa.cli", "vqa.config"),
+    "data_prep": (
+        "vqa.models",
+        "vqa.training",
+        "vqa.answering",
+        "vqa.features",
+        "vqa.evaluation",
+        "vqa.serve",
+        "vqa.compare",
+        "vqa.cli",
+        "vqa.config",
+    ),
     "vqa.metrics": ("vqa.", "data_prep"),
     "vqa.errors": ("vqa.", "data_prep"),
     "vqa.atomic": ("vqa.", "data_prep"),
-    "vqa.run_dir": ("vqa.config", "vqa.models", "vqa.features", "vqa.data", "vqa.training",
-                    "vqa.answering", "vqa.evaluation", "data_prep"),
+    "vqa.run_dir": (
+        "vqa.config",
+        "vqa.models",
+        "vqa.features",
+        "vqa.data",
+        "vqa.training",
+        "vqa.answering",
+        "vqa.evaluation",
+        "data_prep",
+    ),
     # Keras-free, so that a config is checked before TensorFlow loads.
-    "vqa.config": ("vqa.models", "vqa.features", "vqa.training", "vqa.answering",
-                   "vqa.evaluation", "vqa.data", "data_prep"),
-    "vqa.models": ("vqa.features", "vqa.data", "vqa.training", "vqa.answering",
-                   "vqa.evaluation", "data_prep"),
-    "vqa.features": ("vqa.config", "vqa.models", "vqa.training", "vqa.answering",
-                     "vqa.evaluation", "data_prep"),
+    "vqa.config": (
+        "vqa.models",
+        "vqa.features",
+        "vqa.training",
+        "vqa.answering",
+        "vqa.evaluation",
+        "vqa.data",
+        "data_prep",
+    ),
+    "vqa.models": (
+        "vqa.features",
+        "vqa.data",
+        "vqa.training",
+        "vqa.answering",
+        "vqa.evaluation",
+        "data_prep",
+    ),
+    "vqa.features": (
+        "vqa.config",
+        "vqa.models",
+        "vqa.training",
+        "vqa.answering",
+        "vqa.evaluation",
+        "data_prep",
+    ),
     # TensorFlow-free: what answers from an exported bundle (the import itself is tested
     # with TensorFlow blocked, in test_export.py)
-    "vqa.inference": ("vqa.models", "vqa.features", "vqa.training", "vqa.answering",
-                      "vqa.evaluation", "vqa.export", "vqa.serve", "vqa.cli", "data_prep"),
-    "vqa.runtime": ("vqa.models", "vqa.features", "vqa.training", "vqa.answering",
-                    "vqa.evaluation", "vqa.export", "vqa.serve", "vqa.cli", "data_prep"),
-    "vqa.data": ("vqa.config", "vqa.models", "vqa.features", "vqa.training",
-                 "vqa.answering", "vqa.evaluation", "data_prep"),
+    "vqa.inference": (
+        "vqa.models",
+        "vqa.features",
+        "vqa.training",
+        "vqa.answering",
+        "vqa.evaluation",
+        "vqa.export",
+        "vqa.serve",
+        "vqa.cli",
+        "data_prep",
+    ),
+    "vqa.runtime": (
+        "vqa.models",
+        "vqa.features",
+        "vqa.training",
+        "vqa.answering",
+        "vqa.evaluation",
+        "vqa.export",
+        "vqa.serve",
+        "vqa.cli",
+        "data_prep",
+    ),
+    "vqa.data": (
+        "vqa.config",
+        "vqa.models",
+        "vqa.features",
+        "vqa.training",
+        "vqa.answering",
+        "vqa.evaluation",
+        "data_prep",
+    ),
 }
 
 
@@ -44,8 +105,11 @@ def _module_name(path: Path) -> str:
 
 
 def _modules() -> dict[str, Path]:
-    return {_module_name(p): p for package in ("vqa", "data_prep")
-            for p in (ROOT / package).rglob("*.py")}
+    return {
+        _module_name(p): p
+        for package in ("vqa", "data_prep")
+        for p in (ROOT / package).rglob("*.py")
+    }
 
 
 def _imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
@@ -61,7 +125,7 @@ def _imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative: from the importing module's package up
-                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(parts + ([node.module] if node.module else []))
             for alias in node.names:  # `from vqa import run_dir` imports vqa.run_dir
                 child = f"{base}.{alias.name}"
@@ -88,7 +152,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         state[node] = "open"
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == "open":
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state:
                 cycle = visit(nxt, path + [nxt])
                 if cycle:
@@ -112,12 +176,14 @@ def test_no_import_cycles(graph):
 
 
 def test_layers_import_only_what_lies_below(graph):
-    wrong = [f"{module} imports {target}"
-             for module, targets in sorted(graph.items())
-             for layer, banned in FORBIDDEN.items()
-             if module == layer or module.startswith(layer + ".")
-             for target in sorted(targets) if target.startswith(banned)
-             and not (target == layer or target.startswith(layer + "."))]
+    wrong = [
+        f"{module} imports {target}"
+        for module, targets in sorted(graph.items())
+        for layer, banned in FORBIDDEN.items()
+        if module == layer or module.startswith(layer + ".")
+        for target in sorted(targets)
+        if target.startswith(banned) and not (target == layer or target.startswith(layer + "."))
+    ]
     assert not wrong, "\n".join(wrong)
 
 

@@ -7,13 +7,20 @@ import json
 import random
 from pathlib import Path
 
+import official_vqa_eval as official
 import pandas as pd
 import pytest
 
-import official_vqa_eval as official
 from vqa.evaluation import score_predictions
-from vqa.metrics import (EVALUATORS, answer_scores, best_answer, normalize_answer,
-                         normalize_punctuation, percent, vqa_accuracy)
+from vqa.metrics import (
+    EVALUATORS,
+    answer_scores,
+    best_answer,
+    normalize_answer,
+    normalize_punctuation,
+    percent,
+    vqa_accuracy,
+)
 from vqa.metrics.vqa_accuracy import _CONTRACTIONS
 
 # sha256 of json.dumps(sorted(contractions.items())) of vqaEval.py at a013f00 (master);
@@ -84,8 +91,9 @@ def test_python2_quirks_of_the_punctuation_step():
     assert normalize_punctuation("3.5") == "3.5"  # a period before a digit stays
 
 
-@pytest.mark.parametrize("matches, expected", [(0, 0.0), (1, 0.3), (2, 0.6), (3, 0.9),
-                                               (4, 1.0), (10, 1.0)])
+@pytest.mark.parametrize(
+    "matches, expected", [(0, 0.0), (1, 0.3), (2, 0.6), (3, 0.9), (4, 1.0), (10, 1.0)]
+)
 @pytest.mark.parametrize("evaluator", sorted(EVALUATORS))
 def test_leave_one_out_steps(matches, expected, evaluator):
     humans = ["yes"] * matches + ["no"] * (10 - matches)
@@ -100,8 +108,11 @@ def test_single_reference_is_exact_match_after_normalisation():
 
 
 def test_unknown_evaluator_is_refused():
-    with pytest.raises(ValueError, match=r"Expected one of \['2017', '2021'\]. "
-                                         r"Received: evaluator='2019'"):
+    with pytest.raises(
+        ValueError,
+        match=r"Expected one of \['2017', '2021'\]. "
+        r"Received: evaluator='2019'",
+    ):
         vqa_accuracy("yes", ["yes"] * 10, "2019")
 
 
@@ -112,15 +123,18 @@ def test_rounding_is_python2s():
     assert percent([0.3, 0.6, 0.9]) == 60.0
 
 
-@pytest.mark.parametrize("humans", [
-    ["red"] * 2 + ["Red."] + ["blue"] * 7,
-    ["two"] * 10,
-    ["2"] * 3 + ["two"] * 7,
-    ["yes "] * 6 + ["no"] * 4,
-    ["t-shirt"] * 10,
-    ["yes"],
-    ["Two"],
-])
+@pytest.mark.parametrize(
+    "humans",
+    [
+        ["red"] * 2 + ["Red."] + ["blue"] * 7,
+        ["two"] * 10,
+        ["2"] * 3 + ["two"] * 7,
+        ["yes "] * 6 + ["no"] * 4,
+        ["t-shirt"] * 10,
+        ["yes"],
+        ["Two"],
+    ],
+)
 @pytest.mark.parametrize("evaluator", sorted(EVALUATORS))
 def test_answer_scores_are_the_metric_per_answer(humans, evaluator):
     scores = answer_scores(humans, evaluator)
@@ -138,7 +152,8 @@ def test_training_targets_follow_the_default_evaluator():
     assert answer_scores(["two"] * 10, "2017") == {}  # nothing can score
     assert answer_scores(["Two"]) == {"2": 1.0}
     assert answer_scores(["red"] * 2 + ["Red."] + ["blue"] * 7) == pytest.approx(
-        {"red": 0.9, "Red.": 0.9, "blue": 1.0})
+        {"red": 0.9, "Red.": 0.9, "blue": 1.0}
+    )
     assert best_answer(["two"] * 10) == "two"
     assert best_answer(["2"] * 5 + ["two"] * 5) == "2"
     assert best_answer(["red"] * 5 + ["blue"] * 5, prefer="red") == "red"
@@ -149,17 +164,58 @@ def test_training_targets_follow_the_default_evaluator():
 
 POOLS = {
     "yes/no": ["yes", "no", "Yes", "yes.", "no ", " yes", "YES", "yes\n", "nope"],
-    "number": ["2", "two", "Two", "3", "three", "1,000", "1000", "2.5", "10", "ten", "none",
-               "0", "1,\u0662", "one.", "a 2"],
-    "other": ["red", "Red", "the red one", "red one", "frisbee", "a frisbee", "t-shirt",
-              "t shirt", "tshirt", "man's hat", "mans hat", "dont know", "don't know",
-              "black/white", "black white", "black & white", "hot-dog", "blue;green",
-              "10:30", "ok!", "(left)", "left", "a.b.c", "caf\u00e9", "Caf\u00e9", "\tcat",
-              "..........................................."],
+    "number": [
+        "2",
+        "two",
+        "Two",
+        "3",
+        "three",
+        "1,000",
+        "1000",
+        "2.5",
+        "10",
+        "ten",
+        "none",
+        "0",
+        "1,\u0662",
+        "one.",
+        "a 2",
+    ],
+    "other": [
+        "red",
+        "Red",
+        "the red one",
+        "red one",
+        "frisbee",
+        "a frisbee",
+        "t-shirt",
+        "t shirt",
+        "tshirt",
+        "man's hat",
+        "mans hat",
+        "dont know",
+        "don't know",
+        "black/white",
+        "black white",
+        "black & white",
+        "hot-dog",
+        "blue;green",
+        "10:30",
+        "ok!",
+        "(left)",
+        "left",
+        "a.b.c",
+        "caf\u00e9",
+        "Caf\u00e9",
+        "\tcat",
+        "...........................................",
+    ],
 }
-QUESTION_TYPES = {"yes/no": ["is the", "are there", "does the"],
-                  "number": ["how many", "what number is"],
-                  "other": ["what color is the", "what is the man", "which", "what"]}
+QUESTION_TYPES = {
+    "yes/no": ["is the", "are there", "does the"],
+    "number": ["how many", "what number is"],
+    "other": ["what color is the", "what is the man", "which", "what"],
+}
 
 
 def ten_answer_fixture(n_questions, seed):
@@ -176,11 +232,17 @@ def ten_answer_fixture(n_questions, seed):
         else:
             main = rng.choice(pool)
             answers = [main if rng.random() < style else rng.choice(pool) for _ in range(10)]
-        annotations.append({
-            "question_id": qid, "question_type": rng.choice(QUESTION_TYPES[atype]),
-            "answer_type": atype,
-            "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1}
-                        for i, a in enumerate(answers)]})
+        annotations.append(
+            {
+                "question_id": qid,
+                "question_type": rng.choice(QUESTION_TYPES[atype]),
+                "answer_type": atype,
+                "answers": [
+                    {"answer": a, "answer_confidence": "yes", "answer_id": i + 1}
+                    for i, a in enumerate(answers)
+                ],
+            }
+        )
         prediction = rng.choice(answers + pool + ["zzz"])
         results.append({"question_id": qid, "answer": prediction})
     rng.shuffle(results)
@@ -188,11 +250,14 @@ def ten_answer_fixture(n_questions, seed):
 
 
 def ours(annotations, results, evaluator):
-    questions = pd.DataFrame({
-        "question_id": [a["question_id"] for a in annotations],
-        "answers": [[x["answer"] for x in a["answers"]] for a in annotations],
-        "question_type": [a["question_type"] for a in annotations],
-        "answer_type": [a["answer_type"] for a in annotations]})
+    questions = pd.DataFrame(
+        {
+            "question_id": [a["question_id"] for a in annotations],
+            "answers": [[x["answer"] for x in a["answers"]] for a in annotations],
+            "question_type": [a["question_type"] for a in annotations],
+            "answer_type": [a["answer_type"] for a in annotations],
+        }
+    )
     predictions = {r["question_id"]: r["answer"] for r in results}
     return score_predictions(questions, predictions, "val", evaluator)
 
@@ -244,8 +309,10 @@ def test_vocabulary_targets_are_the_metric_of_every_answer(evaluator):
     included ("two" against humans who typed "2")."""
     from vqa.metrics import AnswerScorer
 
-    vocabulary = sorted({a.strip() for pool in POOLS.values() for a in pool} |
-                        {normalize_answer(a) for pool in POOLS.values() for a in pool} - {""})
+    vocabulary = sorted(
+        {a.strip() for pool in POOLS.values() for a in pool}
+        | {normalize_answer(a) for pool in POOLS.values() for a in pool} - {""}
+    )
     scorer = AnswerScorer(vocabulary, evaluator)
     annotations, _ = ten_answer_fixture(300, 5)
     humans_list = [[x["answer"] for x in a["answers"]] for a in annotations]

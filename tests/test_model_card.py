@@ -4,6 +4,7 @@ for a question outside it."""
 import json
 
 from conftest import draw_shape
+
 from vqa import run_dir as files
 from vqa.model_card import summary, warnings_for
 
@@ -11,11 +12,14 @@ from vqa.model_card import summary, warnings_for
 def test_warnings_for_unknown_words_and_answer_types():
     words = ["how", "many", "people", "are", "there"]
     notes = warnings_for(words, ["how", "many", "people"], "no")
-    assert notes == ["the model does not know 3 of the question's 5 words: the answer is "
-                     "a guess", "the question asks for a number; 'no' is not one"]
+    assert notes == [
+        "the model does not know 3 of the question's 5 words: the answer is a guess",
+        "the question asks for a number; 'no' is not one",
+    ]
     assert warnings_for(["is", "it", "red"], [], "blue") == ["a yes/no question answered 'blue'"]
     assert warnings_for(["what", "color", "is", "it"], [], "yes") == [
-        "an open question (what...) answered 'yes'"]
+        "an open question (what...) answered 'yes'"
+    ]
     assert warnings_for(["how", "many", "dogs"], [], "3") == []
     assert warnings_for(["is", "there", "a", "dog"], ["dog"], "yes") == []  # 1 of 4 unknown
 
@@ -34,7 +38,9 @@ def test_a_trained_run_carries_its_card(tiny_run, tiny_dataset):
     assert card["accuracy"]["overall"] == metrics["overall"]
     answerer = Answerer.load(run)
     line = answerer.summary
-    assert line.startswith("trained on tiny (") and f"test accuracy {metrics['overall']:.2f}%" in line
+    assert (
+        line.startswith("trained on tiny (") and f"test accuracy {metrics['overall']:.2f}%" in line
+    )
     result = answerer.answer(draw_shape("red", "circle"), "how many zebras are there?")
     if not result.answer.isdigit():  # the tiny data has no numbers: it cannot be one
         assert "the question asks for a number" in " ".join(result.warnings)

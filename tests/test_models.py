@@ -6,12 +6,21 @@ import pytest
 
 from vqa import config as config_module
 from vqa.config import ModelConfig
-from vqa.models import FUSIONS, ConcatFusion, ElementwiseFusion, build_model, losses
-from vqa.models import attention, builder, encoders, fusions
+from vqa.features.backbones import grid_shape
+from vqa.models import (
+    FUSIONS,
+    ConcatFusion,
+    ElementwiseFusion,
+    attention,
+    build_model,
+    builder,
+    encoders,
+    fusions,
+    losses,
+)
 from vqa.models import grid as grid_helpers
 from vqa.models.attention import StackedAttention
 from vqa.models.fusions import FiLMModule, MFBFusion, RelationModule
-from vqa.features.backbones import grid_shape
 
 
 def _grid(config):
@@ -27,37 +36,60 @@ def build(config, *args, **kwargs):
 
 def _inputs(config, batch=3, vocab=10):
     rng = np.random.default_rng(0)
-    return {"image": rng.integers(0, 256, (batch, *encoders.image_input_shape(config, _grid(config))))
-            .astype("float32"),
-            "about_image": np.arange(batch, dtype="int32"),
-            "question": rng.integers(0, vocab, (batch, config.max_question_length))
-            .astype("int32")}
+    return {
+        "image": rng.integers(
+            0, 256, (batch, *encoders.image_input_shape(config, _grid(config)))
+        ).astype("float32"),
+        "about_image": np.arange(batch, dtype="int32"),
+        "question": rng.integers(0, vocab, (batch, config.max_question_length)).astype("int32"),
+    }
 
 
-SMALL = dict(image_size=32, cnn_filters=(4, 8), image_dim=8, embedding_dim=4,
-             question_dim=8, max_question_length=6, fusion_dim=8, classifier_dim=8,
-             attention_dim=8)
+SMALL = dict(
+    image_size=32,
+    cnn_filters=(4, 8),
+    image_dim=8,
+    embedding_dim=4,
+    question_dim=8,
+    max_question_length=6,
+    fusion_dim=8,
+    classifier_dim=8,
+    attention_dim=8,
+)
 VARIANTS = [  # every fusion with and without attention, relations, encoders, baselines
-    *[dict(fusion=f, attention_hops=h) for f in ("concat", "elementwise", "mfb")
-      for h in (0, 1, 2)],
+    *[
+        dict(fusion=f, attention_hops=h)
+        for f in ("concat", "elementwise", "mfb")
+        for h in (0, 1, 2)
+    ],
     dict(fusion="relation", fusion_options={"depth": 2}),
     dict(fusion="film", fusion_options={"blocks": 2}),
     dict(fusion="referent", fusion_options={"blocks": 1, "channels": 4, "depth": 2}),
     dict(fusion="referent", fusion_options={"blocks": 0}),
     dict(fusion="elementwise", attention_hops=1, grid_coordinates=True),
     dict(fusion="concat", attention_hops=2, attention_words=True, question_layers=2),
-    dict(fusion="elementwise", attention_hops=2, attention_words=True, attention_counts=True,
-         attention_relative=True, grid_coordinates=True),
-    dict(fusion="elementwise", attention_hops=2, attention_words=True,
-         attention_word_embeddings=True),
+    dict(
+        fusion="elementwise",
+        attention_hops=2,
+        attention_words=True,
+        attention_counts=True,
+        attention_relative=True,
+        grid_coordinates=True,
+    ),
+    dict(
+        fusion="elementwise", attention_hops=2, attention_words=True, attention_word_embeddings=True
+    ),
     dict(fusion="concat", pool_grid="flatten"),
     dict(question_encoder="gru", question_layers=2, bidirectional=True),
     dict(question_encoder="lstm", question_layers=3),
-    dict(inputs="question"), dict(inputs="image"),
+    dict(inputs="question"),
+    dict(inputs="image"),
 ]
 
 
-@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(f"{k}={x}" for k, x in v.items()))
+@pytest.mark.parametrize(
+    "variant", VARIANTS, ids=lambda v: "-".join(f"{k}={x}" for k, x in v.items())
+)
 @pytest.mark.parametrize("image_encoder", ["small_cnn", "pretrained"])
 def test_build_and_save_round_trip(tmp_path, variant, image_encoder):
     config = ModelConfig(image_encoder=image_encoder, **SMALL, **variant)
@@ -68,27 +100,39 @@ def test_build_and_save_round_trip(tmp_path, variant, image_encoder):
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras", compile=False, safe_mode=True)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x, training=False)), probs,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(x, training=False)), probs, rtol=1e-5, atol=1e-6
+    )
 
 
-@pytest.mark.parametrize("variant", [dict(), dict(conditioned_cnn=True),
-                                     dict(attention_hops=2, grid_coordinates=True),
-                                     dict(image_encoder="pretrained", fusion="relation")],
-                         ids=["cnn", "conditioned", "attention", "pretrained-relation"])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(),
+        dict(conditioned_cnn=True),
+        dict(attention_hops=2, grid_coordinates=True),
+        dict(image_encoder="pretrained", fusion="relation"),
+    ],
+    ids=["cnn", "conditioned", "attention", "pretrained-relation"],
+)
 def test_each_image_once_gives_what_a_copy_per_question_gives(variant):
     config = ModelConfig(**{"image_encoder": "small_cnn", **SMALL, **variant})
     model = build(config, vocab_size=10, num_answers=5)
     once = _inputs(config, batch=5)
     once["image"] = once["image"][:2]
     once["about_image"] = np.array([1, 0, 1, 1, 0], dtype="int32")
-    copies = {**once, "image": once["image"][once["about_image"]],
-              "about_image": np.arange(5, dtype="int32")}
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(once, training=False)),
-                               keras.ops.convert_to_numpy(model(copies, training=False)),
-                               rtol=1e-5, atol=1e-6)
-    assert builder.model_inputs(model, copies["image"], copies["question"]).keys() == \
-        copies.keys()
+    copies = {
+        **once,
+        "image": once["image"][once["about_image"]],
+        "about_image": np.arange(5, dtype="int32"),
+    }
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(once, training=False)),
+        keras.ops.convert_to_numpy(model(copies, training=False)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    assert builder.model_inputs(model, copies["image"], copies["question"]).keys() == copies.keys()
     # The questions' input comes first in key order: Keras weighs a batch's logged loss
     # by the length of the first.
     assert sorted(once)[0] == "about_image"
@@ -110,24 +154,37 @@ def test_elementwise_fusion_is_a_product_of_projections():
     layer = ElementwiseFusion(4)
     q, v = np.random.rand(2, 3).astype("float32"), np.random.rand(2, 5).astype("float32")
     out = keras.ops.convert_to_numpy(layer([q, v]))
-    expected = (keras.ops.convert_to_numpy(layer.project_question(q))
-                * keras.ops.convert_to_numpy(layer.project_image(v)))
+    expected = keras.ops.convert_to_numpy(layer.project_question(q)) * keras.ops.convert_to_numpy(
+        layer.project_image(v)
+    )
     np.testing.assert_allclose(out, expected, rtol=1e-6)
 
 
 def test_config_choices_match_the_registries():
     assert {"concat", "elementwise", "mfb", "relation", "film", "referent"} <= set(FUSIONS)
-    assert {n for n, c in FUSIONS.items() if c.reads == "grid"} >= {"relation", "film",
-                                                                     "referent"}
+    assert {n for n, c in FUSIONS.items() if c.reads == "grid"} >= {"relation", "film", "referent"}
     assert set(config_module.IMAGE_ENCODER_CHOICES) == set(encoders.IMAGE_ENCODERS)
     assert set(config_module.QUESTION_ENCODER_CHOICES) == set(encoders.QUESTION_ENCODERS)
     from vqa.features.backbones import BACKBONES
+
     assert set(config_module.BACKBONE_CHOICES) == set(BACKBONES)
 
 
-@pytest.mark.parametrize("module", [fusions.concat, fusions.elementwise, fusions.mfb,
-                                    fusions.relation, fusions.film, grid_helpers, encoders, losses,
-                                    builder, attention])
+@pytest.mark.parametrize(
+    "module",
+    [
+        fusions.concat,
+        fusions.elementwise,
+        fusions.mfb,
+        fusions.relation,
+        fusions.film,
+        grid_helpers,
+        encoders,
+        losses,
+        builder,
+        attention,
+    ],
+)
 def test_model_code_is_backend_agnostic(module):
     source = inspect.getsource(module)
     assert "tensorflow" not in source and "tf." not in source
@@ -171,8 +228,10 @@ def test_attention_weights_are_reachable_and_sum_to_one():
     probs, weights = (keras.ops.convert_to_numpy(t) for t in probe(_inputs(config)))
     assert probs.shape == (3, 5) and weights.shape == (3, 2, 8 * 8)  # 32 px -> 8x8 grid
     np.testing.assert_allclose(weights.sum(axis=-1), 1.0, rtol=1e-5)
-    assert builder.attention_model(build(ModelConfig(image_encoder="small_cnn", **SMALL),
-                                               10, 5)) is None
+    assert (
+        builder.attention_model(build(ModelConfig(image_encoder="small_cnn", **SMALL), 10, 5))
+        is None
+    )
 
 
 def test_stacked_attention_gives_every_hops_glimpse_where_its_weights_say():
@@ -181,9 +240,13 @@ def test_stacked_attention_gives_every_hops_glimpse_where_its_weights_say():
     glimpses, weights = layer([np.random.rand(2, 5).astype("float32"), cells])
     weights = keras.ops.convert_to_numpy(weights)  # [batch, hops, cells]
     assert not np.allclose(weights[:, 0], weights[:, 1])  # the second hop looks again
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(glimpses),  # [batch, 2 * 3]
-                               np.concatenate([np.einsum("bn,bnd->bd", weights[:, hop], cells)
-                                               for hop in range(2)], axis=-1), rtol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(glimpses),  # [batch, 2 * 3]
+        np.concatenate(
+            [np.einsum("bn,bnd->bd", weights[:, hop], cells) for hop in range(2)], axis=-1
+        ),
+        rtol=1e-5,
+    )
     assert StackedAttention.from_config(layer.get_config()).hops == 2
 
 
@@ -204,10 +267,11 @@ def test_word_reading_starts_switched_off_and_skips_the_padding():
     layer, inputs = _word_attention(states, ids)
     plain = StackedAttention(4, hops=2)
     plain(inputs[:2])
-    plain.set_weights(layer.get_weights()[:len(plain.weights)])  # the word layers come last
+    plain.set_weights(layer.get_weights()[: len(plain.weights)])  # the word layers come last
     for ours, theirs in zip(layer(inputs), plain(inputs[:2])):  # W_c = 0: no change yet
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(ours),
-                                   keras.ops.convert_to_numpy(theirs), rtol=1e-6)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(ours), keras.ops.convert_to_numpy(theirs), rtol=1e-6
+        )
     for value in layer.word_value:  # switched on, the words move the weights
         value.kernel.assign(rng.normal(size=value.kernel.shape).astype("float32"))
     moved = keras.ops.convert_to_numpy(layer(inputs)[1])
@@ -218,8 +282,9 @@ def test_word_reading_starts_switched_off_and_skips_the_padding():
     again = keras.ops.convert_to_numpy(layer([*inputs[:2], noisy, ids])[1])
     np.testing.assert_allclose(again, moved, rtol=1e-5)
     noisy[0, 1] += 1.0  # but a real word's state does
-    assert not np.allclose(keras.ops.convert_to_numpy(layer([*inputs[:2], noisy, ids])[1])[0],
-                           moved[0], atol=1e-4)
+    assert not np.allclose(
+        keras.ops.convert_to_numpy(layer([*inputs[:2], noisy, ids])[1])[0], moved[0], atol=1e-4
+    )
     clone = StackedAttention.from_config(layer.get_config())
     assert clone.words and clone.hops == 2
 
@@ -236,19 +301,28 @@ def test_counts_are_each_hops_sigmoid_scores_summed_before_the_glimpses():
     # Softmax weights are the scores less their log-sum-exp: the scores up to a shift.
     u = layer.query(question)
     for hop in range(2):
-        s = keras.ops.convert_to_numpy(layer._scores(layer.score_cells[hop],
-                                                     layer.score_query[hop],
-                                                     layer.score[hop], cells, u))
-        np.testing.assert_allclose(out[:, hop], (1 / (1 + np.exp(-(s + [0.5, -1.0][hop]))))
-                                   .sum(-1), rtol=1e-5)
+        s = keras.ops.convert_to_numpy(
+            layer._scores(
+                layer.score_cells[hop], layer.score_query[hop], layer.score[hop], cells, u
+            )
+        )
+        np.testing.assert_allclose(
+            out[:, hop], (1 / (1 + np.exp(-(s + [0.5, -1.0][hop])))).sum(-1), rtol=1e-5
+        )
         u = u + np.einsum("bn,bnd->bd", weights[:, hop], cells)
-    np.testing.assert_allclose(out[:, 2:], np.concatenate(  # then the glimpses, as without
-        [np.einsum("bn,bnd->bd", weights[:, hop], cells) for hop in range(2)], -1), rtol=1e-5)
+    np.testing.assert_allclose(
+        out[:, 2:],
+        np.concatenate(  # then the glimpses, as without
+            [np.einsum("bn,bnd->bd", weights[:, hop], cells) for hop in range(2)], -1
+        ),
+        rtol=1e-5,
+    )
     plain = StackedAttention(4, hops=2)
     plain([question, cells])
     plain.set_weights([w.numpy() for w in layer.weights if w is not layer.count_shift])
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(plain([question, cells])[0]),
-                               out[:, 2:], rtol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(plain([question, cells])[0]), out[:, 2:], rtol=1e-5
+    )
     assert StackedAttention.from_config(layer.get_config()).counts
 
 
@@ -265,9 +339,11 @@ def test_relative_hops_score_offsets_from_where_the_last_hop_looked():
     plain([question, cells])
     offset = layer.offsets[0].kernel
     plain.set_weights([w.numpy() for w in layer.weights if w is not offset])
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer([question, cells])[1]),
-                               keras.ops.convert_to_numpy(plain([question, cells])[1]),
-                               rtol=1e-6)  # W_r = 0: the same layer as without
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer([question, cells])[1]),
+        keras.ops.convert_to_numpy(plain([question, cells])[1]),
+        rtol=1e-6,
+    )  # W_r = 0: the same layer as without
     # W_r scoring dx alone: the second hop favours the cells right of where the first looked.
     kernel = np.zeros((3, 4), dtype="float32")
     kernel[0] = 5.0
@@ -285,8 +361,7 @@ def test_relative_hops_score_offsets_from_where_the_last_hop_looked():
 
 
 def test_word_attention_model_reads_the_last_state_as_its_question_vector():
-    config = ModelConfig(image_encoder="small_cnn", attention_hops=2, attention_words=True,
-                         **SMALL)
+    config = ModelConfig(image_encoder="small_cnn", attention_hops=2, attention_words=True, **SMALL)
     model = build(config, vocab_size=10, num_answers=5)
     encoder = model.get_layer("question_encoder")
     ids = np.array([[3, 4, 5, 0, 0, 0]], dtype="int32")
@@ -296,20 +371,31 @@ def test_word_attention_model_reads_the_last_state_as_its_question_vector():
 
 
 def test_word_embeddings_reach_the_hops_next_to_the_states():
-    config = ModelConfig(image_encoder="small_cnn", attention_hops=2, attention_words=True,
-                         attention_word_embeddings=True, **SMALL)
+    config = ModelConfig(
+        image_encoder="small_cnn",
+        attention_hops=2,
+        attention_words=True,
+        attention_word_embeddings=True,
+        **SMALL,
+    )
     model = build(config, vocab_size=10, num_answers=5)
     encoder = model.get_layer("question_encoder")
     ids = np.array([[3, 4, 5, 0, 0, 0]], dtype="int32")
     words = keras.Model(model.inputs, model.get_layer("word_states").output)
     x = {**_inputs(config, batch=1), "question": ids}
     read = keras.ops.convert_to_numpy(words(x))  # [1, 6, question_dim + embedding_dim]
-    np.testing.assert_allclose(read[..., :SMALL["question_dim"]],
-                               keras.ops.convert_to_numpy(encoder(ids)[0]), rtol=1e-6)
-    np.testing.assert_allclose(read[..., SMALL["question_dim"]:], keras.ops.convert_to_numpy(
-        encoder.get_layer("word_embedding")(ids)), rtol=1e-6)  # the same embedding
-    assert model.get_layer("attention").word_keys[0].kernel.shape[0] == \
-        SMALL["question_dim"] + SMALL["embedding_dim"]
+    np.testing.assert_allclose(
+        read[..., : SMALL["question_dim"]], keras.ops.convert_to_numpy(encoder(ids)[0]), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        read[..., SMALL["question_dim"] :],
+        keras.ops.convert_to_numpy(encoder.get_layer("word_embedding")(ids)),
+        rtol=1e-6,
+    )  # the same embedding
+    assert (
+        model.get_layer("attention").word_keys[0].kernel.shape[0]
+        == SMALL["question_dim"] + SMALL["embedding_dim"]
+    )
 
 
 def test_relation_module_is_g_averaged_over_every_pair():
@@ -319,8 +405,9 @@ def test_relation_module_is_g_averaged_over_every_pair():
     out = keras.ops.convert_to_numpy(layer([question, grid]))
     # The same sum, written out pair by pair with the layer's own weights.
     ys, xs = np.linspace(-1, 1, 2), np.linspace(-1, 1, 3)
-    cells = np.concatenate([grid, np.broadcast_to(np.stack(np.meshgrid(xs, ys), -1),
-                                                  (2, 2, 3, 2))], -1).reshape(2, 6, 7)
+    cells = np.concatenate(
+        [grid, np.broadcast_to(np.stack(np.meshgrid(xs, ys), -1), (2, 2, 3, 2))], -1
+    ).reshape(2, 6, 7)
     w1, b1 = (keras.ops.convert_to_numpy(w) for w in layer.first_cell.weights)
     w2 = keras.ops.convert_to_numpy(layer.second_cell.kernel)
     wq = keras.ops.convert_to_numpy(layer.question.kernel)
@@ -356,22 +443,28 @@ def test_flatten_pooling_knows_where_things_are():
     swapped = x["image"].copy()
     swapped[:, 0, 0], swapped[:, -1, -1] = x["image"][:, -1, -1], x["image"][:, 0, 0]
     for pool, same in (("max", True), ("flatten", False)):
-        config = ModelConfig(**SMALL, image_encoder="pretrained", fusion="concat",
-                             pool_grid=pool)
+        config = ModelConfig(**SMALL, image_encoder="pretrained", fusion="concat", pool_grid=pool)
         model = build(config, vocab_size=10, num_answers=5)
         # The image vector, not the answers: an untrained softmax over 5 answers can
         # squash a real difference below any tolerance.
         image_vector = keras.Model(model.inputs, model.get_layer("image_vector").output)
-        vectors = [keras.ops.convert_to_numpy(image_vector({**x, "image": image}))
-                   for image in (x["image"], swapped)]
+        vectors = [
+            keras.ops.convert_to_numpy(image_vector({**x, "image": image}))
+            for image in (x["image"], swapped)
+        ]
         difference = np.abs(vectors[0] - vectors[1]).max()
         assert (difference == 0) if same else (difference > 1e-3), (pool, difference)
 
 
-@pytest.mark.parametrize("variant", [dict(fusion="elementwise", attention_hops=1),
-                                     dict(fusion="relation", fusion_options={"depth": 2}),
-                                     dict(fusion="film", fusion_options={"blocks": 2})],
-                         ids=lambda v: v["fusion"])
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(fusion="elementwise", attention_hops=1),
+        dict(fusion="relation", fusion_options={"depth": 2}),
+        dict(fusion="film", fusion_options={"blocks": 2}),
+    ],
+    ids=lambda v: v["fusion"],
+)
 def test_conditioned_cnn_round_trip(tmp_path, variant):
     config = ModelConfig(image_encoder="small_cnn", conditioned_cnn=True, **SMALL, **variant)
     model = build(config, vocab_size=10, num_answers=5)
@@ -379,8 +472,9 @@ def test_conditioned_cnn_round_trip(tmp_path, variant):
     probs = keras.ops.convert_to_numpy(model(x, training=False))
     model.save(tmp_path / "m.keras")
     loaded = keras.models.load_model(tmp_path / "m.keras", compile=False, safe_mode=True)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x, training=False)), probs,
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(x, training=False)), probs, rtol=1e-5, atol=1e-6
+    )
 
 
 def test_conditioned_cnn_is_the_plain_cnn_until_the_question_moves_it():
@@ -397,8 +491,9 @@ def test_conditioned_cnn_is_the_plain_cnn_until_the_question_moves_it():
         film.set_weights([np.zeros_like(w) for w in film.get_weights()])
     expected = keras.ops.convert_to_numpy(plain(image, training=False))
     for q in questions:  # gamma = 1, beta = 0: the plain CNN, whatever the question
-        np.testing.assert_allclose(keras.ops.convert_to_numpy(layer([q, image])), expected,
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(layer([q, image])), expected, rtol=1e-5, atol=1e-5
+        )
     film = layer.films[0]  # a shift in the first block reaches the grid
     film.set_weights([film.get_weights()[0], np.full(8, 0.5, "float32")])
     assert not np.allclose(keras.ops.convert_to_numpy(layer([questions[0], image])), expected)
@@ -408,16 +503,19 @@ def test_conditioned_cnn_is_the_plain_cnn_until_the_question_moves_it():
 
 def test_mfb_fusion_is_normalised():
     layer = MFBFusion(6, factor=3)
-    out = keras.ops.convert_to_numpy(layer([np.random.rand(4, 3).astype("float32"),
-                                            np.random.rand(4, 5).astype("float32")]))
+    out = keras.ops.convert_to_numpy(
+        layer([np.random.rand(4, 3).astype("float32"), np.random.rand(4, 5).astype("float32")])
+    )
     assert out.shape == (4, 6)
     np.testing.assert_allclose(np.linalg.norm(out, axis=-1), 1.0, rtol=1e-4)
     assert MFBFusion.from_config(layer.get_config()).factor == 3
 
 
 def test_question_encoder_shapes():
-    for kwargs, width in ((dict(question_encoder="gru"), 8),
-                          (dict(bidirectional=True, question_layers=2), 16)):
+    for kwargs, width in (
+        (dict(question_encoder="gru"), 8),
+        (dict(bidirectional=True, question_layers=2), 16),
+    ):
         config = ModelConfig(**SMALL, **kwargs)
         encoder = encoders.QUESTION_ENCODERS[config.question_encoder](config, 10)
         out = encoder(np.array([[3, 4, 0, 0, 0, 0]], dtype="int32"))
@@ -433,8 +531,9 @@ def test_question_padding_width_does_not_change_the_answer():
         inputs = _inputs(config)
         inputs["question"] = np.array([[3, 4, 0], [5, 6, 7], [2, 0, 0]], dtype="int32")
         wide = {**inputs, "question": np.pad(inputs["question"], ((0, 0), (0, 9)))}
-        np.testing.assert_allclose(model.predict_on_batch(inputs),
-                                   model.predict_on_batch(wide), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(
+            model.predict_on_batch(inputs), model.predict_on_batch(wide), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_word_vectors_initialise_the_embedding(tmp_path):
@@ -456,44 +555,64 @@ def test_word_vectors_initialise_the_embedding(tmp_path):
         load_word_vectors(glove, words, 8)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(inputs="question", attention_hops=1), "attention_hops needs both inputs"),
-    (dict(pool_grid="flatten", attention_hops=1), "pool_grid: flatten is for the fusions"),
-    (dict(fusion=""), "fusion must name a registered fusion"),
-    (dict(pool_grid="mean"), r"Expected one of \['max', 'flatten'\]"),
-    (dict(conditioned_cnn=True), "conditioned_cnn needs image_encoder: small_cnn"),
-    (dict(conditioned_cnn=True, image_encoder="small_cnn", inputs="image"),
-     "conditioned_cnn needs"),
-    (dict(question_layers=4), "question_layers must be"),
-    (dict(attention_words=True), "attention_words needs attention_hops >= 1"),
-    (dict(attention_words=True, attention_hops=1, bidirectional=True),
-     "a one-way question encoder"),
-    (dict(inputs="pixels"), "inputs"),
-    (dict(attention_counts=True), "attention_counts needs attention_hops >= 1"),
-    (dict(attention_word_embeddings=True, attention_hops=2), "needs attention_words: true"),
-    (dict(attention_relative=True, attention_hops=1), "attention_relative needs attention_hops >= 2"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(inputs="question", attention_hops=1), "attention_hops needs both inputs"),
+        (dict(pool_grid="flatten", attention_hops=1), "pool_grid: flatten is for the fusions"),
+        (dict(fusion=""), "fusion must name a registered fusion"),
+        (dict(pool_grid="mean"), r"Expected one of \['max', 'flatten'\]"),
+        (dict(conditioned_cnn=True), "conditioned_cnn needs image_encoder: small_cnn"),
+        (
+            dict(conditioned_cnn=True, image_encoder="small_cnn", inputs="image"),
+            "conditioned_cnn needs",
+        ),
+        (dict(question_layers=4), "question_layers must be"),
+        (dict(attention_words=True), "attention_words needs attention_hops >= 1"),
+        (
+            dict(attention_words=True, attention_hops=1, bidirectional=True),
+            "a one-way question encoder",
+        ),
+        (dict(inputs="pixels"), "inputs"),
+        (dict(attention_counts=True), "attention_counts needs attention_hops >= 1"),
+        (dict(attention_word_embeddings=True, attention_hops=2), "needs attention_words: true"),
+        (
+            dict(attention_relative=True, attention_hops=1),
+            "attention_relative needs attention_hops >= 2",
+        ),
+    ],
+)
 def test_invalid_model_configs(kwargs, match):
     from vqa.errors import ConfigError
+
     with pytest.raises(ConfigError, match=match):
         ModelConfig(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(fusion="relation", attention_hops=1), "attention_hops needs a fusion of vectors"),
-    (dict(fusion="relation", inputs="image"), "relation needs both inputs"),
-    (dict(fusion="film", attention_hops=2), "attention_hops needs a fusion of vectors"),
-    (dict(fusion="film", inputs="question"), "film needs both inputs"),
-    (dict(fusion="film", fusion_options={"blocks": 0}), "film: units and blocks must be positive"),
-    (dict(fusion="mfb", fusion_options={"rank": 2}),
-     r"Unknown option\(s\) \['rank'\] of fusion mfb \(in the fusion section\). Its "
-     r"options, with their defaults: \{'factor': 5\}"),
-    (dict(fusion="mfb", fusion_options={"factor": 2.5}), "must be of the kind of its default"),
-    (dict(pool_grid="flatten", fusion="relation"), "pool_grid: flatten is for the fusions"),
-    (dict(fusion="sum"), r"Unknown fusion 'sum'. Expected one of \['concat', "),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(fusion="relation", attention_hops=1), "attention_hops needs a fusion of vectors"),
+        (dict(fusion="relation", inputs="image"), "relation needs both inputs"),
+        (dict(fusion="film", attention_hops=2), "attention_hops needs a fusion of vectors"),
+        (dict(fusion="film", inputs="question"), "film needs both inputs"),
+        (
+            dict(fusion="film", fusion_options={"blocks": 0}),
+            "film: units and blocks must be positive",
+        ),
+        (
+            dict(fusion="mfb", fusion_options={"rank": 2}),
+            r"Unknown option\(s\) \['rank'\] of fusion mfb \(in the fusion section\). Its "
+            r"options, with their defaults: \{'factor': 5\}",
+        ),
+        (dict(fusion="mfb", fusion_options={"factor": 2.5}), "must be of the kind of its default"),
+        (dict(pool_grid="flatten", fusion="relation"), "pool_grid: flatten is for the fusions"),
+        (dict(fusion="sum"), r"Unknown fusion 'sum'. Expected one of \['concat', "),
+    ],
+)
 def test_fusion_checks_come_from_the_registry(kwargs, match):
     from vqa.errors import ConfigError
+
     config = ModelConfig(**{**SMALL, "image_encoder": "small_cnn", **kwargs})
     with pytest.raises(ConfigError, match=match):
         fusions.check_fusion(config)
@@ -503,24 +622,32 @@ def test_fusion_checks_come_from_the_registry(kwargs, match):
 
 def test_options_of_0_1_0_configs_move_into_fusion_options():
     from vqa.config import Config
+
     old = {"fusion": "relation", "relation_layers": 2, "mfb_factor": 5, "film_blocks": 4}
     assert Config.from_dict({"model": old}).model.fusion_options == (("depth", 2),)
     old = {"fusion": "mfb", "mfb_factor": 5, "relation_layers": 3}  # defaults: left out
     assert Config.from_dict({"model": old}).model.fusion_options == ()
     assert fusions.fusion_options(MFBFusion) == {"factor": 5}
     from vqa.errors import ConfigError
+
     with pytest.raises(ConfigError, match="relation_layers: 2 and fusion_options.depth: 4"):
-        Config.from_dict({"model": {"fusion": "relation", "relation_layers": 2,
-                                    "fusion_options": {"depth": 4}}})
+        Config.from_dict(
+            {"model": {"fusion": "relation", "relation_layers": 2, "fusion_options": {"depth": 4}}}
+        )
 
 
 def test_fusion_options_are_immutable_and_written_without_defaults():
     from vqa.config import Config
+
     config = ModelConfig(fusion="mfb", fusion_options={"factor": 5})
     assert hash(config) == hash(ModelConfig(fusion="mfb", fusion_options={"factor": 5}))
-    assert Config(config).to_dict()["fusion"] == {"inputs": "both", "fusion": "mfb",
-                                                  "fusion_dim": 256, "factor": 5}
+    assert Config(config).to_dict()["fusion"] == {
+        "inputs": "both",
+        "fusion": "mfb",
+        "fusion_dim": 256,
+        "factor": 5,
+    }
     assert fusions.canonical_options(config) == ()  # the default, as if not written
-    assert fusions.canonical_options(ModelConfig(fusion="mfb",
-                                                 fusion_options={"factor": 3})) == (("factor", 3),)
-
+    assert fusions.canonical_options(ModelConfig(fusion="mfb", fusion_options={"factor": 3})) == (
+        ("factor", 3),
+    )

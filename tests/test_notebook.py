@@ -1,7 +1,6 @@
 """notebooks/tour.ipynb runs end to end on tiny settings, so that it never rots; it is
 stored without outputs."""
 
-import os
 from pathlib import Path
 
 import nbformat
@@ -20,8 +19,12 @@ def test_the_tour_runs_end_to_end(tmp_path, monkeypatch):
     monkeypatch.setenv("VQA_TOUR_TINY", "1")
     monkeypatch.setenv("VQA_TOUR_DIR", str(tmp_path / "tour"))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    NotebookClient(notebook, timeout=900, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        notebook,
+        timeout=900,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
     outputs = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import draw_shape
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -24,8 +23,7 @@ def test_a_0_1_0_run_answers_as_before():
         assert got.answer == row["answer"]
         assert [a for a, _ in got.top_k] == [a for a, _ in row["top_k"]]
         assert got.probability == pytest.approx(row["probability"], rel=1e-5)
-        assert [p for _, p in got.top_k] == pytest.approx([p for _, p in row["top_k"]],
-                                                          rel=1e-5)
+        assert [p for _, p in got.top_k] == pytest.approx([p for _, p in row["top_k"]], rel=1e-5)
         assert got.unknown_words == row["unknown_words"]
         np.testing.assert_allclose(got.hop_attention, row["hop_attention"], atol=1e-6)
 
@@ -41,23 +39,38 @@ def test_a_0_1_0_relation_run_answers_as_before():
     for row in json.loads((FIXTURES / "run-0.1.0-relation-expected.json").read_text()):
         got = answerer.answer(draw_shape(*row["image"]), row["question"], top_k=3)
         assert [a for a, _ in got.top_k] == [a for a, _ in row["top_k"]]
-        assert [p for _, p in got.top_k] == pytest.approx([p for _, p in row["top_k"]],
-                                                          rel=1e-5)
+        assert [p for _, p in got.top_k] == pytest.approx([p for _, p in row["top_k"]], rel=1e-5)
 
 
 # sum of |weights| and number of weight arrays of a model built at seed 0, as vqa 0.1.0
 # (d5bba99) built it on Keras 3.15 / TensorFlow 2.21: the same seed gives the same start.
-SEEDED = {"elementwise": (499.420746, 14), "mfb": (571.370789, 14),
-          "relation": (868.50238, 16), "film": (733.089417, 26),
-          "attention": (619.999268, 26), "conditioned-cnn": (354.797943, 24)}
-SMALL = dict(image_dim=8, embedding_dim=4, question_dim=8, fusion_dim=8, classifier_dim=8,
-             attention_dim=8, backbone_image_size=64)
-VARIANTS = {"elementwise": {}, "mfb": dict(fusion="mfb"),
-            "relation": dict(fusion="relation", fusion_options={"depth": 2}),
-            "film": dict(fusion="film", fusion_options={"blocks": 2}),
-            "attention": dict(attention_hops=2, grid_coordinates=True),
-            "conditioned-cnn": dict(image_encoder="small_cnn", image_size=32,
-                                    cnn_filters=(8, 8), conditioned_cnn=True)}
+SEEDED = {
+    "elementwise": (499.420746, 14),
+    "mfb": (571.370789, 14),
+    "relation": (868.50238, 16),
+    "film": (733.089417, 26),
+    "attention": (619.999268, 26),
+    "conditioned-cnn": (354.797943, 24),
+}
+SMALL = dict(
+    image_dim=8,
+    embedding_dim=4,
+    question_dim=8,
+    fusion_dim=8,
+    classifier_dim=8,
+    attention_dim=8,
+    backbone_image_size=64,
+)
+VARIANTS = {
+    "elementwise": {},
+    "mfb": dict(fusion="mfb"),
+    "relation": dict(fusion="relation", fusion_options={"depth": 2}),
+    "film": dict(fusion="film", fusion_options={"blocks": 2}),
+    "attention": dict(attention_hops=2, grid_coordinates=True),
+    "conditioned-cnn": dict(
+        image_encoder="small_cnn", image_size=32, cnn_filters=(8, 8), conditioned_cnn=True
+    ),
+}
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
@@ -73,8 +86,10 @@ def test_the_same_seed_builds_the_same_initial_weights_as_0_1_0(variant):
     model = build_model(config, 20, 7, grid_shape=model_grid_shape(config))
     weights = model.get_weights()
     total = float(sum(np.abs(w).sum() for w in weights))
-    assert (total, len(weights)) == (pytest.approx(SEEDED[variant][0], rel=1e-6),
-                                     SEEDED[variant][1])
+    assert (total, len(weights)) == (
+        pytest.approx(SEEDED[variant][0], rel=1e-6),
+        SEEDED[variant][1],
+    )
 
 
 def test_a_0_1_0_history_numbered_from_0_resumes_numbered_from_1(tmp_path):

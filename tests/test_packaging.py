@@ -37,10 +37,11 @@ def test_public_api_resolves_and_import_is_light():
     import subprocess
     import sys
 
-    code = ("import sys, vqa; assert 'keras' not in sys.modules, 'import vqa loaded keras'; "
-            "[getattr(vqa, n) for n in vqa.__all__]; print(len(vqa.__all__))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT)
+    code = (
+        "import sys, vqa; assert 'keras' not in sys.modules, 'import vqa loaded keras'; "
+        "[getattr(vqa, n) for n in vqa.__all__]; print(len(vqa.__all__))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) == 26
 
@@ -51,7 +52,12 @@ def test_the_api_loads_tensorflow_without_its_start_up_notes():
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
-    out = subprocess.run([sys.executable, "-c", "import vqa; vqa.build_model; print('ok')"],
-                         capture_output=True, text=True, cwd=ROOT, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", "import vqa; vqa.build_model; print('ok')"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     assert out.returncode == 0 and out.stdout.strip() == "ok"
     assert out.stderr == "", out.stderr

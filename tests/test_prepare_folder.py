@@ -7,11 +7,11 @@ import json
 import random
 import re
 
+import official_vqa_eval as official
 import pandas as pd
 import pytest
-
-import official_vqa_eval as official
 from conftest import TINY_CONFIG, draw_shape
+
 from data_prep import folder
 from data_prep.common import SKIPPED
 from vqa.cli import main as vqa_main
@@ -40,12 +40,25 @@ def make_folder(root, n_train=16, n_val=6, n_test=4, seed=0):
         name = f"photos/{color} things/shape {i}.png"
         (root / "train" / name).parent.mkdir(parents=True, exist_ok=True)
         draw_shape(color, shape).save(root / "train" / name)
-        train.append({"file_name": name, "question": "What color is the shape, red or blue?",
-                      "answer": color, "answers": ""})
-        train.append({"file_name": name, "question": "what shape is in the image?",
-                      "answer": "", "answers": json.dumps([shape, shape, "a " + shape])})
-    _write_csv(root / "train" / "metadata.csv", train, ["file_name", "question", "answer",
-                                                         "answers"])
+        train.append(
+            {
+                "file_name": name,
+                "question": "What color is the shape, red or blue?",
+                "answer": color,
+                "answers": "",
+            }
+        )
+        train.append(
+            {
+                "file_name": name,
+                "question": "what shape is in the image?",
+                "answer": "",
+                "answers": json.dumps([shape, shape, "a " + shape]),
+            }
+        )
+    _write_csv(
+        root / "train" / "metadata.csv", train, ["file_name", "question", "answer", "answers"]
+    )
     val = []
     for i in range(n_val):
         color, shape = rng.choice(COLORS), rng.choice(SHAPES)
@@ -54,12 +67,20 @@ def make_folder(root, n_train=16, n_val=6, n_test=4, seed=0):
         draw_shape(color, shape).save(root / "validation" / name, "JPEG")
         other = "blue" if color == "red" else "red"
         answers = [color] * rng.randint(3, 10)
-        answers += [rng.choice([other, color.capitalize(), color + "."])
-                    for _ in range(10 - len(answers))]
-        val.append({"file_name": name, "question": "What color is the shape?",
-                    "answers": answers, "question_id": 100 + i})
+        answers += [
+            rng.choice([other, color.capitalize(), color + "."]) for _ in range(10 - len(answers))
+        ]
+        val.append(
+            {
+                "file_name": name,
+                "question": "What color is the shape?",
+                "answers": answers,
+                "question_id": 100 + i,
+            }
+        )
     (root / "validation" / "metadata.jsonl").write_text(
-        "\n".join(json.dumps(r) for r in val) + "\n", encoding="utf-8")
+        "\n".join(json.dumps(r) for r in val) + "\n", encoding="utf-8"
+    )
     test = []
     for i in range(n_test):
         name = f"{i}.png"
@@ -82,9 +103,11 @@ def folder_dataset(folder_root, tmp_path_factory):
 
 def test_counts_types_and_labels(folder_root, folder_dataset):
     ds = folder_dataset
-    assert ds.meta["counts"] == {"test": {"questions": 4, "images": 4},
-                                 "train": {"questions": 32, "images": 16},
-                                 "validation": {"questions": 6, "images": 6}}
+    assert ds.meta["counts"] == {
+        "test": {"questions": 4, "images": 4},
+        "train": {"questions": 32, "images": 16},
+        "validation": {"questions": 6, "images": 6},
+    }
     train = ds.split("train")
     assert set(train["question_type"]) == {"what color is the", "what"}
     assert set(train["answer_type"]) == {"other"}
@@ -113,24 +136,31 @@ def test_question_types_are_the_official_prefixes():
     assert len(folder.VQA_QUESTION_TYPES) == 65
 
 
-def test_trains_evaluates_and_scores_ten_answers_officially(folder_root, folder_dataset,
-                                                           tmp_path):
+def test_trains_evaluates_and_scores_ten_answers_officially(folder_root, folder_dataset, tmp_path):
     from vqa import run_dir as files
     from vqa.evaluation import evaluate_run
     from vqa.training import train
 
     run = tmp_path / "run"
-    assert train(folder_dataset, run, TINY_CONFIG.with_train(epochs=1), verbose=0)[
-        "epochs_run"] == 1
+    assert (
+        train(folder_dataset, run, TINY_CONFIG.with_train(epochs=1), verbose=0)["epochs_run"] == 1
+    )
     metrics = evaluate_run(run, folder_dataset, "validation")
     predictions = json.loads((run / files.PREDICTIONS).read_text())
-    rows = [json.loads(line) for line in
-            (folder_root / "validation" / "metadata.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line)
+        for line in (folder_root / "validation" / "metadata.jsonl").read_text().splitlines()
+    ]
     questions = folder_dataset.split("validation").set_index("question_id")
-    annotations = [{"question_id": r["question_id"], "answer_type": "other",
-                    "question_type": questions.at[r["question_id"], "question_type"],
-                    "answers": [{"answer": a, "answer_id": i + 1}
-                                for i, a in enumerate(r["answers"])]} for r in rows]
+    annotations = [
+        {
+            "question_id": r["question_id"],
+            "answer_type": "other",
+            "question_type": questions.at[r["question_id"], "question_type"],
+            "answers": [{"answer": a, "answer_id": i + 1} for i, a in enumerate(r["answers"])],
+        }
+        for r in rows
+    ]
     expected = official.evaluate(annotations, predictions)
     assert metrics["overall"] == expected["overall"]
     assert metrics["per_question_type"] == expected["perQuestionType"]
@@ -145,8 +175,14 @@ def test_one_metadata_file_with_a_split_column(tmp_path):
     for i, split in enumerate(["train"] * 4 + ["test"] * 2):
         (root / "img").mkdir(parents=True, exist_ok=True)
         draw_shape("red", "circle").save(root / "img" / f"{i}.png")
-        rows.append({"file_name": f"img/{i}.png", "question": "is there a red shape?",
-                     "answer": "yes", "split": split})
+        rows.append(
+            {
+                "file_name": f"img/{i}.png",
+                "question": "is there a red shape?",
+                "answer": "yes",
+                "split": split,
+            }
+        )
     _write_csv(root / "metadata.csv", rows, ["file_name", "question", "answer", "split"])
     ds = folder.prepare(root, tmp_path / "out", copy_images=True)
     assert ds.meta["counts"]["train"]["questions"] == 4
@@ -156,13 +192,16 @@ def test_one_metadata_file_with_a_split_column(tmp_path):
 
 
 def test_cli(folder_root, tmp_path, capsys):
-    assert vqa_main(["prepare", "folder", "--root", str(folder_root), "--out",
-                     str(tmp_path / "cli")]) == 0
+    assert (
+        vqa_main(["prepare", "folder", "--root", str(folder_root), "--out", str(tmp_path / "cli")])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "validation" in out and "no answers (unannotated)" in out
 
 
 # --- bad input: one line naming the file and the line; --skip-bad lists it ----------
+
 
 def _break(root, kind):
     """Damage a fresh folder one way; return (file name, what the error says, rows lost)."""
@@ -187,11 +226,11 @@ def _break(root, kind):
         (root / "train" / "photos").rename(root / "train" / "moved")
         return meta.name, "line 2, file_name .*: image file not found", 32
     if kind == "absolute file_name":
-        lines[1] = "/etc/passwd" + lines[1][lines[1].index(","):]
+        lines[1] = "/etc/passwd" + lines[1][lines[1].index(",") :]
         meta.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return meta.name, "line 2: file_name '/etc/passwd' is absolute or escapes", 1
     if kind == "escaping file_name":
-        lines[1] = "../../x.png" + lines[1][lines[1].index(","):]
+        lines[1] = "../../x.png" + lines[1][lines[1].index(",") :]
         meta.write_text("\n".join(lines) + "\n", encoding="utf-8")
         return meta.name, "line 2: file_name '../../x.png' is absolute or escapes", 1
     if kind == "not an image":
@@ -211,15 +250,27 @@ def _break(root, kind):
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize("kind", ["no metadata", "malformed csv", "malformed jsonl",
-                                  "missing image", "absolute file_name", "escaping file_name",
-                                  "not an image", "empty question", "duplicate question_id"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "no metadata",
+        "malformed csv",
+        "malformed jsonl",
+        "missing image",
+        "absolute file_name",
+        "escaping file_name",
+        "not an image",
+        "empty question",
+        "duplicate question_id",
+    ],
+)
 def test_bad_input_is_one_line_or_skipped(tmp_path, kind):
     root = make_folder(tmp_path / "root")
     file, message, lost = _break(root, kind)
     out = tmp_path / "out"
-    with pytest.raises(DatasetError, match=f"({re.escape(file)}.*({message}))|"
-                                           f"({message}.*{re.escape(file)})") as info:
+    with pytest.raises(
+        DatasetError, match=f"({re.escape(file)}.*({message}))|({message}.*{re.escape(file)})"
+    ) as info:
         folder.prepare(root, out)
     assert "\n" not in str(info.value)
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["root"]

@@ -5,10 +5,9 @@ raw files."""
 import json
 import random
 
+import official_vqa_eval as official
 import pytest
 from PIL import Image
-
-import official_vqa_eval as official
 
 from data_prep import vqa as vqa_prep
 from data_prep.common import SKIPPED
@@ -20,20 +19,35 @@ from vqa.evaluation import score_results_file
 ANSWER_POOL = {  # answer type -> raw human answers, quirks included
     "yes/no": ["yes", "no", "Yes", "yes.", "no "],
     "number": ["2", "two", "3", "1", "10", "1,000", "2.5"],
-    "other": ["red", "the red one", "Red", "frisbee", "a frisbee", "black & white",
-              "man's hat", "t-shirt", "dont know", "hot-dog", "blue;green"],
+    "other": [
+        "red",
+        "the red one",
+        "Red",
+        "frisbee",
+        "a frisbee",
+        "black & white",
+        "man's hat",
+        "t-shirt",
+        "dont know",
+        "hot-dog",
+        "blue;green",
+    ],
 }
-QUESTION_TYPES = {"yes/no": ["is the", "are there", "does the"],
-                  "number": ["how many", "what number is"],
-                  "other": ["what color is the", "what is the man", "what"]}
-SPLIT_IMAGES = {"train2014": range(1, 9), "val2014": range(100, 105),
-                "test2015": range(500, 504)}
+QUESTION_TYPES = {
+    "yes/no": ["is the", "are there", "does the"],
+    "number": ["how many", "what number is"],
+    "other": ["what color is the", "what is the man", "what"],
+}
+SPLIT_IMAGES = {"train2014": range(1, 9), "val2014": range(100, 105), "test2015": range(500, 504)}
 
 
 def _image(path, rng):
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (rng.randint(20, 40), rng.randint(20, 40)),
-              tuple(rng.randint(0, 255) for _ in range(3))).save(path, "JPEG")
+    Image.new(
+        "RGB",
+        (rng.randint(20, 40), rng.randint(20, 40)),
+        tuple(rng.randint(0, 255) for _ in range(3)),
+    ).save(path, "JPEG")
 
 
 def make_vqa_root(root, version=2, seed=0):
@@ -51,33 +65,54 @@ def make_vqa_root(root, version=2, seed=0):
         folder = root / ("images/" + split if split == "val2014" else split)
         questions, annotations = [], []
         for coco_id in ids:
-            name = (f"{coco_id:012d}.jpg" if split == "val2014"
-                    else f"COCO_{split}_{coco_id:012d}.jpg")
+            name = (
+                f"{coco_id:012d}.jpg" if split == "val2014" else f"COCO_{split}_{coco_id:012d}.jpg"
+            )
             _image(folder / name, rng)
             for _ in range(3):
                 qid += 1
                 atype = rng.choice(sorted(ANSWER_POOL))
                 qtype = rng.choice(QUESTION_TYPES[atype])
-                questions.append({"image_id": coco_id, "question_id": qid,
-                                  "question": f"{qtype} thing {qid}?"})
+                questions.append(
+                    {"image_id": coco_id, "question_id": qid, "question": f"{qtype} thing {qid}?"}
+                )
                 main = rng.choice(ANSWER_POOL[atype])
-                answers = [main if rng.random() < 0.5 else rng.choice(ANSWER_POOL[atype])
-                           for _ in range(10)]
-                annotations.append({
-                    "question_id": qid, "image_id": coco_id, "question_type": qtype,
-                    "answer_type": atype, "multiple_choice_answer": main,
-                    "answers": [{"answer": a, "answer_confidence": "yes", "answer_id": i + 1}
-                                for i, a in enumerate(answers)]})
-        (root / q_name.format(split)).write_text(json.dumps(
-            {"info": {}, "task_type": "Open-Ended", "data_subtype": split,
-             "questions": questions}))
+                answers = [
+                    main if rng.random() < 0.5 else rng.choice(ANSWER_POOL[atype])
+                    for _ in range(10)
+                ]
+                annotations.append(
+                    {
+                        "question_id": qid,
+                        "image_id": coco_id,
+                        "question_type": qtype,
+                        "answer_type": atype,
+                        "multiple_choice_answer": main,
+                        "answers": [
+                            {"answer": a, "answer_confidence": "yes", "answer_id": i + 1}
+                            for i, a in enumerate(answers)
+                        ],
+                    }
+                )
+        (root / q_name.format(split)).write_text(
+            json.dumps(
+                {
+                    "info": {},
+                    "task_type": "Open-Ended",
+                    "data_subtype": split,
+                    "questions": questions,
+                }
+            )
+        )
         if split == "test2015":
             test_questions = questions
         else:
-            (root / a_name.format(split)).write_text(json.dumps(
-                {"info": {}, "data_subtype": split, "annotations": annotations}))
-    (root / q_name.format("test-dev2015")).write_text(json.dumps(
-        {"info": {}, "questions": test_questions[::2]}))
+            (root / a_name.format(split)).write_text(
+                json.dumps({"info": {}, "data_subtype": split, "annotations": annotations})
+            )
+    (root / q_name.format("test-dev2015")).write_text(
+        json.dumps({"info": {}, "questions": test_questions[::2]})
+    )
     return root
 
 
@@ -95,8 +130,11 @@ def test_counts_answers_and_types(vqa_root, vqa_dataset):
     ds = vqa_dataset
     assert ds.name == "vqa-v2"
     assert ds.meta["counts"] == {
-        "test-dev2015": {"questions": 6, "images": 4}, "test2015": {"questions": 12, "images": 4},
-        "train2014": {"questions": 24, "images": 8}, "val2014": {"questions": 15, "images": 5}}
+        "test-dev2015": {"questions": 6, "images": 4},
+        "test2015": {"questions": 12, "images": 4},
+        "train2014": {"questions": 24, "images": 8},
+        "val2014": {"questions": 15, "images": 5},
+    }
     assert len(ds.images) == 17  # test-dev2015 shares test2015's images
     assert ds.train_split == "train2014" and ds.answer_vocabulary_size == 3000
     q = ds.questions.set_index(["split", "question_id"])
@@ -114,8 +152,7 @@ def test_counts_answers_and_types(vqa_root, vqa_dataset):
 
 
 @pytest.mark.parametrize("evaluator", ["2021", "2017"])
-def test_vqa_score_equals_official_evaluator(vqa_root, vqa_dataset, tmp_path, capsys,
-                                             evaluator):
+def test_vqa_score_equals_official_evaluator(vqa_root, vqa_dataset, tmp_path, capsys, evaluator):
     """The raw files, scored by the port of the official procedure, against `vqa score`
     on the prepared dataset: every figure, through the API and the command line."""
     rng = random.Random(3)
@@ -132,8 +169,22 @@ def test_vqa_score_equals_official_evaluator(vqa_root, vqa_dataset, tmp_path, ca
     assert ours["overall"] == expected["overall"]
     assert ours["per_question_type"] == dict(sorted(expected["perQuestionType"].items()))
     assert ours["per_answer_type"] == dict(sorted(expected["perAnswerType"].items()))
-    assert vqa_main(["score", str(vqa_dataset.root), "--split", "val2014", "--results",
-                     str(results_file), "--json", "--evaluator", evaluator]) == 0
+    assert (
+        vqa_main(
+            [
+                "score",
+                str(vqa_dataset.root),
+                "--split",
+                "val2014",
+                "--results",
+                str(results_file),
+                "--json",
+                "--evaluator",
+                evaluator,
+            ]
+        )
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out)
     assert printed == ours and printed["evaluator"] == evaluator
 
@@ -160,15 +211,17 @@ def test_labels_are_what_the_default_evaluator_scores(tmp_path):
 def test_unannotated_split_cannot_be_scored(vqa_dataset, tmp_path):
     test = vqa_dataset.split("test2015")
     results = tmp_path / "r.json"
-    results.write_text(json.dumps([{"question_id": int(q), "answer": "yes"}
-                                   for q in test["question_id"]]))
+    results.write_text(
+        json.dumps([{"question_id": int(q), "answer": "yes"} for q in test["question_id"]])
+    )
     with pytest.raises(DatasetError, match="test2015 has no answers"):
         score_results_file(vqa_dataset.root, "test2015", results)
 
 
 def test_v1_names_are_detected(tmp_path):
-    ds = vqa_prep.prepare(make_vqa_root(tmp_path / "v1", version=1), tmp_path / "out",
-                          max_answers=5)
+    ds = vqa_prep.prepare(
+        make_vqa_root(tmp_path / "v1", version=1), tmp_path / "out", max_answers=5
+    )
     assert ds.name == "vqa-v1" and ds.answer_vocabulary_size == 5
     assert set(ds.splits) == {"train2014", "val2014", "test2015", "test-dev2015"}
 
@@ -182,8 +235,10 @@ def test_both_versions_need_a_choice(tmp_path):
 
 def test_report_and_cli(vqa_root, tmp_path, capsys):
     out = tmp_path / "cli"
-    assert vqa_main(["prepare", "vqa", "--root", str(vqa_root), "--out", str(out),
-                     "--answers", "4"]) == 0
+    assert (
+        vqa_main(["prepare", "vqa", "--root", str(vqa_root), "--out", str(out), "--answers", "4"])
+        == 0
+    )
     text = capsys.readouterr().out
     assert "train2014" in text and "no answers (unannotated)" in text
     assert "answer vocabulary: 4 answers (top 4 of the train2014 split)" in text
@@ -191,6 +246,7 @@ def test_report_and_cli(vqa_root, tmp_path, capsys):
 
 
 # --- bad input: one clear error naming the file and record; --skip-bad lists it -------
+
 
 def _break(root, kind):
     """Damage a fresh VQA root in one way; return what the error must name."""
@@ -203,7 +259,10 @@ def _break(root, kind):
         return afile.name, "not valid JSON"
     if kind == "missing image":
         (root / "train2014" / f"COCO_train2014_{first['image_id']:012d}.jpg").unlink()
-        return qfile.name, f"question_id={first['question_id']}.*image {first['image_id']} not found"
+        return (
+            qfile.name,
+            f"question_id={first['question_id']}.*image {first['image_id']} not found",
+        )
     if kind == "unknown question":
         extra = dict(annotations["annotations"][0], question_id=999999)
         annotations["annotations"].append(extra)
@@ -228,9 +287,18 @@ def _break(root, kind):
     raise ValueError(kind)
 
 
-@pytest.mark.parametrize("kind", ["malformed json", "missing image", "unknown question",
-                                  "empty question", "duplicate id", "unreadable image",
-                                  "not an image"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "malformed json",
+        "missing image",
+        "unknown question",
+        "empty question",
+        "duplicate id",
+        "unreadable image",
+        "not an image",
+    ],
+)
 def test_bad_input_is_one_clear_error_or_skipped(tmp_path, kind):
     root = make_vqa_root(tmp_path / "root")
     file, record = _break(root, kind)
@@ -243,9 +311,10 @@ def test_bad_input_is_one_clear_error_or_skipped(tmp_path, kind):
     ds = vqa_prep.prepare(root, out, skip_bad=True)
     skipped = (ds.root / SKIPPED).read_text()
     assert file in skipped
-    n_train = 24 - (kind in ("missing image", "empty question", "unreadable image",
-                             "not an image", "duplicate id")) * (
-        1 if kind in ("empty question", "duplicate id") else 3)
+    n_train = 24 - (
+        kind
+        in ("missing image", "empty question", "unreadable image", "not an image", "duplicate id")
+    ) * (1 if kind in ("empty question", "duplicate id") else 3)
     assert ds.meta["counts"]["train2014"]["questions"] == n_train
     PreparedDataset.load(ds.root)
 
@@ -254,6 +323,7 @@ def test_train_and_evaluate_on_prepared_vqa(vqa_dataset, tmp_path):
     """The train2014 split trains (ten-answer soft targets, top-K answers from meta),
     val2014 scores, and an unannotated test split still yields its predictions."""
     from conftest import TINY_CONFIG
+
     from vqa import run_dir as files
     from vqa.data.text import Vocabulary
     from vqa.evaluation import evaluate_run
@@ -275,6 +345,7 @@ def test_train_and_evaluate_on_prepared_vqa(vqa_dataset, tmp_path):
 
 def test_answer_vocabulary_size_comes_from_the_dataset_unless_configured(vqa_dataset):
     from conftest import TINY_CONFIG
+
     from vqa.training import build_vocabularies
 
     train = vqa_dataset.split("train2014")
@@ -342,7 +413,8 @@ def test_one_coco_id_in_two_folders_is_two_images(tmp_path):
     qfile.write_text(json.dumps(q))
     afile.write_text(json.dumps(a))
     (root / "images" / "val2014" / "000000000001.jpg").write_bytes(
-        (root / "images" / "val2014" / "000000000100.jpg").read_bytes())
+        (root / "images" / "val2014" / "000000000100.jpg").read_bytes()
+    )
     ds = vqa_prep.prepare(root, tmp_path / "out")
     val = ds.split("val2014")
     image_id = val.set_index("question_id").at[q["questions"][0]["question_id"], "image_id"]

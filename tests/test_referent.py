@@ -18,11 +18,15 @@ def _scenes(n, rng, side=4):
     asked = rng.integers(0, 3, n)
     xy = np.stack(np.divmod(cells, side), -1)  # [n, 3, 2]
     distance = ((xy - xy[np.arange(n), asked][:, None]) ** 2).sum(-1)
-    distance[np.arange(n), asked] = 10 ** 6
+    distance[np.arange(n), asked] = 10**6
     closest = distance.argmin(1)
     questions = np.eye(3, dtype="float32")[asked]
-    return (grids.reshape(n, side, side, 4), questions, shapes[np.arange(n), asked],
-            shapes[np.arange(n), closest])
+    return (
+        grids.reshape(n, side, side, 4),
+        questions,
+        shapes[np.arange(n), asked],
+        shapes[np.arange(n), closest],
+    )
 
 
 def _fit(answers_of, rng, epochs):
@@ -32,10 +36,12 @@ def _fit(answers_of, rng, epochs):
     grid = keras.Input((4, 4, 4))
     fused = ReferentRelation(32, blocks=0)([question, grid])
     model = keras.Model([question, grid], keras.layers.Dense(2, activation="softmax")(fused))
-    model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    model.fit([questions[:2500], grids[:2500]], answers[:2500], batch_size=64, epochs=epochs,
-              verbose=0)
+    model.compile(
+        keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    model.fit(
+        [questions[:2500], grids[:2500]], answers[:2500], batch_size=64, epochs=epochs, verbose=0
+    )
     return model.evaluate([questions[2500:], grids[2500:]], answers[2500:], verbose=0)[1]
 
 

@@ -33,21 +33,25 @@ def test_object_cells_are_those_its_box_touches():
 def test_referents_are_the_objects_in_the_order_the_program_finds_them():
     scene = {"objects": [_obj(10, 10), _obj(60, 60, color="blue"), _obj(110, 120, shape="square")]}
     scene["relationships"] = scenes.relationships(scene["objects"])
-    same = [{"function": "scene", "inputs": [], "value_inputs": []},
-            {"function": "filter_shape", "inputs": [0], "value_inputs": ["square"]},
-            {"function": "unique", "inputs": [1], "value_inputs": []},
-            {"function": "query_color", "inputs": [2], "value_inputs": []},
-            {"function": "scene", "inputs": [], "value_inputs": []},
-            {"function": "filter_color", "inputs": [4], "value_inputs": ["blue"]},
-            {"function": "unique", "inputs": [5], "value_inputs": []},
-            {"function": "query_color", "inputs": [6], "value_inputs": []},
-            {"function": "equal_color", "inputs": [3, 7], "value_inputs": []}]
+    same = [
+        {"function": "scene", "inputs": [], "value_inputs": []},
+        {"function": "filter_shape", "inputs": [0], "value_inputs": ["square"]},
+        {"function": "unique", "inputs": [1], "value_inputs": []},
+        {"function": "query_color", "inputs": [2], "value_inputs": []},
+        {"function": "scene", "inputs": [], "value_inputs": []},
+        {"function": "filter_color", "inputs": [4], "value_inputs": ["blue"]},
+        {"function": "unique", "inputs": [5], "value_inputs": []},
+        {"function": "query_color", "inputs": [6], "value_inputs": []},
+        {"function": "equal_color", "inputs": [3, 7], "value_inputs": []},
+    ]
     assert referents(same, scene) == [2, 1]
-    closest = [{"function": "scene", "inputs": [], "value_inputs": []},
-               {"function": "filter_color", "inputs": [0], "value_inputs": ["blue"]},
-               {"function": "unique", "inputs": [1], "value_inputs": []},
-               {"function": "closest", "inputs": [2], "value_inputs": []},
-               {"function": "query_shape", "inputs": [3], "value_inputs": []}]
+    closest = [
+        {"function": "scene", "inputs": [], "value_inputs": []},
+        {"function": "filter_color", "inputs": [0], "value_inputs": ["blue"]},
+        {"function": "unique", "inputs": [1], "value_inputs": []},
+        {"function": "closest", "inputs": [2], "value_inputs": []},
+        {"function": "query_shape", "inputs": [3], "value_inputs": []},
+    ]
     assert referents(closest, scene) == [1, 0]  # (10, 10) is nearer (60, 60) than (110, 120)
 
 
@@ -55,10 +59,15 @@ def test_a_hop_looking_at_the_first_object_is_counted_on_it(scenes_data):
     """A stand-in answerer whose first hop puts all its weight on the cell under the
     centre of the first object the program picks (found here by running the program,
     independently of the probe), and whose second hop looks everywhere."""
-    questions = json.loads((scenes_data / "clevr/questions/CLEVR_test_questions.json")
-                           .read_text())["questions"]
-    scene_of = {s["image_index"]: s for s in json.loads(
-        (scenes_data / "clevr/scenes/CLEVR_test_scenes.json").read_text())["scenes"]}
+    questions = json.loads((scenes_data / "clevr/questions/CLEVR_test_questions.json").read_text())[
+        "questions"
+    ]
+    scene_of = {
+        s["image_index"]: s
+        for s in json.loads((scenes_data / "clevr/scenes/CLEVR_test_scenes.json").read_text())[
+            "scenes"
+        ]
+    }
     by_text = {(q["image_filename"], q["question"]): q for q in questions}
 
     def answer_batch(images, texts):
@@ -85,8 +94,9 @@ def test_a_hop_looking_at_the_first_object_is_counted_on_it(scenes_data):
     assert (everywhere["weight"] < 0.5).all() and (everywhere["over_half"] == 0).all()
 
 
-def test_a_real_run_is_probed_and_one_without_attention_refused(scenes_data, tiny_run,
-                                                                tiny_attention_run):
+def test_a_real_run_is_probed_and_one_without_attention_refused(
+    scenes_data, tiny_run, tiny_attention_run
+):
     table = probe(Answerer.load(tiny_attention_run), scenes_data, questions=3)
     assert set(table["hop"]) == {0, 1}
     assert ((table["weight"] >= 0) & (table["weight"] <= 1 + 1e-5)).all()

@@ -16,9 +16,10 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import TINY_CONFIG, make_tiny_dataset
-from vqa import Answerer, evaluate_run, run_dir as files
+
+from vqa import Answerer, evaluate_run
+from vqa import run_dir as files
 from vqa.cli import main
 from vqa.config import Config, save_config
 from vqa.errors import ConfigError, RunDirError, TrainingError
@@ -42,13 +43,27 @@ def uninterrupted(tmp_path_factory, larger_dataset):
 
 
 def test_kill_9_mid_training_then_resume_ends_like_an_uninterrupted_run(
-        larger_dataset, uninterrupted, tmp_path):
+    larger_dataset, uninterrupted, tmp_path
+):
     run, config = tmp_path / "run", tmp_path / "config.yaml"
     save_config(SLOW_CONFIG, config)
     state = run / files.CHECKPOINT_DIR / files.STATE
-    proc = subprocess.Popen([sys.executable, "-m", "vqa", "train", str(larger_dataset.root),
-                             "--config", str(config), "--out", str(run)],
-                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "vqa",
+            "train",
+            str(larger_dataset.root),
+            "--config",
+            str(config),
+            "--out",
+            str(run),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
@@ -64,24 +79,41 @@ def test_kill_9_mid_training_then_resume_ends_like_an_uninterrupted_run(
     assert 2 <= killed_at < SLOW_CONFIG.train.epochs
     assert not (run / files.MODEL).exists() and not (run / files.TRAINING).exists()
 
-    assert main(["train", str(larger_dataset.root), "--config", str(config), "--out", str(run),
-                 "--resume"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(larger_dataset.root),
+                "--config",
+                str(config),
+                "--out",
+                str(run),
+                "--resume",
+            ]
+        )
+        == 0
+    )
     evaluate_run(run, larger_dataset, "test")
     resumed = pd.read_csv(run / files.HISTORY)
     whole = pd.read_csv(uninterrupted / files.HISTORY)
     assert resumed["epoch"].tolist() == list(range(1, SLOW_CONFIG.train.epochs + 1))
     # Epochs before the kill were not redone, and the rest continued the same training.
     pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), whole.drop(columns="seconds"))
-    assert (run / files.PREDICTIONS).read_bytes() == (uninterrupted / files.PREDICTIONS).read_bytes()
-    assert (json.loads((run / files.METRICS).read_text())
-            == json.loads((uninterrupted / files.METRICS).read_text()))
+    assert (run / files.PREDICTIONS).read_bytes() == (
+        uninterrupted / files.PREDICTIONS
+    ).read_bytes()
+    assert json.loads((run / files.METRICS).read_text()) == json.loads(
+        (uninterrupted / files.METRICS).read_text()
+    )
 
 
 def test_two_seeded_runs_give_identical_predictions(larger_dataset, uninterrupted, tmp_path):
     run = tmp_path / "again"
     train(larger_dataset.root, run, SLOW_CONFIG, verbose=0)
     evaluate_run(run, larger_dataset, "test")
-    assert (run / files.PREDICTIONS).read_bytes() == (uninterrupted / files.PREDICTIONS).read_bytes()
+    assert (run / files.PREDICTIONS).read_bytes() == (
+        uninterrupted / files.PREDICTIONS
+    ).read_bytes()
     summary = json.loads((run / files.TRAINING).read_text())
     assert summary["seed"] == SLOW_CONFIG.train.seed
     assert summary["versions"]["keras"] == keras.__version__
@@ -107,10 +139,13 @@ def test_a_nan_loss_stops_and_keeps_the_last_good_epoch(tiny_dataset, tmp_path, 
             weight.assign(np.full(weight.shape, np.nan, weight.dtype))
 
     monkeypatch.setattr(RunCheckpoint, "on_epoch_begin", poisoned)
-    with pytest.raises(TrainingError, match=r"(loss became nan at epoch 2, step \d+|weights "
-                                            r"became NaN or infinite during epoch 2 \(.+\)); "
-                                            r"training stopped and it keeps its last good "
-                                            r"checkpoint \(epoch 1\)"):
+    with pytest.raises(
+        TrainingError,
+        match=r"(loss became nan at epoch 2, step \d+|weights "
+        r"became NaN or infinite during epoch 2 \(.+\)); "
+        r"training stopped and it keeps its last good "
+        r"checkpoint \(epoch 1\)",
+    ):
         train(tiny_dataset.root, run, TINY_CONFIG.with_train(epochs=3), verbose=0)
     state = json.loads((run / files.CHECKPOINT_DIR / files.STATE).read_text())
     assert state["next_epoch"] == 1
@@ -126,20 +161,25 @@ def test_a_nan_loss_stops_and_keeps_the_last_good_epoch(tiny_dataset, tmp_path, 
 def test_a_nan_loss_is_one_line_on_the_command_line(tiny_dataset, tmp_path, capsys):
     config = tmp_path / "config.yaml"
     save_config(TINY_CONFIG.with_train(learning_rate=1e30, epochs=1), config)
-    code = main(["train", str(tiny_dataset.root), "--config", str(config),
-                 "--out", str(tmp_path / "run")])
+    code = main(
+        ["train", str(tiny_dataset.root), "--config", str(config), "--out", str(tmp_path / "run")]
+    )
     err = capsys.readouterr().err.strip()
     assert code != 0
     assert err.startswith("error: The training loss became") and "\n" not in err
 
 
-@pytest.mark.parametrize("extra, match", [
-    ([], "Nothing to resume in"),
-    (["--overwrite"], "contradict"),
-])
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        ([], "Nothing to resume in"),
+        (["--overwrite"], "contradict"),
+    ],
+)
 def test_resume_flag_errors(tiny_dataset, tmp_path, capsys, extra, match):
-    code = main(["train", str(tiny_dataset.root), "--out", str(tmp_path / "none"),
-                 "--resume", *extra])
+    code = main(
+        ["train", str(tiny_dataset.root), "--out", str(tmp_path / "none"), "--resume", *extra]
+    )
     assert code != 0
     assert match in capsys.readouterr().err
 
@@ -168,8 +208,11 @@ def test_a_model_file_with_an_altered_config_is_refused(tiny_run, tmp_path):
     config = json.loads(entries["config.json"])
     # Point a layer at a function of another module: arbitrary code on load.
     config["config"]["layers"][-1]["config"]["activation"] = {
-        "module": "os", "class_name": "function", "config": "system",
-        "registered_name": "function"}
+        "module": "os",
+        "class_name": "function",
+        "config": "system",
+        "registered_name": "function",
+    }
     entries["config.json"] = json.dumps(config).encode()
     with zipfile.ZipFile(run / files.MODEL, "w") as new:
         for name, data in entries.items():
@@ -179,24 +222,32 @@ def test_a_model_file_with_an_altered_config_is_refused(tiny_run, tmp_path):
 
 
 def test_a_two_hop_model_saved_before_glimpses_were_concatenated_is_refused_clearly(
-        tiny_run, tmp_path, monkeypatch):
+    tiny_run, tmp_path, monkeypatch
+):
     from vqa.models import build_model
     from vqa.models.attention import StackedAttention
 
     run = _copy_run(tiny_run[0], tmp_path / "older")
     # The layer as it was: only the last hop's glimpse went on to the fusion.
     call, shape = StackedAttention.call, StackedAttention.compute_output_shape
-    monkeypatch.setattr(StackedAttention, "call",
-                        lambda self, inputs: (lambda g, w: (g[:, -inputs[1].shape[-1]:], w))(
-                            *call(self, inputs)))
-    monkeypatch.setattr(StackedAttention, "compute_output_shape",
-                        lambda self, s: ((s[1][0], s[1][-1]), shape(self, s)[1]))
-    older = build_model(replace(TINY_CONFIG.model, attention_hops=2), vocab_size=10,
-                        num_answers=3)
+    monkeypatch.setattr(
+        StackedAttention,
+        "call",
+        lambda self, inputs: (lambda g, w: (g[:, -inputs[1].shape[-1] :], w))(*call(self, inputs)),
+    )
+    monkeypatch.setattr(
+        StackedAttention,
+        "compute_output_shape",
+        lambda self, s: ((s[1][0], s[1][-1]), shape(self, s)[1]),
+    )
+    older = build_model(replace(TINY_CONFIG.model, attention_hops=2), vocab_size=10, num_answers=3)
     older.save(run / files.MODEL)
     monkeypatch.undo()
-    with pytest.raises(RunDirError, match=r"does not run with this vqa .*project_image.*"
-                                          r"--init-from"):
+    with pytest.raises(
+        RunDirError,
+        match=r"does not run with this vqa .*project_image.*"
+        r"--init-from",
+    ):
         Answerer.load(run)
 
 
@@ -211,24 +262,27 @@ class _EachQuestionsRow(keras.layers.Layer):
         return (shape[0],)
 
 
-def test_a_model_saved_before_about_image_still_answers_and_evaluates(tiny_run, tiny_dataset,
-                                                                     tmp_path):
+def test_a_model_saved_before_about_image_still_answers_and_evaluates(
+    tiny_run, tiny_dataset, tmp_path
+):
     """Models saved before the "about_image" input take one image per question."""
     run = _copy_run(tiny_run[0], tmp_path / "older")
     model = keras.models.load_model(run / files.MODEL, compile=False)
-    image = keras.Input(next(t for t in model.inputs if t.name == "image").shape[1:],
-                        name="image")
+    image = keras.Input(next(t for t in model.inputs if t.name == "image").shape[1:], name="image")
     question = keras.Input((None,), dtype="int32", name="question")
-    older = keras.Model({"image": image, "question": question}, model(
-        {"image": image, "about_image": _EachQuestionsRow()(question), "question": question}))
+    older = keras.Model(
+        {"image": image, "question": question},
+        model({"image": image, "about_image": _EachQuestionsRow()(question), "question": question}),
+    )
     older.save(run / files.MODEL)
     answerer = Answerer.load(run)
     assert "about_image" not in {t.name for t in answerer.model.inputs}
     image_file = next((tiny_dataset.root / "images").rglob("*.png"))
     now = Answerer.load(tiny_run[0])
     asked = ["what color is the shape?", "what shape is it?"]
-    for old, new in zip(answerer.answer_batch([image_file] * 2, asked),
-                        now.answer_batch([image_file] * 2, asked)):
+    for old, new in zip(
+        answerer.answer_batch([image_file] * 2, asked), now.answer_batch([image_file] * 2, asked)
+    ):
         assert old.top_k[0][0] == new.top_k[0][0]
         assert old.probability == pytest.approx(new.probability, rel=1e-5)
     old, new = (evaluate_run(r, tiny_dataset, "test") for r in (run, tiny_run[0]))
@@ -239,16 +293,26 @@ def test_a_model_saved_before_about_image_still_answers_and_evaluates(tiny_run, 
 def test_nan_weights_behind_a_finite_loss_stop_before_the_epoch_is_kept(tmp_path):
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, name="d")])
     (tmp_path / files.CHECKPOINT_DIR).mkdir()
-    state = {"next_epoch": 0, "best": -1.0, "best_epoch": -1, "best_file": None,
-             "last_file": None, "wait": 0, "stopped_early": False}
+    state = {
+        "next_epoch": 0,
+        "best": -1.0,
+        "best_epoch": -1,
+        "best_file": None,
+        "last_file": None,
+        "wait": 0,
+        "stopped_early": False,
+    }
     checkpoint = RunCheckpoint(tmp_path, patience=5, state=state)
     checkpoint.set_model(model)
     checkpoint.on_epoch_begin(0)
     checkpoint.on_epoch_end(0, {"val_vqa_score": 0.5, "loss": 1.0})
     model.get_layer("d").set_weights([np.full((1, 1), np.nan, "float32"), np.zeros(1)])
     checkpoint.on_epoch_begin(1)
-    with pytest.raises(TrainingError, match=r"weights became NaN or infinite during epoch 2 "
-                                            r"\(\S*d/kernel\).*last good checkpoint \(epoch 1\)"):
+    with pytest.raises(
+        TrainingError,
+        match=r"weights became NaN or infinite during epoch 2 "
+        r"\(\S*d/kernel\).*last good checkpoint \(epoch 1\)",
+    ):
         checkpoint.on_epoch_end(1, {"val_vqa_score": 0.6, "loss": 1.0})
     assert state["next_epoch"] == 1 and state["last_file"] == "last-epoch0.keras"
     assert pd.read_csv(tmp_path / files.HISTORY)["epoch"].tolist() == [1]
@@ -287,28 +351,41 @@ def test_copy_weights_leaves_only_the_reshaped_weights_at_random():
         copy_weights(older, keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
 
 
-def test_init_from_a_run_without_word_attention_starts_where_it_was(tiny_dataset,
-                                                                   tiny_attention_run,
-                                                                   tmp_path):
+def test_init_from_a_run_without_word_attention_starts_where_it_was(
+    tiny_dataset, tiny_attention_run, tmp_path
+):
     from vqa.training import copy_weights
 
     source = tiny_attention_run
     from vqa.models import build_model
 
-    config = Config(replace(TINY_CONFIG.model, attention_hops=2, attention_words=True),
-                    TINY_CONFIG.train).with_train(epochs=1)
+    config = Config(
+        replace(TINY_CONFIG.model, attention_hops=2, attention_words=True), TINY_CONFIG.train
+    ).with_train(epochs=1)
     first = _FirstWeights()
-    train(tiny_dataset.root, tmp_path / "words", config, verbose=0, callbacks=[first],
-          init_from=source)
+    train(
+        tiny_dataset.root,
+        tmp_path / "words",
+        config,
+        verbose=0,
+        callbacks=[first],
+        init_from=source,
+    )
     trained = keras.models.load_model(source / files.MODEL, compile=False)
-    grown = build_model(config.model, trained.get_layer("question_encoder").get_layer(
-        "word_embedding").input_dim, trained.get_layer("answer").units)
+    grown = build_model(
+        config.model,
+        trained.get_layer("question_encoder").get_layer("word_embedding").input_dim,
+        trained.get_layer("answer").units,
+    )
     grown.set_weights(first.weights)
     ids = np.array([[2, 3, 4, 0, 0, 0, 0, 0]], dtype="int32")
     pixels = np.random.default_rng(0).integers(0, 256, (1, 32, 32, 3)).astype("float32")
     inputs = {"image": pixels, "about_image": np.zeros(1, "int32"), "question": ids}
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(grown(inputs)),
-                               keras.ops.convert_to_numpy(trained(inputs)), rtol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(grown(inputs)),
+        keras.ops.convert_to_numpy(trained(inputs)),
+        rtol=1e-5,
+    )
     with pytest.raises(ConfigError, match="attention have weights this one lacks"):
         copy_weights(grown, trained)  # words cannot be dropped
     image = next((tiny_dataset.root / "images").rglob("*.png"))
@@ -316,12 +393,19 @@ def test_init_from_a_run_without_word_attention_starts_where_it_was(tiny_dataset
     assert np.isfinite(result.attention).all() and result.top_k
 
 
-def test_init_from_starts_at_the_source_runs_weights_and_vocabularies(tiny_dataset, tiny_run,
-                                                                       tmp_path):
+def test_init_from_starts_at_the_source_runs_weights_and_vocabularies(
+    tiny_dataset, tiny_run, tmp_path
+):
     source, _ = tiny_run
     first = _FirstWeights()
-    summary = train(tiny_dataset.root, tmp_path / "on", TINY_CONFIG.with_train(epochs=1),
-                    verbose=0, callbacks=[first], init_from=source)
+    summary = train(
+        tiny_dataset.root,
+        tmp_path / "on",
+        TINY_CONFIG.with_train(epochs=1),
+        verbose=0,
+        callbacks=[first],
+        init_from=source,
+    )
     trained = keras.models.load_model(source / files.MODEL, compile=False).get_weights()
     assert len(first.weights) == len(trained)
     assert all(np.array_equal(a, b) for a, b in zip(first.weights, trained))
@@ -332,24 +416,49 @@ def test_init_from_starts_at_the_source_runs_weights_and_vocabularies(tiny_datas
     # run still says where it started (the state records it).
     stopped = tmp_path / "stopped"
     with pytest.raises(KeyboardInterrupt):
-        train(tiny_dataset.root, stopped, TINY_CONFIG.with_train(epochs=2), verbose=0,
-              callbacks=[_StopAfterFirstEpoch()], init_from=source)
-    assert train(tiny_dataset.root, stopped, TINY_CONFIG.with_train(epochs=2),
-                 verbose=0)["initialised_from"] == str(source)
+        train(
+            tiny_dataset.root,
+            stopped,
+            TINY_CONFIG.with_train(epochs=2),
+            verbose=0,
+            callbacks=[_StopAfterFirstEpoch()],
+            init_from=source,
+        )
+    assert train(tiny_dataset.root, stopped, TINY_CONFIG.with_train(epochs=2), verbose=0)[
+        "initialised_from"
+    ] == str(source)
     fresh = _FirstWeights()  # without it, the same seed starts elsewhere
-    train(tiny_dataset.root, tmp_path / "fresh", TINY_CONFIG.with_train(epochs=1), verbose=0,
-          callbacks=[fresh])
+    train(
+        tiny_dataset.root,
+        tmp_path / "fresh",
+        TINY_CONFIG.with_train(epochs=1),
+        verbose=0,
+        callbacks=[fresh],
+    )
     assert not all(np.array_equal(a, b) for a, b in zip(fresh.weights, trained))
 
 
-def test_init_from_refuses_another_model_before_making_the_run(tiny_dataset, tiny_run,
-                                                              tmp_path, capsys):
+def test_init_from_refuses_another_model_before_making_the_run(
+    tiny_dataset, tiny_run, tmp_path, capsys
+):
     source, _ = tiny_run
     config = tmp_path / "config.yaml"
-    save_config(Config(replace(TINY_CONFIG.model, fusion="concat", question_dim=8),
-                       TINY_CONFIG.train), config)
-    code = main(["train", str(tiny_dataset.root), "--config", str(config), "--out",
-                 str(tmp_path / "run"), "--init-from", str(source)])
+    save_config(
+        Config(replace(TINY_CONFIG.model, fusion="concat", question_dim=8), TINY_CONFIG.train),
+        config,
+    )
+    code = main(
+        [
+            "train",
+            str(tiny_dataset.root),
+            "--config",
+            str(config),
+            "--out",
+            str(tmp_path / "run"),
+            "--init-from",
+            str(source),
+        ]
+    )
     assert code != 0
     err = capsys.readouterr().err
     assert "model.question_dim, model.fusion" in err and str(source) in err
@@ -402,12 +511,14 @@ sys.exit(main(sys.argv[2:]))
 
 @pytest.mark.parametrize("point", ["model-written", "before-commit", "mid-commit"])
 def test_kill_9_inside_a_checkpoint_then_resume_ends_like_an_uninterrupted_run(
-        larger_dataset, uninterrupted, tmp_path, point):
+    larger_dataset, uninterrupted, tmp_path, point
+):
     run, config = tmp_path / "run", tmp_path / "config.yaml"
     save_config(SLOW_CONFIG, config)
     argv = ["train", str(larger_dataset.root), "--config", str(config), "--out", str(run)]
-    killed = subprocess.run([sys.executable, "-c", _KILL_AT, point, *argv], cwd=ROOT,
-                            capture_output=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILL_AT, point, *argv], cwd=ROOT, capture_output=True, timeout=300
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
     state = json.loads((run / files.CHECKPOINT_DIR / files.STATE).read_text())
     assert state["next_epoch"] == 1  # epoch index 1 was not committed
@@ -422,16 +533,21 @@ def test_kill_9_inside_a_checkpoint_then_resume_ends_like_an_uninterrupted_run(
     resumed = pd.read_csv(run / files.HISTORY)
     whole = pd.read_csv(uninterrupted / files.HISTORY)
     pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), whole.drop(columns="seconds"))
-    assert (run / files.PREDICTIONS).read_bytes() == (uninterrupted / files.PREDICTIONS).read_bytes()
+    assert (run / files.PREDICTIONS).read_bytes() == (
+        uninterrupted / files.PREDICTIONS
+    ).read_bytes()
 
 
-def test_a_second_train_on_a_run_in_use_is_refused_in_one_line(larger_dataset, tmp_path,
-                                                                capsys):
+def test_a_second_train_on_a_run_in_use_is_refused_in_one_line(larger_dataset, tmp_path, capsys):
     run, config = tmp_path / "run", tmp_path / "config.yaml"
     save_config(SLOW_CONFIG, config)
     argv = ["train", str(larger_dataset.root), "--config", str(config), "--out", str(run)]
-    first = subprocess.Popen([sys.executable, "-m", "vqa", *argv], cwd=ROOT,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "vqa", *argv],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         state = run / files.CHECKPOINT_DIR / files.STATE
         deadline = time.monotonic() + 120

@@ -14,11 +14,21 @@ from data_prep import scenes
 from vqa.errors import DatasetError
 
 IMAGES = 200  # 180 train, 20 test
-LAST_FUNCTION_TYPES = {"count": "count", "exist": "exist", "equal_integer": "compare numbers",
-                       "greater_than": "compare numbers", "less_than": "compare numbers"}
-SPACES = {"exist": {"yes/no"}, "count": {"number"}, "compare numbers": {"yes/no"},
-          "query attribute": {"color", "shape", "size"}, "compare attribute": {"yes/no"},
-          "spatial relation": {"yes/no", "color", "shape", "size"}}
+LAST_FUNCTION_TYPES = {
+    "count": "count",
+    "exist": "exist",
+    "equal_integer": "compare numbers",
+    "greater_than": "compare numbers",
+    "less_than": "compare numbers",
+}
+SPACES = {
+    "exist": {"yes/no"},
+    "count": {"number"},
+    "compare numbers": {"yes/no"},
+    "query attribute": {"color", "shape", "size"},
+    "compare attribute": {"yes/no"},
+    "spatial relation": {"yes/no", "color", "shape", "size"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +45,13 @@ def _load(root: Path, kind: str, split: str) -> dict:
 @pytest.fixture(scope="module")
 def data(root):
     """split -> (scenes, questions)"""
-    return {split: (_load(root, "scenes", split)["scenes"],
-                    _load(root, "questions", split)["questions"])
-            for split in ("train", "test")}
+    return {
+        split: (
+            _load(root, "scenes", split)["scenes"],
+            _load(root, "questions", split)["questions"],
+        )
+        for split in ("train", "test")
+    }
 
 
 def test_clevr_layout_and_counts(root, data):
@@ -75,8 +89,14 @@ def test_every_family_and_answer_space(data):
     families = Counter(q["question_family"] for q in questions)
     assert min(families.values()) > 0.12 * len(questions)  # about a sixth each
     answers = {q["answer"] for q in questions}
-    assert {"yes", "no", *map(str, range(11)), *scenes.COLORS, *scenes.SHAPES,
-            *scenes.SIZES} == answers
+    assert {
+        "yes",
+        "no",
+        *map(str, range(11)),
+        *scenes.COLORS,
+        *scenes.SHAPES,
+        *scenes.SIZES,
+    } == answers
 
 
 def test_executing_each_program_gives_its_answer(data):
@@ -90,7 +110,8 @@ def test_executing_each_program_gives_its_answer(data):
             last = program[-1]["function"]
             if q["question_family"] != "spatial relation":
                 expected = LAST_FUNCTION_TYPES.get(
-                    last, "query attribute" if last.startswith("query_") else "compare attribute")
+                    last, "query attribute" if last.startswith("query_") else "compare attribute"
+                )
                 assert q["question_family"] == expected
             else:
                 assert {"relate", "closest"} & {step["function"] for step in program}
@@ -116,10 +137,18 @@ def _objects_from_pixels(path: Path) -> list[dict]:
             width, height = xs.stop - xs.start, ys.stop - ys.start
             fill = (labels[ys, xs] == k).sum() / (width * height)
             shape = "square" if fill > 0.95 else "circle" if fill > 0.7 else "triangle"
-            found.append({"color": color, "shape": shape,
-                          "size": "small" if width < 20 else "large",
-                          "pixel_coords": [(xs.start + xs.stop - 1) // 2,
-                                           (ys.start + ys.stop - 1) // 2, 0]})
+            found.append(
+                {
+                    "color": color,
+                    "shape": shape,
+                    "size": "small" if width < 20 else "large",
+                    "pixel_coords": [
+                        (xs.start + xs.stop - 1) // 2,
+                        (ys.start + ys.stop - 1) // 2,
+                        0,
+                    ],
+                }
+            )
     return found
 
 
@@ -140,22 +169,42 @@ def test_answers_agree_with_the_rendered_image(root, data):
 
 
 def test_relations_and_closest_follow_the_centres():
-    objects = [{"color": "red", "shape": "circle", "size": "small", "pixel_coords": [20, 30, 0]},
-               {"color": "blue", "shape": "square", "size": "large", "pixel_coords": [60, 10, 0]},
-               {"color": "red", "shape": "square", "size": "small", "pixel_coords": [100, 90, 0]}]
+    objects = [
+        {"color": "red", "shape": "circle", "size": "small", "pixel_coords": [20, 30, 0]},
+        {"color": "blue", "shape": "square", "size": "large", "pixel_coords": [60, 10, 0]},
+        {"color": "red", "shape": "square", "size": "small", "pixel_coords": [100, 90, 0]},
+    ]
     scene = {"objects": objects, "relationships": scenes.relationships(objects)}
     assert scene["relationships"]["left"] == [[], [0], [0, 1]]
     assert scene["relationships"]["above"] == [[1], [], [0, 1]]
     step = scenes.step
-    program = [step("scene"), step("filter_color", [0], "blue"), step("unique", [1]),
-               step("relate", [2], "right"), step("filter_color", [3], "red"), step("count", [4])]
+    program = [
+        step("scene"),
+        step("filter_color", [0], "blue"),
+        step("unique", [1]),
+        step("relate", [2], "right"),
+        step("filter_color", [3], "red"),
+        step("count", [4]),
+    ]
     assert scenes.execute(program, scene) == "1"
-    closest = [step("scene"), step("filter_shape", [0], "circle"), step("unique", [1]),
-               step("closest", [2]), step("query_shape", [3])]
+    closest = [
+        step("scene"),
+        step("filter_shape", [0], "circle"),
+        step("unique", [1]),
+        step("closest", [2]),
+        step("query_shape", [3]),
+    ]
     assert scenes.execute(closest, scene) == "square"
     with pytest.raises(scenes.ProgramError, match="unique"):
-        scenes.execute([step("scene"), step("filter_color", [0], "red"), step("unique", [1]),
-                        step("query_shape", [2])], scene)
+        scenes.execute(
+            [
+                step("scene"),
+                step("filter_color", [0], "red"),
+                step("unique", [1]),
+                step("query_shape", [2]),
+            ],
+            scene,
+        )
     tie = [dict(o) for o in objects]
     tie[1]["pixel_coords"], tie[2]["pixel_coords"] = [30, 30, 0], [10, 30, 0]
     with pytest.raises(scenes.ProgramError, match="equally close"):
@@ -164,8 +213,11 @@ def test_relations_and_closest_follow_the_centres():
 
 def test_same_seed_same_bytes_anywhere(tmp_path):
     def tree(root):
-        return {p.relative_to(root).as_posix(): p.read_bytes()
-                for p in sorted(root.rglob("*")) if p.is_file()}
+        return {
+            p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*"))
+            if p.is_file()
+        }
 
     scenes.generate(tmp_path / "a", images=20, seed=7)
     scenes.generate(tmp_path / "somewhere" / "else", images=20, seed=7)
@@ -202,10 +254,13 @@ def test_balance_table_of_a_generated_directory(root):
     assert (table["n_test"] > 0).all()
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"images": 5}, "--images must be an integer of at least 10"),
-    ({"images": 100, "seed": -1}, "--seed must be a non-negative integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"images": 5}, "--images must be an integer of at least 10"),
+        ({"images": 100, "seed": -1}, "--seed must be a non-negative integer"),
+    ],
+)
 def test_bad_arguments_say_what_to_do(tmp_path, kwargs, match):
     with pytest.raises(DatasetError, match=match):
         scenes.generate(tmp_path / "x", **kwargs)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import draw_shape
 from PIL import Image
 
-from conftest import draw_shape
 from vqa.answering import Answerer
 from vqa.cli import build_parser
 from vqa.serve import MAX_UPLOAD, make_server
@@ -46,14 +46,21 @@ def _multipart(fields: dict, files: dict) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     parts = []
     for name, value in fields.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'
-                     .encode() + value.encode() + b"\r\n")
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+            + value.encode()
+            + b"\r\n"
+        )
     for name, (file_name, data) in files.items():
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
-                     f'filename="{file_name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
-                     .encode() + data + b"\r\n")
-    return b"".join(parts) + f"--{boundary}--\r\n".encode(), \
-        f"multipart/form-data; boundary={boundary}"
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; '
+            f'filename="{file_name}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
+            + data
+            + b"\r\n"
+        )
+    return b"".join(
+        parts
+    ) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
 def _request(httpd, method, path, body=None, headers=None) -> tuple[int, dict | str]:
@@ -69,8 +76,7 @@ def _request(httpd, method, path, body=None, headers=None) -> tuple[int, dict | 
 
 
 def _ask(httpd, image: bytes, question: str, file_name="x.png", **fields):
-    body, content_type = _multipart({"question": question, **fields},
-                                    {"image": (file_name, image)})
+    body, content_type = _multipart({"question": question, **fields}, {"image": (file_name, image)})
     return _request(httpd, "POST", "/api/answer", body, {"Content-Type": content_type})
 
 
@@ -81,7 +87,8 @@ def test_the_page_is_served_and_shipped_in_the_package():
     for element in ('id="image"', 'id="question"', 'id="ask"', 'id="answer"', "/api/answer"):
         assert element in page
     globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
-        "package-data"]["vqa"]
+        "package-data"
+    ]["vqa"]
     shipped = [p.relative_to(ROOT / "vqa").as_posix() for p in (ROOT / "vqa" / "static").iterdir()]
     assert shipped and all(any(fnmatch.fnmatch(f, g) for g in globs) for f in shipped), shipped
 
@@ -111,23 +118,27 @@ def test_api_answers_with_probabilities_attention_and_overlay(server):
     np.testing.assert_allclose(hops.mean(axis=0), attention, atol=2e-5)
     prefix = "data:image/png;base64,"
     assert reply["overlay"].startswith(prefix)
-    with Image.open(io.BytesIO(base64.b64decode(reply["overlay"][len(prefix):]))) as png:
+    with Image.open(io.BytesIO(base64.b64decode(reply["overlay"][len(prefix) :]))) as png:
         assert png.format == "PNG" and png.size == (1250, 400)  # each hop, the answers
     status, reply = _ask(httpd, _png(), "what shape?")
     assert status == 200 and "overlay" not in reply and len(reply["top_k"]) == 3
 
 
-@pytest.mark.parametrize("image, question, fields, status, match", [
-    (b"just some text", "what?", {}, 415, "notes.txt: Cannot read image"),
-    (b"", "what?", {}, 400, "No image"),
-    (_png()[:200], "what?", {}, 415, "truncated"),
-    (None, "   ", {}, 400, "question is empty"),
-    (None, "what?", {"top_k": "0"}, 400, "top_k must be a whole number"),
-    (None, "what?", {"top_k": "three"}, 400, "top_k must be a whole number"),
-])
+@pytest.mark.parametrize(
+    "image, question, fields, status, match",
+    [
+        (b"just some text", "what?", {}, 415, "notes.txt: Cannot read image"),
+        (b"", "what?", {}, 400, "No image"),
+        (_png()[:200], "what?", {}, 415, "truncated"),
+        (None, "   ", {}, 400, "question is empty"),
+        (None, "what?", {"top_k": "0"}, 400, "top_k must be a whole number"),
+        (None, "what?", {"top_k": "three"}, 400, "top_k must be a whole number"),
+    ],
+)
 def test_api_refuses_bad_requests_with_a_message(server, image, question, fields, status, match):
-    got, reply = _ask(server[0], _png() if image is None else image, question,
-                      file_name="notes.txt", **fields)
+    got, reply = _ask(
+        server[0], _png() if image is None else image, question, file_name="notes.txt", **fields
+    )
     assert got == status and match in reply["error"], reply
 
 
@@ -141,8 +152,13 @@ def test_api_refuses_uploads_over_10_mb(server):
 
 
 def test_api_refuses_what_is_not_a_form(server):
-    status, reply = _request(server[0], "POST", "/api/answer", b'{"question": "what?"}',
-                             {"Content-Type": "application/json"})
+    status, reply = _request(
+        server[0],
+        "POST",
+        "/api/answer",
+        b'{"question": "what?"}',
+        {"Content-Type": "application/json"},
+    )
     assert status == 415 and "multipart/form-data" in reply["error"]
     connection = http.client.HTTPConnection(*server[0].server_address[:2], timeout=30)
     connection.putrequest("POST", "/api/answer")  # no Content-Length
@@ -159,9 +175,12 @@ def _send_raw(server, length: int, body: bytes = b"--x\r\n", stall: float = 0.0)
     import time
 
     with socket.create_connection(server.server_address[:2], timeout=30) as sock:
-        sock.sendall(b"POST /api/answer HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                     b"multipart/form-data; boundary=x\r\n"
-                     + f"Content-Length: {length}\r\n\r\n".encode() + body)
+        sock.sendall(
+            b"POST /api/answer HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            b"multipart/form-data; boundary=x\r\n"
+            + f"Content-Length: {length}\r\n\r\n".encode()
+            + body
+        )
         time.sleep(stall)
         if not stall:
             sock.shutdown(socket.SHUT_WR)
@@ -192,8 +211,11 @@ def test_a_client_that_sends_less_than_it_said_and_leaves_costs_nothing(server):
 def impatient_server(tiny_attention_run):
     from vqa.serve import Batching
 
-    httpd = make_server(Answerer.load(tiny_attention_run), port=0,
-                        batching=Batching(read_timeout_s=2.0, max_wait_ms=50))
+    httpd = make_server(
+        Answerer.load(tiny_attention_run),
+        port=0,
+        batching=Batching(read_timeout_s=2.0, max_wait_ms=50),
+    )
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd
@@ -221,8 +243,7 @@ def test_concurrent_requests_are_answered_in_shared_model_calls(impatient_server
     before = health()
     assert before["status"] == "ok" and before["queued"] == 0
     with ThreadPoolExecutor(12) as pool:
-        replies = list(pool.map(lambda i: _ask(impatient_server, _png(), "what shape?"),
-                                range(12)))
+        replies = list(pool.map(lambda i: _ask(impatient_server, _png(), "what shape?"), range(12)))
     assert all(status == 200 for status, _ in replies)
     after = health()
     assert after["answered"] - before["answered"] == 12
@@ -275,18 +296,24 @@ def test_the_openapi_docs_and_the_model_card_are_served(server):
 
 def test_concurrent_requests_each_get_their_own_answer(server):
     httpd, answerer = server
-    cases = [(c, s, q) for c in ("red", "blue") for s in ("circle", "rectangle")
-             for q in ("what color is the shape?", "what shape is in the image?")]
+    cases = [
+        (c, s, q)
+        for c in ("red", "blue")
+        for s in ("circle", "rectangle")
+        for q in ("what color is the shape?", "what shape is in the image?")
+    ]
     with ThreadPoolExecutor(8) as pool:
-        replies = list(pool.map(lambda case: _ask(httpd, _png(case[0], case[1]), case[2]),
-                                cases * 2))
+        replies = list(
+            pool.map(lambda case: _ask(httpd, _png(case[0], case[1]), case[2]), cases * 2)
+        )
     for (color, shape, question), (status, reply) in zip(cases * 2, replies):
         assert status == 200, reply
         expected = answerer.answer(draw_shape(color, shape), question)
         assert reply["question"] == question
         assert [t["answer"] for t in reply["top_k"]] == [a for a, _ in expected.top_k]
-        np.testing.assert_allclose([t["probability"] for t in reply["top_k"]],
-                                   [p for _, p in expected.top_k], rtol=1e-4)
+        np.testing.assert_allclose(
+            [t["probability"] for t in reply["top_k"]], [p for _, p in expected.top_k], rtol=1e-4
+        )
 
 
 def test_serve_listens_on_this_machine_only_by_default(server):
@@ -301,9 +328,12 @@ def test_vqa_serve_command(tiny_attention_run):
     import subprocess
     import sys
 
-    proc = subprocess.Popen([sys.executable, "-m", "vqa", "serve", str(tiny_attention_run),
-                             "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vqa", "serve", str(tiny_attention_run), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = proc.stdout.readline()  # printed once it listens
         url = re.search(r"http://127\.0\.0\.1:(\d+)/", first)
@@ -327,8 +357,10 @@ def test_the_page_in_headless_chromium(server, tmp_path):
     """Open the page, choose an image, type a question, ask, and read the answer."""
     chromium, driver = _browser_paths()
     if not (chromium and driver):
-        pytest.skip("Chromium not found (chromium: {}, chromedriver: {}); install it with "
-                    "apt-get install chromium chromium-driver".format(chromium, driver))
+        pytest.skip(
+            f"Chromium not found (chromium: {chromium}, chromedriver: {driver}); install it with "
+            "apt-get install chromium chromium-driver"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
@@ -339,8 +371,7 @@ def test_the_page_in_headless_chromium(server, tmp_path):
     (tmp_path / "notes.txt").write_text("not an image")
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage"):
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
         options.add_argument(argument)
     browser = webdriver.Chrome(service=Service(driver), options=options)
     try:
@@ -349,15 +380,19 @@ def test_the_page_in_headless_chromium(server, tmp_path):
         wait = WebDriverWait(browser, 30)
         wait.until(lambda b: b.find_element(By.ID, "model").text)  # the model card
         assert browser.find_element(By.ID, "model").text == (
-            "Trained on " + answerer.summary.removeprefix("trained on ")
-            + f"; knows {len(answerer.answers.tokens)} answers.")
+            "Trained on "
+            + answerer.summary.removeprefix("trained on ")
+            + f"; knows {len(answerer.answers.tokens)} answers."
+        )
         browser.find_element(By.ID, "image").send_keys(str(tmp_path / "shape.png"))
         browser.find_element(By.ID, "question").send_keys("What shape is in the image?")
         browser.find_element(By.ID, "ask").click()
         wait.until(lambda b: b.find_element(By.ID, "answer").text)
         expected = answerer.answer(draw_shape("blue", "rectangle"), "What shape is in the image?")
-        assert browser.find_element(By.ID, "answer").text == \
-            f"{expected.answer} ({100 * expected.probability:.1f}%)"
+        assert (
+            browser.find_element(By.ID, "answer").text
+            == f"{expected.answer} ({100 * expected.probability:.1f}%)"
+        )
         items = browser.find_elements(By.CSS_SELECTOR, "#top li")
         assert [i.text.split("\n")[0] for i in items] == [a for a, _ in expected.top_k]
         # The attention over the image itself, beside the answers: two hops, three views.
@@ -381,19 +416,24 @@ def test_the_page_in_headless_chromium(server, tmp_path):
         browser.set_window_size(390, 844)
         browser.execute_script("""
             const c = document.createElement('canvas'); c.width = 40; c.height = 40;
-            const g = c.getContext('2d'); g.fillStyle = 'rgb(30,30,220)'; g.fillRect(10, 10, 20, 20);
+            const g = c.getContext('2d');
+            g.fillStyle = 'rgb(30,30,220)'; g.fillRect(10, 10, 20, 20);
             c.toBlob((blob) => {
                 const data = new DataTransfer();
                 data.items.add(new File([blob], 'dropped.png', {type: 'image/png'}));
                 document.getElementById('drop').dispatchEvent(
                     new DragEvent('drop', {dataTransfer: data, bubbles: true, cancelable: true}));
             });""")
-        wait.until(lambda b: b.execute_script(
-            "return document.getElementById('preview').naturalWidth") == 40)
+        wait.until(
+            lambda b: (
+                b.execute_script("return document.getElementById('preview').naturalWidth") == 40
+            )
+        )
         browser.find_element(By.ID, "ask").click()
         wait.until(lambda b: b.find_element(By.ID, "result").is_displayed())
         assert browser.execute_script(
-            "return document.documentElement.scrollWidth <= window.innerWidth")
+            "return document.documentElement.scrollWidth <= window.innerWidth"
+        )
         image_box, answer_box = (browser.find_element(By.ID, i).rect for i in ("drop", "answer"))
         assert answer_box["y"] > image_box["y"] + image_box["height"] - 1  # one column
     finally:

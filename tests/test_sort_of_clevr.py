@@ -24,8 +24,10 @@ def dataset(tmp_path_factory) -> PreparedDataset:
 
 def test_counts_and_splits(dataset):
     assert dataset.name == "sort-of-clevr"
-    assert dataset.meta["counts"] == {"train": {"questions": 180 * 20, "images": 180},
-                                      "test": {"questions": 20 * 20, "images": 20}}
+    assert dataset.meta["counts"] == {
+        "train": {"questions": 180 * 20, "images": 180},
+        "test": {"questions": 20 * 20, "images": 20},
+    }
     assert dataset.meta["image_root"] == "images"  # relative: the directory can move
     assert dataset.answer_vocabulary_size is None
     q = dataset.questions
@@ -52,10 +54,14 @@ def test_every_kind_with_its_answers(dataset):
         rows = q[q["question_type"] == kind]
         assert (rows["question_group"] == group).all()
         assert (rows["answer_type"] == answer_type).all()
-    expected = {"shape": {"square", "circle"}, "closest shape": {"square", "circle"},
-                "furthest shape": {"square", "circle"},
-                "horizontal position": {"yes", "no"}, "vertical position": {"yes", "no"},
-                "count same shape": {"1", "2", "3", "4", "5", "6"}}
+    expected = {
+        "shape": {"square", "circle"},
+        "closest shape": {"square", "circle"},
+        "furthest shape": {"square", "circle"},
+        "horizontal position": {"yes", "no"},
+        "vertical position": {"yes", "no"},
+        "count same shape": {"1", "2", "3", "4", "5", "6"},
+    }
     for kind, answers in expected.items():
         seen = set(q.loc[q["question_type"] == kind, "answer"])
         assert seen <= answers and len(seen) >= 2, kind
@@ -94,8 +100,9 @@ def _objects_from_pixels(path: Path) -> dict[str, tuple[str, np.ndarray]]:
 
 def _expected_answer(kind: str, colour: str, objects: dict) -> str:
     shape, centre = objects[colour]
-    others = {name: np.linalg.norm(c - centre) for name, (_, c) in objects.items()
-              if name != colour}
+    others = {
+        name: np.linalg.norm(c - centre) for name, (_, c) in objects.items() if name != colour
+    }
     if kind == "shape":
         return shape
     if kind == "horizontal position":
@@ -118,8 +125,12 @@ def test_answers_match_the_pixels(dataset):
     checked = 0
     for image_id in image_ids:
         objects = _objects_from_pixels(dataset.image_path(image_id))
-        distances = sorted(np.linalg.norm(a[1] - b[1]) for a in objects.values()
-                           for b in objects.values() if a is not b)
+        distances = sorted(
+            np.linalg.norm(a[1] - b[1])
+            for a in objects.values()
+            for b in objects.values()
+            if a is not b
+        )
         assert distances[0] >= 10  # centres of non-overlapping 10x10 boxes
         for row in q[q["image_id"] == image_id].itertuples():
             colour = _asked_colour(row.question).group(1)
@@ -129,8 +140,9 @@ def test_answers_match_the_pixels(dataset):
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def test_same_seed_gives_identical_bytes_anywhere(tmp_path):
@@ -163,14 +175,17 @@ def test_main_prints_report_and_balance(tmp_path, capsys):
     assert len(PreparedDataset.load(out).images) == 10
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"images": 9}, r"images.*at least 10.*Received: images=9"),
-    ({"images": 0}, r"images=0"),
-    ({"images": True}, r"images=True"),
-    ({"images": 100.0}, r"images=100.0"),
-    ({"seed": -1}, r"seed.*>= 0.*Received: seed=-1"),
-    ({"seed": "1"}, r"seed='1'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"images": 9}, r"images.*at least 10.*Received: images=9"),
+        ({"images": 0}, r"images=0"),
+        ({"images": True}, r"images=True"),
+        ({"images": 100.0}, r"images=100.0"),
+        ({"seed": -1}, r"seed.*>= 0.*Received: seed=-1"),
+        ({"seed": "1"}, r"seed='1'"),
+    ],
+)
 def test_bad_arguments(tmp_path, kwargs, match):
     with pytest.raises(DatasetError, match=match):
         prepare(tmp_path / "out", **kwargs)

@@ -18,17 +18,23 @@ def scenes_data(tmp_path_factory):
 
 
 def _questions(data):
-    return json.loads((data / "clevr/questions/CLEVR_test_questions.json")
-                      .read_text())["questions"]
+    return json.loads((data / "clevr/questions/CLEVR_test_questions.json").read_text())["questions"]
 
 
 def test_each_template_counts_its_own_questions(scenes_data, tmp_path, capsys):
     asked = _questions(scenes_data)
     # Right on every question but "same" ones, where the answer is flipped.
-    given = [{"question_id": q["question_index"],
-              "answer": ({"yes": "no", "no": "yes"}[q["answer"]]
-                         if scenes.FORMS[q["question_family_index"]] == "same"
-                         else q["answer"])} for q in reversed(asked)]  # order must not matter
+    given = [
+        {
+            "question_id": q["question_index"],
+            "answer": (
+                {"yes": "no", "no": "yes"}[q["answer"]]
+                if scenes.FORMS[q["question_family_index"]] == "same"
+                else q["answer"]
+            ),
+        }
+        for q in reversed(asked)
+    ]  # order must not matter
     (tmp_path / "predictions.json").write_text(json.dumps(given))
     table = template_accuracy(tmp_path, scenes_data).set_index("template")
     same = sum(scenes.FORMS[q["question_family_index"]] == "same" for q in asked)
@@ -45,7 +51,8 @@ def test_predictions_of_another_split_or_none_are_refused(scenes_data, tmp_path)
     with pytest.raises(FileNotFoundError, match="vqa evaluate"):
         template_accuracy(tmp_path, scenes_data)
     asked = _questions(scenes_data)[:-1]
-    (tmp_path / "predictions.json").write_text(json.dumps(
-        [{"question_id": q["question_index"], "answer": q["answer"]} for q in asked]))
+    (tmp_path / "predictions.json").write_text(
+        json.dumps([{"question_id": q["question_index"], "answer": q["answer"]} for q in asked])
+    )
     with pytest.raises(ValueError, match="Evaluate the run on this split"):
         template_accuracy(tmp_path, scenes_data)

@@ -8,8 +8,14 @@ from vqa.errors import ConfigError
 
 
 def test_tokenize_ignores_case_punctuation_and_spaces():
-    assert tokenize("  Is there NOT a blue shape?? ") == ["is", "there", "not", "a", "blue",
-                                                          "shape"]
+    assert tokenize("  Is there NOT a blue shape?? ") == [
+        "is",
+        "there",
+        "not",
+        "a",
+        "blue",
+        "shape",
+    ]
     assert tokenize("What's the color,of it!") == ["what's", "the", "color", "of", "it"]
     assert tokenize("?!") == []
 
@@ -62,6 +68,7 @@ def test_every_model_field_has_one_section_in_field_order():
     import dataclasses
 
     from vqa.config import MODEL_SECTIONS
+
     listed = [key for keys in MODEL_SECTIONS.values() for key in keys]
     assert listed == [f.name for f in dataclasses.fields(ModelConfig)]
 
@@ -69,8 +76,10 @@ def test_every_model_field_has_one_section_in_field_order():
 def test_a_saved_config_is_written_in_sections_with_the_fusion_options_inline(tmp_path):
     import yaml
 
-    config = Config(ModelConfig(fusion="mfb", fusion_options={"factor": 3}, attention_hops=1,
-                                image_dim=32), TrainConfig(epochs=2))
+    config = Config(
+        ModelConfig(fusion="mfb", fusion_options={"factor": 3}, attention_hops=1, image_dim=32),
+        TrainConfig(epochs=2),
+    )
     save_config(config, tmp_path / "c.yaml")
     data = yaml.safe_load((tmp_path / "c.yaml").read_text())
     assert list(data) == ["image", "question", "attention", "fusion", "classifier", "train"]
@@ -81,44 +90,58 @@ def test_a_saved_config_is_written_in_sections_with_the_fusion_options_inline(tm
 
 def test_the_flat_model_section_of_vqa_0_1_still_loads(tmp_path):
     old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
-    old.write_text("model:\n  fusion: mfb\n  mfb_factor: 3\n  attention_hops: 1\n"
-                   "  image_dim: 32\ntrain:\n  epochs: 2\n")
-    new.write_text("image:\n  image_dim: 32\nattention:\n  attention_hops: 1\n"
-                   "fusion:\n  fusion: mfb\n  factor: 3\ntrain:\n  epochs: 2\n")
+    old.write_text(
+        "model:\n  fusion: mfb\n  mfb_factor: 3\n  attention_hops: 1\n"
+        "  image_dim: 32\ntrain:\n  epochs: 2\n"
+    )
+    new.write_text(
+        "image:\n  image_dim: 32\nattention:\n  attention_hops: 1\n"
+        "fusion:\n  fusion: mfb\n  factor: 3\ntrain:\n  epochs: 2\n"
+    )
     assert load_config(old) == load_config(new)
     assert load_config(new).model.fusion_options == (("factor", 3),)
 
 
-@pytest.mark.parametrize("text, match", [
-    # a key in the wrong place says where it goes
-    ("image:\n  attention_hops: 1\n", "attention_hops belongs in section attention, not image"),
-    ("question:\n  question_dims: 8\n",
-     r"Unknown key 'question_dims' in section question. Did you mean 'question_dim'"),
-    ("fusion:\n  fusion_dm: 8\n", r"Did you mean 'fusion_dim' for 'fusion_dm'\?"),
-    ("imag:\n  image_dim: 8\n", r"Unknown config section\(s\) \['imag'\]. Did you mean 'image'"),
-    ("model:\n  image_dim: 8\nimage:\n  image_dim: 8\n", "not both"),
-    ("fusion:\n  fusion: mfb\n  factor: 3\n  fusion_options: {factor: 4}\n", "set twice"),
-    ("fusion: mfb\n", "Config section fusion must be a mapping"),
-    # a bad value, in any section
-    ("fusion:\n  fusion_options: [1]\n", "fusion_options: expected a mapping"),
-    ("model:\n  fusoin: concat\n",
-     r"Unknown ModelConfig key\(s\) \['fusoin'\]. Did you mean 'fusion' for 'fusoin'\?"),
-    ("training:\n  epochs: 2\n", "Unknown config section"),
-    ("train:\n  validation_fraction: 1.5\n", "validation_fraction"),
-    ("image:\n  image_encoder: small_cnn\n  image_size: 50\n", "divisible"),
-    ("image:\n  backbone: vgg99\n", "Unknown backbone"),
-    ("- a\n- b\n", "mapping"),
-    ("train:\n  epochs: 2.5\n", "expected int"),
-    ("train:\n  epochs: true\n", "expected int"),
-    ("image:\n  cnn_filters: '16'\n", "expected tuple"),
-    ("image:\n  cnn_filters: [a, b]\n", "expected tuple"),
-    ("train:\n  learning_rate: fast\n", "expected float"),
-    ("train:\n  seed: -1\n", "seed must be >= 0"),
-    ("train:\n  fine_tune: true\n  backbone_learning_rate: 0.1\n", "at most learning_rate"),
-    ("image:\n  image_encoder: small_cnn\ntrain:\n  fine_tune: true\n", "fine_tune needs"),
-    ("train:\n  fine_tune: 1\n", "expected bool"),
-    ("image: [\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        # a key in the wrong place says where it goes
+        ("image:\n  attention_hops: 1\n", "attention_hops belongs in section attention, not image"),
+        (
+            "question:\n  question_dims: 8\n",
+            r"Unknown key 'question_dims' in section question. Did you mean 'question_dim'",
+        ),
+        ("fusion:\n  fusion_dm: 8\n", r"Did you mean 'fusion_dim' for 'fusion_dm'\?"),
+        (
+            "imag:\n  image_dim: 8\n",
+            r"Unknown config section\(s\) \['imag'\]. Did you mean 'image'",
+        ),
+        ("model:\n  image_dim: 8\nimage:\n  image_dim: 8\n", "not both"),
+        ("fusion:\n  fusion: mfb\n  factor: 3\n  fusion_options: {factor: 4}\n", "set twice"),
+        ("fusion: mfb\n", "Config section fusion must be a mapping"),
+        # a bad value, in any section
+        ("fusion:\n  fusion_options: [1]\n", "fusion_options: expected a mapping"),
+        (
+            "model:\n  fusoin: concat\n",
+            r"Unknown ModelConfig key\(s\) \['fusoin'\]. Did you mean 'fusion' for 'fusoin'\?",
+        ),
+        ("training:\n  epochs: 2\n", "Unknown config section"),
+        ("train:\n  validation_fraction: 1.5\n", "validation_fraction"),
+        ("image:\n  image_encoder: small_cnn\n  image_size: 50\n", "divisible"),
+        ("image:\n  backbone: vgg99\n", "Unknown backbone"),
+        ("- a\n- b\n", "mapping"),
+        ("train:\n  epochs: 2.5\n", "expected int"),
+        ("train:\n  epochs: true\n", "expected int"),
+        ("image:\n  cnn_filters: '16'\n", "expected tuple"),
+        ("image:\n  cnn_filters: [a, b]\n", "expected tuple"),
+        ("train:\n  learning_rate: fast\n", "expected float"),
+        ("train:\n  seed: -1\n", "seed must be >= 0"),
+        ("train:\n  fine_tune: true\n  backbone_learning_rate: 0.1\n", "at most learning_rate"),
+        ("image:\n  image_encoder: small_cnn\ntrain:\n  fine_tune: true\n", "fine_tune needs"),
+        ("train:\n  fine_tune: 1\n", "expected bool"),
+        ("image: [\n", "not valid YAML"),
+    ],
+)
 def test_bad_config_names_the_problem(tmp_path, text, match):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
@@ -142,8 +165,11 @@ def test_yaml_scientific_notation_is_a_float(tmp_path):
 def test_warmup_ramps_the_learning_rate_up_then_follows_the_schedule(schedule, at_end):
     from vqa.training.schedule import learning_rate as _learning_rate
 
-    config = Config(train=TrainConfig(epochs=4, learning_rate=1e-3, warmup_epochs=0.5,
-                                      learning_rate_schedule=schedule))
+    config = Config(
+        train=TrainConfig(
+            epochs=4, learning_rate=1e-3, warmup_epochs=0.5, learning_rate_schedule=schedule
+        )
+    )
     rate = _learning_rate(config, steps_per_epoch=100)  # 50 warm-up steps of 400
     at = [float(rate(step)) for step in (0, 25, 50, 51, 399)]
     assert at[0] == 0.0
@@ -158,9 +184,11 @@ def test_warmup_must_end_before_the_last_epoch():
         TrainConfig(epochs=2, warmup_epochs=2)
 
 
-@pytest.mark.parametrize("path", sorted(
-    (Path(__file__).resolve().parents[1] / "experiments" / "configs").rglob("*.yaml")),
-    ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize(
+    "path",
+    sorted((Path(__file__).resolve().parents[1] / "experiments" / "configs").rglob("*.yaml")),
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
 def test_shipped_experiment_configs_load(path):
     load_config(path)  # unknown keys and bad values are errors
     assert path.read_text().startswith("#")  # each says what variant it is

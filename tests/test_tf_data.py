@@ -11,8 +11,9 @@ def _batches(**kwargs):
     index = np.repeat(np.arange(30), 7)  # 30 images, 7 questions each
     images = rng.integers(0, 255, (30, 4, 4, 3)).astype("uint8")
     questions = rng.integers(1, 9, (len(index), 5)).astype("int32")
-    targets = sparse.random(len(index), 6, density=0.3, format="csr", random_state=1,
-                            dtype="float32")
+    targets = sparse.random(
+        len(index), 6, density=0.3, format="csr", random_state=1, dtype="float32"
+    )
     return VQABatches(images, index, questions, targets, batch_size=16, seed=3, **kwargs)
 
 
@@ -41,7 +42,14 @@ def test_tf_data_gives_the_batches_of_the_python_dataset_epoch_after_epoch(group
 
 def test_tf_data_is_only_for_in_memory_images_with_targets():
     batches = _batches()
-    assert gathered_in_tf(VQABatches(batches.images, batches.image_index,
-                                     batches.questions)) is None  # prediction
-    assert gathered_in_tf(VQABatches(list(batches.images), batches.image_index,
-                                     batches.questions, batches.targets)) is None
+    assert (
+        gathered_in_tf(VQABatches(batches.images, batches.image_index, batches.questions)) is None
+    )  # prediction
+    assert (
+        gathered_in_tf(
+            VQABatches(
+                list(batches.images), batches.image_index, batches.questions, batches.targets
+            )
+        )
+        is None
+    )

@@ -23,11 +23,27 @@ def test_probe_measures_the_run(tiny_dataset, tiny_run, capsys):
     assert 0 <= result["same_answer_for_every_word"] <= 1
     assert result["question_vector_share"] > 0 and result["question_vector_share_at_init"] > 0
     own = tiny_dataset.split("test")
-    assert result["questions_in_split"] == own["question"].isin(
-        [TEMPLATE.format("red"), TEMPLATE.format("blue")]).sum() > 0
+    assert (
+        result["questions_in_split"]
+        == own["question"].isin([TEMPLATE.format("red"), TEMPLATE.format("blue")]).sum()
+        > 0
+    )
     assert 0 <= result["accuracy"] <= 100
-    assert main([str(run), str(tiny_dataset.root), "--template", TEMPLATE,
-                 "--words", "red, blue", "--images", "2"]) == 0
+    assert (
+        main(
+            [
+                str(run),
+                str(tiny_dataset.root),
+                "--template",
+                TEMPLATE,
+                "--words",
+                "red, blue",
+                "--images",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert "question-vector share" in capsys.readouterr().out
 
 
@@ -46,11 +62,14 @@ def test_a_run_that_cannot_tell_two_words_apart_reads_zero(tiny_dataset, tiny_ru
     assert result["question_vector_share_at_init"] > 0.01  # a fresh model still can
 
 
-@pytest.mark.parametrize("template, words, match", [
-    ("is there a shape?", ["red", "blue"], "one {}"),
-    (TEMPLATE, ["red"], "at least two words"),
-    (TEMPLATE, ["red", "mauve"], r"never seen the words \['mauve'\]"),
-])
+@pytest.mark.parametrize(
+    "template, words, match",
+    [
+        ("is there a shape?", ["red", "blue"], "one {}"),
+        (TEMPLATE, ["red"], "at least two words"),
+        (TEMPLATE, ["red", "mauve"], r"never seen the words \['mauve'\]"),
+    ],
+)
 def test_probe_errors(tiny_dataset, tiny_run, template, words, match):
     with pytest.raises(ValueError, match=match):
         probe(tiny_run[0], tiny_dataset, template, words)
@@ -61,9 +80,19 @@ def test_vector_share_reads_the_question_vector_of_a_word_attention_model():
     from vqa.models import build_model
     from vqa.training import copy_weights
 
-    sizes = dict(image_encoder="small_cnn", image_size=32, cnn_filters=(4, 8), image_dim=8,
-                 embedding_dim=4, question_dim=8, max_question_length=6, fusion_dim=8,
-                 classifier_dim=8, attention_dim=8, attention_hops=1)
+    sizes = dict(
+        image_encoder="small_cnn",
+        image_size=32,
+        cnn_filters=(4, 8),
+        image_dim=8,
+        embedding_dim=4,
+        question_dim=8,
+        max_question_length=6,
+        fusion_dim=8,
+        classifier_dim=8,
+        attention_dim=8,
+        attention_hops=1,
+    )
     plain = build_model(ModelConfig(**sizes), vocab_size=12, num_answers=3)
     words = build_model(ModelConfig(**sizes, attention_words=True), vocab_size=12, num_answers=3)
     copy_weights(plain, words)
@@ -72,7 +101,8 @@ def test_vector_share_reads_the_question_vector_of_a_word_attention_model():
     share = vector_share(words, vocab, questions, 6)
     assert share == pytest.approx(vector_share(plain, vocab, questions, 6), rel=1e-5)
     assert share > 0
-    embeddings = build_model(ModelConfig(**sizes, attention_words=True,
-                                         attention_word_embeddings=True), 12, 3)
+    embeddings = build_model(
+        ModelConfig(**sizes, attention_words=True, attention_word_embeddings=True), 12, 3
+    )
     copy_weights(plain, embeddings)  # its encoder also gives the embeddings: not read here
     assert vector_share(embeddings, vocab, questions, 6) == pytest.approx(share, rel=1e-5)

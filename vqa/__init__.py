@@ -18,18 +18,29 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Answerer": "vqa.answering", "AnswerResult": "vqa.answering",
-    "Captioner": "vqa.captioning", "CaptionResult": "vqa.captioning",
-    "evaluate_captioner": "vqa.evaluation", "score_captions": "vqa.metrics",
+    "Answerer": "vqa.answering",
+    "AnswerResult": "vqa.answering",
+    "Captioner": "vqa.captioning",
+    "CaptionResult": "vqa.captioning",
+    "evaluate_captioner": "vqa.evaluation",
+    "score_captions": "vqa.metrics",
     "train_captioner": "vqa.training.captions",
-    "Config": "vqa.config", "ModelConfig": "vqa.config", "TrainConfig": "vqa.config",
+    "Config": "vqa.config",
+    "ModelConfig": "vqa.config",
+    "TrainConfig": "vqa.config",
     "load_config": "vqa.config",
     "PreparedDataset": "vqa.data.dataset",
-    "VQAError": "vqa.errors", "ConfigError": "vqa.errors", "DatasetError": "vqa.errors",
-    "ImageError": "vqa.errors", "QuestionError": "vqa.errors", "RunDirError": "vqa.errors",
-    "evaluate_run": "vqa.evaluation", "score_predictions": "vqa.evaluation",
+    "VQAError": "vqa.errors",
+    "ConfigError": "vqa.errors",
+    "DatasetError": "vqa.errors",
+    "ImageError": "vqa.errors",
+    "QuestionError": "vqa.errors",
+    "RunDirError": "vqa.errors",
+    "evaluate_run": "vqa.evaluation",
+    "score_predictions": "vqa.evaluation",
     "score_results_file": "vqa.evaluation",
-    "answer_scores": "vqa.metrics", "normalize_answer": "vqa.metrics",
+    "answer_scores": "vqa.metrics",
+    "normalize_answer": "vqa.metrics",
     "vqa_accuracy": "vqa.metrics",
     "build_model": "vqa.models",
     "train": "vqa.training",
@@ -51,15 +62,24 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from vqa.answering import Answerer, AnswerResult
-    from vqa.captioning import CaptionResult, Captioner
-    from vqa.evaluation import evaluate_captioner
-    from vqa.metrics import score_captions
-    from vqa.training.captions import train_captioner
+    from vqa.captioning import Captioner, CaptionResult
     from vqa.config import Config, ModelConfig, TrainConfig, load_config
     from vqa.data.dataset import PreparedDataset
-    from vqa.errors import (ConfigError, DatasetError, ImageError, QuestionError,
-                            RunDirError, VQAError)
-    from vqa.evaluation import evaluate_run, score_predictions, score_results_file
-    from vqa.metrics import answer_scores, normalize_answer, vqa_accuracy
+    from vqa.errors import (
+        ConfigError,
+        DatasetError,
+        ImageError,
+        QuestionError,
+        RunDirError,
+        VQAError,
+    )
+    from vqa.evaluation import (
+        evaluate_captioner,
+        evaluate_run,
+        score_predictions,
+        score_results_file,
+    )
+    from vqa.metrics import answer_scores, normalize_answer, score_captions, vqa_accuracy
     from vqa.models import build_model
     from vqa.training import train
+    from vqa.training.captions import train_captioner

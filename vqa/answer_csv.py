@@ -36,13 +36,15 @@ def read_questions(source: Path) -> pd.DataFrame:
         raise VQAError(f"Cannot read {source} as CSV: {reason}") from None
     table.columns = [str(c).strip().lower() for c in table.columns]
     if not {"image", "question"} <= set(table.columns):
-        raise VQAError(f"{source} needs the columns image and question. "
-                       f"Received: {', '.join(table.columns)}")
+        raise VQAError(
+            f"{source} needs the columns image and question. Received: {', '.join(table.columns)}"
+        )
     return table
 
 
-def answer_csv(answerer, source: str | Path, out: str | Path, top_k: int = 3,
-               progress: bool | None = None) -> pd.DataFrame:
+def answer_csv(
+    answerer, source: str | Path, out: str | Path, top_k: int = 3, progress: bool | None = None
+) -> pd.DataFrame:
     """Answer every row of `source` (columns image, a path relative to the CSV's folder,
     and question) and write `out` atomically, one row per question. A bad row gets its
     error in its own row's error column; the others are answered. Returns the answers."""
@@ -54,14 +56,26 @@ def answer_csv(answerer, source: str | Path, out: str | Path, top_k: int = 3,
     images = [source.parent / p.strip() if p.strip() else None for p in table["image"]]
     questions = list(table["question"])
     rows = []
-    with tqdm(total=len(table), unit="question", file=sys.stderr,
-              disable=None if progress is None else not progress) as bar:
+    with tqdm(
+        total=len(table),
+        unit="question",
+        file=sys.stderr,
+        disable=None if progress is None else not progress,
+    ) as bar:
         for start in range(0, len(table), CHUNK):
             chunk = range(start, min(start + CHUNK, len(table)))
             given = [i for i in chunk if images[i] is not None]
-            results = dict(zip(given, answerer.answer_batch(
-                [images[i] for i in given], [questions[i] for i in given],
-                top_k=top_k, on_error="return")))
+            results = dict(
+                zip(
+                    given,
+                    answerer.answer_batch(
+                        [images[i] for i in given],
+                        [questions[i] for i in given],
+                        top_k=top_k,
+                        on_error="return",
+                    ),
+                )
+            )
             for i in chunk:
                 result = results.get(i, ImageError("no image given"))
                 rows.append(_row(table["image"][i], questions[i], result))
@@ -76,5 +90,12 @@ def _row(image: str, question: str, result) -> list:
     if isinstance(result, VQAError):
         return [image, question, "", "", "", "", str(result)]
     top = json.dumps([[a, round(p, 6)] for a, p in result.top_k])
-    return [image, question, result.answer, round(result.probability, 6), top,
-            " ".join(result.unknown_words), ""]
+    return [
+        image,
+        question,
+        result.answer,
+        round(result.probability, 6),
+        top,
+        " ".join(result.unknown_words),
+        "",
+    ]

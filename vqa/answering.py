@@ -1,11 +1,11 @@
 """Answer questions about images with a trained run directory.
 
-    from vqa import Answerer
-    answerer = Answerer.load("runs/easy-vqa")
-    result = answerer.answer("photo.png", "what color is the shape?", top_k=3)
-    result.answer, result.probability, result.top_k, result.attention
-    answerer.answer_batch(["a.png", "b.jpg"], ["what shape?", "what color?"])
-    answerer.explain("photo.png", "what color is the shape?", out="why.png")
+from vqa import Answerer
+answerer = Answerer.load("runs/easy-vqa")
+result = answerer.answer("photo.png", "what color is the shape?", top_k=3)
+result.answer, result.probability, result.top_k, result.attention
+answerer.answer_batch(["a.png", "b.jpg"], ["what shape?", "what color?"])
+answerer.explain("photo.png", "what color is the shape?", out="why.png")
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from vqa.errors import RunDirError
 from vqa.features.backbones import get_backbone
 from vqa.features.cache import FeatureCache, FeatureCacheError, Manifest, image_table
 from vqa.gradcam import grad_cam
-from vqa.inference import AnswerResult, AnswererBase, Preprocessing, format_answer
+from vqa.inference import AnswererBase, AnswerResult, Preprocessing, format_answer
 from vqa.model_card import read_card
 from vqa.models.builder import attention_model, model_inputs, takes_about_image
 
@@ -48,9 +48,15 @@ class Answerer(AnswererBase):
     decoding does not.
     """
 
-    def __init__(self, model: keras.Model, config: Config, words: Vocabulary,
-                 answers: Vocabulary, image_encoder: keras.Model | None = None,
-                 features: Manifest | None = None):
+    def __init__(
+        self,
+        model: keras.Model,
+        config: Config,
+        words: Vocabulary,
+        answers: Vocabulary,
+        image_encoder: keras.Model | None = None,
+        features: Manifest | None = None,
+    ):
         super().__init__()
         self.model, self.config, self.words, self.answers = model, config, words, answers
         # Pretrained runs: the backbone (pixels -> grid) and the features it was trained on.
@@ -59,11 +65,14 @@ class Answerer(AnswererBase):
         self.preprocessing = preprocessing(config)
         # The same weights, also giving the attention weights; None without attention.
         self._explained = attention_model(model)
-        self.grid_shape = (tuple(model.get_layer("cells").input.shape[1:3])
-                           if self._explained is not None else None)
+        self.grid_shape = (
+            tuple(model.get_layer("cells").input.shape[1:3])
+            if self._explained is not None
+            else None
+        )
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "Answerer":
+    def load(cls, run_dir: str | Path) -> Answerer:
         run = files.check_run_dir(run_dir)
         try:
             model = keras.models.load_model(run / files.MODEL, compile=False, safe_mode=True)
@@ -80,27 +89,29 @@ class Answerer(AnswererBase):
         if config.model.image_encoder == "pretrained" and not config.model.backbone_image_size:
             # Runs record the size they used; older ones ran at the backbone's own.
             size = get_backbone(config.model.backbone).image_size
-            config = Config(replace(config.model, backbone_image_size=size),
-                            config.train)
+            config = Config(replace(config.model, backbone_image_size=size), config.train)
         if config.pixels_in:  # the model itself turns pixels into answers
             return cls(model, config, *vocabularies)._with_card(run)
         try:
-            encoder = keras.models.load_model(run / files.IMAGE_ENCODER, compile=False,
-                                              safe_mode=True)
+            encoder = keras.models.load_model(
+                run / files.IMAGE_ENCODER, compile=False, safe_mode=True
+            )
             features = Manifest.read(run / files.FEATURES)
         except Exception as exc:  # missing or damaged files raise several types
             raise RunDirError(f"Cannot load the image encoder of {run}: {exc}") from None
-        return cls(model, config, *vocabularies, image_encoder=encoder,
-                   features=features)._with_card(run)
+        return cls(
+            model, config, *vocabularies, image_encoder=encoder, features=features
+        )._with_card(run)
 
-    def _with_card(self, run: Path) -> "Answerer":
+    def _with_card(self, run: Path) -> Answerer:
         self.card = read_card(run)  # None for a run made before model cards
         return self
 
     def grad_cam(self, image: ImageLike, question: str, answer: str) -> np.ndarray | None:
-        """`explain`'s map for a model without attention: [rows, cols] Grad-CAM of `answer` over the grid the model reads (vqa.gradcam):
-        the cached one, or the small CNN's (on the TensorFlow backend); None for a
-        fine-tuned backbone, or the small CNN elsewhere."""
+        """`explain`'s map for a model without attention: [rows, cols] Grad-CAM of
+        `answer` over the grid the model reads (vqa.gradcam): the cached one, or the
+        small CNN's (on the TensorFlow backend); None for a fine-tuned backbone, or the
+        small CNN elsewhere."""
         layer = None
         if self.config.pixels_in:  # the small CNN's grid, its "image_encoder" layer
             if self.config.train.fine_tune or keras.backend.backend() != "tensorflow":
@@ -112,22 +123,34 @@ class Answerer(AnswererBase):
             inputs = model_inputs(self.model, self._grids(pixels), tokens)
             return grad_cam(self.model, inputs, self.answers.index[answer], layer)
 
-    def predict_dataset(self, dataset: PreparedDataset, questions: pd.DataFrame,
-                        batch_size: int = 256) -> dict[int, str]:
+    def predict_dataset(
+        self, dataset: PreparedDataset, questions: pd.DataFrame, batch_size: int = 256
+    ) -> dict[int, str]:
         """The top answer for every row of `questions` (question_id -> answer)."""
         # A missing cache is extracted with the weights this run was trained on.
-        images, rows = image_table(dataset, sorted(questions["image_id"].unique()),
-                                   **self.config.image_inputs(),
-                                   weights=self.features.weights if self.features else None)
+        images, rows = image_table(
+            dataset,
+            sorted(questions["image_id"].unique()),
+            **self.config.image_inputs(),
+            weights=self.features.weights if self.features else None,
+        )
         if isinstance(images, FeatureCache) and (
-                images.manifest.weights_sha256 != self.features.weights_sha256):
-            raise FeatureCacheError(f"The {images.manifest.backbone} features in "
-                                    f"{dataset.root} were made with other weights than this "
-                                    "run was trained on; extract them again.")
-        batches = VQABatches.from_questions(questions, images, rows, self.words,
-                                            self.config.model.max_question_length,
-                                            batch_size=batch_size,
-                                            about_image=takes_about_image(self.model))
+            images.manifest.weights_sha256 != self.features.weights_sha256
+        ):
+            raise FeatureCacheError(
+                f"The {images.manifest.backbone} features in "
+                f"{dataset.root} were made with other weights than this "
+                "run was trained on; extract them again."
+            )
+        batches = VQABatches.from_questions(
+            questions,
+            images,
+            rows,
+            self.words,
+            self.config.model.max_question_length,
+            batch_size=batch_size,
+            about_image=takes_about_image(self.model),
+        )
         # A progress bar on a terminal; silent in logs and tests.
         try:
             probs = self.model.predict(batches, verbose=1 if sys.stdout.isatty() else 0)
@@ -143,8 +166,7 @@ class Answerer(AnswererBase):
             return pixels
         return np.asarray(self.image_encoder.predict_on_batch(pixels))
 
-    def _run(self, pixels: np.ndarray, tokens: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray | None]:
+    def _run(self, pixels: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         # predict_on_batch runs the compiled graph: ~2 ms where an eager call takes ~45.
         inputs = model_inputs(self.model, self._grids(pixels), tokens)
         if self._explained is None:
@@ -169,8 +191,7 @@ class Answerer(AnswererBase):
         else:
             answers, weights = self._explained(inputs)
             outputs = {"answers": answers, "attention": weights}
-        return keras.Model({"pixels": pixels, "question": question}, outputs,
-                           name="vqa_inference")
+        return keras.Model({"pixels": pixels, "question": question}, outputs, name="vqa_inference")
 
 
 def preprocessing(config: Config) -> Preprocessing:
@@ -196,16 +217,25 @@ def _check_runs(model: keras.Model, run: Path) -> None:
     """A model saved by an older vqa can load and yet not run, when a layer is now built
     wider (two-hop attention now hands on both glimpses): say so at load time,
     not as a shape error at the first question."""
-    zeros = {t.name: np.zeros([2 if d is None else d for d in t.shape], t.dtype)
-             for t in model.inputs}
+    zeros = {
+        t.name: np.zeros([2 if d is None else d for d in t.shape], t.dtype) for t in model.inputs
+    }
     try:
         model(zeros, training=False)
     except Exception as exc:  # a shape mismatch surfaces as one of several types
         # Keras wraps the cause in a header, bold escapes and the call's arguments.
         lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in str(exc).splitlines()]
-        cause = next((line for line in lines if line and not line.startswith(
-            ("Exception encountered", "Arguments received", "•"))), type(exc).__name__)
+        cause = next(
+            (
+                line
+                for line in lines
+                if line
+                and not line.startswith(("Exception encountered", "Arguments received", "•"))
+            ),
+            type(exc).__name__,
+        )
         raise RunDirError(
             f"{run / files.MODEL} loads but does not run with this vqa (a run saved by an "
             f"older version?): {cause.rstrip('.')}. Train it again, or pass --init-from "
-            f"{run} to `vqa train` to carry over the weights that still fit.") from None
+            f"{run} to `vqa train` to carry over the weights that still fit."
+        ) from None

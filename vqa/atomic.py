@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 # NAME.tmpPID.EXT; vqa 0.1.0 wrote NAME.tmp.keras and NAME.EXT.tmp, which a crash may
 # have left in a run directory.

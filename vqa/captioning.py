@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import BinaryIO
 
 import keras
 import numpy as np
@@ -50,11 +51,19 @@ class CaptionResult:
     log_probability: float  # of the words and the end token, at temperature 1
 
     def to_dict(self) -> dict:
-        return {"caption": self.caption, "decode": self.decode,
-                "log_probability": round(self.log_probability, 4),
-                "words": [{"word": w.word, "probability": round(w.probability, 4),
-                           "attention": None if w.attention is None
-                           else np.round(w.attention, 4).tolist()} for w in self.words]}
+        return {
+            "caption": self.caption,
+            "decode": self.decode,
+            "log_probability": round(self.log_probability, 4),
+            "words": [
+                {
+                    "word": w.word,
+                    "probability": round(w.probability, 4),
+                    "attention": None if w.attention is None else np.round(w.attention, 4).tolist(),
+                }
+                for w in self.words
+            ],
+        }
 
 
 class CaptionError(VQAError):
@@ -65,8 +74,14 @@ class Captioner:
     """A trained caption decoder with its vocabulary and preprocessing. Thread-safe:
     model calls take turns."""
 
-    def __init__(self, model: keras.Model, config: Config, words: Vocabulary,
-                 image_encoder: keras.Model | None = None, features: Manifest | None = None):
+    def __init__(
+        self,
+        model: keras.Model,
+        config: Config,
+        words: Vocabulary,
+        image_encoder: keras.Model | None = None,
+        features: Manifest | None = None,
+    ):
         check_caption_vocabulary(words)
         self.model, self.config, self.words = model, config, words
         self.image_encoder, self.features = image_encoder, features
@@ -74,12 +89,11 @@ class Captioner:
         self.decoder = model.get_layer("decoder")
         self.attends = self.decoder.attends
         self.grid_shape = tuple(model.get_layer("grid_cells").input.shape[1:3])
-        self._cells = keras.Model(model.get_layer("image").output,
-                                  model.get_layer("cells").output)
+        self._cells = keras.Model(model.get_layer("image").output, model.get_layer("cells").output)
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "Captioner":
+    def load(cls, run_dir: str | Path) -> Captioner:
         run = files.check_run_dir(run_dir, files.NEEDED_TO_CAPTION)
         try:
             model = keras.models.load_model(run / files.MODEL, compile=False, safe_mode=True)
@@ -93,28 +107,39 @@ class Captioner:
         if config.pixels_in:
             return cls(model, config, words)
         try:
-            encoder = keras.models.load_model(run / files.IMAGE_ENCODER, compile=False,
-                                              safe_mode=True)
+            encoder = keras.models.load_model(
+                run / files.IMAGE_ENCODER, compile=False, safe_mode=True
+            )
             features = Manifest.read(run / files.FEATURES)
         except Exception as exc:
             raise RunDirError(f"Cannot load the image encoder of {run}: {exc}") from None
         return cls(model, config, words, image_encoder=encoder, features=features)
 
-    def caption(self, image: ImageLike, decode: str = "greedy", *, beam_size: int = 3,
-                temperature: float = 1.0, max_length: int | None = None,
-                seed: int | None = None) -> CaptionResult:
+    def caption(
+        self,
+        image: ImageLike,
+        decode: str = "greedy",
+        *,
+        beam_size: int = 3,
+        temperature: float = 1.0,
+        max_length: int | None = None,
+        seed: int | None = None,
+    ) -> CaptionResult:
         """Describe one image (a path, PIL image, array or bytes, as `Answerer` takes)."""
         pixels = self.preprocessing.pixels(image)[None]
-        return self._decode(self._grids(pixels), decode, beam_size, temperature,
-                            max_length, seed)[0]
+        return self._decode(self._grids(pixels), decode, beam_size, temperature, max_length, seed)[
+            0
+        ]
 
-    def caption_batch(self, images: Sequence[ImageLike], decode: str = "greedy",
-                      **kwargs) -> list[CaptionResult]:
+    def caption_batch(
+        self, images: Sequence[ImageLike], decode: str = "greedy", **kwargs
+    ) -> list[CaptionResult]:
         pixels = np.stack([self.preprocessing.pixels(image) for image in images])
         return self._decode(self._grids(pixels), decode, **kwargs)
 
-    def explain(self, image: ImageLike, out: str | Path | BinaryIO, decode: str = "greedy",
-                **kwargs) -> CaptionResult:
+    def explain(
+        self, image: ImageLike, out: str | Path | BinaryIO, decode: str = "greedy", **kwargs
+    ) -> CaptionResult:
         """Caption, and write a PNG to `out`: the image, and under it one attention
         overlay per word (the pooled twin: the words and their probabilities only)."""
         from vqa.visualize import draw_caption  # matplotlib, only when drawing
@@ -124,17 +149,27 @@ class Captioner:
         draw_caption(img, result, self.preprocessing.seen_box(img.size), out)
         return result
 
-    def caption_dataset(self, dataset: PreparedDataset, split: str, decode: str = "greedy",
-                        batch_size: int = 64, **kwargs) -> list[dict]:
+    def caption_dataset(
+        self,
+        dataset: PreparedDataset,
+        split: str,
+        decode: str = "greedy",
+        batch_size: int = 64,
+        **kwargs,
+    ) -> list[dict]:
         """One caption per image of a captions split, in COCO's results format
         [{"image_id", "caption"}]."""
         image_ids = sorted(dataset.caption_split(split)["image_id"].unique())
-        images, rows = image_table(dataset, image_ids, **self.config.image_inputs(),
-                                   weights=self.features.weights if self.features else None)
+        images, rows = image_table(
+            dataset,
+            image_ids,
+            **self.config.image_inputs(),
+            weights=self.features.weights if self.features else None,
+        )
         out = []
         try:
             for start in range(0, len(image_ids), batch_size):
-                ids = image_ids[start:start + batch_size]
+                ids = image_ids[start : start + batch_size]
                 block = np.asarray(images[np.array([rows[i] for i in ids])], dtype="float32")
                 results = self._decode(block, decode, **kwargs)
                 out += [{"image_id": i, "caption": r.caption} for i, r in zip(ids, results)]
@@ -149,9 +184,15 @@ class Captioner:
             return pixels
         return np.asarray(self.image_encoder.predict_on_batch(pixels))
 
-    def _decode(self, images: np.ndarray, decode: str, beam_size: int = 3,
-                temperature: float = 1.0, max_length: int | None = None,
-                seed: int | None = None) -> list[CaptionResult]:
+    def _decode(
+        self,
+        images: np.ndarray,
+        decode: str,
+        beam_size: int = 3,
+        temperature: float = 1.0,
+        max_length: int | None = None,
+        seed: int | None = None,
+    ) -> list[CaptionResult]:
         if decode not in DECODINGS:
             raise CaptionError(f"Unknown decoding {decode!r}; choose one of {list(DECODINGS)}.")
         if decode == "beam" and (not isinstance(beam_size, int) or beam_size < 1):
@@ -212,8 +253,7 @@ def _one_path(c: Captioner, cells, length, rng, temperature):
             tokens = logp.argmax(-1).astype("int32")
         else:
             p = np.exp(_log_softmax(logits / temperature))
-            tokens = np.array([rng.choice(len(row), p=row / row.sum()) for row in p],
-                              dtype="int32")
+            tokens = np.array([rng.choice(len(row), p=row / row.sum()) for row in p], dtype="int32")
         picked = logp[np.arange(n), tokens]
         log_p += np.where(done, 0.0, picked)
         ids.append(tokens)
@@ -257,4 +297,3 @@ def _beam(c: Captioner, cells, k, length):
             break
     winners = score.reshape(n, k).argmax(1) + np.arange(n) * k
     return [(ids[w], probs[w], alphas[w], score[w]) for w in winners]
-

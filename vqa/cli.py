@@ -25,8 +25,15 @@ def _prepare_sources() -> dict:
     from data_prep import clevr, coco_captions, easy_vqa, folder, scenes, sort_of_clevr
     from data_prep import vqa as vqa_json
 
-    return {"easy-vqa": easy_vqa, "vqa": vqa_json, "clevr": clevr, "folder": folder,
-            "sort-of-clevr": sort_of_clevr, "scenes": scenes, "coco-captions": coco_captions}
+    return {
+        "easy-vqa": easy_vqa,
+        "vqa": vqa_json,
+        "clevr": clevr,
+        "folder": folder,
+        "sort-of-clevr": sort_of_clevr,
+        "scenes": scenes,
+        "coco-captions": coco_captions,
+    }
 
 
 def cmd_prepare(args: argparse.Namespace) -> None:
@@ -48,8 +55,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         if args.overwrite:
             raise VQAError("--resume and --overwrite contradict each other: choose one.")
         if not (Path(args.out) / files.CHECKPOINT_DIR / files.STATE).is_file():
-            raise RunDirError(f"Nothing to resume in {args.out}: no unfinished run with a "
-                              "finished epoch there. Drop --resume to start one.")
+            raise RunDirError(
+                f"Nothing to resume in {args.out}: no unfinished run with a "
+                "finished epoch there. Drop --resume to start one."
+            )
     from vqa.run_dir import check_new_run
 
     dataset = PreparedDataset.load(args.data)  # checked before TensorFlow loads
@@ -59,13 +68,24 @@ def cmd_train(args: argparse.Namespace) -> None:
     load_keras()
     from vqa.training import train
 
-    summary = train(dataset, args.out, config, overwrite=args.overwrite,
-                    strategy=args.strategy, init_from=args.init_from)
-    saved = (f"run saved in {args.out}" if summary["worker"] == 0 else
-             f"worker {summary['worker']}: the chief saves the run")
-    print(f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation "
-          f"accuracy {summary['best_val_vqa_score']:.2f}%, "
-          f"{summary['seconds_per_epoch']:.1f} s/epoch; {saved}")
+    summary = train(
+        dataset,
+        args.out,
+        config,
+        overwrite=args.overwrite,
+        strategy=args.strategy,
+        init_from=args.init_from,
+    )
+    saved = (
+        f"run saved in {args.out}"
+        if summary["worker"] == 0
+        else f"worker {summary['worker']}: the chief saves the run"
+    )
+    print(
+        f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation "
+        f"accuracy {summary['best_val_vqa_score']:.2f}%, "
+        f"{summary['seconds_per_epoch']:.1f} s/epoch; {saved}"
+    )
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -105,18 +125,28 @@ def cmd_compare(args: argparse.Namespace) -> None:
         try:
             seeds = [int(s) for s in args.seeds.split(",")]
         except ValueError:
-            raise VQAError(f"--seeds takes whole numbers with commas, e.g. 0,1,2. "
-                           f"Received: {args.seeds!r}") from None
+            raise VQAError(
+                f"--seeds takes whole numbers with commas, e.g. 0,1,2. Received: {args.seeds!r}"
+            ) from None
         if len(set(seeds)) != len(seeds) or min(seeds) < 0:
             raise VQAError(f"--seeds must be distinct and >= 0. Received: {args.seeds!r}")
     load_keras()
     from vqa.compare import compare
 
-    table = compare(dataset, args.configs, runs=args.runs, results=args.results,
-                    split=args.split, force=args.force, epochs=args.epochs, seeds=seeds)
+    table = compare(
+        dataset,
+        args.configs,
+        runs=args.runs,
+        results=args.results,
+        split=args.split,
+        force=args.force,
+        epochs=args.epochs,
+        seeds=seeds,
+    )
     if captions:
-        for (variant, decode), cider in table.groupby(["variant", "decode"], sort=False)[
-                "CIDEr-D"].mean().items():
+        for (variant, decode), cider in (
+            table.groupby(["variant", "decode"], sort=False)["CIDEr-D"].mean().items()
+        ):
             print(f"{variant} / {decode}: CIDEr-D {cider:.2f}")
     else:
         overall = table[table["question_type"] == "overall"].groupby("variant", sort=False)
@@ -138,11 +168,20 @@ def cmd_extract(args: argparse.Namespace) -> None:
     load_keras()
     from vqa.features.cache import extract_features
 
-    path = extract_features(dataset, args.backbone, args.weights, image_size=args.image_size,
-                            batch_size=args.batch_size, dtype=args.dtype,
-                            shard=(index, count))
-    print(f"features: {path}" if path else
-          f"shard {index}/{count} done; the last shard to finish merges the cache")
+    path = extract_features(
+        dataset,
+        args.backbone,
+        args.weights,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        shard=(index, count),
+    )
+    print(
+        f"features: {path}"
+        if path
+        else f"shard {index}/{count} done; the last shard to finish merges the cache"
+    )
 
 
 def cmd_classify(args: argparse.Namespace) -> None:
@@ -166,25 +205,34 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def _add_evaluator_argument(parser: argparse.ArgumentParser) -> None:
     from vqa.metrics import DEFAULT_EVALUATOR, EVALUATORS
 
-    parser.add_argument("--evaluator", choices=sorted(EVALUATORS), default=DEFAULT_EVALUATOR,
-                        help="version of the official VQA evaluator to follow: 2021, its "
-                             "current code (default), or 2017, the code before its March "
-                             "2021 fix, which older papers were scored with")
+    parser.add_argument(
+        "--evaluator",
+        choices=sorted(EVALUATORS),
+        default=DEFAULT_EVALUATOR,
+        help="version of the official VQA evaluator to follow: 2021, its "
+        "current code (default), or 2017, the code before its March "
+        "2021 fix, which older papers were scored with",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     from vqa.config import BACKBONE_CHOICES, ModelConfig
 
     default_backbone = ModelConfig.backbone  # the config's default is the only one
-    parser = argparse.ArgumentParser(prog="vqa", description="Visual question answering with Keras.")
+    parser = argparse.ArgumentParser(
+        prog="vqa", description="Visual question answering with Keras."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("prepare", help="write a prepared dataset from a source")
     sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
     for name, module in _prepare_sources().items():
-        q = sources.add_parser(name, help=module.__doc__.strip().splitlines()[0],
-                               description=module.__doc__,
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        q = sources.add_parser(
+            name,
+            help=module.__doc__.strip().splitlines()[0],
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         module.add_arguments(q)
         q.set_defaults(func=cmd_prepare, source_module=module)
 
@@ -194,24 +242,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory to create (or resume)")
     p.add_argument("--epochs", type=int, help="override train.epochs")
     p.add_argument("--seed", type=int, help="override train.seed")
-    p.add_argument("--fine-tune", action="store_true",
-                   help="train the pretrained backbone too, end to end from pixels "
-                        "(train.backbone_learning_rate)")
+    p.add_argument(
+        "--fine-tune",
+        action="store_true",
+        help="train the pretrained backbone too, end to end from pixels "
+        "(train.backbone_learning_rate)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run")
-    p.add_argument("--strategy", default="none",
-                   choices=["none", "mirrored", "multi-worker", "data-parallel"],
-                   help="spread each batch over devices: mirrored (TensorFlow, this "
-                        "machine; VQA_CPU_DEVICES=N splits a CPU), multi-worker "
-                        "(TensorFlow, the machines in TF_CONFIG), data-parallel (JAX, "
-                        "this machine); train.batch_size is the global batch")
-    p.add_argument("--init-from", metavar="RUN",
-                   help="start from the weights and vocabularies of the finished run RUN "
-                        "(same model config; a fresh optimizer): to train it on for more "
-                        "epochs, or on other data")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the unfinished run in --out from its last finished epoch "
-                        "(an error if there is none; without the flag an unfinished run "
-                        "is resumed too)")
+    p.add_argument(
+        "--strategy",
+        default="none",
+        choices=["none", "mirrored", "multi-worker", "data-parallel"],
+        help="spread each batch over devices: mirrored (TensorFlow, this "
+        "machine; VQA_CPU_DEVICES=N splits a CPU), multi-worker "
+        "(TensorFlow, the machines in TF_CONFIG), data-parallel (JAX, "
+        "this machine); train.batch_size is the global batch",
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="RUN",
+        help="start from the weights and vocabularies of the finished run RUN "
+        "(same model config; a fresh optimizer): to train it on for more "
+        "epochs, or on other data",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished run in --out from its last finished epoch "
+        "(an error if there is none; without the flag an unfinished run "
+        "is resumed too)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="answer a split with a run and score it")
@@ -223,12 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
     cli_caption.add_decoding_arguments(p)
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("score", help="score a results file in the official VQA format, or "
-                       "captions in COCO's (BLEU, ROUGE-L, CIDEr-D)")
+    p = sub.add_parser(
+        "score",
+        help="score a results file in the official VQA format, or "
+        "captions in COCO's (BLEU, ROUGE-L, CIDEr-D)",
+    )
     p.add_argument("data", help="prepared dataset directory")
     p.add_argument("--split", default="test")
-    p.add_argument("--results", required=True, help='JSON [{"question_id": int, "answer": '
-                   'str}], or captions [{"image_id", "caption": str}]')
+    p.add_argument(
+        "--results",
+        required=True,
+        help='JSON [{"question_id": int, "answer": '
+        'str}], or captions [{"image_id", "caption": str}]',
+    )
     p.add_argument("--json", action="store_true", help="print metrics as JSON")
     _add_evaluator_argument(p)
     p.set_defaults(func=cmd_score)
@@ -238,20 +305,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image", nargs="?", help="image file")
     p.add_argument("question", nargs="?")
     p.add_argument("--top-k", type=int, default=3)
-    p.add_argument("--explain", metavar="PNG",
-                   help="also write the image with where the model looked (each hop), "
-                        "and the answers")
-    p.add_argument("--batch", metavar="CSV",
-                   help="answer every row of a CSV with columns image (a path relative to "
-                        "the CSV's folder) and question")
-    p.add_argument("--out", default="answers.csv",
-                   help="--batch: where the answers go (default: answers.csv)")
+    p.add_argument(
+        "--explain",
+        metavar="PNG",
+        help="also write the image with where the model looked (each hop), and the answers",
+    )
+    p.add_argument(
+        "--batch",
+        metavar="CSV",
+        help="answer every row of a CSV with columns image (a path relative to "
+        "the CSV's folder) and question",
+    )
+    p.add_argument(
+        "--out", default="answers.csv", help="--batch: where the answers go (default: answers.csv)"
+    )
     p.set_defaults(func=cmd_ask)
 
     cli_caption.add_parser(sub)
 
-    p = sub.add_parser("export", help="write a run as an ONNX (or SavedModel, LiteRT) "
-                       "bundle that answers without TensorFlow")
+    p = sub.add_parser(
+        "export",
+        help="write a run as an ONNX (or SavedModel, LiteRT) "
+        "bundle that answers without TensorFlow",
+    )
     p.add_argument("run_dir")
     p.add_argument("--out", required=True, metavar="BUNDLE", help="the bundle's folder")
     p.add_argument("--format", default="onnx", choices=("onnx", "saved_model", "litert"))
@@ -260,63 +336,99 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="a web page to try a run or a bundle, and a JSON API")
     p.add_argument("run_dir", help="a run directory, or a bundle from vqa export")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only)",
+    )
     p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    p.add_argument("--max-batch", type=int, default=32,
-                   help="requests answered in one model call, at most")
-    p.add_argument("--max-wait-ms", type=float, default=2.0,
-                   help="how long a request waits for others to share its model call")
-    p.add_argument("--max-queue", type=int, default=256,
-                   help="requests that may wait; one more is answered 503")
-    p.add_argument("--caption", metavar="CAPTION_RUN",
-                   help="a captioning run: each answer also shows the image's caption, "
-                        "and POST /api/caption describes an image")
+    p.add_argument(
+        "--max-batch", type=int, default=32, help="requests answered in one model call, at most"
+    )
+    p.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=2.0,
+        help="how long a request waits for others to share its model call",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=256,
+        help="requests that may wait; one more is answered 503",
+    )
+    p.add_argument(
+        "--caption",
+        metavar="CAPTION_RUN",
+        help="a captioning run: each answer also shows the image's caption, "
+        "and POST /api/caption describes an image",
+    )
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("compare", help="train and evaluate variants side by side, "
-                                       "write a table and plots")
+    p = sub.add_parser(
+        "compare", help="train and evaluate variants side by side, write a table and plots"
+    )
     p.add_argument("data", help="prepared dataset directory")
     p.add_argument("configs", nargs="+", help="one YAML config per variant (named after the file)")
     p.add_argument("--runs", default="runs", help="run directories go in RUNS/<dataset>/<variant>")
-    p.add_argument("--results", help="where table.csv, README.md (the table) and the PNGs "
-                                     "go (default: experiments/results/<dataset>)")
-    p.add_argument("--split", help="split to evaluate on (default: test, else the first "
-                                   "annotated split not trained on)")
+    p.add_argument(
+        "--results",
+        help="where table.csv, README.md (the table) and the PNGs "
+        "go (default: experiments/results/<dataset>)",
+    )
+    p.add_argument(
+        "--split",
+        help="split to evaluate on (default: test, else the first annotated split not trained on)",
+    )
     p.add_argument("--epochs", type=int, help="override train.epochs of every variant")
-    p.add_argument("--seeds", help="train each variant once per seed, e.g. 0,1,2; the "
-                                   "table gives the mean and standard deviation")
-    p.add_argument("--force", action="store_true",
-                   help="retrain variants that are already done")
+    p.add_argument(
+        "--seeds",
+        help="train each variant once per seed, e.g. 0,1,2; the "
+        "table gives the mean and standard deviation",
+    )
+    p.add_argument("--force", action="store_true", help="retrain variants that are already done")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("extract", help="compute a backbone's grid features of every image, once")
     p.add_argument("data", help="prepared dataset directory")
-    p.add_argument("--backbone", default=default_backbone, choices=BACKBONE_CHOICES,
-                   help="the pretrained CNN")
+    p.add_argument(
+        "--backbone", default=default_backbone, choices=BACKBONE_CHOICES, help="the pretrained CNN"
+    )
     p.add_argument("--weights", help="local weights file instead of the default ImageNet ones")
-    p.add_argument("--backbone-image-size", "--image-size", dest="image_size", type=int,
-                   default=0,
-                   help="input size of the backbone, a multiple of 32, as a config's "
-                        "model.backbone_image_size (default 0: what suits this dataset's "
-                        "images); --image-size is its old name")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="images per forward pass (default: 32 at 224 px, more at smaller sizes)")
+    p.add_argument(
+        "--backbone-image-size",
+        "--image-size",
+        dest="image_size",
+        type=int,
+        default=0,
+        help="input size of the backbone, a multiple of 32, as a config's "
+        "model.backbone_image_size (default 0: what suits this dataset's "
+        "images); --image-size is its old name",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per forward pass (default: 32 at 224 px, more at smaller sizes)",
+    )
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"])
     p.add_argument("--shard", default="0/1", help="i/N: compute every N-th chunk from i")
     p.set_defaults(func=cmd_extract)
 
     p = sub.add_parser("classify", help="top ImageNet classes of an image (backbone check)")
     p.add_argument("image")
-    p.add_argument("--backbone", default=default_backbone, choices=BACKBONE_CHOICES,
-                   help="the pretrained CNN")
+    p.add_argument(
+        "--backbone", default=default_backbone, choices=BACKBONE_CHOICES, help="the pretrained CNN"
+    )
     p.add_argument("--weights", help="local weights file instead of the default ImageNet ones")
     p.add_argument("--top-k", type=int, default=5)
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("demo", help="prepare easy-VQA, train, evaluate and answer, end to end")
     p.add_argument("--out", default="vqa-demo", help="where the data and the run go")
-    p.add_argument("--epochs", type=int, help="train for fewer epochs than the default (quick look)")
+    p.add_argument(
+        "--epochs", type=int, help="train for fewer epochs than the default (quick look)"
+    )
     p.set_defaults(func=cmd_demo)
     for name, command in sub.choices.items():
         command.formatter_class = HelpFormatter
@@ -330,8 +442,11 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         if args.command == "ask" and not any(e.startswith("-") for e in extra):
             words = " ".join(w for w in (args.question, *extra) if w)
-            print(f'error: quote the question, as one argument: vqa ask {args.run_dir} '
-                  f'{args.image} "{words}"', file=sys.stderr)
+            print(
+                f"error: quote the question, as one argument: vqa ask {args.run_dir} "
+                f'{args.image} "{words}"',
+                file=sys.stderr,
+            )
             return 2
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

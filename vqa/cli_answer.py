@@ -28,8 +28,10 @@ def cmd_ask(args: argparse.Namespace) -> None:
         raise VQAError(f"--top-k must be at least 1. Received: {args.top_k}")
     if args.batch:
         if args.image or args.question or args.explain:
-            raise VQAError("--batch reads the images and questions from its CSV: give no "
-                           "IMAGE, QUESTION or --explain with it.")
+            raise VQAError(
+                "--batch reads the images and questions from its CSV: give no "
+                "IMAGE, QUESTION or --explain with it."
+            )
         _ask_batch(args)
         return
     if args.image is None or args.question is None:
@@ -59,8 +61,11 @@ def _ask_batch(args: argparse.Namespace) -> None:
     read_questions(source)  # checked before TensorFlow loads
     answers = answer_csv(_load_answerer(args.run_dir), source, out, top_k=args.top_k)
     failed = int((answers["error"] != "").sum())
-    print(f"{len(answers) - failed} of {len(answers)} questions answered"
-          + (f", {failed} failed (see the error column)" if failed else "") + f": {out}")
+    print(
+        f"{len(answers) - failed} of {len(answers)} questions answered"
+        + (f", {failed} failed (see the error column)" if failed else "")
+        + f": {out}"
+    )
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -72,8 +77,12 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     info = export_run(args.run_dir, args.out, args.format, overwrite=args.overwrite)
     check = info.get("check")
-    checked = (f"; on a check batch it differs from the Keras model by at most "
-               f"{max(check['max_abs_difference'].values()):.1e}" if check else "")
+    checked = (
+        f"; on a check batch it differs from the Keras model by at most "
+        f"{max(check['max_abs_difference'].values()):.1e}"
+        if check
+        else ""
+    )
     print(f"exported {args.run_dir} to {args.out} ({args.format}){checked}")
 
 
@@ -114,11 +123,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
         from vqa.captioning import Captioner
 
         captioner = Captioner.load(args.caption)
-    server = make_server(_load_answerer(args.run_dir), args.host, args.port, batching,
-                         captioner)
+    server = make_server(_load_answerer(args.run_dir), args.host, args.port, batching, captioner)
     host, port = server.server_address[:2]
-    print(f"serving {args.run_dir} on http://{host}:{port}/ (API docs: /docs; Ctrl-C to "
-          "stop)", flush=True)
+    print(
+        f"serving {args.run_dir} on http://{host}:{port}/ (API docs: /docs; Ctrl-C to stop)",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

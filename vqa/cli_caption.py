@@ -10,41 +10,63 @@ from pathlib import Path
 from vqa.cli_answer import load_keras
 from vqa.errors import DatasetError
 
-DECODE_HELP = ("greedy (the most probable word each step), sample (drawn, at "
-               "--temperature; --seed makes it repeatable) or beam (--beam-size)")
+DECODE_HELP = (
+    "greedy (the most probable word each step), sample (drawn, at "
+    "--temperature; --seed makes it repeatable) or beam (--beam-size)"
+)
 
 
 def add_decoding_arguments(parser: argparse.ArgumentParser, default: str = "greedy") -> None:
-    parser.add_argument("--decode", default=default, choices=("greedy", "sample", "beam"),
-                        help=f"captioning runs: {DECODE_HELP}")
+    parser.add_argument(
+        "--decode",
+        default=default,
+        choices=("greedy", "sample", "beam"),
+        help=f"captioning runs: {DECODE_HELP}",
+    )
     parser.add_argument("--beam-size", type=int, default=3, help="--decode beam: beams kept")
-    parser.add_argument("--temperature", type=float, default=1.0,
-                        help="--decode sample: above 1 more varied, below 1 closer to greedy")
-    parser.add_argument("--max-length", type=int, help="words at most (default: the run's "
-                                                       "caption.max_caption_length)")
-    parser.add_argument("--seed", dest="decode_seed", type=int, help="--decode sample: "
-                        "the random seed")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="--decode sample: above 1 more varied, below 1 closer to greedy",
+    )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        help="words at most (default: the run's caption.max_caption_length)",
+    )
+    parser.add_argument(
+        "--seed", dest="decode_seed", type=int, help="--decode sample: the random seed"
+    )
 
 
 def decoding(args: argparse.Namespace) -> dict:
-    return {"beam_size": args.beam_size, "temperature": args.temperature,
-            "max_length": args.max_length, "seed": args.decode_seed}
+    return {
+        "beam_size": args.beam_size,
+        "temperature": args.temperature,
+        "max_length": args.max_length,
+        "seed": args.decode_seed,
+    }
 
 
 def train(args: argparse.Namespace, config, dataset) -> None:
     from vqa.run_dir import check_new_run
 
     if args.strategy != "none" or args.init_from or args.fine_tune:
-        raise DatasetError("A caption decoder trains on one device from scratch: "
-                           "--strategy, --init-from and --fine-tune are for VQA models.")
+        raise DatasetError(
+            "A caption decoder trains on one device from scratch: "
+            "--strategy, --init-from and --fine-tune are for VQA models."
+        )
     check_new_run(args.out, args.overwrite)
     load_keras()
     from vqa.training.captions import train_captioner
 
     summary = train_captioner(dataset, args.out, config, overwrite=args.overwrite)
-    print(f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation "
-          f"next-word accuracy {summary['best_val_word_accuracy']:.2f}%, "
-          f"{summary['seconds_per_epoch']:.1f} s/epoch; run saved in {args.out}")
+    print(
+        f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation "
+        f"next-word accuracy {summary['best_val_word_accuracy']:.2f}%, "
+        f"{summary['seconds_per_epoch']:.1f} s/epoch; run saved in {args.out}"
+    )
 
 
 def evaluate(args: argparse.Namespace) -> None:
@@ -55,8 +77,7 @@ def evaluate(args: argparse.Namespace) -> None:
     load_keras()
     from vqa.evaluation import evaluate_captioner, format_caption_metrics
 
-    metrics = evaluate_captioner(args.run_dir, dataset, args.split, args.decode,
-                                 **decoding(args))
+    metrics = evaluate_captioner(args.run_dir, dataset, args.split, args.decode, **decoding(args))
     print(json.dumps(metrics, indent=2) if args.json else format_caption_metrics(metrics))
 
 
@@ -67,8 +88,9 @@ def is_caption_results(path: str | Path) -> bool:
         rows = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(rows, list) and bool(rows) and isinstance(rows[0], dict) \
-        and "caption" in rows[0]
+    return (
+        isinstance(rows, list) and bool(rows) and isinstance(rows[0], dict) and "caption" in rows[0]
+    )
 
 
 def score(args: argparse.Namespace) -> None:
@@ -91,8 +113,11 @@ def cmd_caption(args: argparse.Namespace) -> None:
 
     captioner = Captioner.load(args.run_dir)
     kwargs = decoding(args)
-    result = (captioner.explain(image, args.explain, args.decode, **kwargs) if args.explain
-              else captioner.caption(image, args.decode, **kwargs))
+    result = (
+        captioner.explain(image, args.explain, args.decode, **kwargs)
+        if args.explain
+        else captioner.caption(image, args.decode, **kwargs)
+    )
     if args.json:
         print(json.dumps(result.to_dict()))
         return
@@ -107,8 +132,14 @@ def add_parser(sub) -> None:
     p.add_argument("run_dir", help="a captioning run directory (caption: {decoder: ...})")
     p.add_argument("image", help="image file")
     add_decoding_arguments(p)
-    p.add_argument("--explain", metavar="PNG", help="also write the image with one "
-                   "attention overlay per word under it")
-    p.add_argument("--json", action="store_true",
-                   help="print the caption, each word's probability and attention as JSON")
+    p.add_argument(
+        "--explain",
+        metavar="PNG",
+        help="also write the image with one attention overlay per word under it",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the caption, each word's probability and attention as JSON",
+    )
     p.set_defaults(func=cmd_caption)

@@ -8,7 +8,7 @@ import argparse
 EXAMPLES = {
     "prepare": "vqa prepare folder --root photos --out data/mine",
     "train": "vqa train data/mine --config experiments/configs/easy-vqa/concat.yaml "
-             "--out runs/concat",
+    "--out runs/concat",
     "evaluate": "vqa evaluate runs/concat data/mine --split test",
     "score": "vqa score data/vqa-v2 --split val2014 --results results.json",
     "caption": "vqa caption runs/captions photo.jpg --decode beam --explain words.png",
@@ -27,7 +27,10 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if ("default" not in text and action.default not in (None, False, argparse.SUPPRESS)
-                and action.option_strings):
+        if (
+            "default" not in text
+            and action.default not in (None, False, argparse.SUPPRESS)
+            and action.option_strings
+        ):
             text += " (default: %(default)s)"
         return text

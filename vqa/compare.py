@@ -22,8 +22,8 @@ import json
 import logging
 import shlex
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -47,8 +47,9 @@ def default_split(dataset: PreparedDataset) -> str:
     if "test" in splits:
         return "test"
     if not splits:
-        raise DatasetError(f"{dataset.root} has no annotated split besides the training "
-                           "split to compare on.")
+        raise DatasetError(
+            f"{dataset.root} has no annotated split besides the training split to compare on."
+        )
     return splits[0]
 
 
@@ -56,18 +57,27 @@ def answer_prior(train: pd.DataFrame, questions: pd.DataFrame) -> dict[int, str]
     """The baseline the VQA papers report: each question type's most frequent training
     answer (the overall most frequent one for types unseen in training)."""
     counts = train.groupby(["question_type", "answer"]).size().reset_index(name="n")
-    counts = counts.sort_values(["question_type", "n", "answer"],
-                                ascending=[True, False, True])
+    counts = counts.sort_values(["question_type", "n", "answer"], ascending=[True, False, True])
     by_type = counts.drop_duplicates("question_type").set_index("question_type")["answer"]
     overall = train["answer"].value_counts().sort_index().idxmax()
-    return {int(q): by_type.get(t, overall)
-            for q, t in zip(questions["question_id"], questions["question_type"])}
+    return {
+        int(q): by_type.get(t, overall)
+        for q, t in zip(questions["question_id"], questions["question_type"])
+    }
 
 
-def compare(data: str | Path | PreparedDataset, configs: Sequence[str | Path], *,
-            runs: str | Path = "runs", results: str | Path | None = None,
-            split: str | None = None, force: bool = False, epochs: int | None = None,
-            seeds: Sequence[int] | None = None, verbose: int | None = None) -> pd.DataFrame:
+def compare(
+    data: str | Path | PreparedDataset,
+    configs: Sequence[str | Path],
+    *,
+    runs: str | Path = "runs",
+    results: str | Path | None = None,
+    split: str | None = None,
+    force: bool = False,
+    epochs: int | None = None,
+    seeds: Sequence[int] | None = None,
+    verbose: int | None = None,
+) -> pd.DataFrame:
     """Train, evaluate and tabulate every config; returns the long table (also written).
 
     `seeds`: train each variant once per seed (RUNS/<dataset>/<variant>/seed<S>), and
@@ -91,25 +101,42 @@ def compare(data: str | Path | PreparedDataset, configs: Sequence[str | Path], *
         config = checked_config(load_config(path).for_dataset(dataset))  # as its run has it
         variants[name] = config if epochs is None else config.with_train(epochs=epochs)
 
-    rows = _rows(ANSWER_PRIOR, questions,
-                 score_predictions(questions, answer_prior(
-                     dataset.split(dataset.train_split), questions), split), {})
+    rows = _rows(
+        ANSWER_PRIOR,
+        questions,
+        score_predictions(
+            questions, answer_prior(dataset.split(dataset.train_split), questions), split
+        ),
+        {},
+    )
     curves, confusions = {}, {}
-    jobs = [(name, config if seed is None else config.with_train(seed=seed),
-             Path(runs) / dataset.name / name / ("" if seed is None else f"seed{seed}"))
-            for name, config in variants.items() for seed in (seeds or [None])]
+    jobs = [
+        (
+            name,
+            config if seed is None else config.with_train(seed=seed),
+            Path(runs) / dataset.name / name / ("" if seed is None else f"seed{seed}"),
+        )
+        for name, config in variants.items()
+        for seed in (seeds or [None])
+    ]
     for i, (name, config, run) in enumerate(jobs, 1):
         log.info("[%d/%d] %s -> %s", i, len(jobs), name, run)
         trained = not force and trained_with(run, config)
         if not trained:
-            train(dataset, run, config, verbose=verbose,
-                  overwrite=force or (run / files.TRAINING).is_file())
+            train(
+                dataset,
+                run,
+                config,
+                verbose=verbose,
+                overwrite=force or (run / files.TRAINING).is_file(),
+            )
         metrics = _metrics(run, split) if trained else None
         if metrics is None:
             metrics = evaluate_run(run, dataset, split)
         else:
-            log.info("%s: already trained and evaluated on %s; pass --force to redo it",
-                     name, split)
+            log.info(
+                "%s: already trained and evaluated on %s; pass --force to redo it", name, split
+            )
         summary = json.loads((run / files.TRAINING).read_text())
         rows += _rows(name, questions, metrics, summary)
         if name not in curves:  # the plots show each variant's first seed
@@ -127,17 +154,28 @@ def _captions(dataset, paths, configs, runs, results, split, force, epochs, seed
     from vqa.compare_captions import compare_captions
 
     if not all(config.is_captioner for config in configs):
-        raise RunDirError("Compare caption decoders or VQA models, not both: every config "
-                          "of one table sets caption.decoder, or none does.")
+        raise RunDirError(
+            "Compare caption decoders or VQA models, not both: every config "
+            "of one table sets caption.decoder, or none does."
+        )
     names = [Path(p).stem for p in paths]
     if len(set(names)) != len(names):
         raise RunDirError(f"Two configs would be the same variant: {names}; rename one.")
-    variants = {name: (c if epochs is None else c.with_train(epochs=epochs)).for_dataset(dataset)
-                for name, c in zip(names, configs)}
+    variants = {
+        name: (c if epochs is None else c.with_train(epochs=epochs)).for_dataset(dataset)
+        for name, c in zip(names, configs)
+    }
     out = Path("experiments/results") / dataset.name if results is None else Path(results)
-    return compare_captions(dataset, variants, runs=Path(runs), results=out,
-                            split=split or "test", force=force, seeds=seeds,
-                            command=_command(dataset))
+    return compare_captions(
+        dataset,
+        variants,
+        runs=Path(runs),
+        results=out,
+        split=split or "test",
+        force=force,
+        seeds=seeds,
+        command=_command(dataset),
+    )
 
 
 def _metrics(run: Path, split: str) -> dict | None:
@@ -146,31 +184,57 @@ def _metrics(run: Path, split: str) -> dict | None:
     if not (run / files.METRICS).is_file():
         return None
     metrics = json.loads((run / files.METRICS).read_text())
-    current = (metrics.get("split") == split
-               and metrics.get("evaluator") == DEFAULT_EVALUATOR)
+    current = metrics.get("split") == split and metrics.get("evaluator") == DEFAULT_EVALUATOR
     return metrics if current else None
 
 
 def _rows(variant: str, questions: pd.DataFrame, metrics: dict, summary: dict) -> list[dict]:
-    extra = {"seed": summary.get("seed"), "validation": summary.get("best_val_vqa_score"),
-             "parameters": summary.get("parameters", 0),
-             "seconds_per_epoch": summary.get("seconds_per_epoch"),
-             "best_epoch": summary.get("best_epoch"), "epochs_run": summary.get("epochs_run")}
-    rows = [{"variant": variant, "question_type": "overall", "accuracy": metrics["overall"],
-             "n_questions": len(questions), **extra}]
-    for key, column in (("per_question_group", "question_group"),
-                        ("per_question_type", "question_type")):
+    extra = {
+        "seed": summary.get("seed"),
+        "validation": summary.get("best_val_vqa_score"),
+        "parameters": summary.get("parameters", 0),
+        "seconds_per_epoch": summary.get("seconds_per_epoch"),
+        "best_epoch": summary.get("best_epoch"),
+        "epochs_run": summary.get("epochs_run"),
+    }
+    rows = [
+        {
+            "variant": variant,
+            "question_type": "overall",
+            "accuracy": metrics["overall"],
+            "n_questions": len(questions),
+            **extra,
+        }
+    ]
+    for key, column in (
+        ("per_question_group", "question_group"),
+        ("per_question_type", "question_type"),
+    ):
         if key not in metrics:
             continue
         counts = questions[column].value_counts()
-        rows += [{"variant": variant, "question_type": name, "accuracy": acc,
-                  "n_questions": int(counts[name]), **extra}
-                 for name, acc in metrics[key].items()]
+        rows += [
+            {
+                "variant": variant,
+                "question_type": name,
+                "accuracy": acc,
+                "n_questions": int(counts[name]),
+                **extra,
+            }
+            for name, acc in metrics[key].items()
+        ]
     return rows
 
 
-def _write(table: pd.DataFrame, dataset: PreparedDataset, split: str,
-           questions: pd.DataFrame, curves: dict, predictions: dict, out: Path) -> None:
+def _write(
+    table: pd.DataFrame,
+    dataset: PreparedDataset,
+    split: str,
+    questions: pd.DataFrame,
+    curves: dict,
+    predictions: dict,
+    out: Path,
+) -> None:
     from vqa.visualize import plot_confusion, plot_curves
 
     out.mkdir(parents=True, exist_ok=True)
@@ -180,16 +244,21 @@ def _write(table: pd.DataFrame, dataset: PreparedDataset, split: str,
         table.to_csv(tmp, index=False)
     pngs = []
     if curves:
-        pngs.append(plot_curves(curves, out / "curves.png",
-                                f"{stem}: validation accuracy per epoch"))
+        pngs.append(
+            plot_curves(curves, out / "curves.png", f"{stem}: validation accuracy per epoch")
+        )
     answers = questions["answer"]
     if answers.nunique() <= MAX_CONFUSION_ANSWERS:
         for name, rows in predictions.items():
             predicted = {r["question_id"]: r["answer"] for r in rows}
-            pngs.append(plot_confusion(answers, [predicted[int(q)] for q in
-                                                 questions["question_id"]],
-                                       out / f"confusion-{_slug(name)}.png",
-                                       f"{stem} / {name}: confusion on {split} (% of row)"))
+            pngs.append(
+                plot_confusion(
+                    answers,
+                    [predicted[int(q)] for q in questions["question_id"]],
+                    out / f"confusion-{_slug(name)}.png",
+                    f"{stem} / {name}: confusion on {split} (% of row)",
+                )
+            )
     md = out / "README.md"
     write_text(md, _markdown(table, dataset, split, pngs))
     log.info("wrote %s, %s and %d plots", csv, md, len(pngs))
@@ -209,27 +278,38 @@ def _slug(name: str) -> str:
 
 
 def _markdown(table: pd.DataFrame, dataset: PreparedDataset, split: str, pngs: list) -> str:
-    mean = table.pivot_table(index="variant", columns="question_type", values="accuracy",
-                             aggfunc="mean", sort=False)
-    spread = table.pivot_table(index="variant", columns="question_type", values="accuracy",
-                               aggfunc="std", sort=False)
+    mean = table.pivot_table(
+        index="variant", columns="question_type", values="accuracy", aggfunc="mean", sort=False
+    )
+    spread = table.pivot_table(
+        index="variant", columns="question_type", values="accuracy", aggfunc="std", sort=False
+    )
     firsts = ["overall"] + [c for c in ("relational", "non_relational") if c in mean.columns]
     order = firsts + [c for c in mean.columns if c not in firsts]
     mean, spread = mean[order], spread.reindex(index=mean.index, columns=order)
     runs = table[table["question_type"] == "overall"].groupby("variant", sort=False)
     seeds = runs.size().max()
     n = int(table.loc[table["question_type"] == "overall", "n_questions"].iloc[0])
-    what = (f"the mean ± standard deviation of {seeds} seeds (each variant trained once per "
-            "seed, from scratch)" if seeds > 1 else "one run each")
-    lines = [f"# {dataset.name}: variants compared", "",
-             f"Split `{split}` ({n:,} questions), official VQA accuracy in percent, {what}; "
-             "the best of each column in bold. `validation` is the accuracy on the "
-             "validation images (held out of training) of the epoch each run kept: what to "
-             "choose a variant by. Written by:", "",
-             "    " + _command(dataset), "",
-             "| variant | " + " | ".join(mean.columns) + " | validation | parameters | "
-             "s/epoch | best epoch |",
-             "|---" * (len(mean.columns) + 5) + "|"]
+    what = (
+        f"the mean ± standard deviation of {seeds} seeds (each variant trained once per "
+        "seed, from scratch)"
+        if seeds > 1
+        else "one run each"
+    )
+    lines = [
+        f"# {dataset.name}: variants compared",
+        "",
+        f"Split `{split}` ({n:,} questions), official VQA accuracy in percent, {what}; "
+        "the best of each column in bold. `validation` is the accuracy on the "
+        "validation images (held out of training) of the epoch each run kept: what to "
+        "choose a variant by. Written by:",
+        "",
+        "    " + _command(dataset),
+        "",
+        "| variant | " + " | ".join(mean.columns) + " | validation | parameters | "
+        "s/epoch | best epoch |",
+        "|---" * (len(mean.columns) + 5) + "|",
+    ]
     best = mean.max()
     for variant, row in mean.iterrows():
         cells = []
@@ -243,14 +323,22 @@ def _markdown(table: pd.DataFrame, dataset: PreparedDataset, split: str, pngs: l
         else:
             group = runs.get_group(variant)
             val = group["validation"].astype(float)
-            extra = [f"{val.mean():.2f}" + (f" ± {val.std():.2f}" if len(val) > 1 else ""),
-                     f"{int(group['parameters'].iloc[0]):,}",
-                     f"{group['seconds_per_epoch'].astype(float).mean():.1f}",
-                     ", ".join(f"{int(b)} of {int(e)}" for b, e in
-                               zip(group["best_epoch"], group["epochs_run"]))]
+            extra = [
+                f"{val.mean():.2f}" + (f" ± {val.std():.2f}" if len(val) > 1 else ""),
+                f"{int(group['parameters'].iloc[0]):,}",
+                f"{group['seconds_per_epoch'].astype(float).mean():.1f}",
+                ", ".join(
+                    f"{int(b)} of {int(e)}"
+                    for b, e in zip(group["best_epoch"], group["epochs_run"])
+                ),
+            ]
         lines.append(f"| {variant} | " + " | ".join(cells + extra) + " |")
-    lines += ["", "The answer prior gives each question type's most frequent training "
-              "answer: what can be had without looking at the image or reading past the "
-              "question's first words.", ""]
+    lines += [
+        "",
+        "The answer prior gives each question type's most frequent training "
+        "answer: what can be had without looking at the image or reading past the "
+        "question's first words.",
+        "",
+    ]
     lines += [f"![{p.stem}]({p.name})" for p in pngs]
     return "\n".join(lines) + "\n"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -18,14 +18,25 @@ from vqa.data.dataset import PreparedDataset
 
 log = logging.getLogger(__name__)
 # (name in the table, Captioner decoding arguments); sample: temperature 1, one seed
-DECODINGS = (("greedy", {"decode": "greedy"}), ("beam 3", {"decode": "beam", "beam_size": 3}),
-             ("sample T=1", {"decode": "sample", "temperature": 1.0, "seed": 0}))
+DECODINGS = (
+    ("greedy", {"decode": "greedy"}),
+    ("beam 3", {"decode": "beam", "beam_size": 3}),
+    ("sample T=1", {"decode": "sample", "temperature": 1.0, "seed": 0}),
+)
 SCORES = ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr-D", "distinct_bigrams")
 
 
-def compare_captions(dataset: PreparedDataset, variants: dict[str, Config], *, runs: Path,
-                     results: Path, split: str, force: bool, seeds: Sequence[int] | None,
-                     command: str) -> pd.DataFrame:
+def compare_captions(
+    dataset: PreparedDataset,
+    variants: dict[str, Config],
+    *,
+    runs: Path,
+    results: Path,
+    split: str,
+    force: bool,
+    seeds: Sequence[int] | None,
+    command: str,
+) -> pd.DataFrame:
     from vqa.captioning import Captioner
     from vqa.evaluation import score_captions_of
     from vqa.training.captions import train_captioner
@@ -41,27 +52,38 @@ def compare_captions(dataset: PreparedDataset, variants: dict[str, Config], *, r
             if done:
                 log.info("%s: already trained with this config; pass --force to redo it", name)
             else:
-                train_captioner(dataset, run, run_config,
-                                overwrite=force or (run / files.TRAINING).is_file())
+                train_captioner(
+                    dataset, run, run_config, overwrite=force or (run / files.TRAINING).is_file()
+                )
             summary = json.loads((run / files.TRAINING).read_text())
             captioner = Captioner.load(run)
             for label, how in DECODINGS:
                 captions = captioner.caption_dataset(dataset, split, **how)
                 scores = score_captions_of(dataset, split, captions, meteor=False)
-                rows.append({"variant": name, "decode": label, "seed": run_config.train.seed,
-                             **{k: scores[k] for k in SCORES},
-                             "validation_word_accuracy": summary["best_val_word_accuracy"],
-                             "parameters": summary["parameters"],
-                             "seconds_per_epoch": summary["seconds_per_epoch"],
-                             "best_epoch": summary["best_epoch"],
-                             "epochs_run": summary["epochs_run"]})
+                rows.append(
+                    {
+                        "variant": name,
+                        "decode": label,
+                        "seed": run_config.train.seed,
+                        **{k: scores[k] for k in SCORES},
+                        "validation_word_accuracy": summary["best_val_word_accuracy"],
+                        "parameters": summary["parameters"],
+                        "seconds_per_epoch": summary["seconds_per_epoch"],
+                        "best_epoch": summary["best_epoch"],
+                        "epochs_run": summary["epochs_run"],
+                    }
+                )
             curves.setdefault(name, pd.read_csv(run / files.HISTORY))
     table = pd.DataFrame(rows)
     results.mkdir(parents=True, exist_ok=True)
     with atomic_write(results / "table.csv") as tmp:
         table.to_csv(tmp, index=False)
-    plot_curves(curves, results / "curves.png", f"{dataset.name}: validation next-word "
-                "accuracy per epoch", metric="val_word_accuracy")
+    plot_curves(
+        curves,
+        results / "curves.png",
+        f"{dataset.name}: validation next-word accuracy per epoch",
+        metric="val_word_accuracy",
+    )
     images = dataset.caption_split(split)["image_id"].nunique()
     write_text(results / "README.md", _markdown(table, dataset.name, split, images, command))
     return table
@@ -77,14 +99,20 @@ def _markdown(table: pd.DataFrame, name: str, split: str, images: int, command: 
     parameters, seconds = group["parameters"].first(), group["seconds_per_epoch"].mean()
     seeds = int(group.size().max())
     what = f"the mean ± standard deviation of {seeds} seeds" if seeds > 1 else "one run each"
-    lines = [f"# {name}: caption decoders compared", "",
-             f"Split `{split}` ({images:,} images, one caption each), COCO caption metrics in "
-             f"percent (CIDEr-D x 100), {what}; distinct bigrams: how many different word "
-             "pairs the captions of the split use together. Written by:", "",
-             "    " + command, "",
-             "| variant | decoding | " + " | ".join(SCORES).replace("_", " ")
-             + " | validation next-word accuracy | parameters | s/epoch |",
-             "|---" * (len(SCORES) + 5) + "|"]
+    lines = [
+        f"# {name}: caption decoders compared",
+        "",
+        f"Split `{split}` ({images:,} images, one caption each), COCO caption metrics in "
+        f"percent (CIDEr-D x 100), {what}; distinct bigrams: how many different word "
+        "pairs the captions of the split use together. Written by:",
+        "",
+        "    " + command,
+        "",
+        "| variant | decoding | "
+        + " | ".join(SCORES).replace("_", " ")
+        + " | validation next-word accuracy | parameters | s/epoch |",
+        "|---" * (len(SCORES) + 5) + "|",
+    ]
     for (variant, decode), row in mean.iterrows():
         cells = []
         for k in spread:

@@ -14,10 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from vqa import config_checks as checks
-from vqa.config_checks import (BACKBONE_CHOICES, IMAGE_ENCODER_CHOICES,  # noqa: F401
-                               INPUT_CHOICES, LEARNING_RATE_SCHEDULES, POOL_CHOICES,
-                               QUESTION_ENCODER_CHOICES)
+from vqa.config_checks import (  # noqa: F401
+    BACKBONE_CHOICES,
+    IMAGE_ENCODER_CHOICES,
+    INPUT_CHOICES,
+    LEARNING_RATE_SCHEDULES,
+    POOL_CHOICES,
+    QUESTION_ENCODER_CHOICES,
+)
 from vqa.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -106,23 +112,58 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         checks.check_types(self)
-        for check in (checks.check_image, checks.check_question, checks.check_attention,
-                      checks.check_fusion, checks.check_classifier, checks.check_caption):
+        for check in (
+            checks.check_image,
+            checks.check_question,
+            checks.check_attention,
+            checks.check_fusion,
+            checks.check_classifier,
+            checks.check_caption,
+        ):
             check(self)
 
 
 # The sections of a config file that hold ModelConfig's fields, in their order there.
 MODEL_SECTIONS = {
-    "image": ("image_encoder", "backbone", "backbone_image_size", "image_size",
-              "cnn_filters", "conditioned_cnn", "image_dim", "pool_grid"),
-    "question": ("question_encoder", "question_layers", "bidirectional", "embedding_dim",
-                 "word_vectors", "question_dim", "max_question_length"),
-    "attention": ("attention_hops", "attention_dim", "grid_coordinates", "attention_words",
-                  "attention_word_embeddings", "attention_counts", "attention_relative"),
+    "image": (
+        "image_encoder",
+        "backbone",
+        "backbone_image_size",
+        "image_size",
+        "cnn_filters",
+        "conditioned_cnn",
+        "image_dim",
+        "pool_grid",
+    ),
+    "question": (
+        "question_encoder",
+        "question_layers",
+        "bidirectional",
+        "embedding_dim",
+        "word_vectors",
+        "question_dim",
+        "max_question_length",
+    ),
+    "attention": (
+        "attention_hops",
+        "attention_dim",
+        "grid_coordinates",
+        "attention_words",
+        "attention_word_embeddings",
+        "attention_counts",
+        "attention_relative",
+    ),
     "fusion": ("inputs", "fusion", "fusion_dim", "fusion_options"),
     "classifier": ("classifier_dim", "dropout"),
-    "caption": ("decoder", "decoder_cell", "decoder_layers", "decoder_dim", "word_dim",
-                "attention_penalty", "max_caption_length"),
+    "caption": (
+        "decoder",
+        "decoder_cell",
+        "decoder_layers",
+        "decoder_dim",
+        "word_dim",
+        "attention_penalty",
+        "max_caption_length",
+    ),
 }
 SECTIONS = (*MODEL_SECTIONS, "train")
 
@@ -163,9 +204,11 @@ class Config:
 
     def __post_init__(self) -> None:
         if self.train.fine_tune and self.model.image_encoder != "pretrained":
-            raise ConfigError("fine_tune needs model.image_encoder: pretrained (a backbone "
-                              f"to fine-tune). Received: image_encoder="
-                              f"{self.model.image_encoder!r}")
+            raise ConfigError(
+                "fine_tune needs model.image_encoder: pretrained (a backbone "
+                f"to fine-tune). Received: image_encoder="
+                f"{self.model.image_encoder!r}"
+            )
 
     @property
     def is_captioner(self) -> bool:
@@ -183,23 +226,30 @@ class Config:
         model = self.model
         if model.image_encoder != "pretrained":
             return {"backbone": None, "image_size": model.image_size}
-        return {"backbone": model.backbone, "image_size": model.backbone_image_size,
-                "fine_tune": self.train.fine_tune}
+        return {
+            "backbone": model.backbone,
+            "image_size": model.backbone_image_size,
+            "fine_tune": self.train.fine_tune,
+        }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "Config":
+    def from_dict(cls, data: dict[str, Any] | None) -> Config:
         """A config from its file's mapping: the sections of `SECTIONS`, or the single
         flat `model:` section (and `train:`) that vqa 0.1 wrote, which still loads."""
         data = dict(data or {})
         unknown = set(data) - {*SECTIONS, "model"}
         if unknown:
-            raise ConfigError(f"Unknown config section(s) {sorted(unknown)}."
-                              f"{_near(unknown, SECTIONS)} Expected some of {list(SECTIONS)}.")
+            raise ConfigError(
+                f"Unknown config section(s) {sorted(unknown)}."
+                f"{_near(unknown, SECTIONS)} Expected some of {list(SECTIONS)}."
+            )
         if "model" in data:
             if set(data) & set(MODEL_SECTIONS):
-                raise ConfigError(f"A config holds the sections {list(MODEL_SECTIONS)} or one "
-                                  "model: section (the layout of vqa 0.1), not both. Received: "
-                                  f"{sorted(data)}")
+                raise ConfigError(
+                    f"A config holds the sections {list(MODEL_SECTIONS)} or one "
+                    "model: section (the layout of vqa 0.1), not both. Received: "
+                    f"{sorted(data)}"
+                )
             model = _section(ModelConfig, data["model"])
         else:
             model = _section(ModelConfig, _model_fields(data))
@@ -210,16 +260,19 @@ class Config:
         options next to `fusion`."""
         model = dataclasses.asdict(self.model)
         model["cnn_filters"] = list(self.model.cnn_filters)
-        out = {name: {key: model[key] for key in keys if key != "fusion_options"}
-               for name, keys in MODEL_SECTIONS.items()}
+        out = {
+            name: {key: model[key] for key in keys if key != "fusion_options"}
+            for name, keys in MODEL_SECTIONS.items()
+        }
         out["fusion"].update(self.model.fusion_options)
         if not self.is_captioner and out["caption"] == {
-                key: getattr(ModelConfig, key) for key in MODEL_SECTIONS["caption"]}:
+            key: getattr(ModelConfig, key) for key in MODEL_SECTIONS["caption"]
+        }:
             del out["caption"]  # a VQA model's file holds no caption section
         out["train"] = dataclasses.asdict(self.train)
         return out
 
-    def for_dataset(self, dataset: Any) -> "Config":
+    def for_dataset(self, dataset: Any) -> Config:
         """This config as a run on `dataset` (a PreparedDataset) uses it: a backbone input
         size left at 0 becomes the one that suits the dataset's images
         (`PreparedDataset.backbone_input_size`). Runs record this resolved config."""
@@ -228,7 +281,7 @@ class Config:
         size = dataset.backbone_input_size()
         return Config(dataclasses.replace(self.model, backbone_image_size=size), self.train)
 
-    def with_train(self, **overrides: Any) -> "Config":
+    def with_train(self, **overrides: Any) -> Config:
         """A copy with some training fields changed (e.g. epochs for a quick run)."""
         return Config(self.model, dataclasses.replace(self.train, **overrides))
 
@@ -247,8 +300,9 @@ def load_config(path: str | Path | None) -> Config:
     except yaml.YAMLError as exc:
         raise ConfigError(f"Config file {path} is not valid YAML: {exc}") from None
     if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"Config file {path} must hold a mapping of sections, some of "
-                          f"{list(SECTIONS)}.")
+        raise ConfigError(
+            f"Config file {path} must hold a mapping of sections, some of {list(SECTIONS)}."
+        )
     try:
         return Config.from_dict(data)
     except ConfigError as exc:
@@ -260,8 +314,11 @@ def trained_with(run: str | Path, config: Config) -> bool:
     from vqa import run_dir as files
 
     run = Path(run)
-    return ((run / files.TRAINING).is_file() and (run / files.CONFIG).is_file()
-            and load_config(run / files.CONFIG) == config)
+    return (
+        (run / files.TRAINING).is_file()
+        and (run / files.CONFIG).is_file()
+        and load_config(run / files.CONFIG) == config
+    )
 
 
 def save_config(config: Config, path: str | Path) -> None:
@@ -274,15 +331,18 @@ def _section(cls: type, data: dict[str, Any] | None) -> Any:
     if data is None:
         return cls()
     if not isinstance(data, dict):
-        raise ConfigError(f"Config section for {cls.__name__} must be a mapping. "
-                          f"Received: {data!r}")
+        raise ConfigError(
+            f"Config section for {cls.__name__} must be a mapping. Received: {data!r}"
+        )
     if cls is ModelConfig:
         data = _with_fusion_options(data)
     valid = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - valid
     if unknown:
-        raise ConfigError(f"Unknown {cls.__name__} key(s) {sorted(unknown)}."
-                          f"{_near(unknown, valid)} Valid keys: {sorted(valid)}")
+        raise ConfigError(
+            f"Unknown {cls.__name__} key(s) {sorted(unknown)}."
+            f"{_near(unknown, valid)} Valid keys: {sorted(valid)}"
+        )
     try:
         return cls(**data)
     except TypeError as exc:
@@ -310,24 +370,30 @@ def _model_fields(data: dict[str, Any]) -> dict[str, Any]:
             elif name == "fusion" and not difflib.get_close_matches(key, keys, n=1, cutoff=0.8):
                 options[key] = value
             else:
-                raise ConfigError(f"Unknown key {key!r} in section {name}."
-                                  f"{_near({key}, keys)} Valid keys: {list(keys)}"
-                                  + (" and the fusion's own options" if name == "fusion" else ""))
+                raise ConfigError(
+                    f"Unknown key {key!r} in section {name}."
+                    f"{_near({key}, keys)} Valid keys: {list(keys)}"
+                    + (" and the fusion's own options" if name == "fusion" else "")
+                )
     if options:
         given = fields.get("fusion_options") or {}
         if not isinstance(given, dict):
-            raise ConfigError(f"Invalid value for fusion_options: expected a mapping of "
-                              f"options. Received: fusion_options={given!r}")
+            raise ConfigError(
+                f"Invalid value for fusion_options: expected a mapping of "
+                f"options. Received: fusion_options={given!r}"
+            )
         both = sorted(k for k in set(options) & set(given) if options[k] != given[k])
         if both:
-            raise ConfigError(f"fusion option(s) {both} set twice, in fusion_options and "
-                              "beside it, to different values; keep one.")
+            raise ConfigError(
+                f"fusion option(s) {both} set twice, in fusion_options and "
+                "beside it, to different values; keep one."
+            )
         fields["fusion_options"] = {**given, **options}
     return fields
 
 
 def _near(unknown: set[str], valid: Any) -> str:
-    """" Did you mean ...?" for each unknown key close to a valid one."""
+    """ " Did you mean ...?" for each unknown key close to a valid one."""
     near = {k: difflib.get_close_matches(k, list(valid), n=1) for k in sorted(unknown)}
     return "".join(f" Did you mean {m[0]!r} for {k!r}?" for k, m in near.items() if m)
 
@@ -335,8 +401,11 @@ def _near(unknown: set[str], valid: Any) -> str:
 # Options that vqa 0.1.0 kept as model keys, and the fusion each belongs to: a config or
 # run written then still loads, its option moved into fusion_options.
 # Their 0.1.0 defaults are the options' defaults, and are left out.
-_OLD_FUSION_KEYS = {"mfb_factor": ("mfb", "factor", 5), "relation_layers": ("relation", "depth", 3),
-                    "film_blocks": ("film", "blocks", 4)}
+_OLD_FUSION_KEYS = {
+    "mfb_factor": ("mfb", "factor", 5),
+    "relation_layers": ("relation", "depth", 3),
+    "film_blocks": ("film", "blocks", 4),
+}
 
 
 def _with_fusion_options(data: dict[str, Any]) -> dict[str, Any]:
@@ -354,8 +423,10 @@ def _with_fusion_options(data: dict[str, Any]) -> dict[str, Any]:
             if fusion != owner:
                 continue
             if option in options and options[option] != value:
-                raise ConfigError(f"{key}: {value} and fusion_options.{option}: "
-                                  f"{options[option]} disagree; keep fusion_options only.")
+                raise ConfigError(
+                    f"{key}: {value} and fusion_options.{option}: "
+                    f"{options[option]} disagree; keep fusion_options only."
+                )
             if value != default:
                 options[option] = value
     data["fusion_options"] = options

@@ -25,30 +25,40 @@ def check_image(model) -> None:
     """The image section: the encoder, its backbone or CNN, the pooling."""
     check_choice("image_encoder", model.image_encoder, IMAGE_ENCODER_CHOICES)
     if model.backbone not in BACKBONE_CHOICES:
-        raise ConfigError(f"Unknown backbone {model.backbone!r}. Expected one of "
-                          f"{list(BACKBONE_CHOICES)}.")
-    if model.backbone_image_size and (model.backbone_image_size < 32
-                                      or model.backbone_image_size % 32):
-        raise ConfigError(f"backbone_image_size must be 0 (suit the dataset) or a "
-                          f"multiple of 32. Received: {model.backbone_image_size}")
+        raise ConfigError(
+            f"Unknown backbone {model.backbone!r}. Expected one of {list(BACKBONE_CHOICES)}."
+        )
+    if model.backbone_image_size and (
+        model.backbone_image_size < 32 or model.backbone_image_size % 32
+    ):
+        raise ConfigError(
+            f"backbone_image_size must be 0 (suit the dataset) or a "
+            f"multiple of 32. Received: {model.backbone_image_size}"
+        )
     for name in ("image_size", "image_dim"):
         check_positive(name, getattr(model, name))
     if not model.cnn_filters or min(model.cnn_filters) <= 0:
         raise ConfigError(
             f"Invalid value for cnn_filters: expected a non-empty list of positive "
-            f"integers. Received: cnn_filters={list(model.cnn_filters)}")
+            f"integers. Received: cnn_filters={list(model.cnn_filters)}"
+        )
     if model.image_encoder == "small_cnn" and model.image_size % (2 ** len(model.cnn_filters)):
         raise ConfigError(
             f"image_size must be divisible by 2**len(cnn_filters)="
-            f"{2 ** len(model.cnn_filters)}. Received: image_size={model.image_size}")
+            f"{2 ** len(model.cnn_filters)}. Received: image_size={model.image_size}"
+        )
     if model.conditioned_cnn and (model.image_encoder != "small_cnn" or model.inputs != "both"):
-        raise ConfigError("conditioned_cnn needs image_encoder: small_cnn (a CNN trained "
-                          "with the model) and both inputs. Received: image_encoder="
-                          f"{model.image_encoder!r}, inputs={model.inputs!r}")
+        raise ConfigError(
+            "conditioned_cnn needs image_encoder: small_cnn (a CNN trained "
+            "with the model) and both inputs. Received: image_encoder="
+            f"{model.image_encoder!r}, inputs={model.inputs!r}"
+        )
     check_choice("pool_grid", model.pool_grid, POOL_CHOICES)
     if model.pool_grid != "max" and model.attention_hops:
-        raise ConfigError(f"pool_grid: {model.pool_grid} is for the fusions of vectors "
-                          "without attention; attention reads the cells itself.")
+        raise ConfigError(
+            f"pool_grid: {model.pool_grid} is for the fusions of vectors "
+            "without attention; attention reads the cells itself."
+        )
 
 
 def check_question(model) -> None:
@@ -63,24 +73,28 @@ def check_question(model) -> None:
 def check_attention(model) -> None:
     """The attention section: hops over the cells, and what each hop reads."""
     if not 0 <= model.attention_hops <= 3:
-        raise ConfigError(f"attention_hops must be 0 (no attention) to 3. "
-                          f"Received: {model.attention_hops}")
+        raise ConfigError(
+            f"attention_hops must be 0 (no attention) to 3. Received: {model.attention_hops}"
+        )
     if model.attention_hops and model.inputs != "both":
-        raise ConfigError("attention_hops needs both inputs. Received: "
-                          f"inputs={model.inputs!r}")
+        raise ConfigError(f"attention_hops needs both inputs. Received: inputs={model.inputs!r}")
     check_positive("attention_dim", model.attention_dim)
     if model.attention_words and (not model.attention_hops or model.bidirectional):
-        raise ConfigError("attention_words needs attention_hops >= 1 and a one-way "
-                          "question encoder (bidirectional: false). Received: "
-                          f"attention_hops={model.attention_hops}, "
-                          f"bidirectional={model.bidirectional}")
+        raise ConfigError(
+            "attention_words needs attention_hops >= 1 and a one-way "
+            "question encoder (bidirectional: false). Received: "
+            f"attention_hops={model.attention_hops}, "
+            f"bidirectional={model.bidirectional}"
+        )
     if model.attention_word_embeddings and not model.attention_words:
         raise ConfigError("attention_word_embeddings needs attention_words: true.")
     if model.attention_counts and not model.attention_hops:
         raise ConfigError("attention_counts needs attention_hops >= 1.")
     if model.attention_relative and model.attention_hops < 2:
-        raise ConfigError("attention_relative needs attention_hops >= 2 (offsets from "
-                          f"the previous hop). Received: attention_hops={model.attention_hops}")
+        raise ConfigError(
+            "attention_relative needs attention_hops >= 2 (offsets from "
+            f"the previous hop). Received: attention_hops={model.attention_hops}"
+        )
 
 
 def check_fusion(model) -> None:
@@ -107,8 +121,7 @@ def check_caption(model) -> None:
     for name in ("decoder_dim", "word_dim", "max_caption_length"):
         check_positive(name, getattr(model, name))
     if model.attention_penalty < 0:
-        raise ConfigError("attention_penalty must be >= 0. Received: "
-                          f"{model.attention_penalty}")
+        raise ConfigError(f"attention_penalty must be >= 0. Received: {model.attention_penalty}")
 
 
 def check_train(train) -> None:
@@ -118,25 +131,29 @@ def check_train(train) -> None:
     for name in ("batch_size", "epochs", "max_answers", "min_word_count"):
         if getattr(train, name) is not None:
             check_positive(name, getattr(train, name))
-    check_choice("learning_rate_schedule", train.learning_rate_schedule,
-                  LEARNING_RATE_SCHEDULES)
+    check_choice("learning_rate_schedule", train.learning_rate_schedule, LEARNING_RATE_SCHEDULES)
     if train.learning_rate <= 0:
         raise ConfigError(f"learning_rate must be > 0. Received: {train.learning_rate}")
     if not 0 <= train.warmup_epochs < train.epochs:
-        raise ConfigError(f"warmup_epochs must be >= 0 and below epochs ({train.epochs}). "
-                          f"Received: warmup_epochs={train.warmup_epochs}")
+        raise ConfigError(
+            f"warmup_epochs must be >= 0 and below epochs ({train.epochs}). "
+            f"Received: warmup_epochs={train.warmup_epochs}"
+        )
     if train.clip_norm < 0:
-        raise ConfigError(f"clip_norm must be >= 0 (0: no clipping). "
-                          f"Received: {train.clip_norm}")
+        raise ConfigError(f"clip_norm must be >= 0 (0: no clipping). Received: {train.clip_norm}")
     if train.fine_tune and not 0 < train.backbone_learning_rate <= train.learning_rate:
-        raise ConfigError("backbone_learning_rate must be > 0 and at most learning_rate. "
-                          f"Received: {train.backbone_learning_rate}")
+        raise ConfigError(
+            "backbone_learning_rate must be > 0 and at most learning_rate. "
+            f"Received: {train.backbone_learning_rate}"
+        )
     if train.early_stopping_patience < 0:
-        raise ConfigError("early_stopping_patience must be >= 0. "
-                          f"Received: {train.early_stopping_patience}")
+        raise ConfigError(
+            f"early_stopping_patience must be >= 0. Received: {train.early_stopping_patience}"
+        )
     if not 0.0 < train.validation_fraction < 1.0:
-        raise ConfigError("validation_fraction must be in (0, 1). "
-                          f"Received: {train.validation_fraction}")
+        raise ConfigError(
+            f"validation_fraction must be in (0, 1). Received: {train.validation_fraction}"
+        )
 
 
 def check_types(section: Any) -> None:
@@ -148,8 +165,9 @@ def check_types(section: Any) -> None:
     for f in dataclasses.fields(section):
         value = getattr(section, f.name)
         if f.type in ("int", "int | None"):
-            ok = ((isinstance(value, int) and not isinstance(value, bool))
-                  or (value is None and f.type == "int | None"))
+            ok = (isinstance(value, int) and not isinstance(value, bool)) or (
+                value is None and f.type == "int | None"
+            )
         elif f.type == "float":
             try:
                 ok = not isinstance(value, bool)
@@ -169,20 +187,24 @@ def check_types(section: Any) -> None:
                 ok = False
             value = pairs if ok else value
         else:  # tuple[int, ...]
-            ok = (isinstance(value, (list, tuple)) and all(
-                isinstance(v, int) and not isinstance(v, bool) for v in value))
+            ok = isinstance(value, (list, tuple)) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            )
             value = tuple(value) if ok else value
         if not ok:
             expected = "a mapping of options" if f.name == "fusion_options" else f.type
-            raise ConfigError(f"Invalid value for {f.name}: expected {expected}. "
-                              f"Received: {f.name}={getattr(section, f.name)!r}")
+            raise ConfigError(
+                f"Invalid value for {f.name}: expected {expected}. "
+                f"Received: {f.name}={getattr(section, f.name)!r}"
+            )
         object.__setattr__(section, f.name, value)
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigError(f"Invalid value for {name}. Expected one of {list(choices)}. "
-                          f"Received: {name}={value!r}")
+        raise ConfigError(
+            f"Invalid value for {name}. Expected one of {list(choices)}. Received: {name}={value!r}"
+        )
 
 
 def check_positive(name: str, value: float) -> None:

@@ -3,14 +3,15 @@ it on the test split and answer two questions, end to end, telling each step."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from vqa import run_dir as files
 
 
-def run_demo(out: str | Path = "vqa-demo", epochs: int | None = None,
-             echo: Callable[[str], None] = print) -> Path:
+def run_demo(
+    out: str | Path = "vqa-demo", epochs: int | None = None, echo: Callable[[str], None] = print
+) -> Path:
     """Run the five steps into `out` (data in out/easy-vqa, the run in out/run), telling
     each through `echo`; steps already done are not done again. Returns the run."""
     from data_prep.common import report
@@ -35,8 +36,10 @@ def run_demo(out: str | Path = "vqa-demo", epochs: int | None = None,
     echo(report(dataset))
 
     model = config.for_dataset(dataset).model
-    echo(f"2/5 extract {model.backbone} (ImageNet) grid features of every image at "
-         f"{model.backbone_image_size} px, once")
+    echo(
+        f"2/5 extract {model.backbone} (ImageNet) grid features of every image at "
+        f"{model.backbone_image_size} px, once"
+    )
     echo(f"    {extract_features(dataset, model.backbone, image_size=model.backbone_image_size)}")
 
     echo(f"3/5 train the default model on the cached features -> {run}")
@@ -44,8 +47,10 @@ def run_demo(out: str | Path = "vqa-demo", epochs: int | None = None,
         echo("    already trained; delete the run directory to train again")
     else:
         summary = train(dataset, run, config)
-        echo(f"    best epoch {summary['best_epoch']}: validation accuracy "
-             f"{summary['best_val_vqa_score']:.2f}%, {summary['seconds_per_epoch']:.1f} s/epoch")
+        echo(
+            f"    best epoch {summary['best_epoch']}: validation accuracy "
+            f"{summary['best_val_vqa_score']:.2f}%, {summary['seconds_per_epoch']:.1f} s/epoch"
+        )
 
     echo("4/5 evaluate on the test split (official VQA accuracy)")
     echo(format_metrics(evaluate_run(run, dataset, "test")))
@@ -58,8 +63,10 @@ def run_demo(out: str | Path = "vqa-demo", epochs: int | None = None,
     for _, row in test[test["image_id"] == image_id].head(2).iterrows():
         result = answerer.answer(dataset.image_path(image_id), row["question"])
         echo(_indent(format_answer(result)) + f"\n    (true answer: {row['answer']})")
-    echo(f"\nTry it yourself:\n    vqa ask {run} {dataset.image_path(image_id)} "
-         '"what shape is in the image?"')
+    echo(
+        f"\nTry it yourself:\n    vqa ask {run} {dataset.image_path(image_id)} "
+        '"what shape is in the image?"'
+    )
     return run
 
 

@@ -82,7 +82,8 @@ class Replicas:
             raise ConfigError(
                 f"train.batch_size must be a multiple of the {self.count} replicas of "
                 f"--strategy {self.strategy} (it is the global batch, split evenly). "
-                f"Received: batch_size={batch_size}")
+                f"Received: batch_size={batch_size}"
+            )
 
 
 _started: dict[str, Replicas] = {}
@@ -96,19 +97,32 @@ def start(name: str = "none", batch_size: int | None = None) -> Replicas:
     given, must split evenly over the replicas.
     """
     if name not in STRATEGIES:
-        raise ConfigError(f"Invalid value for strategy. Expected one of {list(STRATEGIES)}. "
-                          f"Received: strategy={name!r}")
+        raise ConfigError(
+            f"Invalid value for strategy. Expected one of {list(STRATEGIES)}. "
+            f"Received: strategy={name!r}"
+        )
     backend = keras.backend.backend()
     if name in _BACKENDS and backend != _BACKENDS[name]:
         other = [s for s, b in _BACKENDS.items() if b == backend]
-        raise ConfigError(f"--strategy {name} needs the {_BACKENDS[name]} backend "
-                          f"(KERAS_BACKEND={_BACKENDS[name]}); the {backend} backend can "
-                          f"use {' or '.join(['none', *other])}.")
+        raise ConfigError(
+            f"--strategy {name} needs the {_BACKENDS[name]} backend "
+            f"(KERAS_BACKEND={_BACKENDS[name]}); the {backend} backend can "
+            f"use {' or '.join(['none', *other])}."
+        )
     if name not in _started:
-        _started[name] = {"none": lambda: Replicas(), "mirrored": _mirrored,
-                          "multi-worker": _multi_worker, "data-parallel": _data_parallel}[name]()
-        log.info("strategy %s: %d replica(s), worker %d of %d", name,
-                 _started[name].count, _started[name].worker, _started[name].workers)
+        _started[name] = {
+            "none": lambda: Replicas(),
+            "mirrored": _mirrored,
+            "multi-worker": _multi_worker,
+            "data-parallel": _data_parallel,
+        }[name]()
+        log.info(
+            "strategy %s: %d replica(s), worker %d of %d",
+            name,
+            _started[name].count,
+            _started[name].worker,
+            _started[name].workers,
+        )
     replicas = _started[name]
     if batch_size is not None:
         replicas.check_batch_size(batch_size)
@@ -136,22 +150,27 @@ def use_cpu_devices(count: int | None = None) -> int:
         except ValueError:
             count = 0
         if count < 1:
-            raise ConfigError(f"{CPU_DEVICES_ENV} must be a positive integer. "
-                              f"Received: {CPU_DEVICES_ENV}={value!r}")
+            raise ConfigError(
+                f"{CPU_DEVICES_ENV} must be a positive integer. "
+                f"Received: {CPU_DEVICES_ENV}={value!r}"
+            )
     if count < 1:
         raise ConfigError(f"CPU device count must be positive. Received: {count}")
     if _cpu_device_count() == count:
         return count
-    too_late = (f"Cannot split the CPU into {count} devices: the "
-                f"{keras.backend.backend()} engine has already started. Set "
-                f"{CPU_DEVICES_ENV}={count} before the process starts training.")
+    too_late = (
+        f"Cannot split the CPU into {count} devices: the "
+        f"{keras.backend.backend()} engine has already started. Set "
+        f"{CPU_DEVICES_ENV}={count} before the process starts training."
+    )
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         cpu = tf.config.list_physical_devices("CPU")[0]
         try:
             tf.config.set_logical_device_configuration(
-                cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+                cpu, [tf.config.LogicalDeviceConfiguration()] * count
+            )
         except RuntimeError:
             raise ConfigError(too_late) from None
     elif keras.backend.backend() == "jax":
@@ -162,8 +181,10 @@ def use_cpu_devices(count: int | None = None) -> int:
         except RuntimeError:
             raise ConfigError(too_late) from None
     else:
-        raise ConfigError(f"{CPU_DEVICES_ENV} works with the tensorflow and jax backends "
-                          f"only. Received backend: {keras.backend.backend()}")
+        raise ConfigError(
+            f"{CPU_DEVICES_ENV} works with the tensorflow and jax backends "
+            f"only. Received backend: {keras.backend.backend()}"
+        )
     return count
 
 
@@ -188,8 +209,9 @@ def _mirrored() -> Replicas:
     gpus = tf.config.list_logical_devices("GPU")
     devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
     if len(devices) == 1:
-        log.warning("--strategy mirrored has one device here; set %s=N to split the CPU",
-                    CPU_DEVICES_ENV)
+        log.warning(
+            "--strategy mirrored has one device here; set %s=N to split the CPU", CPU_DEVICES_ENV
+        )
     strategy = tf.distribute.MirroredStrategy(devices)
     return Replicas("mirrored", strategy.num_replicas_in_sync, engine=strategy)
 
@@ -202,26 +224,34 @@ def cluster_task(tf_config: str | None = None) -> tuple[int, int]:
     """
     text = os.environ.get("TF_CONFIG", "") if tf_config is None else tf_config
     if not text.strip():
-        raise ConfigError('--strategy multi-worker needs TF_CONFIG set on every worker, e.g. '
-                          'TF_CONFIG=\'{"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
-                          '"task": {"type": "worker", "index": 0}}\'')
+        raise ConfigError(
+            "--strategy multi-worker needs TF_CONFIG set on every worker, e.g. "
+            'TF_CONFIG=\'{"cluster": {"worker": ["host1:2222", "host2:2222"]}, '
+            '"task": {"type": "worker", "index": 0}}\''
+        )
     try:
         parsed = json.loads(text)
         cluster, task = parsed["cluster"], parsed["task"]
         chiefs, workers = list(cluster.get("chief", [])), list(cluster.get("worker", []))
         kind, index = task["type"], task["index"]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"TF_CONFIG is not valid: {type(exc).__name__}: {exc}. It must be "
-                          'JSON {"cluster": {"worker": [...]}, "task": {"type": "worker", '
-                          '"index": i}}.') from None
+        raise ConfigError(
+            f"TF_CONFIG is not valid: {type(exc).__name__}: {exc}. It must be "
+            'JSON {"cluster": {"worker": [...]}, "task": {"type": "worker", '
+            '"index": i}}.'
+        ) from None
     unknown = sorted(set(cluster) - {"chief", "worker"})
     if unknown or len(chiefs) > 1:
-        raise ConfigError("TF_CONFIG: multi-worker training uses a 'worker' list and at "
-                          f"most one 'chief'. Received cluster keys: {sorted(cluster)}")
+        raise ConfigError(
+            "TF_CONFIG: multi-worker training uses a 'worker' list and at "
+            f"most one 'chief'. Received cluster keys: {sorted(cluster)}"
+        )
     members = {"chief": chiefs, "worker": workers}
     if kind not in members or not isinstance(index, int) or not 0 <= index < len(members[kind]):
-        raise ConfigError(f"TF_CONFIG: task {kind!r} {index!r} is not in the cluster "
-                          f"({len(chiefs)} chief, {len(workers)} workers).")
+        raise ConfigError(
+            f"TF_CONFIG: task {kind!r} {index!r} is not in the cluster "
+            f"({len(chiefs)} chief, {len(workers)} workers)."
+        )
     return (index if kind == "chief" else len(chiefs) + index), len(chiefs) + len(workers)
 
 
@@ -232,8 +262,9 @@ def _multi_worker() -> Replicas:
     try:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     except RuntimeError as exc:  # "Collective ops must be configured at program startup"
-        raise ConfigError(f"--strategy multi-worker must start before TensorFlow runs "
-                          f"anything: {exc}") from None
+        raise ConfigError(
+            f"--strategy multi-worker must start before TensorFlow runs anything: {exc}"
+        ) from None
     _let_keras_fit_on_several_workers()
     return Replicas("multi-worker", strategy.num_replicas_in_sync, worker, workers, strategy)
 
@@ -258,10 +289,8 @@ def _let_keras_fit_on_several_workers() -> None:
     reduce_per_replica = trainer.reduce_per_replica
 
     def reduce_scalars(values, strategy, reduction):
-        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(
-                strategy):
-            return keras.tree.map_structure(
-                lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        if reduction in ("auto", "mean") and trainer._collective_all_reduce_multi_worker(strategy):
+            return keras.tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
         return reduce_per_replica(values, strategy, reduction)
 
     def maybe_symbolic_build(self, iterator=None, data_batch=None):
@@ -270,8 +299,13 @@ def _let_keras_fit_on_several_workers() -> None:
         if iterator is not None:
             for _, _, batches in iterator:
                 data_batch = keras.tree.map_structure(
-                    lambda v: self.distribute_strategy.experimental_local_results(v)[0]
-                    if isinstance(v, tf.distribute.DistributedValues) else v, next(batches))
+                    lambda v: (
+                        self.distribute_strategy.experimental_local_results(v)[0]
+                        if isinstance(v, tf.distribute.DistributedValues)
+                        else v
+                    ),
+                    next(batches),
+                )
                 break
         with self.distribute_strategy.scope():
             self._symbolic_build(data_batch=data_batch)
@@ -288,8 +322,9 @@ def _data_parallel() -> Replicas:
     return Replicas("data-parallel", len(devices))
 
 
-def for_replicas(batches: keras.utils.PyDataset, replicas: Replicas, *, training: bool
-                 ) -> keras.utils.PyDataset:
+def for_replicas(
+    batches: keras.utils.PyDataset, replicas: Replicas, *, training: bool
+) -> keras.utils.PyDataset:
     """`batches` with every batch split evenly over the replicas (see the module notes).
 
     Training batches are trimmed to a multiple of `replicas.count`; other batches are
@@ -315,9 +350,11 @@ class EvenBatches(keras.utils.PyDataset):
     """
 
     def __init__(self, batches: keras.utils.PyDataset, multiple: int, trim: bool):
-        super().__init__(workers=batches.workers,
-                         use_multiprocessing=batches.use_multiprocessing,
-                         max_queue_size=batches.max_queue_size)
+        super().__init__(
+            workers=batches.workers,
+            use_multiprocessing=batches.use_multiprocessing,
+            max_queue_size=batches.max_queue_size,
+        )
         self.batches, self.multiple, self.trim = batches, multiple, trim
         self.length = len(batches)
         # Only the last batch can be short; when trimming leaves it empty, skip it.
@@ -344,8 +381,9 @@ class EvenBatches(keras.utils.PyDataset):
             weight = (np.arange(len(rows)) < n).astype("float32")
             x, y = {k: v[rows] for k, v in x.items()}, y[rows]
         if shared:
-            x["about_image"] = np.tile(np.arange(len(y) // self.multiple, dtype="int32"),
-                                     self.multiple)
+            x["about_image"] = np.tile(
+                np.arange(len(y) // self.multiple, dtype="int32"), self.multiple
+            )
         return (x, y) if weight is None else (x, y, weight)
 
     def on_epoch_begin(self) -> None:

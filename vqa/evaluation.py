@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 import pandas as pd
 
-from vqa import atomic, run_dir as files
+from vqa import atomic
+from vqa import run_dir as files
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import DatasetError
 from vqa.metrics import DEFAULT_EVALUATOR, check_evaluator, percent, vqa_accuracy
 from vqa.model_card import add_accuracy
 
 
-def score_predictions(questions: pd.DataFrame, predictions: Mapping[int, str],
-                      split: str, evaluator: str = DEFAULT_EVALUATOR) -> dict:
+def score_predictions(
+    questions: pd.DataFrame,
+    predictions: Mapping[int, str],
+    split: str,
+    evaluator: str = DEFAULT_EVALUATOR,
+) -> dict:
     """Official accuracy of `predictions` (question_id -> answer) on `questions`.
 
     Every question of `questions` must have a prediction, and no other. Questions are
@@ -32,20 +37,28 @@ def score_predictions(questions: pd.DataFrame, predictions: Mapping[int, str],
     """
     check_evaluator(evaluator)
     if (questions["answers"].map(len) == 0).any():
-        raise DatasetError(f"Split {split} has no answers to score against (VQA's test "
-                           "splits are unannotated): submit the predictions in the official "
-                           "results format to the VQA evaluation server instead.")
+        raise DatasetError(
+            f"Split {split} has no answers to score against (VQA's test "
+            "splits are unannotated): submit the predictions in the official "
+            "results format to the VQA evaluation server instead."
+        )
     ids = {int(q) for q in questions["question_id"]}
     missing = sorted(ids - set(predictions))
     if missing:
-        raise DatasetError(f"{len(missing)} question(s) of split '{split}' have no "
-                           f"predicted answer, e.g. question_id={missing[0]}.")
+        raise DatasetError(
+            f"{len(missing)} question(s) of split '{split}' have no "
+            f"predicted answer, e.g. question_id={missing[0]}."
+        )
     extra = sorted(set(predictions) - ids)
     if extra:  # the official loader also insists on exactly the split's questions
-        raise DatasetError(f"{len(extra)} predicted answer(s) are for questions not in split "
-                           f"'{split}', e.g. question_id={extra[0]}.")
-    accuracies = [vqa_accuracy(predictions[int(qid)], list(refs), evaluator)
-                  for qid, refs in zip(questions["question_id"], questions["answers"])]
+        raise DatasetError(
+            f"{len(extra)} predicted answer(s) are for questions not in split "
+            f"'{split}', e.g. question_id={extra[0]}."
+        )
+    accuracies = [
+        vqa_accuracy(predictions[int(qid)], list(refs), evaluator)
+        for qid, refs in zip(questions["question_id"], questions["answers"])
+    ]
     metrics = {
         "split": split,
         "evaluator": evaluator,
@@ -77,18 +90,26 @@ def read_results(path: str | Path) -> dict[int, str]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DatasetError(f"Results file {path} is not valid JSON: {exc}") from None
     if not isinstance(rows, list):
-        raise DatasetError(f"Results file {path} must hold a JSON list of "
-                           '{"question_id": int, "answer": str} objects.')
+        raise DatasetError(
+            f"Results file {path} must hold a JSON list of "
+            '{"question_id": int, "answer": str} objects.'
+        )
     results: dict[int, str] = {}
     for i, row in enumerate(rows):
         qid = row.get("question_id") if isinstance(row, dict) else None
-        if (not isinstance(qid, int) or isinstance(qid, bool)
-                or not isinstance(row.get("answer"), str)):
-            raise DatasetError(f"Results file {path}, entry {i}: expected "
-                               f'{{"question_id": int, "answer": str}}. Received: {row!r}')
+        if (
+            not isinstance(qid, int)
+            or isinstance(qid, bool)
+            or not isinstance(row.get("answer"), str)
+        ):
+            raise DatasetError(
+                f"Results file {path}, entry {i}: expected "
+                f'{{"question_id": int, "answer": str}}. Received: {row!r}'
+            )
         if qid in results:
-            raise DatasetError(f"Results file {path}, entry {i}: question_id {qid} is "
-                               "answered twice.")
+            raise DatasetError(
+                f"Results file {path}, entry {i}: question_id {qid} is answered twice."
+            )
         results[qid] = row["answer"]
     return results
 
@@ -96,11 +117,15 @@ def read_results(path: str | Path) -> dict[int, str]:
 def format_metrics(metrics: dict) -> str:
     """A short human-readable table of a metrics dict."""
     evaluator = f" (VQA evaluator {metrics['evaluator']})" if "evaluator" in metrics else ""
-    lines = [f"split {metrics['split']}: {metrics['n_questions']} questions, "
-             f"accuracy {metrics['overall']:.2f}%{evaluator}"]
-    for title, key in (("question group", "per_question_group"),
-                       ("question type", "per_question_type"),
-                       ("answer type", "per_answer_type")):
+    lines = [
+        f"split {metrics['split']}: {metrics['n_questions']} questions, "
+        f"accuracy {metrics['overall']:.2f}%{evaluator}"
+    ]
+    for title, key in (
+        ("question group", "per_question_group"),
+        ("question type", "per_question_type"),
+        ("answer type", "per_answer_type"),
+    ):
         if key not in metrics:
             continue
         lines.append(f"  per {title}:")
@@ -109,8 +134,12 @@ def format_metrics(metrics: dict) -> str:
     return "\n".join(lines)
 
 
-def evaluate_run(run_dir: str | Path, data: str | Path | PreparedDataset,
-                 split: str = "test", evaluator: str = DEFAULT_EVALUATOR) -> dict:
+def evaluate_run(
+    run_dir: str | Path,
+    data: str | Path | PreparedDataset,
+    split: str = "test",
+    evaluator: str = DEFAULT_EVALUATOR,
+) -> dict:
     """Answer every question of `split` of a prepared dataset (or its directory) with a
     trained run, and score the answers.
 
@@ -129,28 +158,33 @@ def evaluate_run(run_dir: str | Path, data: str | Path | PreparedDataset,
     answerer = Answerer.load(run_dir)
     predictions = answerer.predict_dataset(dataset, questions)
     # Written first: for an unannotated split they are what the user came for.
-    atomic.write_json([{"question_id": int(q), "answer": a}
-                             for q, a in predictions.items()], Path(run_dir) / files.PREDICTIONS)
+    atomic.write_json(
+        [{"question_id": int(q), "answer": a} for q, a in predictions.items()],
+        Path(run_dir) / files.PREDICTIONS,
+    )
     try:
         metrics = score_predictions(questions, predictions, split, evaluator)
     except DatasetError as exc:
-        raise DatasetError(f"{exc} The predictions are in "
-                           f"{Path(run_dir) / files.PREDICTIONS}.") from None
+        raise DatasetError(
+            f"{exc} The predictions are in {Path(run_dir) / files.PREDICTIONS}."
+        ) from None
     atomic.write_json(metrics, Path(run_dir) / files.METRICS)
     add_accuracy(run_dir, metrics)
     return metrics
 
 
-def score_results_file(data_dir: str | Path, split: str, results: str | Path,
-                       evaluator: str = DEFAULT_EVALUATOR) -> dict:
+def score_results_file(
+    data_dir: str | Path, split: str, results: str | Path, evaluator: str = DEFAULT_EVALUATOR
+) -> dict:
     """Score a results file in the official format against a prepared dataset."""
     check_evaluator(evaluator)
     questions = PreparedDataset.load(data_dir).split(split)
     return score_predictions(questions, read_results(results), split, evaluator)
 
 
-def score_captions_of(dataset: PreparedDataset, split: str, results: list[dict],
-                      meteor: bool = True) -> dict:
+def score_captions_of(
+    dataset: PreparedDataset, split: str, results: list[dict], meteor: bool = True
+) -> dict:
     """BLEU-1..4, ROUGE-L, CIDEr-D (and METEOR with Java) of COCO-format caption results
     [{"image_id", "caption"}] against the split's reference captions, as the COCO
     caption evaluation computes them (vqa.metrics.captions); plus the distinct bigrams of
@@ -160,38 +194,63 @@ def score_captions_of(dataset: PreparedDataset, split: str, results: list[dict],
     refs = dataset.caption_split(split).groupby("image_id")["caption"].apply(list).to_dict()
     hyps: dict[str, str] = {}
     for i, row in enumerate(results):
-        if not isinstance(row, dict) or not isinstance(row.get("caption"), str) \
-                or "image_id" not in row:
-            raise DatasetError(f"caption results, entry {i}: expected an object with "
-                               f'"image_id" and a string "caption". Received: {row!r}')
+        if (
+            not isinstance(row, dict)
+            or not isinstance(row.get("caption"), str)
+            or "image_id" not in row
+        ):
+            raise DatasetError(
+                f"caption results, entry {i}: expected an object with "
+                f'"image_id" and a string "caption". Received: {row!r}'
+            )
         image_id = str(row["image_id"])
         if image_id in hyps:
-            raise DatasetError(f"caption results, entry {i}: image_id {image_id!r} appears "
-                               "twice; give one caption per image.")
+            raise DatasetError(
+                f"caption results, entry {i}: image_id {image_id!r} appears "
+                "twice; give one caption per image."
+            )
         hyps[image_id] = row["caption"]
     try:
         scores = score_captions(refs, hyps, meteor=meteor)
     except ValueError as exc:  # e.g. an image of the results that the split lacks
-        raise DatasetError(f"caption results against {dataset.root}, split {split}: "
-                           f"{exc}") from None
-    return {"split": split, "task": "captioning", "n_images": len(hyps),
-            **{k: round(100 * v, 2) for k, v in scores.items()},
-            "distinct_bigrams": distinct_ngrams([tokenize(c) for c in hyps.values()], 2)}
+        raise DatasetError(
+            f"caption results against {dataset.root}, split {split}: {exc}"
+        ) from None
+    return {
+        "split": split,
+        "task": "captioning",
+        "n_images": len(hyps),
+        **{k: round(100 * v, 2) for k, v in scores.items()},
+        "distinct_bigrams": distinct_ngrams([tokenize(c) for c in hyps.values()], 2),
+    }
 
 
 def format_caption_metrics(metrics: dict) -> str:
-    names = [k for k in ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L",
-                         "CIDEr-D") if k in metrics]
+    names = [
+        k
+        for k in ("BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr-D")
+        if k in metrics
+    ]
     head = f"split {metrics['split']}: {metrics['n_images']} images"
     if "decode" in metrics:
         head += f", {metrics['decode']} decoding"
-    return "\n".join([head, *(f"  {k:<8} {metrics[k]:6.2f}" for k in names),
-                      f"  distinct bigrams {metrics['distinct_bigrams']}"])
+    return "\n".join(
+        [
+            head,
+            *(f"  {k:<8} {metrics[k]:6.2f}" for k in names),
+            f"  distinct bigrams {metrics['distinct_bigrams']}",
+        ]
+    )
 
 
-def evaluate_captioner(run_dir: str | Path, data: str | Path | PreparedDataset,
-                       split: str = "test", decode: str = "greedy", meteor: bool = True,
-                       **decoding) -> dict:
+def evaluate_captioner(
+    run_dir: str | Path,
+    data: str | Path | PreparedDataset,
+    split: str = "test",
+    decode: str = "greedy",
+    meteor: bool = True,
+    **decoding,
+) -> dict:
     """Caption every image of a captions split with a trained captioning run and score
     the captions. Writes RUN_DIR/captions-SPLIT-DECODE.json (COCO results format) and
     RUN_DIR/metrics.json (the last evaluation), and returns the metrics."""
@@ -202,7 +261,10 @@ def evaluate_captioner(run_dir: str | Path, data: str | Path | PreparedDataset,
 
     results = Captioner.load(run_dir).caption_dataset(dataset, split, decode, **decoding)
     atomic.write_json(results, Path(run_dir) / f"captions-{split}-{decode}.json")
-    metrics = {**score_captions_of(dataset, split, results, meteor), "decode": decode,
-               **{k: v for k, v in decoding.items() if v is not None}}
+    metrics = {
+        **score_captions_of(dataset, split, results, meteor),
+        "decode": decode,
+        **{k: v for k, v in decoding.items() if v is not None},
+    }
     atomic.write_json(metrics, Path(run_dir) / files.METRICS)
     return metrics

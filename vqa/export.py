@@ -33,9 +33,11 @@ from vqa.errors import VQAError
 from vqa.runtime import BUNDLE
 
 # format -> (file or folder in the bundle, Keras's name of the format, what it needs)
-FORMATS = {"onnx": ("model.onnx", "onnx", "tf2onnx and onnxruntime"),
-           "saved_model": ("saved_model", "tf_saved_model", "tensorflow"),
-           "litert": ("model.tflite", "litert", "tensorflow")}
+FORMATS = {
+    "onnx": ("model.onnx", "onnx", "tf2onnx and onnxruntime"),
+    "saved_model": ("saved_model", "tf_saved_model", "tensorflow"),
+    "litert": ("model.tflite", "litert", "tensorflow"),
+}
 _CHECK_BATCH = 4
 
 
@@ -43,14 +45,14 @@ class ExportError(VQAError):
     """A run that cannot be exported, or a bundle that cannot be written."""
 
 
-def export_run(run_dir: str | Path, out: str | Path, format: str = "onnx",
-               overwrite: bool = False) -> dict:
+def export_run(
+    run_dir: str | Path, out: str | Path, format: str = "onnx", overwrite: bool = False
+) -> dict:
     """Write `run_dir`'s model as a bundle in `out`; returns what bundle.json holds.
 
     The bundle appears whole or not at all (written beside `out`, then renamed)."""
     if format not in FORMATS:
-        raise ExportError(f"Unknown export format {format!r}. Expected one of "
-                          f"{list(FORMATS)}.")
+        raise ExportError(f"Unknown export format {format!r}. Expected one of {list(FORMATS)}.")
     out = Path(out)
     if out.exists() and not overwrite:
         raise ExportError(f"{out} exists; pass --overwrite to replace it.")
@@ -68,8 +70,10 @@ def export_run(run_dir: str | Path, out: str | Path, format: str = "onnx",
             with _quiet_converters():
                 model.export(str(scratch / name), format=keras_format, verbose=False)
         except ImportError as exc:
-            raise ExportError(f"Exporting to {format} needs {needs} ({exc.name or exc} is "
-                              "missing): pip install 'vqa[export]'.") from None
+            raise ExportError(
+                f"Exporting to {format} needs {needs} ({exc.name or exc} is "
+                "missing): pip install 'vqa[export]'."
+            ) from None
         except Exception as exc:  # converters raise many types
             raise ExportError(f"Cannot export {run} to {format}: {_first_line(exc)}") from None
         for kept in (files.QUESTION_VOCAB, files.ANSWER_VOCAB, files.MODEL_CARD):
@@ -77,14 +81,23 @@ def export_run(run_dir: str | Path, out: str | Path, format: str = "onnx",
                 shutil.copy2(run / kept, scratch / kept)
         outputs = ["answers"] + (["attention"] if "attention" in expected else [])
         info = {
-            "vqa_version": __version__, "format": format, "model": name, "source": str(run),
+            "vqa_version": __version__,
+            "format": format,
+            "model": name,
+            "source": str(run),
             "inputs": {
-                "pixels": {"shape": [None, *pixels.shape[1:]], "dtype": "float32",
-                           "values": "RGB 0-255, made by preprocessing; normalisation is "
-                                     "in the graph"},
-                "question": {"shape": [None, None], "dtype": "int32",
-                             "values": "question_vocab.json ids, 0-padded at the end, "
-                                       "at most max_question_length"}},
+                "pixels": {
+                    "shape": [None, *pixels.shape[1:]],
+                    "dtype": "float32",
+                    "values": "RGB 0-255, made by preprocessing; normalisation is in the graph",
+                },
+                "question": {
+                    "shape": [None, None],
+                    "dtype": "int32",
+                    "values": "question_vocab.json ids, 0-padded at the end, "
+                    "at most max_question_length",
+                },
+            },
             "outputs": outputs,
             "preprocessing": answerer.preprocessing.to_dict(),
             "max_question_length": answerer.max_question_length,
@@ -107,8 +120,9 @@ def _check_batch(answerer: Answerer) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     size = answerer.preprocessing.size
     pixels = rng.integers(0, 256, (_CHECK_BATCH, size, size, 3)).astype("float32")
-    tokens = rng.integers(2, len(answerer.words.tokens),
-                          (_CHECK_BATCH, answerer.max_question_length)).astype("int32")
+    tokens = rng.integers(
+        2, len(answerer.words.tokens), (_CHECK_BATCH, answerer.max_question_length)
+    ).astype("int32")
     tokens[:, -3:] = 0  # padding, as real questions have
     return pixels, tokens
 
@@ -117,15 +131,18 @@ def _check_onnx(path: Path, pixels: np.ndarray, tokens: np.ndarray, expected: di
     try:
         import onnxruntime
     except ImportError:
-        raise ExportError("Checking the ONNX graph needs onnxruntime: pip install "
-                          "'vqa[export]'.") from None
+        raise ExportError(
+            "Checking the ONNX graph needs onnxruntime: pip install 'vqa[export]'."
+        ) from None
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     got = dict(zip(names, session.run(None, {"pixels": pixels, "question": tokens})))
     gap = {k: float(np.max(np.abs(got[k] - np.asarray(v)))) for k, v in expected.items()}
     if max(gap.values()) > 1e-3:
-        raise ExportError(f"The ONNX graph of {path.parent.name} differs from the Keras "
-                          f"model by up to {max(gap.values()):.2g} on a check batch.")
+        raise ExportError(
+            f"The ONNX graph of {path.parent.name} differs from the Keras "
+            f"model by up to {max(gap.values()):.2g} on a check batch."
+        )
     return {"batch": int(len(pixels)), "max_abs_difference": gap}
 
 

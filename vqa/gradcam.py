@@ -53,18 +53,20 @@ def _torch_gradient(score, grid: np.ndarray):
     return image.grad.detach().cpu().numpy()
 
 
-_GRADIENTS = {"tensorflow": _tensorflow_gradient, "jax": _jax_gradient,
-              "torch": _torch_gradient}
+_GRADIENTS = {"tensorflow": _tensorflow_gradient, "jax": _jax_gradient, "torch": _torch_gradient}
 
 
-def grid_gradient(model: keras.Model, inputs: dict, answer: int, layer: str
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def grid_gradient(
+    model: keras.Model, inputs: dict, answer: int, layer: str
+) -> tuple[np.ndarray, np.ndarray]:
     """The grid a model computes itself (the output of `layer`, e.g. its small CNN's) and
     d probs[0, answer] / d grid. TensorFlow only: it records the forward pass and takes
     the gradient with respect to a tensor computed inside it."""
     if keras.backend.backend() != "tensorflow":
-        raise ValueError("Grad-CAM over a grid the model computes needs the TensorFlow "
-                         f"backend. Received: {keras.backend.backend()}")
+        raise ValueError(
+            "Grad-CAM over a grid the model computes needs the TensorFlow "
+            f"backend. Received: {keras.backend.backend()}"
+        )
     import tensorflow as tf
 
     both = keras.Model(model.inputs, [model.get_layer(layer).output, model.output])
@@ -76,8 +78,7 @@ def grid_gradient(model: keras.Model, inputs: dict, answer: int, layer: str
     return np.asarray(grid), np.asarray(gradient)
 
 
-def grad_cam(model: keras.Model, inputs: dict, answer: int,
-             layer: str | None = None) -> np.ndarray:
+def grad_cam(model: keras.Model, inputs: dict, answer: int, layer: str | None = None) -> np.ndarray:
     """[rows, cols] Grad-CAM of answer index `answer` for the one question of `inputs`:
     over its "image" input, the grid [1, rows, cols, channels], or with `layer` over that
     layer's output (a grid the model computes from pixels). Sums to 1, or is uniform

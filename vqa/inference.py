@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal, Sequence
+from typing import BinaryIO, Literal
 
 import numpy as np
 
@@ -73,8 +74,7 @@ class Preprocessing:
     def pixels(self, image: ImageLike) -> np.ndarray:
         if self.kind == "square":
             return load_image(image, self.size)
-        return resize_and_crop(to_pil(image, min_side=self.short_side), self.short_side,
-                               self.size)
+        return resize_and_crop(to_pil(image, min_side=self.short_side), self.short_side, self.size)
 
     def seen_box(self, size: tuple[int, int]) -> tuple[float, float, float, float]:
         """(left, top, right, bottom) of the part of a `size` image the grid covers: all
@@ -124,9 +124,14 @@ class AnswererBase:
         """
         return self.answer_batch([image], [question], top_k=top_k)[0]
 
-    def answer_batch(self, images: Sequence[ImageLike], questions: Sequence[str],
-                     top_k: int = 3, on_error: Literal["raise", "return"] = "raise",
-                     batch_size: int = 64) -> list[AnswerResult | VQAError]:
+    def answer_batch(
+        self,
+        images: Sequence[ImageLike],
+        questions: Sequence[str],
+        top_k: int = 3,
+        on_error: Literal["raise", "return"] = "raise",
+        batch_size: int = 64,
+    ) -> list[AnswerResult | VQAError]:
         """Answer one question about each image, `batch_size` at a time.
 
         Args:
@@ -136,20 +141,29 @@ class AnswererBase:
         """
         check_top_k(top_k)
         if on_error not in ("raise", "return"):
-            raise ValueError("Invalid value for argument on_error. Expected one of "
-                             f"{{'raise', 'return'}}. Received: on_error={on_error!r}")
+            raise ValueError(
+                "Invalid value for argument on_error. Expected one of "
+                f"{{'raise', 'return'}}. Received: on_error={on_error!r}"
+            )
         images, questions = list(images), list(questions)
         if len(images) != len(questions):
-            raise ValueError("answer_batch needs one question per image. Received: "
-                             f"{len(images)} images, {len(questions)} questions")
+            raise ValueError(
+                "answer_batch needs one question per image. Received: "
+                f"{len(images)} images, {len(questions)} questions"
+            )
         results: list[AnswerResult | VQAError] = []
         for start in range(0, len(images), batch_size):
-            results += self._answer_some(images[start:start + batch_size],
-                                         questions[start:start + batch_size], top_k, on_error)
+            results += self._answer_some(
+                images[start : start + batch_size],
+                questions[start : start + batch_size],
+                top_k,
+                on_error,
+            )
         return results
 
-    def explain(self, image: ImageLike, question: str, out: str | Path | BinaryIO,
-                top_k: int = 3) -> AnswerResult:
+    def explain(
+        self, image: ImageLike, question: str, out: str | Path | BinaryIO, top_k: int = 3
+    ) -> AnswerResult:
         """Answer, and write a PNG to `out`: the image with the attention heat map laid
         over the part the model saw (one picture per hop when there are two; `grad_cam`
         for a model without attention), and the top answers with their probabilities."""
@@ -157,10 +171,8 @@ class AnswererBase:
 
         img = to_pil(image, min_side=self.preprocessing.min_side)  # decoded once, for both
         result = self.answer(img, question, top_k=top_k)
-        cam = None if result.attention is not None else self.grad_cam(img, question,
-                                                                       result.answer)
-        draw_explanation(img, result, self.preprocessing.seen_box(img.size), out,
-                         grad_cam=cam)
+        cam = None if result.attention is not None else self.grad_cam(img, question, result.answer)
+        draw_explanation(img, result, self.preprocessing.seen_box(img.size), out, grad_cam=cam)
         return result
 
     def grad_cam(self, image: ImageLike, question: str, answer: str) -> np.ndarray | None:
@@ -168,8 +180,9 @@ class AnswererBase:
         attention; None where the model cannot give one."""
         return None
 
-    def _answer_some(self, images: list, questions: list, top_k: int,
-                     on_error: str) -> list[AnswerResult | VQAError]:
+    def _answer_some(
+        self, images: list, questions: list, top_k: int, on_error: str
+    ) -> list[AnswerResult | VQAError]:
         out: list[AnswerResult | VQAError | None] = [None] * len(images)
         rows, pixels, encoded = [], [], []
         for i, (image, question) in enumerate(zip(images, questions)):
@@ -189,12 +202,16 @@ class AnswererBase:
             for j, i in enumerate(rows):
                 ranked = np.argsort(-probs[j])[:top_k]
                 top = [(self.answers.tokens[a], float(probs[j, a])) for a in ranked]
-                out[i] = AnswerResult(questions[i], top[0][0], top[0][1], top,
-                                      encoded[j].unknown_words,
-                                      None if hops is None else means[j],
-                                      None if hops is None else hops[j],
-                                      warnings_for(tokenize(questions[i]),
-                                                   encoded[j].unknown_words, top[0][0]))
+                out[i] = AnswerResult(
+                    questions[i],
+                    top[0][0],
+                    top[0][1],
+                    top,
+                    encoded[j].unknown_words,
+                    None if hops is None else means[j],
+                    None if hops is None else hops[j],
+                    warnings_for(tokenize(questions[i]), encoded[j].unknown_words, top[0][0]),
+                )
         return out
 
     def _encode(self, question: str) -> Encoded:
@@ -202,12 +219,14 @@ class AnswererBase:
         length = self.max_question_length
         encoded = self.words.encode_question(question, length)
         if encoded.truncated:
-            log.warning("question has more than %d words; the rest is ignored: %r",
-                        length, question)
+            log.warning(
+                "question has more than %d words; the rest is ignored: %r", length, question
+            )
         return encoded
 
-    def _predict(self, pixels: np.ndarray, tokens: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray | None]:
+    def _predict(
+        self, pixels: np.ndarray, tokens: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None]:
         """Answer probabilities [batch, answers], and each hop's attention [batch, hops,
         rows, cols] (each hop's map sums to 1) or None."""
         with self._lock:  # one model call at a time
@@ -215,12 +234,10 @@ class AnswererBase:
         if weights is None:
             return np.asarray(probs), None
         hops = np.asarray(weights, dtype="float32")  # [batch, hops, cells]
-        hops = (hops / hops.sum(axis=-1, keepdims=True)).reshape(
-            *hops.shape[:2], *self.grid_shape)
+        hops = (hops / hops.sum(axis=-1, keepdims=True)).reshape(*hops.shape[:2], *self.grid_shape)
         return np.asarray(probs), _frozen(hops)
 
-    def _run(self, pixels: np.ndarray, tokens: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray | None]:
+    def _run(self, pixels: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The model on [batch, size, size, 3] float32 pixels (0-255) and [batch, L]
         int32 token ids: probabilities [batch, answers] and, for an attention model, its
         weights [batch, hops, cells] (else None)."""

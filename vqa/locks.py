@@ -1,13 +1,14 @@
 """Operating-system locks on what one process writes at a time (a run directory while
-it trains, a shard of a feature cache while it is extracted). The kernel drops a lock when its process ends, however it
-ends, so a crash or kill -9 never leaves a directory locked."""
+it trains, a shard of a feature cache while it is extracted). The kernel drops a lock
+when its process ends, however it ends, so a crash or kill -9 never leaves a directory
+locked."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from vqa.errors import RunDirError
 
@@ -48,8 +49,10 @@ def exclusive_file(path: str | Path, what: str, error: type = RunDirError) -> It
     if fcntl is None:
         yield
         return
-    fd = _flock(os.open(path, os.O_RDWR | os.O_CREAT, 0o644), error(
-        f"{path.parent} is in use: another vqa process is {what}. Wait for it to end."))
+    fd = _flock(
+        os.open(path, os.O_RDWR | os.O_CREAT, 0o644),
+        error(f"{path.parent} is in use: another vqa process is {what}. Wait for it to end."),
+    )
     try:
         yield
     finally:
@@ -69,9 +72,13 @@ def check_free(path: str | Path, what: str) -> None:
 def _lock(path: Path, what: str) -> int | None:
     if fcntl is None:
         return None
-    return _flock(os.open(path, os.O_RDONLY), RunDirError(
-        f"{path} is in use: another vqa process is {what} there. Wait for it to end, or "
-        "choose another directory."))
+    return _flock(
+        os.open(path, os.O_RDONLY),
+        RunDirError(
+            f"{path} is in use: another vqa process is {what} there. Wait for it to end, or "
+            "choose another directory."
+        ),
+    )
 
 
 def _flock(fd: int, refusal: Exception) -> int:

@@ -12,26 +12,60 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from vqa import atomic
 from vqa.run_dir import MODEL_CARD as CARD
-_YES_NO_STARTS = {"is", "are", "was", "were", "does", "do", "did", "can", "could", "has",
-                  "have", "had", "will", "would", "should", "shall", "may", "might", "am"}
+
+_YES_NO_STARTS = {
+    "is",
+    "are",
+    "was",
+    "were",
+    "does",
+    "do",
+    "did",
+    "can",
+    "could",
+    "has",
+    "have",
+    "had",
+    "will",
+    "would",
+    "should",
+    "shall",
+    "may",
+    "might",
+    "am",
+}
 _OPEN_STARTS = {"what", "which", "who", "whom", "whose", "where", "when", "why", "how"}
 _NUMBER_STARTS = (("how", "many"), ("how", "much"), ("what", "number"))
 
 
-def write_card(run: str | Path, *, dataset: str, source: str, image: str,
-               questions: Sequence[str], question_types: Sequence[str],
-               answers: Sequence[str], n_words: int, n_answers: int) -> dict:
+def write_card(
+    run: str | Path,
+    *,
+    dataset: str,
+    source: str,
+    image: str,
+    questions: Sequence[str],
+    question_types: Sequence[str],
+    answers: Sequence[str],
+    n_words: int,
+    n_answers: int,
+) -> dict:
     """The card of a run just trained on `questions` (with their types and labels)."""
-    card = {"dataset": dataset, "source": source, "image": image,
-            "question_words": n_words, "answers": n_answers,
-            "answer_examples": [a for a, _ in Counter(answers).most_common(10)],
-            "question_types": dict(Counter(question_types).most_common(12)),
-            "training_questions": len(questions)}
+    card = {
+        "dataset": dataset,
+        "source": source,
+        "image": image,
+        "question_words": n_words,
+        "answers": n_answers,
+        "answer_examples": [a for a, _ in Counter(answers).most_common(10)],
+        "question_types": dict(Counter(question_types).most_common(12)),
+        "training_questions": len(questions),
+    }
     atomic.write_json(card, Path(run) / CARD)
     return card
 
@@ -42,8 +76,9 @@ def add_accuracy(run: str | Path, metrics: dict) -> None:
     if not path.is_file():
         return
     card = json.loads(path.read_text())
-    card["accuracy"] = {k: metrics[k] for k in ("split", "overall", "per_question_type")
-                        if k in metrics}
+    card["accuracy"] = {
+        k: metrics[k] for k in ("split", "overall", "per_question_type") if k in metrics
+    }
     atomic.write_json(card, path)
 
 
@@ -61,9 +96,11 @@ def summary(card: dict | None) -> str | None:
     if not card:
         return None
     examples = ", ".join(card["answer_examples"][:5])
-    line = (f"trained on {card['dataset']} ({card['training_questions']} questions, "
-            f"{len(card['question_types'])} question types; {card['answers']} answers such "
-            f"as {examples}; images through {card['image']})")
+    line = (
+        f"trained on {card['dataset']} ({card['training_questions']} questions, "
+        f"{len(card['question_types'])} question types; {card['answers']} answers such "
+        f"as {examples}; images through {card['image']})"
+    )
     accuracy = card.get("accuracy")
     if accuracy:
         line += f"; {accuracy['split']} accuracy {accuracy['overall']:.2f}%"
@@ -75,11 +112,13 @@ def warnings_for(words: Sequence[str], unknown: Sequence[str], answer: str) -> l
     model, or the answer's type does not fit the question's."""
     found = []
     if words and len(unknown) > len(words) / 2:
-        found.append(f"the model does not know {len(unknown)} of the question's "
-                     f"{len(words)} words: the answer is a guess")
+        found.append(
+            f"the model does not know {len(unknown)} of the question's "
+            f"{len(words)} words: the answer is a guess"
+        )
     first = tuple(words[:2])
     yes_no = answer in ("yes", "no")
-    if any(first[:len(s)] == s for s in _NUMBER_STARTS) and not answer.isdigit():
+    if any(first[: len(s)] == s for s in _NUMBER_STARTS) and not answer.isdigit():
         found.append(f"the question asks for a number; {answer!r} is not one")
     elif words and words[0] in _YES_NO_STARTS and not yes_no:
         found.append(f"a yes/no question answered {answer!r}")

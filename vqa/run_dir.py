@@ -30,8 +30,23 @@ STARTED = "vqa-run"  # in CHECKPOINT_DIR from the start: marks the directory as 
 
 NEEDED_TO_ANSWER = (MODEL, CONFIG, QUESTION_VOCAB, ANSWER_VOCAB)
 NEEDED_TO_CAPTION = (MODEL, CONFIG, CAPTION_VOCAB)
-ALL_FILES = (MODEL, CONFIG, QUESTION_VOCAB, ANSWER_VOCAB, CAPTION_VOCAB, HISTORY, TRAINING,
-             VALIDATION_IMAGES, METRICS, PREDICTIONS, IMAGE_ENCODER, FEATURES, TENSORBOARD, MODEL_CARD, CURVES)
+ALL_FILES = (
+    MODEL,
+    CONFIG,
+    QUESTION_VOCAB,
+    ANSWER_VOCAB,
+    CAPTION_VOCAB,
+    HISTORY,
+    TRAINING,
+    VALIDATION_IMAGES,
+    METRICS,
+    PREDICTIONS,
+    IMAGE_ENCODER,
+    FEATURES,
+    TENSORBOARD,
+    MODEL_CARD,
+    CURVES,
+)
 
 
 def is_caption_run(path: str | Path) -> bool:
@@ -44,18 +59,25 @@ def check_run_dir(path: str | Path, needed: tuple[str, ...] = NEEDED_TO_ANSWER) 
     """Return `path` if it holds a trained run, else raise RunDirError naming what is missing."""
     path = Path(path)
     if not path.is_dir():
-        raise RunDirError(f"Not a run directory: {path} does not exist. "
-                          "Train one with `vqa train`.")
+        raise RunDirError(
+            f"Not a run directory: {path} does not exist. Train one with `vqa train`."
+        )
     missing = [name for name in needed if not (path / name).is_file()]
     if missing and needed == NEEDED_TO_ANSWER and is_caption_run(path):
-        raise RunDirError(f"{path} is a captioning run: it describes images (`vqa caption`, "
-                          "vqa.Captioner) and does not answer questions.")
+        raise RunDirError(
+            f"{path} is a captioning run: it describes images (`vqa caption`, "
+            "vqa.Captioner) and does not answer questions."
+        )
     if missing and needed == NEEDED_TO_CAPTION and (path / QUESTION_VOCAB).is_file():
-        raise RunDirError(f"{path} is a VQA run: it answers questions (`vqa ask`, "
-                          "vqa.Answerer); a captioning run is trained with a caption: config.")
+        raise RunDirError(
+            f"{path} is a VQA run: it answers questions (`vqa ask`, "
+            "vqa.Answerer); a captioning run is trained with a caption: config."
+        )
     if missing:
-        raise RunDirError(f"Not a trained run directory: {path} lacks {', '.join(missing)}. "
-                          "Train one with `vqa train`.")
+        raise RunDirError(
+            f"Not a trained run directory: {path} lacks {', '.join(missing)}. "
+            "Train one with `vqa train`."
+        )
     return path
 
 
@@ -77,11 +99,15 @@ def check_new_run(path: str | Path, overwrite: bool) -> None:
     if overwrite:
         others = _not_ours(path)
         if others:
-            raise RunDirError(f"Refusing to overwrite {path}: it holds files that are not a "
-                              f"vqa run's ({', '.join(others[:5])}). Choose another --out.")
+            raise RunDirError(
+                f"Refusing to overwrite {path}: it holds files that are not a "
+                f"vqa run's ({', '.join(others[:5])}). Choose another --out."
+            )
     elif any(path.iterdir()) and not is_unfinished_run(path):
-        raise RunDirError(f"Run directory {path} already exists and is not empty. "
-                          "Choose another --out or pass --overwrite.")
+        raise RunDirError(
+            f"Run directory {path} already exists and is not empty. "
+            "Choose another --out or pass --overwrite."
+        )
 
 
 def _not_ours(path: Path) -> list[str]:
@@ -105,8 +131,10 @@ def clear_run_dir(path: str | Path) -> None:
         raise RunDirError(f"Run directory {path} is a file. Choose another --out.")
     others = _not_ours(path)
     if others:
-        raise RunDirError(f"Refusing to overwrite {path}: it holds files that are not a vqa "
-                          f"run's ({', '.join(others[:5])}). Choose another --out.")
+        raise RunDirError(
+            f"Refusing to overwrite {path}: it holds files that are not a vqa "
+            f"run's ({', '.join(others[:5])}). Choose another --out."
+        )
     for entry in path.iterdir():
         if entry.is_dir():
             shutil.rmtree(entry)

@@ -33,7 +33,7 @@ def is_bundle(path: str | Path) -> bool:
     return (Path(path) / BUNDLE).is_file()
 
 
-def load(bundle: str | Path, threads: int = 0) -> "Bundle":
+def load(bundle: str | Path, threads: int = 0) -> Bundle:
     """The exported model in `bundle`, ready to answer (as `Answerer` does).
 
     `threads`: onnxruntime's threads for one model call (0: its default, every core)."""
@@ -44,8 +44,9 @@ class Bundle(AnswererBase):
     """An exported model with its vocabularies and preprocessing: `answer`,
     `answer_batch` and `summary` as `vqa.Answerer` has them."""
 
-    def __init__(self, session, info: dict, words: Vocabulary, answers: Vocabulary,
-                 card: dict | None = None):
+    def __init__(
+        self, session, info: dict, words: Vocabulary, answers: Vocabulary, card: dict | None = None
+    ):
         super().__init__()
         self.session, self.info = session, info
         self.words, self.answers, self.card = words, answers, card
@@ -55,39 +56,46 @@ class Bundle(AnswererBase):
         self._outputs = [o.name for o in session.get_outputs()]
 
     @classmethod
-    def load(cls, bundle: str | Path, threads: int = 0) -> "Bundle":
+    def load(cls, bundle: str | Path, threads: int = 0) -> Bundle:
         root = Path(bundle)
         if not is_bundle(root):
-            raise RunDirError(f"Not an exported bundle (no {BUNDLE}): {root}. Make one with "
-                              "`vqa export RUN_DIR --out BUNDLE`.")
+            raise RunDirError(
+                f"Not an exported bundle (no {BUNDLE}): {root}. Make one with "
+                "`vqa export RUN_DIR --out BUNDLE`."
+            )
         try:
             info = json.loads((root / BUNDLE).read_text())
-            words, answers = (Vocabulary.load(root / name) for name in (files.QUESTION_VOCAB,
-                                                                  files.ANSWER_VOCAB))
+            words, answers = (
+                Vocabulary.load(root / name) for name in (files.QUESTION_VOCAB, files.ANSWER_VOCAB)
+            )
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise RunDirError(f"Cannot read the bundle {root}: {exc}") from None
         if info.get("format") != "onnx":
-            raise RunDirError(f"{root} holds a {info.get('format')} export; vqa.runtime "
-                              "answers from ONNX bundles (`vqa export --format onnx`).")
+            raise RunDirError(
+                f"{root} holds a {info.get('format')} export; vqa.runtime "
+                "answers from ONNX bundles (`vqa export --format onnx`)."
+            )
         try:
             import onnxruntime
         except ImportError:
-            raise RunDirError("Answering from a bundle needs onnxruntime: "
-                              "pip install 'vqa[runtime]'.") from None
+            raise RunDirError(
+                "Answering from a bundle needs onnxruntime: pip install 'vqa[runtime]'."
+            ) from None
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.log_severity_level = 3  # its warnings are not for our users
         try:
-            session = onnxruntime.InferenceSession(str(root / info["model"]), options,
-                                                   providers=["CPUExecutionProvider"])
+            session = onnxruntime.InferenceSession(
+                str(root / info["model"]), options, providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # onnxruntime raises its own types
             raise RunDirError(f"Cannot load {root / info['model']}: {exc}") from None
         return cls(session, info, words, answers, read_card(root))
 
-    def _run(self, pixels: np.ndarray, tokens: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray | None]:
-        got = dict(zip(self._outputs,
-                       self.session.run(None, {"pixels": pixels, "question": tokens})))
+    def _run(self, pixels: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        got = dict(
+            zip(self._outputs, self.session.run(None, {"pixels": pixels, "question": tokens}))
+        )
         return got["answers"], got.get("attention")
 
 
@@ -99,9 +107,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from vqa.errors import VQAError
 
-    parser = argparse.ArgumentParser(prog="python -m vqa.runtime",
-                                     description="answer a question about an image with "
-                                                 "an exported bundle")
+    parser = argparse.ArgumentParser(
+        prog="python -m vqa.runtime",
+        description="answer a question about an image with an exported bundle",
+    )
     parser.add_argument("bundle")
     parser.add_argument("image")
     parser.add_argument("question")

@@ -60,10 +60,16 @@ class Batching:
     read_timeout_s: float = 30.0  # a body not received in this long is refused (408)
 
     def __post_init__(self) -> None:
-        if self.max_batch < 1 or self.max_queue < 1 or self.max_wait_ms < 0 \
-                or self.read_timeout_s <= 0:
-            raise VQAError(f"Invalid batching settings: {self}. max_batch and max_queue "
-                           "must be >= 1, max_wait_ms >= 0, read_timeout_s > 0.")
+        if (
+            self.max_batch < 1
+            or self.max_queue < 1
+            or self.max_wait_ms < 0
+            or self.read_timeout_s <= 0
+        ):
+            raise VQAError(
+                f"Invalid batching settings: {self}. max_batch and max_queue "
+                "must be >= 1, max_wait_ms >= 0, read_timeout_s > 0."
+            )
 
 
 class _Refused(Exception):
@@ -96,25 +102,32 @@ class Batcher:
                     break
                 try:
                     batch.append(await asyncio.wait_for(self.queue.get(), left))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
             await self._answer(loop, batch)
 
-    async def answer(self, image: bytes, question: str, top_k: int
-                     ) -> AnswerResult | VQAError:
+    async def answer(self, image: bytes, question: str, top_k: int) -> AnswerResult | VQAError:
         future = asyncio.get_running_loop().create_future()
         try:
             self.queue.put_nowait((image, question, top_k, future))
         except asyncio.QueueFull:
-            raise _Refused(503, f"The server is busy ({self.batching.max_queue} requests "
-                           "waiting); try again shortly.") from None
+            raise _Refused(
+                503,
+                f"The server is busy ({self.batching.max_queue} requests "
+                "waiting); try again shortly.",
+            ) from None
         return await future
 
     async def _answer(self, loop, batch: list) -> None:
         top_k = max(item[2] for item in batch)
-        call = functools.partial(self.answerer.answer_batch, [b[0] for b in batch],
-                                 [b[1] for b in batch], top_k=top_k, on_error="return",
-                                 batch_size=len(batch))
+        call = functools.partial(
+            self.answerer.answer_batch,
+            [b[0] for b in batch],
+            [b[1] for b in batch],
+            top_k=top_k,
+            on_error="return",
+            batch_size=len(batch),
+        )
         try:
             results = await loop.run_in_executor(self.model_thread, call)
         except Exception as exc:  # a bug: every request of the batch gets a 500
@@ -142,8 +155,12 @@ def make_app(answerer, batching: Batching = Batching(), captioner=None):
         task.cancel()
         batcher.model_thread.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="vqa", version=_version(), lifespan=lifespan,
-                  description="Answers questions about images. " + (answerer.summary or ""))
+    app = FastAPI(
+        title="vqa",
+        version=_version(),
+        lifespan=lifespan,
+        description="Answers questions about images. " + (answerer.summary or ""),
+    )
     app.state.batcher = batcher
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -152,18 +169,24 @@ def make_app(answerer, batching: Batching = Batching(), captioner=None):
 
     @app.get("/healthz", summary="For orchestrators: the server answers")
     async def healthz():
-        return {"status": "ok", "queued": batcher.queue.qsize() if batcher.queue else 0,
-                "batches": batcher.batches, "answered": batcher.answered}
+        return {
+            "status": "ok",
+            "queued": batcher.queue.qsize() if batcher.queue else 0,
+            "batches": batcher.batches,
+            "answered": batcher.answered,
+        }
 
     @app.get("/api/model", summary="The model card: what the model was trained on")
     async def model():
-        return {"summary": answerer.summary, "card": answerer.card,
-                "answers": len(answerer.answers.tokens),
-                "preprocessing": answerer.preprocessing.to_dict(),
-                "captions": captioner is not None}
+        return {
+            "summary": answerer.summary,
+            "card": answerer.card,
+            "answers": len(answerer.answers.tokens),
+            "preprocessing": answerer.preprocessing.to_dict(),
+            "captions": captioner is not None,
+        }
 
-    @app.post("/api/answer", summary="Answer a question about an image",
-              openapi_extra=_FORM_SCHEMA)
+    @app.post("/api/answer", summary="Answer a question about an image", openapi_extra=_FORM_SCHEMA)
     async def api_answer(request: Request):
         try:
             fields = await _read_form(request, batching)
@@ -171,25 +194,36 @@ def make_app(answerer, batching: Batching = Batching(), captioner=None):
             if captioner is not None:
                 reply["caption"] = await _caption(captioner, fields)
         except _Refused as exc:
-            return JSONResponse({"error": exc.message}, exc.status,
-                                headers={"Cache-Control": "no-store"})
+            return JSONResponse(
+                {"error": exc.message}, exc.status, headers={"Cache-Control": "no-store"}
+            )
         return JSONResponse(reply, headers={"Cache-Control": "no-store"})
 
     if captioner is not None:
-        @app.post("/api/caption", summary="Describe an image (form fields: image; decode "
-                  "greedy | sample | beam, beam_size, temperature, seed)")
+
+        @app.post(
+            "/api/caption",
+            summary="Describe an image (form fields: image; decode "
+            "greedy | sample | beam, beam_size, temperature, seed)",
+        )
         async def api_caption(request: Request):
             try:
                 reply = await _caption(captioner, await _read_form(request, batching))
             except _Refused as exc:
-                return JSONResponse({"error": exc.message}, exc.status,
-                                    headers={"Cache-Control": "no-store"})
+                return JSONResponse(
+                    {"error": exc.message}, exc.status, headers={"Cache-Control": "no-store"}
+                )
             return JSONResponse(reply, headers={"Cache-Control": "no-store"})
 
     @app.exception_handler(404)
     async def not_found(request, exc):
-        return JSONResponse({"error": f"Not found: {request.url.path}. The page is at /; "
-                             "programs POST to /api/answer (see /docs)."}, 404)
+        return JSONResponse(
+            {
+                "error": f"Not found: {request.url.path}. The page is at /; "
+                "programs POST to /api/answer (see /docs)."
+            },
+            404,
+        )
 
     return app
 
@@ -199,23 +233,29 @@ async def _read_form(request, batching: Batching) -> dict[str, tuple[str | None,
     a body that is too large or not a form."""
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
-        raise _Refused(415, "Send multipart/form-data with an image file (field 'image') "
-                       "and a question (field 'question').")
+        raise _Refused(
+            415,
+            "Send multipart/form-data with an image file (field 'image') "
+            "and a question (field 'question').",
+        )
     value = request.headers.get("content-length")
     if value is None:
         raise _Refused(411, "Send a Content-Length header.")
     if not value.isdigit():
         raise _Refused(400, f"Bad Content-Length: {value!r}")
     if int(value) > _MAX_BODY:
-        raise _Refused(413, f"The upload is {int(value) / 2**20:.1f} MB; the limit is "
-                       f"{MAX_UPLOAD // 2**20} MB.")
+        raise _Refused(
+            413,
+            f"The upload is {int(value) / 2**20:.1f} MB; the limit is {MAX_UPLOAD // 2**20} MB.",
+        )
     from starlette.requests import ClientDisconnect
 
     try:
         await asyncio.wait_for(request.body(), batching.read_timeout_s)
-    except asyncio.TimeoutError:
-        raise _Refused(408, f"The request body did not arrive within "
-                       f"{batching.read_timeout_s:g} s.") from None
+    except TimeoutError:
+        raise _Refused(
+            408, f"The request body did not arrive within {batching.read_timeout_s:g} s."
+        ) from None
     except ClientDisconnect:
         raise _Refused(400, "The request body ended before its Content-Length.") from None
     try:
@@ -236,15 +276,19 @@ async def _answer(batcher: Batcher, answerer, fields: dict) -> dict:
     if not image:
         raise _Refused(400, "No image: send the image file in the form field 'image'.")
     if len(image) > MAX_UPLOAD:
-        raise _Refused(413, f"The image is {len(image) / 2**20:.1f} MB; the limit is "
-                       f"{MAX_UPLOAD // 2**20} MB.")
+        raise _Refused(
+            413, f"The image is {len(image) / 2**20:.1f} MB; the limit is {MAX_UPLOAD // 2**20} MB."
+        )
     question = fields.get("question", (None, b""))[1].decode("utf-8", "replace")
     top_k = fields.get("top_k", (None, b"3"))[1].decode("ascii", "replace").strip()
     if not top_k.isdigit() or not 1 <= int(top_k) <= _MAX_TOP_K:
-        raise _Refused(400, f"top_k must be a whole number from 1 to {_MAX_TOP_K}. "
-                       f"Received: {top_k!r}")
-    overlay, cam = (fields.get(name, (None, b""))[1].strip().lower() in (b"1", b"true", b"on")
-                    for name in ("overlay", "grad_cam"))
+        raise _Refused(
+            400, f"top_k must be a whole number from 1 to {_MAX_TOP_K}. Received: {top_k!r}"
+        )
+    overlay, cam = (
+        fields.get(name, (None, b""))[1].strip().lower() in (b"1", b"true", b"on")
+        for name in ("overlay", "grad_cam")
+    )
     png = io.BytesIO()
     if overlay:  # drawn one at a time, beside the batches
         explain = functools.partial(answerer.explain, image, question, png, top_k=int(top_k))
@@ -264,7 +308,8 @@ async def _answer(batcher: Batcher, answerer, fields: dict) -> dict:
     if cam and result.attention is None:  # where the answer came from, for the page
         grad_cam = functools.partial(answerer.grad_cam, image, question, result.answer)
         reply["grad_cam"] = _rounded(
-            await asyncio.get_running_loop().run_in_executor(None, grad_cam))
+            await asyncio.get_running_loop().run_in_executor(None, grad_cam)
+        )
     if overlay:
         reply["overlay"] = "data:image/png;base64," + base64.b64encode(png.getvalue()).decode()
     return reply
@@ -275,15 +320,21 @@ async def _caption(captioner, fields: dict) -> dict:
     file_name, image = fields.get("image", (None, b""))
     if not image:
         raise _Refused(400, "No image: send the image file in the form field 'image'.")
-    text = {k: fields[k][1].decode("utf-8", "replace").strip()
-            for k in ("decode", "beam_size", "temperature", "seed") if k in fields}
+    text = {
+        k: fields[k][1].decode("utf-8", "replace").strip()
+        for k in ("decode", "beam_size", "temperature", "seed")
+        if k in fields
+    }
     try:
-        kwargs = {"beam_size": int(text.get("beam_size", 3)),
-                  "temperature": float(text.get("temperature", 1.0)),
-                  "seed": int(text["seed"]) if "seed" in text else None}
+        kwargs = {
+            "beam_size": int(text.get("beam_size", 3)),
+            "temperature": float(text.get("temperature", 1.0)),
+            "seed": int(text["seed"]) if "seed" in text else None,
+        }
     except ValueError:
-        raise _Refused(400, f"beam_size and seed must be whole numbers, temperature a "
-                       f"number. Received: {text}") from None
+        raise _Refused(
+            400, f"beam_size and seed must be whole numbers, temperature a number. Received: {text}"
+        ) from None
     caption = functools.partial(captioner.caption, image, text.get("decode", "beam"), **kwargs)
     try:
         result = await asyncio.get_running_loop().run_in_executor(None, caption)
@@ -304,11 +355,14 @@ class Server:
         try:
             self.socket = _listen(host, port)
         except OSError as exc:
-            raise VQAError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}. "
-                           "Choose another --port or --host.") from None
+            raise VQAError(
+                f"Cannot listen on {host}:{port}: {exc.strerror or exc}. "
+                "Choose another --port or --host."
+            ) from None
         self.server_address = self.socket.getsockname()
-        config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=5,
-                                timeout_graceful_shutdown=5)
+        config = uvicorn.Config(
+            app, log_level="warning", timeout_keep_alive=5, timeout_graceful_shutdown=5
+        )
         self._server = uvicorn.Server(config)
         self._stopped = threading.Event()
 
@@ -333,7 +387,8 @@ def _listen(host: str, port: int) -> socket.socket:
     written in two pieces waits out the client's delayed ACK, 40 ms a request on a
     kept-alive connection."""
     family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)[0]
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+    )[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -345,8 +400,13 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_server(answerer, host: str = "127.0.0.1", port: int = 8000,
-                batching: Batching = Batching(), captioner=None) -> Server:
+def make_server(
+    answerer,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    batching: Batching = Batching(),
+    captioner=None,
+) -> Server:
     """A server (not yet serving) answering with `answerer`.
 
     The first model call traces the graph (about a second); it is made here, so that
@@ -366,26 +426,58 @@ def _version() -> str:
 
 
 def _as_json(result: AnswerResult) -> dict:
-    return {"question": result.question, "answer": result.answer,
-            "probability": result.probability,
-            "top_k": [{"answer": a, "probability": p} for a, p in result.top_k],
-            "unknown_words": result.unknown_words,
-            "attention": _rounded(result.attention),
-            "hop_attention": _rounded(result.hop_attention),
-            "warnings": result.warnings}
+    return {
+        "question": result.question,
+        "answer": result.answer,
+        "probability": result.probability,
+        "top_k": [{"answer": a, "probability": p} for a, p in result.top_k],
+        "unknown_words": result.unknown_words,
+        "attention": _rounded(result.attention),
+        "hop_attention": _rounded(result.hop_attention),
+        "warnings": result.warnings,
+    }
 
 
 def _rounded(weights: np.ndarray | None) -> list | None:
     return None if weights is None else np.round(weights.astype(float), 5).tolist()
 
 
-_FORM_SCHEMA = {"requestBody": {"required": True, "content": {"multipart/form-data": {
-    "schema": {"type": "object", "required": ["image", "question"], "properties": {
-        "image": {"type": "string", "format": "binary", "description": "an image file"},
-        "question": {"type": "string", "example": "what color is the shape?"},
-        "top_k": {"type": "integer", "minimum": 1, "maximum": _MAX_TOP_K, "default": 3},
-        "overlay": {"type": "string", "enum": ["0", "1"], "default": "0",
-                    "description": "1: add the explanation PNG as a data URL"},
-        "grad_cam": {"type": "string", "enum": ["0", "1"], "default": "0",
-                     "description": "1: a model without attention adds its Grad-CAM "
-                                    "map"}}}}}}}
+_FORM_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image", "question"],
+                    "properties": {
+                        "image": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "an image file",
+                        },
+                        "question": {"type": "string", "example": "what color is the shape?"},
+                        "top_k": {
+                            "type": "integer",
+                            "minimum": 1,
+                            "maximum": _MAX_TOP_K,
+                            "default": 3,
+                        },
+                        "overlay": {
+                            "type": "string",
+                            "enum": ["0", "1"],
+                            "default": "0",
+                            "description": "1: add the explanation PNG as a data URL",
+                        },
+                        "grad_cam": {
+                            "type": "string",
+                            "enum": ["0", "1"],
+                            "default": "0",
+                            "description": "1: a model without attention adds its Grad-CAM map",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}

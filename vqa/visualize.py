@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import textwrap
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Mapping, Sequence
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -30,19 +31,27 @@ def _pyplot():
     return plt
 
 
-def plot_curves(histories: Mapping[str, pd.DataFrame], out: str | Path,
-                title: str = "validation accuracy", metric: str = "val_vqa_score") -> Path:
+def plot_curves(
+    histories: Mapping[str, pd.DataFrame],
+    out: str | Path,
+    title: str = "validation accuracy",
+    metric: str = "val_vqa_score",
+) -> Path:
     """Validation accuracy (`metric`, a history.csv column) per epoch, one line per
     variant (history.csv tables)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for name, history in histories.items():
         first = 1 if (history["epoch"] == 0).any() else 0  # 0.1.0 numbered from 0
-        ax.plot(history["epoch"] + first, 100 * history[metric], marker="o",
-                markersize=3, label=name)
+        ax.plot(
+            history["epoch"] + first, 100 * history[metric], marker="o", markersize=3, label=name
+        )
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation VQA accuracy (%)" if metric == "val_vqa_score"
-                  else f"{metric.replace('_', ' ')} (%)")
+    ax.set_ylabel(
+        "validation VQA accuracy (%)"
+        if metric == "val_vqa_score"
+        else f"{metric.replace('_', ' ')} (%)"
+    )
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
@@ -52,8 +61,9 @@ def plot_curves(histories: Mapping[str, pd.DataFrame], out: str | Path,
     return Path(out)
 
 
-def plot_confusion(true: Sequence[str], predicted: Sequence[str], out: str | Path,
-                   title: str) -> Path:
+def plot_confusion(
+    true: Sequence[str], predicted: Sequence[str], out: str | Path, title: str
+) -> Path:
     """Row-normalised confusion matrix (scikit-learn) over the answers that occur."""
     from sklearn.metrics import confusion_matrix
 
@@ -73,8 +83,15 @@ def plot_confusion(true: Sequence[str], predicted: Sequence[str], out: str | Pat
     for i in range(len(labels)):
         for j in range(len(labels)):
             if matrix[i, j] >= 0.01:
-                ax.text(j, i, f"{100 * matrix[i, j]:.0f}", ha="center", va="center",
-                        fontsize=6, color="white" if matrix[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{100 * matrix[i, j]:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if matrix[i, j] > 0.5 else "black",
+                )
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
@@ -84,9 +101,13 @@ def plot_confusion(true: Sequence[str], predicted: Sequence[str], out: str | Pat
 _DRAWING = threading.Lock()  # matplotlib's font and text caches are shared
 
 
-def draw_explanation(img: Image.Image, result: AnswerResult,
-                     box: tuple[float, float, float, float], out: str | Path | BinaryIO,
-                     grad_cam: np.ndarray | None = None) -> None:
+def draw_explanation(
+    img: Image.Image,
+    result: AnswerResult,
+    box: tuple[float, float, float, float],
+    out: str | Path | BinaryIO,
+    grad_cam: np.ndarray | None = None,
+) -> None:
     """Write a PNG: `img` with the attention heat map of `result` over `box` (left, top,
     right, bottom: the part of the image the model saw), beside the top answers. With
     two hops or more, one picture per hop: where each looked, not only their mean. A
@@ -110,17 +131,23 @@ def draw_explanation(img: Image.Image, result: AnswerResult,
             picture.imshow(np.asarray(shown))
             picture.set_axis_off()
             if heat is None:
-                picture.set_title("no map: no grid this backend can take a gradient of",
-                                  fontsize=9)
+                picture.set_title("no map: no grid this backend can take a gradient of", fontsize=9)
                 continue
             left, top, right, bottom = (v * scale for v in box)
-            picture.imshow(heat, cmap="jet", alpha=0.45, vmin=0,
-                           extent=(left, right, bottom, top), interpolation="bilinear")
+            picture.imshow(
+                heat,
+                cmap="jet",
+                alpha=0.45,
+                vmin=0,
+                extent=(left, right, bottom, top),
+                interpolation="bilinear",
+            )
             picture.set_xlim(0, shown.width)
             picture.set_ylim(shown.height, 0)
             rows, cols = heat.shape
-            picture.set_title(f"{title} ({rows} x {cols} grid, busiest cell "
-                              f"{heat.max():.0%})", fontsize=9)
+            picture.set_title(
+                f"{title} ({rows} x {cols} grid, busiest cell {heat.max():.0%})", fontsize=9
+            )
         answers = [a for a, _ in result.top_k][::-1]  # best at the top
         probs = [p for _, p in result.top_k][::-1]
         bars.barh(range(len(probs)), probs, color="#3b75af")
@@ -132,16 +159,25 @@ def draw_explanation(img: Image.Image, result: AnswerResult,
         bars.set_title("top answers", fontsize=9)
         fig.suptitle(textwrap.shorten(f"Q: {result.question}", 90))
         if result.unknown_words:
-            fig.text(0.5, 0.01, "words the model does not know: "
-                     + textwrap.shorten(", ".join(result.unknown_words), 80),
-                     ha="center", fontsize=8)
+            fig.text(
+                0.5,
+                0.01,
+                "words the model does not know: "
+                + textwrap.shorten(", ".join(result.unknown_words), 80),
+                ha="center",
+                fontsize=8,
+            )
         fig.tight_layout(rect=(0, 0.04, 1, 1))
         fig.savefig(out, format="png")
 
 
-def draw_caption(img: Image.Image, result: "CaptionResult",
-                 box: tuple[float, float, float, float], out: str | Path | BinaryIO,
-                 per_row: int = 5) -> None:
+def draw_caption(
+    img: Image.Image,
+    result: CaptionResult,
+    box: tuple[float, float, float, float],
+    out: str | Path | BinaryIO,
+    per_row: int = 5,
+) -> None:
     """Write a PNG: `img` with its caption, and under it one picture per word with the
     attention of that word's step laid over `box` (the part of the image the model
     saw), as in Xu et al.'s figures; a decoder without attention shows the words and
@@ -165,8 +201,14 @@ def draw_caption(img: Image.Image, result: "CaptionResult",
         for i, word in enumerate(words):
             ax = fig.add_subplot(grid[1 + i // per_row, i % per_row])
             ax.imshow(np.asarray(shown))
-            ax.imshow(word.attention, cmap="jet", alpha=0.45, vmin=0,
-                      extent=(left, right, bottom, top_y), interpolation="bilinear")
+            ax.imshow(
+                word.attention,
+                cmap="jet",
+                alpha=0.45,
+                vmin=0,
+                extent=(left, right, bottom, top_y),
+                interpolation="bilinear",
+            )
             ax.set_xlim(0, shown.width)
             ax.set_ylim(shown.height, 0)
             ax.set_axis_off()

@@ -9,20 +9,19 @@ seeded by (seed, split, image): the images and questions a seed gives are unchan
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
 
 CAPTIONS_PER_IMAGE = 5
 STREAM = 28  # the captions' stream, apart from the scenes' (issue 28)
-NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-           "ten")
+NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 
 
 def _name(obj: dict, size: bool) -> str:
-    """"large red circle" or "red circle"."""
+    """ "large red circle" or "red circle"."""
     words = [obj["size"]] if size else []
     return " ".join(words + [obj["color"], obj["shape"]])
 
@@ -58,8 +57,11 @@ def _picture(objects: list[dict], rng: np.random.Generator) -> str:
     first = _pick(objects, rng, 1)[0]
     key = (first["color"], first["shape"])
     same = sum((o["color"], o["shape"]) == key for o in objects)
-    group = f"a {_name(first, False)}" if same == 1 else \
-        f"{NUMBERS[same]} {first['color']} {first['shape']}s"
+    group = (
+        f"a {_name(first, False)}"
+        if same == 1
+        else f"{NUMBERS[same]} {first['color']} {first['shape']}s"
+    )
     others = [o for o in objects if (o["color"], o["shape"]) != key]
     if not others:
         return f"a picture of {group}"
@@ -97,7 +99,14 @@ def _sizes(objects: list[dict], rng: np.random.Generator) -> str:
 
 
 TEMPLATES: tuple[Callable[[list[dict], np.random.Generator], str], ...] = (
-    _listing, _three, _count_list, _picture, _relation, _attribute_count, _sizes)
+    _listing,
+    _three,
+    _count_list,
+    _picture,
+    _relation,
+    _attribute_count,
+    _sizes,
+)
 
 
 def describe(scene: dict, seed: int, n: int = CAPTIONS_PER_IMAGE) -> list[str]:

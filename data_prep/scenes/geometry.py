@@ -3,20 +3,23 @@ and the drawn image."""
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-
-
-
 IMAGE_SIZE = 128
 BACKGROUND = (236, 236, 232)
 COLORS = {  # far apart in RGB, none close to the background
-    "gray": (128, 128, 128), "red": (210, 40, 40), "blue": (40, 70, 215),
-    "green": (40, 160, 60), "brown": (130, 80, 35), "purple": (130, 50, 180),
-    "cyan": (40, 200, 210), "yellow": (235, 200, 30)}
+    "gray": (128, 128, 128),
+    "red": (210, 40, 40),
+    "blue": (40, 70, 215),
+    "green": (40, 160, 60),
+    "brown": (130, 80, 35),
+    "purple": (130, 50, 180),
+    "cyan": (40, 200, 210),
+    "yellow": (235, 200, 30),
+}
 SHAPES = ("circle", "square", "triangle")
 SIZES = {"small": 14, "large": 26}  # pixels across (the drawn box is one more)
 ATTRIBUTES = ("size", "color", "shape")  # the order of words in a description
@@ -85,16 +88,25 @@ def _place(halves: list[int], rnd: SceneRandom) -> list[tuple[int, int]] | None:
 
 
 def _free(x: int, y: int, h: int, placed: list[tuple[int, int, int]]) -> bool:
-    return all((abs(x - px) >= h + ph + GAP or abs(y - py) >= h + ph + GAP)
-               and abs(x - px) >= MIN_DELTA and abs(y - py) >= MIN_DELTA
-               for px, py, ph in placed)
+    return all(
+        (abs(x - px) >= h + ph + GAP or abs(y - py) >= h + ph + GAP)
+        and abs(x - px) >= MIN_DELTA
+        and abs(y - py) >= MIN_DELTA
+        for px, py, ph in placed
+    )
 
 
 def make_scene(rnd: SceneRandom) -> list[dict]:
     """3-10 objects with independent, uniform attributes at random free places."""
     n = 3 + rnd.below(8)
-    objects = [{"color": rnd.choice(VALUES["color"]), "shape": rnd.choice(SHAPES),
-                "size": rnd.choice(VALUES["size"])} for _ in range(n)]
+    objects = [
+        {
+            "color": rnd.choice(VALUES["color"]),
+            "shape": rnd.choice(SHAPES),
+            "size": rnd.choice(VALUES["size"]),
+        }
+        for _ in range(n)
+    ]
     # Large objects first: they are the hard ones to fit in at the end.
     order = sorted(range(n), key=lambda i: -SIZES[objects[i]["size"]])
     # Only the places are drawn again when they do not fit: redrawing the attributes
@@ -115,10 +127,12 @@ def relationships(objects: Sequence[dict]) -> dict[str, list[list[int]]]:
     (by centre; y grows downwards, so "above" is a smaller y)."""
     xy = [o["pixel_coords"][:2] for o in objects]
     idx = range(len(xy))
-    return {"left": [[j for j in idx if xy[j][0] < x] for x, _ in xy],
-            "right": [[j for j in idx if xy[j][0] > x] for x, _ in xy],
-            "above": [[j for j in idx if xy[j][1] < y] for _, y in xy],
-            "below": [[j for j in idx if xy[j][1] > y] for _, y in xy]}
+    return {
+        "left": [[j for j in idx if xy[j][0] < x] for x, _ in xy],
+        "right": [[j for j in idx if xy[j][0] > x] for x, _ in xy],
+        "above": [[j for j in idx if xy[j][1] < y] for _, y in xy],
+        "below": [[j for j in idx if xy[j][1] > y] for _, y in xy],
+    }
 
 
 def render(scene: dict) -> Image.Image:

@@ -3,20 +3,39 @@ template, and executing a program on a scene to get its answer."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from data_prep.scenes.geometry import ATTRIBUTES, RELATIONS
 
-
-FAMILIES = ("exist", "count", "compare numbers", "query attribute", "compare attribute",
-            "spatial relation")
+FAMILIES = (
+    "exist",
+    "count",
+    "compare numbers",
+    "query attribute",
+    "compare attribute",
+    "spatial relation",
+)
 # Question templates ("forms"); question_family_index is the index in this tuple.
-FORMS = ("exist", "count", "more", "fewer", "as many", "query", "same", "relate exist",
-         "relate query", "closest query")
+FORMS = (
+    "exist",
+    "count",
+    "more",
+    "fewer",
+    "as many",
+    "query",
+    "same",
+    "relate exist",
+    "relate query",
+    "closest query",
+)
 FAMILY_FORMS = {
-    "exist": ("exist",), "count": ("count",), "compare numbers": ("more", "fewer", "as many"),
-    "query attribute": ("query",), "compare attribute": ("same",),
-    "spatial relation": ("relate exist", "relate query", "closest query")}
+    "exist": ("exist",),
+    "count": ("count",),
+    "compare numbers": ("more", "fewer", "as many"),
+    "query attribute": ("query",),
+    "compare attribute": ("same",),
+    "spatial relation": ("relate exist", "relate query", "closest query"),
+}
 YES_NO = ("yes", "no")
 
 Description = tuple  # (size, color, shape), None where the description does not say
@@ -42,7 +61,7 @@ def run_program(program: Sequence[dict], scene: dict) -> list:
         if fn == "scene":
             out = tuple(range(len(objects)))
         elif fn in ("filter_color", "filter_shape", "filter_size"):
-            attr = fn[len("filter_"):]
+            attr = fn[len("filter_") :]
             out = tuple(i for i in args[0] if objects[i][attr] == value)
         elif fn == "unique":
             if len(args[0]) != 1:
@@ -57,7 +76,7 @@ def run_program(program: Sequence[dict], scene: dict) -> list:
         elif fn == "exist":
             out = len(args[0]) > 0
         elif fn in ("query_color", "query_shape", "query_size"):
-            out = objects[args[0]][fn[len("query_"):]]
+            out = objects[args[0]][fn[len("query_") :]]
         elif fn in ("equal_integer", "equal_color", "equal_shape", "equal_size"):
             out = args[0] == args[1]
         elif fn == "greater_than":
@@ -83,16 +102,22 @@ def answer_text(value) -> str:
 
 def _closest(objects: Sequence[dict], ref: int) -> int:
     x, y = objects[ref]["pixel_coords"][:2]
-    dist = sorted(((o["pixel_coords"][0] - x) ** 2 + (o["pixel_coords"][1] - y) ** 2, i)
-                  for i, o in enumerate(objects) if i != ref)
+    dist = sorted(
+        ((o["pixel_coords"][0] - x) ** 2 + (o["pixel_coords"][1] - y) ** 2, i)
+        for i, o in enumerate(objects)
+        if i != ref
+    )
     if len(dist) > 1 and dist[0][0] == dist[1][0]:
         raise ProgramError("closest: two objects are equally close")
     return dist[0][1]
 
 
 def step(function: str, inputs: Sequence[int] = (), value: str | None = None) -> dict:
-    return {"function": function, "inputs": list(inputs),
-            "value_inputs": [] if value is None else [value]}
+    return {
+        "function": function,
+        "inputs": list(inputs),
+        "value_inputs": [] if value is None else [value],
+    }
 
 
 def _filter(program: list[dict], d: Description, start: int) -> int:
@@ -126,8 +151,9 @@ def _a(d: Description) -> str:
     return ("an " if words[0] in "aeiou" else "a ") + words
 
 
-def build_question(form: str, d: Sequence[Description], attr: str | None,
-           rel: str | None) -> tuple[str, list[dict]]:
+def build_question(
+    form: str, d: Sequence[Description], attr: str | None, rel: str | None
+) -> tuple[str, list[dict]]:
     """A question's text and program."""
     p: list[dict] = []
     if form == "exist":
@@ -143,8 +169,11 @@ def build_question(form: str, d: Sequence[Description], attr: str | None,
         fn = {"more": "greater_than", "fewer": "less_than", "as many": "equal_integer"}[form]
         p.append(step(fn, [first, len(p) - 1]))
         a, b = _words(d[0], True), _words(d[1], True)
-        text = (f"Are there as many {a} as {b}?" if form == "as many"
-                else f"Are there {form} {a} than {b}?")
+        text = (
+            f"Are there as many {a} as {b}?"
+            if form == "as many"
+            else f"Are there {form} {a} than {b}?"
+        )
         return text, p
     if form == "query":
         p.append(step(f"query_{attr}", [_unique(p, d[0])]))

@@ -4,23 +4,45 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Sequence
+from collections.abc import Sequence
 
 from data_prep.scenes.geometry import ATTRIBUTES, COLOR_NAMES, RELATIONS, VALUES, SceneRandom
-from data_prep.scenes.programs import (FAMILIES, FAMILY_FORMS, YES_NO, Description,
-                                      ProgramError, answer_text, build_question,
-                                      run_program)
+from data_prep.scenes.programs import (
+    FAMILIES,
+    FAMILY_FORMS,
+    YES_NO,
+    Description,
+    ProgramError,
+    answer_text,
+    build_question,
+    run_program,
+)
 
-
-KINDS = tuple(k for k in ((), ("size",), ("color",), ("shape",), ("size", "color"),
-                          ("size", "shape"), ("color", "shape"), ATTRIBUTES))
+KINDS = tuple(
+    k
+    for k in (
+        (),
+        ("size",),
+        ("color",),
+        ("shape",),
+        ("size", "color"),
+        ("size", "shape"),
+        ("color", "shape"),
+        ATTRIBUTES,
+    )
+)
 # The answers a count template asks for, by the attributes its description names: a
 # range every answer of which the scenes give often enough to balance.
 COUNT_ANSWERS = {
-    (): range(3, 11), ("size",): range(1, 6), ("color",): range(0, 4),
-    ("shape",): range(0, 5), ("size", "color"): range(0, 3), ("size", "shape"): range(0, 4),
-    ("color", "shape"): range(0, 3), ATTRIBUTES: range(0, 2)}
-
+    (): range(3, 11),
+    ("size",): range(1, 6),
+    ("color",): range(0, 4),
+    ("shape",): range(0, 5),
+    ("size", "color"): range(0, 3),
+    ("size", "shape"): range(0, 4),
+    ("color", "shape"): range(0, 3),
+    ATTRIBUTES: range(0, 2),
+}
 
 
 def _other_kinds(attr: str, empty: bool = False) -> list[tuple]:
@@ -33,10 +55,18 @@ def _other_kinds(attr: str, empty: bool = False) -> list[tuple]:
 # match any number of objects, "ref" must match exactly one, "answer" is the only
 # object it matches and has the answer as its attribute, "related" has the answer as
 # its attribute and is the only one it matches among the objects in some relation.
-ROLES = {"exist": ("free",), "count": ("free",), "more": ("free", "free"),
-         "fewer": ("free", "free"), "as many": ("free", "free"), "query": ("answer",),
-         "same": ("ref", "ref"), "relate exist": ("free", "ref"),
-         "relate query": ("related", "ref"), "closest query": ("ref",)}
+ROLES = {
+    "exist": ("free",),
+    "count": ("free",),
+    "more": ("free", "free"),
+    "fewer": ("free", "free"),
+    "as many": ("free", "free"),
+    "query": ("answer",),
+    "same": ("ref", "ref"),
+    "relate exist": ("free", "ref"),
+    "relate query": ("related", "ref"),
+    "closest query": ("ref",),
+}
 
 
 class Sampler:
@@ -123,15 +153,19 @@ class Sampler:
         elif form == "query":
             kinds = (pick((form, attr), _other_kinds(attr)),)
         elif form == "same":
-            kinds = (pick((form, attr, 0), _other_kinds(attr)),
-                     pick((form, attr, 1), _other_kinds(attr)))
+            kinds = (
+                pick((form, attr, 0), _other_kinds(attr)),
+                pick((form, attr, 1), _other_kinds(attr)),
+            )
         elif form == "relate exist":
             kinds = (pick((form, 0), KINDS), pick((form, 1), KINDS[1:]))
         elif form == "relate query":
             # Neither object is named by the queried attribute: "the object left of the
             # red circle" is less often red, which a question-only model would learn.
-            kinds = (pick((form, attr, 0), _other_kinds(attr, empty=True)),
-                     pick((form, attr, 1), _other_kinds(attr)))
+            kinds = (
+                pick((form, attr, 0), _other_kinds(attr, empty=True)),
+                pick((form, attr, 1), _other_kinds(attr)),
+            )
         else:  # closest query
             kinds = (pick((form, attr), _other_kinds(attr)),)
         sizes = [self.rnd.choice(VALUES["size"]) if "size" in k else None for k in kinds]
@@ -170,8 +204,12 @@ class Sampler:
                 if form == "same" and i == 1:
                     # The second object of a "same colour" question: one that has the
                     # answer's relation to the first, so "yes" is not a rare find.
-                    pool = [o for o in pool if o is not sources[0]
-                            and (o[attr] == sources[0][attr]) == (target == "yes")]
+                    pool = [
+                        o
+                        for o in pool
+                        if o is not sources[0]
+                        and (o[attr] == sources[0][attr]) == (target == "yes")
+                    ]
                 if role == "free" and (not pool or rnd.random() < 0.5):
                     sources.append(None)  # uniform values, so that "no"/0 are found
                 elif pool:
@@ -179,8 +217,10 @@ class Sampler:
                 else:
                     break
             else:
-                ds = tuple(self._describe(kind, size, source)
-                           for kind, size, source in zip(kinds, sizes, sources))
+                ds = tuple(
+                    self._describe(kind, size, source)
+                    for kind, size, source in zip(kinds, sizes, sources)
+                )
                 if ds in tried:
                     continue
                 tried.add(ds)
@@ -202,8 +242,15 @@ class Sampler:
         return tuple(values)
 
     @staticmethod
-    def _check(scene: dict, form: str, ds: tuple, attr: str | None, rel: str | None,
-               target: str, asked: set[str]) -> tuple[str, list[dict]] | None:
+    def _check(
+        scene: dict,
+        form: str,
+        ds: tuple,
+        attr: str | None,
+        rel: str | None,
+        target: str,
+        asked: set[str],
+    ) -> tuple[str, list[dict]] | None:
         """The question's text and program, when it is valid and its answer the target."""
         if form in ("more", "fewer", "as many") and ds[0] == ds[1]:
             return None

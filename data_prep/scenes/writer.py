@@ -4,15 +4,14 @@ byte-identical for the same seed."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from data_prep.common import progress
 from data_prep.scenes.geometry import SceneRandom, make_scene, relationships, render
 from data_prep.scenes.programs import FORMS, execute
 from data_prep.scenes.sampler import Sampler
 from vqa.errors import DatasetError
-
 
 QUESTIONS_PER_IMAGE = 10
 TEST_FRACTION = 10  # the last images // 10 images are the test split
@@ -37,15 +36,28 @@ def records(images: int, seed: int) -> Iterator[tuple[dict, list[dict]]]:
         for image_index in range(count):
             objects = make_scene(rnd)
             filename = f"CLEVR_{split}_{image_index:06d}.png"
-            scene = {"split": split, "image_index": image_index, "image_filename": filename,
-                     "objects": objects, "relationships": relationships(objects)}
+            scene = {
+                "split": split,
+                "image_index": image_index,
+                "image_filename": filename,
+                "objects": objects,
+                "relationships": relationships(objects),
+            }
             questions = []
             for family, form, text, program in sampler.questions(scene, QUESTIONS_PER_IMAGE):
-                questions.append({
-                    "split": split, "image_index": image_index, "image_filename": filename,
-                    "question_index": question_index, "question": text,
-                    "answer": execute(program, scene), "question_family_index": FORMS.index(form),
-                    "question_family": family, "program": program})
+                questions.append(
+                    {
+                        "split": split,
+                        "image_index": image_index,
+                        "image_filename": filename,
+                        "question_index": question_index,
+                        "question": text,
+                        "answer": execute(program, scene),
+                        "question_family_index": FORMS.index(form),
+                        "question_family": family,
+                        "program": program,
+                    }
+                )
                 question_index += 1
             yield scene, questions
 
@@ -59,8 +71,7 @@ class _JsonList:
 
     def __init__(self, path: Path, info: dict, key: str) -> None:
         self.file = open(path, "w", encoding="utf-8")
-        self.file.write(json.dumps({"info": info}, separators=SEPARATORS)[:-1]
-                        + f',"{key}":[')
+        self.file.write(json.dumps({"info": info}, separators=SEPARATORS)[:-1] + f',"{key}":[')
         self.first = True
 
     def add(self, record: dict) -> None:
@@ -90,13 +101,20 @@ def generate(root: str | Path, *, images: int = 10000, seed: int = 0) -> None:
             if scene["image_index"] == 0:
                 for w in writers:
                     w.close()
-                info = {"split": split, "version": "1.0", "generator": "data_prep.scenes",
-                        "seed": seed, "images": sizes[split],
-                        "license": "Creative Commons Attribution (CC BY 4.0)"}
+                info = {
+                    "split": split,
+                    "version": "1.0",
+                    "generator": "data_prep.scenes",
+                    "seed": seed,
+                    "images": sizes[split],
+                    "license": "Creative Commons Attribution (CC BY 4.0)",
+                }
                 writers = [
                     _JsonList(root / "scenes" / f"CLEVR_{split}_scenes.json", info, "scenes"),
-                    _JsonList(root / "questions" / f"CLEVR_{split}_questions.json", info,
-                              "questions")]
+                    _JsonList(
+                        root / "questions" / f"CLEVR_{split}_questions.json", info, "questions"
+                    ),
+                ]
             render(scene).save(root / "images" / split / scene["image_filename"])
             writers[0].add(scene)
             for q in questions:
@@ -108,7 +126,9 @@ def generate(root: str | Path, *, images: int = 10000, seed: int = 0) -> None:
 
 def check_args(images: int, seed: int) -> None:
     if not isinstance(images, int) or isinstance(images, bool) or images < TEST_FRACTION:
-        raise DatasetError(f"--images must be an integer of at least {TEST_FRACTION} (the "
-                           f"last tenth is the test split). Received: images={images!r}")
+        raise DatasetError(
+            f"--images must be an integer of at least {TEST_FRACTION} (the "
+            f"last tenth is the test split). Received: images={images!r}"
+        )
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise DatasetError(f"--seed must be a non-negative integer. Received: seed={seed!r}")

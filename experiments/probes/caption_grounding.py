@@ -28,7 +28,7 @@ from data_prep.scenes import COLORS, SHAPES, SIZES
 def _mentions(caption: str) -> list[tuple[str | None, str, str]]:
     """(size or None, colour, shape) of every object a caption names."""
     words = "|".join
-    pattern = (rf"\b(?:({words(SIZES)}) )?({words(COLORS)}) ({words(SHAPES)})s?\b")
+    pattern = rf"\b(?:({words(SIZES)}) )?({words(COLORS)}) ({words(SHAPES)})s?\b"
     return [(m[0] or None, m[1], m[2]) for m in re.findall(pattern, caption)]
 
 
@@ -61,11 +61,13 @@ def grounding(results: dict, truth: dict[str, list[dict]]) -> dict:
     def percent(flags):
         return round(100 * float(np.mean(flags)), 2) if flags else None
 
-    return {"images": len(results),
-            "attention_entropy": round(float(np.mean(entropies)), 3),
-            "colour_shape_right": percent(pairs),
-            "size_colour_shape_right": percent(triples),
-            "captions_all_right": percent(all_right)}
+    return {
+        "images": len(results),
+        "attention_entropy": round(float(np.mean(entropies)), 3),
+        "colour_shape_right": percent(pairs),
+        "size_colour_shape_right": percent(triples),
+        "captions_all_right": percent(all_right),
+    }
 
 
 def measure(data: Path, run: Path, images: int) -> dict:

@@ -37,17 +37,20 @@ def ablate(run: Path, out: Path, hop: int | None = None, words: bool = False) ->
     config = load_config(run / files.CONFIG).model
     if words:
         if not config.attention_words:
-            raise ValueError(f"{run} does not read words in its attention "
-                             "(attention_words: false): there is nothing to cut.")
+            raise ValueError(
+                f"{run} does not read words in its attention "
+                "(attention_words: false): there is nothing to cut."
+            )
     else:
         # ModelConfig allows attention only with both inputs and a concat/elementwise/mfb
         # fusion, so a run with two hops or more has a layer named "fusion" to cut.
         if config.attention_hops < 2:
-            raise ValueError(f"{run} has {config.attention_hops} attention hop(s): there is "
-                             "no other glimpse to answer from.")
+            raise ValueError(
+                f"{run} has {config.attention_hops} attention hop(s): there is "
+                "no other glimpse to answer from."
+            )
         if not 0 <= hop < config.attention_hops:
-            raise ValueError(f"--hop must be 0 to {config.attention_hops - 1}. "
-                             f"Received: {hop}")
+            raise ValueError(f"--hop must be 0 to {config.attention_hops - 1}. Received: {hop}")
     if out.exists():
         raise ValueError(f"{out} exists; give the ablated copy a new directory.")
     model = keras.models.load_model(run / files.MODEL, compile=False)
@@ -77,7 +80,7 @@ def _cut_glimpse(model, config, hop: int) -> str:
     kernel = keras.ops.convert_to_numpy(project.kernel)
     width = config.image_dim  # one glimpse: a weighted sum of image_dim-wide cells
     first = kernel.shape[0] - (config.attention_hops - hop) * width  # the question's rows first
-    kernel[first:first + width] = 0.0
+    kernel[first : first + width] = 0.0
     project.kernel.assign(kernel)
     return f"rows {first}-{first + width - 1} of {project.path}/kernel zeroed"
 
@@ -88,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="the ablated copy (a new directory)")
     cut = parser.add_mutually_exclusive_group(required=True)
     cut.add_argument("--hop", type=int, help="the hop whose glimpse to cut off, from 0")
-    cut.add_argument("--words", action="store_true",
-                     help="cut off what every hop reads of the question (attention_words)")
+    cut.add_argument(
+        "--words",
+        action="store_true",
+        help="cut off what every hop reads of the question (attention_words)",
+    )
     args = parser.parse_args(argv)
     try:
         what = ablate(args.run, args.out, args.hop, args.words)

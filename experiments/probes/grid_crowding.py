@@ -22,24 +22,30 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from data_prep.scenes import FORMS, read_split  # noqa: E402
 from referent_probe import object_cells, referents  # noqa: E402
+
+from data_prep.scenes import FORMS, read_split  # noqa: E402
 
 
 def own_cell(objects: list[dict], grid: int) -> list[bool]:
     """For each object, whether one of the cells under its box has no other object."""
     cells = [set(object_cells(obj, grid, grid)) for obj in objects]
-    return [bool(mine - set().union(*cells[:i], *cells[i + 1:]))
-            for i, mine in enumerate(cells)]
+    return [bool(mine - set().union(*cells[:i], *cells[i + 1 :])) for i, mine in enumerate(cells)]
 
 
-def crowding(data: Path, split: str = "test", grids: tuple[int, ...] = (4, 6, 8, 12)
-             ) -> pd.DataFrame:
+def crowding(
+    data: Path, split: str = "test", grids: tuple[int, ...] = (4, 6, 8, 12)
+) -> pd.DataFrame:
     """One row per template (and "every object"), one column per grid size: % apart."""
     asked, scenes = read_split(data, split)
-    named = [(FORMS[q["question_family_index"]], q["image_index"],
-              referents(q["program"], scenes[q["image_index"]]))
-             for q in asked]  # the programs run once, not once per grid
+    named = [
+        (
+            FORMS[q["question_family_index"]],
+            q["image_index"],
+            referents(q["program"], scenes[q["image_index"]]),
+        )
+        for q in asked
+    ]  # the programs run once, not once per grid
     table, counts = {}, {}
     for grid in grids:
         apart = {i: own_cell(s["objects"], grid) for i, s in scenes.items()}

@@ -32,8 +32,7 @@ def referents(program: list[dict], scene: dict) -> list[int]:
     """The objects a question names, in the order its program finds them: the outputs
     of its `unique` and `closest` steps."""
     outputs = run_program(program, scene)
-    return [out for step, out in zip(program, outputs)
-            if step["function"] in ("unique", "closest")]
+    return [out for step, out in zip(program, outputs) if step["function"] in ("unique", "closest")]
 
 
 def object_cells(obj: dict, rows: int, cols: int) -> list[int]:
@@ -47,38 +46,48 @@ def object_cells(obj: dict, rows: int, cols: int) -> list[int]:
     return [r * cols + c for r in ys for c in xs]
 
 
-def probe(answerer, data: Path, split: str = "test", questions: int = 400,
-          batch_size: int = 64) -> pd.DataFrame:
+def probe(
+    answerer, data: Path, split: str = "test", questions: int = 400, batch_size: int = 64
+) -> pd.DataFrame:
     """One row per (template, hop, object): n, accuracy, mean weight, share > 0.5."""
     asked, scenes = read_split(data, split)
     rows = []
     for template in TEMPLATES:
-        chosen = [q for q in asked
-                  if FORMS[q["question_family_index"]] == template][:questions]
+        chosen = [q for q in asked if FORMS[q["question_family_index"]] == template][:questions]
         if not chosen:
             continue
         weights, right = [], []
         for start in range(0, len(chosen), batch_size):
-            some = chosen[start:start + batch_size]
+            some = chosen[start : start + batch_size]
             results = answerer.answer_batch(
                 [data / "images" / split / q["image_filename"] for q in some],
-                [q["question"] for q in some])
+                [q["question"] for q in some],
+            )
             for q, result in zip(some, results):
                 if result.hop_attention is None:
                     raise ValueError("The run has no attention to probe (attention_hops: 0).")
                 hops = result.hop_attention.reshape(result.hop_attention.shape[0], -1)
                 scene = scenes[q["image_index"]]
-                cells = [object_cells(scene["objects"][i], *result.hop_attention.shape[1:])
-                         for i in referents(q["program"], scene)]
+                cells = [
+                    object_cells(scene["objects"][i], *result.hop_attention.shape[1:])
+                    for i in referents(q["program"], scene)
+                ]
                 weights.append([[hop[c].sum() for c in cells] for hop in hops])
                 right.append(result.answer == q["answer"])
         weights = np.asarray(weights)  # [questions, hops, objects]
         for hop in range(weights.shape[1]):
             for obj in range(weights.shape[2]):
-                rows.append({"template": template, "n": len(chosen),
-                             "accuracy": 100 * float(np.mean(right)), "hop": hop,
-                             "object": obj, "weight": float(weights[:, hop, obj].mean()),
-                             "over_half": 100 * float((weights[:, hop, obj] > 0.5).mean())})
+                rows.append(
+                    {
+                        "template": template,
+                        "n": len(chosen),
+                        "accuracy": 100 * float(np.mean(right)),
+                        "hop": hop,
+                        "object": obj,
+                        "weight": float(weights[:, hop, obj].mean()),
+                        "over_half": 100 * float((weights[:, hop, obj] > 0.5).mean()),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -92,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     from vqa import Answerer
 
     table = probe(Answerer.load(args.run), args.data, args.split, args.questions)
-    print("weight: the hop's attention summed over the cells under the object (mean over "
-          "questions); over_half: % of questions where that sum is above 0.5")
+    print(
+        "weight: the hop's attention summed over the cells under the object (mean over "
+        "questions); over_half: % of questions where that sum is above 0.5"
+    )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return 0
 

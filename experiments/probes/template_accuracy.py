@@ -30,18 +30,23 @@ def template_accuracy(run: Path, data: Path, split: str = "test") -> pd.DataFram
     """One row per template, in FORMS order, then "overall": n, accuracy (%)."""
     predictions = run / files.PREDICTIONS
     if not predictions.is_file():
-        raise FileNotFoundError(f"{predictions} is missing: run `vqa evaluate {run} {data}` "
-                                "first.")
+        raise FileNotFoundError(f"{predictions} is missing: run `vqa evaluate {run} {data}` first.")
     asked, _ = read_split(data, split)
-    truth = pd.DataFrame({"question_id": [q["question_index"] for q in asked],
-                          "template": [FORMS[q["question_family_index"]] for q in asked],
-                          "answer": [q["answer"] for q in asked]})
+    truth = pd.DataFrame(
+        {
+            "question_id": [q["question_index"] for q in asked],
+            "template": [FORMS[q["question_family_index"]] for q in asked],
+            "answer": [q["answer"] for q in asked],
+        }
+    )
     given = pd.DataFrame(json.loads(predictions.read_text()))
     joined = truth.merge(given, on="question_id", how="left", suffixes=("", "_given"))
     if joined["answer_given"].isna().any() or len(given) != len(truth):
-        raise ValueError(f"{predictions} holds {len(given)} answers; {data}'s {split} split "
-                         f"has {len(truth)} questions. Evaluate the run on this split of "
-                         "this dataset.")
+        raise ValueError(
+            f"{predictions} holds {len(given)} answers; {data}'s {split} split "
+            f"has {len(truth)} questions. Evaluate the run on this split of "
+            "this dataset."
+        )
     joined["right"] = 100.0 * (joined["answer"] == joined["answer_given"])
     table = joined.groupby("template").right.agg(n="size", accuracy="mean")
     table = table.reindex([f for f in FORMS if f in table.index])

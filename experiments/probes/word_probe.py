@@ -1,6 +1,7 @@
 """Does a trained run read a word of its questions, or has it learnt to ignore it?
 
-    python experiments/probes/word_probe.py RUN DATA --template "What is the shape of the {} object?" \
+    python experiments/probes/word_probe.py RUN DATA \
+        --template "What is the shape of the {} object?" \
         --words red,green,blue,orange,yellow,gray [--split test] [--images 200] [--json]
 
 The template's `{}` is filled with each word in turn. Printed:
@@ -58,48 +59,70 @@ def vector_share(model, words_vocab, questions: list[str], max_length: int) -> f
     return float(spread / max(np.linalg.norm(vectors, axis=1).mean(), 1e-12))
 
 
-def probe(run: str | Path, dataset, template: str, words: list[str], split: str = "test",
-          n_images: int = 200) -> dict:
+def probe(
+    run: str | Path,
+    dataset,
+    template: str,
+    words: list[str],
+    split: str = "test",
+    n_images: int = 200,
+) -> dict:
     """The three figures above, as a dict."""
     import keras
 
     from vqa import Answerer
-    from vqa.models import build_model
     from vqa.features.backbones import model_grid_shape
+    from vqa.models import build_model
 
     if template.count("{}") != 1 or len(words) < 2:
-        raise ValueError("word_probe needs a template with one {} and at least two words. "
-                         f"Received: template={template!r}, words={words!r}")
+        raise ValueError(
+            "word_probe needs a template with one {} and at least two words. "
+            f"Received: template={template!r}, words={words!r}"
+        )
     answerer = Answerer.load(run)
     unknown = [w for w in words if w not in answerer.words]
     if unknown:
-        raise ValueError(f"{run} has never seen the words {unknown} (they would all read as "
-                         "the unknown token).")
+        raise ValueError(
+            f"{run} has never seen the words {unknown} (they would all read as the unknown token)."
+        )
     questions = [template.format(w) for w in words]
     max_length = answerer.config.model.max_question_length
     keras.utils.set_random_seed(answerer.config.train.seed)
-    fresh = build_model(answerer.config.model, len(answerer.words), len(answerer.answers),
-                        grid_shape=model_grid_shape(answerer.config.model))
+    fresh = build_model(
+        answerer.config.model,
+        len(answerer.words),
+        len(answerer.answers),
+        grid_shape=model_grid_shape(answerer.config.model),
+    )
 
     asked = dataset.split(split)
     image_ids = sorted(asked["image_id"].unique())[:n_images]
-    grid = pd.DataFrame({
-        "question_id": np.arange(len(image_ids) * len(words)),
-        "image_id": np.repeat(image_ids, len(words)),
-        "question": questions * len(image_ids)})
+    grid = pd.DataFrame(
+        {
+            "question_id": np.arange(len(image_ids) * len(words)),
+            "image_id": np.repeat(image_ids, len(words)),
+            "question": questions * len(image_ids),
+        }
+    )
     answers = np.asarray(list(answerer.predict_dataset(dataset, grid).values())).reshape(
-        len(image_ids), len(words))  # [image, word]
+        len(image_ids), len(words)
+    )  # [image, word]
     same = (answers == answers[:, :1]).all(1)
 
     own = asked[asked["question"].isin(questions)]
     predicted = answerer.predict_dataset(dataset, own) if len(own) else {}
     correct = [predicted[q] == a for q, a in zip(own["question_id"], own["answer"])]
     return {
-        "run": str(run), "template": template, "words": words, "split": split,
-        "question_vector_share": round(vector_share(answerer.model, answerer.words,
-                                                    questions, max_length), 4),
-        "question_vector_share_at_init": round(vector_share(fresh, answerer.words,
-                                                            questions, max_length), 4),
+        "run": str(run),
+        "template": template,
+        "words": words,
+        "split": split,
+        "question_vector_share": round(
+            vector_share(answerer.model, answerer.words, questions, max_length), 4
+        ),
+        "question_vector_share_at_init": round(
+            vector_share(fresh, answerer.words, questions, max_length), 4
+        ),
         "images": len(image_ids),
         "same_answer_for_every_word": round(float(same.mean()), 4),
         "questions_in_split": len(own),
@@ -120,20 +143,31 @@ def main(argv: list[str] | None = None) -> int:
 
     from vqa.data.dataset import PreparedDataset
 
-    result = probe(args.run, PreparedDataset.load(args.data), args.template,
-                   [w.strip() for w in args.words.split(",") if w.strip()], args.split,
-                   args.images)
+    result = probe(
+        args.run,
+        PreparedDataset.load(args.data),
+        args.template,
+        [w.strip() for w in args.words.split(",") if w.strip()],
+        args.split,
+        args.images,
+    )
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
     print(f"{result['template']}  ({', '.join(result['words'])})")
-    print(f"  question-vector share: {result['question_vector_share']:.4f} trained, "
-          f"{result['question_vector_share_at_init']:.4f} at initialisation")
-    print(f"  same answer for every word: {100 * result['same_answer_for_every_word']:.1f}% "
-          f"of {result['images']} {result['split']} images")
+    print(
+        f"  question-vector share: {result['question_vector_share']:.4f} trained, "
+        f"{result['question_vector_share_at_init']:.4f} at initialisation"
+    )
+    print(
+        f"  same answer for every word: {100 * result['same_answer_for_every_word']:.1f}% "
+        f"of {result['images']} {result['split']} images"
+    )
     if result["accuracy"] is not None:
-        print(f"  accuracy on the {result['questions_in_split']} such questions of "
-              f"{result['split']}: {result['accuracy']:.2f}%")
+        print(
+            f"  accuracy on the {result['questions_in_split']} such questions of "
+            f"{result['split']}: {result['accuracy']:.2f}%"
+        )
     return 0
 
 

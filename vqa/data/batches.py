@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import keras
 import numpy as np
@@ -14,7 +14,9 @@ from vqa.data.text import Vocabulary
 from vqa.metrics import AnswerScorer
 
 
-def encode_targets(human_answers: Sequence[Sequence[str]], answers: Vocabulary) -> sparse.csr_matrix:
+def encode_targets(
+    human_answers: Sequence[Sequence[str]], answers: Vocabulary
+) -> sparse.csr_matrix:
     """[n_questions, n_answers] sparse VQA scores of every in-vocabulary answer: what
     each answer of the vocabulary would score by the default evaluator."""
     scorer = AnswerScorer(answers.tokens)
@@ -24,8 +26,10 @@ def encode_targets(human_answers: Sequence[Sequence[str]], answers: Vocabulary) 
             rows.append(row)
             cols.append(col)
             values.append(score)
-    return sparse.csr_matrix((np.asarray(values, dtype="float32"), (rows, cols)),
-                             shape=(len(human_answers), len(answers)))
+    return sparse.csr_matrix(
+        (np.asarray(values, dtype="float32"), (rows, cols)),
+        shape=(len(human_answers), len(answers)),
+    )
 
 
 class VQABatches(keras.utils.PyDataset):
@@ -51,17 +55,30 @@ class VQABatches(keras.utils.PyDataset):
         workers: threads gathering batches ahead of the model (keras' PyDataset).
     """
 
-    def __init__(self, images: np.ndarray, image_index: np.ndarray, questions: np.ndarray,
-                 targets: sparse.csr_matrix | None = None, batch_size: int = 64,
-                 shuffle: bool = False, seed: int = 0, workers: int = 1,
-                 group_by_image: bool = False, about_image: bool = True):
+    def __init__(
+        self,
+        images: np.ndarray,
+        image_index: np.ndarray,
+        questions: np.ndarray,
+        targets: sparse.csr_matrix | None = None,
+        batch_size: int = 64,
+        shuffle: bool = False,
+        seed: int = 0,
+        workers: int = 1,
+        group_by_image: bool = False,
+        about_image: bool = True,
+    ):
         super().__init__(workers=workers)
         if group_by_image and not about_image:
-            raise ValueError("group_by_image needs about_image: a grouped batch carries "
-                             "each image once, and about_image says which is whose.")
+            raise ValueError(
+                "group_by_image needs about_image: a grouped batch carries "
+                "each image once, and about_image says which is whose."
+            )
         if len(image_index) != len(questions):
-            raise ValueError(f"image_index and questions differ in length: "
-                             f"{len(image_index)} != {len(questions)}")
+            raise ValueError(
+                f"image_index and questions differ in length: "
+                f"{len(image_index)} != {len(questions)}"
+            )
         self.images, self.image_index, self.questions = images, image_index, questions
         self.targets = targets
         self.batch_size = batch_size
@@ -73,9 +90,16 @@ class VQABatches(keras.utils.PyDataset):
         self.start_epoch(0)
 
     @classmethod
-    def from_questions(cls, questions: pd.DataFrame, images: np.ndarray,
-                       image_rows: dict[str, int], words: Vocabulary, max_length: int,
-                       targets: sparse.csr_matrix | None = None, **kwargs) -> "VQABatches":
+    def from_questions(
+        cls,
+        questions: pd.DataFrame,
+        images: np.ndarray,
+        image_rows: dict[str, int],
+        words: Vocabulary,
+        max_length: int,
+        targets: sparse.csr_matrix | None = None,
+        **kwargs,
+    ) -> VQABatches:
         """Batches for the rows of a questions table whose images are rows of `images`."""
         tokens = words.encode_questions(questions["question"], max_length)
         index = questions["image_id"].map(image_rows).to_numpy()
@@ -87,7 +111,7 @@ class VQABatches(keras.utils.PyDataset):
     def batch_rows(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Batch i of this epoch as rows: (questions [batch], images [k], about_image
         [batch], the row of the batch's images each question is about)."""
-        rows = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        rows = self.order[i * self.batch_size : (i + 1) * self.batch_size]
         if self.grouped:
             unique, about_image = np.unique(self.image_index[rows], return_inverse=True)
             return rows, unique, about_image.astype("int32")
@@ -95,8 +119,11 @@ class VQABatches(keras.utils.PyDataset):
 
     def __getitem__(self, i: int):
         rows, image_rows, about_image = self.batch_rows(i)
-        x = {"image": self.images[image_rows], "about_image": about_image,
-             "question": self.questions[rows]}
+        x = {
+            "image": self.images[image_rows],
+            "about_image": about_image,
+            "question": self.questions[rows],
+        }
         if not self.about_image:
             del x["about_image"]
         if self.targets is None:
@@ -113,8 +140,7 @@ class VQABatches(keras.utils.PyDataset):
         self.order = rng.permutation(len(self.order))
         if self.grouped:  # sorted, stably, by a random order of the images
             rank = rng.permutation(int(self.image_index.max(initial=-1)) + 1)
-            self.order = self.order[np.argsort(rank[self.image_index[self.order]],
-                                               kind="stable")]
+            self.order = self.order[np.argsort(rank[self.image_index[self.order]], kind="stable")]
 
     def on_epoch_end(self) -> None:
         self.start_epoch(self.epoch + 1)

@@ -12,15 +12,15 @@ from __future__ import annotations
 import io
 import math
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vqa.errors import ImageError
 
-ImageLike = Union[str, Path, bytes, Image.Image, np.ndarray]
+ImageLike = str | Path | bytes | Image.Image | np.ndarray
 
 # 10,000 x 10,000 px is accepted; larger images are refused before they are decoded.
 # Pillow warns above its own limit (89 MP) and refuses at twice it, so it is raised to
@@ -54,8 +54,7 @@ def open_image(path: str | Path, min_side: int | None = None) -> Image.Image:
     return _decode(path, str(path), min_side)
 
 
-def decode_image(data: bytes, name: str = "image", min_side: int | None = None
-                 ) -> Image.Image:
+def decode_image(data: bytes, name: str = "image", min_side: int | None = None) -> Image.Image:
     """`open_image` for the bytes of an encoded image file; `name` is used in errors."""
     return _decode(io.BytesIO(data), name, min_side)
 
@@ -114,8 +113,10 @@ def to_pil(image: ImageLike, min_side: int | None = None) -> Image.Image:
     elif isinstance(image, np.ndarray):
         img = _array_to_pil(image)
     else:
-        raise ImageError("Expected an image path, the bytes of an image file, a PIL image "
-                         f"or a uint8 array. Received: {type(image).__name__}")
+        raise ImageError(
+            "Expected an image path, the bytes of an image file, a PIL image "
+            f"or a uint8 array. Received: {type(image).__name__}"
+        )
     return to_rgb(img)
 
 
@@ -131,8 +132,9 @@ def _decode(source: Path | io.BytesIO, name: str, min_side: int | None) -> Image
             if width * height > MAX_PIXELS:
                 raise _too_large(name, f"{width:,} x {height:,} px")
             if width * height == 0:
-                raise ImageError(f"Cannot read image {name}: it has no pixels "
-                                 f"({width} x {height}).")
+                raise ImageError(
+                    f"Cannot read image {name}: it has no pixels ({width} x {height})."
+                )
             if min_side and img.format == "JPEG":
                 side = _REDUCING_GAP * min_side
                 img.draft(None, (side, side))  # decode at 1/2, 1/4 or 1/8 scale
@@ -145,17 +147,21 @@ def _decode(source: Path | io.BytesIO, name: str, min_side: int | None) -> Image
     except Image.DecompressionBombError:  # Pillow's own check, at twice our limit
         raise _too_large(name, f"over {2 * MAX_PIXELS // 1_000_000} MP") from None
     except UnidentifiedImageError:
-        raise ImageError(f"Cannot read image {name}: not an image file in a format Pillow "
-                         "reads (PNG, JPEG, GIF, WebP, BMP, TIFF, ...).") from None
+        raise ImageError(
+            f"Cannot read image {name}: not an image file in a format Pillow "
+            "reads (PNG, JPEG, GIF, WebP, BMP, TIFF, ...)."
+        ) from None
     except Exception as exc:  # Pillow raises many types, see above
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ImageError(f"Cannot read image {name}: {reason}") from None
 
 
 def _too_large(name: str, size: str) -> ImageError:
-    return ImageError(f"Cannot read image {name}: it is {size}, over the "
-                      f"{MAX_PIXELS // 1_000_000} MP limit (10,000 x 10,000 px); "
-                      "make it smaller first.")
+    return ImageError(
+        f"Cannot read image {name}: it is {size}, over the "
+        f"{MAX_PIXELS // 1_000_000} MP limit (10,000 x 10,000 px); "
+        "make it smaller first."
+    )
 
 
 def _reduce(img: Image.Image, min_side: int | None) -> Image.Image:
@@ -192,8 +198,9 @@ def _array_to_pil(array: np.ndarray) -> Image.Image:
         if min(array.shape[:2]) == 0:
             raise ImageError(f"Image array is empty. Received shape={array.shape}")
         return Image.fromarray(array)
-    raise ImageError("Image arrays must be H x W, H x W x 3 or H x W x 4. "
-                     f"Received shape={array.shape}")
+    raise ImageError(
+        f"Image arrays must be H x W, H x W x 3 or H x W x 4. Received shape={array.shape}"
+    )
 
 
 def native_image_size(widths: Sequence[int], heights: Sequence[int]) -> int:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -60,13 +60,13 @@ class Vocabulary:
         return token in self.index
 
     @classmethod
-    def for_questions(cls, questions: Iterable[str], min_count: int = 1) -> "Vocabulary":
+    def for_questions(cls, questions: Iterable[str], min_count: int = 1) -> Vocabulary:
         counts = Counter(w for q in questions for w in tokenize(q))
         words = sorted(w for w, c in counts.items() if c >= min_count)
         return cls([PAD, UNK, *words])
 
     @classmethod
-    def for_answers(cls, answers: Iterable[str], max_size: int | None) -> "Vocabulary":
+    def for_answers(cls, answers: Iterable[str], max_size: int | None) -> Vocabulary:
         """The `max_size` most frequent answers (all of them for None)."""
         # Most frequent first; ties broken alphabetically so the order is reproducible.
         counts = Counter(answers)
@@ -97,15 +97,16 @@ class Vocabulary:
         Path(path).write_text(json.dumps(self.tokens, ensure_ascii=False, indent=0))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocabulary":
+    def load(cls, path: str | Path) -> Vocabulary:
         tokens = json.loads(Path(path).read_text())
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
             raise ValueError(f"{path} must hold a JSON list of strings.")
         return cls(tokens)
 
 
-def load_word_vectors(path: str | Path, vocabulary: Vocabulary, dim: int,
-                      seed: int = 0) -> tuple[np.ndarray, float]:
+def load_word_vectors(
+    path: str | Path, vocabulary: Vocabulary, dim: int, seed: int = 0
+) -> tuple[np.ndarray, float]:
     """An embedding matrix [len(vocabulary), dim] initialised from a GloVe-format text
     file ("word v1 v2 ... vdim" per line), and the share of words it covered.
 
@@ -130,14 +131,17 @@ def load_word_vectors(path: str | Path, vocabulary: Vocabulary, dim: int,
                 continue
             values = rest.split()
             if len(values) != dim:
-                raise ConfigError(f"{path}, line {line_no}: {len(values)} values for "
-                                  f"{word!r}, but embedding_dim is {dim}. Set "
-                                  "model.embedding_dim to the file's dimension.")
+                raise ConfigError(
+                    f"{path}, line {line_no}: {len(values)} values for "
+                    f"{word!r}, but embedding_dim is {dim}. Set "
+                    "model.embedding_dim to the file's dimension."
+                )
             try:
                 matrix[row] = np.asarray(values, dtype="float32")
             except ValueError:
-                raise ConfigError(f"{path}, line {line_no}: not a word followed by "
-                                  "numbers.") from None
+                raise ConfigError(
+                    f"{path}, line {line_no}: not a word followed by numbers."
+                ) from None
             found += 1
     words = len(vocabulary) - 2
     return matrix, (found / words if words else 0.0)

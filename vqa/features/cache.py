@@ -26,10 +26,10 @@ import math
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import h5py
 import keras
@@ -67,21 +67,25 @@ class Manifest:
     # matter: a resume on another machine or with another --batch-size is accepted.
     NOT_COMPARED = ("weights", "batch_size")
 
-    def same_features(self, other: "Manifest") -> dict[str, tuple]:
+    def same_features(self, other: Manifest) -> dict[str, tuple]:
         """The fields that differ in a way that changes the features ({} if none)."""
-        return {k: (getattr(self, k), getattr(other, k)) for k in asdict(self)
-                if k not in self.NOT_COMPARED and getattr(self, k) != getattr(other, k)}
+        return {
+            k: (getattr(self, k), getattr(other, k))
+            for k in asdict(self)
+            if k not in self.NOT_COMPARED and getattr(self, k) != getattr(other, k)
+        }
 
     @classmethod
-    def read(cls, path: Path) -> "Manifest":
+    def read(cls, path: Path) -> Manifest:
         try:
             data = json.loads(path.read_text())
             data["grid"] = tuple(data["grid"])
             return cls(**data)
         except (ValueError, TypeError, KeyError) as exc:
-            raise FeatureCacheError(f"{path} is not a manifest this version can read ({exc}); "
-                                    f"delete {path.parent / path.stem}.* and extract again."
-                                    ) from None
+            raise FeatureCacheError(
+                f"{path} is not a manifest this version can read ({exc}); "
+                f"delete {path.parent / path.stem}.* and extract again."
+            ) from None
 
     def write(self, path: Path) -> None:
         write_json(asdict(self), path)
@@ -93,8 +97,9 @@ def input_size(dataset: PreparedDataset, image_size: int = 0) -> int:
     return image_size or dataset.backbone_input_size()
 
 
-def feature_paths(dataset: PreparedDataset, backbone: str, image_size: int = 0
-                  ) -> tuple[Path, Path, Path]:
+def feature_paths(
+    dataset: PreparedDataset, backbone: str, image_size: int = 0
+) -> tuple[Path, Path, Path]:
     """(features .h5, manifest .json, parts dir) for a backbone in a dataset, at an input
     size (0: the one that suits the dataset)."""
     root = dataset.root / "features"
@@ -112,11 +117,18 @@ def weights_fingerprint(model: keras.Model) -> str:
     return digest.hexdigest()
 
 
-def extract_features(dataset: PreparedDataset, backbone: str,
-                     weights: str | Path | None = None, *, image_size: int = 0,
-                     batch_size: int | None = None, dtype: str = "float16",
-                     shard: tuple[int, int] = (0, 1), chunk_size: int = 256,
-                     progress: bool | None = None) -> Path | None:
+def extract_features(
+    dataset: PreparedDataset,
+    backbone: str,
+    weights: str | Path | None = None,
+    *,
+    image_size: int = 0,
+    batch_size: int | None = None,
+    dtype: str = "float16",
+    shard: tuple[int, int] = (0, 1),
+    chunk_size: int = 256,
+    progress: bool | None = None,
+) -> Path | None:
     """Compute (or finish computing) the feature cache of every image in `dataset`, with
     the backbone at `image_size` (0: the size that suits the dataset's images, as a
     config's backbone_image_size 0 picks it). `batch_size` None: as many images as make
@@ -138,22 +150,49 @@ def extract_features(dataset: PreparedDataset, backbone: str,
         raise FeatureCacheError("batch_size and chunk_size must be at least 1.")
     h5_path, manifest_path, parts = feature_paths(dataset, backbone, spec.image_size)
     lock = parts.parent / f".{h5_path.stem}.shard{index}of{count}.lock"
-    with locks.exclusive_file(lock, f"extracting shard {index}/{count} of {h5_path.name}",
-                              FeatureCacheError):
-        return _extract(dataset, backbone, spec, weights, dtype, (index, count), batch_size,
-                        chunk_size, progress)
+    with locks.exclusive_file(
+        lock, f"extracting shard {index}/{count} of {h5_path.name}", FeatureCacheError
+    ):
+        return _extract(
+            dataset,
+            backbone,
+            spec,
+            weights,
+            dtype,
+            (index, count),
+            batch_size,
+            chunk_size,
+            progress,
+        )
 
 
-def _extract(dataset: PreparedDataset, backbone: str, spec, weights, dtype: str,
-             shard: tuple[int, int], batch_size: int, chunk_size: int,
-             progress: bool | None) -> Path | None:
+def _extract(
+    dataset: PreparedDataset,
+    backbone: str,
+    spec,
+    weights,
+    dtype: str,
+    shard: tuple[int, int],
+    batch_size: int,
+    chunk_size: int,
+    progress: bool | None,
+) -> Path | None:
     index, count = shard
     model = spec.build(include_top=False, weights=weights)
     image_ids = sorted(dataset.images.index)
-    manifest = Manifest(backbone, None if weights is None else str(Path(weights).resolve()),
-                        weights_fingerprint(model), spec.input_protocol, spec.image_size,
-                        (spec.grid_size, spec.grid_size, spec.grid_channels), dtype,
-                        len(image_ids), _ids_sha256(image_ids), chunk_size, batch_size)
+    manifest = Manifest(
+        backbone,
+        None if weights is None else str(Path(weights).resolve()),
+        weights_fingerprint(model),
+        spec.input_protocol,
+        spec.image_size,
+        (spec.grid_size, spec.grid_size, spec.grid_channels),
+        dtype,
+        len(image_ids),
+        _ids_sha256(image_ids),
+        chunk_size,
+        batch_size,
+    )
     h5_path, manifest_path, parts = feature_paths(dataset, backbone, spec.image_size)
     parts.parent.mkdir(exist_ok=True)
     if manifest_path.is_file():
@@ -169,14 +208,23 @@ def _extract(dataset: PreparedDataset, backbone: str, spec, weights, dtype: str,
 
     chunks = range(math.ceil(len(image_ids) / chunk_size))
     todo = [c for c in chunks if c % count == index and not _part(parts, c).is_file()]
-    n_todo = sum(len(image_ids[c * chunk_size:(c + 1) * chunk_size]) for c in todo)
-    log.info("extracting %s features: %d of %d images left for shard %d/%d", backbone,
-             n_todo, len(image_ids), index, count)
+    n_todo = sum(len(image_ids[c * chunk_size : (c + 1) * chunk_size]) for c in todo)
+    log.info(
+        "extracting %s features: %d of %d images left for shard %d/%d",
+        backbone,
+        n_todo,
+        len(image_ids),
+        index,
+        count,
+    )
     show = sys.stdout.isatty() if progress is None else progress
     bar = keras.utils.Progbar(n_todo, unit_name="image") if show and n_todo else None
-    chunk_ids = {c: image_ids[c * chunk_size:(c + 1) * chunk_size] for c in todo}
-    work = [(c, start, ids[start:start + batch_size])
-            for c, ids in chunk_ids.items() for start in range(0, len(ids), batch_size)]
+    chunk_ids = {c: image_ids[c * chunk_size : (c + 1) * chunk_size] for c in todo}
+    work = [
+        (c, start, ids[start : start + batch_size])
+        for c, ids in chunk_ids.items()
+        for start in range(0, len(ids), batch_size)
+    ]
 
     def load(item):
         return spec.load_pixels([dataset.image_path(i) for i in item[2]]).astype("float32")
@@ -186,9 +234,10 @@ def _extract(dataset: PreparedDataset, backbone: str, spec, weights, dtype: str,
             out = np.empty((len(chunk_ids[c]), *manifest.grid), dtype=dtype)
         if len(batch) < batch_size and len(work) > 1:  # a new shape would trace the
             pixels = np.concatenate(  # network again, which costs more than the padding
-                [pixels, np.repeat(pixels[-1:], batch_size - len(batch), axis=0)])
+                [pixels, np.repeat(pixels[-1:], batch_size - len(batch), axis=0)]
+            )
         grids = np.asarray(model.predict_on_batch(pixels))
-        out[start:start + len(batch)] = grids[:len(batch)]
+        out[start : start + len(batch)] = grids[: len(batch)]
         if bar is not None:
             bar.add(len(batch))
         if start + len(batch) == len(out):  # the chunk is complete
@@ -206,28 +255,39 @@ def merge_parts(dataset: PreparedDataset, backbone: str, image_size: int = 0) ->
     manifest = Manifest.read(manifest_path)
     image_ids = sorted(dataset.images.index)
     if _ids_sha256(image_ids) != manifest.image_ids_sha256:
-        raise FeatureCacheError(f"{manifest_path} was made for other images; delete "
-                                f"{manifest_path.parent} and extract again.")
+        raise FeatureCacheError(
+            f"{manifest_path} was made for other images; delete "
+            f"{manifest_path.parent} and extract again."
+        )
     n_chunks = math.ceil(len(image_ids) / manifest.chunk_size)
     missing = [c for c in range(n_chunks) if not _part(parts, c).is_file()]
     if missing:
-        raise FeatureCacheError(f"{len(missing)} of {n_chunks} chunks are not extracted yet "
-                                f"(e.g. {_part(parts, missing[0])}); run vqa extract for "
-                                "every shard first.")
+        raise FeatureCacheError(
+            f"{len(missing)} of {n_chunks} chunks are not extracted yet "
+            f"(e.g. {_part(parts, missing[0])}); run vqa extract for "
+            "every shard first."
+        )
     tmp = temp_path(h5_path)
     try:
         with h5py.File(tmp, "w") as f:
-            features = f.create_dataset("features", (len(image_ids), *manifest.grid),
-                                        dtype=manifest.dtype, chunks=(1, *manifest.grid))
-            f.create_dataset("image_id", data=np.array(image_ids, dtype=object),
-                             dtype=h5py.string_dtype())
+            features = f.create_dataset(
+                "features",
+                (len(image_ids), *manifest.grid),
+                dtype=manifest.dtype,
+                chunks=(1, *manifest.grid),
+            )
+            f.create_dataset(
+                "image_id", data=np.array(image_ids, dtype=object), dtype=h5py.string_dtype()
+            )
             for c in range(n_chunks):
                 part = np.load(_part(parts, c))
-                rows = len(image_ids[c * manifest.chunk_size:(c + 1) * manifest.chunk_size])
+                rows = len(image_ids[c * manifest.chunk_size : (c + 1) * manifest.chunk_size])
                 if part.shape != (rows, *manifest.grid) or part.dtype != manifest.dtype:
-                    raise FeatureCacheError(f"{_part(parts, c)} does not fit {manifest_path} "
-                                            f"(shape {part.shape}, dtype {part.dtype}).")
-                features[c * manifest.chunk_size:c * manifest.chunk_size + rows] = part
+                    raise FeatureCacheError(
+                        f"{_part(parts, c)} does not fit {manifest_path} "
+                        f"(shape {part.shape}, dtype {part.dtype})."
+                    )
+                features[c * manifest.chunk_size : c * manifest.chunk_size + rows] = part
     except FileNotFoundError:  # another shard merged (and removed the parts) meanwhile
         tmp.unlink(missing_ok=True)
         if h5_path.is_file():
@@ -253,8 +313,9 @@ class FeatureCache:
         self.path, self.manifest = path, manifest
         self._file = h5py.File(path, "r")
         self._features = self._file["features"]
-        self.image_ids = [s.decode() if isinstance(s, bytes) else s
-                          for s in self._file["image_id"][:]]
+        self.image_ids = [
+            s.decode() if isinstance(s, bytes) else s for s in self._file["image_id"][:]
+        ]
         self.rows = {image_id: i for i, image_id in enumerate(self.image_ids)}
         self._offsets = self._chunk_offsets()
         self._fd = os.open(path, os.O_RDONLY) if self._offsets is not None else None
@@ -265,8 +326,13 @@ class FeatureCache:
         os.pread skips HDF5's per-read overhead (0.15 ms a row here), which was most
         of a training step's wait for data."""
         features = self._features
-        if (features.chunks != (1, *features.shape[1:]) or features.compression
-                or features.shuffle or features.fletcher32 or features.scaleoffset):
+        if (
+            features.chunks != (1, *features.shape[1:])
+            or features.compression
+            or features.shuffle
+            or features.fletcher32
+            or features.scaleoffset
+        ):
             return None
         row_bytes = features.dtype.itemsize * int(np.prod(features.shape[1:]))
         offsets = np.full(features.shape[0], -1, dtype=np.int64)
@@ -280,13 +346,14 @@ class FeatureCache:
         return offsets if plain[0] and (offsets >= 0).all() else None
 
     @classmethod
-    def open(cls, dataset: PreparedDataset, backbone: str, image_size: int = 0
-             ) -> "FeatureCache":
+    def open(cls, dataset: PreparedDataset, backbone: str, image_size: int = 0) -> FeatureCache:
         h5_path, manifest_path, _ = feature_paths(dataset, backbone, image_size)
         if not h5_path.is_file() or not manifest_path.is_file():
             size = f" --backbone-image-size {image_size}" if image_size else ""
-            raise FeatureCacheError(f"No {h5_path.stem} features in {dataset.root}: run "
-                                    f"`vqa extract {dataset.root} --backbone {backbone}{size}`.")
+            raise FeatureCacheError(
+                f"No {h5_path.stem} features in {dataset.root}: run "
+                f"`vqa extract {dataset.root} --backbone {backbone}{size}`."
+            )
         return cls(h5_path, Manifest.read(manifest_path))
 
     @property
@@ -303,8 +370,9 @@ class FeatureCache:
             for out, i in zip(block, rows):
                 view = memoryview(out.reshape(-1).view(np.uint8))
                 if os.preadv(self._fd, [view], int(self._offsets[i])) != view.nbytes:
-                    raise FeatureCacheError(f"{self.path} ends early (row {i}); extract "
-                                            "the features again.")
+                    raise FeatureCacheError(
+                        f"{self.path} ends early (row {i}); extract the features again."
+                    )
             return block
         unique, inverse = np.unique(rows, return_inverse=True)
         # One read per row: h5py's fancy indexing is ~60x slower for scattered rows.
@@ -317,7 +385,7 @@ class FeatureCache:
             self._fd = None
         self._file.close()
 
-    def __enter__(self) -> "FeatureCache":
+    def __enter__(self) -> FeatureCache:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -349,14 +417,21 @@ def _check_same(found: Manifest, wanted: Manifest, path: Path) -> None:
     diff = found.same_features(wanted)
     if diff:
         changes = ", ".join(f"{k}: {a} != {b}" for k, (a, b) in diff.items())
-        raise FeatureCacheError(f"{path} was made with other settings ({changes}). Delete "
-                                f"{path.parent / path.stem}.* to extract again with these.")
+        raise FeatureCacheError(
+            f"{path} was made with other settings ({changes}). Delete "
+            f"{path.parent / path.stem}.* to extract again with these."
+        )
 
 
-def image_table(dataset: PreparedDataset, image_ids: Sequence[str], *,
-                backbone: str | None, image_size: int, fine_tune: bool = False,
-                weights: str | None = None
-                ) -> tuple[np.ndarray | FeatureCache, dict[str, int]]:
+def image_table(
+    dataset: PreparedDataset,
+    image_ids: Sequence[str],
+    *,
+    backbone: str | None,
+    image_size: int,
+    fine_tune: bool = False,
+    weights: str | None = None,
+) -> tuple[np.ndarray | FeatureCache, dict[str, int]]:
     """What a model's "image" input is gathered from, and the row of each image id.
 
     `backbone` None: decoded pixels at `image_size` (the small CNN). Else that backbone
@@ -382,8 +457,11 @@ def image_table(dataset: PreparedDataset, image_ids: Sequence[str], *,
 def backbone_for_answering(manifest: Manifest) -> keras.Model:
     """The backbone network exactly as it made the cached features (checked)."""
     model = get_backbone(manifest.backbone, manifest.image_size).build(
-        include_top=False, weights=manifest.weights)
+        include_top=False, weights=manifest.weights
+    )
     if weights_fingerprint(model) != manifest.weights_sha256:
-        raise FeatureCacheError(f"The {manifest.backbone} weights now loaded differ from the "
-                                "ones that made the cached features; extract again.")
+        raise FeatureCacheError(
+            f"The {manifest.backbone} weights now loaded differ from the "
+            "ones that made the cached features; extract again."
+        )
     return model

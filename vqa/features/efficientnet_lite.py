@@ -11,9 +11,15 @@ import keras
 import numpy as np
 
 # (repeats, kernel, first stride, expand ratio, in channels, out channels): 16 blocks
-STAGES = ((1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40),
-          (3, 3, 2, 6, 40, 80), (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192),
-          (1, 3, 1, 6, 192, 320))
+STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
 BN_EPSILON = 1e-3
 IMAGE_SIZE = 224
 
@@ -23,8 +29,9 @@ def block_specs() -> list[tuple[int, int, int, int, int]]:
     specs = []
     for repeats, kernel, stride, expand, c_in, c_out in STAGES:
         for r in range(repeats):
-            specs.append((kernel, stride if r == 0 else 1, expand, c_in if r == 0 else c_out,
-                          c_out))
+            specs.append(
+                (kernel, stride if r == 0 else 1, expand, c_in if r == 0 else c_out, c_out)
+            )
     return specs
 
 
@@ -40,17 +47,18 @@ def efficientnet_lite0(include_top: bool = True, image_size: int = IMAGE_SIZE) -
     """
     image = keras.Input((image_size, image_size, 3), name="image")
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="normalise")(image)  # (x/255-.5)/.5
-    x = keras.layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False,
-                            name="stem_conv")(x)
+    x = keras.layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = keras.layers.ReLU(max_value=6.0, name="stem_relu")(_bn("stem_bn")(x))
     for i, (kernel, stride, expand, c_in, c_out) in enumerate(block_specs()):
         inputs = x
         if expand != 1:
-            x = keras.layers.Conv2D(c_in * expand, 1, use_bias=False,
-                                    name=f"block{i}_expand_conv")(x)
+            x = keras.layers.Conv2D(c_in * expand, 1, use_bias=False, name=f"block{i}_expand_conv")(
+                x
+            )
             x = keras.layers.ReLU(max_value=6.0)(_bn(f"block{i}_expand_bn")(x))
-        x = keras.layers.DepthwiseConv2D(kernel, strides=stride, padding="same", use_bias=False,
-                                         name=f"block{i}_dwconv")(x)
+        x = keras.layers.DepthwiseConv2D(
+            kernel, strides=stride, padding="same", use_bias=False, name=f"block{i}_dwconv"
+        )(x)
         x = keras.layers.ReLU(max_value=6.0)(_bn(f"block{i}_dw_bn")(x))
         x = keras.layers.Conv2D(c_out, 1, use_bias=False, name=f"block{i}_project_conv")(x)
         x = _bn(f"block{i}_project_bn")(x)
@@ -66,6 +74,7 @@ def efficientnet_lite0(include_top: bool = True, image_size: int = IMAGE_SIZE) -
 
 def torch_to_keras_weights(state: dict[str, np.ndarray]) -> dict[str, list[np.ndarray]]:
     """Map the PyTorch state dict to {keras layer name: weights in Keras order}."""
+
     def conv(key: str) -> list[np.ndarray]:
         return [state[key].transpose(2, 3, 1, 0)]  # [out, in, kh, kw] -> [kh, kw, in, out]
 
@@ -73,12 +82,15 @@ def torch_to_keras_weights(state: dict[str, np.ndarray]) -> dict[str, list[np.nd
         return [state[key].transpose(2, 3, 0, 1)]  # [c, 1, kh, kw] -> [kh, kw, c, 1]
 
     def bn(prefix: str) -> list[np.ndarray]:
-        return [state[f"{prefix}.{p}"] for p in ("weight", "bias", "running_mean",
-                                                  "running_var")]
+        return [state[f"{prefix}.{p}"] for p in ("weight", "bias", "running_mean", "running_var")]
 
-    weights = {"stem_conv": conv("_conv_stem.weight"), "stem_bn": bn("_bn0"),
-               "head_conv": conv("_conv_head.weight"), "head_bn": bn("_bn1"),
-               "predictions": [state["_fc.weight"].T, state["_fc.bias"]]}
+    weights = {
+        "stem_conv": conv("_conv_stem.weight"),
+        "stem_bn": bn("_bn0"),
+        "head_conv": conv("_conv_head.weight"),
+        "head_bn": bn("_bn1"),
+        "predictions": [state["_fc.weight"].T, state["_fc.bias"]],
+    }
     for i, (_, _, expand, _, _) in enumerate(block_specs()):
         b = f"_blocks.{i}"
         if expand != 1:

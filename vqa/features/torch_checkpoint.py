@@ -25,9 +25,15 @@ from vqa.errors import VQAError
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
-    "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
 }
 
 
@@ -54,14 +60,16 @@ class _TensorRef:
     stride: tuple[int, ...]
 
 
-def _rebuild_tensor_v2(storage, offset, shape, stride, requires_grad=False,
-                       backward_hooks=None, metadata=None) -> _TensorRef:
+def _rebuild_tensor_v2(
+    storage, offset, shape, stride, requires_grad=False, backward_hooks=None, metadata=None
+) -> _TensorRef:
     values = [offset, *shape, *stride]
-    if (not isinstance(storage, _StorageRef) or len(shape) != len(stride)
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-                       for v in values)):
-        raise CheckpointError("Malformed tensor in checkpoint (storage, offset, shape or "
-                              "stride).")
+    if (
+        not isinstance(storage, _StorageRef)
+        or len(shape) != len(stride)
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values)
+    ):
+        raise CheckpointError("Malformed tensor in checkpoint (storage, offset, shape or stride).")
     return _TensorRef(storage, offset, tuple(shape), tuple(stride))
 
 
@@ -75,13 +83,19 @@ class _RestrictedUnpickler(pickle.Unpickler):
             return _rebuild_tensor_v2
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(_STORAGE_DTYPES[name])
-        raise CheckpointError(f"Refusing to load {module}.{name}: a state-dict checkpoint "
-                              "needs only tensors, and anything else could run code.")
+        raise CheckpointError(
+            f"Refusing to load {module}.{name}: a state-dict checkpoint "
+            "needs only tensors, and anything else could run code."
+        )
 
     def persistent_load(self, pid):
         # ('storage', storage_type, key, location, numel[, view_metadata])
-        if (not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage"
-                or not isinstance(pid[1], _StorageType)):
+        if (
+            not isinstance(pid, tuple)
+            or len(pid) < 5
+            or pid[0] != "storage"
+            or not isinstance(pid[1], _StorageType)
+        ):
             raise CheckpointError(f"Unexpected persistent id in checkpoint: {pid!r}")
         return _StorageRef(str(pid[2]), pid[1].dtype)
 
@@ -95,8 +109,9 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         head = f.read(4)
         f.seek(0)
         if head.startswith(b"PK"):
-            raise CheckpointError(f"{path} is a zip-format PyTorch checkpoint; only the legacy "
-                                  "format is supported.")
+            raise CheckpointError(
+                f"{path} is a zip-format PyTorch checkpoint; only the legacy format is supported."
+            )
         try:
             if _RestrictedUnpickler(f).load() != LEGACY_MAGIC:
                 raise CheckpointError(f"{path} is not a PyTorch checkpoint (bad magic number).")
@@ -110,8 +125,9 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
             raise CheckpointError(f"{path} does not hold a state dict.")
         dtypes = {ref.key: ref.dtype for ref in _storages(state)}
         size = path.stat().st_size
-        storages = {str(key): _read_storage(f, dtypes.get(str(key), np.uint8), path, size)
-                    for key in keys}
+        storages = {
+            str(key): _read_storage(f, dtypes.get(str(key), np.uint8), path, size) for key in keys
+        }
     out = {}
     for name, ref in state.items():
         if not isinstance(ref, _TensorRef):
@@ -148,5 +164,6 @@ def _materialise(ref: _TensorRef, storage: np.ndarray) -> np.ndarray:
     if needed > len(storage):
         raise CheckpointError("Tensor runs past the end of its storage.")
     view = np.lib.stride_tricks.as_strided(
-        storage[ref.offset:], shape=ref.shape, strides=[s * itemsize for s in ref.stride])
+        storage[ref.offset :], shape=ref.shape, strides=[s * itemsize for s in ref.stride]
+    )
     return np.ascontiguousarray(view)

@@ -31,7 +31,7 @@ import math
 import re
 import shutil
 from collections import Counter
-from typing import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -42,19 +42,54 @@ Hyps = Mapping[Hashable, str]
 
 # pycocoevalcap's PUNCTUATIONS: the tokens it drops after the PTB tokenizer. Its bracket
 # tokens are upper case and the tokenizer lower-cases them first, so "-lrb-" survives.
-PUNCTUATIONS = frozenset(["''", "'", "``", "`", "-LRB-", "-RRB-", "-LCB-", "-RCB-", ".", "?",
-                          "!", ",", ":", "-", "--", "...", ";"])
+PUNCTUATIONS = frozenset(
+    [
+        "''",
+        "'",
+        "``",
+        "`",
+        "-LRB-",
+        "-RRB-",
+        "-LCB-",
+        "-RCB-",
+        ".",
+        "?",
+        "!",
+        ",",
+        ":",
+        "-",
+        "--",
+        "...",
+        ";",
+    ]
+)
 # BleuScorer's epsilons: a precision is (matches + TINY) / (candidates + SMALL).
 _TINY, _SMALL = 1e-15, 1e-9
 
-_CHARACTERS = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": " '' ", "\u201d": " '' ",
-                             "\u2014": " -- ", "\u2013": " -- ", "\u2026": " ... ",
-                             '"': " '' ", "`": " `` ",
-                             ";": " ; ", "$": " $ ", "%": " % ", "#": " # ", "*": " * ",
-                             "+": " + ", "=": " = "})
+_CHARACTERS = str.maketrans(
+    {
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": " '' ",
+        "\u201d": " '' ",
+        "\u2014": " -- ",
+        "\u2013": " -- ",
+        "\u2026": " ... ",
+        '"': " '' ",
+        "`": " `` ",
+        ";": " ; ",
+        "$": " $ ",
+        "%": " % ",
+        "#": " # ",
+        "*": " * ",
+        "+": " + ",
+        "=": " = ",
+    }
+)
 # after _SPLITS, whose hyphen rule would cut these tokens
-_BRACKETS = str.maketrans({"(": " -lrb- ", ")": " -rrb- ", "[": " -lsb- ", "]": " -rsb- ",
-                           "{": " -lcb- ", "}": " -rcb- "})
+_BRACKETS = str.maketrans(
+    {"(": " -lrb- ", ")": " -rrb- ", "[": " -lsb- ", "]": " -rsb- ", "{": " -lcb- ", "}": " -rcb- "}
+)
 _SPLITS = [
     (re.compile(r"\.{2,}"), " ... "),
     (re.compile(r"-{2,}"), " -- "),
@@ -67,12 +102,19 @@ _SPLITS = [
 ]
 _CLITIC = re.compile(r"(.+?)(n't|'s|'m|'d|'ll|'re|'ve)")
 _CLITICS = frozenset(["n't", "'s", "'m", "'d", "'ll", "'re", "'ve"])
-_ASSIMILATIONS = {"cannot": ("can", "not"), "gonna": ("gon", "na"), "wanna": ("wan", "na"),
-                  "gotta": ("got", "ta"), "gimme": ("gim", "me"), "lemme": ("lem", "me")}
+_ASSIMILATIONS = {
+    "cannot": ("can", "not"),
+    "gonna": ("gon", "na"),
+    "wanna": ("wan", "na"),
+    "gotta": ("got", "ta"),
+    "gimme": ("gim", "me"),
+    "lemme": ("lem", "me"),
+}
 # Words whose final period the PTB tokenizer keeps; "no." and "fig." only before a number.
 _ABBREVIATIONS = frozenset(
     "mr mrs ms dr prof st mt ft jr sr vs etc inc co corp ltd bros gen gov sen rep rev capt lt "
-    "col sgt ave rd blvd dept jan feb mar apr jun jul aug sep sept oct nov dec".split())
+    "col sgt ave rd blvd dept jan feb mar apr jun jul aug sep sept oct nov dec".split()
+)
 _INITIALS = re.compile(r"(?:[a-z]\.)+")
 
 
@@ -130,20 +172,27 @@ def _pairs(refs: Refs, hyps: Hyps) -> list[tuple[str, list[str]]]:
         raise ValueError("There are no hypotheses to score: hyps is empty.")
     missing = [key for key in hyps if key not in refs]
     if missing:
-        raise ValueError(f"{len(missing)} image(s) in hyps have no entry in refs, e.g. "
-                           f"{missing[0]!r}; score only images with reference captions.")
+        raise ValueError(
+            f"{len(missing)} image(s) in hyps have no entry in refs, e.g. "
+            f"{missing[0]!r}; score only images with reference captions."
+        )
     pairs = []
     for key, hyp in hyps.items():
         references = refs[key]
         if not isinstance(hyp, str):
-            raise ValueError(f"The hypothesis of image {key!r} must be one string. "
-                               f"Received: {type(hyp).__name__}.")
+            raise ValueError(
+                f"The hypothesis of image {key!r} must be one string. "
+                f"Received: {type(hyp).__name__}."
+            )
         if isinstance(references, str) or not all(isinstance(r, str) for r in references):
-            raise ValueError(f"The references of image {key!r} must be a list of strings. "
-                               f"Received: {type(references).__name__}.")
+            raise ValueError(
+                f"The references of image {key!r} must be a list of strings. "
+                f"Received: {type(references).__name__}."
+            )
         if len(references) == 0:
-            raise ValueError(f"Image {key!r} has no reference captions; add them or "
-                               "leave the image out of hyps.")
+            raise ValueError(
+                f"Image {key!r} has no reference captions; add them or leave the image out of hyps."
+            )
         pairs.append((hyp, list(references)))
     return pairs
 
@@ -155,8 +204,9 @@ def _check_n(n: int) -> None:
 
 def _ngram_counts(words: Sequence[str], n: int) -> Counter:
     # 1-grams first, then 2-grams...: the order pycocoevalcap adds them (it sums in it)
-    return Counter(tuple(words[i:i + k]) for k in range(1, n + 1)
-                   for i in range(len(words) - k + 1))
+    return Counter(
+        tuple(words[i : i + k]) for k in range(1, n + 1) for i in range(len(words) - k + 1)
+    )
 
 
 def bleu(refs: Refs, hyps: Hyps, n: int = 4) -> list[float]:
@@ -194,8 +244,9 @@ def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
     for token in a:  # one row of the dynamic programme at a time
         current = [0]
         for j, other in enumerate(b, start=1):
-            current.append(previous[j - 1] + 1 if token == other
-                           else max(previous[j], current[j - 1]))
+            current.append(
+                previous[j - 1] + 1 if token == other else max(previous[j], current[j - 1])
+            )
         previous = current
     return previous[-1]
 
@@ -209,8 +260,9 @@ def rouge_l(refs: Refs, hyps: Hyps, beta: float = 1.2) -> float:
         precision = max(length / float(len(words)) for length in lcs)
         recall = max(length / float(len(r.split(" "))) for length, r in zip(lcs, references))
         if precision != 0 and recall != 0:
-            scores.append(((1 + beta ** 2) * precision * recall)
-                          / float(recall + beta ** 2 * precision))
+            scores.append(
+                ((1 + beta**2) * precision * recall) / float(recall + beta**2 * precision)
+            )
         else:
             scores.append(0.0)
     return float(np.mean(np.array(scores)))
@@ -234,7 +286,7 @@ def cider_d(refs: Refs, hyps: Hyps, n: int = 4, sigma: float = 6.0) -> float:
             # an n-gram no reference has gets the idf of one that a single image has
             weight = float(count) * (log_images - np.log(max(1.0, document_frequency[gram])))
             vectors[len(gram) - 1][gram] = weight
-            squares[len(gram) - 1] += weight ** 2
+            squares[len(gram) - 1] += weight**2
         length = sum(count for gram, count in counts.items() if len(gram) == 2)
         return vectors, [np.sqrt(s) for s in squares], length
 
@@ -248,7 +300,7 @@ def cider_d(refs: Refs, hyps: Hyps, n: int = 4, sigma: float = 6.0) -> float:
                 values[k] += min(weight, ref_weight) * ref_weight  # clipped: the "-D"
             if hyp_norms[k] != 0 and ref_norms[k] != 0:
                 values[k] /= hyp_norms[k] * ref_norms[k]
-            values[k] *= np.e ** (-(delta ** 2) / (2 * sigma ** 2))
+            values[k] *= np.e ** (-(delta**2) / (2 * sigma**2))
         return values
 
     scores = []
@@ -271,8 +323,9 @@ def _meteor(refs: Refs, hyps: Hyps) -> float | None:
         return None
     try:
         scorer = Meteor()
-        score, _ = scorer.compute_score({key: list(refs[key]) for key in hyps},
-                                        {key: [hyp] for key, hyp in hyps.items()})
+        score, _ = scorer.compute_score(
+            {key: list(refs[key]) for key in hyps}, {key: [hyp] for key, hyp in hyps.items()}
+        )
     except (OSError, ValueError) as error:  # the Java process failed or died
         logger.warning("METEOR left out: pycocoevalcap's METEOR failed (%s).", error)
         return None
@@ -280,8 +333,9 @@ def _meteor(refs: Refs, hyps: Hyps) -> float | None:
     return float(score)
 
 
-def score_captions(refs: Refs, hyps: Hyps, tokenized: bool = False,
-                   meteor: bool = True) -> dict[str, float]:
+def score_captions(
+    refs: Refs, hyps: Hyps, tokenized: bool = False, meteor: bool = True
+) -> dict[str, float]:
     """BLEU-1..4, ROUGE-L and CIDEr-D of one hypothesis per image against its references.
 
     Args:
@@ -319,7 +373,7 @@ def _ngrams(captions: Iterable[str], n: int) -> list[tuple[str, ...]]:
     grams = []
     for caption in captions:
         words = caption.split()
-        grams.extend(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+        grams.extend(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
     return grams
 
 

@@ -32,52 +32,170 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable, Iterable, Sequence
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Callable, Iterable, Sequence
 
 # The evaluator's contraction table (its straight apostrophes decide what matches).
 _CONTRACTIONS = {
-    'aint': "ain't", 'arent': "aren't", 'cant': "can't", 'couldve': "could've",
-    'couldnt': "couldn't", "couldn'tve": "couldn't've", "couldnt've": "couldn't've",
-    'didnt': "didn't", 'doesnt': "doesn't", 'dont': "don't", 'hadnt': "hadn't",
-    "hadnt've": "hadn't've", "hadn'tve": "hadn't've", 'hasnt': "hasn't", 'havent':
-    "haven't", 'hed': "he'd", "hed've": "he'd've", "he'dve": "he'd've", 'hes': "he's",
-    'howd': "how'd", 'howll': "how'll", 'hows': "how's", "Id've": "I'd've", "I'dve":
-    "I'd've", 'Im': "I'm", 'Ive': "I've", 'isnt': "isn't", 'itd': "it'd", "itd've":
-    "it'd've", "it'dve": "it'd've", 'itll': "it'll", "let's": "let's", 'maam': "ma'am",
-    'mightnt': "mightn't", "mightnt've": "mightn't've", "mightn'tve": "mightn't've",
-    'mightve': "might've", 'mustnt': "mustn't", 'mustve': "must've", 'neednt':
-    "needn't", 'notve': "not've", 'oclock': "o'clock", 'oughtnt': "oughtn't", "ow's'at":
-    "'ow's'at", "'ows'at": "'ow's'at", "'ow'sat": "'ow's'at", 'shant': "shan't",
-    "shed've": "she'd've", "she'dve": "she'd've", "she's": "she's", 'shouldve':
-    "should've", 'shouldnt': "shouldn't", "shouldnt've": "shouldn't've", "shouldn'tve":
-    "shouldn't've", "somebody'd": 'somebodyd', "somebodyd've": "somebody'd've",
-    "somebody'dve": "somebody'd've", 'somebodyll': "somebody'll", 'somebodys':
-    "somebody's", 'someoned': "someone'd", "someoned've": "someone'd've", "someone'dve":
-    "someone'd've", 'someonell': "someone'll", 'someones': "someone's", 'somethingd':
-    "something'd", "somethingd've": "something'd've", "something'dve": "something'd've",
-    'somethingll': "something'll", 'thats': "that's", 'thered': "there'd", "thered've":
-    "there'd've", "there'dve": "there'd've", 'therere': "there're", 'theres': "there's",
-    'theyd': "they'd", "theyd've": "they'd've", "they'dve": "they'd've", 'theyll':
-    "they'll", 'theyre': "they're", 'theyve': "they've", 'twas': "'twas", 'wasnt':
-    "wasn't", "wed've": "we'd've", "we'dve": "we'd've", 'weve': "we've", 'werent':
-    "weren't", 'whatll': "what'll", 'whatre': "what're", 'whats': "what's", 'whatve':
-    "what've", 'whens': "when's", 'whered': "where'd", 'wheres': "where's", 'whereve':
-    "where've", 'whod': "who'd", "whod've": "who'd've", "who'dve": "who'd've", 'wholl':
-    "who'll", 'whos': "who's", 'whove': "who've", 'whyll': "why'll", 'whyre': "why're",
-    'whys': "why's", 'wont': "won't", 'wouldve': "would've", 'wouldnt': "wouldn't",
-    "wouldnt've": "wouldn't've", "wouldn'tve": "wouldn't've", 'yall': "y'all",
-    "yall'll": "y'all'll", "y'allll": "y'all'll", "yall'd've": "y'all'd've",
-    "y'alld've": "y'all'd've", "y'all'dve": "y'all'd've", 'youd': "you'd", "youd've":
-    "you'd've", "you'dve": "you'd've", 'youll': "you'll", 'youre': "you're", 'youve':
-    "you've",
+    "aint": "ain't",
+    "arent": "aren't",
+    "cant": "can't",
+    "couldve": "could've",
+    "couldnt": "couldn't",
+    "couldn'tve": "couldn't've",
+    "couldnt've": "couldn't've",
+    "didnt": "didn't",
+    "doesnt": "doesn't",
+    "dont": "don't",
+    "hadnt": "hadn't",
+    "hadnt've": "hadn't've",
+    "hadn'tve": "hadn't've",
+    "hasnt": "hasn't",
+    "havent": "haven't",
+    "hed": "he'd",
+    "hed've": "he'd've",
+    "he'dve": "he'd've",
+    "hes": "he's",
+    "howd": "how'd",
+    "howll": "how'll",
+    "hows": "how's",
+    "Id've": "I'd've",
+    "I'dve": "I'd've",
+    "Im": "I'm",
+    "Ive": "I've",
+    "isnt": "isn't",
+    "itd": "it'd",
+    "itd've": "it'd've",
+    "it'dve": "it'd've",
+    "itll": "it'll",
+    "let's": "let's",
+    "maam": "ma'am",
+    "mightnt": "mightn't",
+    "mightnt've": "mightn't've",
+    "mightn'tve": "mightn't've",
+    "mightve": "might've",
+    "mustnt": "mustn't",
+    "mustve": "must've",
+    "neednt": "needn't",
+    "notve": "not've",
+    "oclock": "o'clock",
+    "oughtnt": "oughtn't",
+    "ow's'at": "'ow's'at",
+    "'ows'at": "'ow's'at",
+    "'ow'sat": "'ow's'at",
+    "shant": "shan't",
+    "shed've": "she'd've",
+    "she'dve": "she'd've",
+    "she's": "she's",
+    "shouldve": "should've",
+    "shouldnt": "shouldn't",
+    "shouldnt've": "shouldn't've",
+    "shouldn'tve": "shouldn't've",
+    "somebody'd": "somebodyd",
+    "somebodyd've": "somebody'd've",
+    "somebody'dve": "somebody'd've",
+    "somebodyll": "somebody'll",
+    "somebodys": "somebody's",
+    "someoned": "someone'd",
+    "someoned've": "someone'd've",
+    "someone'dve": "someone'd've",
+    "someonell": "someone'll",
+    "someones": "someone's",
+    "somethingd": "something'd",
+    "somethingd've": "something'd've",
+    "something'dve": "something'd've",
+    "somethingll": "something'll",
+    "thats": "that's",
+    "thered": "there'd",
+    "thered've": "there'd've",
+    "there'dve": "there'd've",
+    "therere": "there're",
+    "theres": "there's",
+    "theyd": "they'd",
+    "theyd've": "they'd've",
+    "they'dve": "they'd've",
+    "theyll": "they'll",
+    "theyre": "they're",
+    "theyve": "they've",
+    "twas": "'twas",
+    "wasnt": "wasn't",
+    "wed've": "we'd've",
+    "we'dve": "we'd've",
+    "weve": "we've",
+    "werent": "weren't",
+    "whatll": "what'll",
+    "whatre": "what're",
+    "whats": "what's",
+    "whatve": "what've",
+    "whens": "when's",
+    "whered": "where'd",
+    "wheres": "where's",
+    "whereve": "where've",
+    "whod": "who'd",
+    "whod've": "who'd've",
+    "who'dve": "who'd've",
+    "wholl": "who'll",
+    "whos": "who's",
+    "whove": "who've",
+    "whyll": "why'll",
+    "whyre": "why're",
+    "whys": "why's",
+    "wont": "won't",
+    "wouldve": "would've",
+    "wouldnt": "wouldn't",
+    "wouldnt've": "wouldn't've",
+    "wouldn'tve": "wouldn't've",
+    "yall": "y'all",
+    "yall'll": "y'all'll",
+    "y'allll": "y'all'll",
+    "yall'd've": "y'all'd've",
+    "y'alld've": "y'all'd've",
+    "y'all'dve": "y'all'd've",
+    "youd": "you'd",
+    "youd've": "you'd've",
+    "you'dve": "you'd've",
+    "youll": "you'll",
+    "youre": "you're",
+    "youve": "you've",
 }
-_NUMBER_WORDS = {"none": "0", "zero": "0", "one": "1", "two": "2", "three": "3",
-                 "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8",
-                 "nine": "9", "ten": "10"}
+_NUMBER_WORDS = {
+    "none": "0",
+    "zero": "0",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+}
 _ARTICLES = frozenset({"a", "an", "the"})
-_PUNCTUATION = (";", "/", "[", "]", '"', "{", "}", "(", ")", "=", "+", "\\", "_", "-",
-                ">", "<", "@", "`", ",", "?", "!")
+_PUNCTUATION = (
+    ";",
+    "/",
+    "[",
+    "]",
+    '"',
+    "{",
+    "}",
+    "(",
+    ")",
+    "=",
+    "+",
+    "\\",
+    "_",
+    "-",
+    ">",
+    "<",
+    "@",
+    "`",
+    ",",
+    "?",
+    "!",
+)
 # The official lookbehind is malformed ("(?!<=\d)"), so a period goes unless a digit
 # follows it. re.ASCII: Python 2's \d, without re.UNICODE, is [0-9].
 _PERIOD = re.compile(r"(?!<=\d)(\.)(?!\d)", re.ASCII)
@@ -160,8 +278,10 @@ DEFAULT_EVALUATOR = "2021"
 
 def check_evaluator(evaluator: str) -> str:
     if evaluator not in EVALUATORS:
-        raise ValueError("Invalid value for argument evaluator. Expected one of "
-                         f"{sorted(EVALUATORS)}. Received: evaluator={evaluator!r}")
+        raise ValueError(
+            "Invalid value for argument evaluator. Expected one of "
+            f"{sorted(EVALUATORS)}. Received: evaluator={evaluator!r}"
+        )
     return evaluator
 
 
@@ -175,8 +295,9 @@ def _leave_one_out(refs: list[str], prediction: str) -> float:
     return total / len(refs)
 
 
-def vqa_accuracy(prediction: str, human_answers: Sequence[str],
-                 evaluator: str = DEFAULT_EVALUATOR) -> float:
+def vqa_accuracy(
+    prediction: str, human_answers: Sequence[str], evaluator: str = DEFAULT_EVALUATOR
+) -> float:
     """Accuracy in [0, 1] of one predicted answer against the human answers."""
     references = EVALUATORS[check_evaluator(evaluator)]
     if len(human_answers) == 0:
@@ -187,8 +308,9 @@ def vqa_accuracy(prediction: str, human_answers: Sequence[str],
     return _leave_one_out(refs, transform(prediction))
 
 
-def answer_scores(human_answers: Sequence[str],
-                  evaluator: str = DEFAULT_EVALUATOR) -> dict[str, float]:
+def answer_scores(
+    human_answers: Sequence[str], evaluator: str = DEFAULT_EVALUATOR
+) -> dict[str, float]:
     """Soft training target: the accuracy each candidate answer would get, for every
     candidate that scores above 0, so that a model is fitted to what it is judged on.
 
@@ -203,7 +325,8 @@ def answer_scores(human_answers: Sequence[str],
         return {answer: 1.0} if answer else {}
     refs, transform = references(human_answers)
     candidates = {strip_answer(a) for a in human_answers} | {
-        normalize_answer(a) for a in human_answers}
+        normalize_answer(a) for a in human_answers
+    }
     scores = {c: _leave_one_out(refs, transform(c)) for c in sorted(candidates) if c}
     return {c: v for c, v in scores.items() if v > 0}
 
@@ -246,8 +369,9 @@ class AnswerScorer:
         return scores
 
 
-def best_answer(human_answers: Sequence[str], evaluator: str = DEFAULT_EVALUATOR,
-                prefer: str | None = None) -> str:
+def best_answer(
+    human_answers: Sequence[str], evaluator: str = DEFAULT_EVALUATOR, prefer: str | None = None
+) -> str:
     """The label a classifier should learn: the answer that scores highest, or "" when
     none scores. Ties go to `prefer` (e.g. the annotated majority answer), then to
     normalised forms, then to the most often typed, then alphabetically."""
@@ -261,8 +385,10 @@ def best_answer(human_answers: Sequence[str], evaluator: str = DEFAULT_EVALUATOR
     for a in human_answers:
         for form in {strip_answer(a), normalize_answer(a)}:
             typed[form] = typed.get(form, 0) + 1
-    return min((c for c, v in scores.items() if v == best),
-               key=lambda c: (c != normalize_answer(c), -typed.get(c, 0), c))
+    return min(
+        (c for c, v in scores.items() if v == best),
+        key=lambda c: (c != normalize_answer(c), -typed.get(c, 0), c),
+    )
 
 
 def percent(values: Iterable[float]) -> float:

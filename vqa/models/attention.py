@@ -10,18 +10,24 @@ from vqa.models.checks import check_sizes
 from vqa.models.grid import coordinates
 
 
-def _scorers(units: int, hops: int, items_shape, query_dim: int, names: tuple[str, str, str]
-             ) -> tuple[list, list, list]:
+def _scorers(
+    units: int, hops: int, items_shape, query_dim: int, names: tuple[str, str, str]
+) -> tuple[list, list, list]:
     """Per hop, the three layers of additive attention, built: W_k over the items, W_u
     over the query (no bias) and w (one score)."""
     layers: tuple[list, list, list] = ([], [], [])
     for hop in range(hops):
-        for group, (name, kwargs, shape) in zip(layers, (
+        for group, (name, kwargs, shape) in zip(
+            layers,
+            (
                 (names[0], {}, items_shape),
                 (names[1], {"use_bias": False}, (None, query_dim)),
-                (names[2], {}, (None, None, units)))):
-            layer = keras.layers.Dense(1 if group is layers[2] else units,
-                                       name=f"{name}{hop}", **kwargs)
+                (names[2], {}, (None, None, units)),
+            ),
+        ):
+            layer = keras.layers.Dense(
+                1 if group is layers[2] else units, name=f"{name}{hop}", **kwargs
+            )
             layer.build(shape)
             group.append(layer)
     return layers
@@ -77,13 +83,21 @@ class StackedAttention(keras.layers.Layer):
         where the hops' glimpses are summed into one vector.)
     """
 
-    def __init__(self, units: int, hops: int, words: bool = False, counts: bool = False,
-                 relative: bool = False, **kwargs):
+    def __init__(
+        self,
+        units: int,
+        hops: int,
+        words: bool = False,
+        counts: bool = False,
+        relative: bool = False,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         check_sizes(units=units, hops=hops)
         if relative and hops < 2:
-            raise ValueError(f"relative needs hops >= 2 (offsets from the previous hop). "
-                             f"Received: hops={hops}")
+            raise ValueError(
+                f"relative needs hops >= 2 (offsets from the previous hop). Received: hops={hops}"
+            )
         self.units = units
         self.hops = hops
         self.words = words
@@ -100,33 +114,38 @@ class StackedAttention(keras.layers.Layer):
         self.query = keras.layers.Dense(dim, activation="tanh", name="query")
         self.query.build(question_shape)
         self.score_cells, self.score_query, self.score = _scorers(
-            self.units, self.hops, cells_shape, dim, ("cells", "query", "score"))
+            self.units, self.hops, cells_shape, dim, ("cells", "query", "score")
+        )
         self.word_keys, self.word_query, self.word_score, self.word_value = [], [], [], []
         if self.words:
             words_shape = input_shape[2]
             self.word_keys, self.word_query, self.word_score = _scorers(
-                self.units, self.hops, words_shape, dim,
-                ("word_keys", "word_query", "word_score"))
+                self.units, self.hops, words_shape, dim, ("word_keys", "word_query", "word_score")
+            )
             for hop in range(self.hops):
-                value = keras.layers.Dense(dim, use_bias=False, kernel_initializer="zeros",
-                                           name=f"word_value{hop}")
+                value = keras.layers.Dense(
+                    dim, use_bias=False, kernel_initializer="zeros", name=f"word_value{hop}"
+                )
                 value.build((None, words_shape[-1]))
                 self.word_value.append(value)
         self.offsets = []  # W_r of hops 1, 2...: (dx, dy, distance) -> units
         if self.relative:
             side = int(round((cells_shape[1] or 0) ** 0.5))
             if not side or side * side != cells_shape[1]:
-                raise ValueError("relative needs a known, square grid of cells. Received "
-                                 f"{cells_shape[1]} cells")
+                raise ValueError(
+                    f"relative needs a known, square grid of cells. Received {cells_shape[1]} cells"
+                )
             self.side = side
             for hop in range(1, self.hops):
-                offset = keras.layers.Dense(self.units, use_bias=False,
-                                            kernel_initializer="zeros", name=f"offset{hop}")
+                offset = keras.layers.Dense(
+                    self.units, use_bias=False, kernel_initializer="zeros", name=f"offset{hop}"
+                )
                 offset.build((None, None, 3))
                 self.offsets.append(offset)
         if self.counts:
-            self.count_shift = self.add_weight(shape=(self.hops,), initializer="zeros",
-                                               name="count_shift")
+            self.count_shift = self.add_weight(
+                shape=(self.hops,), initializer="zeros", name="count_shift"
+            )
 
     def _scores(self, keys, query, score, items, u, extra=0.0):
         """w . tanh(W_k item + W_u u + extra) for every item: [batch, n]."""
@@ -146,8 +165,9 @@ class StackedAttention(keras.layers.Layer):
 
     def _read_words(self, hop, u, states, ids):
         """This hop's reading of the question: W_c sum_w a_w h_w, [batch, dim]."""
-        logits = self._scores(self.word_keys[hop], self.word_query[hop],
-                              self.word_score[hop], states, u)  # [b, L]
+        logits = self._scores(
+            self.word_keys[hop], self.word_query[hop], self.word_score[hop], states, u
+        )  # [b, L]
         logits = ops.where(ops.not_equal(ids, 0), logits, ops.full_like(logits, -1e4))
         a = ops.softmax(logits, axis=-1)  # -1e4: finite in float16
         return self.word_value[hop](ops.sum(ops.expand_dims(a, -1) * states, axis=1))
@@ -159,10 +179,10 @@ class StackedAttention(keras.layers.Layer):
         glimpses, weights, counts = [], [], []
         for hop in range(self.hops):
             query = u + self._read_words(hop, u, *inputs[2:]) if self.words else u
-            extra = (self._offsets(hop, weights[-1], positions)
-                     if self.relative and hop else 0.0)
-            s = self._scores(self.score_cells[hop], self.score_query[hop], self.score[hop],
-                             cells, query, extra)  # [b, n]
+            extra = self._offsets(hop, weights[-1], positions) if self.relative and hop else 0.0
+            s = self._scores(
+                self.score_cells[hop], self.score_query[hop], self.score[hop], cells, query, extra
+            )  # [b, n]
             p = ops.softmax(s, axis=-1)
             attended = ops.sum(ops.expand_dims(p, -1) * cells, axis=1)  # [b, dim]
             u = u + attended
@@ -179,5 +199,11 @@ class StackedAttention(keras.layers.Layer):
         return ((cells_shape[0], width), (cells_shape[0], self.hops, cells_shape[1]))
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "hops": self.hops,
-                "words": self.words, "counts": self.counts, "relative": self.relative}
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "hops": self.hops,
+            "words": self.words,
+            "counts": self.counts,
+            "relative": self.relative,
+        }

@@ -8,16 +8,26 @@ import numpy as np
 from vqa.config import ModelConfig
 from vqa.models.attention import StackedAttention
 from vqa.models.decoders import get_decoder
-from vqa.models.encoders import (IMAGE_ENCODERS, QUESTION_ENCODERS, ConditionedCNN,
-                                 ImageRows, LastState, image_input_shape)
+from vqa.models.encoders import (
+    IMAGE_ENCODERS,
+    QUESTION_ENCODERS,
+    ConditionedCNN,
+    ImageRows,
+    LastState,
+    image_input_shape,
+)
 from vqa.models.fusions import check_fusion, make_fusion
 from vqa.models.grid import GridCoordinates
 
 
-def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
-                backbone: keras.Model | None = None,
-                word_vectors: np.ndarray | None = None,
-                grid_shape: tuple[int, int, int] | None = None) -> keras.Model:
+def build_model(
+    config: ModelConfig,
+    vocab_size: int,
+    num_answers: int,
+    backbone: keras.Model | None = None,
+    word_vectors: np.ndarray | None = None,
+    grid_shape: tuple[int, int, int] | None = None,
+) -> keras.Model:
     """Image branch + question branch + fusion (or attention, or relations) + classifier.
 
     Inputs: {"image": [images, S, S, 3] pixels (0-255) for the small CNN, or the cached
@@ -32,27 +42,36 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
 
     A pretrained image encoder needs `grid_shape` (rows, cols, channels) of the cached
     grid. With `backbone` (a pixels -> grid network, to fine-tune), the model takes the
-    backbone's pixels as "image" and runs it first (the grid shape is the backbone's). `word_vectors` [vocab_size,
-    embedding_dim] initialise the word embedding. A one-input baseline (`inputs:
-    question | image`) still takes both inputs, and ignores one.
+    backbone's pixels as "image" and runs it first (the grid shape is the backbone's).
+    `word_vectors` [vocab_size, embedding_dim] initialise the word embedding. A one-input
+    baseline (`inputs: question | image`) still takes both inputs, and ignores one.
     """
     if backbone is not None:
-        head = build_model(config, vocab_size, num_answers, word_vectors=word_vectors,
-                           grid_shape=tuple(backbone.output.shape[1:]))
+        head = build_model(
+            config,
+            vocab_size,
+            num_answers,
+            word_vectors=word_vectors,
+            grid_shape=tuple(backbone.output.shape[1:]),
+        )
         pixels = keras.Input(backbone.input.shape[1:], name="image")
         rows = keras.Input((), dtype="int32", name="about_image")
         question = keras.Input((None,), dtype="int32", name="question")
         # training=False: the backbone's batch norm keeps its ImageNet statistics; small
         # batches would otherwise overwrite them.
-        answers = head({"image": backbone(pixels, training=False), "about_image": rows,
-                        "question": question})
-        return keras.Model({"image": pixels, "about_image": rows, "question": question},
-                           answers, name="vqa")
+        answers = head(
+            {"image": backbone(pixels, training=False), "about_image": rows, "question": question}
+        )
+        return keras.Model(
+            {"image": pixels, "about_image": rows, "question": question}, answers, name="vqa"
+        )
     fusion = check_fusion(config, construct=False)  # the registered class, options checked
     if vocab_size < 3 or num_answers < 1:
-        raise ValueError("build_model needs vocab_size >= 3 (pad, unknown, a word) and "
-                         f"num_answers >= 1. Received: vocab_size={vocab_size}, "
-                         f"num_answers={num_answers}")
+        raise ValueError(
+            "build_model needs vocab_size >= 3 (pad, unknown, a word) and "
+            f"num_answers >= 1. Received: vocab_size={vocab_size}, "
+            f"num_answers={num_answers}"
+        )
     image = keras.Input(image_input_shape(config, grid_shape), name="image")  # pixels or grid
     rows = keras.Input((), dtype="int32", name="about_image")
     question = keras.Input((None,), dtype="int32", name="question")
@@ -66,7 +85,8 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
         question_vector = LastState(name="question_vector")(question_vector)
     if config.conditioned_cnn:  # the question in every block of the small CNN: per question
         grid = ConditionedCNN(config.cnn_filters, name="image_encoder")(
-            [question_vector, ImageRows(name="image_rows")(image, rows)])  # [batch, g, g, C]
+            [question_vector, ImageRows(name="image_rows")(image, rows)]
+        )  # [batch, g, g, C]
     elif config.inputs != "question":  # once per image, then each question's
         grid = IMAGE_ENCODERS[config.image_encoder](config)(image)  # [images, g, g, C]
         grid = ImageRows(name="image_rows")(grid, rows)  # [batch, g, g, C]
@@ -75,47 +95,60 @@ def build_model(config: ModelConfig, vocab_size: int, num_answers: int,
         fused = question_vector
     elif fusion.reads == "grid":  # relation, film: every cell with the question
         fused = make_fusion(fusion, config, name=fusion.layer_name)(
-            [question_vector, grid])  # [batch, fusion_dim]
+            [question_vector, grid]
+        )  # [batch, fusion_dim]
     else:
         if config.attention_hops:
             if config.grid_coordinates:  # attended sums keep no position otherwise
                 grid = GridCoordinates(name="grid_coordinates")(grid)
             cells = keras.layers.Reshape((-1, grid.shape[-1]), name="cells")(grid)
-            cells = keras.layers.Dense(config.image_dim, activation="relu",
-                                       name="image_vector")(cells)  # [batch, n, image_dim]
+            cells = keras.layers.Dense(config.image_dim, activation="relu", name="image_vector")(
+                cells
+            )  # [batch, n, image_dim]
             words = [word_states, question] if config.attention_words else []
-            image_vector, _ = StackedAttention(config.attention_dim, config.attention_hops,
-                                               words=config.attention_words,
-                                               counts=config.attention_counts,
-                                               relative=config.attention_relative,
-                                               name="attention")([question_vector, cells, *words])
+            image_vector, _ = StackedAttention(
+                config.attention_dim,
+                config.attention_hops,
+                words=config.attention_words,
+                counts=config.attention_counts,
+                relative=config.attention_relative,
+                name="attention",
+            )([question_vector, cells, *words])
         else:  # the no-attention twin makes the grid one vector
-            pool = (keras.layers.Flatten(name="pool_grid")  # every cell, its own weights
-                    if config.pool_grid == "flatten"
-                    else keras.layers.GlobalMaxPooling2D(name="pool_grid"))  # [batch, C]
-            image_vector = keras.layers.Dense(config.image_dim, activation="relu",
-                                              name="image_vector")(pool(grid))
+            pool = (
+                keras.layers.Flatten(name="pool_grid")  # every cell, its own weights
+                if config.pool_grid == "flatten"
+                else keras.layers.GlobalMaxPooling2D(name="pool_grid")
+            )  # [batch, C]
+            image_vector = keras.layers.Dense(
+                config.image_dim, activation="relu", name="image_vector"
+            )(pool(grid))
         if config.inputs == "image":  # baseline: what the image alone tells
             fused = image_vector
         else:
             fused = make_fusion(fusion, config, name=fusion.layer_name)(
-                [question_vector, image_vector])  # [batch, fusion_dim]
+                [question_vector, image_vector]
+            )  # [batch, fusion_dim]
     fused = keras.layers.Dropout(config.dropout, name="dropout")(fused)
-    hidden = keras.layers.Dense(config.classifier_dim, activation="relu",
-                                name="classifier_hidden")(fused)
+    hidden = keras.layers.Dense(config.classifier_dim, activation="relu", name="classifier_hidden")(
+        fused
+    )
     # float32 even under a mixed-precision policy: the loss takes the log of these.
-    answers = keras.layers.Dense(num_answers, activation="softmax", dtype="float32",
-                                 name="answer")(hidden)
-    model = keras.Model({"image": image, "about_image": rows, "question": question}, answers,
-                        name="vqa")
+    answers = keras.layers.Dense(num_answers, activation="softmax", dtype="float32", name="answer")(
+        hidden
+    )
+    model = keras.Model(
+        {"image": image, "about_image": rows, "question": question}, answers, name="vqa"
+    )
     if word_vectors is not None:
         embedding = model.get_layer("question_encoder").get_layer("word_embedding")
         embedding.set_weights([np.asarray(word_vectors, dtype="float32")])
     return model
 
 
-def build_captioner(config: ModelConfig, vocab_size: int,
-                    grid_shape: tuple[int, int, int] | None = None) -> keras.Model:
+def build_captioner(
+    config: ModelConfig, vocab_size: int, grid_shape: tuple[int, int, int] | None = None
+) -> keras.Model:
     """Image branch + a registered caption decoder (config.decoder, vqa.models.decoders).
 
     Inputs: {"image": pixels or the cached grid, as for `build_model`, one per caption;
@@ -130,10 +163,17 @@ def build_captioner(config: ModelConfig, vocab_size: int,
     grid = IMAGE_ENCODERS[config.image_encoder](config)(image)  # [batch, g, g, C]
     cells = keras.layers.Reshape((-1, grid.shape[-1]), name="grid_cells")(grid)
     cells = keras.layers.Dense(config.image_dim, activation="relu", name="cells")(cells)
-    probs, _ = decoder_class(vocab_size, cell=config.decoder_cell, layers=config.decoder_layers,
-                             units=config.decoder_dim, word_dim=config.word_dim,
-                             attention_dim=config.attention_dim, dropout=config.dropout,
-                             penalty=config.attention_penalty, name="decoder")([cells, caption])
+    probs, _ = decoder_class(
+        vocab_size,
+        cell=config.decoder_cell,
+        layers=config.decoder_layers,
+        units=config.decoder_dim,
+        word_dim=config.word_dim,
+        attention_dim=config.attention_dim,
+        dropout=config.dropout,
+        penalty=config.attention_penalty,
+        name="decoder",
+    )([cells, caption])
     return keras.Model({"image": image, "caption": caption}, probs, name="captioner")
 
 
@@ -147,8 +187,11 @@ def model_inputs(model: keras.Model, images: np.ndarray, questions: np.ndarray) 
     """`model`'s inputs for one image per question (images[i] for questions[i])."""
     if not takes_about_image(model):
         return {"image": images, "question": questions}
-    return {"image": images, "about_image": np.arange(len(questions), dtype="int32"),
-            "question": questions}
+    return {
+        "image": images,
+        "about_image": np.arange(len(questions), dtype="int32"),
+        "question": questions,
+    }
 
 
 def attention_model(model: keras.Model) -> keras.Model | None:

@@ -20,12 +20,14 @@ DECODERS: dict[str, type] = {}
 
 def register_decoder(name: str):
     """Class decorator: make a decoder layer available as `caption: {decoder: name}`."""
+
     def add(cls: type) -> type:
         if name in DECODERS:
             raise ValueError(f"A decoder named {name!r} is already registered.")
         cls.registered_name = name
         DECODERS[name] = cls
         return cls
+
     return add
 
 
@@ -41,9 +43,18 @@ class CaptionDecoder(keras.layers.Layer):
 
     attends = True
 
-    def __init__(self, vocab_size: int, cell: str = "lstm", layers: int = 1,
-                 units: int = 256, word_dim: int = 128, attention_dim: int = 256,
-                 dropout: float = 0.2, penalty: float = 1.0, **kwargs):
+    def __init__(
+        self,
+        vocab_size: int,
+        cell: str = "lstm",
+        layers: int = 1,
+        units: int = 256,
+        word_dim: int = 128,
+        attention_dim: int = 256,
+        dropout: float = 0.2,
+        penalty: float = 1.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         self.vocab_size, self.cell, self.layers, self.units = vocab_size, cell, layers, units
         self.word_dim, self.attention_dim = word_dim, attention_dim
@@ -52,8 +63,11 @@ class CaptionDecoder(keras.layers.Layer):
         self.embedding = keras.layers.Embedding(vocab_size, word_dim, name="word_embedding")
         self.cells = [cell_class(units, name=f"{cell}_{i}") for i in range(layers)]
         states = 2 if cell == "lstm" else 1  # (h, c) or h, each layer's from the grid's mean
-        self.init_states = [keras.layers.Dense(units, activation="tanh", name=f"init_{i}_{j}")
-                            for i in range(layers) for j in range(states)]
+        self.init_states = [
+            keras.layers.Dense(units, activation="tanh", name=f"init_{i}_{j}")
+            for i in range(layers)
+            for j in range(states)
+        ]
         if self.attends:
             self.key = keras.layers.Dense(attention_dim, name="attention_key")
             self.query = keras.layers.Dense(attention_dim, name="attention_query")
@@ -103,7 +117,7 @@ class CaptionDecoder(keras.layers.Layer):
         per_cell = 2 if self.cell == "lstm" else 1
         new_states = []
         for i, cell in enumerate(self.cells):
-            own = states[i * per_cell:(i + 1) * per_cell]
+            own = states[i * per_cell : (i + 1) * per_cell]
             x, own = cell(x, own, training=training)
             new_states += list(own)
         hidden = self.dropout(ops.concatenate([x, context], axis=-1), training=training)
@@ -132,10 +146,17 @@ class CaptionDecoder(keras.layers.Layer):
         return ((*tokens_shape, self.vocab_size), (*tokens_shape, cells_shape[1]))
 
     def get_config(self):
-        return {**super().get_config(), "vocab_size": self.vocab_size, "cell": self.cell,
-                "layers": self.layers, "units": self.units, "word_dim": self.word_dim,
-                "attention_dim": self.attention_dim, "dropout": self.dropout_rate,
-                "penalty": self.penalty}
+        return {
+            **super().get_config(),
+            "vocab_size": self.vocab_size,
+            "cell": self.cell,
+            "layers": self.layers,
+            "units": self.units,
+            "word_dim": self.word_dim,
+            "attention_dim": self.attention_dim,
+            "dropout": self.dropout_rate,
+            "penalty": self.penalty,
+        }
 
 
 @register_decoder("attention")

@@ -12,8 +12,9 @@ from vqa.models.grid import modulate
 def _strided_conv(i: int, filters: int) -> keras.layers.Conv2D:
     """Block i's conv: 5x5 for the first block, 3x3 after; stride 2; no bias (batch norm
     follows)."""
-    return keras.layers.Conv2D(filters, 5 if i == 0 else 3, strides=2, padding="same",
-                               use_bias=False, name=f"conv{i}")
+    return keras.layers.Conv2D(
+        filters, 5 if i == 0 else 3, strides=2, padding="same", use_bias=False, name=f"conv{i}"
+    )
 
 
 def small_cnn(config: ModelConfig) -> keras.Sequential:
@@ -59,8 +60,10 @@ class ConditionedCNN(keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters = [int(f) for f in filters]
         if not self.filters or min(self.filters) <= 0:
-            raise ValueError(f"filters must be a non-empty list of positive integers. "
-                             f"Received: filters={list(filters)}")
+            raise ValueError(
+                f"filters must be a non-empty list of positive integers. "
+                f"Received: filters={list(filters)}"
+            )
 
     def build(self, input_shape):
         question_shape, image_shape = input_shape
@@ -69,8 +72,9 @@ class ConditionedCNN(keras.layers.Layer):
         for i, n in enumerate(self.filters):
             conv = _strided_conv(i, n)
             conv.build((None, None, None, channels))
-            norm = keras.layers.BatchNormalization(momentum=0.9, center=False, scale=False,
-                                                   name=f"bn{i}")
+            norm = keras.layers.BatchNormalization(
+                momentum=0.9, center=False, scale=False, name=f"bn{i}"
+            )
             norm.build((None, None, None, n))
             film = keras.layers.Dense(2 * n, name=f"film{i}")  # [gamma - 1, beta]
             film.build(question_shape)
@@ -109,14 +113,20 @@ def question_encoder(config: ModelConfig, vocab_size: int) -> keras.Model:
     cell = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[config.question_encoder]
     ids = keras.Input((None,), dtype="int32")
     layers: list[keras.layers.Layer] = [
-        keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=True,
-                               name="word_embedding")]
+        keras.layers.Embedding(
+            vocab_size, config.embedding_dim, mask_zero=True, name="word_embedding"
+        )
+    ]
     for i in range(config.question_layers):
         last = i == config.question_layers - 1
-        name = config.question_encoder if config.question_layers == 1 else \
-            f"{config.question_encoder}{i + 1}"
-        layer = cell(config.question_dim, return_sequences=config.attention_words or not last,
-                     name=name)
+        name = (
+            config.question_encoder
+            if config.question_layers == 1
+            else f"{config.question_encoder}{i + 1}"
+        )
+        layer = cell(
+            config.question_dim, return_sequences=config.attention_words or not last, name=name
+        )
         if config.bidirectional:
             layer = keras.layers.Bidirectional(layer, name=f"bidirectional_{name}")
         layers.append(layer)
@@ -169,17 +179,20 @@ def pretrained_grid(config: ModelConfig) -> keras.layers.Layer:
     return keras.layers.Identity(name="image_encoder")
 
 
-def image_input_shape(config: ModelConfig, grid_shape: tuple[int, int, int] | None
-                      ) -> tuple[int, int, int]:
+def image_input_shape(
+    config: ModelConfig, grid_shape: tuple[int, int, int] | None
+) -> tuple[int, int, int]:
     """What the model's "image" input is: pixels, or a backbone's feature grid, whose
     shape the caller gives (model code does not look backbones up)."""
     if config.image_encoder != "pretrained":
         return (config.image_size, config.image_size, 3)
     if grid_shape is None:
-        raise ValueError("A pretrained image encoder reads a cached feature grid: give "
-                         "build_model its shape, grid_shape=(rows, cols, channels), e.g. "
-                         "vqa.features.backbones.grid_shape(config.backbone, "
-                         "config.backbone_image_size). Received: grid_shape=None")
+        raise ValueError(
+            "A pretrained image encoder reads a cached feature grid: give "
+            "build_model its shape, grid_shape=(rows, cols, channels), e.g. "
+            "vqa.features.backbones.grid_shape(config.backbone, "
+            "config.backbone_image_size). Received: grid_shape=None"
+        )
     return tuple(grid_shape)
 
 

@@ -11,16 +11,22 @@ def coordinates(rows, cols, dtype):
     """[rows, cols, 2]: each cell's (x, y) in [-1, 1]."""
     ys = ops.linspace(-1.0, 1.0, rows)
     xs = ops.linspace(-1.0, 1.0, cols)
-    coords = ops.stack([ops.repeat(ops.expand_dims(xs, 0), rows, axis=0),
-                        ops.repeat(ops.expand_dims(ys, 1), cols, axis=1)], axis=-1)
+    coords = ops.stack(
+        [
+            ops.repeat(ops.expand_dims(xs, 0), rows, axis=0),
+            ops.repeat(ops.expand_dims(ys, 1), cols, axis=1),
+        ],
+        axis=-1,
+    )
     return ops.cast(coords, dtype)
 
 
 def with_coordinates(grid):
     """[batch, rows, cols, c] -> [batch, rows, cols, c + 2]: each cell's (x, y) in [-1, 1]."""
     batch, rows, cols = ops.shape(grid)[0], ops.shape(grid)[1], ops.shape(grid)[2]
-    coords = ops.broadcast_to(ops.expand_dims(coordinates(rows, cols, grid.dtype), 0),
-                              (batch, rows, cols, 2))
+    coords = ops.broadcast_to(
+        ops.expand_dims(coordinates(rows, cols, grid.dtype), 0), (batch, rows, cols, 2)
+    )
     return ops.concatenate([grid, coords], axis=-1)
 
 

@@ -38,5 +38,8 @@ class TwoRateAdam(keras.optimizers.Adam):
         super().update_step(gradient, variable, learning_rate)
 
     def get_config(self):
-        return {**super().get_config(), "slow_paths": self.slow_paths,
-                "slow_factor": self.slow_factor}
+        return {
+            **super().get_config(),
+            "slow_paths": self.slow_paths,
+            "slow_factor": self.slow_factor,
+        }

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import keras
 
-from vqa import atomic, locks, run_dir as files
+from vqa import atomic, locks
+from vqa import run_dir as files
 from vqa.config import Config, save_config
 from vqa.data.captions import CaptionBatches, caption_vocabulary
 from vqa.data.dataset import PreparedDataset
@@ -23,45 +24,69 @@ from vqa.features.backbones import model_grid_shape
 from vqa.features.cache import FeatureCache, image_table
 from vqa.models import build_captioner, get_decoder
 from vqa.training.checkpoint import RunCheckpoint, prepare_run_dir, set_seed_states
-from vqa.training.fit import (_image_input, finish_fit, library_versions, resumed_split,
-                              split_by_image, tensorboard)
+from vqa.training.fit import (
+    _image_input,
+    finish_fit,
+    library_versions,
+    resumed_split,
+    split_by_image,
+    tensorboard,
+)
 from vqa.training.schedule import learning_rate
 
 log = logging.getLogger(__name__)
 MONITOR = "val_word_accuracy"  # next-word accuracy on the validation captions
 
 
-def train_captioner(dataset: PreparedDataset, out: str | Path, config: Config, *,
-                    verbose: int = 2, overwrite: bool = False,
-                    callbacks: list | None = None) -> dict:
+def train_captioner(
+    dataset: PreparedDataset,
+    out: str | Path,
+    config: Config,
+    *,
+    verbose: int = 2,
+    overwrite: bool = False,
+    callbacks: list | None = None,
+) -> dict:
     """Train `config`'s caption decoder on the dataset's train captions; the summary is
     also written to RUN_DIR/training.json. Re-running after a crash resumes."""
     get_decoder(config.model.decoder)  # a registered decoder, before any data is read
     with locks.exclusive(out, "training"):
-        return _train(dataset, Path(out), config.for_dataset(dataset), verbose, overwrite,
-                      callbacks)
+        return _train(
+            dataset, Path(out), config.for_dataset(dataset), verbose, overwrite, callbacks
+        )
 
 
-def _train(dataset: PreparedDataset, run: Path, config: Config, verbose: int,
-           overwrite: bool, callbacks: list | None) -> dict:
+def _train(
+    dataset: PreparedDataset,
+    run: Path,
+    config: Config,
+    verbose: int,
+    overwrite: bool,
+    callbacks: list | None,
+) -> dict:
     if dataset.captions is None:
-        raise DatasetError(f"{dataset.root} has no captions.parquet: a caption decoder "
-                           "trains on a captions dataset (vqa prepare coco-captions, or "
-                           "vqa prepare scenes).")
+        raise DatasetError(
+            f"{dataset.root} has no captions.parquet: a caption decoder "
+            "trains on a captions dataset (vqa prepare coco-captions, or "
+            "vqa prepare scenes)."
+        )
     named = [s for s in dataset.caption_splits if s.startswith("train")]
     if "train" not in named and len(named) != 1:
-        raise DatasetError(f"{dataset.root} has no caption split to train on (one named "
-                           f"'train' or train*); its caption splits are "
-                           f"{dataset.caption_splits}.")
+        raise DatasetError(
+            f"{dataset.root} has no caption split to train on (one named "
+            f"'train' or train*); its caption splits are "
+            f"{dataset.caption_splits}."
+        )
     train_c = dataset.caption_split("train" if "train" in named else named[0])
     if train_c["image_id"].nunique() < 2:
-        raise DatasetError(f"{dataset.root}: the train captions need at least 2 images, so "
-                           "that some can be held out for validation.")
+        raise DatasetError(
+            f"{dataset.root}: the train captions need at least 2 images, so "
+            "that some can be held out for validation."
+        )
     state = prepare_run_dir(run, config, overwrite)
     fingerprint = {"dataset": dataset.name, "counts": dataset.meta.get("caption_counts")}
     if state is None:
-        fit_c, val_c = split_by_image(train_c, config.train.validation_fraction,
-                                      config.train.seed)
+        fit_c, val_c = split_by_image(train_c, config.train.validation_fraction, config.train.seed)
         words = caption_vocabulary(fit_c["caption"], config.train.min_word_count)
         words.save(run / files.CAPTION_VOCAB)
         save_config(config, run / files.CONFIG)
@@ -74,22 +99,37 @@ def _train(dataset: PreparedDataset, run: Path, config: Config, verbose: int,
     log.info("loading the inputs of %d training images", len(image_ids))
     images, rows = image_table(dataset, image_ids, **config.image_inputs())
     length, batch = config.model.max_caption_length, config.train.batch_size
-    fit = CaptionBatches.from_captions(fit_c, images, rows, words, length, batch_size=batch,
-                                       shuffle=True, seed=config.train.seed)
+    fit = CaptionBatches.from_captions(
+        fit_c, images, rows, words, length, batch_size=batch, shuffle=True, seed=config.train.seed
+    )
     val = CaptionBatches.from_captions(val_c, images, rows, words, length, batch_size=batch)
-    log.info("fit on %d captions (%d images), validate on %d captions (%d images); %d words",
-             len(fit_c), fit_c["image_id"].nunique(), len(val_c), val_c["image_id"].nunique(),
-             len(words))
+    log.info(
+        "fit on %d captions (%d images), validate on %d captions (%d images); %d words",
+        len(fit_c),
+        fit_c["image_id"].nunique(),
+        len(val_c),
+        val_c["image_id"].nunique(),
+        len(words),
+    )
     keras.utils.set_random_seed(config.train.seed)
     if state is None:
         model = build_captioner(config.model, len(words), grid_shape=model_grid_shape(config.model))
         clip = {"global_clipnorm": config.train.clip_norm} if config.train.clip_norm else {}
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate(config, len(fit)), **clip),
-                      loss="sparse_categorical_crossentropy",
-                      weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(
-                          name="word_accuracy")])
-        state = {"next_epoch": 0, "best": -math.inf, "best_epoch": -1, "best_file": None,
-                 "last_file": None, "wait": 0, "stopped_early": False, "data": fingerprint}
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate(config, len(fit)), **clip),
+            loss="sparse_categorical_crossentropy",
+            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="word_accuracy")],
+        )
+        state = {
+            "next_epoch": 0,
+            "best": -math.inf,
+            "best_epoch": -1,
+            "best_file": None,
+            "last_file": None,
+            "wait": 0,
+            "stopped_early": False,
+            "data": fingerprint,
+        }
         initial_epoch = 0
     else:
         model = keras.models.load_model(run / files.CHECKPOINT_DIR / state["last_file"])
@@ -100,14 +140,19 @@ def _train(dataset: PreparedDataset, run: Path, config: Config, verbose: int,
     checkpoint = RunCheckpoint(run, config.train.early_stopping_patience, state, MONITOR)
     start = time.perf_counter()
     try:
-        model.fit(fit, validation_data=val, epochs=config.train.epochs,
-                  initial_epoch=initial_epoch, verbose=verbose, shuffle=False,
-                  callbacks=[checkpoint, *tensorboard(run), *(callbacks or [])])
+        model.fit(
+            fit,
+            validation_data=val,
+            epochs=config.train.epochs,
+            initial_epoch=initial_epoch,
+            verbose=verbose,
+            shuffle=False,
+            callbacks=[checkpoint, *tensorboard(run), *(callbacks or [])],
+        )
     finally:
         if isinstance(images, FeatureCache):
             images.close()
-    history = finish_fit(run, images, state, f"validation word accuracy of {run.name}",
-                         MONITOR)
+    history = finish_fit(run, images, state, f"validation word accuracy of {run.name}", MONITOR)
     summary = {
         "task": "captioning",
         "best_epoch": state["best_epoch"] + 1,

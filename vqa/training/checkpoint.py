@@ -15,7 +15,8 @@ import keras
 import numpy as np
 import pandas as pd
 
-from vqa import atomic, run_dir as files
+from vqa import atomic
+from vqa import run_dir as files
 from vqa.atomic import atomic_write
 from vqa.config import Config, load_config
 from vqa.errors import ConfigError, RunDirError, TrainingError
@@ -49,16 +50,24 @@ class RunCheckpoint(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             # Raised, not stop_training: that would still end the epoch and commit it.
-            self._stop(f"The training loss became {float(loss)} at epoch {self.epoch + 1}, "
-                       f"step {batch + 1}")
+            self._stop(
+                f"The training loss became {float(loss)} at epoch {self.epoch + 1}, "
+                f"step {batch + 1}"
+            )
 
     def _stop(self, what: str) -> None:
         last = self.state["next_epoch"]
-        kept = (f"it keeps its last good checkpoint (epoch {last}); `vqa train` with the "
-                "same --out resumes from there" if last else "no epoch had finished")
-        raise TrainingError(f"{what}; training stopped and {kept}. Lower "
-                            "train.learning_rate or set train.clip_norm, and check the "
-                            "inputs for NaN or infinite values.")
+        kept = (
+            f"it keeps its last good checkpoint (epoch {last}); `vqa train` with the "
+            "same --out resumes from there"
+            if last
+            else "no epoch had finished"
+        )
+        raise TrainingError(
+            f"{what}; training stopped and {kept}. Lower "
+            "train.learning_rate or set train.clip_norm, and check the "
+            "inputs for NaN or infinite values."
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = round(time.perf_counter() - self.epoch_start, 2)
@@ -68,11 +77,16 @@ class RunCheckpoint(keras.callbacks.Callback):
         if self.monitor not in logs:
             raise RuntimeError(f"Training logs lack {self.monitor}; got {sorted(logs)}")
         # The loss clips probabilities, so NaN weights can hide behind a finite loss.
-        bad = [v.path for v in self.model.weights
-               if not np.isfinite(keras.ops.convert_to_numpy(v)).all()]
+        bad = [
+            v.path
+            for v in self.model.weights
+            if not np.isfinite(keras.ops.convert_to_numpy(v)).all()
+        ]
         if bad:
-            self._stop(f"The weights became NaN or infinite during epoch {epoch + 1} "
-                       f"({bad[0]}{' and others' if len(bad) > 1 else ''})")
+            self._stop(
+                f"The weights became NaN or infinite during epoch {epoch + 1} "
+                f"({bad[0]}{' and others' if len(bad) > 1 else ''})"
+            )
         append_history(self.run / files.HISTORY, epoch, logs)
         s = self.state
         last = f"last-epoch{epoch}.keras"
@@ -98,8 +112,11 @@ def _seed_generators(model: keras.Model) -> list:
     """The random streams of the model's layers (dropout's), in a fixed order."""
     found = []
     for layer in model._flatten_layers(include_self=False, recursive=True):
-        found += [value for _, value in sorted(vars(layer).items())
-                  if isinstance(value, keras.random.SeedGenerator)]
+        found += [
+            value
+            for _, value in sorted(vars(layer).items())
+            if isinstance(value, keras.random.SeedGenerator)
+        ]
     return found
 
 
@@ -113,8 +130,10 @@ def seed_states(model: keras.Model) -> list[list[int]]:
 def set_seed_states(model: keras.Model, states: list[list[int]] | None) -> None:
     generators = _seed_generators(model)
     if states is None or len(states) != len(generators):
-        log.warning("the checkpoint does not record the model's random streams; the resumed "
-                    "run will drop out other units than an uninterrupted one")
+        log.warning(
+            "the checkpoint does not record the model's random streams; the resumed "
+            "run will drop out other units than an uninterrupted one"
+        )
         return
     for generator, state in zip(generators, states):
         generator.state.assign(np.asarray(state, dtype=generator.state.dtype))
@@ -128,13 +147,17 @@ def prepare_run_dir(run: Path, config: Config, overwrite: bool) -> dict | None:
     if state_file.is_file():
         saved = load_config(run / files.CONFIG)
         if saved != config:
-            raise ConfigError(f"{run} holds an unfinished run with a different config "
-                              f"({run / files.CONFIG}). Resume it with that config, or "
-                              "pass --overwrite to start again.")
+            raise ConfigError(
+                f"{run} holds an unfinished run with a different config "
+                f"({run / files.CONFIG}). Resume it with that config, or "
+                "pass --overwrite to start again."
+            )
         return json.loads(state_file.read_text())
     if run.exists() and (not run.is_dir() or any(run.iterdir())):
-        raise RunDirError(f"Run directory {run} already exists and is not empty. "
-                          "Choose another --out or pass --overwrite.")
+        raise RunDirError(
+            f"Run directory {run} already exists and is not empty. "
+            "Choose another --out or pass --overwrite."
+        )
     (run / files.CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
     (run / files.CHECKPOINT_DIR / files.STARTED).touch()
     return None

@@ -25,24 +25,24 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 
-from vqa import atomic, distribute, locks, run_dir as files
+from vqa import atomic, distribute, locks
+from vqa import run_dir as files
 from vqa.config import Config, load_config, save_config
 from vqa.data.batches import VQABatches, encode_targets
 from vqa.data.dataset import PreparedDataset
 from vqa.data.text import Vocabulary, load_word_vectors
 from vqa.errors import ConfigError, DatasetError, RunDirError
-from vqa.features.cache import FeatureCache, Manifest, backbone_for_answering, image_table
 from vqa.features.backbones import get_backbone, model_grid_shape
+from vqa.features.cache import FeatureCache, Manifest, backbone_for_answering, image_table
 from vqa.model_card import write_card
-from vqa.visualize import plot_curves
 from vqa.models import build_model, check_fusion, soft_crossentropy, vqa_score
 from vqa.models.fusions import canonical_options
 from vqa.models.optimizers import TwoRateAdam
-from vqa.training.checkpoint import (RunCheckpoint, prepare_run_dir, save_atomic,
-                                     set_seed_states)
+from vqa.training.checkpoint import RunCheckpoint, prepare_run_dir, save_atomic, set_seed_states
 from vqa.training.schedule import learning_rate
 from vqa.training.tf_data import gathered_in_tf
 from vqa.training.warm_start import copy_weights, init_source
+from vqa.visualize import plot_curves
 
 log = logging.getLogger(__name__)
 
@@ -61,40 +61,55 @@ class SplitData:
     batches: VQABatches
 
 
-def split_by_image(questions: pd.DataFrame, fraction: float, seed: int
-                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_by_image(
+    questions: pd.DataFrame, fraction: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Divide questions into (fit, validation) so that no image is in both."""
     splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
     fit_rows, val_rows = next(splitter.split(questions, groups=questions["image_id"]))
-    return questions.iloc[fit_rows].reset_index(drop=True), \
-        questions.iloc[val_rows].reset_index(drop=True)
+    return questions.iloc[fit_rows].reset_index(drop=True), questions.iloc[val_rows].reset_index(
+        drop=True
+    )
 
 
-def resumed_split(run: Path, rows: pd.DataFrame, state: dict, fingerprint: dict
-                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
+def resumed_split(
+    run: Path, rows: pd.DataFrame, state: dict, fingerprint: dict
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(fit, validation) rows of an unfinished run, divided as when it started (its
     validation_images.json), after checking that the data is the same."""
     if state["data"] != fingerprint:
-        raise RunDirError(f"{run} holds an unfinished run on other data "
-                          f"({state['data']}); pass --overwrite to start again.")
+        raise RunDirError(
+            f"{run} holds an unfinished run on other data "
+            f"({state['data']}); pass --overwrite to start again."
+        )
     held_out = set(json.loads((run / files.VALIDATION_IMAGES).read_text()))
     is_val = rows["image_id"].isin(held_out)
     return rows[~is_val].reset_index(drop=True), rows[is_val].reset_index(drop=True)
 
 
-def build_vocabularies(questions: pd.DataFrame, config: Config,
-                       dataset_answers: int | None = None) -> tuple[Vocabulary, Vocabulary]:
+def build_vocabularies(
+    questions: pd.DataFrame, config: Config, dataset_answers: int | None = None
+) -> tuple[Vocabulary, Vocabulary]:
     """Question words and the top answers; `dataset_answers` is the dataset's own
     answer_vocabulary_size, used unless the config sets max_answers."""
     words = Vocabulary.for_questions(questions["question"], config.train.min_word_count)
-    answers = Vocabulary.for_answers(questions["answer"],
-                                     config.train.max_answers or dataset_answers)
+    answers = Vocabulary.for_answers(
+        questions["answer"], config.train.max_answers or dataset_answers
+    )
     return words, answers
 
 
-def encode_split(questions: pd.DataFrame, images: np.ndarray, image_rows: dict[str, int],
-                 words: Vocabulary, answers: Vocabulary, config: Config, *, shuffle: bool,
-                 drop_unanswerable: bool) -> SplitData:
+def encode_split(
+    questions: pd.DataFrame,
+    images: np.ndarray,
+    image_rows: dict[str, int],
+    words: Vocabulary,
+    answers: Vocabulary,
+    config: Config,
+    *,
+    shuffle: bool,
+    drop_unanswerable: bool,
+) -> SplitData:
     targets = encode_targets(questions["answers"], answers)
     if drop_unanswerable:
         # A question none of whose answers is in the vocabulary teaches nothing.
@@ -103,9 +118,17 @@ def encode_split(questions: pd.DataFrame, images: np.ndarray, image_rows: dict[s
     # One gathering thread: with four, a small model's CPU step is 13 ms instead of 17,
     # but under MirroredStrategy the batch order then no longer matches one device's.
     batches = VQABatches.from_questions(
-        questions, images, image_rows, words, config.model.max_question_length, targets,
-        batch_size=config.train.batch_size, shuffle=shuffle, seed=config.train.seed,
-        group_by_image=config.train.group_by_image)
+        questions,
+        images,
+        image_rows,
+        words,
+        config.model.max_question_length,
+        targets,
+        batch_size=config.train.batch_size,
+        shuffle=shuffle,
+        seed=config.train.seed,
+        group_by_image=config.train.group_by_image,
+    )
     return SplitData(questions, batches)
 
 
@@ -125,11 +148,17 @@ def checked_config(config: Config) -> Config:
     return Config(replace(config.model, fusion_options=canonical), config.train)
 
 
-def train(data: str | Path | PreparedDataset, out: str | Path,
-          config: Config | str | Path | None = None,
-          *, verbose: int | None = None, overwrite: bool = False,
-          callbacks: list | None = None, strategy: str = "none",
-          init_from: str | Path | None = None) -> dict:
+def train(
+    data: str | Path | PreparedDataset,
+    out: str | Path,
+    config: Config | str | Path | None = None,
+    *,
+    verbose: int | None = None,
+    overwrite: bool = False,
+    callbacks: list | None = None,
+    strategy: str = "none",
+    init_from: str | Path | None = None,
+) -> dict:
     """Train a model on the train split of a prepared dataset (or its directory).
 
     Returns the summary also written to RUN_DIR/training.json.
@@ -154,35 +183,49 @@ def train(data: str | Path | PreparedDataset, out: str | Path,
     replicas = distribute.start(strategy, config.train.batch_size)  # before any TF op
     if replicas.is_chief:  # one process writes a run directory at a time
         with locks.exclusive(out, "training"):
-            return _train(data, Path(out), config, replicas, verbose, overwrite, callbacks,
-                          init_from)
+            return _train(
+                data, Path(out), config, replicas, verbose, overwrite, callbacks, init_from
+            )
     with tempfile.TemporaryDirectory(prefix=f"vqa-worker{replicas.worker}-") as scratch:
-        return _train(data, Path(scratch) / "run", config, replicas, verbose, True, callbacks,
-                      init_from)
+        return _train(
+            data, Path(scratch) / "run", config, replicas, verbose, True, callbacks, init_from
+        )
 
 
-def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
-           replicas: distribute.Replicas, verbose: int, overwrite: bool,
-           callbacks: list | None, init_from: str | Path | None) -> dict:
+def _train(
+    data: str | Path | PreparedDataset,
+    run: Path,
+    config: Config,
+    replicas: distribute.Replicas,
+    verbose: int,
+    overwrite: bool,
+    callbacks: list | None,
+    init_from: str | Path | None,
+) -> dict:
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
     config = config.for_dataset(dataset)  # the backbone's input size, if left to suit it
     source = None if init_from is None else init_source(init_from, config, run)
     state = prepare_run_dir(run, config, overwrite)
     if state is not None and replicas.workers > 1:
-        raise ConfigError(f"{run} holds an unfinished run; multi-worker runs do not resume. "
-                          "Pass --overwrite to every worker to start again.")
+        raise ConfigError(
+            f"{run} holds an unfinished run; multi-worker runs do not resume. "
+            "Pass --overwrite to every worker to start again."
+        )
     fingerprint = {"dataset": dataset.name, "counts": dataset.meta["counts"]}
 
     if dataset.train_split is None:
-        raise DatasetError(f"{dataset.root} has no split to train on (one named 'train' or "
-                           f"train*); its splits are {dataset.splits}.")
+        raise DatasetError(
+            f"{dataset.root} has no split to train on (one named 'train' or "
+            f"train*); its splits are {dataset.splits}."
+        )
     train_q = dataset.split(dataset.train_split)
     if train_q["image_id"].nunique() < 2:
-        raise DatasetError(f"{dataset.root}: the train split needs at least 2 images, so that "
-                           "some can be held out for validation.")
+        raise DatasetError(
+            f"{dataset.root}: the train split needs at least 2 images, so that "
+            "some can be held out for validation."
+        )
     if state is None:
-        fit_q, val_q = split_by_image(train_q, config.train.validation_fraction,
-                                      config.train.seed)
+        fit_q, val_q = split_by_image(train_q, config.train.validation_fraction, config.train.seed)
         if source is None:
             words, answers = build_vocabularies(fit_q, config, dataset.answer_vocabulary_size)
         else:  # the source's ids, so that its embedding and answer rows line up
@@ -200,16 +243,26 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
     image_ids = sorted(train_q["image_id"].unique())
     log.info("loading the inputs of %d training images", len(image_ids))
     images, rows = image_table(dataset, image_ids, **config.image_inputs())
-    fit = encode_split(fit_q, images, rows, words, answers, config,
-                       shuffle=True, drop_unanswerable=True)
-    val = encode_split(val_q, images, rows, words, answers, config,
-                       shuffle=False, drop_unanswerable=False)
-    log.info("fit on %d questions (%d images), validate on %d questions (%d images); "
-             "%d words, %d answers", len(fit.questions), fit_q["image_id"].nunique(),
-             len(val.questions), val_q["image_id"].nunique(), len(words), len(answers))
+    fit = encode_split(
+        fit_q, images, rows, words, answers, config, shuffle=True, drop_unanswerable=True
+    )
+    val = encode_split(
+        val_q, images, rows, words, answers, config, shuffle=False, drop_unanswerable=False
+    )
+    log.info(
+        "fit on %d questions (%d images), validate on %d questions (%d images); "
+        "%d words, %d answers",
+        len(fit.questions),
+        fit_q["image_id"].nunique(),
+        len(val.questions),
+        val_q["image_id"].nunique(),
+        len(words),
+        len(answers),
+    )
     if len(fit.questions) == 0:
-        raise DatasetError(f"{dataset.root}: no training question has an answer in the "
-                           "answer vocabulary.")
+        raise DatasetError(
+            f"{dataset.root}: no training question has an answer in the answer vocabulary."
+        )
 
     fit_batches = distribute.for_replicas(fit.batches, replicas, training=True)
     val_batches = distribute.for_replicas(val.batches, replicas, training=False)
@@ -224,17 +277,32 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
                 fresh = copy_weights(trained, model)
                 log.info("weights and vocabularies from %s", source)
                 if fresh:
-                    log.warning("%d weights of this model are new (attention_words adds "
-                                "some) or have another shape in %s (saved by an older vqa), "
-                                "and start afresh: %s",
-                                len(fresh), source, ", ".join(fresh))
+                    log.warning(
+                        "%d weights of this model are new (attention_words adds "
+                        "some) or have another shape in %s (saved by an older vqa), "
+                        "and start afresh: %s",
+                        len(fresh),
+                        source,
+                        ", ".join(fresh),
+                    )
             # Weighted: the rows that pad a batch for the replicas have weight 0.
-            model.compile(optimizer=optimizer, loss=soft_crossentropy,
-                          weighted_metrics=[vqa_score],
-                          steps_per_execution=STEPS_PER_CALL if replicas.count == 1 else 1)
-        state = {"next_epoch": 0, "best": -math.inf, "best_epoch": -1, "best_file": None,
-                 "last_file": None, "wait": 0, "stopped_early": False, "data": fingerprint,
-                 "initialised_from": None if source is None else str(source)}
+            model.compile(
+                optimizer=optimizer,
+                loss=soft_crossentropy,
+                weighted_metrics=[vqa_score],
+                steps_per_execution=STEPS_PER_CALL if replicas.count == 1 else 1,
+            )
+        state = {
+            "next_epoch": 0,
+            "best": -math.inf,
+            "best_epoch": -1,
+            "best_file": None,
+            "last_file": None,
+            "wait": 0,
+            "stopped_early": False,
+            "data": fingerprint,
+            "initialised_from": None if source is None else str(source),
+        }
         initial_epoch = 0
     else:
         with replicas.scope():
@@ -242,8 +310,13 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
         set_seed_states(model, state.get("seed_states"))
         # A run that had already stopped early only lacks its summary.
         initial_epoch = config.train.epochs if state["stopped_early"] else state["next_epoch"]
-        log.info("resuming %s at epoch %d (best so far %.4f at epoch %d)", run,
-                 initial_epoch + 1, state["best"], state["best_epoch"] + 1)
+        log.info(
+            "resuming %s at epoch %d (best so far %.4f at epoch %d)",
+            run,
+            initial_epoch + 1,
+            state["best"],
+            state["best_epoch"] + 1,
+        )
     fit.batches.start_epoch(initial_epoch)
     if replicas.count == 1:  # gathered by tf.data where it can be: a faster epoch
         fit_batches = gathered_in_tf(fit.batches) or fit_batches
@@ -255,10 +328,15 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
         # shuffle=False: VQABatches orders each epoch from (seed, epoch) itself. Keras'
         # own shuffle would reorder the batches with Python's global random state, which
         # a resumed run cannot have as the uninterrupted one had it.
-        model.fit(fit_batches, validation_data=val_batches, epochs=config.train.epochs,
-                  initial_epoch=initial_epoch, verbose=verbose,
-                  callbacks=[checkpoint, *tensorboard(run), *(callbacks or [])],
-                  shuffle=False)
+        model.fit(
+            fit_batches,
+            validation_data=val_batches,
+            epochs=config.train.epochs,
+            initial_epoch=initial_epoch,
+            verbose=verbose,
+            callbacks=[checkpoint, *tensorboard(run), *(callbacks or [])],
+            shuffle=False,
+        )
     finally:
         if isinstance(images, FeatureCache):
             images.close()
@@ -283,18 +361,25 @@ def _train(data: str | Path | PreparedDataset, run: Path, config: Config,
         "initialised_from": state.get("initialised_from"),  # a resumed run's too
         "versions": library_versions(),
     }
-    write_card(run, dataset=dataset.name, source=dataset.meta.get("source", ""),
-               image=_image_input(config), questions=list(fit.questions["question"]),
-               question_types=list(fit.questions["question_type"]),
-               answers=list(fit.questions["answer"]), n_words=len(words),
-               n_answers=len(answers))
+    write_card(
+        run,
+        dataset=dataset.name,
+        source=dataset.meta.get("source", ""),
+        image=_image_input(config),
+        questions=list(fit.questions["question"]),
+        question_types=list(fit.questions["question_type"]),
+        answers=list(fit.questions["answer"]),
+        n_words=len(words),
+        n_answers=len(answers),
+    )
     atomic.write_json(summary, run / files.TRAINING)
     shutil.rmtree(run / files.CHECKPOINT_DIR, ignore_errors=True)
     return summary
 
 
-def finish_fit(run: Path, images, state: dict, title: str,
-               metric: str = "val_vqa_score") -> pd.DataFrame:
+def finish_fit(
+    run: Path, images, state: dict, title: str, metric: str = "val_vqa_score"
+) -> pd.DataFrame:
     """After `model.fit` (VQA or captions): keep the image encoder a pretrained run
     answers from pixels with, put the best epoch's model in place, plot the curve;
     returns the run's history."""
@@ -319,18 +404,25 @@ def tensorboard(run: Path) -> list[keras.callbacks.Callback]:
     except ImportError:
         log.info("no TensorBoard logs: they need the tensorflow and tensorboard packages")
         return []
-    return [keras.callbacks.TensorBoard(run / files.TENSORBOARD, write_graph=False,
-                                        profile_batch=0)]
+    return [
+        keras.callbacks.TensorBoard(run / files.TENSORBOARD, write_graph=False, profile_batch=0)
+    ]
 
 
 def library_versions() -> dict[str, str]:
     """The versions a run's numbers depend on, recorded in its training.json."""
     from importlib import metadata
 
-    versions = {"python": sys.version.split()[0], "numpy": np.__version__,
-                "keras": keras.__version__}
-    backend = {"tensorflow": ("tensorflow", "tensorflow-cpu"), "jax": ("jax", "jaxlib"),
-               "torch": ("torch",)}.get(keras.backend.backend(), ())
+    versions = {
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "keras": keras.__version__,
+    }
+    backend = {
+        "tensorflow": ("tensorflow", "tensorflow-cpu"),
+        "jax": ("jax", "jaxlib"),
+        "torch": ("torch",),
+    }.get(keras.backend.backend(), ())
     for name in (*backend, "vqa"):
         try:
             versions[name] = metadata.version(name)
@@ -346,36 +438,54 @@ def _save_image_encoder(run: Path, manifest: Manifest) -> None:
     if (run / files.FEATURES).is_file():
         diff = Manifest.read(run / files.FEATURES).same_features(manifest)
         if diff:
-            raise RunDirError(f"{run} started on other features than the cache now holds "
-                              f"({', '.join(diff)} differ); pass --overwrite to start again.")
+            raise RunDirError(
+                f"{run} started on other features than the cache now holds "
+                f"({', '.join(diff)} differ); pass --overwrite to start again."
+            )
     else:
         atomic.write_json(asdict(manifest), run / files.FEATURES)
     if not (run / files.IMAGE_ENCODER).is_file():
         save_atomic(backbone_for_answering(manifest), run / files.IMAGE_ENCODER)
 
 
-def _new_model(config: Config, words: Vocabulary, n_answers: int, steps_per_epoch: int
-               ) -> tuple[keras.Model, keras.optimizers.Optimizer]:
+def _new_model(
+    config: Config, words: Vocabulary, n_answers: int, steps_per_epoch: int
+) -> tuple[keras.Model, keras.optimizers.Optimizer]:
     """The model and its optimizer; fine-tuning puts the backbone inside, slower."""
     rate = learning_rate(config, steps_per_epoch)
     clip = {"global_clipnorm": config.train.clip_norm} if config.train.clip_norm else {}
     vectors = None
     if config.model.word_vectors:
-        vectors, coverage = load_word_vectors(config.model.word_vectors, words,
-                                              config.model.embedding_dim, config.train.seed)
-        log.info("word vectors for %.1f%% of the %d question words from %s",
-                 100 * coverage, len(words) - 2, config.model.word_vectors)
+        vectors, coverage = load_word_vectors(
+            config.model.word_vectors, words, config.model.embedding_dim, config.train.seed
+        )
+        log.info(
+            "word vectors for %.1f%% of the %d question words from %s",
+            100 * coverage,
+            len(words) - 2,
+            config.model.word_vectors,
+        )
     if not config.train.fine_tune:
-        return (build_model(config.model, len(words), n_answers, word_vectors=vectors,
-                            grid_shape=model_grid_shape(config.model)),
-                keras.optimizers.Adam(rate, **clip))
-    backbone = get_backbone(config.model.backbone, config.model.backbone_image_size or None
-                            ).build(include_top=False)
-    model = build_model(config.model, len(words), n_answers, backbone=backbone,
-                        word_vectors=vectors)
-    optimizer = TwoRateAdam([v.path for v in backbone.trainable_variables],
-                            config.train.backbone_learning_rate / config.train.learning_rate,
-                            learning_rate=rate, **clip)
+        return (
+            build_model(
+                config.model,
+                len(words),
+                n_answers,
+                word_vectors=vectors,
+                grid_shape=model_grid_shape(config.model),
+            ),
+            keras.optimizers.Adam(rate, **clip),
+        )
+    backbone = get_backbone(config.model.backbone, config.model.backbone_image_size or None).build(
+        include_top=False
+    )
+    model = build_model(
+        config.model, len(words), n_answers, backbone=backbone, word_vectors=vectors
+    )
+    optimizer = TwoRateAdam(
+        [v.path for v in backbone.trainable_variables],
+        config.train.backbone_learning_rate / config.train.learning_rate,
+        learning_rate=rate,
+        **clip,
+    )
     return model, optimizer
-
-

@@ -17,6 +17,9 @@ def learning_rate(config: Config, steps_per_epoch: int):
         return train_config.learning_rate
     decay = max(steps_per_epoch * train_config.epochs - warmup, 1)
     return keras.optimizers.schedules.CosineDecay(
-        0.0 if warmup else train_config.learning_rate, decay,
+        0.0 if warmup else train_config.learning_rate,
+        decay,
         alpha=1.0 if constant else 0.0,  # alpha: the floor, as a fraction of the rate
-        warmup_target=train_config.learning_rate if warmup else None, warmup_steps=warmup)
+        warmup_target=train_config.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )

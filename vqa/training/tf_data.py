@@ -22,8 +22,12 @@ def gathered_in_tf(batches: VQABatches):
     (epoch after epoch for a shuffled one, from its current epoch on); None where it
     does not apply: another backend, images not in memory (a feature cache), no targets.
     """
-    if (keras.backend.backend() != "tensorflow" or not isinstance(batches.images, np.ndarray)
-            or batches.targets is None or not batches.about_image):
+    if (
+        keras.backend.backend() != "tensorflow"
+        or not isinstance(batches.images, np.ndarray)
+        or batches.targets is None
+        or not batches.about_image
+    ):
         return None
     import tensorflow as tf
 
@@ -32,9 +36,11 @@ def gathered_in_tf(batches: VQABatches):
     targets = batches.targets.tocsr()
     n_answers = targets.shape[1]
     score_rows = tf.RaggedTensor.from_row_splits(
-        tf.constant(targets.data, "float32"), tf.constant(targets.indptr, "int64"))
+        tf.constant(targets.data, "float32"), tf.constant(targets.indptr, "int64")
+    )
     answer_rows = tf.RaggedTensor.from_row_splits(
-        tf.constant(targets.indices, "int64"), tf.constant(targets.indptr, "int64"))
+        tf.constant(targets.indices, "int64"), tf.constant(targets.indptr, "int64")
+    )
     epoch = [batches.epoch]
 
     def plan() -> tuple[np.ndarray, ...]:
@@ -52,9 +58,10 @@ def gathered_in_tf(batches: VQABatches):
     @tf.autograph.experimental.do_not_convert
     def epoch_batches(_):
         arrays = tf.numpy_function(plan, [], [tf.int64] * 6, stateful=True)
-        ragged = [tf.RaggedTensor.from_row_lengths(tf.reshape(values, [-1]),
-                                                   tf.reshape(lengths, [-1]))
-                  for values, lengths in zip(arrays[:3], arrays[3:])]
+        ragged = [
+            tf.RaggedTensor.from_row_lengths(tf.reshape(values, [-1]), tf.reshape(lengths, [-1]))
+            for values, lengths in zip(arrays[:3], arrays[3:])
+        ]
         return tf.data.Dataset.from_tensor_slices(tuple(ragged))
 
     @tf.autograph.experimental.do_not_convert
@@ -62,15 +69,19 @@ def gathered_in_tf(batches: VQABatches):
         scores = tf.gather(score_rows, rows)  # [batch, (answers)]
         answers = tf.gather(answer_rows, rows)
         where = tf.stack([tf.cast(scores.value_rowids(), "int64"), answers.flat_values], 1)
-        y = tf.scatter_nd(where, scores.flat_values,
-                          tf.stack([tf.size(rows, "int64"), n_answers]))
-        x = {"image": tf.gather(images, image_rows),
-             "about_image": tf.cast(about_image, "int32"),
-             "question": tf.gather(questions, rows)}
+        y = tf.scatter_nd(where, scores.flat_values, tf.stack([tf.size(rows, "int64"), n_answers]))
+        x = {
+            "image": tf.gather(images, image_rows),
+            "about_image": tf.cast(about_image, "int32"),
+            "question": tf.gather(questions, rows),
+        }
         return x, y
 
     steps = len(batches)
-    return (tf.data.Dataset.range(1).flat_map(epoch_batches)
-            .map(gather, num_parallel_calls=1, deterministic=True)
-            .apply(tf.data.experimental.assert_cardinality(steps))
-            .prefetch(2))
+    return (
+        tf.data.Dataset.range(1)
+        .flat_map(epoch_batches)
+        .map(gather, num_parallel_calls=1, deterministic=True)
+        .apply(tf.data.experimental.assert_cardinality(steps))
+        .prefetch(2)
+    )

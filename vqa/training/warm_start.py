@@ -17,20 +17,27 @@ def init_source(init_from: str | Path, config: Config, run: Path) -> Path:
     """The finished run to start `run` from, checked to hold the model `config` builds."""
     source = files.check_run_dir(init_from)
     if source.resolve() == run.resolve():
-        raise ConfigError(f"--init-from and --out both name {run}: a run cannot start from "
-                          "itself. Give the new run its own directory.")
+        raise ConfigError(
+            f"--init-from and --out both name {run}: a run cannot start from "
+            "itself. Give the new run its own directory."
+        )
     theirs = load_config(source / files.CONFIG)
-    differ = [f"model.{field.name}" for field in fields(config.model)
-              if getattr(theirs.model, field.name) != getattr(config.model, field.name)
-              # words added to attention: the new weights start where the model
-              # computes what the source did
-              and not (field.name == "attention_words" and config.model.attention_words)]
+    differ = [
+        f"model.{field.name}"
+        for field in fields(config.model)
+        if getattr(theirs.model, field.name) != getattr(config.model, field.name)
+        # words added to attention: the new weights start where the model
+        # computes what the source did
+        and not (field.name == "attention_words" and config.model.attention_words)
+    ]
     if theirs.train.fine_tune != config.train.fine_tune:
         differ.append("train.fine_tune")
     if differ:
-        raise ConfigError(f"Cannot initialise from {source}: its model differs from this "
-                          f"config's in {', '.join(differ)}. Initialising needs the same "
-                          "model; copy those settings from its config.yaml.")
+        raise ConfigError(
+            f"Cannot initialise from {source}: its model differs from this "
+            f"config's in {', '.join(differ)}. Initialising needs the same "
+            "model; copy those settings from its config.yaml."
+        )
     return source
 
 
@@ -43,11 +50,14 @@ def copy_weights(source: keras.Model, model: keras.Model) -> list[str]:
     theirs = {layer.name: layer.weights for layer in source.layers if layer.weights}
     ours = {layer.name: layer.weights for layer in model.layers if layer.weights}
     extra = sorted(set(theirs) - set(ours)) + sorted(
-        name for name in set(theirs) & set(ours) if len(theirs[name]) > len(ours[name]))
+        name for name in set(theirs) & set(ours) if len(theirs[name]) > len(ours[name])
+    )
     if extra:
-        raise ConfigError(f"Cannot copy the weights of {source.name} into this model: its "
-                          f"layers {', '.join(extra)} have weights this one lacks; they are "
-                          "not the same network.")
+        raise ConfigError(
+            f"Cannot copy the weights of {source.name} into this model: its "
+            f"layers {', '.join(extra)} have weights this one lacks; they are "
+            "not the same network."
+        )
     fresh = []
     for name, weights in ours.items():
         for i, our in enumerate(weights):

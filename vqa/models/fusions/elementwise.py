@@ -28,8 +28,9 @@ class ElementwiseFusion(keras.layers.Layer):
         super().__init__(**kwargs)
         check_sizes(units=units)
         self.units = units
-        self.project_question = keras.layers.Dense(units, activation="tanh",
-                                                   name="project_question")
+        self.project_question = keras.layers.Dense(
+            units, activation="tanh", name="project_question"
+        )
         self.project_image = keras.layers.Dense(units, activation="tanh", name="project_image")
 
     def build(self, input_shape):

@@ -56,8 +56,7 @@ class FiLMModule(keras.layers.Layer):
         for i in range(self.blocks):
             self.in_convs.append(conv(1, n + 2, f"block{i}_in", activation="relu"))
             self.convs.append(conv(3, n, f"block{i}_conv", use_bias=False))
-            norm = keras.layers.BatchNormalization(center=False, scale=False,
-                                                   name=f"block{i}_norm")
+            norm = keras.layers.BatchNormalization(center=False, scale=False, name=f"block{i}_norm")
             norm.build((None, None, None, n))
             self.norms.append(norm)
             film = keras.layers.Dense(2 * n, name=f"block{i}_film")  # [gamma - 1, beta]
@@ -68,8 +67,9 @@ class FiLMModule(keras.layers.Layer):
     def call(self, inputs, training=None):
         question, grid = inputs
         x = self.stem(with_coordinates(grid))  # [b, rows, cols, units]
-        for block_in, block_conv, norm, film in zip(self.in_convs, self.convs,
-                                                   self.norms, self.films):
+        for block_in, block_conv, norm, film in zip(
+            self.in_convs, self.convs, self.norms, self.films
+        ):
             x = block_in(with_coordinates(x))
             h = norm(block_conv(x), training=training)
             x = x + ops.relu(modulate(h, film(question)))

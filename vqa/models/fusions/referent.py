@@ -43,8 +43,7 @@ class ReferentRelation(keras.layers.Layer):
         [batch, units]
     """
 
-    def __init__(self, units: int, blocks: int = 1, channels: int = 32, depth: int = 2,
-                 **kwargs):
+    def __init__(self, units: int, blocks: int = 1, channels: int = 32, depth: int = 2, **kwargs):
         super().__init__(**kwargs)
         check_sizes(units=units, channels=channels, depth=depth)
         if blocks < 0:
@@ -62,11 +61,13 @@ class ReferentRelation(keras.layers.Layer):
 
         self.convs, self.norms, self.films = [], [], []
         for i in range(self.blocks):
-            conv = keras.layers.Conv2D(self.channels, 3, strides=2, padding="same",
-                                       use_bias=False, name=f"block{i}_conv")
+            conv = keras.layers.Conv2D(
+                self.channels, 3, strides=2, padding="same", use_bias=False, name=f"block{i}_conv"
+            )
             conv.build((None, None, None, c))
-            norm = keras.layers.BatchNormalization(momentum=0.9, center=False, scale=False,
-                                                   name=f"block{i}_norm")
+            norm = keras.layers.BatchNormalization(
+                momentum=0.9, center=False, scale=False, name=f"block{i}_norm"
+            )
             norm.build((None, None, None, self.channels))
             self.convs.append(conv)
             self.norms.append(norm)
@@ -80,8 +81,9 @@ class ReferentRelation(keras.layers.Layer):
         self.g_referent = dense(u, (None, c + 2), "g0_referent", use_bias=False)
         self.g_question = dense(u, question_shape, "g0_question", use_bias=False)
         self.g_offset = dense(u, (None, None, 3), "g0_offset", use_bias=False)
-        self.g = [dense(u, (None, None, u), f"g{i}", activation="relu")
-                  for i in range(1, self.depth)]
+        self.g = [
+            dense(u, (None, None, u), f"g{i}", activation="relu") for i in range(1, self.depth)
+        ]
         self.pick_score = dense(1, (None, None, u), "pick_score")
         self.f = dense(u, (None, 3 * u), "f", activation="relu")
 
@@ -93,22 +95,28 @@ class ReferentRelation(keras.layers.Layer):
         rows, cols = ops.shape(x)[1], ops.shape(x)[2]
         xy = ops.reshape(coordinates(rows, cols, x.dtype), (1, -1, 2))  # [1, n, 2]
         cells = ops.reshape(x, (ops.shape(x)[0], -1, x.shape[-1]))  # [b, n, c]
-        cells = ops.concatenate([cells, ops.broadcast_to(
-            xy, (ops.shape(cells)[0], ops.shape(cells)[1], 2))], axis=-1)  # [b, n, c + 2]
+        cells = ops.concatenate(
+            [cells, ops.broadcast_to(xy, (ops.shape(cells)[0], ops.shape(cells)[1], 2))], axis=-1
+        )  # [b, n, c + 2]
 
         # Find: which cell the question names.
-        hidden = ops.tanh(self.find_cell(cells)
-                          + ops.expand_dims(self.find_question(question), 1))  # [b, n, u]
+        hidden = ops.tanh(
+            self.find_cell(cells) + ops.expand_dims(self.find_question(question), 1)
+        )  # [b, n, u]
         weights = ops.softmax(ops.squeeze(self.find_score(hidden), -1), axis=-1)  # [b, n]
         referent = ops.sum(ops.expand_dims(weights, -1) * cells, axis=1)  # [b, c + 2]
 
         # Relate: every cell to the referent, with its offset from it.
         offset = xy - ops.expand_dims(referent[:, -2:], 1)  # [b, n, 2]
         geometry = ops.concatenate(
-            [offset, ops.sum(offset * offset, axis=-1, keepdims=True)], axis=-1)  # [b, n, 3]
+            [offset, ops.sum(offset * offset, axis=-1, keepdims=True)], axis=-1
+        )  # [b, n, 3]
         about = self.g_referent(referent)  # [b, u]
-        h = ops.relu(self.g_cell(cells) + self.g_offset(geometry)
-                     + ops.expand_dims(about + self.g_question(question), 1))  # [b, n, u]
+        h = ops.relu(
+            self.g_cell(cells)
+            + self.g_offset(geometry)
+            + ops.expand_dims(about + self.g_question(question), 1)
+        )  # [b, n, u]
         for layer in self.g:
             h = layer(h)
 
@@ -121,5 +129,10 @@ class ReferentRelation(keras.layers.Layer):
         return (input_shape[0][0], self.units)
 
     def get_config(self):
-        return {**super().get_config(), "units": self.units, "blocks": self.blocks,
-                "channels": self.channels, "depth": self.depth}
+        return {
+            **super().get_config(),
+            "units": self.units,
+            "blocks": self.blocks,
+            "channels": self.channels,
+            "depth": self.depth,
+        }

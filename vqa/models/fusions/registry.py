@@ -34,17 +34,23 @@ def register_fusion(name: str, *, reads: str = "vector", layer_name: str = "fusi
     """Class decorator: make the layer class `name`'s fusion. `layer_name` is the name of
     the layer in built models (kept for the fusions whose runs already use another)."""
     if reads not in READS:
-        raise ValueError(f"Invalid value for argument reads. Expected one of {list(READS)}. "
-                         f"Received: reads={reads!r}")
+        raise ValueError(
+            f"Invalid value for argument reads. Expected one of {list(READS)}. "
+            f"Received: reads={reads!r}"
+        )
 
     def register(cls: type) -> type:
         if "units" not in inspect.signature(cls.__init__).parameters:
-            raise TypeError(f"A fusion's constructor takes `units` (the fused size) first; "
-                            f"{cls.__name__}.__init__ does not.")
+            raise TypeError(
+                f"A fusion's constructor takes `units` (the fused size) first; "
+                f"{cls.__name__}.__init__ does not."
+            )
         taken = sorted(set(fusion_options(cls)) & set(ModelConfig.__dataclass_fields__))
         if taken:
-            raise TypeError(f"{cls.__name__}'s options {taken} have the names of config "
-                            "fields; name them otherwise.")
+            raise TypeError(
+                f"{cls.__name__}'s options {taken} have the names of config "
+                "fields; name them otherwise."
+            )
         known = FUSIONS.get(name)
         if known is not None and known.__qualname__ != cls.__qualname__:
             raise ValueError(f"The fusion name {name!r} is taken by {known.__qualname__}.")
@@ -59,14 +65,19 @@ def fusion_options(cls: type) -> dict[str, Any]:
     """A fusion's own options and their defaults: its constructor's arguments after
     `units`."""
     params = inspect.signature(cls.__init__).parameters.values()
-    return {p.name: p.default for p in params if p.name not in ("self", "units")
-            and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {
+        p.name: p.default
+        for p in params
+        if p.name not in ("self", "units") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
 
 
 def get_fusion(name: str) -> type:
     if name not in FUSIONS:
-        raise ConfigError(f"Unknown fusion {name!r}. Expected one of {sorted(FUSIONS)} "
-                          "(vqa.models.fusions.register_fusion adds one).")
+        raise ConfigError(
+            f"Unknown fusion {name!r}. Expected one of {sorted(FUSIONS)} "
+            "(vqa.models.fusions.register_fusion adds one)."
+        )
     return FUSIONS[name]
 
 
@@ -84,25 +95,35 @@ def check_fusion(model_config, construct: bool = True) -> type:
     if unknown:
         near = {k: difflib.get_close_matches(k, list(allowed), n=1) for k in unknown}
         hints = "".join(f" Did you mean {m[0]!r} for {k!r}?" for k, m in near.items() if m)
-        raise ConfigError(f"Unknown option(s) {unknown} of fusion {name} (in the fusion "
-                          f"section).{hints} Its options, with their defaults: {allowed}.")
+        raise ConfigError(
+            f"Unknown option(s) {unknown} of fusion {name} (in the fusion "
+            f"section).{hints} Its options, with their defaults: {allowed}."
+        )
     for key, value in options.items():
         if not _same_kind(value, allowed[key]):
-            raise ConfigError(f"Option {key} of fusion {name} must be of the kind of "
-                              f"its default, {allowed[key]!r}. Received: {key}={value!r}")
+            raise ConfigError(
+                f"Option {key} of fusion {name} must be of the kind of "
+                f"its default, {allowed[key]!r}. Received: {key}={value!r}"
+            )
     if construct:
         make_fusion(cls, model_config)
     if cls.reads == "grid":
         if model_config.inputs != "both":
-            raise ConfigError(f"fusion: {name} needs both inputs (it reads the grid with the "
-                              f"question). Received: inputs={model_config.inputs!r}")
+            raise ConfigError(
+                f"fusion: {name} needs both inputs (it reads the grid with the "
+                f"question). Received: inputs={model_config.inputs!r}"
+            )
         if model_config.attention_hops:
-            raise ConfigError(f"attention_hops needs a fusion of vectors; {name} reads every "
-                              "cell already. Received: attention_hops="
-                              f"{model_config.attention_hops}")
+            raise ConfigError(
+                f"attention_hops needs a fusion of vectors; {name} reads every "
+                "cell already. Received: attention_hops="
+                f"{model_config.attention_hops}"
+            )
         if model_config.pool_grid != "max":
-            raise ConfigError(f"pool_grid: {model_config.pool_grid} is for the fusions of "
-                              f"vectors without attention; {name} reads the cells itself.")
+            raise ConfigError(
+                f"pool_grid: {model_config.pool_grid} is for the fusions of "
+                f"vectors without attention; {name} reads the cells itself."
+            )
     return cls
 
 
@@ -118,8 +139,11 @@ def canonical_options(model_config) -> tuple:
     """The fusion options without those set to their default: the same model whether a
     config writes a default out or not (what resuming and `vqa compare` compare)."""
     defaults = fusion_options(get_fusion(model_config.fusion))
-    return tuple((k, v) for k, v in model_config.fusion_options
-                 if not (k in defaults and defaults[k] == v and type(defaults[k]) is type(v)))
+    return tuple(
+        (k, v)
+        for k, v in model_config.fusion_options
+        if not (k in defaults and defaults[k] == v and type(defaults[k]) is type(v))
+    )
 
 
 def _same_kind(value: Any, default: Any) -> bool:
@@ -128,6 +152,9 @@ def _same_kind(value: Any, default: Any) -> bool:
     if isinstance(default, bool):
         return isinstance(value, bool)
     if isinstance(default, (int, float)):  # an int where a float is expected is fine
-        return (isinstance(value, (int, float)) and not isinstance(value, bool)
-                and (isinstance(default, float) or isinstance(value, int)))
+        return (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and (isinstance(default, float) or isinstance(value, int))
+        )
     return isinstance(value, type(default))

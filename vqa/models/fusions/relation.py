@@ -59,9 +59,11 @@ class RelationModule(keras.layers.Layer):
         question, grid = inputs
         cells = with_coordinates(grid)
         cells = ops.reshape(cells, (ops.shape(grid)[0], -1, cells.shape[-1]))  # [b, n, c + 2]
-        pairs = (ops.expand_dims(self.first_cell(cells), 2)  # o_i: [b, n, 1, units]
-                 + ops.expand_dims(self.second_cell(cells), 1)  # o_j: [b, 1, n, units]
-                 + ops.expand_dims(ops.expand_dims(self.question(question), 1), 1))
+        pairs = (
+            ops.expand_dims(self.first_cell(cells), 2)  # o_i: [b, n, 1, units]
+            + ops.expand_dims(self.second_cell(cells), 1)  # o_j: [b, 1, n, units]
+            + ops.expand_dims(ops.expand_dims(self.question(question), 1), 1)
+        )
         hidden = ops.relu(pairs)  # [b, n, n, units]
         for layer in self.g:
             hidden = layer(hidden)
