@@ -50,7 +50,8 @@ def measure_extract(data: str, image_size: int) -> dict:
 
     from vqa.data.dataset import PreparedDataset
     from vqa.features.backbones import get_backbone
-    from vqa.features.cache import Manifest, extract_features, input_size
+    from vqa.features.cache import Manifest, input_size
+    from vqa.features.extract import extract_features
 
     source = PreparedDataset.load(data)
     size = input_size(source, image_size)
@@ -94,7 +95,7 @@ def measure_train(data: str, steps: int) -> dict:
     from vqa.config import Config
     from vqa.data.dataset import PreparedDataset
     from vqa.features.backbones import get_backbone, model_grid_shape
-    from vqa.features.cache import image_table
+    from vqa.features.extract import image_table
     from vqa.models import build_model, soft_crossentropy
     from vqa.models.builder import model_inputs
     from vqa.training import build_vocabularies

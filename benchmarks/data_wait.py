@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from vqa.config import Config
     from vqa.data.dataset import PreparedDataset
     from vqa.features.backbones import model_grid_shape
-    from vqa.features.cache import image_table
+    from vqa.features.extract import image_table
     from vqa.models import build_model, soft_crossentropy, vqa_score
     from vqa.training import build_vocabularies, encode_split
 

@@ -15,8 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vqa import atomic  # noqa: E402
-from vqa import run_dir as files
+from vqa.runs import (
+    atomic,  # noqa: E402
+    files,
+)
 from vqa.training import train  # noqa: E402
 
 

@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     from vqa import evaluate_run
-    from vqa import run_dir as files
     from vqa.config import load_config
     from vqa.data.dataset import PreparedDataset
+    from vqa.runs import files
     from vqa.training import train
 
     data = PreparedDataset.load(args.data)

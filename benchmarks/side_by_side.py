@@ -91,12 +91,12 @@ def run_ours(data: Path, work: Path, start: float) -> None:
 
     import keras  # noqa: F401
 
-    from vqa import run_dir as files
     from vqa.config import Config
     from vqa.data.batches import VQABatches
     from vqa.data.dataset import PreparedDataset
     from vqa.data.text import Vocabulary
     from vqa.features.cache import FeatureCache
+    from vqa.runs import files
     from vqa.training import train
 
     dataset = PreparedDataset.load(copy)

@@ -1,12 +1,11 @@
-"""vqa.atomic: one naming scheme for half-written files, nothing left on an error, and a
+"""vqa.runs.atomic: one naming scheme for half-written files, nothing left on an error, and a
 run directory with a crash's leftovers (ours, or vqa 0.1.0's) still clears."""
 
 import os
 
 import pytest
 
-from vqa import atomic
-from vqa import run_dir as files
+from vqa.runs import atomic, files
 
 
 def test_temporary_names_keep_the_extensions_last():

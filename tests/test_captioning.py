@@ -337,7 +337,7 @@ def test_compare_tables_the_decoders_and_retrains_only_a_changed_config(runs, tm
 
 
 def test_the_compare_readme_gives_every_column_over_the_seeds():
-    from vqa.compare_captions import SCORES, _markdown
+    from vqa.evaluation.compare_captions import SCORES, _markdown
 
     rows = [
         {

@@ -8,8 +8,8 @@ import yaml
 from conftest import TINY_CONFIG
 
 from vqa.cli import main as vqa_main
-from vqa.compare import ANSWER_PRIOR, answer_prior
 from vqa.config import save_config
+from vqa.evaluation.compare import ANSWER_PRIOR, answer_prior
 
 
 def _configs(tmp_path):

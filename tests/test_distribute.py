@@ -1,4 +1,4 @@
-"""Training on several devices or machines: vqa.distribute and `vqa train --strategy`.
+"""Training on several devices or machines: vqa.training.distribute and `vqa train --strategy`.
 
 Distributed runs are `python -m vqa train` subprocesses: TensorFlow fixes its devices
 (and its collective setup) when it starts, and this pytest process has started it.
@@ -27,13 +27,13 @@ from conftest import TINY_CONFIG, make_tiny_dataset
 from scipy import sparse
 
 from data_prep.common import write_prepared
-from vqa import distribute, evaluate_run
-from vqa import run_dir as files
+from vqa import evaluate_run
 from vqa.cli import build_parser, main
 from vqa.config import Config, ModelConfig, TrainConfig, save_config
 from vqa.data.batches import VQABatches
 from vqa.errors import ConfigError
-from vqa.training import split_by_image, train
+from vqa.runs import files
+from vqa.training import distribute, split_by_image, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300  # seconds a training subprocess may take before the test fails
@@ -100,7 +100,7 @@ def base_dataset(tmp_path_factory):
 def odd_validation(base_dataset, tmp_path_factory):
     """48 questions to fit on (6 batches of 8), 15 to validate on (the last batch, 7,
     is padded for two replicas); with the grid features extracted."""
-    from vqa.features.cache import extract_features
+    from vqa.features.extract import extract_features
 
     dataset = _derived_dataset(
         base_dataset,

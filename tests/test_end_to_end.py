@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 from conftest import TINY_CONFIG, draw_shape
 
-from vqa import Answerer, atomic, evaluate_run
-from vqa import run_dir as files
+from vqa import Answerer, evaluate_run
 from vqa.cli import main
 from vqa.config import save_config
 from vqa.errors import ConfigError, ImageError, QuestionError, RunDirError
+from vqa.runs import atomic, files
 from vqa.training import RunCheckpoint, train
 
 

@@ -7,10 +7,12 @@ import pytest
 from conftest import TINY_CONFIG, draw_shape, make_tiny_dataset
 
 import vqa.features.cache as cache_module
+import vqa.features.extract as extract_module
 from vqa import Answerer, evaluate_run
 from vqa.cli import main
 from vqa.config import Config, ModelConfig, load_config
-from vqa.features.cache import FeatureCache, FeatureCacheError, extract_features, feature_paths
+from vqa.features.cache import FeatureCache, FeatureCacheError, feature_paths
+from vqa.features.extract import extract_features
 from vqa.training import train
 
 SMALL = {"backbone": "efficientnet_lite0", "batch_size": 2, "chunk_size": 4, "progress": False}
@@ -91,7 +93,7 @@ def test_cache_with_other_settings_is_refused(tmp_path):
 
 def test_resume_with_another_batch_size_is_accepted(tmp_path, monkeypatch):
     ds = _copy(tmp_path)
-    monkeypatch.setattr(cache_module, "merge_parts", lambda *a: None)  # stop before merging
+    monkeypatch.setattr(extract_module, "merge_parts", lambda *a: None)  # stop before merging
     extract_features(ds, shard=(0, 3), **SMALL)
     monkeypatch.undo()
     path = extract_features(ds, **{**SMALL, "batch_size": 3})

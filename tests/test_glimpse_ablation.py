@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from vqa import run_dir as files
+from vqa.runs import files
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "probes"))
 from glimpse_ablation import main  # noqa: E402

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from vqa.config import ModelConfig
-from vqa.gradcam import grad_cam, input_gradient
 from vqa.models import build_model
+from vqa.models.gradcam import grad_cam, input_gradient
 
 
 def test_the_gradient_is_the_finite_difference_and_the_map_a_distribution():

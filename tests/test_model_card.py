@@ -5,8 +5,8 @@ import json
 
 from conftest import draw_shape
 
-from vqa import run_dir as files
-from vqa.model_card import summary, warnings_for
+from vqa.runs import files
+from vqa.runs.model_card import summary, warnings_for
 
 
 def test_warnings_for_unknown_words_and_answer_types():

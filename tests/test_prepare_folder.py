@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from conftest import TINY_CONFIG, draw_shape
 
-from data_prep import folder
+from data_prep import folder, question_types
 from data_prep.common import SKIPPED
 from vqa.cli import main as vqa_main
 from vqa.data.dataset import PreparedDataset
@@ -129,16 +129,18 @@ def test_counts_types_and_labels(folder_root, folder_dataset):
 
 
 def test_question_types_are_the_official_prefixes():
-    assert folder.question_type("What color is the car?") == "what color is the"
-    assert folder.question_type("How many people are in the room?") == "how many people are in"
-    assert folder.question_type("Is this a cat?") == "is this a"
-    assert folder.question_type("Zebras or horses?") == "none of the above"
-    assert len(folder.VQA_QUESTION_TYPES) == 65
+    assert question_types.question_type("What color is the car?") == "what color is the"
+    assert (
+        question_types.question_type("How many people are in the room?") == "how many people are in"
+    )
+    assert question_types.question_type("Is this a cat?") == "is this a"
+    assert question_types.question_type("Zebras or horses?") == "none of the above"
+    assert len(question_types.VQA_QUESTION_TYPES) == 65
 
 
 def test_trains_evaluates_and_scores_ten_answers_officially(folder_root, folder_dataset, tmp_path):
-    from vqa import run_dir as files
     from vqa.evaluation import evaluate_run
+    from vqa.runs import files
     from vqa.training import train
 
     run = tmp_path / "run"

@@ -324,9 +324,9 @@ def test_train_and_evaluate_on_prepared_vqa(vqa_dataset, tmp_path):
     val2014 scores, and an unannotated test split still yields its predictions."""
     from conftest import TINY_CONFIG
 
-    from vqa import run_dir as files
     from vqa.data.text import Vocabulary
     from vqa.evaluation import evaluate_run
+    from vqa.runs import files
     from vqa.training import train
 
     run = tmp_path / "run"

@@ -19,10 +19,10 @@ import pytest
 from conftest import TINY_CONFIG, make_tiny_dataset
 
 from vqa import Answerer, evaluate_run
-from vqa import run_dir as files
 from vqa.cli import main
 from vqa.config import Config, save_config
 from vqa.errors import ConfigError, RunDirError, TrainingError
+from vqa.runs import files
 from vqa.training import RunCheckpoint, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -477,7 +477,7 @@ def test_init_from_refuses_another_model_before_making_the_run(
 # commit) is written; after the state's temporary file is written but before its rename.
 _KILL_AT = """
 import json, os, signal, sys
-from vqa import atomic
+from vqa.runs import atomic
 import vqa.training.checkpoint as checkpoint
 point, epoch = sys.argv[1], 1
 

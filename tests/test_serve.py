@@ -81,7 +81,7 @@ def _ask(httpd, image: bytes, question: str, file_name="x.png", **fields):
 
 
 def test_the_page_is_served_and_shipped_in_the_package():
-    from vqa.serve import _page
+    from vqa.serve.app import _page
 
     page = _page().decode()
     for element in ('id="image"', 'id="question"', 'id="ask"', 'id="answer"', "/api/answer"):
@@ -254,7 +254,7 @@ def test_a_full_queue_is_refused_at_once_with_503():
     import asyncio
 
     from vqa.errors import VQAError
-    from vqa.serve import Batcher, Batching, _Refused
+    from vqa.serve.batching import Batcher, Batching, _Refused
 
     gate = threading.Event()
 
@@ -446,7 +446,7 @@ def test_the_listening_socket_is_tcp_so_replies_go_out_without_delay():
     for each reply (the delayed ACK), 16 answers/s instead of 300."""
     import socket
 
-    from vqa.serve import _listen
+    from vqa.serve.server import _listen
 
     sock = _listen("127.0.0.1", 0)
     try:

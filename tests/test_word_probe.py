@@ -7,8 +7,8 @@ from pathlib import Path
 import keras
 import pytest
 
-from vqa import run_dir as files
 from vqa.data.text import Vocabulary
+from vqa.runs import files
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "probes"))
 from word_probe import main, probe, vector_share  # noqa: E402

@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 import vqa.models  # noqa: F401  (registers the custom layers before loading)
-from vqa import run_dir as files
 from vqa.config import Config, load_config
 from vqa.data.batches import VQABatches
 from vqa.data.dataset import PreparedDataset
@@ -29,11 +28,13 @@ from vqa.data.images import ImageLike
 from vqa.data.text import Vocabulary
 from vqa.errors import RunDirError
 from vqa.features.backbones import get_backbone
-from vqa.features.cache import FeatureCache, FeatureCacheError, Manifest, image_table
-from vqa.gradcam import grad_cam
+from vqa.features.cache import FeatureCache, FeatureCacheError, Manifest
+from vqa.features.extract import image_table
 from vqa.inference import AnswererBase, AnswerResult, Preprocessing, format_answer
-from vqa.model_card import read_card
 from vqa.models.builder import attention_model, model_inputs, takes_about_image
+from vqa.models.gradcam import grad_cam
+from vqa.runs import files
+from vqa.runs.model_card import read_card
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ class Answerer(AnswererBase):
 
     def grad_cam(self, image: ImageLike, question: str, answer: str) -> np.ndarray | None:
         """`explain`'s map for a model without attention: [rows, cols] Grad-CAM of
-        `answer` over the grid the model reads (vqa.gradcam): the cached one, or the
+        `answer` over the grid the model reads (vqa.models.gradcam): the cached one, or the
         small CNN's (on the TensorFlow backend); None for a fine-tuned backbone, or the
         small CNN elsewhere."""
         layer = None

@@ -20,7 +20,6 @@ from typing import BinaryIO
 import keras
 import numpy as np
 
-from vqa import run_dir as files
 from vqa.answering import preprocessing
 from vqa.config import Config, load_config
 from vqa.data.captions import END, PAD, START, check_caption_vocabulary
@@ -29,7 +28,9 @@ from vqa.data.images import ImageLike, to_pil
 from vqa.data.text import Vocabulary
 from vqa.errors import RunDirError, VQAError
 from vqa.features.backbones import get_backbone
-from vqa.features.cache import FeatureCache, Manifest, image_table
+from vqa.features.cache import FeatureCache, Manifest
+from vqa.features.extract import image_table
+from vqa.runs import files
 
 log = logging.getLogger(__name__)
 DECODINGS = ("greedy", "sample", "beam")

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 from vqa import __version__
-from vqa import run_dir as files
 from vqa.answering import Answerer
 from vqa.errors import VQAError
+from vqa.runs import files
 from vqa.runtime import BUNDLE
 
 # format -> (file or folder in the bundle, Keras's name of the format, what it needs)

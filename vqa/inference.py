@@ -18,7 +18,7 @@ import numpy as np
 from vqa.data.images import ImageLike, load_image, resize_and_crop, to_pil
 from vqa.data.text import Encoded, Vocabulary, check_question, tokenize
 from vqa.errors import VQAError
-from vqa.model_card import summary, warnings_for
+from vqa.runs.model_card import summary, warnings_for
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class AnswerResult:
     attention: np.ndarray | None = field(default=None, compare=False, repr=False)
     # Each hop's own weights [hops, rows, cols] (each hop's map sums to 1); None likewise.
     hop_attention: np.ndarray | None = field(default=None, compare=False, repr=False)
-    # Why the answer may not mean much (vqa.model_card.warnings_for): most words unknown,
+    # Why the answer may not mean much (vqa.runs.model_card.warnings_for): most words unknown,
     # or an answer of a type the question does not ask for.
     warnings: list[str] = field(default_factory=list)
 
@@ -103,7 +103,7 @@ class AnswererBase:
     preprocessing: Preprocessing
     max_question_length: int
     grid_shape: tuple[int, int] | None = None
-    card: dict | None = None  # the run's model card (vqa.model_card), if it has one
+    card: dict | None = None  # the run's model card (vqa.runs.model_card), if it has one
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vqa import run_dir as files
 from vqa.data.text import Vocabulary
 from vqa.errors import RunDirError
 from vqa.inference import AnswererBase, AnswerResult, Preprocessing, format_answer
-from vqa.model_card import read_card
+from vqa.runs import files
+from vqa.runs.model_card import read_card
 
 __all__ = ["Bundle", "AnswerResult", "format_answer", "is_bundle", "load"]
 

@@ -11,15 +11,27 @@ import textwrap
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 import pandas as pd
 from PIL import Image
 
-if TYPE_CHECKING:
-    from vqa.answering import AnswerResult
-    from vqa.captioning import CaptionResult
+
+# What the drawings read of an answer (vqa.answering.AnswerResult, vqa.runtime's) and
+# of a caption (vqa.captioning.CaptionResult): described here rather than imported, so
+# that this module stays below everything that draws with it.
+class Answered(Protocol):
+    question: str
+    answer: str
+    top_k: list[tuple[str, float]]
+    attention: np.ndarray | None
+    hop_attention: np.ndarray | None  # [hops, rows, cols]
+    unknown_words: list[str]
+
+
+class Captioned(Protocol):
+    words: list[Any]  # each with .word, .probability and .attention
 
 
 def _pyplot():
@@ -103,7 +115,7 @@ _DRAWING = threading.Lock()  # matplotlib's font and text caches are shared
 
 def draw_explanation(
     img: Image.Image,
-    result: AnswerResult,
+    result: Answered,
     box: tuple[float, float, float, float],
     out: str | Path | BinaryIO,
     grad_cam: np.ndarray | None = None,
@@ -173,7 +185,7 @@ def draw_explanation(
 
 def draw_caption(
     img: Image.Image,
-    result: CaptionResult,
+    result: Captioned,
     box: tuple[float, float, float, float],
     out: str | Path | BinaryIO,
     per_row: int = 5,

@@ -30,8 +30,8 @@ def ablate(run: Path, out: Path, hop: int | None = None, words: bool = False) ->
     import keras
 
     import vqa.models  # noqa: F401  (registers the custom layers before loading)
-    from vqa import run_dir as files
     from vqa.config import load_config
+    from vqa.runs import files
 
     files.check_run_dir(run)
     config = load_config(run / files.CONFIG).model

@@ -23,7 +23,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from data_prep.scenes import FORMS, read_split  # noqa: E402
-from vqa import run_dir as files  # noqa: E402
+from vqa.runs import files  # noqa: E402
 
 
 def template_accuracy(run: Path, data: Path, split: str = "test") -> pd.DataFrame:

@@ -22,9 +22,9 @@ import keras
 import numpy as np
 from PIL import Image
 
-from vqa.atomic import atomic_write
 from vqa.data.images import open_image, resize_and_crop
 from vqa.errors import VQAError
+from vqa.runs.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 

@@ -173,29 +173,7 @@ _NUMBER_WORDS = {
     "ten": "10",
 }
 _ARTICLES = frozenset({"a", "an", "the"})
-_PUNCTUATION = (
-    ";",
-    "/",
-    "[",
-    "]",
-    '"',
-    "{",
-    "}",
-    "(",
-    ")",
-    "=",
-    "+",
-    "\\",
-    "_",
-    "-",
-    ">",
-    "<",
-    "@",
-    "`",
-    ",",
-    "?",
-    "!",
-)
+_PUNCTUATION = tuple(';/[]"{}()=+\\_-><@`,?!')  # in the evaluator's order
 # The official lookbehind is malformed ("(?!<=\d)"), so a period goes unless a digit
 # follows it. re.ASCII: Python 2's \d, without re.UNICODE, is [0-9].
 _PERIOD = re.compile(r"(?!<=\d)(\.)(?!\d)", re.ASCII)

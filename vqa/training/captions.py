@@ -13,25 +13,25 @@ from pathlib import Path
 
 import keras
 
-from vqa import atomic, locks
-from vqa import run_dir as files
 from vqa.config import Config, save_config
 from vqa.data.captions import CaptionBatches, caption_vocabulary
 from vqa.data.dataset import PreparedDataset
 from vqa.data.text import Vocabulary
 from vqa.errors import DatasetError
 from vqa.features.backbones import model_grid_shape
-from vqa.features.cache import FeatureCache, image_table
+from vqa.features.cache import FeatureCache
+from vqa.features.extract import image_table
 from vqa.models import build_captioner, get_decoder
-from vqa.training.checkpoint import RunCheckpoint, prepare_run_dir, set_seed_states
-from vqa.training.fit import (
-    _image_input,
-    finish_fit,
+from vqa.runs import atomic, files, locks
+from vqa.training.checkpoint import (
+    RunCheckpoint,
     library_versions,
-    resumed_split,
-    split_by_image,
+    prepare_run_dir,
+    set_seed_states,
     tensorboard,
 )
+from vqa.training.fit import _image_input, finish_fit
+from vqa.training.inputs import resumed_split, split_by_image
 from vqa.training.schedule import learning_rate
 
 log = logging.getLogger(__name__)

@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -15,11 +16,10 @@ import keras
 import numpy as np
 import pandas as pd
 
-from vqa import atomic
-from vqa import run_dir as files
-from vqa.atomic import atomic_write
 from vqa.config import Config, load_config
 from vqa.errors import ConfigError, RunDirError, TrainingError
+from vqa.runs import atomic, files
+from vqa.runs.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 MONITOR = "val_vqa_score"
@@ -186,3 +186,40 @@ def epochs_from_one(history: pd.DataFrame) -> pd.DataFrame:
 def save_atomic(model: keras.Model, path: Path) -> None:
     with atomic_write(path) as tmp:
         model.save(tmp)
+
+
+def tensorboard(run: Path) -> list[keras.callbacks.Callback]:
+    """TensorBoard event files in RUN_DIR/tensorboard (loss, VQA accuracy, learning rate
+    and seconds per epoch, for training and validation), when TensorFlow's summary
+    writer is installed; none, said once, on a backend without it."""
+    try:
+        import tensorboard  # noqa: F401
+        import tensorflow  # noqa: F401  (the writer Keras' callback uses on every backend)
+    except ImportError:
+        log.info("no TensorBoard logs: they need the tensorflow and tensorboard packages")
+        return []
+    return [
+        keras.callbacks.TensorBoard(run / files.TENSORBOARD, write_graph=False, profile_batch=0)
+    ]
+
+
+def library_versions() -> dict[str, str]:
+    """The versions a run's numbers depend on, recorded in its training.json."""
+    from importlib import metadata
+
+    versions = {
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "keras": keras.__version__,
+    }
+    backend = {
+        "tensorflow": ("tensorflow", "tensorflow-cpu"),
+        "jax": ("jax", "jaxlib"),
+        "torch": ("torch",),
+    }.get(keras.backend.backend(), ())
+    for name in (*backend, "vqa"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:  # not installed (vqa: run from a source tree)
+            continue
+    return versions

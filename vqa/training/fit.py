@@ -9,7 +9,6 @@ The test split is never read here.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -17,28 +16,39 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import keras
-import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupShuffleSplit
 
-from vqa import atomic, distribute, locks
-from vqa import run_dir as files
 from vqa.config import Config, load_config, save_config
-from vqa.data.batches import VQABatches, encode_targets
 from vqa.data.dataset import PreparedDataset
 from vqa.data.text import Vocabulary, load_word_vectors
 from vqa.errors import ConfigError, DatasetError, RunDirError
 from vqa.features.backbones import get_backbone, model_grid_shape
-from vqa.features.cache import FeatureCache, Manifest, backbone_for_answering, image_table
-from vqa.model_card import write_card
+from vqa.features.cache import FeatureCache, Manifest, backbone_for_answering
+from vqa.features.extract import image_table
 from vqa.models import build_model, check_fusion, soft_crossentropy, vqa_score
 from vqa.models.fusions import canonical_options
 from vqa.models.optimizers import TwoRateAdam
-from vqa.training.checkpoint import RunCheckpoint, prepare_run_dir, save_atomic, set_seed_states
+from vqa.runs import atomic, files, locks
+from vqa.runs.model_card import write_card
+from vqa.training import distribute
+from vqa.training.checkpoint import (
+    RunCheckpoint,
+    library_versions,
+    prepare_run_dir,
+    save_atomic,
+    set_seed_states,
+    tensorboard,
+)
+from vqa.training.inputs import (
+    build_vocabularies,
+    encode_split,
+    resumed_split,
+    split_by_image,
+)
 from vqa.training.schedule import learning_rate
 from vqa.training.tf_data import gathered_in_tf
 from vqa.training.warm_start import copy_weights, init_source
@@ -51,85 +61,6 @@ log = logging.getLogger(__name__)
 # Batch callbacks then see every 16th step; a checkpoint is still taken per epoch. One
 # replica only: under TensorFlow's distribution strategies the multi-step graph fails.
 STEPS_PER_CALL = 16
-
-
-@dataclass
-class SplitData:
-    """One part of the data, encoded and ready to batch."""
-
-    questions: pd.DataFrame
-    batches: VQABatches
-
-
-def split_by_image(
-    questions: pd.DataFrame, fraction: float, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Divide questions into (fit, validation) so that no image is in both."""
-    splitter = GroupShuffleSplit(n_splits=1, test_size=fraction, random_state=seed)
-    fit_rows, val_rows = next(splitter.split(questions, groups=questions["image_id"]))
-    return questions.iloc[fit_rows].reset_index(drop=True), questions.iloc[val_rows].reset_index(
-        drop=True
-    )
-
-
-def resumed_split(
-    run: Path, rows: pd.DataFrame, state: dict, fingerprint: dict
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(fit, validation) rows of an unfinished run, divided as when it started (its
-    validation_images.json), after checking that the data is the same."""
-    if state["data"] != fingerprint:
-        raise RunDirError(
-            f"{run} holds an unfinished run on other data "
-            f"({state['data']}); pass --overwrite to start again."
-        )
-    held_out = set(json.loads((run / files.VALIDATION_IMAGES).read_text()))
-    is_val = rows["image_id"].isin(held_out)
-    return rows[~is_val].reset_index(drop=True), rows[is_val].reset_index(drop=True)
-
-
-def build_vocabularies(
-    questions: pd.DataFrame, config: Config, dataset_answers: int | None = None
-) -> tuple[Vocabulary, Vocabulary]:
-    """Question words and the top answers; `dataset_answers` is the dataset's own
-    answer_vocabulary_size, used unless the config sets max_answers."""
-    words = Vocabulary.for_questions(questions["question"], config.train.min_word_count)
-    answers = Vocabulary.for_answers(
-        questions["answer"], config.train.max_answers or dataset_answers
-    )
-    return words, answers
-
-
-def encode_split(
-    questions: pd.DataFrame,
-    images: np.ndarray,
-    image_rows: dict[str, int],
-    words: Vocabulary,
-    answers: Vocabulary,
-    config: Config,
-    *,
-    shuffle: bool,
-    drop_unanswerable: bool,
-) -> SplitData:
-    targets = encode_targets(questions["answers"], answers)
-    if drop_unanswerable:
-        # A question none of whose answers is in the vocabulary teaches nothing.
-        keep = np.asarray(targets.sum(axis=1)).ravel() > 0
-        questions, targets = questions[keep].reset_index(drop=True), targets[keep]
-    # One gathering thread: with four, a small model's CPU step is 13 ms instead of 17,
-    # but under MirroredStrategy the batch order then no longer matches one device's.
-    batches = VQABatches.from_questions(
-        questions,
-        images,
-        image_rows,
-        words,
-        config.model.max_question_length,
-        targets,
-        batch_size=config.train.batch_size,
-        shuffle=shuffle,
-        seed=config.train.seed,
-        group_by_image=config.train.group_by_image,
-    )
-    return SplitData(questions, batches)
 
 
 def _image_input(config: Config) -> str:
@@ -164,11 +95,11 @@ def train(
     Returns the summary also written to RUN_DIR/training.json.
 
     Re-running the same command after a crash resumes from the last finished epoch.
-    `out` ends up holding everything answering needs (see vqa.run_dir).
+    `out` ends up holding everything answering needs (see vqa.runs.files).
     `verbose` is passed to `fit`; by default a progress bar on a terminal and one
     line per epoch otherwise (logs, CI). `callbacks` are more keras callbacks for `fit`
     (they run after the run's own checkpointing at the end of each epoch). `strategy`
-    spreads each batch over devices or machines (vqa.distribute.STRATEGIES); with
+    spreads each batch over devices or machines (vqa.training.distribute.STRATEGIES); with
     multi-worker only the chief writes `out`, the other workers a temporary directory.
     `init_from` (a finished run with the same model config) starts the weights, and the
     vocabularies, from that run's best epoch instead of at random: to train a run on for
@@ -392,43 +323,6 @@ def finish_fit(
     with atomic.atomic_write(run / files.CURVES) as tmp:
         plot_curves({run.name: history}, tmp, title=title, metric=metric)
     return history
-
-
-def tensorboard(run: Path) -> list[keras.callbacks.Callback]:
-    """TensorBoard event files in RUN_DIR/tensorboard (loss, VQA accuracy, learning rate
-    and seconds per epoch, for training and validation), when TensorFlow's summary
-    writer is installed; none, said once, on a backend without it."""
-    try:
-        import tensorboard  # noqa: F401
-        import tensorflow  # noqa: F401  (the writer Keras' callback uses on every backend)
-    except ImportError:
-        log.info("no TensorBoard logs: they need the tensorflow and tensorboard packages")
-        return []
-    return [
-        keras.callbacks.TensorBoard(run / files.TENSORBOARD, write_graph=False, profile_batch=0)
-    ]
-
-
-def library_versions() -> dict[str, str]:
-    """The versions a run's numbers depend on, recorded in its training.json."""
-    from importlib import metadata
-
-    versions = {
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "keras": keras.__version__,
-    }
-    backend = {
-        "tensorflow": ("tensorflow", "tensorflow-cpu"),
-        "jax": ("jax", "jaxlib"),
-        "torch": ("torch",),
-    }.get(keras.backend.backend(), ())
-    for name in (*backend, "vqa"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:  # not installed (vqa: run from a source tree)
-            continue
-    return versions
 
 
 def _save_image_encoder(run: Path, manifest: Manifest) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import keras
 
-from vqa import run_dir as files
 from vqa.config import Config, load_config
 from vqa.errors import ConfigError
+from vqa.runs import files
 
 
 def init_source(init_from: str | Path, config: Config, run: Path) -> Path:

@@ -8,198 +8,16 @@ so `vqa --help` and `vqa score` start quickly.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
-from pathlib import Path
 
-from vqa import cli_caption
-from vqa.cli_answer import cmd_ask, cmd_export, cmd_serve, load_keras
-from vqa.cli_help import EXAMPLES, HelpFormatter
-from vqa.errors import RunDirError, VQAError
-
-
-def _prepare_sources() -> dict:
-    """Each source's module: its `add_arguments(parser)` and `run(args) -> report`."""
-    from data_prep import clevr, coco_captions, easy_vqa, folder, scenes, sort_of_clevr
-    from data_prep import vqa as vqa_json
-
-    return {
-        "easy-vqa": easy_vqa,
-        "vqa": vqa_json,
-        "clevr": clevr,
-        "folder": folder,
-        "sort-of-clevr": sort_of_clevr,
-        "scenes": scenes,
-        "coco-captions": coco_captions,
-    }
-
-
-def cmd_prepare(args: argparse.Namespace) -> None:
-    print(args.source_module.run(args))
-
-
-def cmd_train(args: argparse.Namespace) -> None:
-    from vqa.config import load_config
-    from vqa.data.dataset import PreparedDataset
-
-    config = load_config(args.config)
-    overrides = {k: v for k, v in (("epochs", args.epochs), ("seed", args.seed)) if v is not None}
-    if args.fine_tune:
-        overrides["fine_tune"] = True
-    config = config.with_train(**overrides)
-    if args.resume:
-        from vqa import run_dir as files
-
-        if args.overwrite:
-            raise VQAError("--resume and --overwrite contradict each other: choose one.")
-        if not (Path(args.out) / files.CHECKPOINT_DIR / files.STATE).is_file():
-            raise RunDirError(
-                f"Nothing to resume in {args.out}: no unfinished run with a "
-                "finished epoch there. Drop --resume to start one."
-            )
-    from vqa.run_dir import check_new_run
-
-    dataset = PreparedDataset.load(args.data)  # checked before TensorFlow loads
-    if config.is_captioner:
-        return cli_caption.train(args, config, dataset)
-    check_new_run(args.out, args.overwrite)
-    load_keras()
-    from vqa.training import train
-
-    summary = train(
-        dataset,
-        args.out,
-        config,
-        overwrite=args.overwrite,
-        strategy=args.strategy,
-        init_from=args.init_from,
-    )
-    saved = (
-        f"run saved in {args.out}"
-        if summary["worker"] == 0
-        else f"worker {summary['worker']}: the chief saves the run"
-    )
-    print(
-        f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation "
-        f"accuracy {summary['best_val_vqa_score']:.2f}%, "
-        f"{summary['seconds_per_epoch']:.1f} s/epoch; {saved}"
-    )
-
-
-def cmd_evaluate(args: argparse.Namespace) -> None:
-    from vqa.data.dataset import PreparedDataset
-    from vqa.evaluation import evaluate_run, format_metrics
-    from vqa.run_dir import check_run_dir, is_caption_run
-
-    if is_caption_run(args.run_dir):
-        return cli_caption.evaluate(args)
-    check_run_dir(args.run_dir)
-    dataset = PreparedDataset.load(args.data)
-    dataset.split(args.split)  # checked before TensorFlow loads
-    load_keras()
-    metrics = evaluate_run(args.run_dir, dataset, args.split, args.evaluator)
-    print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
-
-
-def cmd_score(args: argparse.Namespace) -> None:
-    from vqa.evaluation import format_metrics, score_results_file
-
-    if cli_caption.is_caption_results(args.results):
-        return cli_caption.score(args)
-    metrics = score_results_file(args.data, args.split, args.results, args.evaluator)
-    print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
-
-
-def cmd_compare(args: argparse.Namespace) -> None:
-    from vqa.config import load_config
-    from vqa.data.dataset import PreparedDataset
-
-    dataset = PreparedDataset.load(args.data)  # everything checked before TensorFlow loads
-    captions = any(load_config(path).is_captioner for path in args.configs)
-    if args.split:
-        dataset.caption_split(args.split) if captions else dataset.split(args.split)
-    seeds = None
-    if args.seeds:
-        try:
-            seeds = [int(s) for s in args.seeds.split(",")]
-        except ValueError:
-            raise VQAError(
-                f"--seeds takes whole numbers with commas, e.g. 0,1,2. Received: {args.seeds!r}"
-            ) from None
-        if len(set(seeds)) != len(seeds) or min(seeds) < 0:
-            raise VQAError(f"--seeds must be distinct and >= 0. Received: {args.seeds!r}")
-    load_keras()
-    from vqa.compare import compare
-
-    table = compare(
-        dataset,
-        args.configs,
-        runs=args.runs,
-        results=args.results,
-        split=args.split,
-        force=args.force,
-        epochs=args.epochs,
-        seeds=seeds,
-    )
-    if captions:
-        for (variant, decode), cider in (
-            table.groupby(["variant", "decode"], sort=False)["CIDEr-D"].mean().items()
-        ):
-            print(f"{variant} / {decode}: CIDEr-D {cider:.2f}")
-    else:
-        overall = table[table["question_type"] == "overall"].groupby("variant", sort=False)
-        width = max(len(v) for v in overall.groups)
-        for variant, accuracy in overall["accuracy"].mean().items():
-            print(f"{variant:<{width}}  {accuracy:6.2f}%")
-    results = Path(args.results or Path("experiments/results") / dataset.name)
-    print(f"tables and plots in {results / 'README.md'}")
-
-
-def cmd_extract(args: argparse.Namespace) -> None:
-    from vqa.data.dataset import PreparedDataset
-
-    dataset = PreparedDataset.load(args.data)  # checked before TensorFlow loads
-    try:
-        index, count = (int(v) for v in args.shard.split("/"))
-    except ValueError:
-        raise VQAError(f"--shard must look like i/N, e.g. 0/4. Received: {args.shard}") from None
-    load_keras()
-    from vqa.features.cache import extract_features
-
-    path = extract_features(
-        dataset,
-        args.backbone,
-        args.weights,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        dtype=args.dtype,
-        shard=(index, count),
-    )
-    print(
-        f"features: {path}"
-        if path
-        else f"shard {index}/{count} done; the last shard to finish merges the cache"
-    )
-
-
-def cmd_classify(args: argparse.Namespace) -> None:
-    from vqa.data.images import open_image
-
-    image = open_image(args.image)  # checked before TensorFlow loads
-    load_keras()
-    from vqa.features.imagenet import classify
-
-    for index, name, p in classify(image, args.backbone, args.weights, args.top_k):
-        print(f"{index:4d}  {name:<28} {p:6.1%}")
-
-
-def cmd_demo(args: argparse.Namespace) -> None:
-    load_keras()
-    from vqa.demo import run_demo
-
-    run_demo(args.out, args.epochs)
+from vqa.cli import caption as cli_caption
+from vqa.cli.answer import cmd_ask, cmd_export, cmd_serve
+from vqa.cli.data import cmd_classify, cmd_extract, cmd_prepare, prepare_sources
+from vqa.cli.help import EXAMPLES, HelpFormatter
+from vqa.cli.train import cmd_compare, cmd_demo, cmd_evaluate, cmd_score, cmd_train
+from vqa.errors import VQAError
 
 
 def _add_evaluator_argument(parser: argparse.ArgumentParser) -> None:
@@ -226,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("prepare", help="write a prepared dataset from a source")
     sources = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
-    for name, module in _prepare_sources().items():
+    for name, module in prepare_sources().items():
         q = sources.add_parser(
             name,
             help=module.__doc__.strip().splitlines()[0],

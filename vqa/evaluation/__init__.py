@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from vqa import atomic
-from vqa import run_dir as files
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import DatasetError
 from vqa.metrics import DEFAULT_EVALUATOR, check_evaluator, percent, vqa_accuracy
-from vqa.model_card import add_accuracy
+from vqa.runs import atomic, files
+from vqa.runs.model_card import add_accuracy
 
 
 def score_predictions(

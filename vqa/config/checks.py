@@ -5,6 +5,7 @@ checked before TensorFlow is imported."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from typing import Any
 
 from vqa.errors import ConfigError
@@ -210,3 +211,93 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
 def check_positive(name: str, value: float) -> None:
     if value <= 0:
         raise ConfigError(f"{name} must be positive. Received: {name}={value!r}")
+
+
+# Reading a config file's sections into the dataclasses' fields.
+
+
+def model_fields(data: dict[str, Any], sections: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """ModelConfig's fields from the model sections (`sections`: name -> its keys) of a
+    config file. A key of another
+    section, or a near miss of one, is an error; any other key of the fusion section is
+    one of the fusion's own options (which the fusion checks)."""
+    fields: dict[str, Any] = {}
+    options: dict[str, Any] = {}
+    owner = {key: name for name, keys in sections.items() for key in keys}
+    for name, keys in sections.items():
+        section = data.get(name)
+        if section is None:
+            continue
+        if not isinstance(section, dict):
+            raise ConfigError(f"Config section {name} must be a mapping. Received: {section!r}")
+        for key, value in section.items():
+            if key in keys:
+                fields[key] = value
+            elif key in owner:
+                raise ConfigError(f"{key} belongs in section {owner[key]}, not {name}.")
+            elif name == "fusion" and not difflib.get_close_matches(key, keys, n=1, cutoff=0.8):
+                options[key] = value
+            else:
+                raise ConfigError(
+                    f"Unknown key {key!r} in section {name}."
+                    f"{near({key}, keys)} Valid keys: {list(keys)}"
+                    + (" and the fusion's own options" if name == "fusion" else "")
+                )
+    if options:
+        given = fields.get("fusion_options") or {}
+        if not isinstance(given, dict):
+            raise ConfigError(
+                f"Invalid value for fusion_options: expected a mapping of "
+                f"options. Received: fusion_options={given!r}"
+            )
+        both = sorted(k for k in set(options) & set(given) if options[k] != given[k])
+        if both:
+            raise ConfigError(
+                f"fusion option(s) {both} set twice, in fusion_options and "
+                "beside it, to different values; keep one."
+            )
+        fields["fusion_options"] = {**given, **options}
+    return fields
+
+
+def near(unknown: set[str], valid: Any) -> str:
+    """ " Did you mean ...?" for each unknown key close to a valid one."""
+    near = {k: difflib.get_close_matches(k, list(valid), n=1) for k in sorted(unknown)}
+    return "".join(f" Did you mean {m[0]!r} for {k!r}?" for k, m in near.items() if m)
+
+
+# Options that vqa 0.1.0 kept as model keys, and the fusion each belongs to: a config or
+# run written then still loads, its option moved into fusion_options.
+# Their 0.1.0 defaults are the options' defaults, and are left out.
+_OLD_FUSION_KEYS = {
+    "mfb_factor": ("mfb", "factor", 5),
+    "relation_layers": ("relation", "depth", 3),
+    "film_blocks": ("film", "blocks", 4),
+}
+
+
+def with_fusion_options(data: dict[str, Any], default_fusion: str) -> dict[str, Any]:
+    """A model section with the fusion options vqa 0.1.0 kept as model keys moved into
+    fusion_options (for the fusion, `default_fusion` where none is named)."""
+    data = dict(data)
+    if not set(_OLD_FUSION_KEYS) & set(data):
+        return data
+    options = data.get("fusion_options") or {}
+    if not isinstance(options, dict):
+        return data  # the type check names the problem
+    options = dict(options)
+    fusion = data.get("fusion", default_fusion)
+    for key, (owner, option, default) in _OLD_FUSION_KEYS.items():
+        if key in data:
+            value = data.pop(key)
+            if fusion != owner:
+                continue
+            if option in options and options[option] != value:
+                raise ConfigError(
+                    f"{key}: {value} and fusion_options.{option}: "
+                    f"{options[option]} disagree; keep fusion_options only."
+                )
+            if value != default:
+                options[option] = value
+    data["fusion_options"] = options
+    return data

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from vqa.atomic import atomic_write
 from vqa.errors import ImageError, VQAError
+from vqa.runs.atomic import atomic_write
 
 COLUMNS = ["image", "question", "answer", "probability", "top_k", "unknown_words", "error"]
 CHUNK = 64  # questions per model call

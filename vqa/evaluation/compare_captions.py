@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from vqa import run_dir as files
-from vqa.atomic import atomic_write, write_text
 from vqa.config import Config, trained_with
 from vqa.data.dataset import PreparedDataset
+from vqa.runs import files
+from vqa.runs.atomic import atomic_write, write_text
 
 log = logging.getLogger(__name__)
 # (name in the table, Captioner decoding arguments); sample: temperature 1, one seed

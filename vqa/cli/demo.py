@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from vqa import run_dir as files
+from vqa.runs import files
 
 
 def run_demo(
@@ -21,7 +21,7 @@ def run_demo(
     from vqa.data.dataset import PreparedDataset
     from vqa.errors import DatasetError
     from vqa.evaluation import evaluate_run, format_metrics
-    from vqa.features.cache import extract_features
+    from vqa.features.extract import extract_features
     from vqa.training import train
 
     out = Path(out)

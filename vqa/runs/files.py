@@ -5,9 +5,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from vqa.atomic import original_name
 from vqa.errors import RunDirError
-from vqa.locks import check_free
+from vqa.runs.atomic import original_name
+from vqa.runs.locks import check_free
 
 MODEL = "model.keras"  # best epoch, for answering; appears when training finishes
 CONFIG = "config.yaml"
@@ -22,7 +22,7 @@ PREDICTIONS = "predictions.json"
 IMAGE_ENCODER = "image_encoder.keras"  # pretrained runs: the backbone, pixels -> grid
 FEATURES = "features.json"  # pretrained runs: the manifest of the features trained on
 TENSORBOARD = "tensorboard"  # TensorBoard event files (train/, validation/)
-MODEL_CARD = "model_card.json"  # what the run knows (vqa.model_card)
+MODEL_CARD = "model_card.json"  # what the run knows (vqa.runs.model_card)
 CURVES = "curves.png"  # validation accuracy per epoch
 CHECKPOINT_DIR = "checkpoint"  # resumable state while training; removed when done
 STATE = "state.json"  # in CHECKPOINT_DIR; the commit point of each epoch

@@ -8,13 +8,12 @@ subset of their fields; unknown keys are an error that lists the valid ones.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vqa import config_checks as checks
-from vqa.config_checks import (  # noqa: F401
+from vqa.config import checks
+from vqa.config.checks import (  # noqa: F401
     BACKBONE_CHOICES,
     IMAGE_ENCODER_CHOICES,
     INPUT_CHOICES,
@@ -241,7 +240,7 @@ class Config:
         if unknown:
             raise ConfigError(
                 f"Unknown config section(s) {sorted(unknown)}."
-                f"{_near(unknown, SECTIONS)} Expected some of {list(SECTIONS)}."
+                f"{checks.near(unknown, SECTIONS)} Expected some of {list(SECTIONS)}."
             )
         if "model" in data:
             if set(data) & set(MODEL_SECTIONS):
@@ -252,7 +251,7 @@ class Config:
                 )
             model = _section(ModelConfig, data["model"])
         else:
-            model = _section(ModelConfig, _model_fields(data))
+            model = _section(ModelConfig, checks.model_fields(data, MODEL_SECTIONS))
         return cls(model=model, train=_section(TrainConfig, data.get("train")))
 
     def to_dict(self) -> dict[str, Any]:
@@ -311,7 +310,7 @@ def load_config(path: str | Path | None) -> Config:
 
 def trained_with(run: str | Path, config: Config) -> bool:
     """Whether the run directory holds a finished training made with this config."""
-    from vqa import run_dir as files
+    from vqa.runs import files
 
     run = Path(run)
     return (
@@ -335,99 +334,15 @@ def _section(cls: type, data: dict[str, Any] | None) -> Any:
             f"Config section for {cls.__name__} must be a mapping. Received: {data!r}"
         )
     if cls is ModelConfig:
-        data = _with_fusion_options(data)
+        data = checks.with_fusion_options(data, ModelConfig.fusion)
     valid = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - valid
     if unknown:
         raise ConfigError(
             f"Unknown {cls.__name__} key(s) {sorted(unknown)}."
-            f"{_near(unknown, valid)} Valid keys: {sorted(valid)}"
+            f"{checks.near(unknown, valid)} Valid keys: {sorted(valid)}"
         )
     try:
         return cls(**data)
     except TypeError as exc:
         raise ConfigError(f"Invalid {cls.__name__}: {exc}") from None
-
-
-def _model_fields(data: dict[str, Any]) -> dict[str, Any]:
-    """ModelConfig's fields from the model sections of a config file. A key of another
-    section, or a near miss of one, is an error; any other key of the fusion section is
-    one of the fusion's own options (which the fusion checks)."""
-    fields: dict[str, Any] = {}
-    options: dict[str, Any] = {}
-    owner = {key: name for name, keys in MODEL_SECTIONS.items() for key in keys}
-    for name, keys in MODEL_SECTIONS.items():
-        section = data.get(name)
-        if section is None:
-            continue
-        if not isinstance(section, dict):
-            raise ConfigError(f"Config section {name} must be a mapping. Received: {section!r}")
-        for key, value in section.items():
-            if key in keys:
-                fields[key] = value
-            elif key in owner:
-                raise ConfigError(f"{key} belongs in section {owner[key]}, not {name}.")
-            elif name == "fusion" and not difflib.get_close_matches(key, keys, n=1, cutoff=0.8):
-                options[key] = value
-            else:
-                raise ConfigError(
-                    f"Unknown key {key!r} in section {name}."
-                    f"{_near({key}, keys)} Valid keys: {list(keys)}"
-                    + (" and the fusion's own options" if name == "fusion" else "")
-                )
-    if options:
-        given = fields.get("fusion_options") or {}
-        if not isinstance(given, dict):
-            raise ConfigError(
-                f"Invalid value for fusion_options: expected a mapping of "
-                f"options. Received: fusion_options={given!r}"
-            )
-        both = sorted(k for k in set(options) & set(given) if options[k] != given[k])
-        if both:
-            raise ConfigError(
-                f"fusion option(s) {both} set twice, in fusion_options and "
-                "beside it, to different values; keep one."
-            )
-        fields["fusion_options"] = {**given, **options}
-    return fields
-
-
-def _near(unknown: set[str], valid: Any) -> str:
-    """ " Did you mean ...?" for each unknown key close to a valid one."""
-    near = {k: difflib.get_close_matches(k, list(valid), n=1) for k in sorted(unknown)}
-    return "".join(f" Did you mean {m[0]!r} for {k!r}?" for k, m in near.items() if m)
-
-
-# Options that vqa 0.1.0 kept as model keys, and the fusion each belongs to: a config or
-# run written then still loads, its option moved into fusion_options.
-# Their 0.1.0 defaults are the options' defaults, and are left out.
-_OLD_FUSION_KEYS = {
-    "mfb_factor": ("mfb", "factor", 5),
-    "relation_layers": ("relation", "depth", 3),
-    "film_blocks": ("film", "blocks", 4),
-}
-
-
-def _with_fusion_options(data: dict[str, Any]) -> dict[str, Any]:
-    data = dict(data)
-    if not set(_OLD_FUSION_KEYS) & set(data):
-        return data
-    options = data.get("fusion_options") or {}
-    if not isinstance(options, dict):
-        return data  # the type check names the problem
-    options = dict(options)
-    fusion = data.get("fusion", ModelConfig.fusion)
-    for key, (owner, option, default) in _OLD_FUSION_KEYS.items():
-        if key in data:
-            value = data.pop(key)
-            if fusion != owner:
-                continue
-            if option in options and options[option] != value:
-                raise ConfigError(
-                    f"{key}: {value} and fusion_options.{option}: "
-                    f"{options[option]} disagree; keep fusion_options only."
-                )
-            if value != default:
-                options[option] = value
-    data["fusion_options"] = options
-    return data

@@ -1,26 +1,4 @@
-"""`vqa serve`: a page to try a model, and a JSON API for programs, on FastAPI and uvicorn.
-
-    GET  /            the page (vqa/static/index.html)
-    POST /api/answer  multipart/form-data: image (file), question, top_k (optional, 3),
-                      overlay (optional, "1": add the explanation PNG as a data URL),
-                      grad_cam (optional, "1": a model without attention adds its
-                      Grad-CAM map, [[...]] or null where it has none)
-        200 {"question", "answer", "probability", "top_k": [{"answer", "probability"}],
-             "unknown_words", "attention": [[...]] or null (the hops' maps averaged),
-             "hop_attention": [[[...]]] or null (each hop's map), "warnings", "model",
-             "overlay" (when asked)}
-        4xx/5xx {"error": "one line"}: 400 bad form or question, 408 a body slower than
-             the read timeout, 411 no Content-Length, 413 over 10 MB, 415 not multipart
-             or not an image, 503 the queue is full
-    GET  /api/model   the model card; GET /healthz: {"status": "ok", "queued": n}
-    GET  /docs        the API's OpenAPI page (/openapi.json)
-
-Micro-batching: requests that arrive while the model is busy, or within `max_wait_ms`
-of each other, are answered in one model call of up to `max_batch` (images decoded in
-that call's thread, off the event loop). At most `max_queue` requests wait; one more
-is answered 503 at once. A model is a run directory (vqa.Answerer) or an exported
-bundle (vqa.runtime.Bundle): anything with answer_batch, explain and summary.
-"""
+"""The FastAPI app: the page, /api/answer, /api/model, /healthz, and the form's checks."""
 
 from __future__ import annotations
 
@@ -30,10 +8,6 @@ import contextlib
 import functools
 import io
 import logging
-import socket
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
 from importlib import resources
 
 import numpy as np
@@ -42,104 +16,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from vqa.errors import ImageError, VQAError
 from vqa.inference import AnswerResult
+from vqa.serve.batching import _MAX_BODY, _MAX_TOP_K, MAX_UPLOAD, Batcher, Batching, _Refused
 
 log = logging.getLogger(__name__)
-
-MAX_UPLOAD = 10 * 1024 * 1024  # bytes of image
-_MAX_BODY = MAX_UPLOAD + 64 * 1024  # the image, the other fields and the multipart framing
-_MAX_TOP_K = 20
-
-
-@dataclass(frozen=True)
-class Batching:
-    """How requests are gathered into model calls, and how long a client may stall."""
-
-    max_batch: int = 32  # requests answered in one model call, at most
-    max_wait_ms: float = 2.0  # how long the first request of a batch waits for company
-    max_queue: int = 256  # requests waiting beyond this are refused (503)
-    read_timeout_s: float = 30.0  # a body not received in this long is refused (408)
-
-    def __post_init__(self) -> None:
-        if (
-            self.max_batch < 1
-            or self.max_queue < 1
-            or self.max_wait_ms < 0
-            or self.read_timeout_s <= 0
-        ):
-            raise VQAError(
-                f"Invalid batching settings: {self}. max_batch and max_queue "
-                "must be >= 1, max_wait_ms >= 0, read_timeout_s > 0."
-            )
-
-
-class _Refused(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-class Batcher:
-    """A bounded queue of questions and the task that answers them in batches."""
-
-    def __init__(self, answerer, batching: Batching):
-        self.answerer, self.batching = answerer, batching
-        self.queue: asyncio.Queue | None = None
-        self.model_thread = ThreadPoolExecutor(1, thread_name_prefix="vqa-model")
-        self.batches = self.answered = 0
-
-    async def run(self) -> None:
-        self.queue = asyncio.Queue(self.batching.max_queue)
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = [await self.queue.get()]
-            deadline = loop.time() + self.batching.max_wait_ms / 1000
-            while len(batch) < self.batching.max_batch:
-                if not self.queue.empty():  # waiting already: no need to wait for them
-                    batch.append(self.queue.get_nowait())
-                    continue
-                left = deadline - loop.time()
-                if left <= 0:
-                    break
-                try:
-                    batch.append(await asyncio.wait_for(self.queue.get(), left))
-                except TimeoutError:
-                    break
-            await self._answer(loop, batch)
-
-    async def answer(self, image: bytes, question: str, top_k: int) -> AnswerResult | VQAError:
-        future = asyncio.get_running_loop().create_future()
-        try:
-            self.queue.put_nowait((image, question, top_k, future))
-        except asyncio.QueueFull:
-            raise _Refused(
-                503,
-                f"The server is busy ({self.batching.max_queue} requests "
-                "waiting); try again shortly.",
-            ) from None
-        return await future
-
-    async def _answer(self, loop, batch: list) -> None:
-        top_k = max(item[2] for item in batch)
-        call = functools.partial(
-            self.answerer.answer_batch,
-            [b[0] for b in batch],
-            [b[1] for b in batch],
-            top_k=top_k,
-            on_error="return",
-            batch_size=len(batch),
-        )
-        try:
-            results = await loop.run_in_executor(self.model_thread, call)
-        except Exception as exc:  # a bug: every request of the batch gets a 500
-            log.exception("answering a batch of %d failed", len(batch))
-            results = [exc] * len(batch)
-        self.batches, self.answered = self.batches + 1, self.answered + len(batch)
-        for (_, _, k, future), result in zip(batch, results):
-            if future.done():  # the client went away
-                continue
-            if isinstance(result, AnswerResult) and k < top_k:
-                result = replace(result, top_k=result.top_k[:k])
-            future.set_result(result)
 
 
 def make_app(answerer, batching: Batching = Batching(), captioner=None):
@@ -343,76 +222,6 @@ async def _caption(captioner, fields: dict) -> dict:
     except VQAError as exc:
         raise _Refused(400, str(exc)) from None
     return result.to_dict()
-
-
-class Server:
-    """`make_app` on uvicorn, listening on a socket bound at construction (port 0 picks
-    a free one; `server_address` says which)."""
-
-    def __init__(self, app, host: str, port: int):
-        import uvicorn
-
-        try:
-            self.socket = _listen(host, port)
-        except OSError as exc:
-            raise VQAError(
-                f"Cannot listen on {host}:{port}: {exc.strerror or exc}. "
-                "Choose another --port or --host."
-            ) from None
-        self.server_address = self.socket.getsockname()
-        config = uvicorn.Config(
-            app, log_level="warning", timeout_keep_alive=5, timeout_graceful_shutdown=5
-        )
-        self._server = uvicorn.Server(config)
-        self._stopped = threading.Event()
-
-    def serve_forever(self) -> None:
-        """Serve until `shutdown` (or, in the main thread, Ctrl-C)."""
-        try:
-            self._server.run(sockets=[self.socket])
-        finally:
-            self._stopped.set()
-
-    def shutdown(self) -> None:
-        self._server.should_exit = True
-        self._stopped.wait(10)
-
-    def server_close(self) -> None:
-        self.socket.close()
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket. Made with proto IPPROTO_TCP, not 0 (socket.create_server):
-    asyncio sets TCP_NODELAY only on such sockets' connections, and without it a reply
-    written in two pieces waits out the client's delayed ACK, 40 ms a request on a
-    kept-alive connection."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def make_server(
-    answerer,
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    batching: Batching = Batching(),
-    captioner=None,
-) -> Server:
-    """A server (not yet serving) answering with `answerer`.
-
-    The first model call traces the graph (about a second); it is made here, so that
-    the first visitor does not wait for it."""
-    answerer.answer(np.full((64, 64, 3), 128, np.uint8), "what is this?")
-    return Server(make_app(answerer, batching, captioner), host, port)
 
 
 def _page() -> bytes:

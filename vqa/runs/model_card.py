@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from vqa import atomic
-from vqa.run_dir import MODEL_CARD as CARD
+from vqa.runs import atomic
+from vqa.runs.files import MODEL_CARD as CARD
 
 _YES_NO_STARTS = {
     "is",

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from vqa.cli_answer import load_keras
+from vqa.cli.answer import load_keras
 from vqa.errors import DatasetError
 
 DECODE_HELP = (
@@ -50,7 +50,7 @@ def decoding(args: argparse.Namespace) -> dict:
 
 
 def train(args: argparse.Namespace, config, dataset) -> None:
-    from vqa.run_dir import check_new_run
+    from vqa.runs.files import check_new_run
 
     if args.strategy != "none" or args.init_from or args.fine_tune:
         raise DatasetError(
@@ -104,7 +104,7 @@ def score(args: argparse.Namespace) -> None:
 
 def cmd_caption(args: argparse.Namespace) -> None:
     from vqa.data.images import open_image
-    from vqa.run_dir import NEEDED_TO_CAPTION, check_run_dir
+    from vqa.runs.files import NEEDED_TO_CAPTION, check_run_dir
 
     check_run_dir(args.run_dir, NEEDED_TO_CAPTION)
     image = open_image(args.image)  # checked before TensorFlow loads

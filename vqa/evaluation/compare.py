@@ -27,13 +27,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from vqa import run_dir as files
-from vqa.atomic import atomic_write, write_text
 from vqa.config import load_config, trained_with
 from vqa.data.dataset import PreparedDataset
 from vqa.errors import DatasetError, RunDirError
 from vqa.evaluation import score_predictions
 from vqa.metrics import DEFAULT_EVALUATOR
+from vqa.runs import files
+from vqa.runs.atomic import atomic_write, write_text
 
 log = logging.getLogger(__name__)
 ANSWER_PRIOR = "answer prior"
@@ -150,8 +150,9 @@ def compare(
 
 
 def _captions(dataset, paths, configs, runs, results, split, force, epochs, seeds):
-    """Caption decoders compared instead (vqa.compare_captions); no VQA config mixed in."""
-    from vqa.compare_captions import compare_captions
+    """Caption decoders compared instead (vqa.evaluation.compare_captions); no VQA
+    config mixed in."""
+    from vqa.evaluation.compare_captions import compare_captions
 
     if not all(config.is_captioner for config in configs):
         raise RunDirError(
@@ -268,7 +269,7 @@ def _command(dataset: PreparedDataset) -> str:
     """The command line that made the table, with the dataset shown as DATA."""
     program = Path(sys.argv[0])
     if program.name != "vqa" and program.parent.name + "/" + program.name != "vqa/__main__.py":
-        return "(the Python API: vqa.compare.compare)"  # not `vqa` nor `python -m vqa`
+        return "(the Python API: vqa.evaluation.compare.compare)"  # not `vqa` nor `python -m vqa`
     args = ["DATA" if Path(a).resolve() == dataset.root.resolve() else a for a in sys.argv[1:]]
     return " ".join(["vqa"] + [shlex.quote(a) for a in args])
 

@@ -55,7 +55,7 @@ def cmd_ask(args: argparse.Namespace) -> None:
 
 
 def _ask_batch(args: argparse.Namespace) -> None:
-    from vqa.answer_csv import answer_csv, check_paths, read_questions
+    from vqa.cli.answer_csv import answer_csv, check_paths, read_questions
 
     source, out = check_paths(args.batch, args.out)
     read_questions(source)  # checked before TensorFlow loads
@@ -69,7 +69,7 @@ def _ask_batch(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from vqa.run_dir import check_run_dir
+    from vqa.runs.files import check_run_dir
 
     check_run_dir(args.run_dir)
     load_keras()
@@ -88,7 +88,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def _check_model_dir(path: str) -> None:
     """A run directory, or a bundle from `vqa export`; checked before anything loads."""
-    from vqa.run_dir import check_run_dir
+    from vqa.runs.files import check_run_dir
     from vqa.runtime import is_bundle
 
     if not is_bundle(path):
@@ -114,7 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     _check_model_dir(args.run_dir)  # checked before TensorFlow loads
     captioner = None
     if args.caption:
-        from vqa.run_dir import NEEDED_TO_CAPTION, check_run_dir
+        from vqa.runs.files import NEEDED_TO_CAPTION, check_run_dir
 
         check_run_dir(args.caption, NEEDED_TO_CAPTION)
     batching = Batching(args.max_batch, args.max_wait_ms, args.max_queue)
