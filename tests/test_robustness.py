@@ -471,69 +471,71 @@ def test_init_from_refuses_another_model_before_making_the_run(
     assert (same / files.MODEL).is_file()  # refused before --overwrite removed anything
 
 
-# Run in a child process: train, and kill -9 yourself at one point of the checkpoint of
-# epoch index 1 (the second): after the last model's temporary file is written but
-# before its rename; after every model file is in place but before the state (the
-# commit) is written; after the state's temporary file is written but before its rename.
-_KILL_AT = """
-import json, os, signal, sys
-from vqa.runs import atomic
-import vqa.training.checkpoint as checkpoint
-point, epoch = sys.argv[1], 1
-
-def die():
-    os.kill(os.getpid(), signal.SIGKILL)
-
-save, write_json = checkpoint.save_atomic, atomic.write_json
-
-def save_then_die(model, path):
-    if point == "model-written" and path.name == f"last-epoch{epoch}.keras":
-        with atomic.atomic_write(path) as tmp:
-            model.save(tmp)
-            die()
-    save(model, path)
-
-def commit_then_die(data, path):
-    if path.name == "state.json" and data["next_epoch"] == epoch + 1:
-        if point == "before-commit":
-            die()
-        if point == "mid-commit":
-            with atomic.atomic_write(path) as tmp:
-                tmp.write_text(json.dumps(data))
-                die()
-    write_json(data, path)
-
-checkpoint.save_atomic, atomic.write_json = save_then_die, commit_then_die
-from vqa.cli import main
-sys.exit(main(sys.argv[2:]))
-"""
+class _Killed(BaseException):
+    """The training stopped where a kill -9 would have stopped it (nothing after runs
+    in the run directory: its files are copied at that moment)."""
 
 
 @pytest.mark.parametrize("point", ["model-written", "before-commit", "mid-commit"])
-def test_kill_9_inside_a_checkpoint_then_resume_ends_like_an_uninterrupted_run(
-    larger_dataset, uninterrupted, tmp_path, point
+def test_a_kill_inside_a_checkpoint_then_resume_ends_like_an_uninterrupted_run(
+    larger_dataset, uninterrupted, tmp_path, monkeypatch, point
 ):
-    run, config = tmp_path / "run", tmp_path / "config.yaml"
-    save_config(SLOW_CONFIG, config)
-    argv = ["train", str(larger_dataset.root), "--config", str(config), "--out", str(run)]
-    killed = subprocess.run(
-        [sys.executable, "-c", _KILL_AT, point, *argv], cwd=ROOT, capture_output=True, timeout=300
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
-    state = json.loads((run / files.CHECKPOINT_DIR / files.STATE).read_text())
+    """At three points of epoch index 1's checkpoint (after its model's temporary file
+    is written, before its rename; with every model in place, before the state, the
+    commit, is written; after the state's temporary file is written, before its rename)
+    the run directory is copied as a kill -9 would leave it, and the copy resumed. In
+    this process: test_kill_9_mid_training_... kills a real one."""
+    import vqa.training.checkpoint as checkpoint
+    from vqa.runs import atomic
+
+    run, crashed = tmp_path / "run", tmp_path / "crashed"
+    save, write_json = checkpoint.save_atomic, atomic.write_json
+
+    def kill():
+        shutil.copytree(run, crashed)  # what the disk holds at that moment
+        raise _Killed
+
+    def save_then_kill(model, path):
+        if point == "model-written" and path.name == "last-epoch1.keras":
+            with atomic.atomic_write(path) as tmp:
+                model.save(tmp)
+                kill()
+        save(model, path)
+
+    def commit_then_kill(data, path):
+        if Path(path).name == "state.json" and data["next_epoch"] == 2:
+            if point == "before-commit":
+                kill()
+            if point == "mid-commit":
+                with atomic.atomic_write(path) as tmp:
+                    tmp.write_text(json.dumps(data))
+                    kill()
+        write_json(data, path)
+
+    monkeypatch.setattr(checkpoint, "save_atomic", save_then_kill)
+    monkeypatch.setattr(atomic, "write_json", commit_then_kill)
+    with pytest.raises(_Killed):
+        train(larger_dataset.root, run, SLOW_CONFIG, verbose=0)
+    monkeypatch.setattr(checkpoint, "save_atomic", save)
+    monkeypatch.setattr(atomic, "write_json", write_json)
+
+    state = json.loads((crashed / files.CHECKPOINT_DIR / files.STATE).read_text())
     assert state["next_epoch"] == 1  # epoch index 1 was not committed
-    left = [p.name for p in (run / files.CHECKPOINT_DIR).iterdir()]
+    left = [p.name for p in (crashed / files.CHECKPOINT_DIR).iterdir()]
     if point == "before-commit":  # the epoch's model is written, and not counted
         assert "last-epoch1.keras" in left and state["last_file"] == "last-epoch0.keras"
     else:  # the kill left a half-made temporary file behind
         assert any(".tmp" in name for name in left), left
 
+    config = tmp_path / "config.yaml"
+    save_config(SLOW_CONFIG, config)
+    argv = ["train", str(larger_dataset.root), "--config", str(config), "--out", str(crashed)]
     assert main([*argv, "--resume"]) == 0
-    evaluate_run(run, larger_dataset, "test")
-    resumed = pd.read_csv(run / files.HISTORY)
+    evaluate_run(crashed, larger_dataset, "test")
+    resumed = pd.read_csv(crashed / files.HISTORY)
     whole = pd.read_csv(uninterrupted / files.HISTORY)
     pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), whole.drop(columns="seconds"))
-    assert (run / files.PREDICTIONS).read_bytes() == (
+    assert (crashed / files.PREDICTIONS).read_bytes() == (
         uninterrupted / files.PREDICTIONS
     ).read_bytes()
 
