@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 import vqa.models  # noqa: F401  (registers the custom layers before loading)
-from vqa.config import Config, load_config
+from vqa.config import Config, load_run_config
 from vqa.data.batches import VQABatches
 from vqa.data.dataset import PreparedDataset
 from vqa.data.images import ImageLike
@@ -86,11 +85,7 @@ class Answerer(AnswererBase):
                 vocabularies.append(Vocabulary.load(run / name))
             except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError
                 raise RunDirError(f"Cannot read {run / name}: {exc}") from None
-        config = load_config(run / files.CONFIG)
-        if config.model.image_encoder == "pretrained" and not config.model.backbone_image_size:
-            # Runs record the size they used; older ones ran at the backbone's own.
-            size = get_backbone(config.model.backbone).image_size
-            config = Config(replace(config.model, backbone_image_size=size), config.train)
+        config = load_run_config(run)
         if config.pixels_in:  # the model itself turns pixels into answers
             return cls(model, config, *vocabularies)._with_card(run)
         try:

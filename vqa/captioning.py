@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,13 +21,12 @@ import keras
 import numpy as np
 
 from vqa.answering import preprocessing
-from vqa.config import Config, load_config
+from vqa.config import Config, load_run_config
 from vqa.data.captions import END, PAD, START, check_caption_vocabulary
 from vqa.data.dataset import PreparedDataset
 from vqa.data.images import ImageLike, to_pil
 from vqa.data.text import Vocabulary
 from vqa.errors import RunDirError, VQAError
-from vqa.features.backbones import get_backbone
 from vqa.features.cache import FeatureCache, Manifest
 from vqa.features.extract import image_table
 from vqa.runs import files
@@ -101,10 +100,7 @@ class Captioner:
             words = Vocabulary.load(run / files.CAPTION_VOCAB)
         except Exception as exc:  # Keras and json raise many types for a bad file
             raise RunDirError(f"Cannot load the captioning run {run}: {exc}") from None
-        config = load_config(run / files.CONFIG)
-        if config.model.image_encoder == "pretrained" and not config.model.backbone_image_size:
-            size = get_backbone(config.model.backbone).image_size
-            config = Config(replace(config.model, backbone_image_size=size), config.train)
+        config = load_run_config(run)
         if config.pixels_in:
             return cls(model, config, words)
         try:

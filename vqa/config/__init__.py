@@ -308,6 +308,24 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(f"{path}: {exc}") from None
 
 
+# Every backbone's own input size: what a run saved before runs recorded the size they
+# used (vqa 0.1.0, `backbone_image_size: 0`) ran at.
+BACKBONE_OWN_SIZE = 224
+
+
+def load_run_config(run: str | Path) -> Config:
+    """A run directory's config as the run used it: its image spec resolved (a recorded
+    `backbone_image_size: 0` is the backbones' own size), for everything that answers,
+    captions, evaluates or exports with the run."""
+    from vqa.runs import files
+
+    config = load_config(Path(run) / files.CONFIG)
+    if config.model.image_encoder == "pretrained" and not config.model.backbone_image_size:
+        model = dataclasses.replace(config.model, backbone_image_size=BACKBONE_OWN_SIZE)
+        config = Config(model, config.train)
+    return config
+
+
 def trained_with(run: str | Path, config: Config) -> bool:
     """Whether the run directory holds a finished training made with this config."""
     from vqa.runs import files
