@@ -103,3 +103,19 @@ def test_its_options_are_checked_before_any_data_is_read(tmp_path):
     with pytest.raises(ConfigError, match="scale must be positive"):
         train(tmp_path / "no-such-data", tmp_path / "run", _config(scale=-1.0), verbose=0)
     assert not (tmp_path / "run").exists()
+
+
+def test_every_kind_shares_one_registry_and_its_errors():
+    from vqa.models.decoders import DECODERS, get_decoder, register_decoder
+    from vqa.models.registry import Registry
+
+    assert isinstance(FUSIONS, Registry) and isinstance(DECODERS, Registry)
+    with pytest.raises(ConfigError, match=r"Unknown decoder 'atention'.*Did you mean 'attention'"):
+        get_decoder("atention")
+
+    class Attention:  # another class under a taken name
+        pass
+
+    with pytest.raises(ValueError, match="decoder name 'attention' is taken"):
+        register_decoder("attention")(Attention)
+    assert DECODERS["attention"] is not Attention

@@ -13,28 +13,24 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from vqa.errors import ConfigError
+from vqa.models.registry import Registry
 
-DECODERS: dict[str, type] = {}
+DECODERS = Registry("decoder", "vqa.models.decoders.register_decoder")
 
 
 def register_decoder(name: str):
     """Class decorator: make a decoder layer available as `caption: {decoder: name}`."""
 
     def add(cls: type) -> type:
-        if name in DECODERS:
-            raise ValueError(f"A decoder named {name!r} is already registered.")
+        DECODERS.add(name, cls)
         cls.registered_name = name
-        DECODERS[name] = cls
         return cls
 
     return add
 
 
 def get_decoder(name: str) -> type:
-    if name not in DECODERS:
-        raise ConfigError(f"Unknown decoder {name!r}. Registered decoders: {sorted(DECODERS)}")
-    return DECODERS[name]
+    return DECODERS.get_class(name)
 
 
 class CaptionDecoder(keras.layers.Layer):

@@ -25,9 +25,10 @@ from typing import Any
 
 from vqa.config import ModelConfig
 from vqa.errors import ConfigError
+from vqa.models.registry import Registry, constructor_options
 
 READS = ("vector", "grid")
-FUSIONS: dict[str, type] = {}  # name -> layer class
+FUSIONS = Registry("fusion", "vqa.models.fusions.register_fusion")  # name -> layer class
 
 
 def register_fusion(name: str, *, reads: str = "vector", layer_name: str = "fusion"):
@@ -51,11 +52,8 @@ def register_fusion(name: str, *, reads: str = "vector", layer_name: str = "fusi
                 f"{cls.__name__}'s options {taken} have the names of config "
                 "fields; name them otherwise."
             )
-        known = FUSIONS.get(name)
-        if known is not None and known.__qualname__ != cls.__qualname__:
-            raise ValueError(f"The fusion name {name!r} is taken by {known.__qualname__}.")
+        FUSIONS.add(name, cls)
         cls.fusion_name, cls.reads, cls.layer_name = name, reads, layer_name
-        FUSIONS[name] = cls
         return cls
 
     return register
@@ -64,21 +62,11 @@ def register_fusion(name: str, *, reads: str = "vector", layer_name: str = "fusi
 def fusion_options(cls: type) -> dict[str, Any]:
     """A fusion's own options and their defaults: its constructor's arguments after
     `units`."""
-    params = inspect.signature(cls.__init__).parameters.values()
-    return {
-        p.name: p.default
-        for p in params
-        if p.name not in ("self", "units") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-    }
+    return constructor_options(cls, passed=("units",))
 
 
 def get_fusion(name: str) -> type:
-    if name not in FUSIONS:
-        raise ConfigError(
-            f"Unknown fusion {name!r}. Expected one of {sorted(FUSIONS)} "
-            "(vqa.models.fusions.register_fusion adds one)."
-        )
-    return FUSIONS[name]
+    return FUSIONS.get_class(name)
 
 
 def check_fusion(model_config, construct: bool = True) -> type:
