@@ -6,7 +6,6 @@ out of the train split by image); the test split is never read here."""
 from __future__ import annotations
 
 import logging
-import math
 import shutil
 import time
 from pathlib import Path
@@ -25,13 +24,14 @@ from vqa.models import build_captioner, get_decoder
 from vqa.runs import atomic, files, locks
 from vqa.training.checkpoint import (
     RunCheckpoint,
+    fresh_state,
     library_versions,
     prepare_run_dir,
     set_seed_states,
     tensorboard,
 )
-from vqa.training.fit import _image_input, finish_fit
-from vqa.training.inputs import resumed_split, split_by_image
+from vqa.training.fit import finish_fit
+from vqa.training.inputs import describe_image_input, resumed_split, split_by_image
 from vqa.training.schedule import learning_rate
 
 log = logging.getLogger(__name__)
@@ -120,16 +120,7 @@ def _train(
             loss="sparse_categorical_crossentropy",
             weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="word_accuracy")],
         )
-        state = {
-            "next_epoch": 0,
-            "best": -math.inf,
-            "best_epoch": -1,
-            "best_file": None,
-            "last_file": None,
-            "wait": 0,
-            "stopped_early": False,
-            "data": fingerprint,
-        }
+        state = fresh_state(fingerprint)
         initial_epoch = 0
     else:
         model = keras.models.load_model(run / files.CHECKPOINT_DIR / state["last_file"])
@@ -165,7 +156,7 @@ def _train(
         "n_fit_captions": int(len(fit_c)),
         "n_val_captions": int(len(val_c)),
         "n_words": len(words),
-        "image": _image_input(config),
+        "image": describe_image_input(config),
         "keras_backend": keras.backend.backend(),
         "seed": config.train.seed,
         "versions": library_versions(),

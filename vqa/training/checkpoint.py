@@ -183,6 +183,22 @@ def epochs_from_one(history: pd.DataFrame) -> pd.DataFrame:
     return history
 
 
+def fresh_state(fingerprint: dict, **extra) -> dict:
+    """The resume state of a run before its first epoch (`fingerprint`: the data it
+    trains on, checked when it resumes)."""
+    return {
+        "next_epoch": 0,
+        "best": -math.inf,
+        "best_epoch": -1,
+        "best_file": None,
+        "last_file": None,
+        "wait": 0,
+        "stopped_early": False,
+        "data": fingerprint,
+        **extra,
+    }
+
+
 def save_atomic(model: keras.Model, path: Path) -> None:
     with atomic_write(path) as tmp:
         model.save(tmp)

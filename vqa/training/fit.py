@@ -10,7 +10,6 @@ The test split is never read here.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import shutil
 import sys
@@ -37,6 +36,7 @@ from vqa.runs.model_card import write_card
 from vqa.training import distribute
 from vqa.training.checkpoint import (
     RunCheckpoint,
+    fresh_state,
     library_versions,
     prepare_run_dir,
     save_atomic,
@@ -45,6 +45,7 @@ from vqa.training.checkpoint import (
 )
 from vqa.training.inputs import (
     build_vocabularies,
+    describe_image_input,
     encode_split,
     resumed_split,
     split_by_image,
@@ -61,14 +62,6 @@ log = logging.getLogger(__name__)
 # Batch callbacks then see every 16th step; a checkpoint is still taken per epoch. One
 # replica only: under TensorFlow's distribution strategies the multi-step graph fails.
 STEPS_PER_CALL = 16
-
-
-def _image_input(config: Config) -> str:
-    model = config.model
-    if model.image_encoder != "pretrained":
-        return f"a small CNN trained on {model.image_size} px images"
-    how = "fine-tuned" if config.train.fine_tune else "frozen"
-    return f"{model.backbone} ({how}) at {model.backbone_image_size} px"
 
 
 def checked_config(config: Config) -> Config:
@@ -223,17 +216,7 @@ def _train(
                 weighted_metrics=[vqa_score],
                 steps_per_execution=STEPS_PER_CALL if replicas.count == 1 else 1,
             )
-        state = {
-            "next_epoch": 0,
-            "best": -math.inf,
-            "best_epoch": -1,
-            "best_file": None,
-            "last_file": None,
-            "wait": 0,
-            "stopped_early": False,
-            "data": fingerprint,
-            "initialised_from": None if source is None else str(source),
-        }
+        state = fresh_state(fingerprint, initialised_from=None if source is None else str(source))
         initial_epoch = 0
     else:
         with replicas.scope():
@@ -296,7 +279,7 @@ def _train(
         run,
         dataset=dataset.name,
         source=dataset.meta.get("source", ""),
-        image=_image_input(config),
+        image=describe_image_input(config),
         questions=list(fit.questions["question"]),
         question_types=list(fit.questions["question_type"]),
         answers=list(fit.questions["answer"]),

@@ -96,3 +96,12 @@ def encode_split(
         group_by_image=config.train.group_by_image,
     )
     return SplitData(questions, batches)
+
+
+def describe_image_input(config: Config) -> str:
+    """What a run's image input is, in words, for its training.json."""
+    model = config.model
+    if model.image_encoder != "pretrained":
+        return f"a small CNN trained on {model.image_size} px images"
+    how = "fine-tuned" if config.train.fine_tune else "frozen"
+    return f"{model.backbone} ({how}) at {model.backbone_image_size} px"
