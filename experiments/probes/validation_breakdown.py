@@ -1,0 +1,58 @@
+"""A run's accuracy per question type and group on its own validation images.
+
+    python experiments/probes/validation_breakdown.py RUN DATA [--out FILE.json]
+
+`vqa train` holds out part of the training split's images for validation (their ids in
+RUN/validation_images.json) and logs only the overall validation accuracy each epoch.
+Choosing a recipe on validation needs more: which question types hold it back. This
+answers those held-out questions with the run and scores them as `vqa evaluate` scores
+a split (official accuracy; per question type, answer type and, for Sort-of-CLEVR,
+relational or not), without reading the test split and without writing into RUN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from vqa.data.dataset import PreparedDataset  # noqa: E402
+from vqa.evaluation import format_metrics, score_predictions  # noqa: E402
+from vqa.runs import files  # noqa: E402
+
+
+def validation_breakdown(run: Path, data: Path) -> dict:
+    """metrics.json-shaped scores of RUN on its validation images of DATA's training split."""
+    held_out = run / files.VALIDATION_IMAGES
+    if not held_out.is_file():
+        raise FileNotFoundError(f"{held_out} is missing: is {run} a run made by `vqa train`?")
+    images = set(json.loads(held_out.read_text()))
+    dataset = PreparedDataset.load(data)
+    rows = dataset.split(dataset.train_split)
+    questions = rows[rows["image_id"].isin(images)].reset_index(drop=True)
+    if len(questions) == 0:
+        raise ValueError(f"None of {run}'s validation images is in {data}: is it the run's data?")
+    from vqa.answering import Answerer  # loads TensorFlow
+
+    predictions = Answerer.load(run).predict_dataset(dataset, questions)
+    return score_predictions(questions, predictions, "validation")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("data", type=Path)
+    parser.add_argument("--out", type=Path, help="also write the metrics here (JSON)")
+    args = parser.parse_args(argv)
+    metrics = validation_breakdown(args.run, args.data)
+    print(format_metrics(metrics))
+    if args.out:
+        args.out.write_text(json.dumps(metrics, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
