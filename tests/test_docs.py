@@ -87,3 +87,13 @@ def test_the_configuration_reference_matches_the_code():
         assert f"| {cls.reads} |" in row, name
         for option, default in fusion_options(cls).items():
             assert f"`{option}: {default}`" in row, (name, option)
+    from vqa.models.recurrent import RECURRENT
+
+    table = text.split("## Recurrent units", 1)[1].split("\n## ", 1)[0]
+    for name, unit in RECURRENT.items():
+        if name.startswith("test_"):
+            continue  # registered by the tests
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{name}` |"))
+        assert f"`keras.layers.{unit.layer.__name__}`" in row, name
+        assert f"`keras.layers.{unit.cell.__name__}`" in row, name
+        assert f"| {unit.states}" in row, name

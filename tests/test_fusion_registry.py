@@ -1,7 +1,10 @@
 """A fusion defined here, with no other file changed, is checked, trains, saves and loads
 (safe mode) and answers: the registry is the only place the builder looks."""
 
+from dataclasses import replace
+
 import keras
+import numpy as np
 import pytest
 from conftest import TINY_CONFIG, draw_shape
 from keras import ops
@@ -119,3 +122,48 @@ def test_every_kind_shares_one_registry_and_its_errors():
     with pytest.raises(ValueError, match="decoder name 'attention' is taken"):
         register_decoder("attention")(Attention)
     assert DECODERS["attention"] is not Attention
+
+
+def test_a_registered_recurrent_unit_is_a_question_encoder_and_a_decoder_cell(tmp_path):
+    """One registry of recurrent units feeds both the question encoder and the caption
+    decoder; an unknown name is refused in one line before any data is read."""
+    from vqa.models.decoders import get_decoder
+    from vqa.models.recurrent import RECURRENT, Recurrent, get_recurrent, register_recurrent
+
+    @register_recurrent("test_plain")
+    class Plain(Recurrent):
+        layer, cell = keras.layers.SimpleRNN, keras.layers.SimpleRNNCell
+
+    assert RECURRENT["test_plain"] is Plain and get_recurrent("lstm").states == 2
+    with pytest.raises(ConfigError, match=r"Unknown recurrent unit 'lsmt'.*Did you mean 'lstm'"):
+        get_recurrent("lsmt")
+    with pytest.raises(TypeError, match="subclasses Recurrent"):
+        register_recurrent("test_bad")(keras.layers.LSTM)
+
+    config = ModelConfig(
+        image_encoder="pretrained",
+        question_encoder="test_plain",
+        question_layers=2,
+        embedding_dim=4,
+        question_dim=6,
+    )
+    from vqa.models.encoders import question_encoder
+
+    encoder = question_encoder(config, 10)
+    assert [type(layer) for layer in encoder.layers[1:]] == [keras.layers.SimpleRNN] * 2
+    decoder = get_decoder("attention")(
+        12, cell="test_plain", layers=2, units=6, word_dim=4, attention_dim=5
+    )
+    probs, alphas = decoder([np.zeros((2, 9, 3), "float32"), np.ones((2, 4), "int32")])
+    assert tuple(probs.shape) == (2, 4, 12) and len(decoder.init_states) == 2
+
+    from vqa.training import train
+
+    with pytest.raises(ConfigError, match="Unknown recurrent unit 'lsmt'"):
+        train(
+            tmp_path / "no-such-data",
+            tmp_path / "run",
+            Config(replace(TINY_CONFIG.model, question_encoder="lsmt"), TINY_CONFIG.train),
+            verbose=0,
+        )
+    assert not (tmp_path / "run").exists()

@@ -19,7 +19,6 @@ from vqa.config.checks import (  # noqa: F401
     INPUT_CHOICES,
     LEARNING_RATE_SCHEDULES,
     POOL_CHOICES,
-    QUESTION_ENCODER_CHOICES,
 )
 from vqa.errors import ConfigError
 
@@ -50,7 +49,7 @@ class ModelConfig:
     pool_grid: str = "max"
 
     # question: token ids to a vector (or to every word's state, for attention_words)
-    question_encoder: str = "lstm"  # lstm | gru
+    question_encoder: str = "lstm"  # a registered recurrent unit (vqa.models.recurrent): lstm | gru
     question_layers: int = 1  # 1 to 3 stacked recurrent layers
     bidirectional: bool = False
     embedding_dim: int = 64
@@ -100,7 +99,7 @@ class ModelConfig:
     # the image section's grid feeds it, the question, fusion and classifier sections
     # are not used
     decoder: str = ""  # "" (a VQA model) | a registered decoder: attention | pooled
-    decoder_cell: str = "lstm"  # lstm | gru
+    decoder_cell: str = "lstm"  # a registered recurrent unit, as question_encoder
     decoder_layers: int = 1  # 1 to 3 stacked recurrent layers
     decoder_dim: int = 256  # recurrent units
     word_dim: int = 128  # caption word embedding

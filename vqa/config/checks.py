@@ -11,10 +11,10 @@ from typing import Any
 from vqa.errors import ConfigError
 
 # Names a config may use; the registries in vqa.models hold what they build (a test
-# keeps the two in step, so that config validation needs no Keras import). Fusions are
-# checked against their own registry (vqa.models.fusions) when a model is built or a
-# run starts: a fusion registered by the user's code is as valid as a built-in one.
-QUESTION_ENCODER_CHOICES = ("lstm", "gru")
+# keeps the two in step, so that config validation needs no Keras import). Fusions,
+# decoders and recurrent units are checked against their own registries (vqa.models)
+# when a model is built or a run starts: one registered by the user's code is as valid
+# as a built-in one.
 INPUT_CHOICES = ("both", "question", "image")  # question / image: the one-branch baselines
 IMAGE_ENCODER_CHOICES = ("small_cnn", "pretrained")
 BACKBONE_CHOICES = ("efficientnet_lite0", "mobilenet_v2", "resnet50", "efficientnet_b0")
@@ -64,7 +64,7 @@ def check_image(model) -> None:
 
 def check_question(model) -> None:
     """The question section: the recurrent encoder."""
-    check_choice("question_encoder", model.question_encoder, QUESTION_ENCODER_CHOICES)
+    check_name("question_encoder", model.question_encoder, "vqa.models.recurrent")
     if not 1 <= model.question_layers <= 3:
         raise ConfigError(f"question_layers must be 1, 2 or 3. Received: {model.question_layers}")
     for name in ("embedding_dim", "question_dim", "max_question_length"):
@@ -116,7 +116,7 @@ def check_classifier(model) -> None:
 
 def check_caption(model) -> None:
     """The caption section (the decoder's name is checked by its registry)."""
-    check_choice("decoder_cell", model.decoder_cell, QUESTION_ENCODER_CHOICES)
+    check_name("decoder_cell", model.decoder_cell, "vqa.models.recurrent")
     if not 1 <= model.decoder_layers <= 3:
         raise ConfigError(f"decoder_layers must be 1, 2 or 3. Received: {model.decoder_layers}")
     for name in ("decoder_dim", "word_dim", "max_caption_length"):
@@ -205,6 +205,14 @@ def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(
             f"Invalid value for {name}. Expected one of {list(choices)}. Received: {name}={value!r}"
+        )
+
+
+def check_name(name: str, value: str, registry: str) -> None:
+    """A component's name, which its registry (`registry`, a module) checks later."""
+    if not (isinstance(value, str) and value):
+        raise ConfigError(
+            f"{name} must name a component registered in {registry}. Received: {name}={value!r}"
         )
 
 

@@ -1,5 +1,5 @@
-"""Model parts: encoders, fusions (a registry), attention, the builder, the loss and
-metric."""
+"""Model parts: encoders, recurrent units, fusions and decoders (registries), attention,
+the builder, the loss and metric."""
 
 from vqa.models.builder import build_captioner, build_model
 from vqa.models.decoders import DECODERS, get_decoder
@@ -12,6 +12,7 @@ from vqa.models.fusions import (
 )
 from vqa.models.losses import soft_crossentropy, vqa_score
 from vqa.models.optimizers import TwoRateAdam
+from vqa.models.recurrent import RECURRENT, Recurrent, register_recurrent
 
 __all__ = [
     "build_captioner",
@@ -26,4 +27,7 @@ __all__ = [
     "soft_crossentropy",
     "vqa_score",
     "TwoRateAdam",
+    "RECURRENT",
+    "Recurrent",
+    "register_recurrent",
 ]

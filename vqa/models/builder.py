@@ -10,11 +10,11 @@ from vqa.models.attention import StackedAttention
 from vqa.models.decoders import get_decoder
 from vqa.models.encoders import (
     IMAGE_ENCODERS,
-    QUESTION_ENCODERS,
     ConditionedCNN,
     ImageRows,
     LastState,
     image_input_shape,
+    question_encoder,
 )
 from vqa.models.fusions import check_fusion, make_fusion
 from vqa.models.grid import GridCoordinates
@@ -75,7 +75,7 @@ def build_model(
     image = keras.Input(image_input_shape(config, grid_shape), name="image")  # pixels or grid
     rows = keras.Input((), dtype="int32", name="about_image")
     question = keras.Input((None,), dtype="int32", name="question")
-    question_vector = QUESTION_ENCODERS[config.question_encoder](config, vocab_size)(question)
+    question_vector = question_encoder(config, vocab_size)(question)
     if config.attention_words:  # the encoder gave every word's state
         if config.attention_word_embeddings:  # and every word's embedding
             word_states = keras.layers.Concatenate(name="word_states")(question_vector)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from vqa.models.recurrent import get_recurrent
 from vqa.models.registry import Registry
 
 DECODERS = Registry("decoder", "vqa.models.decoders.register_decoder")
@@ -55,14 +56,14 @@ class CaptionDecoder(keras.layers.Layer):
         self.vocab_size, self.cell, self.layers, self.units = vocab_size, cell, layers, units
         self.word_dim, self.attention_dim = word_dim, attention_dim
         self.dropout_rate, self.penalty = dropout, penalty
-        cell_class = keras.layers.LSTMCell if cell == "lstm" else keras.layers.GRUCell
+        unit = get_recurrent(cell)
+        self.per_cell = unit.states  # e.g. LSTM: (h, c); each layer's from the grid's mean
         self.embedding = keras.layers.Embedding(vocab_size, word_dim, name="word_embedding")
-        self.cells = [cell_class(units, name=f"{cell}_{i}") for i in range(layers)]
-        states = 2 if cell == "lstm" else 1  # (h, c) or h, each layer's from the grid's mean
+        self.cells = [unit.cell(units, name=f"{cell}_{i}") for i in range(layers)]
         self.init_states = [
             keras.layers.Dense(units, activation="tanh", name=f"init_{i}_{j}")
             for i in range(layers)
-            for j in range(states)
+            for j in range(self.per_cell)
         ]
         if self.attends:
             self.key = keras.layers.Dense(attention_dim, name="attention_key")
@@ -99,7 +100,7 @@ class CaptionDecoder(keras.layers.Layer):
     def step(self, cells, keys, tokens, states, training=False):
         """One word: [batch] token ids and the states -> (next-word logits [batch,
         vocab], attention [batch, cells], new states)."""
-        top = states[-2] if self.cell == "lstm" else states[-1]  # last layer's h
+        top = states[-self.per_cell]  # the last layer's output h
         if self.attends:
             scores = self.score(ops.tanh(keys + ops.expand_dims(self.query(top), 1)))
             alpha = ops.softmax(ops.squeeze(scores, -1), axis=-1)  # [batch, cells]
@@ -110,10 +111,9 @@ class CaptionDecoder(keras.layers.Layer):
             alpha = ops.ones(ops.shape(cells)[:2], dtype=cells.dtype) / ops.cast(n, cells.dtype)
             context = ops.mean(cells, axis=1)
         x = ops.concatenate([self.embedding(tokens), context], axis=-1)
-        per_cell = 2 if self.cell == "lstm" else 1
         new_states = []
         for i, cell in enumerate(self.cells):
-            own = states[i * per_cell : (i + 1) * per_cell]
+            own = states[i * self.per_cell : (i + 1) * self.per_cell]
             x, own = cell(x, own, training=training)
             new_states += list(own)
         hidden = self.dropout(ops.concatenate([x, context], axis=-1), training=training)

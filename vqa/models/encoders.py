@@ -7,6 +7,7 @@ from keras import ops
 
 from vqa.config import ModelConfig
 from vqa.models.grid import modulate
+from vqa.models.recurrent import get_recurrent
 
 
 def _strided_conv(i: int, filters: int) -> keras.layers.Conv2D:
@@ -105,12 +106,13 @@ def question_encoder(config: ModelConfig, vocab_size: int) -> keras.Model:
     `attention_words`, every word's state instead, [L, question_dim], for attention to
     read (`LastState` then gives the last one: a padded step repeats the state before it).
 
-    `question_encoder` picks the cell (lstm | gru), `question_layers` stacks 1-3 of
-    them, `bidirectional` reads the question both ways. The embedding is named
-    "word_embedding" so that word vectors can be loaded into it. With
+    `question_encoder` names the recurrent unit (vqa.models.recurrent: lstm, gru),
+    `question_layers` stacks 1-3 of them, `bidirectional` reads the question both
+    ways. The embedding is named "word_embedding" so that word vectors can be loaded
+    into it. With
     `attention_word_embeddings`, the encoder gives [states, embeddings].
     """
-    cell = {"lstm": keras.layers.LSTM, "gru": keras.layers.GRU}[config.question_encoder]
+    cell = get_recurrent(config.question_encoder).layer
     ids = keras.Input((None,), dtype="int32")
     layers: list[keras.layers.Layer] = [
         keras.layers.Embedding(
@@ -197,4 +199,3 @@ def image_input_shape(
 
 
 IMAGE_ENCODERS = {"small_cnn": small_cnn, "pretrained": pretrained_grid}
-QUESTION_ENCODERS = {"lstm": question_encoder, "gru": question_encoder}

@@ -21,6 +21,7 @@ from vqa.features.backbones import model_grid_shape
 from vqa.features.cache import FeatureCache
 from vqa.features.extract import image_table
 from vqa.models import build_captioner, get_decoder
+from vqa.models.recurrent import get_recurrent
 from vqa.runs import atomic, files, locks
 from vqa.training.checkpoint import (
     RunCheckpoint,
@@ -49,7 +50,8 @@ def train_captioner(
 ) -> dict:
     """Train `config`'s caption decoder on the dataset's train captions; the summary is
     also written to RUN_DIR/training.json. Re-running after a crash resumes."""
-    get_decoder(config.model.decoder)  # a registered decoder, before any data is read
+    get_decoder(config.model.decoder)  # registered components, before any data is read
+    get_recurrent(config.model.decoder_cell)
     with locks.exclusive(out, "training"):
         return _train(
             dataset, Path(out), config.for_dataset(dataset), verbose, overwrite, callbacks

@@ -31,6 +31,7 @@ from vqa.features.extract import image_table
 from vqa.models import build_model, check_fusion, soft_crossentropy, vqa_score
 from vqa.models.fusions import canonical_options
 from vqa.models.optimizers import TwoRateAdam
+from vqa.models.recurrent import get_recurrent
 from vqa.runs import atomic, files, locks
 from vqa.runs.model_card import write_card
 from vqa.training import distribute
@@ -65,8 +66,10 @@ STEPS_PER_CALL = 16
 
 
 def checked_config(config: Config) -> Config:
-    """`config` with its fusion checked against the registry and its options written
-    without their defaults, as a run records it."""
+    """`config` with its components checked against their registries (the fusion with
+    its options) and the fusion's options written without their defaults, as a run
+    records it."""
+    get_recurrent(config.model.question_encoder)
     check_fusion(config.model)
     canonical = canonical_options(config.model)
     return Config(replace(config.model, fusion_options=canonical), config.train)

@@ -1,0 +1,59 @@
+"""The recurrent units, registered by name: what `question_encoder` and `decoder_cell`
+name in a config. The question encoder stacks the unit's sequence layer; the caption
+decoder steps its cell one word at a time. A new unit is one class:
+
+    @register_recurrent("mine")
+    class Mine(Recurrent):
+        layer = MyRNNLayer  # [batch, L, d] -> [batch, (L,) units], Keras' RNN arguments
+        cell = MyCell       # one step: Keras' RNN cell interface
+        states = 1          # state vectors the cell carries, its output first
+"""
+
+from __future__ import annotations
+
+import keras
+
+from vqa.models.registry import Registry
+
+RECURRENT = Registry("recurrent unit", "vqa.models.recurrent.register_recurrent")
+
+
+class Recurrent:
+    """A kind of recurrent unit: `layer` reads a whole sequence, `cell` one step and
+    carries `states` vectors, the first of them its output (LSTM: h and c)."""
+
+    layer: type
+    cell: type
+    states: int = 1
+
+
+def register_recurrent(name: str):
+    """Class decorator: make the unit available as `question_encoder: name` and
+    `decoder_cell: name`."""
+
+    def add(cls: type) -> type:
+        if not (isinstance(cls, type) and issubclass(cls, Recurrent)):
+            raise TypeError(f"A recurrent unit subclasses Recurrent. Received: {cls!r}")
+        return RECURRENT.add(name, cls)
+
+    return add
+
+
+def get_recurrent(name: str) -> type[Recurrent]:
+    """The unit registered as `name`; an unknown name is a one-line ConfigError."""
+    return RECURRENT.get_class(name)
+
+
+@register_recurrent("lstm")
+class LSTM(Recurrent):
+    """Long short-term memory (Hochreiter and Schmidhuber 1997): gates and an additive
+    cell state."""
+
+    layer, cell, states = keras.layers.LSTM, keras.layers.LSTMCell, 2
+
+
+@register_recurrent("gru")
+class GRU(Recurrent):
+    """Gated recurrent unit (Cho et al. 2014): update and reset gates, no cell state."""
+
+    layer, cell = keras.layers.GRU, keras.layers.GRUCell
