@@ -167,3 +167,26 @@ def test_a_registered_recurrent_unit_is_a_question_encoder_and_a_decoder_cell(tm
             verbose=0,
         )
     assert not (tmp_path / "run").exists()
+
+
+def test_the_vanilla_rnn_encodes_questions_and_decodes_captions_up_to_four_layers():
+    from vqa.models.decoders import get_decoder
+    from vqa.models.encoders import question_encoder
+
+    config = ModelConfig(
+        image_encoder="pretrained",
+        question_encoder="rnn",
+        question_layers=4,
+        embedding_dim=4,
+        question_dim=6,
+    )
+    encoder = question_encoder(config, 10)
+    assert [type(layer) for layer in encoder.layers[1:]] == [keras.layers.SimpleRNN] * 4
+    assert tuple(encoder(np.array([[3, 4, 0]], "int32")).shape) == (1, 6)
+    decoder = get_decoder("pooled")(12, cell="rnn", layers=4, units=6, word_dim=4)
+    probs, _ = decoder([np.zeros((2, 9, 3), "float32"), np.ones((2, 4), "int32")])
+    assert tuple(probs.shape) == (2, 4, 12) and len(decoder.cells) == 4
+    with pytest.raises(ConfigError, match="question_layers must be 1 to 4"):
+        ModelConfig(question_layers=5)
+    with pytest.raises(ConfigError, match="decoder_layers must be 1 to 4"):
+        ModelConfig(decoder_layers=5)

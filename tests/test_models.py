@@ -569,7 +569,7 @@ def test_word_vectors_initialise_the_embedding(tmp_path):
             dict(conditioned_cnn=True, image_encoder="small_cnn", inputs="image"),
             "conditioned_cnn needs",
         ),
-        (dict(question_layers=4), "question_layers must be"),
+        (dict(question_layers=5), "question_layers must be"),
         (dict(attention_words=True), "attention_words needs attention_hops >= 1"),
         (
             dict(attention_words=True, attention_hops=1, bidirectional=True),

@@ -49,8 +49,10 @@ class ModelConfig:
     pool_grid: str = "max"
 
     # question: token ids to a vector (or to every word's state, for attention_words)
-    question_encoder: str = "lstm"  # a registered recurrent unit (vqa.models.recurrent): lstm | gru
-    question_layers: int = 1  # 1 to 3 stacked recurrent layers
+    question_encoder: str = (
+        "lstm"  # a registered recurrent unit (vqa.models.recurrent): lstm | gru | rnn
+    )
+    question_layers: int = 1  # 1 to 4 stacked recurrent layers
     bidirectional: bool = False
     embedding_dim: int = 64
     word_vectors: str = ""  # GloVe-format text file to initialise the embedding ("" = none)
@@ -100,7 +102,7 @@ class ModelConfig:
     # are not used
     decoder: str = ""  # "" (a VQA model) | a registered decoder: attention | pooled
     decoder_cell: str = "lstm"  # a registered recurrent unit, as question_encoder
-    decoder_layers: int = 1  # 1 to 3 stacked recurrent layers
+    decoder_layers: int = 1  # 1 to 4 stacked recurrent layers
     decoder_dim: int = 256  # recurrent units
     word_dim: int = 128  # caption word embedding
     # attention: the doubly stochastic penalty (Xu et al. 2015, eq. 14), pushing the

@@ -65,8 +65,8 @@ def check_image(model) -> None:
 def check_question(model) -> None:
     """The question section: the recurrent encoder."""
     check_name("question_encoder", model.question_encoder, "vqa.models.recurrent")
-    if not 1 <= model.question_layers <= 3:
-        raise ConfigError(f"question_layers must be 1, 2 or 3. Received: {model.question_layers}")
+    if not 1 <= model.question_layers <= 4:
+        raise ConfigError(f"question_layers must be 1 to 4. Received: {model.question_layers}")
     for name in ("embedding_dim", "question_dim", "max_question_length"):
         check_positive(name, getattr(model, name))
 
@@ -117,8 +117,8 @@ def check_classifier(model) -> None:
 def check_caption(model) -> None:
     """The caption section (the decoder's name is checked by its registry)."""
     check_name("decoder_cell", model.decoder_cell, "vqa.models.recurrent")
-    if not 1 <= model.decoder_layers <= 3:
-        raise ConfigError(f"decoder_layers must be 1, 2 or 3. Received: {model.decoder_layers}")
+    if not 1 <= model.decoder_layers <= 4:
+        raise ConfigError(f"decoder_layers must be 1 to 4. Received: {model.decoder_layers}")
     for name in ("decoder_dim", "word_dim", "max_caption_length"):
         check_positive(name, getattr(model, name))
     if model.attention_penalty < 0:

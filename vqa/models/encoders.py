@@ -106,8 +106,8 @@ def question_encoder(config: ModelConfig, vocab_size: int) -> keras.Model:
     `attention_words`, every word's state instead, [L, question_dim], for attention to
     read (`LastState` then gives the last one: a padded step repeats the state before it).
 
-    `question_encoder` names the recurrent unit (vqa.models.recurrent: lstm, gru),
-    `question_layers` stacks 1-3 of them, `bidirectional` reads the question both
+    `question_encoder` names the recurrent unit (vqa.models.recurrent: lstm, gru, rnn),
+    `question_layers` stacks 1-4 of them, `bidirectional` reads the question both
     ways. The embedding is named "word_embedding" so that word vectors can be loaded
     into it. With
     `attention_word_embeddings`, the encoder gives [states, embeddings].

@@ -57,3 +57,12 @@ class GRU(Recurrent):
     """Gated recurrent unit (Cho et al. 2014): update and reset gates, no cell state."""
 
     layer, cell = keras.layers.GRU, keras.layers.GRUCell
+
+
+@register_recurrent("rnn")
+class SimpleRNN(Recurrent):
+    """The vanilla RNN, h' = tanh(W x + U h + b): no gates, so its gradient through time
+    is multiplied by U (and tanh's slope) at every step and explodes or vanishes; the
+    baseline LSTM and GRU are measured against."""
+
+    layer, cell = keras.layers.SimpleRNN, keras.layers.SimpleRNNCell
