@@ -127,7 +127,6 @@ def test_every_kind_shares_one_registry_and_its_errors():
 def test_a_registered_recurrent_unit_is_a_question_encoder_and_a_decoder_cell(tmp_path):
     """One registry of recurrent units feeds both the question encoder and the caption
     decoder; an unknown name is refused in one line before any data is read."""
-    from vqa.models.decoders import get_decoder
     from vqa.models.recurrent import RECURRENT, Recurrent, get_recurrent, register_recurrent
 
     @register_recurrent("test_plain")
@@ -140,22 +139,8 @@ def test_a_registered_recurrent_unit_is_a_question_encoder_and_a_decoder_cell(tm
     with pytest.raises(TypeError, match="subclasses Recurrent"):
         register_recurrent("test_bad")(keras.layers.LSTM)
 
-    config = ModelConfig(
-        image_encoder="pretrained",
-        question_encoder="test_plain",
-        question_layers=2,
-        embedding_dim=4,
-        question_dim=6,
-    )
-    from vqa.models.encoders import question_encoder
-
-    encoder = question_encoder(config, 10)
-    assert [type(layer) for layer in encoder.layers[1:]] == [keras.layers.SimpleRNN] * 2
-    decoder = get_decoder("attention")(
-        12, cell="test_plain", layers=2, units=6, word_dim=4, attention_dim=5
-    )
-    probs, alphas = decoder([np.zeros((2, 9, 3), "float32"), np.ones((2, 4), "int32")])
-    assert tuple(probs.shape) == (2, 4, 12) and len(decoder.init_states) == 2
+    decoder = _encodes_and_decodes("test_plain", keras.layers.SimpleRNN, 2, "attention")
+    assert len(decoder.init_states) == 2  # one state a layer
 
     from vqa.training import train
 
@@ -169,23 +154,33 @@ def test_a_registered_recurrent_unit_is_a_question_encoder_and_a_decoder_cell(tm
     assert not (tmp_path / "run").exists()
 
 
-def test_the_vanilla_rnn_encodes_questions_and_decodes_captions_up_to_four_layers():
+def _encodes_and_decodes(unit: str, layer: type, layers: int, decoder_name: str):
+    """A question encoder and a caption decoder of `layers` layers of `unit` build and
+    run: the encoder's layers are `layer`, both outputs have their shapes. Returns the
+    decoder."""
     from vqa.models.decoders import get_decoder
     from vqa.models.encoders import question_encoder
 
     config = ModelConfig(
         image_encoder="pretrained",
-        question_encoder="rnn",
-        question_layers=4,
+        question_encoder=unit,
+        question_layers=layers,
         embedding_dim=4,
         question_dim=6,
     )
     encoder = question_encoder(config, 10)
-    assert [type(layer) for layer in encoder.layers[1:]] == [keras.layers.SimpleRNN] * 4
+    assert [type(x) for x in encoder.layers[1:]] == [layer] * layers
     assert tuple(encoder(np.array([[3, 4, 0]], "int32")).shape) == (1, 6)
-    decoder = get_decoder("pooled")(12, cell="rnn", layers=4, units=6, word_dim=4)
+    decoder = get_decoder(decoder_name)(
+        12, cell=unit, layers=layers, units=6, word_dim=4, attention_dim=5
+    )
     probs, _ = decoder([np.zeros((2, 9, 3), "float32"), np.ones((2, 4), "int32")])
-    assert tuple(probs.shape) == (2, 4, 12) and len(decoder.cells) == 4
+    assert tuple(probs.shape) == (2, 4, 12) and len(decoder.cells) == layers
+    return decoder
+
+
+def test_the_vanilla_rnn_encodes_questions_and_decodes_captions_up_to_four_layers():
+    _encodes_and_decodes("rnn", keras.layers.SimpleRNN, 4, "pooled")
     with pytest.raises(ConfigError, match="question_layers must be 1 to 4"):
         ModelConfig(question_layers=5)
     with pytest.raises(ConfigError, match="decoder_layers must be 1 to 4"):

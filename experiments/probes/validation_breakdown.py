@@ -19,9 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from vqa.answering import Answerer  # noqa: E402
 from vqa.data.dataset import PreparedDataset  # noqa: E402
 from vqa.evaluation import format_metrics, score_predictions  # noqa: E402
 from vqa.runs import files  # noqa: E402
+from vqa.training.inputs import held_out_split  # noqa: E402
 
 
 def validation_breakdown(run: Path, data: Path) -> dict:
@@ -29,14 +31,10 @@ def validation_breakdown(run: Path, data: Path) -> dict:
     held_out = run / files.VALIDATION_IMAGES
     if not held_out.is_file():
         raise FileNotFoundError(f"{held_out} is missing: is {run} a run made by `vqa train`?")
-    images = set(json.loads(held_out.read_text()))
     dataset = PreparedDataset.load(data)
-    rows = dataset.split(dataset.train_split)
-    questions = rows[rows["image_id"].isin(images)].reset_index(drop=True)
+    _, questions = held_out_split(run, dataset.split(dataset.train_split))
     if len(questions) == 0:
         raise ValueError(f"None of {run}'s validation images is in {data}: is it the run's data?")
-    from vqa.answering import Answerer  # loads TensorFlow
-
     predictions = Answerer.load(run).predict_dataset(dataset, questions)
     return score_predictions(questions, predictions, "validation")
 

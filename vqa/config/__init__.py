@@ -49,9 +49,7 @@ class ModelConfig:
     pool_grid: str = "max"
 
     # question: token ids to a vector (or to every word's state, for attention_words)
-    question_encoder: str = (
-        "lstm"  # a registered recurrent unit (vqa.models.recurrent): lstm | gru | rnn
-    )
+    question_encoder: str = "lstm"  # a recurrent unit (vqa.models.recurrent): lstm | gru | rnn
     question_layers: int = 1  # 1 to 4 stacked recurrent layers
     bidirectional: bool = False
     embedding_dim: int = 64

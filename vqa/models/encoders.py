@@ -109,8 +109,7 @@ def question_encoder(config: ModelConfig, vocab_size: int) -> keras.Model:
     `question_encoder` names the recurrent unit (vqa.models.recurrent: lstm, gru, rnn),
     `question_layers` stacks 1-4 of them, `bidirectional` reads the question both
     ways. The embedding is named "word_embedding" so that word vectors can be loaded
-    into it. With
-    `attention_word_embeddings`, the encoder gives [states, embeddings].
+    into it. With `attention_word_embeddings`, the encoder gives [states, embeddings].
     """
     cell = get_recurrent(config.question_encoder).layer
     ids = keras.Input((None,), dtype="int32")

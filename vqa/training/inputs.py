@@ -48,6 +48,12 @@ def resumed_split(
             f"{run} holds an unfinished run on other data "
             f"({state['data']}); pass --overwrite to start again."
         )
+    return held_out_split(run, rows)
+
+
+def held_out_split(run: Path, rows: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(fit, validation) rows of `rows` by the run's validation_images.json: the images
+    its training held out."""
     held_out = set(json.loads((run / files.VALIDATION_IMAGES).read_text()))
     is_val = rows["image_id"].isin(held_out)
     return rows[~is_val].reset_index(drop=True), rows[is_val].reset_index(drop=True)
