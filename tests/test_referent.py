@@ -51,3 +51,28 @@ def test_it_answers_about_the_named_object_and_the_one_closest_to_it():
     assert _fit("shape", rng, epochs=8) > 0.95  # chance: 0.5
     # Chance is about 0.75 here: the two others share their shape half the time.
     assert _fit("closest", rng, epochs=25) > 0.85
+
+
+def test_two_referents_compare_the_two_objects_a_question_names():
+    """'Does the red object have the same shape as the green one?': the question names
+    two of the three colours; each referent's attention finds one of them."""
+    keras.utils.set_random_seed(1)
+    rng = np.random.default_rng(1)
+    grids, _, _, _ = _scenes(3000, rng)
+    first = rng.integers(0, 3, 3000)
+    second = (first + rng.integers(1, 3, 3000)) % 3
+    cells = grids.reshape(3000, -1, 4)
+    shapes = np.einsum("nck,nc->nk", cells[:, :, :3], cells[:, :, 3])  # [n, 3] colour k's
+    same = (shapes[np.arange(3000), first] == shapes[np.arange(3000), second]).astype(int)
+    questions = np.concatenate([np.eye(3)[first], np.eye(3)[second]], 1).astype("float32")
+    question = keras.Input((6,))
+    grid = keras.Input((4, 4, 4))
+    fused = ReferentRelation(32, blocks=0, referents=2)([question, grid])
+    model = keras.Model([question, grid], keras.layers.Dense(2, activation="softmax")(fused))
+    model.compile(
+        keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"]
+    )
+    model.fit([questions[:2500], grids[:2500]], same[:2500], batch_size=64, epochs=20, verbose=0)
+    accuracy = model.evaluate([questions[2500:], grids[2500:]], same[2500:], verbose=0)[1]
+    assert accuracy > 0.9  # chance: 0.5
+    assert model.layers[-2].get_config()["referents"] == 2

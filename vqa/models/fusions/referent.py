@@ -23,18 +23,22 @@ class ReferentRelation(keras.layers.Layer):
        shifts (relu((1 + gamma(q)) * h + beta(q))), so that "red" can turn up the red
        detectors early, as the question-conditioned CNN does, at a fraction of its cost.
     2. Find: soft attention over the cells (with their (x, y)) against the question
-       gives the referent r, its features and position.
-    3. Relate: every cell i through g([c_i, r, q, dx, dy, d^2]), d the offset of cell i
-       from the referent; g's first layer is linear, so it is computed per part and
-       broadcast (n additions, not n matrix products of the concatenation).
+       gives the referent r, its features and position; with `referents: k`, k
+       attentions find k objects ("the red circle" and "the blue object" of "same
+       shape?"), each its own question projection and score over shared cell keys.
+    3. Relate: every cell i through g([c_i, r_1..r_k, q, d_1..d_k]), d_j = (dx, dy,
+       d^2) the offset of cell i from referent j; g's first layer is linear, so it is
+       computed per part and broadcast (n additions, not n matrix products of the
+       concatenation). The cost grows with k times the cells, never with their pairs.
     4. Pick: a softmax over g's outputs chooses the cell that answers ("the closest"),
-       and their mean counts ("how many"); f reads [picked, mean, r].
+       and their mean counts ("how many"); f reads [picked, mean, r_1..r_k].
 
     Args:
         units: width of g, f and the output.
         blocks: question-conditioned strided conv blocks before relating (0: none).
         channels: channels of those blocks.
         depth: layers of g (>= 1).
+        referents: objects found and related to every cell (>= 1).
 
     Call arguments:
         inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, c].
@@ -43,12 +47,21 @@ class ReferentRelation(keras.layers.Layer):
         [batch, units]
     """
 
-    def __init__(self, units: int, blocks: int = 1, channels: int = 32, depth: int = 2, **kwargs):
+    def __init__(
+        self,
+        units: int,
+        blocks: int = 1,
+        channels: int = 32,
+        depth: int = 2,
+        referents: int = 1,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        check_sizes(units=units, channels=channels, depth=depth)
+        check_sizes(units=units, channels=channels, depth=depth, referents=referents)
         if blocks < 0:
             raise ValueError(f"blocks must be 0 or more. Received: blocks={blocks}")
         self.units, self.blocks, self.channels, self.depth = units, blocks, channels, depth
+        self.referents = referents
 
     def build(self, input_shape):
         question_shape, grid_shape = input_shape
@@ -75,17 +88,25 @@ class ReferentRelation(keras.layers.Layer):
             c = self.channels
         cell = (None, None, c + 2)
         self.find_cell = dense(u, cell, "find_cell")
-        self.find_question = dense(u, question_shape, "find_question", use_bias=False)
-        self.find_score = dense(1, (None, None, u), "find_score")
         self.g_cell = dense(u, cell, "g0_cell")
-        self.g_referent = dense(u, (None, c + 2), "g0_referent", use_bias=False)
         self.g_question = dense(u, question_shape, "g0_question", use_bias=False)
-        self.g_offset = dense(u, (None, None, 3), "g0_offset", use_bias=False)
+
+        def per_referent(j):  # referent 0's layers keep the one-referent names and paths
+            n = f"_{j}" if j else ""
+            return (
+                dense(u, question_shape, f"find_question{n}", use_bias=False),
+                dense(1, (None, None, u), f"find_score{n}"),
+                dense(u, (None, c + 2), f"g0_referent{n}", use_bias=False),
+                dense(u, (None, None, 3), f"g0_offset{n}", use_bias=False),
+            )
+
+        self.find_question, self.find_score, self.g_referent, self.g_offset = per_referent(0)
+        self.more_referents = [per_referent(j) for j in range(1, self.referents)]
         self.g = [
             dense(u, (None, None, u), f"g{i}", activation="relu") for i in range(1, self.depth)
         ]
         self.pick_score = dense(1, (None, None, u), "pick_score")
-        self.f = dense(u, (None, 3 * u), "f", activation="relu")
+        self.f = dense(u, (None, (2 + self.referents) * u), "f", activation="relu")
 
     def call(self, inputs, training=None):
         question, grid = inputs  # [b, q], [b, rows, cols, c]
@@ -99,31 +120,30 @@ class ReferentRelation(keras.layers.Layer):
             [cells, ops.broadcast_to(xy, (ops.shape(cells)[0], ops.shape(cells)[1], 2))], axis=-1
         )  # [b, n, c + 2]
 
-        # Find: which cell the question names.
-        hidden = ops.tanh(
-            self.find_cell(cells) + ops.expand_dims(self.find_question(question), 1)
-        )  # [b, n, u]
-        weights = ops.softmax(ops.squeeze(self.find_score(hidden), -1), axis=-1)  # [b, n]
-        referent = ops.sum(ops.expand_dims(weights, -1) * cells, axis=1)  # [b, c + 2]
-
-        # Relate: every cell to the referent, with its offset from it.
-        offset = xy - ops.expand_dims(referent[:, -2:], 1)  # [b, n, 2]
-        geometry = ops.concatenate(
-            [offset, ops.sum(offset * offset, axis=-1, keepdims=True)], axis=-1
-        )  # [b, n, 3]
-        about = self.g_referent(referent)  # [b, u]
-        h = ops.relu(
-            self.g_cell(cells)
-            + self.g_offset(geometry)
-            + ops.expand_dims(about + self.g_question(question), 1)
-        )  # [b, n, u]
+        keys = self.find_cell(cells)  # [b, n, u]
+        h = self.g_cell(cells) + ops.expand_dims(self.g_question(question), 1)  # [b, n, u]
+        about = []
+        first = (self.find_question, self.find_score, self.g_referent, self.g_offset)
+        for find_question, find_score, g_referent, g_offset in [first, *self.more_referents]:
+            # Find: which cell the question names.
+            hidden = ops.tanh(keys + ops.expand_dims(find_question(question), 1))  # [b, n, u]
+            weights = ops.softmax(ops.squeeze(find_score(hidden), -1), axis=-1)  # [b, n]
+            referent = ops.sum(ops.expand_dims(weights, -1) * cells, axis=1)  # [b, c + 2]
+            # Relate: every cell to the referent, with its offset from it.
+            offset = xy - ops.expand_dims(referent[:, -2:], 1)  # [b, n, 2]
+            geometry = ops.concatenate(
+                [offset, ops.sum(offset * offset, axis=-1, keepdims=True)], axis=-1
+            )  # [b, n, 3]
+            about.append(g_referent(referent))  # [b, u]
+            h = h + g_offset(geometry) + ops.expand_dims(about[-1], 1)
+        h = ops.relu(h)
         for layer in self.g:
             h = layer(h)
 
         # Pick one cell (closest, furthest), and average them all (how many).
         pick = ops.softmax(ops.squeeze(self.pick_score(h), -1), axis=-1)  # [b, n]
         picked = ops.sum(ops.expand_dims(pick, -1) * h, axis=1)  # [b, u]
-        return self.f(ops.concatenate([picked, ops.mean(h, axis=1), about], axis=-1))
+        return self.f(ops.concatenate([picked, ops.mean(h, axis=1), *about], axis=-1))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.units)
@@ -135,4 +155,5 @@ class ReferentRelation(keras.layers.Layer):
             "blocks": self.blocks,
             "channels": self.channels,
             "depth": self.depth,
+            "referents": self.referents,
         }
