@@ -61,3 +61,14 @@ def test_the_api_loads_tensorflow_without_its_start_up_notes():
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok"
     assert out.stderr == "", out.stderr
+
+
+def test_the_readme_python_api_needs_only_the_default_install():
+    """The README's API example exports an ONNX bundle and answers from it: what that
+    imports is in the plain `pip install -e .` of the quick start, not in an extra."""
+    readme = (ROOT / "README.md").read_text()
+    example = readme.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    assert "export_run(" in example and "runtime.load(" in example
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    installed = {_name(r) for r in project["dependencies"]}
+    assert {"tf2onnx", "onnx", "onnxruntime"} <= installed

@@ -72,7 +72,8 @@ def export_run(
         except ImportError as exc:
             raise ExportError(
                 f"Exporting to {format} needs {needs} ({exc.name or exc} is "
-                "missing): pip install 'vqa[export]'."
+                "missing; vqa installs it unless installed with --no-deps): "
+                "pip install tf2onnx onnx onnxruntime."
             ) from None
         except Exception as exc:  # converters raise many types
             raise ExportError(f"Cannot export {run} to {format}: {_first_line(exc)}") from None
@@ -132,7 +133,7 @@ def _check_onnx(path: Path, pixels: np.ndarray, tokens: np.ndarray, expected: di
         import onnxruntime
     except ImportError:
         raise ExportError(
-            "Checking the ONNX graph needs onnxruntime: pip install 'vqa[export]'."
+            "Checking the ONNX graph needs onnxruntime: pip install onnxruntime."
         ) from None
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
