@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY_CONFIG, draw_shape
+from conftest import TINY_CONFIG, draw_shape, make_tiny_dataset
 
 from vqa import Answerer, evaluate_run
 from vqa.cli import main
@@ -75,6 +75,35 @@ def test_evaluate_writes_metrics_and_official_results(tiny_run, tiny_dataset):
     from vqa.evaluation import score_results_file
 
     assert score_results_file(tiny_dataset.root, "test", run / files.PREDICTIONS) == metrics
+
+
+def test_evaluating_another_dataset_or_split_keeps_the_runs_own_results(
+    tiny_run, tiny_dataset, tmp_path
+):
+    """The run's own test evaluation (metrics, predictions, the card's accuracy) stays;
+    another dataset of the same name, and the training split, are kept beside it."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)
+    own = evaluate_run(run, tiny_dataset, "test")
+    kept = {name: (run / name).read_bytes() for name in (files.METRICS, files.PREDICTIONS)}
+    card = (run / files.MODEL_CARD).read_bytes()
+    assert json.loads(card)["accuracy"]["overall"] == own["overall"]
+
+    other = make_tiny_dataset(tmp_path / "other", n_images=6)
+    assert other.name == tiny_dataset.name  # same name, another directory
+    on_other = evaluate_run(run, other, "test")
+    on_train = evaluate_run(run, tiny_dataset, "train")
+    assert {name: (run / name).read_bytes() for name in kept} == kept
+    assert (run / files.MODEL_CARD).read_bytes() == card
+    where = {p.parent for p in (run / files.EVALUATIONS).rglob(files.METRICS)}
+    assert len(where) == 2 and {p.name for p in where} == {"test", "train"}
+    for metrics in (on_other, on_train):
+        (path,) = [p for p in where if p.name == metrics["split"]]
+        assert json.loads((path / files.METRICS).read_text()) == metrics
+        assert len(json.loads((path / files.PREDICTIONS).read_text())) == metrics["n_questions"]
+    assert on_other["n_questions"] == len(other.split("test")) != own["n_questions"]
 
 
 def test_answerer_accepts_path_pil_and_array(tiny_run, tmp_path):

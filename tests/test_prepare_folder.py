@@ -139,7 +139,7 @@ def test_question_types_are_the_official_prefixes():
 
 
 def test_trains_evaluates_and_scores_ten_answers_officially(folder_root, folder_dataset, tmp_path):
-    from vqa.evaluation import evaluate_run
+    from vqa.evaluation import evaluate_run, evaluation_dir
     from vqa.runs import files
     from vqa.training import train
 
@@ -168,7 +168,9 @@ def test_trains_evaluates_and_scores_ten_answers_officially(folder_root, folder_
     assert metrics["per_question_type"] == expected["perQuestionType"]
     with pytest.raises(DatasetError, match="test has no answers"):
         evaluate_run(run, folder_dataset, "test")  # the unannotated split: predictions only
-    assert len(json.loads((run / files.PREDICTIONS).read_text())) == 4
+    kept = evaluation_dir(run, folder_dataset, "test")  # beside the run's own validation
+    assert len(json.loads((kept / files.PREDICTIONS).read_text())) == 4
+    assert json.loads((run / files.PREDICTIONS).read_text()) == predictions
 
 
 def test_one_metadata_file_with_a_split_column(tmp_path):

@@ -325,7 +325,7 @@ def test_train_and_evaluate_on_prepared_vqa(vqa_dataset, tmp_path):
     from conftest import TINY_CONFIG
 
     from vqa.data.text import Vocabulary
-    from vqa.evaluation import evaluate_run
+    from vqa.evaluation import evaluate_run, evaluation_dir
     from vqa.runs import files
     from vqa.training import train
 
@@ -339,7 +339,9 @@ def test_train_and_evaluate_on_prepared_vqa(vqa_dataset, tmp_path):
     assert metrics["n_questions"] == 15 and 0 <= metrics["overall"] <= 100
     with pytest.raises(DatasetError, match="test2015 has no answers.*predictions are in"):
         evaluate_run(run, vqa_dataset, "test2015")
-    predicted = json.loads((run / files.PREDICTIONS).read_text())
+    kept = evaluation_dir(run, vqa_dataset, "test2015")  # not the run's own val2014 ones
+    predicted = json.loads((kept / files.PREDICTIONS).read_text())
+    assert len(json.loads((run / files.PREDICTIONS).read_text())) == 15
     assert len(predicted) == 12 and all(isinstance(p["answer"], str) for p in predicted)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from vqa.cli.answer import load_keras
@@ -75,10 +76,12 @@ def evaluate(args: argparse.Namespace) -> None:
     dataset = PreparedDataset.load(args.data)
     dataset.caption_split(args.split)  # checked before TensorFlow loads
     load_keras()
-    from vqa.evaluation import evaluate_captioner, format_caption_metrics
+    from vqa.evaluation import evaluate_captioner, evaluation_dir, format_caption_metrics
 
     metrics = evaluate_captioner(args.run_dir, dataset, args.split, args.decode, **decoding(args))
     print(json.dumps(metrics, indent=2) if args.json else format_caption_metrics(metrics))
+    kept = evaluation_dir(args.run_dir, dataset, args.split, own_split="test")
+    print(f"kept in {kept}", file=sys.stderr)
 
 
 def is_caption_results(path: str | Path) -> bool:

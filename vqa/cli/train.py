@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from vqa.cli import caption as cli_caption
@@ -61,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from vqa.data.dataset import PreparedDataset
-    from vqa.evaluation import evaluate_run, format_metrics
+    from vqa.evaluation import evaluate_run, evaluation_dir, format_metrics
     from vqa.runs.files import check_run_dir, is_caption_run
 
     if is_caption_run(args.run_dir):
@@ -72,6 +73,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     load_keras()
     metrics = evaluate_run(args.run_dir, dataset, args.split, args.evaluator)
     print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
+    print(f"kept in {evaluation_dir(args.run_dir, dataset, args.split)}", file=sys.stderr)
 
 
 def cmd_score(args: argparse.Namespace) -> None:

@@ -2,11 +2,17 @@
 per answer type (and per question group where a dataset has one); reading results
 files in the official format; `evaluate_run`, which answers a split with a trained run.
 
+Where an evaluation is kept (`evaluation_dir`): a run's evaluation on its own dataset's
+test split (what its model card reports) in the run itself, RUN/metrics.json; any other
+dataset or split in RUN/evaluations/<dataset>-<id>/<split>/, so that no evaluation
+replaces another.
+
 The metric itself, and its two evaluator versions, live in `vqa.metrics`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -133,6 +139,52 @@ def format_metrics(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def default_split(dataset: PreparedDataset) -> str:
+    """test if it has answers, else the first annotated split that is not trained on."""
+    answered = dataset.questions[dataset.questions["answer"] != ""]
+    splits = [s for s in sorted(answered["split"].unique()) if s != dataset.train_split]
+    if "test" in splits:
+        return "test"
+    if not splits:
+        raise DatasetError(
+            f"{dataset.root} has no annotated split besides the training split to compare on."
+        )
+    return splits[0]
+
+
+def trained_on(run_dir: str | Path, dataset: PreparedDataset) -> bool:
+    """Whether the run was trained on `dataset`: the same directory where the run
+    recorded it, else (runs before it did) a dataset of the same name."""
+    run = Path(run_dir)
+    for name in (files.TRAINING, files.MODEL_CARD):
+        if (run / name).is_file():
+            known = json.loads((run / name).read_text())
+            if "data" in known:
+                return Path(known["data"]) == dataset.root.resolve()
+            if "dataset" in known:
+                return known["dataset"] == dataset.name
+    return True  # nothing recorded: the run's directory is all there is
+
+
+def evaluation_dir(
+    run_dir: str | Path, dataset: PreparedDataset, split: str, own_split: str | None = None
+) -> Path:
+    """The directory that keeps the run's evaluation on `split` of `dataset`: the run
+    itself for its own dataset's `own_split` (by default `default_split`: test where it
+    is annotated), else RUN/evaluations/<dataset>-<id>/<split>/, the id a hash of the
+    dataset's directory (two generated sets share a name)."""
+    run = Path(run_dir)
+    if own_split is None:
+        try:
+            own_split = default_split(dataset)
+        except DatasetError:
+            own_split = None
+    if split == own_split and trained_on(run, dataset):
+        return run
+    where = hashlib.sha1(str(dataset.root.resolve()).encode()).hexdigest()[:8]
+    return run / files.EVALUATIONS / f"{dataset.name}-{where}" / split
+
+
 def evaluate_run(
     run_dir: str | Path,
     data: str | Path | PreparedDataset,
@@ -142,9 +194,11 @@ def evaluate_run(
     """Answer every question of `split` of a prepared dataset (or its directory) with a
     trained run, and score the answers.
 
-    Writes RUN_DIR/metrics.json and RUN_DIR/predictions.json (official results format)
-    and returns the metrics; `evaluator` names the official evaluator's version
-    (`vqa.metrics.EVALUATORS`).
+    Writes metrics.json and predictions.json (official results format) into
+    `evaluation_dir(...)` (the run itself, and its model card's accuracy, for its own
+    test split; nothing there is replaced by another dataset or split) and returns the
+    metrics; `evaluator` names the official
+    evaluator's version (`vqa.metrics.EVALUATORS`).
     """
     check_evaluator(evaluator)
     files.check_run_dir(run_dir)
@@ -156,19 +210,20 @@ def evaluate_run(
 
     answerer = Answerer.load(run_dir)
     predictions = answerer.predict_dataset(dataset, questions)
+    out = evaluation_dir(run_dir, dataset, split)
+    out.mkdir(parents=True, exist_ok=True)
     # Written first: for an unannotated split they are what the user came for.
     atomic.write_json(
         [{"question_id": int(q), "answer": a} for q, a in predictions.items()],
-        Path(run_dir) / files.PREDICTIONS,
+        out / files.PREDICTIONS,
     )
     try:
         metrics = score_predictions(questions, predictions, split, evaluator)
     except DatasetError as exc:
-        raise DatasetError(
-            f"{exc} The predictions are in {Path(run_dir) / files.PREDICTIONS}."
-        ) from None
-    atomic.write_json(metrics, Path(run_dir) / files.METRICS)
-    add_accuracy(run_dir, metrics)
+        raise DatasetError(f"{exc} The predictions are in {out / files.PREDICTIONS}.") from None
+    atomic.write_json(metrics, out / files.METRICS)
+    if out == Path(run_dir):
+        add_accuracy(run_dir, metrics)
     return metrics
 
 
@@ -251,19 +306,23 @@ def evaluate_captioner(
     **decoding,
 ) -> dict:
     """Caption every image of a captions split with a trained captioning run and score
-    the captions. Writes RUN_DIR/captions-SPLIT-DECODE.json (COCO results format) and
-    RUN_DIR/metrics.json (the last evaluation), and returns the metrics."""
+    the captions. Writes captions-SPLIT-DECODE.json (COCO results format) and
+    metrics.json (the last evaluation of that dataset and split) into
+    `evaluation_dir(...)`: the run itself for its own test split, and returns the
+    metrics."""
     files.check_run_dir(run_dir, files.NEEDED_TO_CAPTION)
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
     dataset.caption_split(split)
     from vqa.captioning import Captioner
 
     results = Captioner.load(run_dir).caption_dataset(dataset, split, decode, **decoding)
-    atomic.write_json(results, Path(run_dir) / f"captions-{split}-{decode}.json")
+    out = evaluation_dir(run_dir, dataset, split, own_split="test")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic.write_json(results, out / f"captions-{split}-{decode}.json")
     metrics = {
         **score_captions_of(dataset, split, results, meteor),
         "decode": decode,
         **{k: v for k, v in decoding.items() if v is not None},
     }
-    atomic.write_json(metrics, Path(run_dir) / files.METRICS)
+    atomic.write_json(metrics, out / files.METRICS)
     return metrics

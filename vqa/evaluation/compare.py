@@ -29,8 +29,8 @@ import pandas as pd
 
 from vqa.config import load_config, trained_with
 from vqa.data.dataset import PreparedDataset
-from vqa.errors import DatasetError, RunDirError
-from vqa.evaluation import score_predictions
+from vqa.errors import RunDirError
+from vqa.evaluation import default_split, evaluation_dir, score_predictions
 from vqa.metrics import DEFAULT_EVALUATOR
 from vqa.runs import files
 from vqa.runs.atomic import atomic_write, write_text
@@ -38,19 +38,6 @@ from vqa.runs.atomic import atomic_write, write_text
 log = logging.getLogger(__name__)
 ANSWER_PRIOR = "answer prior"
 MAX_CONFUSION_ANSWERS = 30
-
-
-def default_split(dataset: PreparedDataset) -> str:
-    """test if it has answers, else the first annotated split that is not trained on."""
-    answered = dataset.questions[dataset.questions["answer"] != ""]
-    splits = [s for s in sorted(answered["split"].unique()) if s != dataset.train_split]
-    if "test" in splits:
-        return "test"
-    if not splits:
-        raise DatasetError(
-            f"{dataset.root} has no annotated split besides the training split to compare on."
-        )
-    return splits[0]
 
 
 def answer_prior(train: pd.DataFrame, questions: pd.DataFrame) -> dict[int, str]:
@@ -130,7 +117,7 @@ def compare(
                 verbose=verbose,
                 overwrite=force or (run / files.TRAINING).is_file(),
             )
-        metrics = _metrics(run, split) if trained else None
+        metrics = _metrics(evaluation_dir(run, dataset, split), split) if trained else None
         if metrics is None:
             metrics = evaluate_run(run, dataset, split)
         else:
@@ -141,7 +128,8 @@ def compare(
         rows += _rows(name, questions, metrics, summary)
         if name not in curves:  # the plots show each variant's first seed
             curves[name] = pd.read_csv(run / files.HISTORY)
-            confusions[name] = json.loads((run / files.PREDICTIONS).read_text())
+            kept = evaluation_dir(run, dataset, split)
+            confusions[name] = json.loads((kept / files.PREDICTIONS).read_text())
 
     table = pd.DataFrame(rows)
     out = Path("experiments/results") / dataset.name if results is None else Path(results)

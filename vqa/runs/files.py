@@ -19,6 +19,7 @@ TRAINING = "training.json"  # summary of the finished fit
 VALIDATION_IMAGES = "validation_images.json"
 METRICS = "metrics.json"
 PREDICTIONS = "predictions.json"
+EVALUATIONS = "evaluations"  # other datasets' and splits' metrics and predictions
 IMAGE_ENCODER = "image_encoder.keras"  # pretrained runs: the backbone, pixels -> grid
 FEATURES = "features.json"  # pretrained runs: the manifest of the features trained on
 TENSORBOARD = "tensorboard"  # TensorBoard event files (train/, validation/)
@@ -41,6 +42,7 @@ ALL_FILES = (
     VALIDATION_IMAGES,
     METRICS,
     PREDICTIONS,
+    EVALUATIONS,
     IMAGE_ENCODER,
     FEATURES,
     TENSORBOARD,

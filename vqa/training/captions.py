@@ -161,6 +161,7 @@ def _train(
         "image": describe_image_input(config),
         "keras_backend": keras.backend.backend(),
         "seed": config.train.seed,
+        "data": str(dataset.root.resolve()),  # what its own evaluation is on
         "versions": library_versions(),
     }
     atomic.write_json(summary, run / files.TRAINING)

@@ -275,6 +275,7 @@ def _train(
         "replicas": replicas.count,
         "worker": replicas.worker,
         "seed": config.train.seed,
+        "data": str(dataset.root.resolve()),  # what its own evaluation is on
         "initialised_from": state.get("initialised_from"),  # a resumed run's too
         "versions": library_versions(),
     }
