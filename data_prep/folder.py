@@ -53,6 +53,7 @@ from vqa.metrics import best_answer, single_form
 
 log = logging.getLogger(__name__)
 METADATA = ("metadata.csv", "metadata.jsonl")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def find_metadata(root: Path) -> list[tuple[str | None, Path]]:
@@ -66,8 +67,15 @@ def find_metadata(root: Path) -> list[tuple[str | None, Path]]:
         return found[0] if found else None
 
     at_root = one(root)
-    per_split = [(d.name, one(d)) for d in sorted(root.iterdir()) if d.is_dir()]
-    per_split = [(split, path) for split, path in per_split if path is not None]
+    folders = [(d, one(d)) for d in sorted(root.iterdir()) if d.is_dir()]
+    per_split = [(d.name, path) for d, path in folders if path is not None]
+    if per_split:  # split folders: one without its metadata file would be dropped unseen
+        for folder, path in folders:
+            if path is None and _looks_like_a_split(folder):
+                raise DatasetError(
+                    f"{folder} has no metadata.csv or metadata.jsonl, so its images would be "
+                    f"left out: add one, or move the folder out of {root}."
+                )
     if at_root and per_split:
         raise DatasetError(
             f"{at_root} and {per_split[0][1]} are both metadata files: use one "
@@ -82,6 +90,13 @@ def find_metadata(root: Path) -> list[tuple[str | None, Path]]:
             "(train/, validation/, test/)."
         )
     return per_split
+
+
+def _looks_like_a_split(folder: Path) -> bool:
+    """A folder named as a split is (train*, val*, test*), or one with images in it."""
+    if folder.name.lower().startswith(("train", "val", "test")):
+        return True
+    return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir() if p.is_file())
 
 
 def read_rows(path: Path) -> list[tuple[int, dict]]:

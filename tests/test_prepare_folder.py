@@ -216,6 +216,9 @@ def _break(root, kind):
             for name in folder.METADATA:
                 (root / split / name).unlink(missing_ok=True)
         return str(root), "No metadata file", None
+    if kind == "a split folder without metadata":
+        meta.unlink()  # train/ would be dropped, leaving a dataset with nothing to train on
+        return str(root / "train"), "has no metadata.csv or metadata.jsonl", None
     if kind == "malformed csv":
         lines[3] = lines[3] + ",extra"
         meta.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -258,6 +261,7 @@ def _break(root, kind):
     "kind",
     [
         "no metadata",
+        "a split folder without metadata",
         "malformed csv",
         "malformed jsonl",
         "missing image",

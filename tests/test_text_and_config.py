@@ -149,6 +149,15 @@ def test_bad_config_names_the_problem(tmp_path, text, match):
         load_config(path)
 
 
+def test_invalid_yaml_is_one_line_with_its_place(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train:\n  epochs: 2\n    seed: 1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "\n" not in message and "line 3, column" in message, message
+
+
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")

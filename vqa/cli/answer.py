@@ -18,7 +18,7 @@ def load_keras() -> None:
     import_quietly("keras")
 
 
-def cmd_ask(args: argparse.Namespace) -> None:
+def cmd_ask(args: argparse.Namespace) -> int:
     from vqa.data.images import open_image
     from vqa.data.text import check_question
 
@@ -32,8 +32,7 @@ def cmd_ask(args: argparse.Namespace) -> None:
                 "--batch reads the images and questions from its CSV: give no "
                 "IMAGE, QUESTION or --explain with it."
             )
-        _ask_batch(args)
-        return
+        return _ask_batch(args)
     if args.image is None or args.question is None:
         raise VQAError("Give an IMAGE and a QUESTION, or --batch questions.csv.")
     image = open_image(args.image)
@@ -52,9 +51,12 @@ def cmd_ask(args: argparse.Namespace) -> None:
         print(f"model: {answerer.summary}")
     if args.explain:
         print(f"explanation: {args.explain}")
+    return 0
 
 
-def _ask_batch(args: argparse.Namespace) -> None:
+def _ask_batch(args: argparse.Namespace) -> int:
+    """Answers every row it can; exits 1 when any row failed (its error column says
+    why), so that a script notices."""
     from vqa.cli.answer_csv import answer_csv, check_paths, read_questions
 
     source, out = check_paths(args.batch, args.out)
@@ -66,6 +68,7 @@ def _ask_batch(args: argparse.Namespace) -> None:
         + (f", {failed} failed (see the error column)" if failed else "")
         + f": {out}"
     )
+    return 1 if failed else 0
 
 
 def cmd_export(args: argparse.Namespace) -> None:

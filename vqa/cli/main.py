@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
-        args.func(args)
+        code = args.func(args)  # a command that partly failed returns 1 (ask --batch)
     except VQAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `vqa score ... | head`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

@@ -295,8 +295,11 @@ def load_config(path: str | Path | None) -> Config:
         import yaml  # here: the command line's parser reads the defaults without it
 
         data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"Config file {path} is not valid YAML: {exc}") from None
+    except yaml.YAMLError as exc:  # PyYAML's own message spans six lines: one here
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"Config file {path} is not valid YAML{where}: {problem}.") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(
             f"Config file {path} must hold a mapping of sections, some of {list(SECTIONS)}."
