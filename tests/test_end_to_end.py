@@ -467,6 +467,29 @@ def test_an_unquoted_question_gets_a_hint(capsys):
     )
 
 
+def test_every_option_with_a_default_shows_it_in_help():
+    """argparse prints nothing for an option without help; every default is shown."""
+    import argparse
+
+    from vqa.cli.help import HelpFormatter
+    from vqa.cli.main import build_parser
+
+    def walk(parser, path):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    yield from walk(sub, f"{path} {name}")
+            elif action.option_strings and action.default not in (None, False, "==SUPPRESS=="):
+                yield path, action
+
+    checked = 0
+    for path, action in walk(build_parser(), "vqa"):
+        text = HelpFormatter("vqa")._get_help_string(action)
+        assert text.strip() and "default" in text, (path, action.option_strings)
+        checked += 1
+    assert checked > 20
+
+
 @pytest.mark.parametrize("command", ["train", "ask", "extract", "evaluate", "prepare"])
 def test_help_shows_defaults_choices_and_an_example(command, capsys):
     with pytest.raises(SystemExit):
@@ -475,5 +498,6 @@ def test_help_shows_defaults_choices_and_an_example(command, capsys):
     assert "example:\n  vqa " + command in text
     if command == "train":
         assert "(default: none)" in text and "{none,mirrored,multi-worker,data-parallel}" in text
+        assert "override train.epochs (default: 10)" in text and "batch_size 64" in text
     if command == "extract":
         assert "{efficientnet_lite0," in text and "(default: efficientnet_lite0)" in text

@@ -34,3 +34,19 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         ):
             text += " (default: %(default)s)"
         return text
+
+
+def show_every_default(parser: argparse.ArgumentParser) -> None:
+    """Give every option that has a default but no help a help line, so that argparse
+    (which prints nothing for an option without help) shows its default; through every
+    subcommand."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                show_every_default(sub)
+        elif (
+            action.help is None
+            and action.option_strings
+            and action.default not in (None, False, argparse.SUPPRESS)
+        ):
+            action.help = "default: %(default)s"

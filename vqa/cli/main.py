@@ -15,7 +15,7 @@ import sys
 from vqa.cli import caption as cli_caption
 from vqa.cli.answer import cmd_ask, cmd_export, cmd_serve
 from vqa.cli.data import cmd_classify, cmd_extract, cmd_prepare, prepare_sources
-from vqa.cli.help import EXAMPLES, HelpFormatter
+from vqa.cli.help import EXAMPLES, HelpFormatter, show_every_default
 from vqa.cli.train import cmd_compare, cmd_demo, cmd_evaluate, cmd_score, cmd_train
 from vqa.errors import VQAError
 
@@ -34,7 +34,7 @@ def _add_evaluator_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vqa.config import BACKBONE_CHOICES, ModelConfig
+    from vqa.config import BACKBONE_CHOICES, ModelConfig, TrainConfig
 
     default_backbone = ModelConfig.backbone  # the config's default is the only one
     parser = argparse.ArgumentParser(
@@ -56,10 +56,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model on a prepared dataset")
     p.add_argument("data", help="prepared dataset directory")
-    p.add_argument("--config", help="YAML config (default: built-in defaults)")
+    p.add_argument(
+        "--config",
+        help="YAML config (default: the built-in one; its train section: batch_size "
+        f"{TrainConfig.batch_size}, learning_rate {TrainConfig.learning_rate}, "
+        f"early_stopping_patience {TrainConfig.early_stopping_patience}; "
+        "docs/configuration.md lists every key)",
+    )
     p.add_argument("--out", required=True, help="run directory to create (or resume)")
-    p.add_argument("--epochs", type=int, help="override train.epochs")
-    p.add_argument("--seed", type=int, help="override train.seed")
+    p.add_argument(
+        "--epochs", type=int, help=f"override train.epochs (default: {TrainConfig.epochs})"
+    )
+    p.add_argument("--seed", type=int, help=f"override train.seed (default: {TrainConfig.seed})")
     p.add_argument(
         "--fine-tune",
         action="store_true",
@@ -251,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, command in sub.choices.items():
         command.formatter_class = HelpFormatter
         command.epilog = f"example:\n  {EXAMPLES[name]}"
+    show_every_default(parser)
     return parser
 
 
