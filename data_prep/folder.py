@@ -264,23 +264,19 @@ def prepare(
     files = questions.groupby("image_id")["path"].nunique()
     for image_id in files[files > 1].index:
         rows = questions[questions["image_id"] == image_id]
-        bad(
-            rows["source_file"].iloc[1],
-            rows["source_record"].iloc[1],
-            f"image_id {image_id!r} names two files ({rows['path'].iloc[0]!r} and "
-            f"{rows['path'].iloc[1]!r})",
-        )
+        first, other = rows["path"].unique()[:2]
+        reason = f"image_id {image_id!r} names two files ({first!r} and {other!r})"
+        clash = rows["path"] != first  # reported first; then the rest, lost with them
+        for _, q in pd.concat([rows[clash], rows[~clash]]).iterrows():
+            bad(q["source_file"], q["source_record"], reason)
         questions = questions[questions["image_id"] != image_id]
     images = questions.drop_duplicates("image_id")[
         ["image_id", "path", "source_file", "source_record"]
     ].reset_index(drop=True)
 
-    def on_bad(row: int, reason: str) -> None:
-        bad(
-            images["source_file"][row],
-            f"{images['source_record'][row]}, file_name {images['path'][row]!r}",
-            reason,
-        )
+    def on_bad(row: int, reason: str) -> None:  # every question of the image is lost
+        for _, q in questions[questions["image_id"] == images["image_id"][row]].iterrows():
+            bad(q["source_file"], f"{q['source_record']}, file_name {q['path']!r}", reason)
 
     images = readable_images(images, [root / p for p in images["path"]], on_bad)
     questions = questions[questions["image_id"].isin(images["image_id"])]

@@ -219,6 +219,12 @@ def _break(root, kind):
     if kind == "a split folder without metadata":
         meta.unlink()  # train/ would be dropped, leaving a dataset with nothing to train on
         return str(root / "train"), "has no metadata.csv or metadata.jsonl", None
+    if kind == "one image_id, two files":
+        table = pd.read_csv(meta, dtype=str, keep_default_na=False)
+        table["image_id"] = [f"i{n}" for n in range(len(table))]
+        table.loc[[0, 2], "image_id"] = "same"  # rows 0 and 2 are two images
+        table.to_csv(meta, index=False)
+        return meta.name, "line 4: image_id 'same' names two files", 2
     if kind == "malformed csv":
         lines[3] = lines[3] + ",extra"
         meta.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -262,6 +268,7 @@ def _break(root, kind):
     [
         "no metadata",
         "a split folder without metadata",
+        "one image_id, two files",
         "malformed csv",
         "malformed jsonl",
         "missing image",
@@ -286,6 +293,7 @@ def test_bad_input_is_one_line_or_skipped(tmp_path, kind):
         return  # a file that cannot be read has no records to skip
     ds = folder.prepare(root, out, skip_bad=True)
     skipped = pd.read_csv(ds.root / SKIPPED)
-    assert skipped["file"].str.endswith(file).all() and len(skipped) >= 1
+    assert skipped["file"].str.endswith(file).all()
+    assert len(skipped) == lost  # one line for every question left out
     assert sum(c["questions"] for c in ds.meta["counts"].values()) == 42 - lost
     PreparedDataset.load(ds.root)
