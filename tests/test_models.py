@@ -66,6 +66,7 @@ VARIANTS = [  # every fusion with and without attention, relations, encoders, ba
     dict(fusion="film", fusion_options={"blocks": 2}),
     dict(fusion="referent", fusion_options={"blocks": 1, "channels": 4, "depth": 2}),
     dict(fusion="referent", fusion_options={"blocks": 0, "referents": 2}),
+    dict(fusion="referent", fusion_options={"blocks": 0, "referents": 2}, attention_words=True),
     dict(fusion="elementwise", attention_hops=1, grid_coordinates=True),
     dict(fusion="concat", attention_hops=2, attention_words=True, question_layers=2),
     dict(
@@ -570,7 +571,6 @@ def test_word_vectors_initialise_the_embedding(tmp_path):
             "conditioned_cnn needs",
         ),
         (dict(question_layers=5), "question_layers must be"),
-        (dict(attention_words=True), "attention_words needs attention_hops >= 1"),
         (
             dict(attention_words=True, attention_hops=1, bidirectional=True),
             "a one-way question encoder",
@@ -609,6 +609,8 @@ def test_invalid_model_configs(kwargs, match):
         ),
         (dict(fusion="mfb", fusion_options={"factor": 2.5}), "must be of the kind of its default"),
         (dict(pool_grid="flatten", fusion="relation"), "pool_grid: flatten is for the fusions"),
+        (dict(attention_words=True), "attention_words needs attention_hops >= 1"),
+        (dict(fusion="film", attention_words=True), "fusion film does not read the words"),
         (dict(fusion="sum"), r"Unknown fusion 'sum'. Expected one of \['concat', "),
     ],
 )

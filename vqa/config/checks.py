@@ -80,12 +80,10 @@ def check_attention(model) -> None:
     if model.attention_hops and model.inputs != "both":
         raise ConfigError(f"attention_hops needs both inputs. Received: inputs={model.inputs!r}")
     check_positive("attention_dim", model.attention_dim)
-    if model.attention_words and (not model.attention_hops or model.bidirectional):
+    if model.attention_words and model.bidirectional:  # what reads them: check_fusion
         raise ConfigError(
-            "attention_words needs attention_hops >= 1 and a one-way "
-            "question encoder (bidirectional: false). Received: "
-            f"attention_hops={model.attention_hops}, "
-            f"bidirectional={model.bidirectional}"
+            "attention_words needs a one-way question encoder (bidirectional: false). "
+            f"Received: bidirectional={model.bidirectional}"
         )
     if model.attention_word_embeddings and not model.attention_words:
         raise ConfigError("attention_word_embeddings needs attention_words: true.")

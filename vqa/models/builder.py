@@ -94,8 +94,9 @@ def build_model(
     if config.inputs == "question":  # baseline: what the question alone tells
         fused = question_vector
     elif fusion.reads == "grid":  # relation, film: every cell with the question
+        words = [word_states, question] if config.attention_words else []  # referent
         fused = make_fusion(fusion, config, name=fusion.layer_name)(
-            [question_vector, grid]
+            [question_vector, grid, *words]
         )  # [batch, fusion_dim]
     else:
         if config.attention_hops:

@@ -13,6 +13,8 @@ from vqa.models.grid import coordinates, modulate
 @keras.saving.register_keras_serializable(package="vqa")
 @register_fusion("referent", reads="grid", layer_name="referent")
 class ReferentRelation(keras.layers.Layer):
+    reads_words = True  # with attention_words: each referent reads the words that name it
+
     """Question-conditioned conv blocks, then relations to one referent (after SARN,
     Shen et al. 2018, with FiLM's conditioning, Perez et al. 2018).
 
@@ -30,6 +32,10 @@ class ReferentRelation(keras.layers.Layer):
        d^2) the offset of cell i from referent j; g's first layer is linear, so it is
        computed per part and broadcast (n additions, not n matrix products of the
        concatenation). The cost grows with k times the cells, never with their pairs.
+    With `attention_words: true` in the config, each referent first reads the question
+    word by word (its own attention over the words' states) and adds what it read to the
+    query it finds its object with: "the red circle" to one, "the blue object" to the
+    other, where one question vector must otherwise hold both apart.
     4. Pick: a softmax over g's outputs chooses the cell that answers ("the closest"),
        and their mean counts ("how many"); f reads [picked, mean, r_1..r_k].
 
@@ -41,7 +47,8 @@ class ReferentRelation(keras.layers.Layer):
         referents: objects found and related to every cell (>= 1).
 
     Call arguments:
-        inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, c].
+        inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, c]; with the
+            words, also [word_states, token_ids]: [batch, L, w] and [batch, L] (0: padding).
 
     Output shape:
         [batch, units]
@@ -62,9 +69,13 @@ class ReferentRelation(keras.layers.Layer):
             raise ValueError(f"blocks must be 0 or more. Received: blocks={blocks}")
         self.units, self.blocks, self.channels, self.depth = units, blocks, channels, depth
         self.referents = referents
+        self.supports_masking = True  # the word states come masked; the ids mark padding
+
+    def compute_mask(self, inputs, mask=None):
+        return None
 
     def build(self, input_shape):
-        question_shape, grid_shape = input_shape
+        question_shape, grid_shape = input_shape[:2]
         u, c = self.units, grid_shape[-1]
 
         def dense(units, shape, name, **kwargs):
@@ -102,6 +113,18 @@ class ReferentRelation(keras.layers.Layer):
 
         self.find_question, self.find_score, self.g_referent, self.g_offset = per_referent(0)
         self.more_referents = [per_referent(j) for j in range(1, self.referents)]
+        self.word_reads = []
+        if len(input_shape) == 4:  # the words' states: [b, L, w]
+            w = (None, None, input_shape[2][-1])
+            self.word_keys = dense(u, w, "word_keys")
+            self.word_reads = [
+                (
+                    dense(u, question_shape, f"word_query_{j}", use_bias=False),
+                    dense(1, (None, None, u), f"word_score_{j}"),
+                    dense(u, (None, w[-1]), f"word_value_{j}", use_bias=False),
+                )
+                for j in range(self.referents)
+            ]
         self.g = [
             dense(u, (None, None, u), f"g{i}", activation="relu") for i in range(1, self.depth)
         ]
@@ -109,7 +132,7 @@ class ReferentRelation(keras.layers.Layer):
         self.f = dense(u, (None, (2 + self.referents) * u), "f", activation="relu")
 
     def call(self, inputs, training=None):
-        question, grid = inputs  # [b, q], [b, rows, cols, c]
+        question, grid = inputs[:2]  # [b, q], [b, rows, cols, c]
         x = grid
         for conv, norm, film in zip(self.convs, self.norms, self.films):
             x = ops.relu(modulate(norm(conv(x), training=training), film(question)))
@@ -124,9 +147,22 @@ class ReferentRelation(keras.layers.Layer):
         h = self.g_cell(cells) + ops.expand_dims(self.g_question(question), 1)  # [b, n, u]
         about = []
         first = (self.find_question, self.find_score, self.g_referent, self.g_offset)
-        for find_question, find_score, g_referent, g_offset in [first, *self.more_referents]:
+        queries = [layers[0](question) for layers in [first, *self.more_referents]]  # [b, u]
+        if self.word_reads:  # each referent's own reading of the words
+            states, ids = inputs[2:]
+            word_keys = self.word_keys(states)  # [b, L, u]
+            for j, (word_query, word_score, word_value) in enumerate(self.word_reads):
+                logits = ops.squeeze(
+                    word_score(ops.tanh(word_keys + ops.expand_dims(word_query(question), 1))), -1
+                )  # [b, L]
+                logits = ops.where(ops.not_equal(ids, 0), logits, ops.full_like(logits, -1e4))
+                a = ops.softmax(logits, axis=-1)
+                queries[j] = queries[j] + word_value(ops.sum(ops.expand_dims(a, -1) * states, 1))
+        for query, (_, find_score, g_referent, g_offset) in zip(
+            queries, [first, *self.more_referents]
+        ):
             # Find: which cell the question names.
-            hidden = ops.tanh(keys + ops.expand_dims(find_question(question), 1))  # [b, n, u]
+            hidden = ops.tanh(keys + ops.expand_dims(query, 1))  # [b, n, u]
             weights = ops.softmax(ops.squeeze(find_score(hidden), -1), axis=-1)  # [b, n]
             referent = ops.sum(ops.expand_dims(weights, -1) * cells, axis=1)  # [b, c + 2]
             # Relate: every cell to the referent, with its offset from it.

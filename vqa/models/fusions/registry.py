@@ -5,6 +5,8 @@ what it reads besides the question vector:
               call([question [batch, q_dim], image [batch, v_dim]]) -> [batch, units]
     "grid"    the grid itself, cell by cell (attention does not apply):
               call([question [batch, q_dim], grid [batch, rows, cols, c]]) -> [batch, units]
+              A grid fusion whose class sets `reads_words = True` also takes, with
+              `attention_words: true`, [..., word_states [batch, L, w], token_ids [batch, L]].
 
 Its constructor takes `units` (the config's fusion_dim) first; its other arguments, with
 their defaults, are the fusion's own options (in a config file, keys of the `fusion:`
@@ -95,6 +97,20 @@ def check_fusion(model_config, construct: bool = True) -> type:
             )
     if construct:
         make_fusion(cls, model_config)
+    if model_config.attention_words and cls.reads == "vector" and not model_config.attention_hops:
+        raise ConfigError(
+            "attention_words needs attention_hops >= 1 (each hop reads the words), or a "
+            "fusion of the grid that reads them (referent). Received: attention_hops=0"
+        )
+    if (
+        model_config.attention_words
+        and cls.reads == "grid"
+        and not getattr(cls, "reads_words", False)
+    ):
+        raise ConfigError(
+            f"attention_words: fusion {name} does not read the words; referent does, "
+            "or attention_hops >= 1 with a fusion of vectors."
+        )
     if cls.reads == "grid":
         if model_config.inputs != "both":
             raise ConfigError(
