@@ -19,7 +19,7 @@ from vqa.data.dataset import PreparedDataset
 from vqa.data.images import native_image_size
 from vqa.errors import ConfigError, VQAError
 from vqa.features.backbones import BACKBONES, ChannelNormalization, WeightsError, get_backbone
-from vqa.features.imagenet import classify
+from vqa.features.imagenet import class_name, classify
 from vqa.features.torch_checkpoint import LEGACY_MAGIC, CheckpointError, load_state_dict
 
 
@@ -114,6 +114,14 @@ def test_lite0_grid_without_top():
     spec = get_backbone("efficientnet_lite0")
     model = spec.build(include_top=False)
     assert tuple(model.output.shape) == (None, spec.grid_size, spec.grid_size, 1280)
+
+
+def test_the_thousand_class_names_are_told_apart():
+    """Two classes share the short names "missile" and "sunglasses": a top-5 list that
+    printed one twice would look like a bug."""
+    names = [class_name(i) for i in range(1000)]
+    assert len(set(names)) == 1000
+    assert class_name(1) == "goldfish" and "missile" in class_name(744)
 
 
 def test_classify_command(sample_photos, tmp_path, capsys):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import math
 import statistics
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -127,7 +128,10 @@ def _decode(source: Path | io.BytesIO, name: str, min_side: int | None) -> Image
     if size == 0:
         raise ImageError(f"Cannot read image {name}: the file is empty.")
     try:
-        with Image.open(source) as img:
+        with warnings.catch_warnings():  # over our limit is refused below, in one line
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(source)
+        with img:
             width, height = img.size
             if width * height > MAX_PIXELS:
                 raise _too_large(name, f"{width:,} x {height:,} px")

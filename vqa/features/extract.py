@@ -136,12 +136,11 @@ def _extract(
     todo = [c for c in chunks if c % count == index and not _part(parts, c).is_file()]
     n_todo = sum(len(image_ids[c * chunk_size : (c + 1) * chunk_size]) for c in todo)
     log.info(
-        "extracting %s features: %d of %d images left for shard %d/%d",
+        "extracting %s features: %d of %d images left%s",
         backbone,
         n_todo,
         len(image_ids),
-        index,
-        count,
+        f" for shard {index}/{count}" if count > 1 else "",
     )
     show = sys.stdout.isatty() if progress is None else progress
     bar = keras.utils.Progbar(n_todo, unit_name="image") if show and n_todo else None

