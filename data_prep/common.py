@@ -218,7 +218,8 @@ def write_prepared(
             "format_version": FORMAT_VERSION,
             "image_root": str(image_root),
             "counts": counts,
-            "answer_vocabulary_size": answer_vocabulary_size,
+            # What training will keep, not what was asked for: 9 answers, not 3,000.
+            "answer_vocabulary_size": _kept_answers(questions, answer_vocabulary_size),
         }
         if captions is not None:
             captions.to_parquet(tmp / "captions.parquet", index=False)
@@ -265,6 +266,18 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def _kept_answers(questions: pd.DataFrame, k: int | None) -> int | None:
+    """min(k, the training split's distinct answers); k (None: all) where there is no
+    training split to count."""
+    splits = sorted(questions["split"].unique())
+    named = [s for s in splits if s.startswith("train")]
+    train = "train" if "train" in splits else (named[0] if len(named) == 1 else None)
+    if k is None or train is None:
+        return k
+    answers = questions.loc[(questions["split"] == train) & (questions["answer"] != ""), "answer"]
+    return max(1, min(k, answers.nunique()))
 
 
 def report(dataset: PreparedDataset, examples: int = 5) -> str:

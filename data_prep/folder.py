@@ -99,6 +99,27 @@ def _looks_like_a_split(folder: Path) -> bool:
     return any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.iterdir() if p.is_file())
 
 
+class _NumberedLines:
+    """A file's lines for csv, noting where each record starts: the first line after the
+    last record that is not blank (csv skips blank lines; a quoted value spans several)."""
+
+    def __init__(self, f):
+        self.f, self.line, self.record_start, self.done = f, 0, 1, True
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        text = next(self.f)
+        self.line += 1
+        if self.done and text.strip("\r\n"):
+            self.record_start, self.done = self.line, False
+        return text
+
+    def record_done(self) -> None:
+        self.done = True
+
+
 def read_rows(path: Path) -> list[tuple[int, dict]]:
     """(line number, row) for every record of a metadata file; a malformed file is one
     error naming the line."""
@@ -123,19 +144,21 @@ def read_rows(path: Path) -> list[tuple[int, dict]]:
                     rows.append((line_no, row))
             return rows
         with open(path, encoding="utf-8-sig", newline="") as f:
-            reader = csv.DictReader(f, strict=True)
-            start = 2
+            lines = _NumberedLines(f)
+            reader = csv.DictReader(lines, strict=True)
+            if reader.fieldnames is not None:  # reads the header: records start after it
+                lines.record_done()
             for row in reader:
                 if None in row or None in row.values():
                     raise DatasetError(
-                        f"{path}, line {start}: {len(reader.fieldnames)} columns "
-                        "in the header but another number in this row (quote "
+                        f"{path}, line {lines.record_start}: {len(reader.fieldnames)} "
+                        "columns in the header but another number in this row (quote "
                         "a value that holds a comma)."
                     )
-                rows.append((start, row))
-                start = reader.line_num + 1
+                rows.append((lines.record_start, row))
+                lines.record_done()
     except csv.Error as exc:
-        raise DatasetError(f"{path}, line {reader.line_num}: malformed CSV ({exc}).") from None
+        raise DatasetError(f"{path}, line {lines.record_start}: malformed CSV ({exc}).") from None
     except UnicodeDecodeError as exc:
         raise DatasetError(
             f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})."

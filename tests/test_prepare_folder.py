@@ -110,6 +110,7 @@ def test_counts_types_and_labels(folder_root, folder_dataset):
     }
     train = ds.split("train")
     assert set(train["question_type"]) == {"what color is the", "what"}
+    assert ds.answer_vocabulary_size == train["answer"].nunique() == 4  # not the 3,000 asked
     assert set(train["answer_type"]) == {"other"}
     shapes = train[train["question"] == "what shape is in the image?"]
     assert all(len(a) == 3 for a in shapes["answers"])  # the JSON list, kept raw
@@ -297,3 +298,28 @@ def test_bad_input_is_one_line_or_skipped(tmp_path, kind):
     assert len(skipped) == lost  # one line for every question left out
     assert sum(c["questions"] for c in ds.meta["counts"].values()) == 42 - lost
     PreparedDataset.load(ds.root)
+
+
+@pytest.mark.parametrize(
+    "text, reported",
+    [
+        ("file_name,question\na.png,q1\n\nb.png,q2,extra\n", "line 4: 2 columns"),  # blank line
+        (
+            'file_name,question\na.png,"q1\nmore"\nb.png,q2,x\n',
+            "line 4: 2 columns",
+        ),  # quoted newline
+        ('file_name,question\na.png,q1\nb.png,"q2\n', "line 3: malformed CSV"),  # never closed
+        ('file_name,question\na.png,q1\nb.png,"q2"x\n', "line 3: malformed CSV"),
+    ],
+)
+def test_a_bad_csv_row_is_named_by_the_line_it_starts_on(tmp_path, text, reported):
+    path = tmp_path / "metadata.csv"
+    path.write_text(text)
+    with pytest.raises(DatasetError, match=reported):
+        folder.read_rows(path)
+
+
+def test_csv_records_keep_the_lines_they_start_on(tmp_path):
+    path = tmp_path / "metadata.csv"
+    path.write_text('file_name,question\na.png,"q1\nmore"\n\nb.png,q2\r\nc.png,q3\n')
+    assert [line for line, _ in folder.read_rows(path)] == [2, 5, 6]

@@ -136,7 +136,9 @@ def test_counts_answers_and_types(vqa_root, vqa_dataset):
         "val2014": {"questions": 15, "images": 5},
     }
     assert len(ds.images) == 17  # test-dev2015 shares test2015's images
-    assert ds.train_split == "train2014" and ds.answer_vocabulary_size == 3000
+    assert ds.train_split == "train2014"
+    # --answers 3000 asked; meta says what training keeps: every one of the few there are
+    assert ds.answer_vocabulary_size == ds.split("train2014")["answer"].nunique() < 3000
     q = ds.questions.set_index(["split", "question_id"])
     for split in ("train2014", "val2014"):
         raw = json.loads((vqa_root / f"v2_mscoco_{split}_annotations.json").read_text())
