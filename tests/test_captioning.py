@@ -100,12 +100,14 @@ def captioner(runs):
 
 def test_captions_name_what_is_in_the_image(runs, captioner):
     data, _ = runs
-    right = 0
+    right = warned = 0
     for i in range(108, 120):
         colour, side = list(COLOURS)[i % 3], ("left", "right")[(i // 3) % 2]
-        words = captioner.caption(data / "images" / f"{i}.png").caption.split()
-        right += colour in words and side in words
+        result = captioner.caption(data / "images" / f"{i}.png")
+        right += colour in result.caption.split() and side in result.caption.split()
+        warned += bool(result.warnings)
     assert right >= 9, right  # of 12 test images
+    assert warned <= 1, warned  # its own kind of image is not foreign
 
 
 def test_each_word_has_its_probability_and_attention_map(captioner, runs):
@@ -218,11 +220,15 @@ def test_an_unknown_decoder_is_refused_with_the_registered_ones(tmp_path):
 
 
 def test_the_server_gives_a_caption_next_to_the_answers(tiny_attention_run, captioner):
+    import io
     import threading
 
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
     from test_serve import _ask, _multipart, _png, _request
 
     from vqa.answering import Answerer
+    from vqa.runs.image_profile import FOREIGN
     from vqa.serve import make_server
 
     httpd = make_server(Answerer.load(tiny_attention_run), port=0, captioner=captioner)
@@ -231,6 +237,13 @@ def test_the_server_gives_a_caption_next_to_the_answers(tiny_attention_run, capt
         status, reply = _ask(httpd, _png("blue"), "what color is the shape?")
         assert status == 200 and reply["answer"] and reply["caption"]["caption"]
         assert reply["caption"]["words"][0]["probability"] > 0
+        assert FOREIGN not in reply["warnings"]
+        # A photograph, asked of runs trained on shapes: the answer and the caption say so.
+        photo = io.BytesIO()
+        Image.fromarray(load_sample_image("flower.jpg")).save(photo, format="PNG")
+        status, reply = _ask(httpd, photo.getvalue(), "what color is the shape?")
+        assert status == 200 and FOREIGN in reply["warnings"]
+        assert FOREIGN in reply["caption"]["warnings"]
         body, kind = _multipart({"decode": "greedy"}, {"image": ("x.png", _png("red"))})
         status, alone = _request(httpd, "POST", "/api/caption", body, {"Content-Type": kind})
         assert status == 200 and alone["decode"] == "greedy" and alone["caption"]

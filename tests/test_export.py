@@ -12,6 +12,7 @@ from conftest import TINY_CONFIG, draw_shape
 
 from vqa.cli import main as vqa_main
 from vqa.errors import RunDirError, VQAError
+from vqa.runs.image_profile import FOREIGN
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = [
@@ -81,7 +82,14 @@ def test_the_bundle_holds_one_graph_and_what_answering_needs(exported):
     run, bundle = exported
     info = json.loads((bundle / "bundle.json").read_text())
     assert sorted(p.name for p in bundle.iterdir()) == sorted(
-        ["bundle.json", "model.onnx", "question_vocab.json", "answer_vocab.json", "model_card.json"]
+        [
+            "bundle.json",
+            "model.onnx",
+            "question_vocab.json",
+            "answer_vocab.json",
+            "model_card.json",
+            "image_profile.npz",  # foreign-image warnings, numpy only
+        ]
     )
     assert info["format"] == "onnx" and info["inputs"]["pixels"]["shape"][0] is None
     assert max(info["check"]["max_abs_difference"].values()) < 1e-4
@@ -112,6 +120,12 @@ def test_the_runtime_answers_as_the_run_does(exported):
             np.testing.assert_allclose(o.hop_attention, k.hop_attention, atol=1e-5)
             assert o.attention.shape == k.attention.shape
     assert onnx_answers[3].unknown_words == ["purple", "zebra"]
+    # A photograph, asked of a model trained on coloured shapes: both warn of it.
+    from sklearn.datasets import load_sample_image
+
+    photo = load_sample_image("china.jpg")
+    for answerer in (Answerer.load(run), runtime.load(bundle)):
+        assert FOREIGN in answerer.answer(photo, QUESTIONS[1]).warnings
 
 
 def test_importing_and_answering_with_the_runtime_never_loads_tensorflow(exported):

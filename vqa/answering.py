@@ -33,6 +33,7 @@ from vqa.inference import AnswererBase, AnswerResult, Preprocessing, format_answ
 from vqa.models.builder import attention_model, model_inputs, takes_about_image
 from vqa.models.gradcam import grad_cam
 from vqa.runs import files
+from vqa.runs.image_profile import ImageProfile
 from vqa.runs.model_card import read_card
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class Answerer(AnswererBase):
 
     def _with_card(self, run: Path) -> Answerer:
         self.card = read_card(run)  # None for a run made before model cards
+        self.image_profile = ImageProfile.load(run / files.IMAGE_PROFILE)  # None: older runs
         return self
 
     def grad_cam(self, image: ImageLike, question: str, answer: str) -> np.ndarray | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -30,6 +30,7 @@ from vqa.errors import RunDirError, VQAError
 from vqa.features.cache import FeatureCache, Manifest
 from vqa.features.extract import image_table
 from vqa.runs import files
+from vqa.runs.image_profile import FOREIGN, ImageProfile
 
 log = logging.getLogger(__name__)
 DECODINGS = ("greedy", "sample", "beam")
@@ -49,12 +50,15 @@ class CaptionResult:
     words: list[CaptionWord]
     decode: str
     log_probability: float  # of the words and the end token, at temperature 1
+    # Why the caption may not mean much: an image unlike the training images
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
             "caption": self.caption,
             "decode": self.decode,
             "log_probability": round(self.log_probability, 4),
+            "warnings": list(self.warnings),
             "words": [
                 {
                     "word": w.word,
@@ -73,6 +77,9 @@ class CaptionError(VQAError):
 class Captioner:
     """A trained caption decoder with its vocabulary and preprocessing. Thread-safe:
     model calls take turns."""
+
+    # What its training images look like (vqa.runs.image_profile); None: no such warnings
+    image_profile: ImageProfile | None = None
 
     def __init__(
         self,
@@ -101,8 +108,9 @@ class Captioner:
         except Exception as exc:  # Keras and json raise many types for a bad file
             raise RunDirError(f"Cannot load the captioning run {run}: {exc}") from None
         config = load_run_config(run)
+        profile = ImageProfile.load(run / files.IMAGE_PROFILE)  # None: runs before profiles
         if config.pixels_in:
-            return cls(model, config, words)
+            return cls(model, config, words)._with(profile)
         try:
             encoder = keras.models.load_model(
                 run / files.IMAGE_ENCODER, compile=False, safe_mode=True
@@ -110,7 +118,17 @@ class Captioner:
             features = Manifest.read(run / files.FEATURES)
         except Exception as exc:
             raise RunDirError(f"Cannot load the image encoder of {run}: {exc}") from None
-        return cls(model, config, words, image_encoder=encoder, features=features)
+        return cls(model, config, words, image_encoder=encoder, features=features)._with(profile)
+
+    def _with(self, profile: ImageProfile | None) -> Captioner:
+        self.image_profile = profile
+        return self
+
+    def _warned(self, pixels: np.ndarray, results: list[CaptionResult]) -> list[CaptionResult]:
+        if self.image_profile is None:
+            return results
+        foreign = self.image_profile.is_foreign(pixels)
+        return [replace(r, warnings=[FOREIGN]) if f else r for r, f in zip(results, foreign)]
 
     def caption(
         self,
@@ -124,15 +142,14 @@ class Captioner:
     ) -> CaptionResult:
         """Describe one image (a path, PIL image, array or bytes, as `Answerer` takes)."""
         pixels = self.preprocessing.pixels(image)[None]
-        return self._decode(self._grids(pixels), decode, beam_size, temperature, max_length, seed)[
-            0
-        ]
+        found = self._decode(self._grids(pixels), decode, beam_size, temperature, max_length, seed)
+        return self._warned(pixels, found)[0]
 
     def caption_batch(
         self, images: Sequence[ImageLike], decode: str = "greedy", **kwargs
     ) -> list[CaptionResult]:
         pixels = np.stack([self.preprocessing.pixels(image) for image in images])
-        return self._decode(self._grids(pixels), decode, **kwargs)
+        return self._warned(pixels, self._decode(self._grids(pixels), decode, **kwargs))
 
     def explain(
         self, image: ImageLike, out: str | Path | BinaryIO, decode: str = "greedy", **kwargs

@@ -77,7 +77,12 @@ def export_run(
             ) from None
         except Exception as exc:  # converters raise many types
             raise ExportError(f"Cannot export {run} to {format}: {_first_line(exc)}") from None
-        for kept in (files.QUESTION_VOCAB, files.ANSWER_VOCAB, files.MODEL_CARD):
+        for kept in (
+            files.QUESTION_VOCAB,
+            files.ANSWER_VOCAB,
+            files.MODEL_CARD,
+            files.IMAGE_PROFILE,
+        ):
             if (run / kept).exists():
                 shutil.copy2(run / kept, scratch / kept)
         outputs = ["answers"] + (["attention"] if "attention" in expected else [])

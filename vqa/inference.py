@@ -18,6 +18,7 @@ import numpy as np
 from vqa.data.images import ImageLike, load_image, resize_and_crop, to_pil
 from vqa.data.text import Encoded, Vocabulary, check_question, tokenize
 from vqa.errors import VQAError
+from vqa.runs.image_profile import FOREIGN, ImageProfile
 from vqa.runs.model_card import summary, warnings_for
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,8 @@ class AnswererBase:
     """Questions and images in, AnswerResults out, around a model run by `_run`.
 
     Subclasses set `words`, `answers`, `preprocessing`, `max_question_length`,
-    `grid_shape` ((rows, cols) of an attention model's grid, else None) and `card`,
-    and give `_run`. One instance may be shared by threads: model calls take turns.
+    `grid_shape` ((rows, cols) of an attention model's grid, else None), `card` and
+    `image_profile`, and give `_run`. One instance may be shared by threads: model calls take turns.
     """
 
     words: Vocabulary
@@ -104,6 +105,8 @@ class AnswererBase:
     max_question_length: int
     grid_shape: tuple[int, int] | None = None
     card: dict | None = None  # the run's model card (vqa.runs.model_card), if it has one
+    # What its training images look like (vqa.runs.image_profile); None: no such warnings
+    image_profile: ImageProfile | None = None
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -197,7 +200,13 @@ class AnswererBase:
             rows.append(i)
             encoded.append(tokens)
         if rows:
-            probs, hops = self._predict(np.stack(pixels), np.stack([e.ids for e in encoded]))
+            pixels = np.stack(pixels)
+            probs, hops = self._predict(pixels, np.stack([e.ids for e in encoded]))
+            foreign = (
+                self.image_profile.is_foreign(pixels)
+                if self.image_profile is not None
+                else np.zeros(len(rows), bool)
+            )
             means = None if hops is None else _frozen(hops.mean(axis=1))  # one map each
             for j, i in enumerate(rows):
                 ranked = np.argsort(-probs[j])[:top_k]
@@ -210,7 +219,8 @@ class AnswererBase:
                     encoded[j].unknown_words,
                     None if hops is None else means[j],
                     None if hops is None else hops[j],
-                    warnings_for(tokenize(questions[i]), encoded[j].unknown_words, top[0][0]),
+                    [FOREIGN] * bool(foreign[j])
+                    + warnings_for(tokenize(questions[i]), encoded[j].unknown_words, top[0][0]),
                 )
         return out
 

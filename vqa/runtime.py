@@ -21,6 +21,7 @@ from vqa.data.text import Vocabulary
 from vqa.errors import RunDirError
 from vqa.inference import AnswererBase, AnswerResult, Preprocessing, format_answer
 from vqa.runs import files
+from vqa.runs.image_profile import ImageProfile
 from vqa.runs.model_card import read_card
 
 __all__ = ["Bundle", "AnswerResult", "format_answer", "is_bundle", "load"]
@@ -90,7 +91,9 @@ class Bundle(AnswererBase):
             )
         except Exception as exc:  # onnxruntime raises its own types
             raise RunDirError(f"Cannot load {root / info['model']}: {exc}") from None
-        return cls(session, info, words, answers, read_card(root))
+        bundle = cls(session, info, words, answers, read_card(root))
+        bundle.image_profile = ImageProfile.load(root / files.IMAGE_PROFILE)  # numpy only
+        return bundle
 
     def _run(self, pixels: np.ndarray, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         got = dict(

@@ -126,6 +126,8 @@ def cmd_caption(args: argparse.Namespace) -> None:
         return
     print(result.caption)
     print("  " + " ".join(f"{w.word} ({w.probability:.0%})" for w in result.words))
+    for warning in result.warnings:
+        print(f"  note: {warning}")
     if args.explain:
         print(f"where the model looked, word by word: {args.explain}")
 

@@ -22,6 +22,7 @@ PREDICTIONS = "predictions.json"
 EVALUATIONS = "evaluations"  # other datasets' and splits' metrics and predictions
 IMAGE_ENCODER = "image_encoder.keras"  # pretrained runs: the backbone, pixels -> grid
 FEATURES = "features.json"  # pretrained runs: the manifest of the features trained on
+IMAGE_PROFILE = "image_profile.npz"  # the training images' profile: foreign-image warnings
 TENSORBOARD = "tensorboard"  # TensorBoard event files (train/, validation/)
 MODEL_CARD = "model_card.json"  # what the run knows (vqa.runs.model_card)
 CURVES = "curves.png"  # validation accuracy per epoch
@@ -45,6 +46,7 @@ ALL_FILES = (
     EVALUATIONS,
     IMAGE_ENCODER,
     FEATURES,
+    IMAGE_PROFILE,
     TENSORBOARD,
     MODEL_CARD,
     CURVES,

@@ -33,6 +33,7 @@ from vqa.training.checkpoint import (
 )
 from vqa.training.fit import finish_fit
 from vqa.training.inputs import describe_image_input, resumed_split, split_by_image
+from vqa.training.profile import write_image_profile
 from vqa.training.schedule import learning_rate
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,7 @@ def _train(
         if isinstance(images, FeatureCache):
             images.close()
     history = finish_fit(run, images, state, f"validation word accuracy of {run.name}", MONITOR)
+    write_image_profile(run, dataset, config, list(fit_c["image_id"]), list(val_c["image_id"]))
     summary = {
         "task": "captioning",
         "best_epoch": state["best_epoch"] + 1,

@@ -51,6 +51,7 @@ from vqa.training.inputs import (
     resumed_split,
     split_by_image,
 )
+from vqa.training.profile import write_image_profile
 from vqa.training.schedule import learning_rate
 from vqa.training.tf_data import gathered_in_tf
 from vqa.training.warm_start import copy_weights, init_source
@@ -279,6 +280,9 @@ def _train(
         "initialised_from": state.get("initialised_from"),  # a resumed run's too
         "versions": library_versions(),
     }
+    write_image_profile(  # what its images look like: foreign-image warnings
+        run, dataset, config, list(fit.questions["image_id"]), list(val.questions["image_id"])
+    )
     write_card(
         run,
         dataset=dataset.name,
