@@ -269,3 +269,36 @@ def io_png(img) -> bytes:
     buffer = io.BytesIO()
     img.save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def test_ask_run_writes_its_own_bundle_and_then_answers_from_it(tiny_run, tmp_path, capsys):
+    """The first `vqa ask RUN` answers with Keras and exports RUN/bundle; the next ones
+    answer from it, without loading the Keras model, until model.keras changes."""
+    import shutil
+
+    import vqa.answering
+    from vqa.runs import files
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run)
+    image = tmp_path / "shape.png"
+    draw_shape("red", "circle").save(image)
+    ask = ["ask", str(run), str(image), "what shape is in the image?"]
+    assert vqa_main(ask) == 0
+    first = capsys.readouterr().out.splitlines()
+    info = json.loads((run / files.FAST_BUNDLE / "bundle.json").read_text())
+    assert info["source_model_sha256"] == files.model_digest(run)
+
+    def no_keras(*args, **kwargs):
+        raise AssertionError("the Keras model was loaded")
+
+    keras_load, vqa.answering.Answerer.load = vqa.answering.Answerer.load, no_keras
+    try:
+        assert vqa_main(ask) == 0
+        assert capsys.readouterr().out.splitlines()[:2] == first[:2]  # the same answer
+        info["source_model_sha256"] = "0" * 64  # as if the run were trained again
+        (run / files.FAST_BUNDLE / "bundle.json").write_text(json.dumps(info))
+        with pytest.raises(AssertionError, match="Keras model was loaded"):
+            vqa_main(ask)
+    finally:
+        vqa.answering.Answerer.load = keras_load

@@ -91,6 +91,7 @@ def export_run(
             "format": format,
             "model": name,
             "source": str(run),
+            "source_model_sha256": files.model_digest(run),
             "inputs": {
                 "pixels": {
                     "shape": [None, *pixels.shape[1:]],

@@ -1,14 +1,21 @@
 """The `vqa` commands that answer: ask, export, serve. A run directory answers through
 vqa.Answerer (Keras); a bundle from `vqa export` through vqa.runtime, without TensorFlow.
-Inputs are checked before anything heavy loads, so that a mistake is reported at once."""
+`vqa ask RUN` answers from RUN/bundle when that is current, and writes it after answering
+with Keras when it is not: the next ask skips TensorFlow. Inputs are checked before
+anything heavy loads, so that a mistake is reported at once."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import sys
 from pathlib import Path
 
 from vqa.errors import VQAError
 from vqa.startup import import_quietly
+
+log = logging.getLogger(__name__)
 
 
 def load_keras() -> None:
@@ -41,7 +48,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
         raise VQAError(f"--explain: the folder of {args.explain} does not exist.")
     from vqa.inference import format_answer
 
-    answerer = _load_answerer(args.run_dir)
+    answerer = _load_answerer(args.run_dir, fast=not args.explain)  # explain: Grad-CAM too
     if args.explain:
         result = answerer.explain(image, args.question, args.explain, top_k=args.top_k)
     else:
@@ -51,6 +58,9 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print(f"model: {answerer.summary}")
     if args.explain:
         print(f"explanation: {args.explain}")
+    elif not _is_bundle(answerer):
+        sys.stdout.flush()  # the answer first; then the copy that makes the next one fast
+        _write_fast_bundle(Path(args.run_dir))
     return 0
 
 
@@ -98,17 +108,60 @@ def _check_model_dir(path: str) -> None:
         check_run_dir(path)
 
 
-def _load_answerer(path: str):
+def _load_answerer(path: str, fast: bool = True):
     """An exported bundle answers through vqa.runtime (no TensorFlow); a run directory
-    through vqa.Answerer."""
+    through its own bundle where that is current (`fast`), else vqa.Answerer."""
     from vqa import runtime
 
     if runtime.is_bundle(path):
         return runtime.load(path)
+    if fast and _fast_bundle(Path(path)) is not None:
+        return runtime.load(_fast_bundle(Path(path)))
     load_keras()
     from vqa.answering import Answerer
 
     return Answerer.load(path)
+
+
+def _fast_bundle(run: Path) -> Path | None:
+    """RUN/bundle if it was exported from the run's current model.keras."""
+    from vqa.runs import files
+
+    bundle = run / files.FAST_BUNDLE
+    try:
+        made_from = json.loads((bundle / "bundle.json").read_text()).get("source_model_sha256")
+        return bundle if made_from == files.model_digest(run) else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _is_bundle(answerer) -> bool:
+    from vqa.runtime import Bundle
+
+    return isinstance(answerer, Bundle)
+
+
+def _write_fast_bundle(run: Path) -> None:
+    """Export the run into RUN/bundle once, so that the next `vqa ask RUN` skips
+    TensorFlow (about a second, not ten); a run that cannot be written to, or exported,
+    only loses the speed."""
+    import time
+
+    from vqa.export import ExportError, export_run
+    from vqa.runs import files
+
+    start = time.perf_counter()
+    try:
+        export_run(run, run / files.FAST_BUNDLE, overwrite=True)
+    except (ExportError, OSError) as exc:
+        log.info("no fast copy of %s for the next ask: %s", run, exc)
+        return
+    log.info(
+        "wrote %s in %.0f s: the next `vqa ask %s` answers from it, without TensorFlow",
+        run / files.FAST_BUNDLE,
+        time.perf_counter() - start,
+        run,
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

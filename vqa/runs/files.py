@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -26,6 +27,7 @@ IMAGE_PROFILE = "image_profile.npz"  # the training images' profile: foreign-ima
 TENSORBOARD = "tensorboard"  # TensorBoard event files (train/, validation/)
 MODEL_CARD = "model_card.json"  # what the run knows (vqa.runs.model_card)
 CURVES = "curves.png"  # validation accuracy per epoch
+FAST_BUNDLE = "bundle"  # the run's own ONNX bundle: `vqa ask RUN` answers with it when current
 CHECKPOINT_DIR = "checkpoint"  # resumable state while training; removed when done
 STATE = "state.json"  # in CHECKPOINT_DIR; the commit point of each epoch
 STARTED = "vqa-run"  # in CHECKPOINT_DIR from the start: marks the directory as ours
@@ -50,7 +52,18 @@ ALL_FILES = (
     TENSORBOARD,
     MODEL_CARD,
     CURVES,
+    FAST_BUNDLE,
 )
+
+
+def model_digest(run: str | Path) -> str:
+    """SHA-256 of the run's model.keras: what a bundle made from it records, so that a
+    bundle of an older model is never taken for the current one."""
+    digest = hashlib.sha256()
+    with open(Path(run) / MODEL, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def is_caption_run(path: str | Path) -> bool:
