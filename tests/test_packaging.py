@@ -43,7 +43,7 @@ def test_public_api_resolves_and_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr
-    assert int(out.stdout) == 26
+    assert int(out.stdout) == 27
 
 
 def test_the_api_loads_tensorflow_without_its_start_up_notes():

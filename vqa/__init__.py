@@ -43,6 +43,7 @@ _EXPORTS = {
     "normalize_answer": "vqa.metrics",
     "vqa_accuracy": "vqa.metrics",
     "build_model": "vqa.models",
+    "pipeline": "vqa.pipelines",
     "train": "vqa.training",
 }
 __all__ = sorted(_EXPORTS)
@@ -81,5 +82,6 @@ if TYPE_CHECKING:
     )
     from vqa.metrics import answer_scores, normalize_answer, score_captions, vqa_accuracy
     from vqa.models import build_model
+    from vqa.pipelines import pipeline
     from vqa.training import train
     from vqa.training.captions import train_captioner
