@@ -292,6 +292,8 @@ def test_the_openapi_docs_and_the_model_card_are_served(server):
     assert card["answers"] == len(server[1].answers.tokens)
     status, reply = _request(server[0], "GET", "/nothing")
     assert status == 404 and "POST to /api/answer" in reply["error"]
+    status, reply = _request(server[0], "GET", "/api/answer")  # every error one shape
+    assert status == 405 and list(reply) == ["error"] and "GET is not allowed" in reply["error"]
 
 
 def test_concurrent_requests_each_get_their_own_answer(server):

@@ -104,6 +104,17 @@ def make_app(answerer, batching: Batching = Batching(), captioner=None):
             404,
         )
 
+    @app.exception_handler(405)
+    async def wrong_method(request, exc):  # Starlette's own answer is {"detail": ...}
+        return JSONResponse(
+            {
+                "error": f"{request.method} is not allowed on {request.url.path}: "
+                "POST the form there (see /docs)."
+            },
+            405,
+            headers=dict(getattr(exc, "headers", None) or {}),  # Allow: POST
+        )
+
     return app
 
 
