@@ -501,3 +501,26 @@ def test_help_shows_defaults_choices_and_an_example(command, capsys):
         assert "override train.epochs (default: 10)" in text and "batch_size 64" in text
     if command == "extract":
         assert "{efficientnet_lite0," in text and "(default: efficientnet_lite0)" in text
+
+
+def test_a_small_run_says_what_to_raise(tiny_run):
+    """A dozen images at the default batch size take a few optimizer steps in all: the
+    run says so in one line (training.json's advice, and a warning in the log)."""
+    advice = tiny_run[1]["advice"]
+    assert advice and "optimizer steps in all" in advice and "\n" not in advice
+
+
+def test_training_advice_reads_the_history_and_the_steps():
+    from vqa.config import Config, TrainConfig
+    from vqa.training.schedule import training_advice
+
+    config = Config(train=TrainConfig(epochs=10, batch_size=64, early_stopping_patience=3))
+    history = pd.DataFrame({"loss": [2.0, 1.5, 1.2, 1.0, 0.9]})
+    stopped = {"stopped_early": True, "best_epoch": 1}
+    assert "10 optimizer steps in all (2 an epoch" in training_advice(history, stopped, 2, config)
+    assert "stopped early with patience 3" in training_advice(history, stopped, 2, config)
+    assert training_advice(history, stopped, 500, config) is None  # enough steps; it stopped
+    improving = {"stopped_early": False, "best_epoch": 4}
+    assert "still improved at the last epoch (5)" in training_advice(
+        history, improving, 500, config
+    )

@@ -34,7 +34,7 @@ from vqa.training.checkpoint import (
 from vqa.training.fit import finish_fit
 from vqa.training.inputs import describe_image_input, resumed_split, split_by_image
 from vqa.training.profile import write_image_profile
-from vqa.training.schedule import learning_rate
+from vqa.training.schedule import learning_rate, training_advice
 
 log = logging.getLogger(__name__)
 MONITOR = "val_word_accuracy"  # next-word accuracy on the validation captions
@@ -148,12 +148,16 @@ def _train(
             images.close()
     history = finish_fit(run, images, state, f"validation word accuracy of {run.name}", MONITOR)
     write_image_profile(run, dataset, config, list(fit_c["image_id"]), list(val_c["image_id"]))
+    advice = training_advice(history, state, len(fit), config)
+    if advice:
+        log.warning("%s: %s", run, advice)
     summary = {
         "task": "captioning",
         "best_epoch": state["best_epoch"] + 1,
         "best_val_word_accuracy": round(100 * state["best"], 2),
         "epochs_run": int(len(history)),
         "stopped_early": state["stopped_early"],
+        "advice": advice,  # what to raise when it looks under-trained (None: nothing)
         "seconds_per_epoch": round(float(history["seconds"].mean()), 2),
         "fit_seconds_this_session": round(time.perf_counter() - start, 1),
         "parameters": int(model.count_params()),

@@ -52,7 +52,7 @@ from vqa.training.inputs import (
     split_by_image,
 )
 from vqa.training.profile import write_image_profile
-from vqa.training.schedule import learning_rate
+from vqa.training.schedule import learning_rate, training_advice
 from vqa.training.tf_data import gathered_in_tf
 from vqa.training.warm_start import copy_weights, init_source
 from vqa.visualize import plot_curves
@@ -259,11 +259,16 @@ def _train(
         if isinstance(images, FeatureCache):
             images.close()
     history = finish_fit(run, images, state, f"validation accuracy of {run.name}")
+    steps = max(1, len(fit.batches) // replicas.count)
+    advice = training_advice(history, state, steps, config)
+    if advice:
+        log.warning("%s: %s", run, advice)
     summary = {
         "best_epoch": state["best_epoch"] + 1,
         "best_val_vqa_score": round(100 * state["best"], 2),
         "epochs_run": int(len(history)),
         "stopped_early": state["stopped_early"],
+        "advice": advice,  # what to raise when it looks under-trained (None: nothing)
         "seconds_per_epoch": round(float(history["seconds"].mean()), 2),
         "fit_seconds_this_session": round(time.perf_counter() - start, 1),
         "parameters": int(model.count_params()),

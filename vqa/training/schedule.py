@@ -23,3 +23,29 @@ def learning_rate(config: Config, steps_per_epoch: int):
         warmup_target=train_config.learning_rate if warmup else None,
         warmup_steps=warmup,
     )
+
+
+MIN_UPDATES = 300  # fewer optimizer steps than this rarely fit even a small dataset
+
+
+def training_advice(history, state: dict, steps_per_epoch: int, config: Config) -> str | None:
+    """One line on what to raise when a finished run (its history and checkpoint state)
+    looks under-trained, else None: it took few optimizer steps in all (a small dataset
+    at the default batch size: 2 steps an epoch, so early stopping's patience of 3 epochs
+    is 6 steps), or it was still improving at its last epoch."""
+    train, epochs = config.train, len(history)
+    updates, stopped = steps_per_epoch * epochs, state["stopped_early"]
+    if updates < MIN_UPDATES:
+        patience = f", stopped early with patience {train.early_stopping_patience}"
+        return (
+            f"only {updates} optimizer steps in all ({steps_per_epoch} an epoch at "
+            f"batch_size {train.batch_size}, {epochs} epochs{patience if stopped else ''}): "
+            "the model is likely under-trained; lower train.batch_size or raise "
+            "train.epochs and train.early_stopping_patience"
+        )
+    if state["best_epoch"] + 1 == epochs and not stopped and epochs >= 2:
+        return (
+            f"validation still improved at the last epoch ({epochs}): raise train.epochs "
+            "to train it further (vqa train --init-from RUN continues from its weights)"
+        )
+    return None
