@@ -245,3 +245,18 @@ def test_cli_ask_errors_are_one_line(tiny_run, tmp_path, capsys, argv, match):
     assert main(["ask", str(tiny_run[0]), *[a.format(tmp=tmp_path) for a in argv]]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and match in err[0], err
+
+
+def test_batches_of_any_size_trace_the_model_at_most_twice(tiny_run):
+    """Keras traces predict once for the first batch size and once more with a free
+    batch dimension (reduce_retracing); every later size reuses that graph, so the
+    server's micro-batches and answer_batch of any size never trace again."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("tracing counts are TensorFlow's")
+    answerer = Answerer.load(tiny_run[0])
+    image = draw_shape("red", "circle")
+    for n in (1, 7, 64, 3, 33, 2, 5):
+        answerer.answer_batch([image] * n, ["what color is the shape?"] * n)
+    assert answerer.model.predict_function.experimental_get_tracing_count() <= 2
