@@ -26,6 +26,7 @@ from vqa.data.dataset import (
     IMAGE_COLUMNS,
     QUESTION_COLUMNS,
     PreparedDataset,
+    train_split_of,
 )
 from vqa.data.text import Vocabulary
 from vqa.errors import DatasetError, VQAError
@@ -271,9 +272,7 @@ def _umask() -> int:
 def _kept_answers(questions: pd.DataFrame, k: int | None) -> int | None:
     """min(k, the training split's distinct answers); k (None: all) where there is no
     training split to count."""
-    splits = sorted(questions["split"].unique())
-    named = [s for s in splits if s.startswith("train")]
-    train = "train" if "train" in splits else (named[0] if len(named) == 1 else None)
+    train = train_split_of(sorted(questions["split"].unique()))
     if k is None or train is None:
         return k
     answers = questions.loc[(questions["split"] == train) & (questions["answer"] != ""), "answer"]

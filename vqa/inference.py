@@ -96,7 +96,8 @@ class AnswererBase:
 
     Subclasses set `words`, `answers`, `preprocessing`, `max_question_length`,
     `grid_shape` ((rows, cols) of an attention model's grid, else None), `card` and
-    `image_profile`, and give `_run`. One instance may be shared by threads: model calls take turns.
+    `image_profile`, and give `_run`. One instance may be shared by threads: model calls
+    take turns.
     """
 
     words: Vocabulary

@@ -115,8 +115,9 @@ def _load_answerer(path: str, fast: bool = True):
 
     if runtime.is_bundle(path):
         return runtime.load(path)
-    if fast and _fast_bundle(Path(path)) is not None:
-        return runtime.load(_fast_bundle(Path(path)))
+    bundle = _fast_bundle(Path(path)) if fast else None  # hashes model.keras: once
+    if bundle is not None:
+        return runtime.load(bundle)
     load_keras()
     from vqa.answering import Answerer
 

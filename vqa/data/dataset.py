@@ -56,6 +56,15 @@ ANSWER_TYPES = ("yes/no", "number", "other")
 MAX_HUMAN_ANSWERS = 10
 
 
+def train_split_of(splits: Sequence[str]) -> str | None:
+    """ "train" if it is among `splits`, else the one split named train* (train2014);
+    None where there is none, or more than one."""
+    if "train" in splits:
+        return "train"
+    named = [s for s in splits if s.startswith("train")]
+    return named[0] if len(named) == 1 else None
+
+
 @dataclass
 class PreparedDataset:
     root: Path
@@ -85,10 +94,7 @@ class PreparedDataset:
     @property
     def train_split(self) -> str | None:
         """The split to train on: "train", else the one split named train* (train2014)."""
-        if "train" in self.splits:
-            return "train"
-        named = [s for s in self.splits if s.startswith("train")]
-        return named[0] if len(named) == 1 else None
+        return train_split_of(self.splits)
 
     @property
     def answer_vocabulary_size(self) -> int | None:

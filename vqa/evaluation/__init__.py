@@ -197,8 +197,8 @@ def evaluate_run(
     Writes metrics.json and predictions.json (official results format) into
     `evaluation_dir(...)` (the run itself, and its model card's accuracy, for its own
     test split; nothing there is replaced by another dataset or split) and returns the
-    metrics; `evaluator` names the official
-    evaluator's version (`vqa.metrics.EVALUATORS`).
+    metrics; `evaluator` names the official evaluator's version
+    (`vqa.metrics.EVALUATORS`).
     """
     check_evaluator(evaluator)
     files.check_run_dir(run_dir)

@@ -117,7 +117,8 @@ def compare(
                 verbose=verbose,
                 overwrite=force or (run / files.TRAINING).is_file(),
             )
-        metrics = _metrics(evaluation_dir(run, dataset, split), split) if trained else None
+        kept = evaluation_dir(run, dataset, split)
+        metrics = _metrics(kept, split) if trained else None
         if metrics is None:
             metrics = evaluate_run(run, dataset, split)
         else:
@@ -128,7 +129,6 @@ def compare(
         rows += _rows(name, questions, metrics, summary)
         if name not in curves:  # the plots show each variant's first seed
             curves[name] = pd.read_csv(run / files.HISTORY)
-            kept = evaluation_dir(run, dataset, split)
             confusions[name] = json.loads((kept / files.PREDICTIONS).read_text())
 
     table = pd.DataFrame(rows)

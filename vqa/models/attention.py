@@ -33,6 +33,14 @@ def _scorers(
     return layers
 
 
+def read_words(logits, states, ids):
+    """sum_w a_w h_w, a the softmax of `logits` [batch, L] over the words that are not
+    padding (`ids` 0): one reading of the question, [batch, w]."""
+    logits = ops.where(ops.not_equal(ids, 0), logits, ops.full_like(logits, -1e4))
+    a = ops.softmax(logits, axis=-1)  # -1e4: finite in float16
+    return ops.sum(ops.expand_dims(a, -1) * states, axis=1)
+
+
 @keras.saving.register_keras_serializable(package="vqa")
 class StackedAttention(keras.layers.Layer):
     """Stacked soft attention (Yang et al. 2016, "Stacked Attention Networks").
@@ -168,9 +176,7 @@ class StackedAttention(keras.layers.Layer):
         logits = self._scores(
             self.word_keys[hop], self.word_query[hop], self.word_score[hop], states, u
         )  # [b, L]
-        logits = ops.where(ops.not_equal(ids, 0), logits, ops.full_like(logits, -1e4))
-        a = ops.softmax(logits, axis=-1)  # -1e4: finite in float16
-        return self.word_value[hop](ops.sum(ops.expand_dims(a, -1) * states, axis=1))
+        return self.word_value[hop](read_words(logits, states, ids))
 
     def call(self, inputs):
         question, cells = inputs[:2]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from vqa.models.attention import read_words
 from vqa.models.checks import check_sizes
 from vqa.models.fusions.registry import register_fusion
 from vqa.models.grid import coordinates, modulate
@@ -13,8 +14,6 @@ from vqa.models.grid import coordinates, modulate
 @keras.saving.register_keras_serializable(package="vqa")
 @register_fusion("referent", reads="grid", layer_name="referent")
 class ReferentRelation(keras.layers.Layer):
-    reads_words = True  # with attention_words: each referent reads the words that name it
-
     """Question-conditioned conv blocks, then relations to one referent (after SARN,
     Shen et al. 2018, with FiLM's conditioning, Perez et al. 2018).
 
@@ -32,12 +31,13 @@ class ReferentRelation(keras.layers.Layer):
        d^2) the offset of cell i from referent j; g's first layer is linear, so it is
        computed per part and broadcast (n additions, not n matrix products of the
        concatenation). The cost grows with k times the cells, never with their pairs.
+    4. Pick: a softmax over g's outputs chooses the cell that answers ("the closest"),
+       and their mean counts ("how many"); f reads [picked, mean, r_1..r_k].
+
     With `attention_words: true` in the config, each referent first reads the question
     word by word (its own attention over the words' states) and adds what it read to the
     query it finds its object with: "the red circle" to one, "the blue object" to the
     other, where one question vector must otherwise hold both apart.
-    4. Pick: a softmax over g's outputs chooses the cell that answers ("the closest"),
-       and their mean counts ("how many"); f reads [picked, mean, r_1..r_k].
 
     Args:
         units: width of g, f and the output.
@@ -53,6 +53,8 @@ class ReferentRelation(keras.layers.Layer):
     Output shape:
         [batch, units]
     """
+
+    reads_words = True  # with attention_words: each referent reads the words that name it
 
     def __init__(
         self,
@@ -155,9 +157,7 @@ class ReferentRelation(keras.layers.Layer):
                 logits = ops.squeeze(
                     word_score(ops.tanh(word_keys + ops.expand_dims(word_query(question), 1))), -1
                 )  # [b, L]
-                logits = ops.where(ops.not_equal(ids, 0), logits, ops.full_like(logits, -1e4))
-                a = ops.softmax(logits, axis=-1)
-                queries[j] = queries[j] + word_value(ops.sum(ops.expand_dims(a, -1) * states, 1))
+                queries[j] = queries[j] + word_value(read_words(logits, states, ids))
         for query, (_, find_score, g_referent, g_offset) in zip(
             queries, [first, *self.more_referents]
         ):
