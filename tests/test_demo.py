@@ -43,6 +43,10 @@ def test_demo_one_epoch_end_to_end(one_epoch_demo):
     # easy-VQA's 64 px images are seen at 64 px by default (a 2x2 grid), not scaled to 224.
     assert (out_dir / "easy-vqa" / "features" / "efficientnet_lite0-64px.h5").is_file()
     assert "at 64 px" in out
+    # The run's bundle is written as training ends: `vqa ask RUN` skips TensorFlow.
+    from vqa.runs.files import current_bundle
+
+    assert current_bundle(out_dir / "run") is not None and "answers from it" in out
     # A second run reuses the prepared data and the trained model.
     out, _ = _run_demo(out_dir)
     assert "already prepared" in out and "already trained" in out

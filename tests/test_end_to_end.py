@@ -339,12 +339,14 @@ def test_finished_run_is_not_overwritten(tiny_run, tiny_dataset):
         train(tiny_dataset.root, tiny_run[0], TINY_CONFIG, verbose=0)
 
 
-def test_cli_train_evaluate_score_ask(tiny_dataset, tmp_path, capsys):
+def test_cli_train_evaluate_score_ask(tiny_dataset, tmp_path, capsys, monkeypatch):
     config = tmp_path / "tiny.yaml"
     save_config(TINY_CONFIG.with_train(epochs=1), config)
     run = tmp_path / "run"
     assert main(["train", str(tiny_dataset.root), "--config", str(config), "--out", str(run)]) == 0
     assert "best epoch 1 of 1" in capsys.readouterr().out
+    # Training ends by writing the run's bundle, so that the first `vqa ask` skips Keras.
+    assert files.current_bundle(run) == run / files.FAST_BUNDLE
 
     assert main(["evaluate", str(run), str(tiny_dataset.root), "--split", "test", "--json"]) == 0
     metrics = json.loads(capsys.readouterr().out)
@@ -387,9 +389,16 @@ def test_cli_train_evaluate_score_ask(tiny_dataset, tmp_path, capsys):
     assert {**older, "evaluator": "2021"} == metrics
 
     image = tiny_dataset.image_path(tiny_dataset.split("test")["image_id"].iloc[0])
+    keras_answer = Answerer.load(run).answer(image, "What color is the shape?", top_k=2)
+
+    def no_keras(*args, **kwargs):
+        raise AssertionError("the Keras model was loaded")
+
+    monkeypatch.setattr(Answerer, "load", no_keras)
     assert main(["ask", str(run), str(image), "What color is the shape?", "--top-k", "2"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Q: What color is the shape?\nA: ") and " 2. " in out
+    assert out.splitlines()[1].startswith(f"A: {keras_answer.answer} ")  # the bundle agrees
 
 
 @pytest.mark.parametrize(

@@ -1,21 +1,17 @@
 """The `vqa` commands that answer: ask, export, serve. A run directory answers through
 vqa.Answerer (Keras); a bundle from `vqa export` through vqa.runtime, without TensorFlow.
-`vqa ask RUN` answers from RUN/bundle when that is current, and writes it after answering
-with Keras when it is not: the next ask skips TensorFlow. Inputs are checked before
-anything heavy loads, so that a mistake is reported at once."""
+`vqa ask RUN` answers from RUN/bundle (written when training ends) when that is current,
+and writes it after answering with Keras when it is not: the next ask skips TensorFlow.
+Inputs are checked before anything heavy loads, so that a mistake is reported at once."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import sys
 from pathlib import Path
 
 from vqa.errors import VQAError
 from vqa.startup import import_quietly
-
-log = logging.getLogger(__name__)
 
 
 def load_keras() -> None:
@@ -59,8 +55,10 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.explain:
         print(f"explanation: {args.explain}")
     elif not _is_bundle(answerer):
-        sys.stdout.flush()  # the answer first; then the copy that makes the next one fast
-        _write_fast_bundle(Path(args.run_dir))
+        sys.stdout.flush()  # the answer first; then the bundle that makes the next one fast
+        from vqa.export import write_run_bundle
+
+        write_run_bundle(args.run_dir)
     return 0
 
 
@@ -115,7 +113,9 @@ def _load_answerer(path: str, fast: bool = True):
 
     if runtime.is_bundle(path):
         return runtime.load(path)
-    bundle = _fast_bundle(Path(path)) if fast else None  # hashes model.keras: once
+    from vqa.runs.files import current_bundle
+
+    bundle = current_bundle(path) if fast else None  # hashes model.keras: once
     if bundle is not None:
         return runtime.load(bundle)
     load_keras()
@@ -124,45 +124,10 @@ def _load_answerer(path: str, fast: bool = True):
     return Answerer.load(path)
 
 
-def _fast_bundle(run: Path) -> Path | None:
-    """RUN/bundle if it was exported from the run's current model.keras."""
-    from vqa.runs import files
-
-    bundle = run / files.FAST_BUNDLE
-    try:
-        made_from = json.loads((bundle / "bundle.json").read_text()).get("source_model_sha256")
-        return bundle if made_from == files.model_digest(run) else None
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def _is_bundle(answerer) -> bool:
     from vqa.runtime import Bundle
 
     return isinstance(answerer, Bundle)
-
-
-def _write_fast_bundle(run: Path) -> None:
-    """Export the run into RUN/bundle once, so that the next `vqa ask RUN` skips
-    TensorFlow (about a second, not ten); a run that cannot be written to, or exported,
-    only loses the speed."""
-    import time
-
-    from vqa.export import ExportError, export_run
-    from vqa.runs import files
-
-    start = time.perf_counter()
-    try:
-        export_run(run, run / files.FAST_BUNDLE, overwrite=True)
-    except (ExportError, OSError) as exc:
-        log.info("no fast copy of %s for the next ask: %s", run, exc)
-        return
-    log.info(
-        "wrote %s in %.0f s: the next `vqa ask %s` answers from it, without TensorFlow",
-        run / files.FAST_BUNDLE,
-        time.perf_counter() - start,
-        run,
-    )
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

@@ -21,6 +21,7 @@ def run_demo(
     from vqa.data.dataset import PreparedDataset
     from vqa.errors import DatasetError
     from vqa.evaluation import evaluate_run, format_metrics
+    from vqa.export import write_run_bundle
     from vqa.features.extract import extract_features
     from vqa.training import train
 
@@ -51,6 +52,8 @@ def run_demo(
             f"    best epoch {summary['best_epoch']}: validation accuracy "
             f"{summary['best_val_vqa_score']:.2f}%, {summary['seconds_per_epoch']:.1f} s/epoch"
         )
+        if write_run_bundle(run):
+            echo(f"    and {run / files.FAST_BUNDLE}: `vqa ask` answers from it in about a second")
 
     echo("4/5 evaluate on the test split (official VQA accuracy)")
     echo(format_metrics(evaluate_run(run, dataset, "test")))

@@ -48,11 +48,14 @@ def cmd_train(args: argparse.Namespace) -> None:
         strategy=args.strategy,
         init_from=args.init_from,
     )
-    saved = (
-        f"run saved in {args.out}"
-        if summary["worker"] == 0
-        else f"worker {summary['worker']}: the chief saves the run"
-    )
+    if summary["worker"] == 0:
+        from vqa.export import write_run_bundle
+
+        # `vqa ask RUN` answers from it in about a second, without TensorFlow
+        bundled = write_run_bundle(args.out) is not None
+        saved = f"run saved in {args.out}" + (" (with its bundle for vqa ask)" if bundled else "")
+    else:
+        saved = f"worker {summary['worker']}: the chief saves the run"
     print(
         f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation "
         f"accuracy {summary['best_val_vqa_score']:.2f}%, "

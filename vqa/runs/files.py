@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -64,6 +65,16 @@ def model_digest(run: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def current_bundle(run: str | Path) -> Path | None:
+    """RUN/bundle if it was exported from the run's current model.keras, else None."""
+    bundle = Path(run) / FAST_BUNDLE
+    try:
+        made_from = json.loads((bundle / "bundle.json").read_text()).get("source_model_sha256")
+        return bundle if made_from == model_digest(run) else None
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def is_caption_run(path: str | Path) -> bool:
