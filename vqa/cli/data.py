@@ -10,7 +10,15 @@ from vqa.errors import VQAError
 
 def prepare_sources() -> dict:
     """Each source's module: its `add_arguments(parser)` and `run(args) -> report`."""
-    from data_prep import clevr, coco_captions, easy_vqa, folder, scenes, sort_of_clevr
+    from data_prep import (
+        clevr,
+        coco_captions,
+        easy_vqa,
+        folder,
+        long_questions,
+        scenes,
+        sort_of_clevr,
+    )
     from data_prep import vqa as vqa_json
 
     return {
@@ -20,6 +28,7 @@ def prepare_sources() -> dict:
         "folder": folder,
         "sort-of-clevr": sort_of_clevr,
         "scenes": scenes,
+        "long-questions": long_questions,
         "coco-captions": coco_captions,
     }
 

@@ -25,6 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from vqa.config import load_config, trained_with
@@ -38,6 +39,9 @@ from vqa.runs.atomic import atomic_write, write_text
 log = logging.getLogger(__name__)
 ANSWER_PRIOR = "answer prior"
 MAX_CONFUSION_ANSWERS = 30
+
+
+FLOW_COLUMNS = ("first_to_last_start", "first_to_last_end", "largest_norm")
 
 
 def answer_prior(train: pd.DataFrame, questions: pd.DataFrame) -> dict[int, str]:
@@ -73,6 +77,7 @@ def compare(
     from vqa.evaluation import evaluate_run
     from vqa.training import train
     from vqa.training.fit import checked_config
+    from vqa.training.gradient_flow import run_summary as flow_summary
 
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
     loaded = [load_config(path) for path in configs]
@@ -96,7 +101,7 @@ def compare(
         ),
         {},
     )
-    curves, confusions = {}, {}
+    curves, confusions, flows = {}, {}, {}
     jobs = [
         (
             name,
@@ -125,15 +130,17 @@ def compare(
             log.info(
                 "%s: already trained and evaluated on %s; pass --force to redo it", name, split
             )
-        summary = json.loads((run / files.TRAINING).read_text())
+        summary = json.loads((run / files.TRAINING).read_text()) | flow_summary(run)
         rows += _rows(name, questions, metrics, summary)
         if name not in curves:  # the plots show each variant's first seed
             curves[name] = pd.read_csv(run / files.HISTORY)
             confusions[name] = json.loads((kept / files.PREDICTIONS).read_text())
+            if (run / files.GRADIENT_FLOW).is_file():
+                flows[name] = pd.read_csv(run / files.GRADIENT_FLOW)
 
     table = pd.DataFrame(rows)
     out = Path("experiments/results") / dataset.name if results is None else Path(results)
-    _write(table, dataset, split, questions, curves, confusions, out)
+    _write(table, dataset, split, questions, curves, confusions, out, flows)
     return table
 
 
@@ -185,6 +192,7 @@ def _rows(variant: str, questions: pd.DataFrame, metrics: dict, summary: dict) -
         "seconds_per_epoch": summary.get("seconds_per_epoch"),
         "best_epoch": summary.get("best_epoch"),
         "epochs_run": summary.get("epochs_run"),
+        **{k: summary[k] for k in FLOW_COLUMNS if k in summary},  # log_gradient_flow runs
     }
     rows = [
         {
@@ -223,7 +231,9 @@ def _write(
     curves: dict,
     predictions: dict,
     out: Path,
+    flows: dict,
 ) -> None:
+    from vqa.training.gradient_flow import plot_variants
     from vqa.visualize import plot_confusion, plot_curves
 
     out.mkdir(parents=True, exist_ok=True)
@@ -236,6 +246,9 @@ def _write(
         pngs.append(
             plot_curves(curves, out / "curves.png", f"{stem}: validation accuracy per epoch")
         )
+    if flows:
+        title = f"{stem}: gradient reaching each word (each variant's first seed)"
+        pngs.append(plot_variants(flows, out / "gradient-flow.png", title))
     answers = questions["answer"]
     if answers.nunique() <= MAX_CONFUSION_ANSWERS:
         for name, rows in predictions.items():
@@ -329,5 +342,29 @@ def _markdown(table: pd.DataFrame, dataset: PreparedDataset, split: str, pngs: l
         "question's first words.",
         "",
     ]
+    lines += _flow_table(table)
     lines += [f"![{p.stem}]({p.name})" for p in pngs]
     return "\n".join(lines) + "\n"
+
+
+def _flow_table(table: pd.DataFrame) -> list[str]:
+    """The gradient-flow table of runs trained with log_gradient_flow: per variant, the
+    geometric mean over seeds of the first-to-last ratios, the largest norm of any seed."""
+    if not set(FLOW_COLUMNS) <= set(table.columns):
+        return []
+    runs = table[(table["question_type"] == "overall") & table[FLOW_COLUMNS[0]].notna()]
+    lines = [
+        "Gradient flow (`train.log_gradient_flow`): the gradient norm at a question's "
+        "first word over that at its last (geometric mean over the probe batch's "
+        "questions, then over seeds), before training and at the last probe, and the "
+        "largest global gradient norm before clipping over all probes and seeds.",
+        "",
+        "| variant | first/last before training | first/last after | largest norm |",
+        "|---|---|---|---|",
+    ]
+    for variant, group in runs.groupby("variant", sort=False):
+        start, end = (np.exp(np.log(group[c].astype(float)).mean()) for c in FLOW_COLUMNS[:2])
+        lines.append(
+            f"| {variant} | {start:.2g} | {end:.2g} | {group[FLOW_COLUMNS[2]].max():.3g} |"
+        )
+    return lines + [""]

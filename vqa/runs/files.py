@@ -28,6 +28,8 @@ IMAGE_PROFILE = "image_profile.npz"  # the training images' profile: foreign-ima
 TENSORBOARD = "tensorboard"  # TensorBoard event files (train/, validation/)
 MODEL_CARD = "model_card.json"  # what the run knows (vqa.runs.model_card)
 CURVES = "curves.png"  # validation accuracy per epoch
+GRADIENT_FLOW = "gradient_flow.csv"  # train.log_gradient_flow: the gradient at each word
+GRADIENT_FLOW_PLOT = "gradient_flow.png"  # and its plot by word position
 FAST_BUNDLE = "bundle"  # the run's own ONNX bundle: `vqa ask RUN` answers with it when current
 CHECKPOINT_DIR = "checkpoint"  # resumable state while training; removed when done
 STATE = "state.json"  # in CHECKPOINT_DIR; the commit point of each epoch
@@ -53,6 +55,8 @@ ALL_FILES = (
     TENSORBOARD,
     MODEL_CARD,
     CURVES,
+    GRADIENT_FLOW,
+    GRADIENT_FLOW_PLOT,
     FAST_BUNDLE,
 )
 

@@ -235,6 +235,12 @@ def _train(
             state["best"],
             state["best_epoch"] + 1,
         )
+    watch = []
+    if config.train.log_gradient_flow:  # on epoch 0's first batch, whenever resumed
+        from vqa.training.gradient_flow import GradientFlow
+
+        fit.batches.start_epoch(0)
+        watch.append(GradientFlow(run, fit.batches[0], len(fit.batches) // replicas.count))
     fit.batches.start_epoch(initial_epoch)
     if replicas.count == 1:  # gathered by tf.data where it can be: a faster epoch
         fit_batches = gathered_in_tf(fit.batches) or fit_batches
@@ -252,7 +258,7 @@ def _train(
             epochs=config.train.epochs,
             initial_epoch=initial_epoch,
             verbose=verbose,
-            callbacks=[checkpoint, *tensorboard(run), *(callbacks or [])],
+            callbacks=[checkpoint, *tensorboard(run), *watch, *(callbacks or [])],
             shuffle=False,
         )
     finally:

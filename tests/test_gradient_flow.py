@@ -1,0 +1,129 @@
+"""The lecture's gradient argument, measured by the toolkit (issue 38): long questions
+whose answer is their first word, the opt-in log of the gradient reaching each word,
+and `vqa compare`'s gradient table; the `rnn` config on a freshly generated scenes set."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data_prep import long_questions, scenes
+from vqa.cli import main
+from vqa.config import load_config
+from vqa.errors import ConfigError
+from vqa.runs import files
+
+CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "gradient-flow"
+FRESH_SEED = 7919  # no committed result used it
+
+
+def test_long_questions_are_answered_by_their_first_word_only(tmp_path):
+    data = long_questions.prepare(tmp_path / "data", images=30, seed=3)
+    q = data.questions
+    words = q["question"].str.split()
+    assert (words.str[0] == q["answer"]).all()
+    assert words.str.len().between(20, 40).all()
+    assert (words.str[-4:].str.join(" ") == "which colour came first").all()
+    # The first colour is said again later in many questions, and other colours too:
+    # counting words does not give the answer.
+    later = [set(w[1:]) & set(long_questions.COLOURS) for w in words]
+    assert sum(a in s for a, s in zip(q["answer"], later)) > len(q) // 4
+    assert sum(len(s - {a}) > 0 for a, s in zip(q["answer"], later)) > len(q) * 3 // 4
+    bucket = [
+        next(f"{lo}-{hi} words" for lo, hi in long_questions.BUCKETS if lo <= n <= hi)
+        for n in words.str.len()
+    ]
+    assert list(q["question_type"]) == bucket
+    assert set(data.split("test")["image_id"]) == {f"test/{i:06d}" for i in range(27, 30)}
+    again = long_questions.prepare(tmp_path / "again", images=30, seed=3)
+    assert again.questions.equals(q)
+
+
+@pytest.fixture(scope="module")
+def rnn_scenes_run(tmp_path_factory):
+    """The rnn config, one epoch on 40 freshly generated scenes, through the CLI."""
+    root = tmp_path_factory.mktemp("rnn")
+    data = scenes.prepare(root / "data", images=40, seed=FRESH_SEED)
+    run = root / "run"
+    argv = ["train", str(data.root), "--config", str(CONFIGS / "rnn.yaml"), "--epochs", "1"]
+    assert main([*argv, "--out", str(run)]) == 0
+    return data, run
+
+
+def test_the_rnn_config_trains_one_epoch_on_fresh_scenes_and_evaluates(rnn_scenes_run, capsys):
+    data, run = rnn_scenes_run
+    assert load_config(run / files.CONFIG).model.question_encoder == "rnn"
+    assert main(["evaluate", str(run), str(data.root), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n_questions"] == len(data.split("test"))
+    assert set(metrics["per_question_type"]) == set(data.split("test")["question_type"])
+
+
+def test_the_gradient_flow_log_has_every_probe_and_every_word(rnn_scenes_run):
+    _, run = rnn_scenes_run
+    table = pd.read_csv(run / files.GRADIENT_FLOW)
+    steps = json.loads((run / files.TRAINING).read_text())
+    assert table["step"].iloc[0] == 0 and (np.diff(table["step"]) > 0).all()  # before the first
+    assert (table["epoch"] == 1).all() and len(table) >= 2
+    assert (table["global_norm"] > 0).all() and np.isfinite(table["first_to_last"]).all()
+    words = [c for c in table.columns if c.startswith("word_")]
+    assert words == [f"word_{t:02d}" for t in range(len(words))]
+    assert (table[words[0]] > 0).all()
+    assert steps["epochs_run"] == 1
+    assert (run / files.GRADIENT_FLOW_PLOT).stat().st_size > 0
+    assert any((run / files.TENSORBOARD / "gradient_flow").iterdir())
+
+
+def test_each_questions_word_gradients_do_not_depend_on_the_batch(rnn_scenes_run):
+    """The log is of each question's own loss: one half of a batch gives the same norms
+    alone as within the whole batch; padding gets none."""
+    import keras
+
+    from vqa.answering import Answerer
+    from vqa.models.builder import model_inputs
+    from vqa.training.gradient_flow import summarize, word_gradients
+
+    data, run = rnn_scenes_run
+    answerer = Answerer.load(run)
+    model = answerer.model
+    model.compile(loss=keras.losses.CategoricalCrossentropy())
+    questions = data.split("train").head(8)
+    tokens = np.stack([answerer._encode(q).ids for q in questions["question"]])
+    pixels = np.stack(
+        [answerer.preprocessing.pixels(data.image_path(i)) for i in questions["image_id"]]
+    )
+    y = np.eye(len(answerer.answers.tokens), dtype="float32")[
+        [answerer.answers.index.get(a, 0) for a in questions["answer"]]
+    ]
+    gradients = word_gradients(model)
+    whole, _ = gradients(model_inputs(model, pixels, tokens), y)
+    half, _ = gradients(model_inputs(model, pixels[:4], tokens[:4]), y[:4])
+    np.testing.assert_allclose(half, whole[:4], rtol=1e-4, atol=1e-8)
+    assert (whole[tokens == 0] == 0).all() and (whole[tokens != 0] > 0).all()
+    lengths = (tokens != 0).sum(1)
+    row = summarize(whole, lengths)
+    expected = np.exp(np.mean(np.log(whole[:, 0] / whole[np.arange(8), lengths - 1])))
+    assert row["first_to_last"] == pytest.approx(expected)
+
+
+def test_compare_tables_the_gradient_flow_of_each_variant(tmp_path):
+    from vqa.evaluation.compare import compare
+
+    data = long_questions.prepare(tmp_path / "data", images=20, seed=1)
+    configs = [CONFIGS / "rnn.yaml", CONFIGS / "lstm-clip.yaml"]
+    table = compare(data, configs, runs=tmp_path / "runs", results=tmp_path / "out", epochs=1)
+    overall = table[table["question_type"] == "overall"].set_index("variant")
+    assert (overall.loc[["rnn", "lstm-clip"], "largest_norm"] > 0).all()
+    readme = (tmp_path / "out" / "README.md").read_text()
+    assert "| variant | first/last before training | first/last after | largest norm |" in readme
+    assert "![gradient-flow](gradient-flow.png)" in readme
+    assert (tmp_path / "out" / "gradient-flow.png").stat().st_size > 0
+
+
+def test_a_captioner_cannot_log_the_gradient_flow_yet():
+    from vqa.config import Config, ModelConfig, TrainConfig
+
+    with pytest.raises(ConfigError, match="log_gradient_flow logs a VQA model"):
+        Config(ModelConfig(decoder="attention"), TrainConfig(log_gradient_flow=True))

@@ -1,0 +1,218 @@
+"""The gradient that reaches each word of the question while a model trains: the
+lecture's vanishing and exploding gradients, measured (`train.log_gradient_flow: true`).
+
+Ten times an epoch, on one fixed training batch, the loss's gradient with respect to the
+word embeddings the question encoder reads: its norm at word t is how much training
+signal reaches step t through the recurrence (each question's own loss, so batch-size
+free). A vanilla RNN multiplies that signal by its recurrent matrix at every step back,
+so the norm at the first word falls (vanishes) or grows (explodes) against the last;
+LSTM's additive cell state carries it. Beside it, the global norm of all the weights'
+gradients on that batch, before any clipping (`clip_norm` acts on it).
+
+Written to RUN/gradient_flow.csv (one row a probe: epoch, step, global_norm,
+first_to_last, then word_00, word_01, ... the mean norm at each position over the
+questions that reach it), RUN/gradient_flow.png (norm by position at the first, middle
+and last probe) and TensorBoard (RUN/tensorboard/gradient_flow). TensorFlow backend.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+
+from vqa.errors import ConfigError
+from vqa.runs import atomic, files
+
+log = logging.getLogger(__name__)
+
+PROBES_PER_EPOCH = 10
+
+
+def word_gradients(model: keras.Model):
+    """A compiled function (x, y) -> ([batch, L] norm of each question's loss gradient at
+    each word's embedding, 0 at padding; the global norm of the weights' gradient on the
+    batch's mean loss, before clipping)."""
+    import tensorflow as tf
+
+    embedding = model.get_layer("question_encoder").get_layer("word_embedding")
+
+    @tf.function
+    def gradients(x, y):  # its Python body runs once, when traced
+        seen = []
+        with tf.GradientTape() as tape:
+            read = embedding.call
+
+            def watched(*args, **kwargs):  # the embeddings, as the encoder receives them
+                out = read(*args, **kwargs)
+                tape.watch(out)
+                seen.append(out)
+                return out
+
+            embedding.call = watched
+            try:
+                predicted = model(x, training=False)
+            finally:
+                del embedding.call  # the class's own again
+            loss = tf.reduce_mean(model.loss(y, predicted))
+        grads = tape.gradient(loss, [seen[0], *model.trainable_variables])
+        batch = tf.cast(tf.shape(y)[0], grads[0].dtype)  # each question's own loss
+        per_word = tf.norm(grads[0], axis=-1) * batch
+        per_word *= tf.cast(x["question"] != 0, per_word.dtype)
+        return per_word, tf.linalg.global_norm([g for g in grads[1:] if g is not None])
+
+    return lambda x, y: tuple(np.asarray(v) for v in gradients(x, y))
+
+
+def summarize(per_word: np.ndarray, lengths: np.ndarray) -> dict:
+    """One probe's row: first_to_last (geometric mean over questions of the norm at the
+    first word over the norm at its last) and the mean norm at each position over the
+    questions that reach it."""
+    rows = np.arange(len(lengths))
+    first, last = per_word[:, 0], per_word[rows, lengths - 1]
+    ok = (first > 0) & (last > 0)
+    ratio = float(np.exp(np.mean(np.log(first[ok] / last[ok])))) if ok.any() else float("nan")
+    reach = np.arange(per_word.shape[1])[None, :] < lengths[:, None]
+    means = per_word.sum(0) / np.maximum(reach.sum(0), 1)
+    return {"first_to_last": ratio} | {f"word_{t:02d}": float(m) for t, m in enumerate(means)}
+
+
+class GradientFlow(keras.callbacks.Callback):
+    """Logs the gradient reaching each word of `batch`'s questions (see the module)."""
+
+    def __init__(self, run: Path, batch: tuple, steps_per_epoch: int):
+        super().__init__()
+        if keras.backend.backend() != "tensorflow":
+            raise ConfigError(
+                "log_gradient_flow needs the TensorFlow backend. "
+                f"Received: KERAS_BACKEND={keras.backend.backend()}"
+            )
+        self.run = Path(run)
+        self.x, self.y = batch[0], batch[1]
+        self.lengths = np.maximum((np.asarray(self.x["question"]) != 0).sum(1), 1)
+        self.every = max(1, steps_per_epoch // PROBES_PER_EPOCH)
+        self.rows: list[dict] = []
+        self.epoch = self.probed = 0
+        self.writer = None
+        self.gradients = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.probed = epoch, 0
+        if not self.rows and (self.run / files.GRADIENT_FLOW).is_file():  # resumed
+            kept = pd.read_csv(self.run / files.GRADIENT_FLOW)
+            self.rows = kept[kept["epoch"] < epoch + 1].to_dict("records")
+        if epoch == 0 and not self.rows:
+            self._probe()  # before the first step
+
+    def on_train_batch_end(self, batch, logs=None):
+        # Keras calls this every steps_per_execution batches: probe each `every` crossed.
+        if (batch + 1) // self.every > self.probed:
+            self.probed = (batch + 1) // self.every
+            self._probe()
+
+    def on_epoch_end(self, epoch, logs=None):
+        table = pd.DataFrame(self.rows)
+        with atomic.atomic_write(self.run / files.GRADIENT_FLOW) as tmp:
+            table.to_csv(tmp, index=False)
+
+    def on_train_end(self, logs=None):
+        if self.rows:
+            plot(pd.DataFrame(self.rows), self.run / files.GRADIENT_FLOW_PLOT)
+
+    def _probe(self) -> None:
+        if self.gradients is None:
+            self.gradients = word_gradients(self.model)
+        per_word, total = self.gradients(self.x, self.y.astype("float32"))
+        total = float(total)
+        step = int(self.model.optimizer.iterations.numpy())
+        row = {"epoch": self.epoch + 1, "step": step, "global_norm": total}
+        row |= summarize(per_word, self.lengths)
+        self.rows.append(row)
+        self._tensorboard(row)
+
+    def _tensorboard(self, row: dict) -> None:
+        try:
+            import tensorflow as tf
+        except ImportError:
+            return
+        if self.writer is None:
+            self.writer = tf.summary.create_file_writer(
+                str(self.run / files.TENSORBOARD / "gradient_flow")
+            )
+        with self.writer.as_default(step=row["step"]):
+            for name, value in row.items():
+                if name not in ("epoch", "step"):
+                    tf.summary.scalar(f"gradient_flow/{name}", value)
+        self.writer.flush()
+
+
+def plot(table: pd.DataFrame, out: Path, title: str | None = None) -> None:
+    """Gradient norm by word position at the first, middle and last probe (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    words = [c for c in table.columns if c.startswith("word_")]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for i in sorted({0, len(table) // 2, len(table) - 1}):
+        row = table.iloc[i]
+        norms = row[words].to_numpy(dtype=float)
+        shown = norms > 0
+        ax.semilogy(
+            np.arange(len(words))[shown] + 1,
+            norms[shown],
+            label=f"epoch {int(row['epoch'])}, step {int(row['step'])}",
+        )
+    ax.set_xlabel("word position in the question")
+    ax.set_ylabel("gradient norm at the word")
+    ax.set_title(title or "gradient reaching each word")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic.atomic_write(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def run_summary(run: Path) -> dict:
+    """A run's gradient flow in three numbers (none without RUN/gradient_flow.csv): the
+    first-to-last ratio before training and at its last probe, and the largest global
+    norm before clipping of all its probes."""
+    if not (Path(run) / files.GRADIENT_FLOW).is_file():
+        return {}
+    table = pd.read_csv(Path(run) / files.GRADIENT_FLOW)
+    return {
+        "first_to_last_start": float(table["first_to_last"].iloc[0]),
+        "first_to_last_end": float(table["first_to_last"].iloc[-1]),
+        "largest_norm": float(table["global_norm"].max()),
+    }
+
+
+def plot_variants(tables: dict[str, pd.DataFrame], out: Path, title: str) -> Path:
+    """Each variant's gradient norm by word position before training and at its last
+    probe, side by side (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+    for ax, at, when in ((axes[0], 0, "before training"), (axes[1], -1, "after training")):
+        for name, table in tables.items():
+            words = [c for c in table.columns if c.startswith("word_")]
+            norms = table[words].iloc[at].to_numpy(dtype=float)
+            shown = norms > 0
+            ax.semilogy(np.arange(len(words))[shown] + 1, norms[shown], label=name)
+        ax.set_title(when)
+        ax.set_xlabel("word position in the question")
+    axes[0].set_ylabel("gradient norm at the word")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic.atomic_write(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return out
