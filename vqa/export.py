@@ -159,9 +159,14 @@ def _check_onnx(path: Path, pixels: np.ndarray, tokens: np.ndarray, expected: di
         raise ExportError(
             "Checking the ONNX graph needs onnxruntime: pip install onnxruntime."
         ) from None
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    got = dict(zip(names, session.run(None, {"pixels": pixels, "question": tokens})))
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        names = [o.name for o in session.get_outputs()]
+        got = dict(zip(names, session.run(None, {"pixels": pixels, "question": tokens})))
+    except Exception as exc:  # onnxruntime raises its own types for graphs it cannot run
+        raise ExportError(
+            f"onnxruntime cannot run the ONNX graph of {path.parent.name}: {_first_line(exc)}"
+        ) from None
     gap = {k: float(np.max(np.abs(got[k] - np.asarray(v)))) for k, v in expected.items()}
     if max(gap.values()) > 1e-3:
         raise ExportError(

@@ -57,8 +57,9 @@ class ModelConfig:
     question_dim: int = 128  # recurrent units (per direction)
     max_question_length: int = 14  # longer questions are truncated, with a warning
 
-    # attention: stacked soft attention over the grid's cells, in place of the pooling
-    attention_hops: int = 0  # 0: pool the grid; 1 or 2: stacked soft attention over it
+    # attention: stacked attention over the grid's cells, in place of the pooling
+    attention: str = "soft"  # a registered attention (vqa.models.attention): soft | hard
+    attention_hops: int = 0  # 0: pool the grid; 1 or 2: stacked attention over it
     attention_dim: int = 256  # attention: the space cells and question are scored in
     grid_coordinates: bool = False  # attention: give each cell its (x, y), for "left of"
     # attention: each hop also reads its own words of the question (a soft attention over
@@ -143,6 +144,7 @@ MODEL_SECTIONS = {
         "max_question_length",
     ),
     "attention": (
+        "attention",
         "attention_hops",
         "attention_dim",
         "grid_coordinates",

@@ -80,6 +80,11 @@ def check_attention(model) -> None:
     if model.attention_hops and model.inputs != "both":
         raise ConfigError(f"attention_hops needs both inputs. Received: inputs={model.inputs!r}")
     check_positive("attention_dim", model.attention_dim)
+    check_name("attention", model.attention, "vqa.models.attention")
+    if model.attention != "soft" and not model.attention_hops:
+        raise ConfigError(
+            f"attention: {model.attention} needs attention_hops >= 1 (0 pools the grid)."
+        )
     if model.attention_words and model.bidirectional:  # what reads them: check_fusion
         raise ConfigError(
             "attention_words needs a one-way question encoder (bidirectional: false). "

@@ -349,22 +349,22 @@ def _markdown(table: pd.DataFrame, dataset: PreparedDataset, split: str, pngs: l
 
 def _flow_table(table: pd.DataFrame) -> list[str]:
     """The gradient-flow table of runs trained with log_gradient_flow: per variant, the
-    geometric mean over seeds of the first-to-last ratios, the largest norm of any seed."""
+    median over seeds of the first-to-last ratios, the largest norm of any seed."""
     if not set(FLOW_COLUMNS) <= set(table.columns):
         return []
-    runs = table[(table["question_type"] == "overall") & table[FLOW_COLUMNS[0]].notna()]
+    runs = table[(table["question_type"] == "overall") & table[FLOW_COLUMNS[2]].notna()]
     lines = [
-        "Gradient flow (`train.log_gradient_flow`): the gradient norm at a question's "
-        "first word over that at its last (geometric mean over the probe batch's "
-        "questions, then over seeds), before training and at the last probe, and the "
-        "largest global gradient norm before clipping over all probes and seeds.",
+        "Gradient flow (`train.log_gradient_flow`, on one fixed training batch): the mean "
+        "gradient norm at the questions' first words over that at their last words, "
+        "before training and at the last probe (the median over seeds; none: no gradient "
+        "reached any word), and the largest global gradient norm before clipping over "
+        "all probes and seeds.",
         "",
         "| variant | first/last before training | first/last after | largest norm |",
         "|---|---|---|---|",
     ]
     for variant, group in runs.groupby("variant", sort=False):
-        start, end = (np.exp(np.log(group[c].astype(float)).mean()) for c in FLOW_COLUMNS[:2])
-        lines.append(
-            f"| {variant} | {start:.2g} | {end:.2g} | {group[FLOW_COLUMNS[2]].max():.3g} |"
-        )
+        start, end = (group[c].astype(float).median() for c in FLOW_COLUMNS[:2])
+        start, end = ("none" if np.isnan(v) else f"{v:.2g}" for v in (start, end))
+        lines.append(f"| {variant} | {start} | {end} | {group[FLOW_COLUMNS[2]].max():.3g} |")
     return lines + [""]

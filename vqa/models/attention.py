@@ -1,5 +1,7 @@
-"""Question-guided soft attention over the image grid: stacked hops that read the grid
-cell by cell instead of pooling it first."""
+"""Question-guided attention over the image grid: stacked hops that read the grid cell by
+cell instead of pooling it first. Registered by name (`attention.attention` in a config):
+`soft` weighs every cell (trained by backpropagation), `hard` looks at one cell a hop,
+sampled, trained with REINFORCE."""
 
 from __future__ import annotations
 
@@ -8,6 +10,26 @@ from keras import ops
 
 from vqa.models.checks import check_sizes
 from vqa.models.grid import coordinates
+from vqa.models.losses import soft_crossentropy
+from vqa.models.registry import Registry
+
+ATTENTIONS = Registry("attention", "vqa.models.attention.register_attention")
+
+
+def register_attention(name: str):
+    """Class decorator: make a StackedAttention subclass available as `attention: name`."""
+
+    def add(cls: type) -> type:
+        if not (isinstance(cls, type) and issubclass(cls, StackedAttention)):
+            raise TypeError(f"An attention subclasses StackedAttention. Received: {cls!r}")
+        return ATTENTIONS.add(name, cls)
+
+    return add
+
+
+def get_attention(name: str) -> type:
+    """The attention registered as `name`; an unknown name is a one-line ConfigError."""
+    return ATTENTIONS.get_class(name)
 
 
 def _scorers(
@@ -178,7 +200,13 @@ class StackedAttention(keras.layers.Layer):
         )  # [b, L]
         return self.word_value[hop](read_words(logits, states, ids))
 
-    def call(self, inputs):
+    def _look(self, scores, cells, training):
+        """One hop's glimpse and weights from its cell scores [batch, n]: the softmax's
+        weighted sum of the cells."""
+        p = ops.softmax(scores, axis=-1)
+        return ops.sum(ops.expand_dims(p, -1) * cells, axis=1), p  # [b, dim], [b, n]
+
+    def call(self, inputs, training=None):
         question, cells = inputs[:2]
         u = self.query(question)  # [batch, dim]
         positions = self._positions(cells.dtype) if self.relative else None
@@ -189,8 +217,7 @@ class StackedAttention(keras.layers.Layer):
             s = self._scores(
                 self.score_cells[hop], self.score_query[hop], self.score[hop], cells, query, extra
             )  # [b, n]
-            p = ops.softmax(s, axis=-1)
-            attended = ops.sum(ops.expand_dims(p, -1) * cells, axis=1)  # [b, dim]
+            attended, p = self._look(s, cells, training)
             u = u + attended
             glimpses.append(attended)
             weights.append(p)
@@ -213,3 +240,104 @@ class StackedAttention(keras.layers.Layer):
             "counts": self.counts,
             "relative": self.relative,
         }
+
+
+ATTENTIONS.add("soft", StackedAttention)
+
+
+@register_attention("hard")
+@keras.saving.register_keras_serializable(package="vqa")
+class HardAttention(StackedAttention):
+    """Stochastic hard attention (Xu et al. 2015, "Show, Attend and Tell", section 4.1):
+    each hop looks at one cell, drawn from the same distribution p = softmax(scores) that
+    soft attention averages with, so its glimpse is that cell alone.
+
+    Drawing a cell has no gradient. The scores are trained with REINFORCE: the model's
+    loss gains -A log p(chosen cells) - entropy H(p), A = log P(answer | chosen cells)
+    less its mean over the batch (the baseline: the batch's own mean, which needs no
+    state and adapts at once; Xu et al. keep a moving average), and the entropy bonus
+    keeps the hops exploring. `ReinforcedModel` adds that term; everything after the
+    glimpse trains by backpropagation as usual.
+
+    At inference each hop takes its most probable cell (argmax), and the weights it
+    returns are one-hot: the cells it chose, which `--explain` draws.
+
+    Args:
+        units, hops, words, counts, relative: as StackedAttention.
+        entropy: weight of the entropy bonus.
+        seed: of the draws (None: from keras.utils.set_random_seed).
+    """
+
+    def __init__(self, units: int, hops: int, entropy: float = 0.01, seed=None, **kwargs):
+        super().__init__(units, hops, **kwargs)
+        if entropy < 0:
+            raise ValueError(f"entropy must be >= 0. Received: entropy={entropy}")
+        self.entropy = float(entropy)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.chosen = None  # (log p of the chosen cells, entropy): [batch] each, training
+
+    def _look(self, scores, cells, training):
+        log_p = ops.log_softmax(ops.cast(scores, "float32"), axis=-1)  # [b, n]
+        if not training:  # the most probable cell (ties share; no argmax: ONNX has it)
+            best = ops.cast(ops.equal(log_p, ops.max(log_p, axis=-1, keepdims=True)), "float32")
+            best = best / ops.sum(best, axis=-1, keepdims=True)
+            best = ops.cast(best, cells.dtype)
+            return ops.sum(ops.expand_dims(best, -1) * cells, axis=1), best
+        index = keras.random.categorical(log_p, 1, seed=self.seed_generator)[:, 0]
+        one_hot = ops.one_hot(index, ops.shape(scores)[-1], dtype="float32")
+        if training:
+            picked = ops.sum(one_hot * log_p, axis=-1)
+            spread = -ops.sum(ops.exp(log_p) * log_p, axis=-1)
+            self._hops.append((picked, spread))
+        one_hot = ops.cast(one_hot, cells.dtype)
+        return ops.sum(ops.expand_dims(one_hot, -1) * cells, axis=1), one_hot
+
+    def call(self, inputs, training=None):
+        self._hops = []
+        outputs = super().call(inputs, training=training)
+        if self._hops:  # summed over the hops: one draw of all of them
+            self.chosen = tuple(sum(h[i] for h in self._hops) for i in range(2))
+        return outputs
+
+    def get_config(self):
+        return {**super().get_config(), "entropy": self.entropy, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="vqa")
+class ReinforcedModel(keras.Model):
+    """A VQA model with hard attention: its training loss adds each HardAttention
+    layer's REINFORCE term (see HardAttention) to the answers' cross-entropy, weighted
+    as the loss is (rows that pad a batch weigh 0). Built like keras.Model(inputs,
+    outputs); validation and prediction are those of any model."""
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        total = super().compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
+        )
+        if not training:
+            return total
+        reward = -ops.stop_gradient(soft_crossentropy(y, y_pred))  # log P(answer | cells)
+        weight = (
+            ops.ones_like(reward)
+            if sample_weight is None
+            else ops.cast(ops.reshape(sample_weight, ops.shape(reward)), reward.dtype)
+        )
+        mean = lambda v: ops.sum(weight * v) / ops.maximum(ops.sum(weight), 1.0)  # noqa: E731
+        advantage = reward - mean(reward)
+        for layer in sampling_layers(self):
+            if layer.chosen is not None:
+                log_p, entropy = layer.chosen
+                total = total - mean(advantage * log_p) - layer.entropy * mean(entropy)
+        return total
+
+
+def sampling_layers(model: keras.Model) -> list[HardAttention]:
+    """The HardAttention layers of `model` and of the models inside it."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, HardAttention):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found += sampling_layers(layer)
+    return found

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from vqa.config import ModelConfig
-from vqa.models.attention import StackedAttention
+from vqa.models.attention import HardAttention, ReinforcedModel, get_attention
 from vqa.models.decoders import get_decoder
 from vqa.models.encoders import (
     IMAGE_ENCODERS,
@@ -62,7 +62,7 @@ def build_model(
         answers = head(
             {"image": backbone(pixels, training=False), "about_image": rows, "question": question}
         )
-        return keras.Model(
+        return _model_class(config)(
             {"image": pixels, "about_image": rows, "question": question}, answers, name="vqa"
         )
     fusion = check_fusion(config, construct=False)  # the registered class, options checked
@@ -107,7 +107,7 @@ def build_model(
                 cells
             )  # [batch, n, image_dim]
             words = [word_states, question] if config.attention_words else []
-            image_vector, _ = StackedAttention(
+            image_vector, _ = get_attention(config.attention)(
                 config.attention_dim,
                 config.attention_hops,
                 words=config.attention_words,
@@ -138,13 +138,20 @@ def build_model(
     answers = keras.layers.Dense(num_answers, activation="softmax", dtype="float32", name="answer")(
         hidden
     )
-    model = keras.Model(
+    model = _model_class(config)(
         {"image": image, "about_image": rows, "question": question}, answers, name="vqa"
     )
     if word_vectors is not None:
         embedding = model.get_layer("question_encoder").get_layer("word_embedding")
         embedding.set_weights([np.asarray(word_vectors, dtype="float32")])
     return model
+
+
+def _model_class(config: ModelConfig) -> type:
+    """keras.Model, or ReinforcedModel where a sampled (hard) attention needs its
+    REINFORCE term in the loss."""
+    sampled = config.attention_hops and issubclass(get_attention(config.attention), HardAttention)
+    return ReinforcedModel if sampled else keras.Model
 
 
 def build_captioner(

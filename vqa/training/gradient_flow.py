@@ -68,13 +68,11 @@ def word_gradients(model: keras.Model):
 
 
 def summarize(per_word: np.ndarray, lengths: np.ndarray) -> dict:
-    """One probe's row: first_to_last (geometric mean over questions of the norm at the
-    first word over the norm at its last) and the mean norm at each position over the
-    questions that reach it."""
-    rows = np.arange(len(lengths))
-    first, last = per_word[:, 0], per_word[rows, lengths - 1]
-    ok = (first > 0) & (last > 0)
-    ratio = float(np.exp(np.mean(np.log(first[ok] / last[ok])))) if ok.any() else float("nan")
+    """One probe's row: first_to_last (the mean norm at the questions' first words over
+    the mean at their last words; 0 when none reaches the first, NaN when none reaches
+    any word) and the mean norm at each position over the questions that reach it."""
+    last = per_word[np.arange(len(lengths)), lengths - 1].mean()
+    ratio = float(per_word[:, 0].mean() / last) if last > 0 else float("nan")
     reach = np.arange(per_word.shape[1])[None, :] < lengths[:, None]
     means = per_word.sum(0) / np.maximum(reach.sum(0), 1)
     return {"first_to_last": ratio} | {f"word_{t:02d}": float(m) for t, m in enumerate(means)}
