@@ -110,3 +110,82 @@ def test_a_hard_attention_run_trains_answers_explains_and_exports(tiny_dataset, 
     assert max(info["check"]["max_abs_difference"].values()) < 1e-3
     bundle = load(tmp_path / "bundle").answer(image, "what shape is in the image?")
     assert bundle.answer == result.answer
+
+
+def test_the_hard_caption_config_trains_one_epoch_on_fresh_scenes_and_evaluates(tmp_path, capsys):
+    """experiments/configs/scenes-captions/hard.yaml, unchanged but for its epochs,
+    through the CLI; its maps are the cells it read, one a word."""
+    import json
+    from pathlib import Path
+
+    from data_prep import scenes
+    from vqa import Captioner
+    from vqa.cli import main
+
+    config = Path(__file__).resolve().parents[1] / "experiments/configs/scenes-captions/hard.yaml"
+    data = scenes.prepare(tmp_path / "data", images=40, seed=7919)
+    run = tmp_path / "run"
+    argv = ["train", str(data.root), "--config", str(config), "--epochs", "1", "--out", str(run)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), str(data.root), "--decode", "greedy", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["n_images"] == len(data.split("test")["image_id"].unique())
+    assert 0 <= metrics["CIDEr-D"]
+    captioner = Captioner.load(run)
+    assert isinstance(captioner.model, ReinforcedModel)
+    image = data.image_path(data.split("test")["image_id"].iloc[0])
+    for decode in ("greedy", "beam"):
+        for word in captioner.caption(image, decode=decode).words:
+            cells = word.attention.ravel()
+            assert np.isclose(cells.sum(), 1.0) and ((cells == 0) | (cells == cells.max())).all()
+
+
+def test_the_hard_decoder_refuses_the_coverage_penalty():
+    from vqa.models.decoders import HardAttentionDecoder
+
+    with pytest.raises(ValueError, match="set caption.attention_penalty: 0 with decoder: hard"):
+        HardAttentionDecoder(20, penalty=1.0)
+
+
+def test_the_hard_decoders_attention_learns_through_reinforce_alone():
+    """The cell a word reads is drawn: no gradient reaches the attention scorer through
+    the caption's cross-entropy; ReinforcedModel's term gives it one."""
+    import tensorflow as tf
+
+    from vqa.models.builder import build_captioner
+
+    keras.utils.set_random_seed(0)
+    model_config = ModelConfig(
+        image_encoder="small_cnn",
+        image_size=32,
+        cnn_filters=(8,),
+        image_dim=16,
+        attention_dim=8,
+        decoder="hard",
+        decoder_dim=16,
+        word_dim=8,
+        attention_penalty=0.0,
+        max_caption_length=5,
+    )
+    model = build_captioner(model_config, vocab_size=12)
+    assert isinstance(model, ReinforcedModel)
+    model.compile(loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = {
+        "image": rng.integers(0, 256, (4, 32, 32, 3)).astype("float32"),
+        "caption": np.array([[1, 5, 6, 7, 0]] * 4, dtype="int32"),
+    }
+    y = np.array([[5, 6, 7, 2, 0]] * 4, dtype="int32")
+    weights = (y != 0).astype("float32")
+    scorer = model.get_layer("decoder").score.kernel
+    gradients = {}
+    for name, loss in (
+        ("cross-entropy", lambda p: keras.Model.compute_loss(model, x, y, p, weights)),
+        ("reinforced", lambda p: model.compute_loss(x, y, p, weights)),
+    ):
+        with tf.GradientTape() as tape:
+            value = loss(model(x, training=True))
+        gradient = tape.gradient(value, scorer.value)
+        gradients[name] = 0.0 if gradient is None else float(tf.norm(gradient))
+    assert gradients["cross-entropy"] == 0.0 and gradients["reinforced"] > 0.0

@@ -277,21 +277,13 @@ class HardAttention(StackedAttention):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.chosen = None  # (log p of the chosen cells, entropy): [batch] each, training
 
+    reinforce = True
+
     def _look(self, scores, cells, training):
-        log_p = ops.log_softmax(ops.cast(scores, "float32"), axis=-1)  # [b, n]
-        if not training:  # the most probable cell (ties share; no argmax: ONNX has it)
-            best = ops.cast(ops.equal(log_p, ops.max(log_p, axis=-1, keepdims=True)), "float32")
-            best = best / ops.sum(best, axis=-1, keepdims=True)
-            best = ops.cast(best, cells.dtype)
-            return ops.sum(ops.expand_dims(best, -1) * cells, axis=1), best
-        index = keras.random.categorical(log_p, 1, seed=self.seed_generator)[:, 0]
-        one_hot = ops.one_hot(index, ops.shape(scores)[-1], dtype="float32")
-        if training:
-            picked = ops.sum(one_hot * log_p, axis=-1)
-            spread = -ops.sum(ops.exp(log_p) * log_p, axis=-1)
-            self._hops.append((picked, spread))
-        one_hot = ops.cast(one_hot, cells.dtype)
-        return ops.sum(ops.expand_dims(one_hot, -1) * cells, axis=1), one_hot
+        context, weights, drawn = draw_cell(scores, cells, training, self.seed_generator)
+        if drawn is not None:
+            self._hops.append(drawn)
+        return context, weights
 
     def call(self, inputs, training=None):
         self._hops = []
@@ -302,6 +294,23 @@ class HardAttention(StackedAttention):
 
     def get_config(self):
         return {**super().get_config(), "entropy": self.entropy, "seed": self.seed}
+
+
+def draw_cell(scores, cells, training, seed_generator):
+    """Hard attention's look at [batch, n, dim] `cells` by their [batch, n] scores:
+    (the cell read [batch, dim], its one-hot weights [batch, n], and while training
+    (log p of the drawn cell, the entropy of p) [batch] each, else None). Training draws
+    the cell from p = softmax(scores); inference takes the most probable (ties share)."""
+    log_p = ops.log_softmax(ops.cast(scores, "float32"), axis=-1)  # [b, n]
+    if training:
+        index = keras.random.categorical(log_p, 1, seed=seed_generator)[:, 0]
+        weights = ops.one_hot(index, ops.shape(scores)[-1], dtype="float32")
+        drawn = (ops.sum(weights * log_p, axis=-1), -ops.sum(ops.exp(log_p) * log_p, axis=-1))
+    else:  # no argmax: tf2onnx writes it with an op onnxruntime cannot load
+        weights = ops.cast(ops.equal(log_p, ops.max(log_p, axis=-1, keepdims=True)), "float32")
+        weights, drawn = weights / ops.sum(weights, axis=-1, keepdims=True), None
+    weights = ops.cast(weights, cells.dtype)
+    return ops.sum(ops.expand_dims(weights, -1) * cells, axis=1), weights, drawn
 
 
 @keras.saving.register_keras_serializable(package="vqa")
@@ -317,13 +326,12 @@ class ReinforcedModel(keras.Model):
         )
         if not training:
             return total
-        reward = -ops.stop_gradient(soft_crossentropy(y, y_pred))  # log P(answer | cells)
-        weight = (
-            ops.ones_like(reward)
-            if sample_weight is None
-            else ops.cast(ops.reshape(sample_weight, ops.shape(reward)), reward.dtype)
-        )
-        mean = lambda v: ops.sum(weight * v) / ops.maximum(ops.sum(weight), 1.0)  # noqa: E731
+        log_likelihood, weight = _log_likelihood(y, y_pred, sample_weight)
+        reward = ops.stop_gradient(log_likelihood)  # [batch]
+
+        def mean(v):  # over the rows that count (padding rows weigh 0)
+            return ops.sum(weight * v) / ops.maximum(ops.sum(weight), 1.0)
+
         advantage = reward - mean(reward)
         for layer in sampling_layers(self):
             if layer.chosen is not None:
@@ -332,11 +340,28 @@ class ReinforcedModel(keras.Model):
         return total
 
 
-def sampling_layers(model: keras.Model) -> list[HardAttention]:
-    """The HardAttention layers of `model` and of the models inside it."""
+def _log_likelihood(y, y_pred, sample_weight):
+    """Each row's log-likelihood of its target, and the row's weight: an answer
+    ([batch, answers] soft targets) or a caption ([batch, T] next words, their weights
+    marking the words)."""
+    if len(y_pred.shape) == 3:  # a caption: the sum over its words
+        words = ops.ones(ops.shape(y), "float32") if sample_weight is None else sample_weight
+        per_word = keras.losses.sparse_categorical_crossentropy(y, y_pred)
+        return -ops.sum(per_word * ops.cast(words, per_word.dtype), axis=1), ops.ones(
+            ops.shape(y)[:1], per_word.dtype
+        )
+    log_likelihood = -soft_crossentropy(y, y_pred)
+    if sample_weight is None:
+        return log_likelihood, ops.ones_like(log_likelihood)
+    return log_likelihood, ops.cast(ops.reshape(sample_weight, (-1,)), log_likelihood.dtype)
+
+
+def sampling_layers(model: keras.Model) -> list:
+    """The layers of `model` and of the models inside it that draw what they look at
+    (`reinforce = True`): HardAttention, the hard caption decoder."""
     found = []
     for layer in model.layers:
-        if isinstance(layer, HardAttention):
+        if getattr(layer, "reinforce", False):
             found.append(layer)
         elif isinstance(layer, keras.Model):
             found += sampling_layers(layer)

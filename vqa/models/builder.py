@@ -182,7 +182,8 @@ def build_captioner(
         penalty=config.attention_penalty,
         name="decoder",
     )([cells, caption])
-    return keras.Model({"image": image, "caption": caption}, probs, name="captioner")
+    model_class = ReinforcedModel if getattr(decoder_class, "reinforce", False) else keras.Model
+    return model_class({"image": image, "caption": caption}, probs, name="captioner")
 
 
 def takes_about_image(model: keras.Model) -> bool:

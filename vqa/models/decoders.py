@@ -103,8 +103,7 @@ class CaptionDecoder(keras.layers.Layer):
         top = states[-self.per_cell]  # the last layer's output h
         if self.attends:
             scores = self.score(ops.tanh(keys + ops.expand_dims(self.query(top), 1)))
-            alpha = ops.softmax(ops.squeeze(scores, -1), axis=-1)  # [batch, cells]
-            context = ops.sum(cells * ops.expand_dims(alpha, -1), axis=1)
+            context, alpha = self._look(ops.squeeze(scores, -1), cells, training)
             context = context * self.gate(top)
         else:
             n = ops.shape(cells)[1]
@@ -118,6 +117,12 @@ class CaptionDecoder(keras.layers.Layer):
             new_states += list(own)
         hidden = self.dropout(ops.concatenate([x, context], axis=-1), training=training)
         return self.out(hidden), alpha, new_states
+
+    def _look(self, scores, cells, training):
+        """The step's context and weights from its cell scores [batch, cells]: soft
+        attention's weighted sum."""
+        alpha = ops.softmax(scores, axis=-1)  # [batch, cells]
+        return ops.sum(cells * ops.expand_dims(alpha, -1), axis=1), alpha
 
     def call(self, inputs, training=False):
         cells, tokens = inputs
@@ -169,3 +174,51 @@ class PooledDecoder(CaptionDecoder):
     """The no-attention twin: every step reads the cells' mean."""
 
     attends = False
+
+
+@register_decoder("hard")
+@keras.saving.register_keras_serializable(package="vqa")
+class HardAttentionDecoder(CaptionDecoder):
+    """Stochastic hard attention (Xu et al. 2015, section 4.1): each step reads one cell,
+    drawn from the attention distribution while training and the most probable one when
+    decoding; trained with REINFORCE (vqa.models.attention.ReinforcedModel): reward the
+    caption's log-likelihood, the batch mean as baseline, an entropy bonus. The
+    attention maps it gives are the cells it read, one a word. No coverage penalty
+    (`penalty` must be 0): it is soft attention's regulariser.
+    """
+
+    attends = True
+    reinforce = True
+
+    def __init__(self, vocab_size: int, *args, entropy: float = 0.01, seed=None, **kwargs):
+        super().__init__(vocab_size, *args, **kwargs)
+        if self.penalty:
+            raise ValueError(
+                "attention_penalty is soft attention's; set caption.attention_penalty: 0 "
+                f"with decoder: hard. Received: penalty={self.penalty}"
+            )
+        self.entropy, self.seed = float(entropy), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.chosen = None  # (log p of the cells read, entropy): [batch] each, training
+
+    def _look(self, scores, cells, training):
+        from vqa.models.attention import draw_cell
+
+        context, weights, drawn = draw_cell(scores, cells, training, self.seed_generator)
+        if drawn is not None:
+            self._drawn.append(drawn)
+        return context, weights
+
+    def call(self, inputs, training=False):
+        self._drawn = []
+        outputs = super().call(inputs, training=training)
+        if self._drawn:  # the steps that read a word, summed: one draw of the caption
+            words = ops.cast(ops.not_equal(inputs[1], 0), "float32")  # [batch, T]
+            self.chosen = tuple(
+                ops.sum(ops.stack([d[i] for d in self._drawn], axis=1) * words, axis=1)
+                for i in range(2)
+            )
+        return outputs
+
+    def get_config(self):
+        return {**super().get_config(), "entropy": self.entropy, "seed": self.seed}
