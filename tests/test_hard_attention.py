@@ -55,6 +55,10 @@ def test_the_sampled_cell_passes_no_gradient_and_reinforce_gives_one():
     reinforced = _model(HardAttention, ReinforcedModel)
     reinforced.set_weights(plain.get_weights())
     assert _score_gradient(reinforced, x, y) > 0.0
+    # The term moves the gradient only: the logged loss is the cross-entropy.
+    predicted = reinforced(x, training=True)
+    logged = reinforced.compute_loss(x=x, y=y, y_pred=predicted, training=True)
+    assert float(logged) == pytest.approx(float(np.mean(soft_crossentropy(y, predicted))))
 
 
 def test_reinforce_learns_where_to_look():

@@ -315,10 +315,12 @@ def draw_cell(scores, cells, training, seed_generator):
 
 @keras.saving.register_keras_serializable(package="vqa")
 class ReinforcedModel(keras.Model):
-    """A VQA model with hard attention: its training loss adds each HardAttention
-    layer's REINFORCE term (see HardAttention) to the answers' cross-entropy, weighted
-    as the loss is (rows that pad a batch weigh 0). Built like keras.Model(inputs,
-    outputs); validation and prediction are those of any model."""
+    """A model with hard attention (HardAttention, the hard caption decoder): its
+    training loss adds each such layer's REINFORCE term (see HardAttention) to the
+    cross-entropy, weighted as the loss is (rows that pad a batch weigh 0). The term is
+    worth 0 and changes only the gradient, so the logged loss is the cross-entropy.
+    Built like keras.Model(inputs, outputs); validation and prediction are those of
+    any model."""
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         total = super().compute_loss(
@@ -336,7 +338,10 @@ class ReinforcedModel(keras.Model):
         for layer in sampling_layers(self):
             if layer.chosen is not None:
                 log_p, entropy = layer.chosen
-                total = total - mean(advantage * log_p) - layer.entropy * mean(entropy)
+                # x - stop_gradient(x): worth 0, its gradient x's. The term changes the
+                # gradient only, so the loss Keras logs stays the cross-entropy.
+                total = total - mean(advantage * (log_p - ops.stop_gradient(log_p)))
+                total = total - layer.entropy * mean(entropy - ops.stop_gradient(entropy))
         return total
 
 

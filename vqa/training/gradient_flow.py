@@ -203,11 +203,13 @@ def plot_variants(tables: dict[str, pd.DataFrame], out: Path, title: str) -> Pat
             words = [c for c in table.columns if c.startswith("word_")]
             norms = table[words].iloc[at].to_numpy(dtype=float)
             shown = norms > 0
-            ax.semilogy(np.arange(len(words))[shown] + 1, norms[shown], label=name)
+            label = name if shown.any() else f"{name}: none reaches any word"
+            ax.semilogy(np.arange(len(words))[shown] + 1, norms[shown], label=label)
         ax.set_title(when)
         ax.set_xlabel("word position in the question")
     axes[0].set_ylabel("gradient norm at the word")
-    axes[1].legend(fontsize=8)
+    for ax in axes:
+        ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
     with atomic.atomic_write(out) as tmp:
