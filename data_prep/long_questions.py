@@ -24,14 +24,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from data_prep.common import (
-    add_generator_arguments,
-    check_generator_arguments,
-    command_line,
-    generated_image_ids,
-    report,
-    write_generated,
-)
+from data_prep.common import add_generator_arguments, command_line, report
+from data_prep.generated import check_generator_arguments, generated_image_ids, write_generated
 from vqa.data.dataset import QUESTION_COLUMNS, PreparedDataset
 
 COLOURS = ("red", "green", "blue", "orange", "yellow", "grey", "purple", "white")

@@ -22,14 +22,8 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from data_prep.balance import format_table, question_only_table
-from data_prep.common import (
-    add_generator_arguments,
-    check_generator_arguments,
-    command_line,
-    generated_image_ids,
-    report,
-    write_generated,
-)
+from data_prep.common import add_generator_arguments, command_line, report
+from data_prep.generated import check_generator_arguments, generated_image_ids, write_generated
 from vqa.data.dataset import QUESTION_COLUMNS, PreparedDataset
 
 IMAGE_SIZE = 75

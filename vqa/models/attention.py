@@ -245,9 +245,34 @@ class StackedAttention(keras.layers.Layer):
 ATTENTIONS.add("soft", StackedAttention)
 
 
+class CellDrawing:
+    """What the layers that draw the cell they read share (HardAttention, the hard
+    caption decoder): the entropy bonus's weight, the draws' seed, `_look` through
+    draw_cell, keeping each draw of a training call in `_drawn` for the layer to sum
+    into `chosen`, and their config. ReinforcedModel finds them by `reinforce`."""
+
+    reinforce = True
+
+    def _init_drawing(self, entropy: float, seed) -> None:
+        if entropy < 0:
+            raise ValueError(f"entropy must be >= 0. Received: entropy={entropy}")
+        self.entropy, self.seed = float(entropy), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.chosen = None  # (log p of the cells read, entropy): [batch] each, training
+
+    def _look(self, scores, cells, training):
+        context, weights, drawn = draw_cell(scores, cells, training, self.seed_generator)
+        if drawn is not None:
+            self._drawn.append(drawn)
+        return context, weights
+
+    def get_config(self):
+        return {**super().get_config(), "entropy": self.entropy, "seed": self.seed}
+
+
 @register_attention("hard")
 @keras.saving.register_keras_serializable(package="vqa")
-class HardAttention(StackedAttention):
+class HardAttention(CellDrawing, StackedAttention):
     """Stochastic hard attention (Xu et al. 2015, "Show, Attend and Tell", section 4.1):
     each hop looks at one cell, drawn from the same distribution p = softmax(scores) that
     soft attention averages with, so its glimpse is that cell alone.
@@ -270,30 +295,14 @@ class HardAttention(StackedAttention):
 
     def __init__(self, units: int, hops: int, entropy: float = 0.01, seed=None, **kwargs):
         super().__init__(units, hops, **kwargs)
-        if entropy < 0:
-            raise ValueError(f"entropy must be >= 0. Received: entropy={entropy}")
-        self.entropy = float(entropy)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.chosen = None  # (log p of the chosen cells, entropy): [batch] each, training
-
-    reinforce = True
-
-    def _look(self, scores, cells, training):
-        context, weights, drawn = draw_cell(scores, cells, training, self.seed_generator)
-        if drawn is not None:
-            self._hops.append(drawn)
-        return context, weights
+        self._init_drawing(entropy, seed)
 
     def call(self, inputs, training=None):
-        self._hops = []
+        self._drawn = []
         outputs = super().call(inputs, training=training)
-        if self._hops:  # summed over the hops: one draw of all of them
-            self.chosen = tuple(sum(h[i] for h in self._hops) for i in range(2))
+        if self._drawn:  # summed over the hops: one draw of all of them
+            self.chosen = tuple(sum(h[i] for h in self._drawn) for i in range(2))
         return outputs
-
-    def get_config(self):
-        return {**super().get_config(), "entropy": self.entropy, "seed": self.seed}
 
 
 def draw_cell(scores, cells, training, seed_generator):

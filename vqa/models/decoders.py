@@ -13,6 +13,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from vqa.models.attention import CellDrawing
 from vqa.models.recurrent import get_recurrent
 from vqa.models.registry import Registry
 
@@ -178,7 +179,7 @@ class PooledDecoder(CaptionDecoder):
 
 @register_decoder("hard")
 @keras.saving.register_keras_serializable(package="vqa")
-class HardAttentionDecoder(CaptionDecoder):
+class HardAttentionDecoder(CellDrawing, CaptionDecoder):
     """Stochastic hard attention (Xu et al. 2015, section 4.1): each step reads one cell,
     drawn from the attention distribution while training and the most probable one when
     decoding; trained with REINFORCE (vqa.models.attention.ReinforcedModel): reward the
@@ -188,7 +189,6 @@ class HardAttentionDecoder(CaptionDecoder):
     """
 
     attends = True
-    reinforce = True
 
     def __init__(self, vocab_size: int, *args, entropy: float = 0.01, seed=None, **kwargs):
         super().__init__(vocab_size, *args, **kwargs)
@@ -197,17 +197,7 @@ class HardAttentionDecoder(CaptionDecoder):
                 "attention_penalty is soft attention's; set caption.attention_penalty: 0 "
                 f"with decoder: hard. Received: penalty={self.penalty}"
             )
-        self.entropy, self.seed = float(entropy), seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.chosen = None  # (log p of the cells read, entropy): [batch] each, training
-
-    def _look(self, scores, cells, training):
-        from vqa.models.attention import draw_cell
-
-        context, weights, drawn = draw_cell(scores, cells, training, self.seed_generator)
-        if drawn is not None:
-            self._drawn.append(drawn)
-        return context, weights
+        self._init_drawing(entropy, seed)
 
     def call(self, inputs, training=False):
         self._drawn = []
@@ -219,6 +209,3 @@ class HardAttentionDecoder(CaptionDecoder):
                 for i in range(2)
             )
         return outputs
-
-    def get_config(self):
-        return {**super().get_config(), "entropy": self.entropy, "seed": self.seed}
