@@ -1,7 +1,6 @@
 """The real path on tiny generated data: prepare -> train -> evaluate -> answer."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,7 +11,7 @@ from vqa import Answerer, evaluate_run
 from vqa.cli import main
 from vqa.config import save_config
 from vqa.errors import ConfigError, ImageError, QuestionError, RunDirError
-from vqa.runs import atomic, files
+from vqa.runs import files
 from vqa.training import RunCheckpoint, train
 
 
@@ -202,66 +201,6 @@ def test_not_a_run_dir(tmp_path):
         Answerer.load(tmp_path / "nope")
     with pytest.raises(RunDirError, match="lacks model.keras"):
         Answerer.load(tmp_path)
-
-
-def _crash_once(monkeypatch, when):
-    """Make RunCheckpoint.on_epoch_end raise once, at the point `when(epoch)` chooses."""
-    original = RunCheckpoint.on_epoch_end
-
-    def crashing(self, epoch, logs=None):
-        when(self, epoch, logs, original)
-
-    monkeypatch.setattr(RunCheckpoint, "on_epoch_end", crashing)
-    return original
-
-
-def test_resume_after_a_crash(tiny_dataset, tmp_path, monkeypatch):
-    run = tmp_path / "run"
-
-    def after_first_epoch(self, epoch, logs, original):
-        original(self, epoch, logs)
-        if epoch == 0:
-            raise RuntimeError("simulated crash")
-
-    original = _crash_once(monkeypatch, after_first_epoch)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train(tiny_dataset.root, run, TINY_CONFIG, verbose=0)
-    state = json.loads((run / files.CHECKPOINT_DIR / files.STATE).read_text())
-    assert state["next_epoch"] == 1
-    assert (run / files.CHECKPOINT_DIR / state["best_file"]).is_file()
-    assert not (run / files.MODEL).exists()  # only a finished run has a model to answer with
-    first = pd.read_csv(run / files.HISTORY)
-    monkeypatch.setattr(RunCheckpoint, "on_epoch_end", original)
-
-    summary = train(tiny_dataset.root, run, TINY_CONFIG, verbose=0)
-    history = pd.read_csv(run / files.HISTORY)
-    assert history["epoch"].tolist() == [1, 2]
-    assert history.loc[0, "seconds"] == first.loc[0, "seconds"]  # epoch 0 was not redone
-    assert summary["epochs_run"] == 2
-    assert (run / files.MODEL).is_file() and not (run / files.CHECKPOINT_DIR).exists()
-
-
-def test_crash_before_the_epoch_is_committed(tiny_dataset, tmp_path, monkeypatch):
-    """Models saved but state.json not yet written: the epoch is redone, nothing mixes."""
-    run = tmp_path / "run"
-    real_write = atomic.write_json
-
-    def failing_write(data, path):
-        if Path(path).name == files.STATE and data["next_epoch"] == 2:
-            raise RuntimeError("simulated crash")
-        real_write(data, path)
-
-    monkeypatch.setattr(atomic, "write_json", failing_write)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train(tiny_dataset.root, run, TINY_CONFIG, verbose=0)
-    monkeypatch.setattr(atomic, "write_json", real_write)
-    state = json.loads((run / files.CHECKPOINT_DIR / files.STATE).read_text())
-    assert state["next_epoch"] == 1  # epoch 1 never committed
-    summary = train(tiny_dataset.root, run, TINY_CONFIG, verbose=0)
-    assert summary["epochs_run"] == 2
-    history = pd.read_csv(run / files.HISTORY)
-    assert history["epoch"].tolist() == [1, 2]
-    assert summary["best_val_vqa_score"] == round(100 * history["val_vqa_score"].max(), 2)
 
 
 def test_checkpoint_keeps_the_best_epoch_not_the_last(tmp_path):

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,33 +44,37 @@ def uninterrupted(tmp_path_factory, larger_dataset):
 
 
 def test_kill_9_mid_training_then_resume_ends_like_an_uninterrupted_run(
-    larger_dataset, uninterrupted, tmp_path
+    larger_dataset, uninterrupted, tmp_path, capsys
 ):
+    """A real process: a second train on its run is refused while it trains; killed -9
+    in epoch 3, the run resumes to the uninterrupted run's history and predictions."""
     run, config = tmp_path / "run", tmp_path / "config.yaml"
     save_config(SLOW_CONFIG, config)
     state = run / files.CHECKPOINT_DIR / files.STATE
+    argv = ["train", str(larger_dataset.root), "--config", str(config), "--out", str(run)]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "vqa",
-            "train",
-            str(larger_dataset.root),
-            "--config",
-            str(config),
-            "--out",
-            str(run),
-        ],
+        [sys.executable, "-m", "vqa", *argv],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:
+
+    def wait_for(epochs: int) -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            if state.is_file() and json.loads(state.read_text())["next_epoch"] >= 2:
-                break
+            if state.is_file() and json.loads(state.read_text())["next_epoch"] >= epochs:
+                return
             time.sleep(0.02)
+
+    try:
+        wait_for(1)
+        assert proc.poll() is None, "the first run ended before a second could start"
+        assert main([*argv, "--resume"]) == 1  # the run is in use: refused, in one line
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "is in use: another vqa process is training" in err
+        with pytest.raises(RunDirError, match="is in use"):
+            train(larger_dataset.root, run, SLOW_CONFIG, verbose=0)
+        wait_for(2)
         assert proc.poll() is None, "training ended before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)  # during epoch 3 (index 2), or right after 2
     finally:
@@ -79,20 +84,7 @@ def test_kill_9_mid_training_then_resume_ends_like_an_uninterrupted_run(
     assert 2 <= killed_at < SLOW_CONFIG.train.epochs
     assert not (run / files.MODEL).exists() and not (run / files.TRAINING).exists()
 
-    assert (
-        main(
-            [
-                "train",
-                str(larger_dataset.root),
-                "--config",
-                str(config),
-                "--out",
-                str(run),
-                "--resume",
-            ]
-        )
-        == 0
-    )
+    assert main([*argv, "--resume"]) == 0  # the kernel dropped the lock with the process
     evaluate_run(run, larger_dataset, "test")
     resumed = pd.read_csv(run / files.HISTORY)
     whole = pd.read_csv(uninterrupted / files.HISTORY)
@@ -107,10 +99,8 @@ def test_kill_9_mid_training_then_resume_ends_like_an_uninterrupted_run(
     )
 
 
-def test_two_seeded_runs_give_identical_predictions(larger_dataset, uninterrupted, tmp_path):
-    run = tmp_path / "again"
-    train(larger_dataset.root, run, SLOW_CONFIG, verbose=0)
-    evaluate_run(run, larger_dataset, "test")
+def test_two_seeded_runs_give_identical_predictions(uninterrupted, watched_run):
+    run, _ = watched_run
     assert (run / files.PREDICTIONS).read_bytes() == (
         uninterrupted / files.PREDICTIONS
     ).read_bytes()
@@ -471,61 +461,83 @@ def test_init_from_refuses_another_model_before_making_the_run(
     assert (same / files.MODEL).is_file()  # refused before --overwrite removed anything
 
 
-class _Killed(BaseException):
-    """The training stopped where a kill -9 would have stopped it (nothing after runs
-    in the run directory: its files are copied at that moment)."""
+class _Snapshots:
+    """Copies the run directory, as a kill -9 would leave it, at four points of epoch
+    index 1's checkpoint: after its model's temporary file is written, before its rename
+    ("model-written"); with every model in place, before the state, the commit, is
+    written ("before-commit"); after the state's temporary file is written, before its
+    rename ("mid-commit"); and after the commit ("after-commit")."""
+
+    POINTS = ("model-written", "before-commit", "mid-commit", "after-commit")
+
+    def __init__(self, run: Path, to: Path):
+        self.run, self.to = run, to
+
+    def take(self, point: str) -> None:
+        shutil.copytree(self.run, self.to / point)  # what the disk holds at that moment
+
+    def patch(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import vqa.training.checkpoint as checkpoint
+        from vqa.runs import atomic
+
+        rename, write_json = atomic.atomic_write, atomic.write_json
+
+        @contextmanager
+        def watched(path):
+            with rename(path) as tmp:
+                yield tmp
+                if Path(path).name == "last-epoch1.keras":
+                    self.take("model-written")
+                if Path(path).name == files.STATE and _next_epoch(tmp) == 2:
+                    self.take("mid-commit")
+
+        def committing(data, path):
+            commit = Path(path).name == files.STATE and data["next_epoch"] == 2
+            if commit:
+                self.take("before-commit")
+            write_json(data, path)
+            if commit:
+                self.take("after-commit")
+
+        monkeypatch.setattr(atomic, "atomic_write", watched)
+        monkeypatch.setattr(checkpoint, "atomic_write", watched)
+        monkeypatch.setattr(atomic, "write_json", committing)
 
 
-@pytest.mark.parametrize("point", ["model-written", "before-commit", "mid-commit"])
+def _next_epoch(state: Path) -> int:
+    return json.loads(state.read_text())["next_epoch"]
+
+
+@pytest.fixture(scope="module")
+def watched_run(tmp_path_factory, larger_dataset):
+    """A second seeded training of SLOW_CONFIG, run to its end, whose run directory was
+    copied at each of _Snapshots.POINTS on the way: (the run, {point: copy})."""
+    where = tmp_path_factory.mktemp("watched")
+    snapshots = _Snapshots(where / "run", where / "killed")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        snapshots.patch(monkeypatch)
+        train(larger_dataset.root, snapshots.run, SLOW_CONFIG, verbose=0)
+    evaluate_run(snapshots.run, larger_dataset, "test")
+    return snapshots.run, {p: snapshots.to / p for p in _Snapshots.POINTS}
+
+
+@pytest.mark.parametrize("point", _Snapshots.POINTS)
 def test_a_kill_inside_a_checkpoint_then_resume_ends_like_an_uninterrupted_run(
-    larger_dataset, uninterrupted, tmp_path, monkeypatch, point
+    larger_dataset, uninterrupted, watched_run, tmp_path, point
 ):
-    """At three points of epoch index 1's checkpoint (after its model's temporary file
-    is written, before its rename; with every model in place, before the state, the
-    commit, is written; after the state's temporary file is written, before its rename)
-    the run directory is copied as a kill -9 would leave it, and the copy resumed. In
-    this process: test_kill_9_mid_training_... kills a real one."""
-    import vqa.training.checkpoint as checkpoint
-    from vqa.runs import atomic
-
-    run, crashed = tmp_path / "run", tmp_path / "crashed"
-    save, write_json = checkpoint.save_atomic, atomic.write_json
-
-    def kill():
-        shutil.copytree(run, crashed)  # what the disk holds at that moment
-        raise _Killed
-
-    def save_then_kill(model, path):
-        if point == "model-written" and path.name == "last-epoch1.keras":
-            with atomic.atomic_write(path) as tmp:
-                model.save(tmp)
-                kill()
-        save(model, path)
-
-    def commit_then_kill(data, path):
-        if Path(path).name == "state.json" and data["next_epoch"] == 2:
-            if point == "before-commit":
-                kill()
-            if point == "mid-commit":
-                with atomic.atomic_write(path) as tmp:
-                    tmp.write_text(json.dumps(data))
-                    kill()
-        write_json(data, path)
-
-    monkeypatch.setattr(checkpoint, "save_atomic", save_then_kill)
-    monkeypatch.setattr(atomic, "write_json", commit_then_kill)
-    with pytest.raises(_Killed):
-        train(larger_dataset.root, run, SLOW_CONFIG, verbose=0)
-    monkeypatch.setattr(checkpoint, "save_atomic", save)
-    monkeypatch.setattr(atomic, "write_json", write_json)
-
+    """Each copy of _Snapshots resumed: in this process (test_kill_9_mid_training_...
+    kills a real one)."""
+    crashed = watched_run[1][point]
     state = json.loads((crashed / files.CHECKPOINT_DIR / files.STATE).read_text())
-    assert state["next_epoch"] == 1  # epoch index 1 was not committed
     left = [p.name for p in (crashed / files.CHECKPOINT_DIR).iterdir()]
+    assert not (crashed / files.MODEL).exists()  # only a finished run has a model to answer with
+    committed = 2 if point == "after-commit" else 1  # epoch index 1 was committed or not
+    assert state["next_epoch"] == committed
     if point == "before-commit":  # the epoch's model is written, and not counted
         assert "last-epoch1.keras" in left and state["last_file"] == "last-epoch0.keras"
-    else:  # the kill left a half-made temporary file behind
+    elif point != "after-commit":  # the kill left a half-made temporary file behind
         assert any(".tmp" in name for name in left), left
+    kept = pd.read_csv(crashed / files.HISTORY)
 
     config = tmp_path / "config.yaml"
     save_config(SLOW_CONFIG, config)
@@ -535,36 +547,9 @@ def test_a_kill_inside_a_checkpoint_then_resume_ends_like_an_uninterrupted_run(
     resumed = pd.read_csv(crashed / files.HISTORY)
     whole = pd.read_csv(uninterrupted / files.HISTORY)
     pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), whole.drop(columns="seconds"))
+    # The committed epochs were not redone.
+    assert resumed["seconds"][:committed].tolist() == kept["seconds"][:committed].tolist()
     assert (crashed / files.PREDICTIONS).read_bytes() == (
         uninterrupted / files.PREDICTIONS
     ).read_bytes()
-
-
-def test_a_second_train_on_a_run_in_use_is_refused_in_one_line(larger_dataset, tmp_path, capsys):
-    run, config = tmp_path / "run", tmp_path / "config.yaml"
-    save_config(SLOW_CONFIG, config)
-    argv = ["train", str(larger_dataset.root), "--config", str(config), "--out", str(run)]
-    first = subprocess.Popen(
-        [sys.executable, "-m", "vqa", *argv],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        state = run / files.CHECKPOINT_DIR / files.STATE
-        deadline = time.monotonic() + 120
-        while not state.is_file() and first.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert first.poll() is None, "the first run ended before the second could start"
-        assert main([*argv, "--resume"]) == 1
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "is in use: another vqa process is training" in err
-        with pytest.raises(RunDirError, match="is in use"):
-            train(larger_dataset.root, run, SLOW_CONFIG, verbose=0)
-        os.kill(first.pid, signal.SIGKILL)  # the kernel drops its lock
-        first.wait()
-    finally:
-        first.kill()
-        first.wait()
-    assert main([*argv, "--resume"]) == 0  # the crash left nothing locked
-    assert (run / files.MODEL).is_file()
+    assert (crashed / files.MODEL).is_file() and not (crashed / files.CHECKPOINT_DIR).exists()
