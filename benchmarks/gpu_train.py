@@ -40,13 +40,12 @@ def throughput(args: argparse.Namespace) -> dict:
     from vqa.data.batches import VQABatches
     from vqa.features.backbones import model_grid_shape
     from vqa.models.builder import build_model
-    from vqa.models.encoders import image_input_shape
     from vqa.models.losses import soft_crossentropy, vqa_score
 
     rng = np.random.default_rng(0)
     n_q, n_img = args.questions, args.images
     config = ModelConfig()  # the default variant: Lite0 grid, LSTM, elementwise
-    grid = image_input_shape(config)  # Lite0: 7x7x1280
+    grid = model_grid_shape(config)  # Lite0: 7x7x1280
     print(f"generating {n_img} random {grid} float16 grids and {n_q} questions", flush=True)
     # 2,048 distinct random grids, repeated: drawing 10 GB of random numbers takes minutes.
     distinct = rng.random((min(n_img, 2048), *grid), dtype=np.float32).astype(np.float16)

@@ -115,7 +115,7 @@ def step_profile(config_path: str, data: Path, jit: bool = False, repeats: int =
     specs = {k: tf.TensorSpec(v.shape, v.dtype) for k, v in x.items()}
     total = forward_flops(lambda inputs: model(inputs, training=False), specs)
     image, image_step = 0, 0.0  # the conditioned CNN's image work is all per question
-    if not config.model.conditioned_cnn:
+    if config.model.image_encoder != "conditioned_cnn":
         encoder = model.get_layer("image_encoder")
         images = tf.constant(x["image"])
 

@@ -55,7 +55,8 @@ def test_every_relative_link_resolves(page):
 
 def test_the_configuration_reference_matches_the_code():
     """Every config field is in the reference's YAML, with its default; every registered
-    fusion is in its table with its options and their defaults."""
+    fusion is in its table with its options and their defaults; every image encoder and
+    recurrent unit in its own."""
     import dataclasses
 
     import yaml
@@ -87,6 +88,15 @@ def test_the_configuration_reference_matches_the_code():
         assert f"| {cls.reads} |" in row, name
         for option, default in fusion_options(cls).items():
             assert f"`{option}: {default}`" in row, (name, option)
+    from vqa.models.image_encoders import IMAGE_ENCODERS
+
+    table = text.split("## Image encoders", 1)[1].split("\n## ", 1)[0]
+    for name, encoder in IMAGE_ENCODERS.items():
+        if name.startswith("test_"):
+            continue  # registered by the tests
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{name}` |"))
+        runs = "per question" if encoder.per_question else "once per image"
+        assert f"| {runs}" in row, name
     from vqa.models.recurrent import RECURRENT
 
     table = text.split("## Recurrent units", 1)[1].split("\n## ", 1)[0]

@@ -1,5 +1,6 @@
-"""A fusion defined here, with no other file changed, is checked, trains, saves and loads
-(safe mode) and answers: the registry is the only place the builder looks."""
+"""A fusion and an image encoder defined here, with no other file changed, are checked,
+train, save and load (safe mode) and answer: the registries are the only place the
+builder looks."""
 
 from dataclasses import replace
 
@@ -12,6 +13,7 @@ from keras import ops
 from vqa.config import Config, ModelConfig, load_config, save_config
 from vqa.errors import ConfigError
 from vqa.models.fusions import FUSIONS, fusion_options, register_fusion
+from vqa.models.image_encoders import IMAGE_ENCODERS, ImageEncoder, register_image_encoder
 
 
 @keras.saving.register_keras_serializable(package="tests")
@@ -50,6 +52,23 @@ class ScaledSumFusion(keras.layers.Layer):
         return {**super().get_config(), "units": self.units, "scale": self.scale}
 
 
+@register_image_encoder("test_pooled")
+class PooledPixels(ImageEncoder):
+    """Average 4x4 patches of pixels, then one 1x1 conv: a grid with no CNN to speak of."""
+
+    def layer(self):
+        size = self.config.image_size
+        return keras.Sequential(
+            [
+                keras.Input((size, size, 3)),
+                keras.layers.Rescaling(1.0 / 255),
+                keras.layers.AveragePooling2D(4, name="patches"),
+                keras.layers.Conv2D(8, 1, activation="relu", name="mix"),
+            ],
+            name="image_encoder",
+        )
+
+
 def _config(**options):
     model = ModelConfig(
         **{**TINY_CONFIG.model.__dict__, "fusion": "test_scaled_sum", "fusion_options": options}
@@ -73,23 +92,28 @@ def test_the_registry_describes_the_new_fusion():
     assert "test_dropout_sum" not in FUSIONS
 
 
-def test_a_fusion_defined_here_trains_saves_and_answers(tiny_dataset, tmp_path):
+def test_a_fusion_and_an_image_encoder_defined_here_train_save_and_answer(tiny_dataset, tmp_path):
     from vqa.answering import Answerer
     from vqa.training import train
 
+    assert IMAGE_ENCODERS["test_pooled"] is PooledPixels
     run, recipe = tmp_path / "run", tmp_path / "scaled-sum.yaml"
     save_config(TINY_CONFIG.with_train(epochs=1), recipe)  # the one YAML: the tiny model,
     text = recipe.read_text().replace(
         "  fusion: elementwise\n",  # with this fusion
         "  fusion: test_scaled_sum\n  scale: 2.0\n",
     )
-    recipe.write_text(text)
-    assert load_config(recipe) == _config(scale=2.0)
+    recipe.write_text(text.replace("image_encoder: small_cnn", "image_encoder: test_pooled"))
+    assert load_config(recipe) == Config(
+        replace(_config(scale=2.0).model, image_encoder="test_pooled"), _config().train
+    )
     summary = train(tiny_dataset.root, run, recipe, verbose=0)
     assert summary["epochs_run"] == 1
     answerer = Answerer.load(run)  # safe_mode=True: the class is registered, no Lambda
     fusion = answerer.model.get_layer("fusion")
     assert isinstance(fusion, ScaledSumFusion) and fusion.scale == 2.0
+    grid = answerer.model.get_layer("image_encoder")
+    assert grid.get_layer("mix").output.shape == (None, 8, 8, 8)  # 32 pixels / 4
     result = answerer.answer(draw_shape("red", "circle"), "What color is the shape?")
     assert result.answer in answerer.answers.tokens and 0 < result.probability <= 1
 

@@ -21,6 +21,12 @@ from vqa.models import (
 from vqa.models import grid as grid_helpers
 from vqa.models.attention import StackedAttention
 from vqa.models.fusions import FiLMModule, MFBFusion, RelationModule
+from vqa.models.image_encoders import (
+    IMAGE_ENCODERS,
+    ConditionedCNN,
+    SmallCNN,
+    get_image_encoder,
+)
 
 
 def _grid(config):
@@ -38,7 +44,7 @@ def _inputs(config, batch=3, vocab=10):
     rng = np.random.default_rng(0)
     return {
         "image": rng.integers(
-            0, 256, (batch, *encoders.image_input_shape(config, _grid(config)))
+            0, 256, (batch, *get_image_encoder(config).input_shape(_grid(config)))
         ).astype("float32"),
         "about_image": np.arange(batch, dtype="int32"),
         "question": rng.integers(0, vocab, (batch, config.max_question_length)).astype("int32"),
@@ -110,7 +116,7 @@ def test_build_and_save_round_trip(tmp_path, variant, image_encoder):
     "variant",
     [
         dict(),
-        dict(conditioned_cnn=True),
+        dict(image_encoder="conditioned_cnn"),
         dict(attention_hops=2, grid_coordinates=True),
         dict(image_encoder="pretrained", fusion="relation"),
     ],
@@ -164,7 +170,7 @@ def test_elementwise_fusion_is_a_product_of_projections():
 def test_config_choices_match_the_registries():
     assert {"concat", "elementwise", "mfb", "relation", "film", "referent"} <= set(FUSIONS)
     assert {n for n, c in FUSIONS.items() if c.reads == "grid"} >= {"relation", "film", "referent"}
-    assert set(config_module.IMAGE_ENCODER_CHOICES) == set(encoders.IMAGE_ENCODERS)
+    assert {"small_cnn", "conditioned_cnn", "pretrained"} <= set(IMAGE_ENCODERS)
     from vqa.models.recurrent import RECURRENT
 
     assert {"lstm", "gru"} <= set(RECURRENT)
@@ -469,7 +475,7 @@ def test_flatten_pooling_knows_where_things_are():
     ids=lambda v: v["fusion"],
 )
 def test_conditioned_cnn_round_trip(tmp_path, variant):
-    config = ModelConfig(image_encoder="small_cnn", conditioned_cnn=True, **SMALL, **variant)
+    config = ModelConfig(image_encoder="conditioned_cnn", **SMALL, **variant)
     model = build(config, vocab_size=10, num_answers=5)
     x = _inputs(config)
     probs = keras.ops.convert_to_numpy(model(x, training=False))
@@ -482,8 +488,8 @@ def test_conditioned_cnn_round_trip(tmp_path, variant):
 
 def test_conditioned_cnn_is_the_plain_cnn_until_the_question_moves_it():
     config = ModelConfig(image_encoder="small_cnn", **SMALL)
-    plain = encoders.small_cnn(config)
-    layer = encoders.ConditionedCNN(config.cnn_filters)
+    plain = SmallCNN(config).layer()
+    layer = ConditionedCNN(config.cnn_filters)
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (2, 32, 32, 3)).astype("float32")
     questions = [rng.normal(size=(2, 4)).astype("float32") for _ in range(2)]
@@ -501,7 +507,7 @@ def test_conditioned_cnn_is_the_plain_cnn_until_the_question_moves_it():
     film.set_weights([film.get_weights()[0], np.full(8, 0.5, "float32")])
     assert not np.allclose(keras.ops.convert_to_numpy(layer([questions[0], image])), expected)
     assert layer.compute_output_shape(((2, 4), (2, 32, 32, 3))) == (2, 8, 8, 8)
-    assert encoders.ConditionedCNN.from_config(layer.get_config()).filters == [4, 8]
+    assert ConditionedCNN.from_config(layer.get_config()).filters == [4, 8]
 
 
 def test_mfb_fusion_is_normalised():
@@ -565,11 +571,6 @@ def test_word_vectors_initialise_the_embedding(tmp_path):
         (dict(pool_grid="flatten", attention_hops=1), "pool_grid: flatten is for the fusions"),
         (dict(fusion=""), "fusion must name a registered fusion"),
         (dict(pool_grid="mean"), r"Expected one of \['max', 'flatten'\]"),
-        (dict(conditioned_cnn=True), "conditioned_cnn needs image_encoder: small_cnn"),
-        (
-            dict(conditioned_cnn=True, image_encoder="small_cnn", inputs="image"),
-            "conditioned_cnn needs",
-        ),
         (dict(question_layers=5), "question_layers must be"),
         (
             dict(attention_words=True, attention_hops=1, bidirectional=True),
@@ -655,3 +656,41 @@ def test_fusion_options_are_immutable_and_written_without_defaults():
     assert fusions.canonical_options(ModelConfig(fusion="mfb", fusion_options={"factor": 3})) == (
         ("factor", 3),
     )
+
+
+def test_the_conditioned_flag_of_earlier_configs_loads_as_its_encoder(tmp_path):
+    from vqa.config import load_config
+    from vqa.errors import ConfigError
+
+    old, new = tmp_path / "old.yaml", tmp_path / "new.yaml"
+    old.write_text("image:\n  image_encoder: small_cnn\n  conditioned_cnn: true\n")
+    new.write_text("image:\n  image_encoder: conditioned_cnn\n")
+    assert load_config(old) == load_config(new)
+    assert load_config(old).model.image_encoder == "conditioned_cnn"
+    old.write_text("model:\n  image_encoder: small_cnn\n  conditioned_cnn: false\n")  # 0.1.0
+    assert load_config(old).model.image_encoder == "small_cnn"
+    old.write_text("image:\n  conditioned_cnn: true\n")  # on the pretrained grid: never was
+    with pytest.raises(ConfigError, match="conditioned_cnn needs image_encoder: small_cnn"):
+        load_config(old)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(image_encoder="conditioned_cnn", inputs="image"), "needs both inputs"),
+        (dict(image_encoder="small_cnn", image_size=50), "divisible by 2\\*\\*len"),
+        (dict(image_encoder="conditioned_cnn", image_size=36), "divisible"),
+        (dict(image_encoder="small_cnm"), "Unknown image encoder 'small_cnm'.*'small_cnn'"),
+    ],
+)
+def test_the_image_encoder_checks_the_config_when_a_run_starts(tmp_path, kwargs, match):
+    from vqa.config import Config
+    from vqa.errors import ConfigError
+    from vqa.training import train
+
+    config = ModelConfig(**kwargs)  # the image section alone is not wrong
+    with pytest.raises(ConfigError, match=match):
+        train(tmp_path / "no-such-data", tmp_path / "run", Config(config), verbose=0)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match=match):
+        build_model(config, 10, 3)

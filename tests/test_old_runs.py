@@ -67,9 +67,7 @@ VARIANTS = {
     "relation": dict(fusion="relation", fusion_options={"depth": 2}),
     "film": dict(fusion="film", fusion_options={"blocks": 2}),
     "attention": dict(attention_hops=2, grid_coordinates=True),
-    "conditioned-cnn": dict(
-        image_encoder="small_cnn", image_size=32, cnn_filters=(8, 8), conditioned_cnn=True
-    ),
+    "conditioned-cnn": dict(image_encoder="conditioned_cnn", image_size=32, cnn_filters=(8, 8)),
 }
 
 

@@ -15,7 +15,6 @@ from typing import Any
 from vqa.config import checks
 from vqa.config.checks import (  # noqa: F401
     BACKBONE_CHOICES,
-    IMAGE_ENCODER_CHOICES,
     INPUT_CHOICES,
     LEARNING_RATE_SCHEDULES,
     POOL_CHOICES,
@@ -31,17 +30,18 @@ class ModelConfig:
     attention, fusion, classifier), each checked by its own rules below."""
 
     # image: the branch that turns an image into a grid of cells, and the grid into a vector
-    image_encoder: str = "pretrained"  # pretrained (cached grid features) | small_cnn (pixels)
+    # A registered image encoder (vqa.models.image_encoders): pretrained (cached grid
+    # features) | small_cnn (pixels) | conditioned_cnn (pixels; the question scales and
+    # shifts the channels of every CNN block, so the image branch can look for what the
+    # question names)
+    image_encoder: str = "pretrained"
     backbone: str = "efficientnet_lite0"  # for image_encoder: pretrained
     # pretrained: the square input the backbone sees, a multiple of 32 (grid: size / 32).
     # 0: suit the dataset, its images' median short side rounded up to 32, within 64-224
     # (a run records the size it used).
     backbone_image_size: int = 0
-    image_size: int = 64  # small_cnn: images are resized to image_size x image_size RGB
+    image_size: int = 64  # pixel encoders: images are resized to image_size x image_size RGB
     cnn_filters: tuple[int, ...] = (16, 32, 64, 64)  # small_cnn: one strided block per entry
-    # small_cnn: the question scales and shifts the channels of every CNN block
-    # (conditional batch norm), so the image branch can look for what the question names
-    conditioned_cnn: bool = False
     image_dim: int = 256  # image vector size after pooling the grid
     # attention_hops 0: max (one vector of the channels' maxima over the cells) | flatten
     # (every cell with its own weights, so where things are stays known: Santoro et al.'s
@@ -130,7 +130,6 @@ MODEL_SECTIONS = {
         "backbone_image_size",
         "image_size",
         "cnn_filters",
-        "conditioned_cnn",
         "image_dim",
         "pool_grid",
     ),
@@ -364,7 +363,7 @@ def _section(cls: type, data: dict[str, Any] | None) -> Any:
             f"Config section for {cls.__name__} must be a mapping. Received: {data!r}"
         )
     if cls is ModelConfig:
-        data = checks.with_fusion_options(data, ModelConfig.fusion)
+        data = checks.with_fusion_options(checks.with_image_encoder(data), ModelConfig.fusion)
     valid = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - valid
     if unknown:

@@ -11,12 +11,11 @@ from typing import Any
 from vqa.errors import ConfigError
 
 # Names a config may use; the registries in vqa.models hold what they build (a test
-# keeps the two in step, so that config validation needs no Keras import). Fusions,
-# decoders and recurrent units are checked against their own registries (vqa.models)
-# when a model is built or a run starts: one registered by the user's code is as valid
-# as a built-in one.
+# keeps the two in step, so that config validation needs no Keras import). Image
+# encoders, fusions, decoders and recurrent units are checked against their own
+# registries (vqa.models) when a model is built or a run starts: one registered by the
+# user's code is as valid as a built-in one.
 INPUT_CHOICES = ("both", "question", "image")  # question / image: the one-branch baselines
-IMAGE_ENCODER_CHOICES = ("small_cnn", "pretrained")
 BACKBONE_CHOICES = ("efficientnet_lite0", "mobilenet_v2", "resnet50", "efficientnet_b0")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 POOL_CHOICES = ("max", "flatten")
@@ -24,7 +23,7 @@ POOL_CHOICES = ("max", "flatten")
 
 def check_image(model) -> None:
     """The image section: the encoder, its backbone or CNN, the pooling."""
-    check_choice("image_encoder", model.image_encoder, IMAGE_ENCODER_CHOICES)
+    check_name("image_encoder", model.image_encoder, "vqa.models.image_encoders")
     if model.backbone not in BACKBONE_CHOICES:
         raise ConfigError(
             f"Unknown backbone {model.backbone!r}. Expected one of {list(BACKBONE_CHOICES)}."
@@ -42,17 +41,6 @@ def check_image(model) -> None:
         raise ConfigError(
             f"Invalid value for cnn_filters: expected a non-empty list of positive "
             f"integers. Received: cnn_filters={list(model.cnn_filters)}"
-        )
-    if model.image_encoder == "small_cnn" and model.image_size % (2 ** len(model.cnn_filters)):
-        raise ConfigError(
-            f"image_size must be divisible by 2**len(cnn_filters)="
-            f"{2 ** len(model.cnn_filters)}. Received: image_size={model.image_size}"
-        )
-    if model.conditioned_cnn and (model.image_encoder != "small_cnn" or model.inputs != "both"):
-        raise ConfigError(
-            "conditioned_cnn needs image_encoder: small_cnn (a CNN trained "
-            "with the model) and both inputs. Received: image_encoder="
-            f"{model.image_encoder!r}, inputs={model.inputs!r}"
         )
     check_choice("pool_grid", model.pool_grid, POOL_CHOICES)
     if model.pool_grid != "max" and model.attention_hops:
@@ -242,7 +230,7 @@ def model_fields(data: dict[str, Any], sections: dict[str, tuple[str, ...]]) -> 
         if not isinstance(section, dict):
             raise ConfigError(f"Config section {name} must be a mapping. Received: {section!r}")
         for key, value in section.items():
-            if key in keys:
+            if key in keys or _OLD_MODEL_KEYS.get(key) == name:
                 fields[key] = value
             elif key in owner:
                 raise ConfigError(f"{key} belongs in section {owner[key]}, not {name}.")
@@ -285,6 +273,35 @@ _OLD_FUSION_KEYS = {
     "relation_layers": ("relation", "depth", 3),
     "film_blocks": ("film", "blocks", 4),
 }
+
+
+# Model keys that configs and runs written before the image encoder registry hold, and
+# their section: `conditioned_cnn: true` (with `image_encoder: small_cnn`) is now
+# `image_encoder: conditioned_cnn`.
+_OLD_MODEL_KEYS = {"conditioned_cnn": "image"}
+
+
+def with_image_encoder(data: dict[str, Any]) -> dict[str, Any]:
+    """A model section with the `conditioned_cnn` flag of earlier configs made the image
+    encoder it named (`false` is dropped)."""
+    if "conditioned_cnn" not in data:
+        return data
+    data = dict(data)
+    flag = data.pop("conditioned_cnn")
+    if not isinstance(flag, bool):
+        raise ConfigError(
+            f"Invalid value for conditioned_cnn: expected bool. Received: {flag!r} (it "
+            "is now written image_encoder: conditioned_cnn)"
+        )
+    if flag:
+        encoder = data.get("image_encoder", "pretrained")
+        if encoder not in ("small_cnn", "conditioned_cnn"):
+            raise ConfigError(
+                "conditioned_cnn needs image_encoder: small_cnn (now written "
+                f"image_encoder: conditioned_cnn). Received: image_encoder={encoder!r}"
+            )
+        data["image_encoder"] = "conditioned_cnn"
+    return data
 
 
 def with_fusion_options(data: dict[str, Any], default_fusion: str) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""Model parts: encoders, recurrent units, fusions and decoders (registries), attention,
-the builder, the loss and metric."""
+"""Model parts: image encoders, recurrent units, fusions and decoders (registries),
+the question encoder, attention, the builder, the loss and metric."""
 
 from vqa.models.builder import build_captioner, build_model
 from vqa.models.decoders import DECODERS, get_decoder
@@ -10,6 +10,7 @@ from vqa.models.fusions import (
     check_fusion,
     register_fusion,
 )
+from vqa.models.image_encoders import IMAGE_ENCODERS, ImageEncoder, register_image_encoder
 from vqa.models.losses import soft_crossentropy, vqa_score
 from vqa.models.optimizers import TwoRateAdam
 from vqa.models.recurrent import RECURRENT, Recurrent, register_recurrent
@@ -24,6 +25,9 @@ __all__ = [
     "ElementwiseFusion",
     "check_fusion",
     "register_fusion",
+    "IMAGE_ENCODERS",
+    "ImageEncoder",
+    "register_image_encoder",
     "soft_crossentropy",
     "vqa_score",
     "TwoRateAdam",

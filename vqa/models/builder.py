@@ -6,18 +6,13 @@ import keras
 import numpy as np
 
 from vqa.config import ModelConfig
+from vqa.errors import ConfigError
 from vqa.models.attention import HardAttention, ReinforcedModel, get_attention
 from vqa.models.decoders import get_decoder
-from vqa.models.encoders import (
-    IMAGE_ENCODERS,
-    ConditionedCNN,
-    ImageRows,
-    LastState,
-    image_input_shape,
-    question_encoder,
-)
+from vqa.models.encoders import ImageRows, LastState, question_encoder
 from vqa.models.fusions import check_fusion, make_fusion
 from vqa.models.grid import GridCoordinates
+from vqa.models.image_encoders import get_image_encoder
 
 
 def build_model(
@@ -72,7 +67,8 @@ def build_model(
             f"num_answers >= 1. Received: vocab_size={vocab_size}, "
             f"num_answers={num_answers}"
         )
-    image = keras.Input(image_input_shape(config, grid_shape), name="image")  # pixels or grid
+    encoder = get_image_encoder(config)
+    image = keras.Input(encoder.input_shape(grid_shape), name="image")  # pixels or grid
     rows = keras.Input((), dtype="int32", name="about_image")
     question = keras.Input((None,), dtype="int32", name="question")
     question_vector = question_encoder(config, vocab_size)(question)
@@ -83,12 +79,10 @@ def build_model(
         else:
             word_states = question_vector  # [batch, L, question_dim]
         question_vector = LastState(name="question_vector")(question_vector)
-    if config.conditioned_cnn:  # the question in every block of the small CNN: per question
-        grid = ConditionedCNN(config.cnn_filters, name="image_encoder")(
-            [question_vector, ImageRows(name="image_rows")(image, rows)]
-        )  # [batch, g, g, C]
+    if encoder.per_question:  # the question steers the image branch: on each question's image
+        grid = encoder.layer()([question_vector, ImageRows(name="image_rows")(image, rows)])
     elif config.inputs != "question":  # once per image, then each question's
-        grid = IMAGE_ENCODERS[config.image_encoder](config)(image)  # [images, g, g, C]
+        grid = encoder.layer()(image)  # [images, g, g, C]
         grid = ImageRows(name="image_rows")(grid, rows)  # [batch, g, g, C]
 
     if config.inputs == "question":  # baseline: what the question alone tells
@@ -166,9 +160,15 @@ def build_captioner(
     output.
     """
     decoder_class = get_decoder(config.decoder)
-    image = keras.Input(image_input_shape(config, grid_shape), name="image")
+    encoder = get_image_encoder(config)
+    if encoder.per_question:
+        raise ConfigError(
+            f"image_encoder: {config.image_encoder} reads a question; a captioner has "
+            "none. Use small_cnn or pretrained."
+        )
+    image = keras.Input(encoder.input_shape(grid_shape), name="image")
     caption = keras.Input((config.max_caption_length,), dtype="int32", name="caption")
-    grid = IMAGE_ENCODERS[config.image_encoder](config)(image)  # [batch, g, g, C]
+    grid = encoder.layer()(image)  # [batch, g, g, C]
     cells = keras.layers.Reshape((-1, grid.shape[-1]), name="grid_cells")(grid)
     cells = keras.layers.Dense(config.image_dim, activation="relu", name="cells")(cells)
     probs, _ = decoder_class(

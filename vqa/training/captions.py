@@ -21,6 +21,7 @@ from vqa.features.backbones import model_grid_shape
 from vqa.features.cache import FeatureCache
 from vqa.features.extract import image_table
 from vqa.models import build_captioner, get_decoder
+from vqa.models.image_encoders import get_image_encoder
 from vqa.models.recurrent import get_recurrent
 from vqa.runs import atomic, files, locks
 from vqa.training.checkpoint import (
@@ -53,6 +54,7 @@ def train_captioner(
     also written to RUN_DIR/training.json. Re-running after a crash resumes."""
     get_decoder(config.model.decoder)  # registered components, before any data is read
     get_recurrent(config.model.decoder_cell)
+    get_image_encoder(config.model)
     with locks.exclusive(out, "training"):
         return _train(
             dataset, Path(out), config.for_dataset(dataset), verbose, overwrite, callbacks

@@ -30,6 +30,7 @@ from vqa.features.cache import FeatureCache, Manifest, backbone_for_answering
 from vqa.features.extract import image_table
 from vqa.models import build_model, check_fusion, soft_crossentropy, vqa_score
 from vqa.models.fusions import canonical_options
+from vqa.models.image_encoders import get_image_encoder
 from vqa.models.optimizers import TwoRateAdam
 from vqa.models.recurrent import get_recurrent
 from vqa.runs import atomic, files, locks
@@ -70,6 +71,7 @@ def checked_config(config: Config) -> Config:
     """`config` with its components checked against their registries (the fusion with
     its options) and the fusion's options written without their defaults, as a run
     records it."""
+    get_image_encoder(config.model)
     get_recurrent(config.model.question_encoder)
     check_fusion(config.model)
     canonical = canonical_options(config.model)
