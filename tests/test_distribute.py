@@ -202,19 +202,21 @@ def _assert_same_training(run: Path, reference: Path) -> None:
 
 @pytest.fixture(scope="module")
 def mirrored_runs(odd_validation, tmp_path_factory):
-    """The same training on one device and mirrored over two logical CPUs."""
+    """The same training mirrored over two logical CPUs (a process of its own) and on
+    one device (in this process, while that one runs)."""
     runs = tmp_path_factory.mktemp("mirrored")
-    for strategy in ("none", "mirrored"):
-        _finish(
-            _train(
-                odd_validation,
-                runs / strategy,
-                GRID_CONFIG,
-                "--strategy",
-                strategy,
-                env={distribute.CPU_DEVICES_ENV: "2"},
-            )
-        )
+    mirrored = _train(
+        odd_validation,
+        runs / "mirrored",
+        GRID_CONFIG,
+        "--strategy",
+        "mirrored",
+        env={distribute.CPU_DEVICES_ENV: "2"},
+    )
+    try:
+        train(odd_validation.root, runs / "none", GRID_CONFIG, verbose=0, strategy="none")
+    finally:
+        _finish(mirrored)
     return runs / "none", runs / "mirrored"
 
 
