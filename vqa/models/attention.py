@@ -18,13 +18,7 @@ ATTENTIONS = Registry("attention", "vqa.models.attention.register_attention")
 
 def register_attention(name: str):
     """Class decorator: make a StackedAttention subclass available as `attention: name`."""
-
-    def add(cls: type) -> type:
-        if not (isinstance(cls, type) and issubclass(cls, StackedAttention)):
-            raise TypeError(f"An attention subclasses StackedAttention. Received: {cls!r}")
-        return ATTENTIONS.add(name, cls)
-
-    return add
+    return ATTENTIONS.decorator(name, StackedAttention)
 
 
 def get_attention(name: str) -> type:

@@ -60,13 +60,7 @@ class ImageEncoder:
 
 def register_image_encoder(name: str):
     """Class decorator: make the encoder available as `image_encoder: name`."""
-
-    def add(cls: type) -> type:
-        if not (isinstance(cls, type) and issubclass(cls, ImageEncoder)):
-            raise TypeError(f"An image encoder subclasses ImageEncoder. Received: {cls!r}")
-        return IMAGE_ENCODERS.add(name, cls)
-
-    return add
+    return IMAGE_ENCODERS.decorator(name, ImageEncoder)
 
 
 def get_image_encoder(config: ModelConfig) -> ImageEncoder:

@@ -30,13 +30,7 @@ class Recurrent:
 def register_recurrent(name: str):
     """Class decorator: make the unit available as `question_encoder: name` and
     `decoder_cell: name`."""
-
-    def add(cls: type) -> type:
-        if not (isinstance(cls, type) and issubclass(cls, Recurrent)):
-            raise TypeError(f"A recurrent unit subclasses Recurrent. Received: {cls!r}")
-        return RECURRENT.add(name, cls)
-
-    return add
+    return RECURRENT.decorator(name, Recurrent)
 
 
 def get_recurrent(name: str) -> type[Recurrent]:

@@ -39,6 +39,20 @@ class Registry(Mapping):
         self._classes[name] = cls
         return cls
 
+    def decorator(self, name: str, base: type):
+        """A class decorator that registers a subclass of `base` as `name` (what each
+        kind's register_... function returns)."""
+
+        def add(cls: type) -> type:
+            if not (isinstance(cls, type) and issubclass(cls, base)):
+                article = "An" if self.kind[0] in "aeiou" else "A"
+                raise TypeError(
+                    f"{article} {self.kind} subclasses {base.__name__}. Received: {cls!r}"
+                )
+            return self.add(name, cls)
+
+        return add
+
     def get_class(self, name: str) -> type:
         """The class registered as `name`; an unknown name is a ConfigError that lists
         the registered ones and the nearest."""
