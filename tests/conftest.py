@@ -34,6 +34,20 @@ TINY_CONFIG = Config(
 )
 
 
+# The smallest sizes of every model field: models that build and train in milliseconds.
+SMALL_MODEL = dict(
+    image_size=32,
+    cnn_filters=(4, 8),
+    image_dim=8,
+    embedding_dim=4,
+    question_dim=8,
+    max_question_length=6,
+    fusion_dim=8,
+    classifier_dim=8,
+    attention_dim=8,
+)
+
+
 def draw_shape(color: str, shape: str, size: int = 48) -> Image.Image:
     img = Image.new("RGB", (size, size), (245, 245, 245))
     box = (size // 4, size // 4, 3 * size // 4, 3 * size // 4)

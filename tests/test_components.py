@@ -7,6 +7,7 @@ their own files."""
 import keras
 import numpy as np
 import pytest
+from conftest import SMALL_MODEL
 
 from vqa.config import ModelConfig
 from vqa.models import build_captioner, build_model, soft_crossentropy
@@ -17,17 +18,9 @@ from vqa.models.image_encoders import IMAGE_ENCODERS, get_image_encoder
 from vqa.models.recurrent import RECURRENT
 
 SMALL = dict(
+    SMALL_MODEL,
     image_encoder="small_cnn",
-    image_size=32,
-    cnn_filters=(4, 8),
     backbone_image_size=64,  # pretrained: a 2x2 grid of 1,280 channels
-    image_dim=8,
-    embedding_dim=4,
-    question_dim=8,
-    max_question_length=6,
-    fusion_dim=8,
-    classifier_dim=8,
-    attention_dim=8,
     decoder_dim=8,
     word_dim=4,
     max_caption_length=5,

@@ -3,6 +3,7 @@ import inspect
 import keras
 import numpy as np
 import pytest
+from conftest import SMALL_MODEL
 
 from vqa import config as config_module
 from vqa.config import ModelConfig
@@ -51,17 +52,7 @@ def _inputs(config, batch=3, vocab=10):
     }
 
 
-SMALL = dict(
-    image_size=32,
-    cnn_filters=(4, 8),
-    image_dim=8,
-    embedding_dim=4,
-    question_dim=8,
-    max_question_length=6,
-    fusion_dim=8,
-    classifier_dim=8,
-    attention_dim=8,
-)
+SMALL = SMALL_MODEL
 VARIANTS = [  # every fusion with and without attention, relations, encoders, baselines
     *[
         dict(fusion=f, attention_hops=h)
@@ -695,3 +686,18 @@ def test_the_image_encoder_checks_the_config_when_a_run_starts(tmp_path, kwargs,
     assert not (tmp_path / "run").exists()
     with pytest.raises(ConfigError, match=match):
         build_model(config, 10, 3)
+
+
+def test_a_captioner_refuses_an_image_encoder_that_reads_the_question(tmp_path):
+    from vqa.config import Config
+    from vqa.errors import ConfigError
+    from vqa.models.builder import build_captioner
+    from vqa.training.captions import train_captioner
+
+    config = ModelConfig(image_encoder="conditioned_cnn", decoder="attention")
+    match = "conditioned_cnn reads a question; a captioner has none"
+    with pytest.raises(ConfigError, match=match):  # when the run starts, before the data
+        train_captioner(None, tmp_path / "run", Config(config), verbose=0)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ConfigError, match=match):
+        build_captioner(config, 10)

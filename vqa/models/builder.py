@@ -6,7 +6,6 @@ import keras
 import numpy as np
 
 from vqa.config import ModelConfig
-from vqa.errors import ConfigError
 from vqa.models.attention import HardAttention, ReinforcedModel, get_attention
 from vqa.models.decoders import get_decoder
 from vqa.models.encoders import ImageRows, LastState, question_encoder
@@ -161,11 +160,6 @@ def build_captioner(
     """
     decoder_class = get_decoder(config.decoder)
     encoder = get_image_encoder(config)
-    if encoder.per_question:
-        raise ConfigError(
-            f"image_encoder: {config.image_encoder} reads a question; a captioner has "
-            "none. Use small_cnn or pretrained."
-        )
     image = keras.Input(encoder.input_shape(grid_shape), name="image")
     caption = keras.Input((config.max_caption_length,), dtype="int32", name="caption")
     grid = encoder.layer()(image)  # [batch, g, g, C]

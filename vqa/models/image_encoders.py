@@ -42,6 +42,11 @@ class ImageEncoder:
 
     def check(self) -> None:
         """Rules the rest of the config must keep for this encoder; raises ConfigError."""
+        if self.per_question and self.config.decoder:
+            raise ConfigError(
+                f"image_encoder: {self.config.image_encoder} reads a question; a captioner "
+                "has none. Use small_cnn or pretrained."
+            )
         if self.per_question and self.config.inputs != "both":
             raise ConfigError(
                 f"image_encoder: {self.config.image_encoder} reads the question, so it "
