@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 
 from vqa.models.fusions import ReferentRelation
 
@@ -76,3 +77,30 @@ def test_two_referents_compare_the_two_objects_a_question_names():
     accuracy = model.evaluate([questions[2500:], grids[2500:]], same[2500:], verbose=0)[1]
     assert accuracy > 0.9  # chance: 0.5
     assert model.layers[-2].get_config()["referents"] == 2
+
+
+def test_the_overlap_penalty_is_a_training_loss_that_pulls_the_referents_apart():
+    keras.utils.set_random_seed(2)
+    rng = np.random.default_rng(2)
+    grids, questions, shape, _ = _scenes(512, rng)
+    question, grid = keras.Input((3,)), keras.Input((4, 4, 4))
+    layer = ReferentRelation(16, blocks=0, referents=2, overlap=5.0)
+    model = keras.Model(
+        [question, grid], keras.layers.Dense(2, activation="softmax")(layer([question, grid]))
+    )
+    model([questions[:64], grids[:64]])
+    (before,) = model.losses
+    assert 0.0 <= float(before) <= 5.0
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit([questions, grids], shape, batch_size=64, epochs=5, verbose=0)
+    model([questions[:64], grids[:64]])
+    (after,) = model.losses
+    assert float(after) < 0.5 * float(before)
+    assert layer.get_config()["overlap"] == 5.0
+    assert ReferentRelation.from_config(layer.get_config()).overlap == 5.0
+    # None without it, and a negative weight is refused in one line.
+    plain = ReferentRelation(16, blocks=0, referents=2)
+    plain([questions[:4], grids[:4]])
+    assert plain.losses == []
+    with pytest.raises(ValueError, match="overlap must be 0 or more"):
+        ReferentRelation(16, referents=2, overlap=-1.0)

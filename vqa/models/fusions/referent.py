@@ -45,6 +45,9 @@ class ReferentRelation(keras.layers.Layer):
         channels: channels of those blocks.
         depth: layers of g (>= 1).
         referents: objects found and related to every cell (>= 1).
+        overlap: with 2 or more referents, the weight of a training loss on how much
+            their attentions overlap (the mean over pairs of sum_i w_a[i] * w_b[i]), so
+            that they find different objects (0: none).
 
     Call arguments:
         inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, c]; with the
@@ -63,6 +66,7 @@ class ReferentRelation(keras.layers.Layer):
         channels: int = 32,
         depth: int = 2,
         referents: int = 1,
+        overlap: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -70,7 +74,9 @@ class ReferentRelation(keras.layers.Layer):
         if blocks < 0:
             raise ValueError(f"blocks must be 0 or more. Received: blocks={blocks}")
         self.units, self.blocks, self.channels, self.depth = units, blocks, channels, depth
-        self.referents = referents
+        if overlap < 0:
+            raise ValueError(f"overlap must be 0 or more. Received: overlap={overlap}")
+        self.referents, self.overlap = referents, float(overlap)
         self.supports_masking = True  # the word states come masked; the ids mark padding
 
     def compute_mask(self, inputs, mask=None):
@@ -147,7 +153,7 @@ class ReferentRelation(keras.layers.Layer):
 
         keys = self.find_cell(cells)  # [b, n, u]
         h = self.g_cell(cells) + ops.expand_dims(self.g_question(question), 1)  # [b, n, u]
-        about = []
+        about, found = [], []
         first = (self.find_question, self.find_score, self.g_referent, self.g_offset)
         queries = [layers[0](question) for layers in [first, *self.more_referents]]  # [b, u]
         if self.word_reads:  # each referent's own reading of the words
@@ -164,6 +170,7 @@ class ReferentRelation(keras.layers.Layer):
             # Find: which cell the question names.
             hidden = ops.tanh(keys + ops.expand_dims(query, 1))  # [b, n, u]
             weights = ops.softmax(ops.squeeze(find_score(hidden), -1), axis=-1)  # [b, n]
+            found.append(weights)
             referent = ops.sum(ops.expand_dims(weights, -1) * cells, axis=1)  # [b, c + 2]
             # Relate: every cell to the referent, with its offset from it.
             offset = xy - ops.expand_dims(referent[:, -2:], 1)  # [b, n, 2]
@@ -172,6 +179,13 @@ class ReferentRelation(keras.layers.Layer):
             )  # [b, n, 3]
             about.append(g_referent(referent))  # [b, u]
             h = h + g_offset(geometry) + ops.expand_dims(about[-1], 1)
+        if self.overlap and len(found) > 1:
+            pairs = [
+                ops.sum(found[a] * found[b], axis=-1)
+                for a in range(len(found))
+                for b in range(a + 1, len(found))
+            ]  # each [b], 0 (apart) to 1 (the same one cell)
+            self.add_loss(self.overlap * ops.mean(ops.stack(pairs, axis=-1)))
         h = ops.relu(h)
         for layer in self.g:
             h = layer(h)
@@ -192,4 +206,5 @@ class ReferentRelation(keras.layers.Layer):
             "channels": self.channels,
             "depth": self.depth,
             "referents": self.referents,
+            "overlap": self.overlap,
         }
