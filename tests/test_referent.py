@@ -104,3 +104,30 @@ def test_the_overlap_penalty_is_a_training_loss_that_pulls_the_referents_apart()
     assert plain.losses == []
     with pytest.raises(ValueError, match="overlap must be 0 or more"):
         ReferentRelation(16, referents=2, overlap=-1.0)
+
+
+def test_the_explaining_model_gives_each_referents_map_and_the_same_answers(tmp_path):
+    from conftest import SMALL_MODEL
+
+    from vqa.config import ModelConfig
+    from vqa.models import build_model
+    from vqa.models.builder import attention_model, model_inputs
+
+    options = {"blocks": 1, "channels": 4, "referents": 2}
+    config = ModelConfig(
+        **SMALL_MODEL, image_encoder="small_cnn", fusion="referent", fusion_options=options
+    )
+    model = build_model(config, vocab_size=10, num_answers=5)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras", compile=False, safe_mode=True)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (3, 32, 32, 3)).astype("float32")
+    tokens = rng.integers(1, 10, (3, config.max_question_length)).astype("int32")
+    for m in (model, loaded):
+        explained, grid = attention_model(m)
+        assert grid == (4, 4)  # the small CNN's 8x8 grid, after one strided block
+        inputs = model_inputs(m, pixels, tokens)
+        answers, weights = explained.predict_on_batch(inputs)
+        np.testing.assert_allclose(answers, m.predict_on_batch(inputs), rtol=1e-5, atol=1e-6)
+        assert weights.shape == (3, 2, 16)
+        np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)

@@ -92,6 +92,12 @@ def test_a_hop_looking_at_the_first_object_is_counted_on_it(scenes_data):
     assert (table["accuracy"] == 100).all()
     everywhere = table[table["hop"] == 1]
     assert (everywhere["weight"] < 0.5).all() and (everywhere["over_half"] == 0).all()
+    # Only the questions on the images given (the run's validation images, for one).
+    image = questions[0]["image_filename"]
+    named = [q for q in questions if scenes.FORMS[q["question_family_index"]] in TEMPLATES]
+    on_it = sum(q["image_filename"] == image for q in named)
+    some = probe(SimpleNamespace(answer_batch=answer_batch), scenes_data, images={f"test/{image}"})
+    assert some.groupby("template")["n"].first().sum() == on_it
 
 
 def test_a_real_run_is_probed_and_one_without_attention_refused(

@@ -65,12 +65,7 @@ class Answerer(AnswererBase):
         self.max_question_length = config.model.max_question_length
         self.preprocessing = preprocessing(config)
         # The same weights, also giving the attention weights; None without attention.
-        self._explained = attention_model(model)
-        self.grid_shape = (
-            tuple(model.get_layer("cells").input.shape[1:3])
-            if self._explained is not None
-            else None
-        )
+        self._explained, self.grid_shape = attention_model(model) or (None, None)
 
     @classmethod
     def load(cls, run_dir: str | Path) -> Answerer:

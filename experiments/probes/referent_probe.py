@@ -2,19 +2,23 @@
 
     python experiments/probes/referent_probe.py RUN DATA [--split test] [--questions 400]
 
-RUN is a finished run with attention; DATA a prepared scenes dataset (`vqa prepare
-scenes`), which keeps the CLEVR JSON under DATA/clevr/: each question's program, each
-object's centre and size. For each template that names objects, the program is run on
-the scene to find them ("query attribute": the one object; "compare attribute": the
-two; "relate query" and "closest query": the anchor, then the object asked about), and
-each hop's attention on the grid cells under each object's box is summed. Printed per
-template: the accuracy, and per hop and object the mean weight on it and the share of
-questions where it holds more than half (experiments/notes/scenes.md).
+RUN is a finished run with attention (stacked attention's hops, or the referent fusion's
+referents, each a "hop" here); `--split validation` reads the run's own held-out
+training images (RUN/validation_images.json), never the test split. DATA is a prepared
+scenes dataset (`vqa prepare scenes`), which keeps the CLEVR JSON under DATA/clevr/:
+each question's program, each object's centre and size. For each template that names
+objects, the program is run on the scene to find them ("query attribute": the one
+object; "compare attribute": the two; "relate query" and "closest query": the anchor,
+then the object asked about), and each hop's attention on the grid cells under each
+object's box is summed. Printed per template: the accuracy, and per hop and object the
+mean weight on it and the share of questions where it holds more than half
+(experiments/notes/scenes.md).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -47,10 +51,18 @@ def object_cells(obj: dict, rows: int, cols: int) -> list[int]:
 
 
 def probe(
-    answerer, data: Path, split: str = "test", questions: int = 400, batch_size: int = 64
+    answerer,
+    data: Path,
+    split: str = "test",
+    questions: int = 400,
+    batch_size: int = 64,
+    images: set[str] | None = None,
 ) -> pd.DataFrame:
-    """One row per (template, hop, object): n, accuracy, mean weight, share > 0.5."""
+    """One row per (template, hop, object): n, accuracy, mean weight, share > 0.5; only
+    the questions on `images` ("split/file name") where given."""
     asked, scenes = read_split(data, split)
+    if images is not None:
+        asked = [q for q in asked if f"{split}/{q['image_filename']}" in images]
     rows = []
     for template in TEMPLATES:
         chosen = [q for q in asked if FORMS[q["question_family_index"]] == template][:questions]
@@ -95,12 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("data", type=Path)
-    parser.add_argument("--split", default="test")
+    parser.add_argument("--split", default="test", help="test, train or validation (RUN's)")
     parser.add_argument("--questions", type=int, default=400, help="per template")
     args = parser.parse_args(argv)
     from vqa import Answerer
 
-    table = probe(Answerer.load(args.run), args.data, args.split, args.questions)
+    split, images = args.split, None
+    if split == "validation":  # the run's held-out images of the training split
+        split, images = "train", set(json.loads((args.run / "validation_images.json").read_text()))
+    table = probe(Answerer.load(args.run), args.data, split, args.questions, images=images)
     print(
         "weight: the hop's attention summed over the cells under the object (mean over "
         "questions); over_half: % of questions where that sum is above 0.5"

@@ -197,11 +197,30 @@ def model_inputs(model: keras.Model, images: np.ndarray, questions: np.ndarray) 
     }
 
 
-def attention_model(model: keras.Model) -> keras.Model | None:
-    """A model giving [answers, attention weights [batch, hops, cells]] for a model with
-    stacked attention (its own or a loaded one); None for one without."""
-    try:
-        layer = model.get_layer("attention")
-    except ValueError:
+def attention_model(model: keras.Model) -> tuple[keras.Model, tuple[int, int]] | None:
+    """For a model that attends over its grid (stacked attention, or the referent
+    fusion's referents; its own or a loaded one): a model giving [answers, attention
+    weights [batch, hops, cells]], and the (rows, cols) those cells make. None without."""
+    names = {layer.name for layer in model.layers}
+    if "attention" in names:
+        weights = model.get_layer("attention").output[1]
+        grid = tuple(model.get_layer("cells").input.shape[1:3])
+    elif "referent" in names:
+        layer = model.get_layer("referent")
+        weights = _WhereItLooks(layer, name="where_it_looks")(layer.input)
+        grid = layer.looked_grid(layer.input[1].shape)
+    else:
         return None
-    return keras.Model(model.inputs, [model.outputs[0], layer.output[1]])
+    return keras.Model(model.inputs, [model.outputs[0], weights]), grid
+
+
+class _WhereItLooks(keras.layers.Layer):
+    """A fusion's own attention weights, as a layer of the explaining model (the fusion's
+    weights, shared)."""
+
+    def __init__(self, fusion: keras.layers.Layer, **kwargs):
+        super().__init__(**kwargs)
+        self.fusion = fusion
+
+    def call(self, inputs):
+        return self.fusion.where_it_looks(inputs)

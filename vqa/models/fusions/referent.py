@@ -139,8 +139,9 @@ class ReferentRelation(keras.layers.Layer):
         self.pick_score = dense(1, (None, None, u), "pick_score")
         self.f = dense(u, (None, (2 + self.referents) * u), "f", activation="relu")
 
-    def call(self, inputs, training=None):
-        question, grid = inputs[:2]  # [b, q], [b, rows, cols, c]
+    def _cells(self, question, grid, training):
+        """The question-conditioned blocks' cells with their (x, y): [b, n, c + 2], and
+        the coordinates [1, n, 2]."""
         x = grid
         for conv, norm, film in zip(self.convs, self.norms, self.films):
             x = ops.relu(modulate(norm(conv(x), training=training), film(question)))
@@ -150,12 +151,15 @@ class ReferentRelation(keras.layers.Layer):
         cells = ops.concatenate(
             [cells, ops.broadcast_to(xy, (ops.shape(cells)[0], ops.shape(cells)[1], 2))], axis=-1
         )  # [b, n, c + 2]
+        return cells, xy
 
+    def _find(self, inputs, cells) -> list:
+        """Each referent's attention over the cells: `referents` weights [b, n]."""
+        question = inputs[0]
         keys = self.find_cell(cells)  # [b, n, u]
-        h = self.g_cell(cells) + ops.expand_dims(self.g_question(question), 1)  # [b, n, u]
-        about, found = [], []
-        first = (self.find_question, self.find_score, self.g_referent, self.g_offset)
-        queries = [layers[0](question) for layers in [first, *self.more_referents]]  # [b, u]
+        scores = [self.find_score] + [layers[1] for layers in self.more_referents]
+        queries = [self.find_question(question)]
+        queries += [layers[0](question) for layers in self.more_referents]  # [b, u]
         if self.word_reads:  # each referent's own reading of the words
             states, ids = inputs[2:]
             word_keys = self.word_keys(states)  # [b, L, u]
@@ -164,13 +168,31 @@ class ReferentRelation(keras.layers.Layer):
                     word_score(ops.tanh(word_keys + ops.expand_dims(word_query(question), 1))), -1
                 )  # [b, L]
                 queries[j] = queries[j] + word_value(read_words(logits, states, ids))
-        for query, (_, find_score, g_referent, g_offset) in zip(
-            queries, [first, *self.more_referents]
-        ):
-            # Find: which cell the question names.
-            hidden = ops.tanh(keys + ops.expand_dims(query, 1))  # [b, n, u]
-            weights = ops.softmax(ops.squeeze(find_score(hidden), -1), axis=-1)  # [b, n]
-            found.append(weights)
+        return [
+            ops.softmax(ops.squeeze(score(ops.tanh(keys + ops.expand_dims(query, 1))), -1), axis=-1)
+            for query, score in zip(queries, scores)
+        ]
+
+    def where_it_looks(self, inputs):
+        """The referents' attention [b, referents, n] at inference: what `explain` draws."""
+        cells, _ = self._cells(inputs[0], inputs[1], training=False)
+        return ops.stack(self._find(inputs, cells), axis=1)
+
+    def looked_grid(self, grid_shape) -> tuple[int, int]:
+        """The (rows, cols) those n cells make, from the grid input's shape."""
+        rows, cols = grid_shape[1:3]
+        for _ in range(self.blocks):  # each strided block, padding "same": ceil(x / 2)
+            rows, cols = -(-rows // 2), -(-cols // 2)
+        return rows, cols
+
+    def call(self, inputs, training=None):
+        question, grid = inputs[:2]  # [b, q], [b, rows, cols, c]
+        cells, xy = self._cells(question, grid, training)
+        found = self._find(inputs, cells)  # Find: which cells the question names.
+        h = self.g_cell(cells) + ops.expand_dims(self.g_question(question), 1)  # [b, n, u]
+        about = []
+        relate = [(self.g_referent, self.g_offset)] + [layers[2:] for layers in self.more_referents]
+        for weights, (g_referent, g_offset) in zip(found, relate):
             referent = ops.sum(ops.expand_dims(weights, -1) * cells, axis=1)  # [b, c + 2]
             # Relate: every cell to the referent, with its offset from it.
             offset = xy - ops.expand_dims(referent[:, -2:], 1)  # [b, n, 2]
