@@ -9,6 +9,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pandas as pd
 import pytest
+import tiny_backbone  # noqa: F401  (registers the tests' backbone, test_tiny)
 from PIL import Image, ImageDraw
 
 from data_prep.common import write_prepared

@@ -107,3 +107,9 @@ def test_the_configuration_reference_matches_the_code():
         assert f"`keras.layers.{unit.layer.__name__}`" in row, name
         assert f"`keras.layers.{unit.cell.__name__}`" in row, name
         assert f"| {unit.states}" in row, name
+    from vqa.features.backbones import BACKBONES
+
+    section = text.split("## Image encoders", 1)[1].split("\n## ", 1)[0]
+    for name in BACKBONES:
+        if not name.startswith("test_"):  # registered by the tests
+            assert f"`{name}`" in section, name

@@ -448,7 +448,7 @@ def test_help_shows_defaults_choices_and_an_example(command, capsys):
         assert "(default: none)" in text and "{none,mirrored,multi-worker,data-parallel}" in text
         assert "override train.epochs (default: 10)" in text and "batch_size 64" in text
     if command == "extract":
-        assert "{efficientnet_lite0," in text and "(default: efficientnet_lite0)" in text
+        assert "backbone registered in" in text and "(default: efficientnet_lite0)" in text
 
 
 def test_a_small_run_says_what_to_raise(tiny_run):

@@ -134,7 +134,7 @@ def test_its_options_are_checked_before_any_data_is_read(tmp_path):
 
 def test_every_kind_shares_one_registry_and_its_errors():
     from vqa.models.decoders import DECODERS, get_decoder, register_decoder
-    from vqa.models.registry import Registry
+    from vqa.registry import Registry
 
     assert isinstance(FUSIONS, Registry) and isinstance(DECODERS, Registry)
     with pytest.raises(ConfigError, match=r"Unknown decoder 'atention'.*Did you mean 'attention'"):
@@ -209,3 +209,28 @@ def test_the_vanilla_rnn_encodes_questions_and_decodes_captions_up_to_four_layer
         ModelConfig(question_layers=5)
     with pytest.raises(ConfigError, match="decoder_layers must be 1 to 4"):
         ModelConfig(decoder_layers=5)
+
+
+def test_vqa_plugins_registers_a_users_components_for_every_command(tmp_path, monkeypatch, capsys):
+    """`VQA_PLUGINS=module vqa ...` imports the module first (the distribute tests train
+    on the tests' own backbone that way, in subprocesses); one that cannot be imported
+    is a one-line error."""
+    from vqa.cli import main
+    from vqa.features.backbones import BACKBONES
+
+    (tmp_path / "my_backbones.py").write_text(
+        "from tiny_backbone import tiny_cnn\n"
+        "from vqa.features.backbones import Backbone, register_backbone\n"
+        "register_backbone(Backbone('test_mine', 16, ('m.h5', 'm.h5'), tiny_cnn))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("VQA_PLUGINS", " my_backbones, ")
+    assert main(["classify", str(tmp_path / "none.png"), "--backbone", "test_mine"]) == 1
+    assert "test_mine" in BACKBONES and "Unknown backbone" not in capsys.readouterr().err
+    monkeypatch.setenv("VQA_PLUGINS", "no_such_module_of_mine")
+    assert main(["classify", str(tmp_path / "none.png")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "error: VQA_PLUGINS names 'no_such_module_of_mine', which cannot be imported: "
+        "No module named 'no_such_module_of_mine'"
+    )

@@ -27,6 +27,17 @@ FORBIDDEN = {
     ),
     "vqa.metrics": ("vqa.", "data_prep"),
     "vqa.errors": ("vqa.", "data_prep"),
+    # The registries' one mechanism: below every kind of component it registers.
+    "vqa.registry": (
+        "vqa.config",
+        "vqa.models",
+        "vqa.features",
+        "vqa.data",
+        "vqa.training",
+        "vqa.answering",
+        "vqa.evaluation",
+        "data_prep",
+    ),
     "vqa.runs.atomic": ("vqa.", "data_prep"),
     # The run directory, its model card, atomic writes and locks: below all but errors
     # and metrics (vqa.runtime reads them without TensorFlow).

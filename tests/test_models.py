@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from conftest import SMALL_MODEL
 
-from vqa import config as config_module
 from vqa.config import ModelConfig
 from vqa.features.backbones import grid_shape
 from vqa.models import (
@@ -159,7 +158,7 @@ def test_elementwise_fusion_is_a_product_of_projections():
     np.testing.assert_allclose(out, expected, rtol=1e-6)
 
 
-def test_config_choices_match_the_registries():
+def test_the_registries_hold_the_built_in_components():
     assert {"concat", "elementwise", "mfb", "relation", "film", "referent"} <= set(FUSIONS)
     assert {n for n, c in FUSIONS.items() if c.reads == "grid"} >= {"relation", "film", "referent"}
     assert {"small_cnn", "conditioned_cnn", "pretrained"} <= set(IMAGE_ENCODERS)
@@ -168,7 +167,24 @@ def test_config_choices_match_the_registries():
     assert {"lstm", "gru"} <= set(RECURRENT)
     from vqa.features.backbones import BACKBONES
 
-    assert set(config_module.BACKBONE_CHOICES) == set(BACKBONES)
+    assert {"efficientnet_lite0", "mobilenet_v2", "resnet50", "efficientnet_b0"} <= set(BACKBONES)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(backbone="vgg99"), "Unknown backbone 'vgg99'.*register_backbone adds one"),
+        (dict(backbone="mobilenet"), "Did you mean 'mobilenet_v2'"),
+    ],
+)
+def test_the_backbone_is_checked_against_its_registry_when_a_run_starts(tmp_path, kwargs, match):
+    from vqa.config import Config
+    from vqa.errors import ConfigError
+    from vqa.training import train
+
+    with pytest.raises(ConfigError, match=match):
+        train(tmp_path / "no-such-data", tmp_path / "run", Config(ModelConfig(**kwargs)), verbose=0)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(
@@ -225,7 +241,8 @@ def test_two_rate_adam_slows_only_the_named_variables():
 def test_attention_weights_are_reachable_and_sum_to_one():
     config = ModelConfig(image_encoder="small_cnn", attention_hops=2, **SMALL)
     model = build(config, vocab_size=10, num_answers=5)
-    probe = builder.attention_model(model)
+    probe, grid = builder.attention_model(model)
+    assert grid == (8, 8)  # 32 px -> 8x8 grid
     probs, weights = (keras.ops.convert_to_numpy(t) for t in probe(_inputs(config)))
     assert probs.shape == (3, 5) and weights.shape == (3, 2, 8 * 8)  # 32 px -> 8x8 grid
     np.testing.assert_allclose(weights.sum(axis=-1), 1.0, rtol=1e-5)

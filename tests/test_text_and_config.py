@@ -127,7 +127,7 @@ def test_the_flat_model_section_of_vqa_0_1_still_loads(tmp_path):
         ),
         ("training:\n  epochs: 2\n", "Unknown config section"),
         ("train:\n  validation_fraction: 1.5\n", "validation_fraction"),
-        ("image:\n  backbone: vgg99\n", "Unknown backbone"),
+        ("image:\n  backbone: ''\n", "backbone must name a component"),
         ("- a\n- b\n", "mapping"),
         ("train:\n  epochs: 2.5\n", "expected int"),
         ("train:\n  epochs: true\n", "expected int"),

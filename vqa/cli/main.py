@@ -34,7 +34,7 @@ def _add_evaluator_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vqa.config import BACKBONE_CHOICES, ModelConfig, TrainConfig
+    from vqa.config import ModelConfig, TrainConfig
 
     default_backbone = ModelConfig.backbone  # the config's default is the only one
     parser = argparse.ArgumentParser(
@@ -218,7 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extract", help="compute a backbone's grid features of every image, once")
     p.add_argument("data", help="prepared dataset directory")
     p.add_argument(
-        "--backbone", default=default_backbone, choices=BACKBONE_CHOICES, help="the pretrained CNN"
+        "--backbone",
+        default=default_backbone,
+        help="the pretrained CNN: a backbone registered in vqa.features.backbones",
     )
     p.add_argument("--weights", help="local weights file instead of the default ImageNet ones")
     p.add_argument(
@@ -244,7 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("classify", help="top ImageNet classes of an image (backbone check)")
     p.add_argument("image")
     p.add_argument(
-        "--backbone", default=default_backbone, choices=BACKBONE_CHOICES, help="the pretrained CNN"
+        "--backbone",
+        default=default_backbone,
+        help="the pretrained CNN: a backbone registered in vqa.features.backbones",
     )
     p.add_argument("--weights", help="local weights file instead of the default ImageNet ones")
     p.add_argument("--top-k", type=int, default=5)
@@ -263,6 +267,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+PLUGINS_ENV = "VQA_PLUGINS"
+
+
+def load_plugins() -> None:
+    """Import the modules $VQA_PLUGINS names (comma-separated), so that the components
+    they register (image encoders, fusions, recurrent units, attentions, decoders,
+    backbones) are every command's, as vqa's own are."""
+    from vqa.startup import import_quietly
+
+    for name in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
+        try:
+            import_quietly(name)
+        except ImportError as exc:
+            raise VQAError(
+                f"{PLUGINS_ENV} names {name!r}, which cannot be imported: {exc}"
+            ) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -279,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     try:
+        load_plugins()
         code = args.func(args)  # a command that partly failed returns 1 (ask --batch)
     except VQAError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -14,7 +14,6 @@ from typing import Any
 
 from vqa.config import checks
 from vqa.config.checks import (  # noqa: F401
-    BACKBONE_CHOICES,
     INPUT_CHOICES,
     LEARNING_RATE_SCHEDULES,
     POOL_CHOICES,

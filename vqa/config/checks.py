@@ -10,13 +10,11 @@ from typing import Any
 
 from vqa.errors import ConfigError
 
-# Names a config may use; the registries in vqa.models hold what they build (a test
-# keeps the two in step, so that config validation needs no Keras import). Image
-# encoders, fusions, decoders and recurrent units are checked against their own
-# registries (vqa.models) when a model is built or a run starts: one registered by the
-# user's code is as valid as a built-in one.
+# The choices a config's plain fields may take. Image encoders, fusions, decoders,
+# recurrent units and backbones are checked against their own registries (vqa.models,
+# vqa.features.backbones) when a model is built or a run starts: one registered by the
+# user's code is as valid as a built-in one, and config validation needs no Keras.
 INPUT_CHOICES = ("both", "question", "image")  # question / image: the one-branch baselines
-BACKBONE_CHOICES = ("efficientnet_lite0", "mobilenet_v2", "resnet50", "efficientnet_b0")
 LEARNING_RATE_SCHEDULES = ("constant", "cosine")
 POOL_CHOICES = ("max", "flatten")
 
@@ -24,10 +22,7 @@ POOL_CHOICES = ("max", "flatten")
 def check_image(model) -> None:
     """The image section: the encoder, its backbone or CNN, the pooling."""
     check_name("image_encoder", model.image_encoder, "vqa.models.image_encoders")
-    if model.backbone not in BACKBONE_CHOICES:
-        raise ConfigError(
-            f"Unknown backbone {model.backbone!r}. Expected one of {list(BACKBONE_CHOICES)}."
-        )
+    check_name("backbone", model.backbone, "vqa.features.backbones")
     if model.backbone_image_size and (
         model.backbone_image_size < 32 or model.backbone_image_size % 32
     ):

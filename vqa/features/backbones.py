@@ -6,7 +6,9 @@ itself (its first layers), so a caller never needs to know which normalisation a
 network was trained with. Without the top it outputs a spatial grid
 [batch, image_size/32, image_size/32, channels]; with it, ImageNet class probabilities.
 
-Adding a backbone is one entry in BACKBONES.
+Adding a backbone is one call, from vqa's code or the user's:
+
+    register_backbone(Backbone("mine", grid_channels, weights_files, constructor))
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import numpy as np
 from PIL import Image
 
 from vqa.data.images import open_image, resize_and_crop
-from vqa.errors import VQAError
+from vqa.errors import ConfigError, VQAError
+from vqa.registry import Registry
 from vqa.runs.atomic import atomic_write
 
 log = logging.getLogger(__name__)
@@ -227,55 +230,63 @@ def get_backbone(name: str, image_size: int | None = None) -> Backbone:
     the long side centre-cropped: no ImageNet-style border crop, which would cut an eighth
     off images that are about that small already. The grid is image_size / 32 cells a side.
     """
-    if name not in BACKBONES:
-        raise VQAError(f"Unknown backbone {name!r}. Expected one of {sorted(BACKBONES)}.")
-    spec = BACKBONES[name]
+    spec = BACKBONES.named(name)  # an unknown name: a ConfigError naming the nearest
     if image_size is None or image_size == spec.image_size:
         return spec
     if image_size < 32 or image_size % 32:
-        raise VQAError(
-            f"A backbone's image size must be a multiple of 32 (32 or more). Received: {image_size}"
+        raise ConfigError(
+            "backbone_image_size must be 0 (suit the dataset) or a multiple of 32 (32 or "
+            f"more). Received: {image_size}"
         )
     return dataclasses.replace(spec, image_size=image_size, resize_short_side=image_size)
 
 
 _CAFFE_BGR_MEAN = ((103.939, 116.779, 123.68), (1.0, 1.0, 1.0), True)
-BACKBONES: dict[str, Backbone] = {
-    b.name: b
-    for b in (
-        Backbone(
-            "efficientnet_lite0",
-            1280,  # converted into cache_dir() the first time it is built
-            ("efficientnet_lite0.weights.h5", "efficientnet_lite0.weights.h5"),
+BACKBONES = Registry("backbone", "vqa.features.backbones.register_backbone")
+
+
+def register_backbone(spec: Backbone) -> Backbone:
+    """Make the backbone available as `backbone: spec.name` (in a config, `vqa extract
+    --backbone`, `vqa classify`)."""
+    if not isinstance(spec, Backbone):
+        raise TypeError(f"A backbone is a Backbone spec. Received: {spec!r}")
+    return BACKBONES.add(spec.name, spec)
+
+
+for _spec in (
+    Backbone(
+        "efficientnet_lite0",
+        1280,  # converted into cache_dir() the first time it is built
+        ("efficientnet_lite0.weights.h5", "efficientnet_lite0.weights.h5"),
+    ),
+    Backbone(
+        "mobilenet_v2",
+        1280,
+        (
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
+            "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
         ),
-        Backbone(
-            "mobilenet_v2",
-            1280,
-            (
-                "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
-                "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
-            ),
-            keras.applications.MobileNetV2,
-            ((127.5,) * 3, (127.5,) * 3, False),
+        keras.applications.MobileNetV2,
+        ((127.5,) * 3, (127.5,) * 3, False),
+    ),
+    Backbone(
+        "resnet50",
+        2048,
+        (
+            "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+            "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
         ),
-        Backbone(
-            "resnet50",
-            2048,
-            (
-                "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
-                "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-            ),
-            keras.applications.ResNet50,
-            _CAFFE_BGR_MEAN,
-        ),
-        Backbone(
-            "efficientnet_b0",
-            1280,
-            ("efficientnetb0.h5", "efficientnetb0_notop.h5"),
-            keras.applications.EfficientNetB0,
-        ),  # normalises its input itself
-    )
-}
+        keras.applications.ResNet50,
+        _CAFFE_BGR_MEAN,
+    ),
+    Backbone(
+        "efficientnet_b0",
+        1280,
+        ("efficientnetb0.h5", "efficientnetb0_notop.h5"),
+        keras.applications.EfficientNetB0,
+    ),  # normalises its input itself
+):
+    register_backbone(_spec)
 
 
 def grid_shape(backbone: str, image_size: int = 0) -> tuple[int, int, int]:

@@ -11,7 +11,7 @@ from keras import ops
 from vqa.models.checks import check_sizes
 from vqa.models.grid import coordinates
 from vqa.models.losses import soft_crossentropy
-from vqa.models.registry import Registry
+from vqa.registry import Registry
 
 ATTENTIONS = Registry("attention", "vqa.models.attention.register_attention")
 
@@ -23,7 +23,7 @@ def register_attention(name: str):
 
 def get_attention(name: str) -> type:
     """The attention registered as `name`; an unknown name is a one-line ConfigError."""
-    return ATTENTIONS.get_class(name)
+    return ATTENTIONS.named(name)
 
 
 def _scorers(

@@ -15,7 +15,7 @@ from keras import ops
 
 from vqa.models.attention import CellDrawing
 from vqa.models.recurrent import get_recurrent
-from vqa.models.registry import Registry
+from vqa.registry import Registry
 
 DECODERS = Registry("decoder", "vqa.models.decoders.register_decoder")
 
@@ -32,7 +32,7 @@ def register_decoder(name: str):
 
 
 def get_decoder(name: str) -> type:
-    return DECODERS.get_class(name)
+    return DECODERS.named(name)
 
 
 class CaptionDecoder(keras.layers.Layer):

@@ -22,7 +22,7 @@ from keras import ops
 from vqa.config import ModelConfig
 from vqa.errors import ConfigError
 from vqa.models.grid import modulate
-from vqa.models.registry import Registry
+from vqa.registry import Registry
 
 IMAGE_ENCODERS = Registry("image encoder", "vqa.models.image_encoders.register_image_encoder")
 
@@ -71,7 +71,7 @@ def register_image_encoder(name: str):
 def get_image_encoder(config: ModelConfig) -> ImageEncoder:
     """The encoder `config.image_encoder` names, its rules checked; an unknown name is a
     one-line ConfigError."""
-    encoder = IMAGE_ENCODERS.get_class(config.image_encoder)(config)
+    encoder = IMAGE_ENCODERS.named(config.image_encoder)(config)
     encoder.check()
     return encoder
 

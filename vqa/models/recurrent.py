@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import keras
 
-from vqa.models.registry import Registry
+from vqa.registry import Registry
 
 RECURRENT = Registry("recurrent unit", "vqa.models.recurrent.register_recurrent")
 
@@ -35,7 +35,7 @@ def register_recurrent(name: str):
 
 def get_recurrent(name: str) -> type[Recurrent]:
     """The unit registered as `name`; an unknown name is a one-line ConfigError."""
-    return RECURRENT.get_class(name)
+    return RECURRENT.named(name)
 
 
 @register_recurrent("lstm")

@@ -17,7 +17,7 @@ from vqa.data.captions import CaptionBatches, caption_vocabulary
 from vqa.data.dataset import PreparedDataset
 from vqa.data.text import Vocabulary
 from vqa.errors import DatasetError
-from vqa.features.backbones import model_grid_shape
+from vqa.features.backbones import get_backbone, model_grid_shape
 from vqa.features.cache import FeatureCache
 from vqa.features.extract import image_table
 from vqa.models import build_captioner, get_decoder
@@ -55,6 +55,7 @@ def train_captioner(
     get_decoder(config.model.decoder)  # registered components, before any data is read
     get_recurrent(config.model.decoder_cell)
     get_image_encoder(config.model)
+    get_backbone(config.model.backbone, config.model.backbone_image_size or None)
     with locks.exclusive(out, "training"):
         return _train(
             dataset, Path(out), config.for_dataset(dataset), verbose, overwrite, callbacks

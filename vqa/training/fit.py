@@ -72,6 +72,7 @@ def checked_config(config: Config) -> Config:
     its options) and the fusion's options written without their defaults, as a run
     records it."""
     get_image_encoder(config.model)
+    get_backbone(config.model.backbone, config.model.backbone_image_size or None)
     get_recurrent(config.model.question_encoder)
     check_fusion(config.model)
     canonical = canonical_options(config.model)

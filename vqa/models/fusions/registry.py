@@ -27,7 +27,7 @@ from typing import Any
 
 from vqa.config import ModelConfig
 from vqa.errors import ConfigError
-from vqa.models.registry import Registry, constructor_options
+from vqa.registry import Registry, constructor_options
 
 READS = ("vector", "grid")
 FUSIONS = Registry("fusion", "vqa.models.fusions.register_fusion")  # name -> layer class
@@ -68,7 +68,7 @@ def fusion_options(cls: type) -> dict[str, Any]:
 
 
 def get_fusion(name: str) -> type:
-    return FUSIONS.get_class(name)
+    return FUSIONS.named(name)
 
 
 def check_fusion(model_config, construct: bool = True) -> type:
