@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import tiny_backbone
 from conftest import TINY_CONFIG, make_tiny_dataset
 from scipy import sparse
 
@@ -43,6 +44,7 @@ TIMEOUT = 300  # seconds a training subprocess may take before the test fails
 GRID_CONFIG = Config(
     ModelConfig(
         image_encoder="pretrained",
+        backbone=tiny_backbone.NAME,  # the tests' own: VQA_PLUGINS in the subprocesses
         image_dim=16,
         embedding_dim=8,
         question_dim=16,
@@ -136,7 +138,9 @@ def _train(
     """Start `python -m vqa train` on this source tree; its output goes to `.log`."""
     config_file = out.parent / f"{out.name}.yaml"
     save_config(config, config_file)
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    path = os.pathsep.join(
+        p for p in (str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH")) if p
+    )
     log = tempfile.TemporaryFile("w+")
     process = subprocess.Popen(
         [
@@ -151,7 +155,13 @@ def _train(
             str(out),
             *args,
         ],
-        env={**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+        env={
+            **os.environ,
+            "PYTHONPATH": path,
+            "VQA_PLUGINS": "tiny_backbone",  # the tests' backbone, as a user's own is loaded
+            "TF_CPP_MIN_LOG_LEVEL": "3",
+            **(env or {}),
+        },
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,

@@ -43,7 +43,9 @@ def _images():
 
 @pytest.fixture(scope="module")
 def pretrained_run(tmp_path_factory):
-    """A run on cached Lite0 features (the demo's kind): the bundle holds the backbone."""
+    """A run on cached backbone features (the demo's kind; the tests' tiny backbone, the
+    demo test exports the real Lite0): the bundle holds the backbone."""
+    import tiny_backbone
     from conftest import make_tiny_dataset
 
     from vqa.config import Config, ModelConfig
@@ -53,6 +55,7 @@ def pretrained_run(tmp_path_factory):
     config = Config(
         ModelConfig(
             image_encoder="pretrained",
+            backbone=tiny_backbone.NAME,
             image_dim=16,
             embedding_dim=8,
             question_dim=16,

@@ -1,10 +1,14 @@
-"""The feature cache: extraction, resuming, shards, settings checks, training on it."""
+"""The feature cache: extraction, resuming, shards, settings checks, training on it.
+
+With the tests' tiny backbone (tiny_backbone.py), as a user's own would be: what is
+checked is the cache, not the network (the real Lite0: test_features.py, test_demo.py)."""
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import TINY_CONFIG, draw_shape, make_tiny_dataset
+from tiny_backbone import NAME, tiny_cnn
 
 import vqa.features.cache as cache_module
 import vqa.features.extract as extract_module
@@ -15,7 +19,7 @@ from vqa.features.cache import FeatureCache, FeatureCacheError, feature_paths
 from vqa.features.extract import extract_features
 from vqa.training import train
 
-SMALL = {"backbone": "efficientnet_lite0", "batch_size": 2, "chunk_size": 4, "progress": False}
+SMALL = {"backbone": NAME, "batch_size": 2, "chunk_size": 4, "progress": False}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +43,7 @@ def _read(path):
 def test_extract_writes_one_row_per_image(reference, tmp_path):
     features, ids = reference
     # The tiny set's 48 px images are seen at 64 px by default: a 2x2 grid.
-    assert features.shape == (12, 2, 2, 1280) and features.dtype == np.float16
+    assert features.shape == (12, 2, 2, 16) and features.dtype == np.float16
     assert ids == sorted(ids) and len(set(ids)) == 12
     assert np.isfinite(features).all() and features.max() > 0
 
@@ -60,7 +64,7 @@ def test_killed_extraction_resumes_to_the_same_file(reference, tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         extract_features(ds, **SMALL)
     monkeypatch.setattr(cache_module.os, "replace", real_replace)
-    _, _, parts = feature_paths(ds, "efficientnet_lite0")
+    _, _, parts = feature_paths(ds, NAME)
     assert sorted(p.name for p in parts.glob("*.npy") if ".tmp" not in p.name) == ["000000.npy"]
 
     computed = []
@@ -110,9 +114,7 @@ def test_a_short_last_batch_is_padded_to_the_traced_size(reference, tmp_path, mo
     monkeypatch.setattr(
         keras.Model, "predict_on_batch", lambda self, x: sizes.append(len(x)) or real(self, x)
     )
-    path = extract_features(
-        _copy(tmp_path), "efficientnet_lite0", batch_size=5, chunk_size=12, progress=False
-    )
+    path = extract_features(_copy(tmp_path), NAME, batch_size=5, chunk_size=12, progress=False)
     assert sizes == [5, 5, 5]  # 12 images: 5, 5, and 2 padded to 5
     np.testing.assert_allclose(
         _read(path).astype("float32"), reference[0].astype("float32"), rtol=2e-2, atol=2e-2
@@ -122,7 +124,7 @@ def test_a_short_last_batch_is_padded_to_the_traced_size(reference, tmp_path, mo
 def test_feature_cache_reads_rows_in_any_order(reference, tmp_path):
     ds = _copy(tmp_path)
     extract_features(ds, **SMALL)
-    cache = FeatureCache.open(ds, "efficientnet_lite0")
+    cache = FeatureCache.open(ds, NAME)
     rows = np.array([5, 1, 5, 0])
     np.testing.assert_array_equal(cache[rows], reference[0][rows])
     assert cache.rows[reference[1][3]] == 3
@@ -168,18 +170,18 @@ def test_a_cache_cut_short_is_a_clear_error(tmp_path):
 def test_missing_cache_names_the_command(tmp_path):
     ds = _copy(tmp_path)
     with pytest.raises(FeatureCacheError, match="vqa extract"):
-        FeatureCache.open(ds, "efficientnet_lite0")
+        FeatureCache.open(ds, NAME)
 
 
 def test_each_input_size_has_its_own_cache(tmp_path):
     ds = _copy(tmp_path)
     path = extract_features(ds, image_size=224, **SMALL)
-    assert path.name == "efficientnet_lite0.h5"  # the backbone's own size: the plain name
-    assert FeatureCache.open(ds, "efficientnet_lite0", 224).shape == (12, 7, 7, 1280)
+    assert path.name == f"{NAME}.h5"  # the backbone's own size: the plain name
+    assert FeatureCache.open(ds, NAME, 224).shape == (12, 7, 7, 16)
     with pytest.raises(FeatureCacheError, match="--backbone-image-size 96"):
-        FeatureCache.open(ds, "efficientnet_lite0", 96)
-    with pytest.raises(FeatureCacheError, match="efficientnet_lite0-64px features"):
-        FeatureCache.open(ds, "efficientnet_lite0")  # 0: the size that suits these images
+        FeatureCache.open(ds, NAME, 96)
+    with pytest.raises(FeatureCacheError, match=f"{NAME}-64px features"):
+        FeatureCache.open(ds, NAME)  # 0: the size that suits these images
 
 
 def test_train_and_answer_on_cached_features(tmp_path):
@@ -187,6 +189,7 @@ def test_train_and_answer_on_cached_features(tmp_path):
     config = Config(
         ModelConfig(
             image_encoder="pretrained",
+            backbone=NAME,
             image_dim=16,
             embedding_dim=8,
             question_dim=16,
@@ -199,9 +202,9 @@ def test_train_and_answer_on_cached_features(tmp_path):
     summary = train(ds, tmp_path / "run", config, verbose=0)  # extracts the cache first
     # backbone_image_size 0: the 48 px images are seen at 64 px (a 2x2 grid), and the run
     # records that size.
-    assert feature_paths(ds, "efficientnet_lite0", 64)[0].name == "efficientnet_lite0-64px.h5"
-    assert feature_paths(ds, "efficientnet_lite0", 64)[0].is_file()
-    assert not feature_paths(ds, "efficientnet_lite0", 224)[0].exists()
+    assert feature_paths(ds, NAME, 64)[0].name == f"{NAME}-64px.h5"
+    assert feature_paths(ds, NAME, 64)[0].is_file()
+    assert not feature_paths(ds, NAME, 224)[0].exists()
     assert load_config(tmp_path / "run" / "config.yaml").model.backbone_image_size == 64
     assert summary["epochs_run"] == 2
     # The same seed gives the same run whether the cache had to be extracted first or not
@@ -220,8 +223,8 @@ def test_train_and_answer_on_cached_features(tmp_path):
     # The answer from pixels uses the same network as the cache: same grid, same answer.
     image_id = ds.split("test")["image_id"].iloc[0]
     grid = answerer._grids(answerer.preprocessing.pixels(ds.image_path(image_id))[None])[0]
-    cache = FeatureCache.open(ds, "efficientnet_lite0", 64)
-    assert grid.shape == cache.shape[1:] == (2, 2, 1280)
+    cache = FeatureCache.open(ds, NAME, 64)
+    assert grid.shape == cache.shape[1:] == (2, 2, 16)
     np.testing.assert_allclose(
         grid, cache[[cache.rows[image_id]]][0].astype("float32"), rtol=2e-2, atol=2e-2
     )
@@ -235,7 +238,7 @@ def test_train_and_answer_on_cached_features(tmp_path):
 
 def test_extract_command(tmp_path, capsys):
     ds = _copy(tmp_path)
-    assert main(["extract", str(ds.root), "--batch-size", "4"]) == 0
+    assert main(["extract", str(ds.root), "--backbone", NAME, "--batch-size", "4"]) == 0
     assert "features:" in capsys.readouterr().out
     assert main(["extract", str(ds.root), "--shard", "2"]) == 1
     assert "--shard must look like i/N" in capsys.readouterr().err
@@ -246,6 +249,7 @@ def test_fine_tune_trains_the_backbone_end_to_end(tmp_path):
     config = Config(
         ModelConfig(
             image_encoder="pretrained",
+            backbone=NAME,
             image_dim=16,
             embedding_dim=8,
             question_dim=16,
@@ -259,11 +263,12 @@ def test_fine_tune_trains_the_backbone_end_to_end(tmp_path):
     assert not (ds.root / "features").exists()  # no cache needed
     answerer = Answerer.load(tmp_path / "run")
     assert answerer.image_encoder is None  # the backbone is inside the model
-    assert summary["parameters"] > 3_000_000  # backbone + head
     from vqa.features.backbones import get_backbone
 
-    stem = get_backbone("efficientnet_lite0").build().get_layer("stem_conv").get_weights()[0]
-    tuned = answerer.model.get_layer("efficientnet_lite0").get_layer("stem_conv")
+    backbone = get_backbone(NAME).build()
+    assert summary["parameters"] > backbone.count_params()  # backbone + head
+    stem = backbone.get_layer(NAME).get_layer("conv0").get_weights()[0]
+    tuned = answerer.model.get_layer(NAME).get_layer(NAME).get_layer("conv0")
     delta = np.abs(tuned.get_weights()[0] - stem).max()
     assert 0 < delta < 1e-3  # it moved, at the backbone's rate (4 steps of <= 1e-4), not 1e-3
     result = answerer.answer(
@@ -275,19 +280,17 @@ def test_fine_tune_trains_the_backbone_end_to_end(tmp_path):
 
 def test_evaluating_on_new_data_extracts_with_the_runs_weights(tmp_path):
     from vqa.config import TrainConfig
-    from vqa.features.backbones import get_backbone
 
     weights = tmp_path / "other.weights.h5"
-    lite0 = get_backbone("efficientnet_lite0").build(include_top=True)
-    lite0.get_layer("head_bn").set_weights(
-        [w * 1.5 for w in lite0.get_layer("head_bn").get_weights()]
-    )
-    lite0.save_weights(weights)
+    other = tiny_cnn(input_shape=(64, 64, 3))
+    other.get_layer("conv1").set_weights([w * 1.5 for w in other.get_layer("conv1").get_weights()])
+    other.save_weights(weights)
     train_ds = make_tiny_dataset(tmp_path / "a" / "tiny")
     extract_features(train_ds, weights=weights, **SMALL)
     config = Config(
         ModelConfig(
             image_encoder="pretrained",
+            backbone=NAME,
             image_dim=16,
             embedding_dim=8,
             question_dim=16,
@@ -301,7 +304,7 @@ def test_evaluating_on_new_data_extracts_with_the_runs_weights(tmp_path):
     other_ds = make_tiny_dataset(tmp_path / "b" / "tiny")  # no cache yet
     metrics = evaluate_run(tmp_path / "run", other_ds, "test")
     assert metrics["n_questions"] == len(other_ds.split("test"))
-    h5, manifest_path, _ = feature_paths(other_ds, "efficientnet_lite0")
+    h5, manifest_path, _ = feature_paths(other_ds, NAME)
     assert str(weights.resolve()) in manifest_path.read_text()
 
 
@@ -310,7 +313,7 @@ def test_a_shard_being_extracted_is_refused_to_a_second_process(tmp_path):
     import os
 
     ds = _copy(tmp_path)
-    h5, _, parts = feature_paths(ds, "efficientnet_lite0", 64)
+    h5, _, parts = feature_paths(ds, NAME, 64)
     lock = parts.parent / f".{h5.stem}.shard0of1.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT)  # as the other process holds it
