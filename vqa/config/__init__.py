@@ -187,8 +187,9 @@ class TrainConfig:
     # was prepared with (meta.json answer_vocabulary_size), else every training answer.
     max_answers: int | None = None
     clip_norm: float = 0.0  # clip gradients to this global norm (0: no clipping)
-    # Log the gradient reaching each word of the question, ten times an epoch, with the
-    # global norm before clipping (RUN/gradient_flow.csv, .png, TensorBoard).
+    # Log the gradient reaching each word of the question (a caption decoder: from the
+    # loss at each caption's last word), ten times an epoch, with the global norm before
+    # clipping (RUN/gradient_flow.csv, .png, TensorBoard).
     log_gradient_flow: bool = False
     min_word_count: int = 1  # rarer question words map to the unknown token
     seed: int = 0
@@ -204,11 +205,6 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        if self.train.log_gradient_flow and self.model.decoder:
-            raise ConfigError(
-                "log_gradient_flow logs a VQA model's question encoder; a caption "
-                "decoder is not logged yet. Remove it from this config."
-            )
         if self.train.fine_tune and self.model.image_encoder != "pretrained":
             raise ConfigError(
                 "fine_tune needs model.image_encoder: pretrained (a backbone "

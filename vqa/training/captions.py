@@ -133,6 +133,12 @@ def _train(
         set_seed_states(model, state.get("seed_states"))
         initial_epoch = config.train.epochs if state["stopped_early"] else state["next_epoch"]
         log.info("resuming %s at epoch %d", run, initial_epoch + 1)
+    watch = []
+    if config.train.log_gradient_flow:  # on epoch 0's first batch, whenever resumed
+        from vqa.training.gradient_flow import GradientFlow
+
+        fit.start_epoch(0)
+        watch.append(GradientFlow(run, fit[0], len(fit)))
     fit.start_epoch(initial_epoch)
     checkpoint = RunCheckpoint(run, config.train.early_stopping_patience, state, MONITOR)
     start = time.perf_counter()
@@ -144,7 +150,7 @@ def _train(
             initial_epoch=initial_epoch,
             verbose=verbose,
             shuffle=False,
-            callbacks=[checkpoint, *tensorboard(run), *(callbacks or [])],
+            callbacks=[*watch, checkpoint, *tensorboard(run), *(callbacks or [])],
         )
     finally:
         if isinstance(images, FeatureCache):

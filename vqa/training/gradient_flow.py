@@ -1,5 +1,6 @@
-"""The gradient that reaches each word of the question while a model trains: the
-lecture's vanishing and exploding gradients, measured (`train.log_gradient_flow: true`).
+"""The gradient that reaches each word of the question (or of the caption) while a model
+trains: the lecture's vanishing and exploding gradients, measured
+(`train.log_gradient_flow: true`).
 
 Ten times an epoch, on one fixed training batch, the loss's gradient with respect to the
 word embeddings the question encoder reads: its norm at word t is how much training
@@ -8,6 +9,11 @@ free). A vanilla RNN multiplies that signal by its recurrent matrix at every ste
 so the norm at the first word falls (vanishes) or grows (explodes) against the last;
 LSTM's additive cell state carries it. Beside it, the global norm of all the weights'
 gradients on that batch, before any clipping (`clip_norm` acts on it).
+
+A caption decoder has a loss at every word; what is logged there is the loss at each
+caption's last word (its <end>), back to the word embedding the decoder read at each
+step: how much of the last word's signal reaches step t through the recurrence (at
+the last step it is one step deep, at the first the caption's length).
 
 Written to RUN/gradient_flow.csv (one row a probe: epoch, step, global_norm,
 first_to_last, then word_00, word_01, ... the mean norm at each position over the
@@ -67,6 +73,47 @@ def word_gradients(model: keras.Model):
     return lambda x, y: tuple(np.asarray(v) for v in gradients(x, y))
 
 
+def caption_gradients(model: keras.Model):
+    """A compiled function (x, y) -> ([batch, T] norm of the gradient of each caption's
+    loss at its last word with respect to the word embedding the decoder read at each
+    step, 0 past the caption's end; the global norm of the weights' gradient on the
+    batch's mean loss over its words, before clipping)."""
+    import tensorflow as tf
+
+    embedding = model.get_layer("decoder").embedding
+
+    @tf.function
+    def gradients(x, y):  # its Python body runs once, when traced
+        seen = []
+        with tf.GradientTape(persistent=True) as tape:
+            read = embedding.call
+
+            def watched(*args, **kwargs):  # each step's embedded word
+                out = read(*args, **kwargs)
+                tape.watch(out)
+                seen.append(out)
+                return out
+
+            embedding.call = watched
+            try:
+                probs = model(x, training=False)  # [b, T, vocab]
+            finally:
+                del embedding.call  # the class's own again
+            words = tf.cast(y != 0, probs.dtype)  # [b, T]
+            per_word = keras.losses.sparse_categorical_crossentropy(y, probs)  # [b, T]
+            loss = tf.reduce_sum(per_word * words) / tf.maximum(tf.reduce_sum(words), 1.0)
+            last = tf.maximum(tf.reduce_sum(tf.cast(y != 0, tf.int32), axis=1) - 1, 0)
+            last_loss = tf.gather(per_word, last, axis=1, batch_dims=1)  # [b]
+            # rows are independent (no dropout, batch norm in inference): each its own
+            total_last = tf.reduce_sum(last_loss)
+        steps = tape.gradient(total_last, seen, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        weights = tape.gradient(loss, model.trainable_variables)
+        norms = tf.stack([tf.norm(g, axis=-1) for g in steps], axis=1) * words  # [b, T]
+        return norms, tf.linalg.global_norm([g for g in weights if g is not None])
+
+    return lambda x, y: tuple(np.asarray(v) for v in gradients(x, y))
+
+
 def summarize(per_word: np.ndarray, lengths: np.ndarray) -> dict:
     """One probe's row: first_to_last (the mean norm at the questions' first words over
     the mean at their last words; 0 when none reaches the first, NaN when none reaches
@@ -90,7 +137,9 @@ class GradientFlow(keras.callbacks.Callback):
             )
         self.run = Path(run)
         self.x, self.y = batch[0], batch[1]
-        self.lengths = np.maximum((np.asarray(self.x["question"]) != 0).sum(1), 1)
+        self.captions = "caption" in self.x  # a caption decoder: its words are y's
+        words = self.y if self.captions else self.x["question"]
+        self.lengths = np.maximum((np.asarray(words) != 0).sum(1), 1)
         self.every = max(1, steps_per_epoch // PROBES_PER_EPOCH)
         self.rows: list[dict] = []
         self.epoch = self.probed = 0
@@ -118,12 +167,15 @@ class GradientFlow(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self.rows:
-            plot(pd.DataFrame(self.rows), self.run / files.GRADIENT_FLOW_PLOT)
+            title = "gradient of the last word's loss reaching each word" if self.captions else None
+            where = "caption" if self.captions else "question"
+            plot(pd.DataFrame(self.rows), self.run / files.GRADIENT_FLOW_PLOT, title, where)
 
     def _probe(self) -> None:
         if self.gradients is None:
-            self.gradients = word_gradients(self.model)
-        per_word, total = self.gradients(self.x, self.y.astype("float32"))
+            self.gradients = (caption_gradients if self.captions else word_gradients)(self.model)
+        y = self.y if self.captions else self.y.astype("float32")
+        per_word, total = self.gradients(self.x, y)
         total = float(total)
         step = int(self.model.optimizer.iterations.numpy())
         row = {"epoch": self.epoch + 1, "step": step, "global_norm": total}
@@ -147,7 +199,7 @@ class GradientFlow(keras.callbacks.Callback):
         self.writer.flush()
 
 
-def plot(table: pd.DataFrame, out: Path, title: str | None = None) -> None:
+def plot(table: pd.DataFrame, out: Path, title: str | None = None, where: str = "question") -> None:
     """Gradient norm by word position at the first, middle and last probe (log scale)."""
     import matplotlib
 
@@ -165,7 +217,7 @@ def plot(table: pd.DataFrame, out: Path, title: str | None = None) -> None:
             norms[shown],
             label=f"epoch {int(row['epoch'])}, step {int(row['step'])}",
         )
-    ax.set_xlabel("word position in the question")
+    ax.set_xlabel(f"word position in the {where}")
     ax.set_ylabel("gradient norm at the word")
     ax.set_title(title or "gradient reaching each word")
     ax.legend(fontsize=8)
