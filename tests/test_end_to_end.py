@@ -472,3 +472,16 @@ def test_training_advice_reads_the_history_and_the_steps():
     assert "still improved at the last epoch (5)" in training_advice(
         history, improving, 500, config
     )
+
+
+def test_eager_steps_train_the_model_the_compiled_graph_does(tiny_dataset, tmp_path):
+    """The tests' tiny runs step eagerly (TINY_CONFIG); a user's run is compiled. Both
+    train the same model: the same curve, up to the order float sums are taken in."""
+    assert TINY_CONFIG.train.run_eagerly
+    runs = {}
+    for eager in (True, False):
+        runs[eager] = tmp_path / f"eager-{eager}"
+        train(tiny_dataset.root, runs[eager], TINY_CONFIG.with_train(run_eagerly=eager), verbose=0)
+    eager, compiled = (pd.read_csv(runs[e] / files.HISTORY) for e in (True, False))
+    np.testing.assert_allclose(eager["loss"], compiled["loss"], rtol=1e-4)
+    np.testing.assert_allclose(eager["val_vqa_score"], compiled["val_vqa_score"], atol=1e-6)

@@ -193,6 +193,10 @@ class TrainConfig:
     log_gradient_flow: bool = False
     min_word_count: int = 1  # rarer question words map to the unknown token
     seed: int = 0
+    # Run each training step as Python rather than a compiled graph: to step through a
+    # layer of your own (slower on real data; faster for a run of a few steps, as the
+    # tests' tiny runs, which skip the graph's tracing).
+    run_eagerly: bool = False
 
     def __post_init__(self) -> None:
         checks.check_types(self)

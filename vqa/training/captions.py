@@ -125,11 +125,13 @@ def _train(
             optimizer=keras.optimizers.Adam(learning_rate(config, len(fit)), **clip),
             loss="sparse_categorical_crossentropy",
             weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="word_accuracy")],
+            run_eagerly=config.train.run_eagerly,
         )
         state = fresh_state(fingerprint)
         initial_epoch = 0
     else:
         model = keras.models.load_model(run / files.CHECKPOINT_DIR / state["last_file"])
+        model.run_eagerly = config.train.run_eagerly
         set_seed_states(model, state.get("seed_states"))
         initial_epoch = config.train.epochs if state["stopped_early"] else state["next_epoch"]
         log.info("resuming %s at epoch %d", run, initial_epoch + 1)

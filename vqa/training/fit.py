@@ -222,12 +222,14 @@ def _train(
                 loss=soft_crossentropy,
                 weighted_metrics=[vqa_score],
                 steps_per_execution=STEPS_PER_CALL if replicas.count == 1 else 1,
+                run_eagerly=config.train.run_eagerly,
             )
         state = fresh_state(fingerprint, initialised_from=None if source is None else str(source))
         initial_epoch = 0
     else:
         with replicas.scope():
             model = keras.models.load_model(run / files.CHECKPOINT_DIR / state["last_file"])
+        model.run_eagerly = config.train.run_eagerly
         set_seed_states(model, state.get("seed_states"))
         # A run that had already stopped early only lacks its summary.
         initial_epoch = config.train.epochs if state["stopped_early"] else state["next_epoch"]
