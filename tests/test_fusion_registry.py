@@ -133,14 +133,16 @@ def test_its_options_are_checked_before_any_data_is_read(tmp_path):
 
 
 def test_every_kind_shares_one_registry_and_its_errors():
-    from vqa.models.decoders import DECODERS, get_decoder, register_decoder
+    from vqa.models.decoders import DECODERS, CaptionDecoder, get_decoder, register_decoder
     from vqa.registry import Registry
 
     assert isinstance(FUSIONS, Registry) and isinstance(DECODERS, Registry)
     with pytest.raises(ConfigError, match=r"Unknown decoder 'atention'.*Did you mean 'attention'"):
         get_decoder("atention")
+    with pytest.raises(TypeError, match="A decoder subclasses CaptionDecoder"):
+        register_decoder("test_not_a_decoder")(keras.layers.Dense)
 
-    class Attention:  # another class under a taken name
+    class Attention(CaptionDecoder):  # another class under a taken name
         pass
 
     with pytest.raises(ValueError, match="decoder name 'attention' is taken"):
@@ -234,3 +236,29 @@ def test_vqa_plugins_registers_a_users_components_for_every_command(tmp_path, mo
         "error: VQA_PLUGINS names 'no_such_module_of_mine', which cannot be imported: "
         "No module named 'no_such_module_of_mine'"
     )
+
+
+def test_a_backbone_registered_again_from_a_re_run_cell_replaces_itself():
+    """A notebook cell run twice defines a new constructor function of the same module
+    and name, and registers an equal spec: accepted. Another constructor under a taken
+    name, or a spec without one, is refused."""
+    from tiny_backbone import tiny_cnn
+
+    from vqa.features.backbones import BACKBONES, Backbone, register_backbone
+
+    def build(include_top=False, weights="imagenet", input_shape=(224, 224, 3)):
+        return tiny_cnn(include_top, weights, input_shape)
+
+    first = build
+    register_backbone(Backbone("test_cell", 16, ("c.h5", "c.h5"), first))
+
+    def build(include_top=False, weights="imagenet", input_shape=(224, 224, 3)):  # noqa: F811
+        return tiny_cnn(include_top, weights, input_shape)
+
+    assert build is not first
+    register_backbone(Backbone("test_cell", 16, ("c.h5", "c.h5"), build))
+    assert BACKBONES["test_cell"].constructor is build
+    with pytest.raises(ValueError, match="'test_cell' is taken by another backbone"):
+        register_backbone(Backbone("test_cell", 16, ("c.h5", "c.h5"), tiny_cnn))
+    with pytest.raises(TypeError, match="needs a constructor"):
+        register_backbone(Backbone("test_none", 16, ("n.h5", "n.h5")))

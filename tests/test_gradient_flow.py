@@ -167,6 +167,7 @@ def test_each_captions_last_word_gradients_do_not_depend_on_the_batch():
         dropout=0.0,
     )
     model = build_captioner(config, vocab_size=12)
+    model.compile(loss="sparse_categorical_crossentropy")
     rng = np.random.default_rng(0)
     lengths = np.array([6, 3, 1, 5, 2, 6])
     y = np.where(np.arange(6)[None] < lengths[:, None], rng.integers(3, 12, (6, 6)), 0)
@@ -179,3 +180,12 @@ def test_each_captions_last_word_gradients_do_not_depend_on_the_batch():
     half, _ = gradients({k: v[:3] for k, v in x.items()}, y[:3].astype("int32"))
     np.testing.assert_allclose(half, whole[:3], rtol=1e-4, atol=1e-8)
     assert (whole[y == 0] == 0).all() and (whole[y != 0] > 0).all() and total > 0
+    # The global norm is of the loss training takes its step on: Keras' reduction over
+    # the padded words, and the attention penalty.
+    import tensorflow as tf
+
+    weights = (y != 0).astype("float32")
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(x, y, model(x, training=False), weights)
+    expected = tf.linalg.global_norm(tape.gradient(loss, model.trainable_variables))
+    assert float(total) == pytest.approx(float(expected), rel=1e-4)

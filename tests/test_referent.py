@@ -104,9 +104,12 @@ def test_the_overlap_penalty_is_a_training_loss_that_pulls_the_referents_apart()
     assert plain.losses == []
     with pytest.raises(ValueError, match="overlap must be 0 or more"):
         ReferentRelation(16, referents=2, overlap=-1.0)
+    with pytest.raises(ValueError, match="needs referents: 2 or more"):
+        ReferentRelation(16, overlap=1.0)
 
 
-def test_the_explaining_model_gives_each_referents_map_and_the_same_answers(tmp_path):
+@pytest.mark.parametrize("words", [False, True])
+def test_the_explaining_model_gives_each_referents_map_and_the_same_answers(tmp_path, words):
     from conftest import SMALL_MODEL
 
     from vqa.config import ModelConfig
@@ -115,7 +118,11 @@ def test_the_explaining_model_gives_each_referents_map_and_the_same_answers(tmp_
 
     options = {"blocks": 1, "channels": 4, "referents": 2}
     config = ModelConfig(
-        **SMALL_MODEL, image_encoder="small_cnn", fusion="referent", fusion_options=options
+        **SMALL_MODEL,
+        image_encoder="small_cnn",
+        fusion="referent",
+        fusion_options=options,
+        attention_words=words,  # the word states come masked
     )
     model = build_model(config, vocab_size=10, num_answers=5)
     model.save(tmp_path / "model.keras")

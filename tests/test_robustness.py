@@ -553,3 +553,13 @@ def test_a_kill_inside_a_checkpoint_then_resume_ends_like_an_uninterrupted_run(
         uninterrupted / files.PREDICTIONS
     ).read_bytes()
     assert (crashed / files.MODEL).is_file() and not (crashed / files.CHECKPOINT_DIR).exists()
+
+
+def test_a_run_resumes_compiled_or_eagerly_as_asked(tiny_dataset, tmp_path):
+    """run_eagerly is how steps execute, not what is trained: a crashed run may resume
+    eagerly to be debugged (or compiled again), where another config is refused."""
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_dataset.root, run, TINY_CONFIG, verbose=0, callbacks=[_StopAfterFirstEpoch()])
+    summary = train(tiny_dataset.root, run, TINY_CONFIG.with_train(run_eagerly=False), verbose=0)
+    assert summary["epochs_run"] == TINY_CONFIG.train.epochs

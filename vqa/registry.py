@@ -11,6 +11,7 @@ own component is registered from their code the same way as a built-in one.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 from collections.abc import Iterator, Mapping
@@ -81,9 +82,13 @@ class Registry(Mapping):
 
 
 def _identity(component):
-    """A class by its qualified name (the same class from a re-run cell is the same); a
-    spec by its value."""
-    return getattr(component, "__qualname__", None) or component
+    """A class, or a spec's callables, by module and qualified name (the same class from a
+    re-run notebook cell or a module imported twice is the same); a spec by its fields."""
+    if isinstance(component, type) or callable(component):
+        return f"{component.__module__}.{component.__qualname__}"
+    if dataclasses.is_dataclass(component):
+        return tuple(_identity(getattr(component, f.name)) for f in dataclasses.fields(component))
+    return component
 
 
 def constructor_options(cls: type, passed: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -271,15 +271,17 @@ PLUGINS_ENV = "VQA_PLUGINS"
 
 
 def load_plugins() -> None:
-    """Import the modules $VQA_PLUGINS names (comma-separated), so that the components
-    they register (image encoders, fusions, recurrent units, attentions, decoders,
-    backbones) are every command's, as vqa's own are."""
+    """Import the modules $VQA_PLUGINS names (comma-separated; installed, or on
+    PYTHONPATH), so that the components they register (image encoders, fusions,
+    recurrent units, attentions, decoders, backbones) are every command's, as vqa's own
+    are. Each command imports them, so a plugin that imports Keras makes even `vqa ask`
+    on a bundle load TensorFlow."""
     from vqa.startup import import_quietly
 
     for name in filter(None, (m.strip() for m in os.environ.get(PLUGINS_ENV, "").split(","))):
         try:
             import_quietly(name)
-        except ImportError as exc:
+        except Exception as exc:  # a missing module, or one that fails as it registers
             raise VQAError(
                 f"{PLUGINS_ENV} names {name!r}, which cannot be imported: {exc}"
             ) from None

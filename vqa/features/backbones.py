@@ -250,6 +250,11 @@ def register_backbone(spec: Backbone) -> Backbone:
     --backbone`, `vqa classify`)."""
     if not isinstance(spec, Backbone):
         raise TypeError(f"A backbone is a Backbone spec. Received: {spec!r}")
+    if spec.constructor is None and spec.name != "efficientnet_lite0":
+        raise TypeError(
+            f"Backbone {spec.name!r} needs a constructor (keras.applications' signature: "
+            "include_top, weights, input_shape)."
+        )
     return BACKBONES.add(spec.name, spec)
 
 

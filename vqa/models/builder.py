@@ -198,19 +198,20 @@ def model_inputs(model: keras.Model, images: np.ndarray, questions: np.ndarray) 
 
 
 def attention_model(model: keras.Model) -> tuple[keras.Model, tuple[int, int]] | None:
-    """For a model that attends over its grid (stacked attention, or the referent
-    fusion's referents; its own or a loaded one): a model giving [answers, attention
-    weights [batch, hops, cells]], and the (rows, cols) those cells make. None without."""
+    """For a model that attends over its grid (stacked attention, or a fusion with
+    `where_it_looks` and `looked_grid`, as the referent fusion's referents; its own or a
+    loaded one): a model giving [answers, attention weights [batch, hops, cells]], and
+    the (rows, cols) those cells make. None without."""
     names = {layer.name for layer in model.layers}
     if "attention" in names:
         weights = model.get_layer("attention").output[1]
         grid = tuple(model.get_layer("cells").input.shape[1:3])
-    elif "referent" in names:
-        layer = model.get_layer("referent")
+    else:  # a fusion that finds cells itself (the referent fusion; a user's own)
+        layer = next((x for x in model.layers if hasattr(x, "where_it_looks")), None)
+        if layer is None:
+            return None
         weights = _WhereItLooks(layer, name="where_it_looks")(layer.input)
         grid = layer.looked_grid(layer.input[1].shape)
-    else:
-        return None
     return keras.Model(model.inputs, [model.outputs[0], weights]), grid
 
 
@@ -221,6 +222,10 @@ class _WhereItLooks(keras.layers.Layer):
     def __init__(self, fusion: keras.layers.Layer, **kwargs):
         super().__init__(**kwargs)
         self.fusion = fusion
+        self.supports_masking = True  # the word states come masked; the ids mark padding
+
+    def compute_mask(self, inputs, mask=None):
+        return None
 
     def call(self, inputs):
         return self.fusion.where_it_looks(inputs)

@@ -21,10 +21,12 @@ DECODERS = Registry("decoder", "vqa.models.decoders.register_decoder")
 
 
 def register_decoder(name: str):
-    """Class decorator: make a decoder layer available as `caption: {decoder: name}`."""
+    """Class decorator: make a CaptionDecoder subclass available as `caption: {decoder:
+    name}`."""
+    check = DECODERS.decorator(name, CaptionDecoder)
 
     def add(cls: type) -> type:
-        DECODERS.add(name, cls)
+        check(cls)
         cls.registered_name = name
         return cls
 

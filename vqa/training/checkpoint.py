@@ -146,7 +146,8 @@ def prepare_run_dir(run: Path, config: Config, overwrite: bool) -> dict | None:
         files.clear_run_dir(run)  # asked to, or our run that crashed in its first epoch
     if state_file.is_file():
         saved = load_config(run / files.CONFIG)
-        if saved != config:
+        # How steps execute is not what is trained: a run may resume eagerly to debug.
+        if saved.with_train(run_eagerly=False) != config.with_train(run_eagerly=False):
             raise ConfigError(
                 f"{run} holds an unfinished run with a different config "
                 f"({run / files.CONFIG}). Resume it with that config, or "

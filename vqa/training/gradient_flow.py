@@ -39,17 +39,18 @@ PROBES_PER_EPOCH = 10
 
 
 def word_gradients(model: keras.Model):
-    """A compiled function (x, y) -> ([batch, L] norm of each question's loss gradient at
-    each word's embedding, 0 at padding; the global norm of the weights' gradient on the
-    batch's mean loss, before clipping)."""
+    """A compiled function (x, y[, sample_weight]) -> ([batch, L] norm of each question's
+    loss gradient at each word's embedding, 0 at padding; the global norm of the
+    weights' gradient of the batch's training loss (the compiled loss, as Keras reduces
+    it, and the layers' own terms, e.g. the referents' overlap), before clipping)."""
     import tensorflow as tf
 
     embedding = model.get_layer("question_encoder").get_layer("word_embedding")
 
     @tf.function
-    def gradients(x, y):  # its Python body runs once, when traced
+    def gradients(x, y, sample_weight):  # its Python body runs once, when traced
         seen = []
-        with tf.GradientTape() as tape:
+        with tf.GradientTape(persistent=True) as tape:
             read = embedding.call
 
             def watched(*args, **kwargs):  # the embeddings, as the encoder receives them
@@ -63,27 +64,31 @@ def word_gradients(model: keras.Model):
                 predicted = model(x, training=False)
             finally:
                 del embedding.call  # the class's own again
-            loss = tf.reduce_mean(model.loss(y, predicted))
-        grads = tape.gradient(loss, [seen[0], *model.trainable_variables])
-        batch = tf.cast(tf.shape(y)[0], grads[0].dtype)  # each question's own loss
-        per_word = tf.norm(grads[0], axis=-1) * batch
+            # each question's own loss (the mean, a Loss object's or over a function's
+            # per-question values, times the batch)
+            own = tf.reduce_mean(model.loss(y, predicted)) * tf.cast(tf.shape(y)[0], "float32")
+            # the training loss, as Keras reduces it, with any layer's own terms
+            loss = model.compute_loss(x, y, predicted, sample_weight)
+        per_word = tf.norm(tape.gradient(own, seen[0]), axis=-1)
         per_word *= tf.cast(x["question"] != 0, per_word.dtype)
-        return per_word, tf.linalg.global_norm([g for g in grads[1:] if g is not None])
+        weights = tape.gradient(loss, model.trainable_variables)
+        return per_word, tf.linalg.global_norm([g for g in weights if g is not None])
 
-    return lambda x, y: tuple(np.asarray(v) for v in gradients(x, y))
+    return lambda x, y, w=None: tuple(np.asarray(v) for v in gradients(x, y, w))
 
 
 def caption_gradients(model: keras.Model):
-    """A compiled function (x, y) -> ([batch, T] norm of the gradient of each caption's
-    loss at its last word with respect to the word embedding the decoder read at each
-    step, 0 past the caption's end; the global norm of the weights' gradient on the
-    batch's mean loss over its words, before clipping)."""
+    """A compiled function (x, y[, sample_weight]) -> ([batch, T] norm of the gradient of
+    each caption's loss at its last word with respect to the word embedding the decoder
+    read at each step, 0 past the caption's end; the global norm of the weights'
+    gradient of the batch's training loss (the compiled loss, as Keras reduces it, and
+    the layers' own terms), before clipping)."""
     import tensorflow as tf
 
     embedding = model.get_layer("decoder").embedding
 
     @tf.function
-    def gradients(x, y):  # its Python body runs once, when traced
+    def gradients(x, y, sample_weight):  # its Python body runs once, when traced
         seen = []
         with tf.GradientTape(persistent=True) as tape:
             read = embedding.call
@@ -101,7 +106,10 @@ def caption_gradients(model: keras.Model):
                 del embedding.call  # the class's own again
             words = tf.cast(y != 0, probs.dtype)  # [b, T]
             per_word = keras.losses.sparse_categorical_crossentropy(y, probs)  # [b, T]
-            loss = tf.reduce_sum(per_word * words) / tf.maximum(tf.reduce_sum(words), 1.0)
+            # the training loss, as Keras reduces it, with the attention penalty
+            loss = model.compute_loss(
+                x, y, probs, words if sample_weight is None else sample_weight
+            )
             last = tf.maximum(tf.reduce_sum(tf.cast(y != 0, tf.int32), axis=1) - 1, 0)
             last_loss = tf.gather(per_word, last, axis=1, batch_dims=1)  # [b]
             # rows are independent (no dropout, batch norm in inference): each its own
@@ -111,7 +119,7 @@ def caption_gradients(model: keras.Model):
         norms = tf.stack([tf.norm(g, axis=-1) for g in steps], axis=1) * words  # [b, T]
         return norms, tf.linalg.global_norm([g for g in weights if g is not None])
 
-    return lambda x, y: tuple(np.asarray(v) for v in gradients(x, y))
+    return lambda x, y, w=None: tuple(np.asarray(v) for v in gradients(x, y, w))
 
 
 def summarize(per_word: np.ndarray, lengths: np.ndarray) -> dict:
@@ -137,6 +145,7 @@ class GradientFlow(keras.callbacks.Callback):
             )
         self.run = Path(run)
         self.x, self.y = batch[0], batch[1]
+        self.sample_weight = batch[2] if len(batch) > 2 else None
         self.captions = "caption" in self.x  # a caption decoder: its words are y's
         words = self.y if self.captions else self.x["question"]
         self.lengths = np.maximum((np.asarray(words) != 0).sum(1), 1)
@@ -175,7 +184,7 @@ class GradientFlow(keras.callbacks.Callback):
         if self.gradients is None:
             self.gradients = (caption_gradients if self.captions else word_gradients)(self.model)
         y = self.y if self.captions else self.y.astype("float32")
-        per_word, total = self.gradients(self.x, y)
+        per_word, total = self.gradients(self.x, y, self.sample_weight)
         total = float(total)
         step = int(self.model.optimizer.iterations.numpy())
         row = {"epoch": self.epoch + 1, "step": step, "global_norm": total}

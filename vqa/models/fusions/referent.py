@@ -74,8 +74,11 @@ class ReferentRelation(keras.layers.Layer):
         if blocks < 0:
             raise ValueError(f"blocks must be 0 or more. Received: blocks={blocks}")
         self.units, self.blocks, self.channels, self.depth = units, blocks, channels, depth
-        if overlap < 0:
-            raise ValueError(f"overlap must be 0 or more. Received: overlap={overlap}")
+        if overlap < 0 or (overlap and referents < 2):
+            raise ValueError(
+                "overlap must be 0 or more, and needs referents: 2 or more. "
+                f"Received: overlap={overlap}, referents={referents}"
+            )
         self.referents, self.overlap = referents, float(overlap)
         self.supports_masking = True  # the word states come masked; the ids mark padding
 
