@@ -76,23 +76,13 @@ def test_probe_errors(tiny_dataset, tiny_run, template, words, match):
 
 
 def test_vector_share_reads_the_question_vector_of_a_word_attention_model():
+    from conftest import SMALL_MODEL
+
     from vqa.config import ModelConfig
     from vqa.models import build_model
     from vqa.training import copy_weights
 
-    sizes = dict(
-        image_encoder="small_cnn",
-        image_size=32,
-        cnn_filters=(4, 8),
-        image_dim=8,
-        embedding_dim=4,
-        question_dim=8,
-        max_question_length=6,
-        fusion_dim=8,
-        classifier_dim=8,
-        attention_dim=8,
-        attention_hops=1,
-    )
+    sizes = dict(SMALL_MODEL, image_encoder="small_cnn", attention_hops=1)
     plain = build_model(ModelConfig(**sizes), vocab_size=12, num_answers=3)
     words = build_model(ModelConfig(**sizes, attention_words=True), vocab_size=12, num_answers=3)
     copy_weights(plain, words)

@@ -33,6 +33,7 @@ from vqa.training.checkpoint import (
     tensorboard,
 )
 from vqa.training.fit import finish_fit
+from vqa.training.gradient_flow import gradient_flow_callbacks
 from vqa.training.inputs import describe_image_input, resumed_split, split_by_image
 from vqa.training.profile import write_image_profile
 from vqa.training.schedule import learning_rate, training_advice
@@ -135,12 +136,7 @@ def _train(
         set_seed_states(model, state.get("seed_states"))
         initial_epoch = config.train.epochs if state["stopped_early"] else state["next_epoch"]
         log.info("resuming %s at epoch %d", run, initial_epoch + 1)
-    watch = []
-    if config.train.log_gradient_flow:  # on epoch 0's first batch, whenever resumed
-        from vqa.training.gradient_flow import GradientFlow
-
-        fit.start_epoch(0)
-        watch.append(GradientFlow(run, fit[0], len(fit)))
+    watch = gradient_flow_callbacks(run, config, fit, len(fit))  # epoch 0's first batch
     fit.start_epoch(initial_epoch)
     checkpoint = RunCheckpoint(run, config.train.early_stopping_patience, state, MONITOR)
     start = time.perf_counter()

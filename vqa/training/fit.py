@@ -45,6 +45,7 @@ from vqa.training.checkpoint import (
     set_seed_states,
     tensorboard,
 )
+from vqa.training.gradient_flow import gradient_flow_callbacks
 from vqa.training.inputs import (
     build_vocabularies,
     describe_image_input,
@@ -240,12 +241,8 @@ def _train(
             state["best"],
             state["best_epoch"] + 1,
         )
-    watch = []
-    if config.train.log_gradient_flow:  # on epoch 0's first batch, whenever resumed
-        from vqa.training.gradient_flow import GradientFlow
-
-        fit.batches.start_epoch(0)
-        watch.append(GradientFlow(run, fit.batches[0], len(fit.batches) // replicas.count))
+    # on epoch 0's first batch, whenever resumed
+    watch = gradient_flow_callbacks(run, config, fit.batches, len(fit.batches) // replicas.count)
     fit.batches.start_epoch(initial_epoch)
     if replicas.count == 1:  # gathered by tf.data where it can be: a faster epoch
         fit_batches = gathered_in_tf(fit.batches) or fit_batches

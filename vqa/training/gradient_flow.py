@@ -38,6 +38,26 @@ log = logging.getLogger(__name__)
 PROBES_PER_EPOCH = 10
 
 
+def _watching(tape, embedding: keras.layers.Layer, model: keras.Model, x):
+    """`model(x)` in inference mode with `tape` watching every output of `embedding` (the
+    question encoder's embedded words; the decoder's, one a step): (the model's output,
+    those outputs in the order they were made)."""
+    seen = []
+    read = embedding.call
+
+    def watched(*args, **kwargs):
+        out = read(*args, **kwargs)
+        tape.watch(out)
+        seen.append(out)
+        return out
+
+    embedding.call = watched
+    try:
+        return model(x, training=False), seen
+    finally:
+        del embedding.call  # the class's own again
+
+
 def word_gradients(model: keras.Model):
     """A compiled function (x, y[, sample_weight]) -> ([batch, L] norm of each question's
     loss gradient at each word's embedding, 0 at padding; the global norm of the
@@ -49,21 +69,8 @@ def word_gradients(model: keras.Model):
 
     @tf.function
     def gradients(x, y, sample_weight):  # its Python body runs once, when traced
-        seen = []
         with tf.GradientTape(persistent=True) as tape:
-            read = embedding.call
-
-            def watched(*args, **kwargs):  # the embeddings, as the encoder receives them
-                out = read(*args, **kwargs)
-                tape.watch(out)
-                seen.append(out)
-                return out
-
-            embedding.call = watched
-            try:
-                predicted = model(x, training=False)
-            finally:
-                del embedding.call  # the class's own again
+            predicted, seen = _watching(tape, embedding, model, x)
             # each question's own loss (the mean, a Loss object's or over a function's
             # per-question values, times the batch)
             own = tf.reduce_mean(model.loss(y, predicted)) * tf.cast(tf.shape(y)[0], "float32")
@@ -89,21 +96,8 @@ def caption_gradients(model: keras.Model):
 
     @tf.function
     def gradients(x, y, sample_weight):  # its Python body runs once, when traced
-        seen = []
         with tf.GradientTape(persistent=True) as tape:
-            read = embedding.call
-
-            def watched(*args, **kwargs):  # each step's embedded word
-                out = read(*args, **kwargs)
-                tape.watch(out)
-                seen.append(out)
-                return out
-
-            embedding.call = watched
-            try:
-                probs = model(x, training=False)  # [b, T, vocab]
-            finally:
-                del embedding.call  # the class's own again
+            probs, seen = _watching(tape, embedding, model, x)  # [b, T, vocab]
             words = tf.cast(y != 0, probs.dtype)  # [b, T]
             per_word = keras.losses.sparse_categorical_crossentropy(y, probs)  # [b, T]
             # the training loss, as Keras reduces it, with the attention penalty
@@ -206,6 +200,15 @@ class GradientFlow(keras.callbacks.Callback):
                 if name not in ("epoch", "step"):
                     tf.summary.scalar(f"gradient_flow/{name}", value)
         self.writer.flush()
+
+
+def gradient_flow_callbacks(run: Path, config, batches, steps_per_epoch: int) -> list:
+    """[GradientFlow on epoch 0's first batch] when the config logs the gradient flow
+    (the same batch whenever the run resumes), else []."""
+    if not config.train.log_gradient_flow:
+        return []
+    batches.start_epoch(0)
+    return [GradientFlow(run, batches[0], steps_per_epoch)]
 
 
 def plot(table: pd.DataFrame, out: Path, title: str | None = None, where: str = "question") -> None:
