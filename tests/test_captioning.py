@@ -279,7 +279,7 @@ def test_a_crashed_caption_run_resumes_to_the_uninterrupted_result(runs, tmp_pat
 
     from vqa.config import Config, load_config
     from vqa.data.dataset import PreparedDataset
-    from vqa.training.captions import train_captioner
+    from vqa.training import train
 
     dataset = PreparedDataset.load(runs[0])
     config = load_config(runs[1]["attention"] / "config.yaml")
@@ -295,10 +295,10 @@ def test_a_crashed_caption_run_resumes_to_the_uninterrupted_result(runs, tmp_pat
             if epoch == 0:
                 raise KeyboardInterrupt  # after the run's own checkpoint of epoch 1
 
-    train_captioner(dataset, tmp_path / "whole", config, verbose=0)
+    train(dataset, tmp_path / "whole", config, verbose=0)
     with pytest.raises(KeyboardInterrupt):
-        train_captioner(dataset, tmp_path / "crashed", config, verbose=0, callbacks=[Crash()])
-    train_captioner(dataset, tmp_path / "crashed", config, verbose=0)
+        train(dataset, tmp_path / "crashed", config, verbose=0, callbacks=[Crash()])
+    train(dataset, tmp_path / "crashed", config, verbose=0)
     whole = pd.read_csv(tmp_path / "whole" / "history.csv").drop(columns="seconds")
     resumed = pd.read_csv(tmp_path / "crashed" / "history.csv").drop(columns="seconds")
     pd.testing.assert_frame_equal(whole, resumed)

@@ -709,12 +709,12 @@ def test_a_captioner_refuses_an_image_encoder_that_reads_the_question(tmp_path):
     from vqa.config import Config
     from vqa.errors import ConfigError
     from vqa.models.builder import build_captioner
-    from vqa.training.captions import train_captioner
+    from vqa.training import train
 
     config = ModelConfig(image_encoder="conditioned_cnn", decoder="attention")
     match = "conditioned_cnn reads a question; a captioner has none"
     with pytest.raises(ConfigError, match=match):  # when the run starts, before the data
-        train_captioner(None, tmp_path / "run", Config(config), verbose=0)
+        train(None, tmp_path / "run", Config(config), verbose=0)
     assert not (tmp_path / "run").exists()
     with pytest.raises(ConfigError, match=match):
         build_captioner(config, 10)

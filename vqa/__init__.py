@@ -24,7 +24,7 @@ _EXPORTS = {
     "CaptionResult": "vqa.captioning",
     "evaluate_captioner": "vqa.evaluation",
     "score_captions": "vqa.metrics",
-    "train_captioner": "vqa.training.captions",
+    "train_captioner": "vqa.training.fit",
     "Config": "vqa.config",
     "ModelConfig": "vqa.config",
     "TrainConfig": "vqa.config",
@@ -84,4 +84,4 @@ if TYPE_CHECKING:
     from vqa.models import build_model
     from vqa.pipelines import pipeline
     from vqa.training import train
-    from vqa.training.captions import train_captioner
+    from vqa.training.fit import train_captioner

@@ -51,8 +51,11 @@ def write_run_bundle(run_dir: str | Path) -> Path | None:
     """Export a run into its own RUN/bundle (ONNX), so that `vqa ask RUN` answers from it
     without TensorFlow (about a second, not ten). `vqa train` and `vqa demo` call this
     when training ends, `vqa ask` when the bundle is missing or older than model.keras.
-    A run that cannot be written to, or exported, only loses the speed: None."""
+    A run that cannot be written to, or exported, only loses the speed: None. A
+    captioning run has no bundle (its decoding loop is Keras'): None."""
     run = Path(run_dir)
+    if files.is_caption_run(run):
+        return None
     start = time.perf_counter()
     try:
         export_run(run, run / files.FAST_BUNDLE, overwrite=True)

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from vqa.cli.answer import load_keras
-from vqa.errors import DatasetError
 
 DECODE_HELP = (
     "greedy (the most probable word each step), sample (drawn, at "
@@ -48,26 +47,6 @@ def decoding(args: argparse.Namespace) -> dict:
         "max_length": args.max_length,
         "seed": args.decode_seed,
     }
-
-
-def train(args: argparse.Namespace, config, dataset) -> None:
-    from vqa.runs.files import check_new_run
-
-    if args.strategy != "none" or args.init_from or args.fine_tune:
-        raise DatasetError(
-            "A caption decoder trains on one device from scratch: "
-            "--strategy, --init-from and --fine-tune are for VQA models."
-        )
-    check_new_run(args.out, args.overwrite)
-    load_keras()
-    from vqa.training.captions import train_captioner
-
-    summary = train_captioner(dataset, args.out, config, overwrite=args.overwrite)
-    print(
-        f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation "
-        f"next-word accuracy {summary['best_val_word_accuracy']:.2f}%, "
-        f"{summary['seconds_per_epoch']:.1f} s/epoch; run saved in {args.out}"
-    )
 
 
 def evaluate(args: argparse.Namespace) -> None:

@@ -34,8 +34,6 @@ def cmd_train(args: argparse.Namespace) -> None:
     from vqa.runs.files import check_new_run
 
     dataset = PreparedDataset.load(args.data)  # checked before TensorFlow loads
-    if config.is_captioner:
-        return cli_caption.train(args, config, dataset)
     check_new_run(args.out, args.overwrite)
     load_keras()
     from vqa.training import train
@@ -56,10 +54,11 @@ def cmd_train(args: argparse.Namespace) -> None:
         saved = f"run saved in {args.out}" + (" (with its bundle for vqa ask)" if bundled else "")
     else:
         saved = f"worker {summary['worker']}: the chief saves the run"
+    best = summary.get("best_val_vqa_score", summary.get("best_val_word_accuracy"))
+    measure = "accuracy" if "best_val_vqa_score" in summary else "next-word accuracy"
     print(
         f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation "
-        f"accuracy {summary['best_val_vqa_score']:.2f}%, "
-        f"{summary['seconds_per_epoch']:.1f} s/epoch; {saved}"
+        f"{measure} {best:.2f}%, {summary['seconds_per_epoch']:.1f} s/epoch; {saved}"
     )
 
 

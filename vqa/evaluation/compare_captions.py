@@ -39,7 +39,7 @@ def compare_captions(
 ) -> pd.DataFrame:
     from vqa.captioning import Captioner
     from vqa.evaluation import score_captions_of
-    from vqa.training.captions import train_captioner
+    from vqa.training import train
     from vqa.visualize import plot_curves
 
     dataset.caption_split(split)
@@ -52,9 +52,7 @@ def compare_captions(
             if done:
                 log.info("%s: already trained with this config; pass --force to redo it", name)
             else:
-                train_captioner(
-                    dataset, run, run_config, overwrite=force or (run / files.TRAINING).is_file()
-                )
+                train(dataset, run, run_config, overwrite=force or (run / files.TRAINING).is_file())
             summary = json.loads((run / files.TRAINING).read_text())
             captioner = Captioner.load(run)
             for label, how in DECODINGS:

@@ -1,6 +1,6 @@
-"""The fit loop: split the training questions by image, encode them, build or resume
-the model, `model.fit` with the run's checkpoint (vqa.training.checkpoint), and write
-the run's summary.
+"""The fit loop of both tasks (vqa.training.tasks: answering, captioning): split the
+training rows by image, encode them, build or resume the model, `model.fit` with the
+run's checkpoint (vqa.training.checkpoint), and write the run's summary.
 
 The training split is divided by image (scikit-learn's GroupShuffleSplit) into the
 part we fit on and a validation part used for model selection and early stopping.
@@ -15,7 +15,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import keras
@@ -23,18 +23,11 @@ import pandas as pd
 
 from vqa.config import Config, load_config, save_config
 from vqa.data.dataset import PreparedDataset
-from vqa.data.text import Vocabulary, load_word_vectors
+from vqa.data.text import Vocabulary
 from vqa.errors import ConfigError, DatasetError, RunDirError
-from vqa.features.backbones import get_backbone, model_grid_shape
 from vqa.features.cache import FeatureCache, Manifest, backbone_for_answering
 from vqa.features.extract import image_table
-from vqa.models import build_model, check_fusion, soft_crossentropy, vqa_score
-from vqa.models.fusions import canonical_options
-from vqa.models.image_encoders import get_image_encoder
-from vqa.models.optimizers import TwoRateAdam
-from vqa.models.recurrent import get_recurrent
 from vqa.runs import atomic, files, locks
-from vqa.runs.model_card import write_card
 from vqa.training import distribute
 from vqa.training.checkpoint import (
     RunCheckpoint,
@@ -46,15 +39,10 @@ from vqa.training.checkpoint import (
     tensorboard,
 )
 from vqa.training.gradient_flow import gradient_flow_callbacks
-from vqa.training.inputs import (
-    build_vocabularies,
-    describe_image_input,
-    encode_split,
-    resumed_split,
-    split_by_image,
-)
+from vqa.training.inputs import describe_image_input, resumed_split, split_by_image
 from vqa.training.profile import write_image_profile
-from vqa.training.schedule import learning_rate, training_advice
+from vqa.training.schedule import training_advice
+from vqa.training.tasks import Task, task_for
 from vqa.training.tf_data import gathered_in_tf
 from vqa.training.warm_start import copy_weights, init_source
 from vqa.visualize import plot_curves
@@ -72,12 +60,7 @@ def checked_config(config: Config) -> Config:
     """`config` with its components checked against their registries (the fusion with
     its options) and the fusion's options written without their defaults, as a run
     records it."""
-    get_image_encoder(config.model)
-    get_backbone(config.model.backbone, config.model.backbone_image_size or None)
-    get_recurrent(config.model.question_encoder)
-    check_fusion(config.model)
-    canonical = canonical_options(config.model)
-    return Config(replace(config.model, fusion_options=canonical), config.train)
+    return task_for(config).checked(config)
 
 
 def train(
@@ -91,7 +74,9 @@ def train(
     strategy: str = "none",
     init_from: str | Path | None = None,
 ) -> dict:
-    """Train a model on the train split of a prepared dataset (or its directory).
+    """Train a model on the train split of a prepared dataset (or its directory): a VQA
+    model on its questions, or a caption decoder (a config with `caption.decoder`) on
+    its captions.
 
     Returns the summary also written to RUN_DIR/training.json.
 
@@ -100,31 +85,46 @@ def train(
     `verbose` is passed to `fit`; by default a progress bar on a terminal and one
     line per epoch otherwise (logs, CI). `callbacks` are more keras callbacks for `fit`
     (they run after the run's own checkpointing at the end of each epoch). `strategy`
-    spreads each batch over devices or machines (vqa.training.distribute.STRATEGIES); with
-    multi-worker only the chief writes `out`, the other workers a temporary directory.
-    `init_from` (a finished run with the same model config) starts the weights, and the
-    vocabularies, from that run's best epoch instead of at random: to train a run on for
-    more epochs, or on other data with the same words and answers. The optimizer starts
-    afresh. A resumed run takes its weights from its checkpoint.
+    spreads each batch over devices or machines (vqa.training.distribute.STRATEGIES; VQA
+    models only); with multi-worker only the chief writes `out`, the other workers a
+    temporary directory. `init_from` (a finished run with the same model config) starts
+    the weights, and the vocabularies, from that run's best epoch instead of at random:
+    to train a run on for more epochs, or on other data with the same words and answers.
+    The optimizer starts afresh. A resumed run takes its weights from its checkpoint.
     """
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     if not isinstance(config, Config):
         config = load_config(config)
-    config = checked_config(config)  # before any data is read
+    task = task_for(config)
+    config = task.checked(config)  # before any data is read
+    if strategy not in task.strategies:
+        raise ConfigError(
+            f"A {task.name} model trains with --strategy {' or '.join(task.strategies)}; "
+            f"received {strategy!r}."
+        )
     replicas = distribute.start(strategy, config.train.batch_size)  # before any TF op
     if replicas.is_chief:  # one process writes a run directory at a time
         with locks.exclusive(out, "training"):
             return _train(
-                data, Path(out), config, replicas, verbose, overwrite, callbacks, init_from
+                task, data, Path(out), config, replicas, verbose, overwrite, callbacks, init_from
             )
     with tempfile.TemporaryDirectory(prefix=f"vqa-worker{replicas.worker}-") as scratch:
-        return _train(
-            data, Path(scratch) / "run", config, replicas, verbose, True, callbacks, init_from
-        )
+        run = Path(scratch) / "run"
+        return _train(task, data, run, config, replicas, verbose, True, callbacks, init_from)
+
+
+def train_captioner(
+    dataset: str | Path | PreparedDataset, out: str | Path, config: Config, **kwargs
+) -> dict:
+    """`train` for a caption decoder's config (vqa 0.1.0's name for it)."""
+    if not config.is_captioner:
+        raise ConfigError("train_captioner trains a config with a caption.decoder; use train.")
+    return train(dataset, out, config, **kwargs)
 
 
 def _train(
+    task: Task,
     data: str | Path | PreparedDataset,
     run: Path,
     config: Config,
@@ -137,73 +137,59 @@ def _train(
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
     config = config.for_dataset(dataset)  # the backbone's input size, if left to suit it
     source = None if init_from is None else init_source(init_from, config, run)
+    train_rows = task.train_rows(dataset)
+    if train_rows["image_id"].nunique() < 2:
+        raise DatasetError(
+            f"{dataset.root}: the train {task.rows} need at least 2 images, so that "
+            "some can be held out for validation."
+        )
     state = prepare_run_dir(run, config, overwrite)
     if state is not None and replicas.workers > 1:
         raise ConfigError(
             f"{run} holds an unfinished run; multi-worker runs do not resume. "
             "Pass --overwrite to every worker to start again."
         )
-    fingerprint = {"dataset": dataset.name, "counts": dataset.meta["counts"]}
-
-    if dataset.train_split is None:
-        raise DatasetError(
-            f"{dataset.root} has no split to train on (one named 'train' or "
-            f"train*); its splits are {dataset.splits}."
-        )
-    train_q = dataset.split(dataset.train_split)
-    if train_q["image_id"].nunique() < 2:
-        raise DatasetError(
-            f"{dataset.root}: the train split needs at least 2 images, so that "
-            "some can be held out for validation."
-        )
+    fingerprint = task.fingerprint(dataset)
     if state is None:
-        fit_q, val_q = split_by_image(train_q, config.train.validation_fraction, config.train.seed)
+        fit_rows, val_rows = split_by_image(
+            train_rows, config.train.validation_fraction, config.train.seed
+        )
         if source is None:
-            words, answers = build_vocabularies(fit_q, config, dataset.answer_vocabulary_size)
-        else:  # the source's ids, so that its embedding and answer rows line up
-            words = Vocabulary.load(source / files.QUESTION_VOCAB)
-            answers = Vocabulary.load(source / files.ANSWER_VOCAB)
-        words.save(run / files.QUESTION_VOCAB)
-        answers.save(run / files.ANSWER_VOCAB)
+            vocabularies = task.new_vocabularies(fit_rows, config, dataset)
+        else:  # the source's ids, so that its embedding and output rows line up
+            vocabularies = _load_vocabularies(task, source)
+        for name, file in task.vocabularies.items():
+            vocabularies[name].save(run / file)
         save_config(config, run / files.CONFIG)
-        atomic.write_json(sorted(val_q["image_id"].unique()), run / files.VALIDATION_IMAGES)
+        atomic.write_json(sorted(val_rows["image_id"].unique()), run / files.VALIDATION_IMAGES)
     else:
-        fit_q, val_q = resumed_split(run, train_q, state, fingerprint)
-        words = Vocabulary.load(run / files.QUESTION_VOCAB)
-        answers = Vocabulary.load(run / files.ANSWER_VOCAB)
+        fit_rows, val_rows = resumed_split(run, train_rows, state, fingerprint)
+        vocabularies = _load_vocabularies(task, run)
 
-    image_ids = sorted(train_q["image_id"].unique())
+    image_ids = sorted(train_rows["image_id"].unique())
     log.info("loading the inputs of %d training images", len(image_ids))
     images, rows = image_table(dataset, image_ids, **config.image_inputs())
-    fit = encode_split(
-        fit_q, images, rows, words, answers, config, shuffle=True, drop_unanswerable=True
-    )
-    val = encode_split(
-        val_q, images, rows, words, answers, config, shuffle=False, drop_unanswerable=False
-    )
+    fit_rows, fit = task.encode(fit_rows, images, rows, vocabularies, config, training=True)
+    val_rows, val = task.encode(val_rows, images, rows, vocabularies, config, training=False)
     log.info(
-        "fit on %d questions (%d images), validate on %d questions (%d images); "
-        "%d words, %d answers",
-        len(fit.questions),
-        fit_q["image_id"].nunique(),
-        len(val.questions),
-        val_q["image_id"].nunique(),
-        len(words),
-        len(answers),
+        "fit on %d %s (%d images), validate on %d %s (%d images); %s",
+        len(fit_rows),
+        task.rows,
+        fit_rows["image_id"].nunique(),
+        len(val_rows),
+        task.rows,
+        val_rows["image_id"].nunique(),
+        ", ".join(f"{len(v)} {name}" for name, v in vocabularies.items()),
     )
-    if len(fit.questions) == 0:
-        raise DatasetError(
-            f"{dataset.root}: no training question has an answer in the answer vocabulary."
-        )
 
-    fit_batches = distribute.for_replicas(fit.batches, replicas, training=True)
-    val_batches = distribute.for_replicas(val.batches, replicas, training=False)
+    fit_batches = distribute.for_replicas(fit, replicas, training=True)
+    val_batches = distribute.for_replicas(val, replicas, training=False)
     # Seeded here, after the features: extracting them builds the backbone, which draws
     # random numbers, and the model must not depend on whether the cache existed.
     keras.utils.set_random_seed(config.train.seed)
     if state is None:
         with replicas.scope():
-            model, optimizer = _new_model(config, words, len(answers), len(fit_batches))
+            model, optimizer = task.new_model(config, vocabularies, len(fit_batches))
             if source is not None:
                 trained = keras.models.load_model(source / files.MODEL, compile=False)
                 fresh = copy_weights(trained, model)
@@ -220,8 +206,7 @@ def _train(
             # Weighted: the rows that pad a batch for the replicas have weight 0.
             model.compile(
                 optimizer=optimizer,
-                loss=soft_crossentropy,
-                weighted_metrics=[vqa_score],
+                **task.compiled(),
                 steps_per_execution=STEPS_PER_CALL if replicas.count == 1 else 1,
                 run_eagerly=config.train.run_eagerly,
             )
@@ -242,17 +227,17 @@ def _train(
             state["best_epoch"] + 1,
         )
     # on epoch 0's first batch, whenever resumed
-    watch = gradient_flow_callbacks(run, config, fit.batches, len(fit.batches) // replicas.count)
-    fit.batches.start_epoch(initial_epoch)
+    watch = gradient_flow_callbacks(run, config, fit, len(fit) // replicas.count)
+    fit.start_epoch(initial_epoch)
     if replicas.count == 1:  # gathered by tf.data where it can be: a faster epoch
-        fit_batches = gathered_in_tf(fit.batches) or fit_batches
-        val_batches = gathered_in_tf(val.batches) or val_batches
+        fit_batches = gathered_in_tf(fit) or fit_batches
+        val_batches = gathered_in_tf(val) or val_batches
 
-    checkpoint = RunCheckpoint(run, config.train.early_stopping_patience, state)
+    checkpoint = RunCheckpoint(run, config.train.early_stopping_patience, state, task.monitor)
     start = time.perf_counter()
     try:
-        # shuffle=False: VQABatches orders each epoch from (seed, epoch) itself. Keras'
-        # own shuffle would reorder the batches with Python's global random state, which
+        # shuffle=False: the batches order each epoch from (seed, epoch) themselves.
+        # Keras' own shuffle would reorder them with Python's global random state, which
         # a resumed run cannot have as the uninterrupted one had it.
         model.fit(
             fit_batches,
@@ -266,24 +251,26 @@ def _train(
     finally:
         if isinstance(images, FeatureCache):
             images.close()
-    history = finish_fit(run, images, state, f"validation accuracy of {run.name}")
-    steps = max(1, len(fit.batches) // replicas.count)
+    title = f"validation {task.measure} of {run.name}"
+    history = finish_fit(run, images, state, title, task.monitor)
+    steps = max(1, len(fit) // replicas.count)
     advice = training_advice(history, state, steps, config)
     if advice:
         log.warning("%s: %s", run, advice)
     summary = {
+        "task": task.name,
         "best_epoch": state["best_epoch"] + 1,
-        "best_val_vqa_score": round(100 * state["best"], 2),
+        f"best_{task.monitor}": round(100 * state["best"], 2),
         "epochs_run": int(len(history)),
         "stopped_early": state["stopped_early"],
         "advice": advice,  # what to raise when it looks under-trained (None: nothing)
         "seconds_per_epoch": round(float(history["seconds"].mean()), 2),
         "fit_seconds_this_session": round(time.perf_counter() - start, 1),
         "parameters": int(model.count_params()),
-        "n_fit_questions": int(len(fit.questions)),
-        "n_val_questions": int(len(val.questions)),
-        "n_words": len(words),
-        "n_answers": len(answers),
+        f"n_fit_{task.rows}": int(len(fit_rows)),
+        f"n_val_{task.rows}": int(len(val_rows)),
+        **{f"n_{name}": len(v) for name, v in vocabularies.items()},
+        "image": describe_image_input(config),
         "keras_backend": keras.backend.backend(),
         "strategy": replicas.strategy,
         "replicas": replicas.count,
@@ -294,22 +281,16 @@ def _train(
         "versions": library_versions(),
     }
     write_image_profile(  # what its images look like: foreign-image warnings
-        run, dataset, config, list(fit.questions["image_id"]), list(val.questions["image_id"])
+        run, dataset, config, list(fit_rows["image_id"]), list(val_rows["image_id"])
     )
-    write_card(
-        run,
-        dataset=dataset.name,
-        source=dataset.meta.get("source", ""),
-        image=describe_image_input(config),
-        questions=list(fit.questions["question"]),
-        question_types=list(fit.questions["question_type"]),
-        answers=list(fit.questions["answer"]),
-        n_words=len(words),
-        n_answers=len(answers),
-    )
+    task.after_fit(run, dataset, config, fit_rows, vocabularies)
     atomic.write_json(summary, run / files.TRAINING)
     shutil.rmtree(run / files.CHECKPOINT_DIR, ignore_errors=True)
     return summary
+
+
+def _load_vocabularies(task: Task, run: Path) -> dict[str, Vocabulary]:
+    return {name: Vocabulary.load(run / file) for name, file in task.vocabularies.items()}
 
 
 def finish_fit(
@@ -344,46 +325,3 @@ def _save_image_encoder(run: Path, manifest: Manifest) -> None:
         atomic.write_json(asdict(manifest), run / files.FEATURES)
     if not (run / files.IMAGE_ENCODER).is_file():
         save_atomic(backbone_for_answering(manifest), run / files.IMAGE_ENCODER)
-
-
-def _new_model(
-    config: Config, words: Vocabulary, n_answers: int, steps_per_epoch: int
-) -> tuple[keras.Model, keras.optimizers.Optimizer]:
-    """The model and its optimizer; fine-tuning puts the backbone inside, slower."""
-    rate = learning_rate(config, steps_per_epoch)
-    clip = {"global_clipnorm": config.train.clip_norm} if config.train.clip_norm else {}
-    vectors = None
-    if config.model.word_vectors:
-        vectors, coverage = load_word_vectors(
-            config.model.word_vectors, words, config.model.embedding_dim, config.train.seed
-        )
-        log.info(
-            "word vectors for %.1f%% of the %d question words from %s",
-            100 * coverage,
-            len(words) - 2,
-            config.model.word_vectors,
-        )
-    if not config.train.fine_tune:
-        return (
-            build_model(
-                config.model,
-                len(words),
-                n_answers,
-                word_vectors=vectors,
-                grid_shape=model_grid_shape(config.model),
-            ),
-            keras.optimizers.Adam(rate, **clip),
-        )
-    backbone = get_backbone(config.model.backbone, config.model.backbone_image_size or None).build(
-        include_top=False
-    )
-    model = build_model(
-        config.model, len(words), n_answers, backbone=backbone, word_vectors=vectors
-    )
-    optimizer = TwoRateAdam(
-        [v.path for v in backbone.trainable_variables],
-        config.train.backbone_learning_rate / config.train.learning_rate,
-        learning_rate=rate,
-        **clip,
-    )
-    return model, optimizer
