@@ -1,12 +1,10 @@
-"""The captioning side of the `vqa` command: train, evaluate and score a caption
-decoder, and `vqa caption RUN IMAGE`."""
+"""`vqa caption RUN IMAGE`, and the decoding options it shares with `vqa evaluate`
+(training, evaluating and scoring are one command each for both tasks)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 from vqa.cli.answer import load_keras
 
@@ -47,41 +45,6 @@ def decoding(args: argparse.Namespace) -> dict:
         "max_length": args.max_length,
         "seed": args.decode_seed,
     }
-
-
-def evaluate(args: argparse.Namespace) -> None:
-    from vqa.data.dataset import PreparedDataset
-
-    dataset = PreparedDataset.load(args.data)
-    dataset.caption_split(args.split)  # checked before TensorFlow loads
-    load_keras()
-    from vqa.evaluation import evaluate_captioner, evaluation_dir, format_caption_metrics
-
-    metrics = evaluate_captioner(args.run_dir, dataset, args.split, args.decode, **decoding(args))
-    print(json.dumps(metrics, indent=2) if args.json else format_caption_metrics(metrics))
-    kept = evaluation_dir(args.run_dir, dataset, args.split, own_split="test")
-    print(f"kept in {kept}", file=sys.stderr)
-
-
-def is_caption_results(path: str | Path) -> bool:
-    """Whether a results file holds captions ([{"image_id", "caption"}]) rather than
-    answers; a file that cannot be read is left to the answers' reader to report."""
-    try:
-        rows = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return False
-    return (
-        isinstance(rows, list) and bool(rows) and isinstance(rows[0], dict) and "caption" in rows[0]
-    )
-
-
-def score(args: argparse.Namespace) -> None:
-    from vqa.data.dataset import PreparedDataset
-    from vqa.evaluation import format_caption_metrics, score_captions_of
-
-    dataset = PreparedDataset.load(args.data)
-    metrics = score_captions_of(dataset, args.split, json.loads(Path(args.results).read_text()))
-    print(json.dumps(metrics, indent=2) if args.json else format_caption_metrics(metrics))
 
 
 def cmd_caption(args: argparse.Namespace) -> None:

@@ -100,7 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="answer a split with a run and score it")
+    p = sub.add_parser(
+        "evaluate",
+        help="answer a split with a run and score it (a captioning run: caption its images)",
+    )
     p.add_argument("run_dir")
     p.add_argument("data", help="prepared dataset directory")
     p.add_argument("--split", default="test")

@@ -64,16 +64,19 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from vqa.data.dataset import PreparedDataset
-    from vqa.evaluation import evaluate_run, evaluation_dir, format_metrics
-    from vqa.runs.files import check_run_dir, is_caption_run
+    from vqa.evaluation import check_split, evaluate_run, evaluation_dir, format_metrics
 
-    if is_caption_run(args.run_dir):
-        return cli_caption.evaluate(args)
-    check_run_dir(args.run_dir)
     dataset = PreparedDataset.load(args.data)
-    dataset.split(args.split)  # checked before TensorFlow loads
+    check_split(args.run_dir, dataset, args.split)  # before TensorFlow loads
     load_keras()
-    metrics = evaluate_run(args.run_dir, dataset, args.split, args.evaluator)
+    metrics = evaluate_run(
+        args.run_dir,
+        dataset,
+        args.split,
+        args.evaluator,
+        decode=args.decode,
+        **cli_caption.decoding(args),
+    )
     print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
     print(f"kept in {evaluation_dir(args.run_dir, dataset, args.split)}", file=sys.stderr)
 
@@ -81,20 +84,17 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_score(args: argparse.Namespace) -> None:
     from vqa.evaluation import format_metrics, score_results_file
 
-    if cli_caption.is_caption_results(args.results):
-        return cli_caption.score(args)
     metrics = score_results_file(args.data, args.split, args.results, args.evaluator)
     print(json.dumps(metrics, indent=2) if args.json else format_metrics(metrics))
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from vqa.config import load_config
     from vqa.data.dataset import PreparedDataset
+    from vqa.evaluation.compare import check_split
 
     dataset = PreparedDataset.load(args.data)  # everything checked before TensorFlow loads
-    captions = any(load_config(path).is_captioner for path in args.configs)
     if args.split:
-        dataset.caption_split(args.split) if captions else dataset.split(args.split)
+        check_split(dataset, args.configs, args.split)
     seeds = None
     if args.seeds:
         try:
@@ -106,7 +106,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         if len(set(seeds)) != len(seeds) or min(seeds) < 0:
             raise VQAError(f"--seeds must be distinct and >= 0. Received: {args.seeds!r}")
     load_keras()
-    from vqa.evaluation.compare import compare
+    from vqa.evaluation.compare import compare, headline
 
     table = compare(
         dataset,
@@ -118,16 +118,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         epochs=args.epochs,
         seeds=seeds,
     )
-    if captions:
-        for (variant, decode), cider in (
-            table.groupby(["variant", "decode"], sort=False)["CIDEr-D"].mean().items()
-        ):
-            print(f"{variant} / {decode}: CIDEr-D {cider:.2f}")
-    else:
-        overall = table[table["question_type"] == "overall"].groupby("variant", sort=False)
-        width = max(len(v) for v in overall.groups)
-        for variant, accuracy in overall["accuracy"].mean().items():
-            print(f"{variant:<{width}}  {accuracy:6.2f}%")
+    print("\n".join(headline(table)))
     results = Path(args.results or Path("experiments/results") / dataset.name)
     print(f"tables and plots in {results / 'README.md'}")
 

@@ -120,7 +120,9 @@ def read_results(path: str | Path) -> dict[int, str]:
 
 
 def format_metrics(metrics: dict) -> str:
-    """A short human-readable table of a metrics dict."""
+    """A short human-readable table of a metrics dict (answers' or captions')."""
+    if metrics.get("task") == "captioning":
+        return format_caption_metrics(metrics)
     evaluator = f" (VQA evaluator {metrics['evaluator']})" if "evaluator" in metrics else ""
     lines = [
         f"split {metrics['split']}: {metrics['n_questions']} questions, "
@@ -171,9 +173,12 @@ def evaluation_dir(
 ) -> Path:
     """The directory that keeps the run's evaluation on `split` of `dataset`: the run
     itself for its own dataset's `own_split` (by default `default_split`: test where it
-    is annotated), else RUN/evaluations/<dataset>-<id>/<split>/, the id a hash of the
-    dataset's directory (two generated sets share a name)."""
+    is annotated; test for a captioning run), else
+    RUN/evaluations/<dataset>-<id>/<split>/, the id a hash of the dataset's directory
+    (two generated sets share a name)."""
     run = Path(run_dir)
+    if own_split is None and files.is_caption_run(run):
+        own_split = "test"
     if own_split is None:
         try:
             own_split = default_split(dataset)
@@ -185,14 +190,32 @@ def evaluation_dir(
     return run / files.EVALUATIONS / f"{dataset.name}-{where}" / split
 
 
+def check_split(run_dir: str | Path, dataset: PreparedDataset, split: str) -> None:
+    """Raise unless `run_dir` holds a trained run and `dataset` has `split` for its task:
+    captions for a captioning run, questions for a VQA run. Keras-free: a command calls
+    it before TensorFlow loads."""
+    if files.is_caption_run(run_dir):
+        files.check_run_dir(run_dir, files.NEEDED_TO_CAPTION)
+        dataset.caption_split(split)
+    else:
+        files.check_run_dir(run_dir)
+        dataset.split(split)
+
+
 def evaluate_run(
     run_dir: str | Path,
     data: str | Path | PreparedDataset,
     split: str = "test",
     evaluator: str = DEFAULT_EVALUATOR,
+    *,
+    decode: str = "greedy",
+    meteor: bool = True,
+    **decoding,
 ) -> dict:
     """Answer every question of `split` of a prepared dataset (or its directory) with a
-    trained run, and score the answers.
+    trained run, and score the answers; or, with a captioning run, caption every image of
+    the split and score the captions (`evaluate_captioner`: `decode`, `meteor` and
+    `decoding` are its).
 
     Writes metrics.json and predictions.json (official results format) into
     `evaluation_dir(...)` (the run itself, and its model card's accuracy, for its own
@@ -200,9 +223,11 @@ def evaluate_run(
     metrics; `evaluator` names the official evaluator's version
     (`vqa.metrics.EVALUATORS`).
     """
+    if files.is_caption_run(run_dir):
+        return evaluate_captioner(run_dir, data, split, decode, meteor, **decoding)
     check_evaluator(evaluator)
-    files.check_run_dir(run_dir)
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
+    check_split(run_dir, dataset, split)
     questions = dataset.split(split)
     # Imported here, after the inputs are checked: it loads TensorFlow, which data_prep
     # (a user of the normaliser above) and `vqa score` never need.
@@ -230,10 +255,27 @@ def evaluate_run(
 def score_results_file(
     data_dir: str | Path, split: str, results: str | Path, evaluator: str = DEFAULT_EVALUATOR
 ) -> dict:
-    """Score a results file in the official format against a prepared dataset."""
+    """Score a results file in the official format against a prepared dataset: answers
+    [{"question_id", "answer"}] by VQA accuracy (`evaluator`), or captions
+    [{"image_id", "caption"}] as `score_captions_of` does."""
     check_evaluator(evaluator)
-    questions = PreparedDataset.load(data_dir).split(split)
-    return score_predictions(questions, read_results(results), split, evaluator)
+    dataset = PreparedDataset.load(data_dir)
+    captions = _caption_results(results)
+    if captions is not None:
+        return score_captions_of(dataset, split, captions)
+    return score_predictions(dataset.split(split), read_results(results), split, evaluator)
+
+
+def _caption_results(path: str | Path) -> list | None:
+    """The rows of a results file of captions; None for any other file (a file that
+    cannot be read is left to the answers' reader to report)."""
+    try:
+        rows = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(rows, list) and rows and isinstance(rows[0], dict) and "caption" in rows[0]:
+        return rows
+    return None
 
 
 def score_captions_of(
@@ -316,7 +358,7 @@ def evaluate_captioner(
     from vqa.captioning import Captioner
 
     results = Captioner.load(run_dir).caption_dataset(dataset, split, decode, **decoding)
-    out = evaluation_dir(run_dir, dataset, split, own_split="test")
+    out = evaluation_dir(run_dir, dataset, split)
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(results, out / f"captions-{split}-{decode}.json")
     metrics = {

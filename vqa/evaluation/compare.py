@@ -144,6 +144,29 @@ def compare(
     return table
 
 
+def check_split(dataset: PreparedDataset, configs: Sequence[str | Path], split: str) -> None:
+    """Raise unless `dataset` has `split` for the configs' task (captions for caption
+    decoders); Keras-free, so a command checks it before TensorFlow loads."""
+    if any(load_config(path).is_captioner for path in configs):
+        dataset.caption_split(split)
+    else:
+        dataset.split(split)
+
+
+def headline(table: pd.DataFrame) -> list[str]:
+    """One line a variant (a decoding, for caption decoders): its mean score on the
+    compared split."""
+    if "CIDEr-D" in table:
+        means = table.groupby(["variant", "decode"], sort=False)["CIDEr-D"].mean()
+        return [
+            f"{variant} / {decode}: CIDEr-D {cider:.2f}"
+            for (variant, decode), cider in means.items()
+        ]
+    overall = table[table["question_type"] == "overall"].groupby("variant", sort=False)
+    width = max(len(v) for v in overall.groups)
+    return [f"{v:<{width}}  {a:6.2f}%" for v, a in overall["accuracy"].mean().items()]
+
+
 def _captions(dataset, paths, configs, runs, results, split, force, epochs, seeds):
     """Caption decoders compared instead (vqa.evaluation.compare_captions); no VQA
     config mixed in."""

@@ -1,6 +1,7 @@
 """Training: fit a model on a prepared dataset, keep the best epoch, resume after a crash.
 
-fit.py          the fit loop (`train`), the run's summary
+fit.py          the one fit loop (`train`), the run's summary
+tasks.py        what each task trains on: answering questions, captioning images
 inputs.py       the split by image, the vocabularies, the encoded batches
 tf_data.py      in-memory batches gathered by tf.data (the TensorFlow backend)
 distribute.py   the distribution strategies (--strategy)
