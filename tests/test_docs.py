@@ -104,8 +104,9 @@ def test_the_configuration_reference_matches_the_code():
         if name.startswith("test_"):
             continue  # registered by the tests
         row = next(line for line in table.splitlines() if line.startswith(f"| `{name}` |"))
-        assert f"`keras.layers.{unit.layer.__name__}`" in row, name
-        assert f"`keras.layers.{unit.cell.__name__}`" in row, name
+        for kind in (unit.layer, unit.cell):  # Keras' own by its public name
+            where = "keras.layers" if kind.__module__.startswith("keras") else kind.__module__
+            assert f"`{where}.{kind.__name__}`" in row, name
         assert f"| {unit.states}" in row, name
     from vqa.features.backbones import BACKBONES
 

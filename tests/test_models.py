@@ -170,6 +170,28 @@ def test_the_registries_hold_the_built_in_components():
     assert {"efficientnet_lite0", "mobilenet_v2", "resnet50", "efficientnet_b0"} <= set(BACKBONES)
 
 
+def test_the_chrono_lstm_starts_with_long_memories_and_keeps_its_trained_biases(tmp_path):
+    from vqa.models.recurrent import RECURRENT, ChronoLSTMLayer
+
+    assert "lstm_chrono" in RECURRENT and RECURRENT.named("lstm_chrono").states == 2
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((None, 4))
+    layer = ChronoLSTMLayer(64, name="chrono")
+    model = keras.Model(ids, layer(ids))
+    i, f, c, o = np.split(keras.ops.convert_to_numpy(layer.cell.bias), 4)
+    # Keras' own LSTM starts every forget gate at 1: about 3 steps of memory
+    assert f.min() >= 0 and f.max() <= np.log(39) + 1e-5 and f.std() > 0.5
+    np.testing.assert_array_equal(i, -f)
+    assert not c.any() and not o.any()
+    layer.cell.bias.assign(layer.cell.bias + 0.25)  # as if trained
+    model.save(tmp_path / "m.keras")
+    again = keras.models.load_model(tmp_path / "m.keras")  # safe mode
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(again.get_layer("chrono").cell.bias),
+        keras.ops.convert_to_numpy(layer.cell.bias),
+    )
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [

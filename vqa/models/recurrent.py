@@ -60,3 +60,49 @@ class SimpleRNN(Recurrent):
     baseline LSTM and GRU are measured against."""
 
     layer, cell = keras.layers.SimpleRNN, keras.layers.SimpleRNNCell
+
+
+@keras.saving.register_keras_serializable(package="vqa")
+class ChronoBias(keras.initializers.RandomUniform):
+    """An LSTM's biases by chrono initialisation (Tallec and Ollivier 2018): the forget
+    gate's log(u), u ~ U[1, max_steps - 1], the input gate's its negative, the others 0.
+    A unit then forgets at rates spread over 1 to max_steps - 1 steps, where Keras'
+    forget-gate bias of 1 remembers for about 3."""
+
+    def __init__(self, max_steps: int = 40, seed=None):
+        super().__init__(minval=1.0, maxval=max_steps - 1.0, seed=seed)
+        self.max_steps = max_steps
+
+    def __call__(self, shape, dtype=None):
+        units = shape[0] // 4  # Keras' gate order: input, forget, cell, output
+        forget = keras.ops.log(super().__call__((units,), dtype))
+        zeros = keras.ops.zeros((units,), dtype=forget.dtype)
+        return keras.ops.concatenate([-forget, forget, zeros, zeros])
+
+    def get_config(self):
+        return {"max_steps": self.max_steps, "seed": super().get_config()["seed"]}
+
+
+def _chrono(kwargs: dict) -> dict:
+    """Keras' LSTM arguments with the chrono biases, unless a saved layer gives its own."""
+    return {"bias_initializer": ChronoBias(), **kwargs, "unit_forget_bias": False}
+
+
+@keras.saving.register_keras_serializable(package="vqa")
+class ChronoLSTMLayer(keras.layers.LSTM):
+    def __init__(self, units, **kwargs):
+        super().__init__(units, **_chrono(kwargs))
+
+
+@keras.saving.register_keras_serializable(package="vqa")
+class ChronoLSTMCell(keras.layers.LSTMCell):
+    def __init__(self, units, **kwargs):
+        super().__init__(units, **_chrono(kwargs))
+
+
+@register_recurrent("lstm_chrono")
+class ChronoLSTM(Recurrent):
+    """An LSTM whose forget gates start to remember for 1 to 39 steps (`ChronoBias`), for
+    answers that hang on words far back in a long question."""
+
+    layer, cell, states = ChronoLSTMLayer, ChronoLSTMCell, 2
