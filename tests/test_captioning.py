@@ -304,6 +304,27 @@ def test_a_crashed_caption_run_resumes_to_the_uninterrupted_result(runs, tmp_pat
     pd.testing.assert_frame_equal(whole, resumed)
 
 
+def test_a_caption_run_trains_on_from_a_finished_one(runs, tmp_path):
+    from vqa.config import load_config
+    from vqa.errors import RunDirError
+    from vqa.training import train
+
+    source = runs[1]["attention"]
+    config = load_config(source / "config.yaml").with_train(epochs=1)
+    summary = train(runs[0], tmp_path / "more", config, verbose=0, init_from=source)
+    assert summary["initialised_from"] == str(source)
+    assert (tmp_path / "more" / "caption_vocab.json").read_text() == (
+        source / "caption_vocab.json"
+    ).read_text()
+    # One epoch on from the trained weights, not from random ones (46% after one).
+    best = json.loads((source / "training.json").read_text())["best_val_word_accuracy"]
+    assert summary["best_val_word_accuracy"] > best - 5
+    (tmp_path / "vqa-run").mkdir()
+    (tmp_path / "vqa-run" / "question_vocab.json").write_text("[]")
+    with pytest.raises(RunDirError, match="is a VQA run"):
+        train(runs[0], tmp_path / "other", config, verbose=0, init_from=tmp_path / "vqa-run")
+
+
 def test_each_kind_of_run_refuses_the_other_kinds_commands(runs, tiny_attention_run, capsys):
     caption_run = str(runs[1]["attention"])
     assert main(["ask", caption_run, str(runs[0] / "images" / "1.png"), "what?"]) != 0

@@ -136,7 +136,7 @@ def _train(
 ) -> dict:
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
     config = config.for_dataset(dataset)  # the backbone's input size, if left to suit it
-    source = None if init_from is None else init_source(init_from, config, run)
+    source = None if init_from is None else init_source(init_from, config, run, task.needed)
     train_rows = task.train_rows(dataset)
     if train_rows["image_id"].nunique() < 2:
         raise DatasetError(

@@ -39,6 +39,7 @@ class Task:
     rows: what one training row is ("questions"), for the summary's counts.
     monitor: the validation metric that keeps the best epoch, and in words (`measure`).
     vocabularies: each vocabulary's name -> its file in the run directory.
+    needed: the files a finished run of it holds (vqa.runs.files).
     strategies: the distribution strategies its batches can be spread by.
     """
 
@@ -47,6 +48,7 @@ class Task:
     monitor: str
     measure: str
     vocabularies: dict[str, str]
+    needed: tuple[str, ...]
     strategies: tuple[str, ...]
 
     def checked(self, config: Config) -> Config:
@@ -101,6 +103,7 @@ class Answers(Task):
     monitor = "val_vqa_score"
     measure = "accuracy"
     vocabularies = {"words": files.QUESTION_VOCAB, "answers": files.ANSWER_VOCAB}
+    needed = files.NEEDED_TO_ANSWER
     strategies = ("none", "mirrored", "multi-worker", "data-parallel")
 
     def checked(self, config: Config) -> Config:
@@ -207,6 +210,7 @@ class Captions(Task):
     monitor = "val_word_accuracy"  # next-word accuracy on the validation captions
     measure = "word accuracy"
     vocabularies = {"words": files.CAPTION_VOCAB}
+    needed = files.NEEDED_TO_CAPTION
     strategies = ("none",)
 
     def checked(self, config):

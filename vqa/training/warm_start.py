@@ -13,9 +13,10 @@ from vqa.errors import ConfigError
 from vqa.runs import files
 
 
-def init_source(init_from: str | Path, config: Config, run: Path) -> Path:
-    """The finished run to start `run` from, checked to hold the model `config` builds."""
-    source = files.check_run_dir(init_from)
+def init_source(init_from: str | Path, config: Config, run: Path, needed: tuple[str, ...]) -> Path:
+    """The finished run to start `run` from, checked to hold the model `config` builds
+    and the files of its task (`needed`)."""
+    source = files.check_run_dir(init_from, needed)
     if source.resolve() == run.resolve():
         raise ConfigError(
             f"--init-from and --out both name {run}: a run cannot start from "
