@@ -37,6 +37,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     check_new_run(args.out, args.overwrite)
     load_keras()
     from vqa.training import train
+    from vqa.training.tasks import task_for
 
     summary = train(
         dataset,
@@ -54,11 +55,11 @@ def cmd_train(args: argparse.Namespace) -> None:
         saved = f"run saved in {args.out}" + (" (with its bundle for vqa ask)" if bundled else "")
     else:
         saved = f"worker {summary['worker']}: the chief saves the run"
-    best = summary.get("best_val_vqa_score", summary.get("best_val_word_accuracy"))
-    measure = "accuracy" if "best_val_vqa_score" in summary else "next-word accuracy"
+    task = task_for(config)
     print(
         f"best epoch {summary['best_epoch']} of {summary['epochs_run']}: validation "
-        f"{measure} {best:.2f}%, {summary['seconds_per_epoch']:.1f} s/epoch; {saved}"
+        f"{task.measure} {summary[f'best_{task.monitor}']:.2f}%, "
+        f"{summary['seconds_per_epoch']:.1f} s/epoch; {saved}"
     )
 
 

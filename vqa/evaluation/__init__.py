@@ -87,6 +87,11 @@ def _breakdown(accuracies: list[float], keys: Iterable[str]) -> dict[str, float]
 
 def read_results(path: str | Path) -> dict[int, str]:
     """Read a results file in the official format: [{"question_id": int, "answer": str}]."""
+    return _answers(_results_rows(path), Path(path))
+
+
+def _results_rows(path: str | Path) -> list:
+    """The JSON list a results file holds (answers' or captions')."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"Results file not found: {path}")
@@ -99,6 +104,11 @@ def read_results(path: str | Path) -> dict[int, str]:
             f"Results file {path} must hold a JSON list of "
             '{"question_id": int, "answer": str} objects.'
         )
+    return rows
+
+
+def _answers(rows: list, path: Path) -> dict[int, str]:
+    """question_id -> answer of a results file's rows, each checked."""
     results: dict[int, str] = {}
     for i, row in enumerate(rows):
         qid = row.get("question_id") if isinstance(row, dict) else None
@@ -226,8 +236,8 @@ def evaluate_run(
     if files.is_caption_run(run_dir):
         return evaluate_captioner(run_dir, data, split, decode, meteor, **decoding)
     check_evaluator(evaluator)
+    files.check_run_dir(run_dir)
     dataset = data if isinstance(data, PreparedDataset) else PreparedDataset.load(data)
-    check_split(run_dir, dataset, split)
     questions = dataset.split(split)
     # Imported here, after the inputs are checked: it loads TensorFlow, which data_prep
     # (a user of the normaliser above) and `vqa score` never need.
@@ -260,22 +270,10 @@ def score_results_file(
     [{"image_id", "caption"}] as `score_captions_of` does."""
     check_evaluator(evaluator)
     dataset = PreparedDataset.load(data_dir)
-    captions = _caption_results(results)
-    if captions is not None:
-        return score_captions_of(dataset, split, captions)
-    return score_predictions(dataset.split(split), read_results(results), split, evaluator)
-
-
-def _caption_results(path: str | Path) -> list | None:
-    """The rows of a results file of captions; None for any other file (a file that
-    cannot be read is left to the answers' reader to report)."""
-    try:
-        rows = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
-    if isinstance(rows, list) and rows and isinstance(rows[0], dict) and "caption" in rows[0]:
-        return rows
-    return None
+    rows = _results_rows(results)
+    if rows and isinstance(rows[0], dict) and "caption" in rows[0]:
+        return score_captions_of(dataset, split, rows)
+    return score_predictions(dataset.split(split), _answers(rows, Path(results)), split, evaluator)
 
 
 def score_captions_of(

@@ -90,8 +90,12 @@ class Task:
 
 def adam(config: Config, steps_per_epoch: int) -> keras.optimizers.Optimizer:
     """Adam on the config's learning-rate plan, with its gradient clipping."""
-    clip = {"global_clipnorm": config.train.clip_norm} if config.train.clip_norm else {}
-    return keras.optimizers.Adam(learning_rate(config, steps_per_epoch), **clip)
+    return keras.optimizers.Adam(learning_rate(config, steps_per_epoch), **_clipping(config))
+
+
+def _clipping(config: Config) -> dict:
+    """The optimizer's argument for the config's gradient clipping (none: {})."""
+    return {"global_clipnorm": config.train.clip_norm} if config.train.clip_norm else {}
 
 
 class Answers(Task):
@@ -175,12 +179,11 @@ class Answers(Task):
         model = build_model(
             config.model, len(words), n_answers, backbone=backbone, word_vectors=vectors
         )
-        clip = {"global_clipnorm": config.train.clip_norm} if config.train.clip_norm else {}
         optimizer = TwoRateAdam(
             [v.path for v in backbone.trainable_variables],
             config.train.backbone_learning_rate / config.train.learning_rate,
             learning_rate=learning_rate(config, steps_per_epoch),
-            **clip,
+            **_clipping(config),
         )
         return model, optimizer
 
@@ -208,7 +211,7 @@ class Captions(Task):
     name = "captioning"
     rows = "captions"
     monitor = "val_word_accuracy"  # next-word accuracy on the validation captions
-    measure = "word accuracy"
+    measure = "next-word accuracy"
     vocabularies = {"words": files.CAPTION_VOCAB}
     needed = files.NEEDED_TO_CAPTION
     strategies = ("none",)
