@@ -108,6 +108,20 @@ def test_the_overlap_penalty_is_a_training_loss_that_pulls_the_referents_apart()
         ReferentRelation(16, overlap=1.0)
 
 
+def test_compare_gives_f_each_pair_of_referents_product():
+    grids = np.random.default_rng(3).random((4, 4, 4, 4)).astype("float32")
+    questions = np.eye(3, dtype="float32")[[0, 1, 2, 0]]
+    layers = {c: ReferentRelation(8, blocks=0, referents=3, compare=c) for c in (False, True)}
+    for layer in layers.values():
+        layer([questions, grids])
+    # f reads picked, mean and the 3 referents, and with compare the 3 pairs' products.
+    assert layers[False].f.kernel.shape[0] == 5 * 8
+    assert layers[True].f.kernel.shape[0] == 8 * 8
+    assert ReferentRelation.from_config(layers[True].get_config()).compare is True
+    with pytest.raises(ValueError, match="compare needs referents: 2 or more"):
+        ReferentRelation(16, compare=True)
+
+
 @pytest.mark.parametrize("words", [False, True])
 def test_the_explaining_model_gives_each_referents_map_and_the_same_answers(tmp_path, words):
     from conftest import SMALL_MODEL

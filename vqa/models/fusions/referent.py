@@ -32,7 +32,9 @@ class ReferentRelation(keras.layers.Layer):
        computed per part and broadcast (n additions, not n matrix products of the
        concatenation). The cost grows with k times the cells, never with their pairs.
     4. Pick: a softmax over g's outputs chooses the cell that answers ("the closest"),
-       and their mean counts ("how many"); f reads [picked, mean, r_1..r_k].
+       and their mean counts ("how many"); f reads [picked, mean, r_1..r_k], and with
+       `compare: true` also each pair's elementwise product r_a * r_b, a bilinear match
+       of the two objects ("the same colour?") that f need not build from relus.
 
     With `attention_words: true` in the config, each referent first reads the question
     word by word (its own attention over the words' states) and adds what it read to the
@@ -48,6 +50,8 @@ class ReferentRelation(keras.layers.Layer):
         overlap: with 2 or more referents, the weight of a training loss on how much
             their attentions overlap (the mean over pairs of sum_i w_a[i] * w_b[i]), so
             that they find different objects (0: none).
+        compare: with 2 or more referents, f also reads the product of each pair of the
+            referents' projections.
 
     Call arguments:
         inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, c]; with the
@@ -67,6 +71,7 @@ class ReferentRelation(keras.layers.Layer):
         depth: int = 2,
         referents: int = 1,
         overlap: float = 0.0,
+        compare: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -79,7 +84,9 @@ class ReferentRelation(keras.layers.Layer):
                 "overlap must be 0 or more, and needs referents: 2 or more. "
                 f"Received: overlap={overlap}, referents={referents}"
             )
-        self.referents, self.overlap = referents, float(overlap)
+        if compare and referents < 2:
+            raise ValueError(f"compare needs referents: 2 or more. Received: referents={referents}")
+        self.referents, self.overlap, self.compare = referents, float(overlap), bool(compare)
         self.supports_masking = True  # the word states come masked; the ids mark padding
 
     def compute_mask(self, inputs, mask=None):
@@ -140,7 +147,8 @@ class ReferentRelation(keras.layers.Layer):
             dense(u, (None, None, u), f"g{i}", activation="relu") for i in range(1, self.depth)
         ]
         self.pick_score = dense(1, (None, None, u), "pick_score")
-        self.f = dense(u, (None, (2 + self.referents) * u), "f", activation="relu")
+        pairs = self.referents * (self.referents - 1) // 2 if self.compare else 0
+        self.f = dense(u, (None, (2 + self.referents + pairs) * u), "f", activation="relu")
 
     def _cells(self, question, grid, training):
         """The question-conditioned blocks' cells with their (x, y): [b, n, c + 2], and
@@ -218,6 +226,8 @@ class ReferentRelation(keras.layers.Layer):
         # Pick one cell (closest, furthest), and average them all (how many).
         pick = ops.softmax(ops.squeeze(self.pick_score(h), -1), axis=-1)  # [b, n]
         picked = ops.sum(ops.expand_dims(pick, -1) * h, axis=1)  # [b, u]
+        if self.compare:  # each pair's match, r_a * r_b
+            about += [about[a] * about[b] for a in range(len(found)) for b in range(a + 1, len(found))]
         return self.f(ops.concatenate([picked, ops.mean(h, axis=1), *about], axis=-1))
 
     def compute_output_shape(self, input_shape):
@@ -232,4 +242,5 @@ class ReferentRelation(keras.layers.Layer):
             "depth": self.depth,
             "referents": self.referents,
             "overlap": self.overlap,
+            "compare": self.compare,
         }
