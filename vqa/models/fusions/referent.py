@@ -227,7 +227,9 @@ class ReferentRelation(keras.layers.Layer):
         pick = ops.softmax(ops.squeeze(self.pick_score(h), -1), axis=-1)  # [b, n]
         picked = ops.sum(ops.expand_dims(pick, -1) * h, axis=1)  # [b, u]
         if self.compare:  # each pair's match, r_a * r_b
-            about += [about[a] * about[b] for a in range(len(found)) for b in range(a + 1, len(found))]
+            about += [
+                about[a] * about[b] for a in range(len(found)) for b in range(a + 1, len(found))
+            ]
         return self.f(ops.concatenate([picked, ops.mean(h, axis=1), *about], axis=-1))
 
     def compute_output_shape(self, input_shape):
