@@ -76,6 +76,13 @@ train: {epochs: 15, batch_size: 16, learning_rate: 0.003, validation_fraction: 0
 """
 
 
+def _config_text(decoder: str) -> str:
+    """The squares config; the pooled twin trains 2 epochs, as its tests read its maps
+    and its rows of a table, not how good its captions are."""
+    text = CONFIG.replace("DECODER", decoder)
+    return text if decoder == "attention" else text.replace("epochs: 15", "epochs: 2")
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("captions")
@@ -83,7 +90,7 @@ def runs(tmp_path_factory):
     out = {}
     for decoder in ("attention", "pooled"):
         config = root / f"{decoder}.yaml"
-        config.write_text(CONFIG.replace("DECODER", decoder))
+        config.write_text(_config_text(decoder))
         assert (
             main(["train", str(data), "--config", str(config), "--out", str(root / decoder)]) == 0
         )
@@ -331,7 +338,7 @@ def test_compare_tables_the_decoders_and_retrains_only_a_changed_config(runs, tm
     for decoder, run in trained.items():  # the fixture's runs, where compare keeps them
         shutil.copytree(run, store / "squares" / decoder)
         configs.append(tmp_path / f"{decoder}.yaml")
-        configs[-1].write_text(CONFIG.replace("DECODER", decoder))
+        configs[-1].write_text(_config_text(decoder))
     argv = [
         "compare",
         str(data),
@@ -345,7 +352,8 @@ def test_compare_tables_the_decoders_and_retrains_only_a_changed_config(runs, tm
     table = pd.read_csv(results / "table.csv")
     assert sorted(table["variant"].unique()) == ["attention", "pooled"]
     assert sorted(table["decode"].unique()) == ["beam 3", "greedy", "sample T=1"]
-    assert table["CIDEr-D"].between(0, 1000).all() and table["epochs_run"].eq(15).all()
+    assert table["CIDEr-D"].between(0, 1000).all()
+    assert table.groupby("variant")["epochs_run"].max().to_dict() == {"attention": 15, "pooled": 2}
     readme = (results / "README.md").read_text()
     assert "| attention | beam 3 |" in readme and "| pooled | sample T=1 |" in readme
     # the same configs again: nothing retrained; the pooled one changed: it alone is

@@ -389,45 +389,26 @@ def test_init_from_starts_at_the_source_runs_weights_and_vocabularies(
     tiny_dataset, tiny_run, tmp_path
 ):
     source, _ = tiny_run
-    first = _FirstWeights()
-    summary = train(
-        tiny_dataset.root,
-        tmp_path / "on",
-        TINY_CONFIG.with_train(epochs=1),
-        verbose=0,
-        callbacks=[first],
-        init_from=source,
-    )
+    first, run = _FirstWeights(), tmp_path / "on"
+    config = TINY_CONFIG.with_train(epochs=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            tiny_dataset.root,
+            run,
+            config,
+            verbose=0,
+            callbacks=[first, _StopAfterFirstEpoch()],
+            init_from=source,
+        )
+    # The source's trained weights, not the seed's fresh ones.
     trained = keras.models.load_model(source / files.MODEL, compile=False).get_weights()
     assert len(first.weights) == len(trained)
     assert all(np.array_equal(a, b) for a, b in zip(first.weights, trained))
     for name in (files.QUESTION_VOCAB, files.ANSWER_VOCAB):
-        assert (tmp_path / "on" / name).read_text() == (source / name).read_text()
-    assert summary["initialised_from"] == str(source)
+        assert (run / name).read_text() == (source / name).read_text()
     # Stopped after its first epoch and resumed by a later call without the option, the
     # run still says where it started (the state records it).
-    stopped = tmp_path / "stopped"
-    with pytest.raises(KeyboardInterrupt):
-        train(
-            tiny_dataset.root,
-            stopped,
-            TINY_CONFIG.with_train(epochs=2),
-            verbose=0,
-            callbacks=[_StopAfterFirstEpoch()],
-            init_from=source,
-        )
-    assert train(tiny_dataset.root, stopped, TINY_CONFIG.with_train(epochs=2), verbose=0)[
-        "initialised_from"
-    ] == str(source)
-    fresh = _FirstWeights()  # without it, the same seed starts elsewhere
-    train(
-        tiny_dataset.root,
-        tmp_path / "fresh",
-        TINY_CONFIG.with_train(epochs=1),
-        verbose=0,
-        callbacks=[fresh],
-    )
-    assert not all(np.array_equal(a, b) for a, b in zip(fresh.weights, trained))
+    assert train(tiny_dataset.root, run, config, verbose=0)["initialised_from"] == str(source)
 
 
 def test_init_from_refuses_another_model_before_making_the_run(
