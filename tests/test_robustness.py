@@ -526,15 +526,17 @@ def test_a_kill_inside_a_checkpoint_then_resume_ends_like_an_uninterrupted_run(
     save_config(SLOW_CONFIG, config)
     argv = ["train", str(larger_dataset.root), "--config", str(config), "--out", str(crashed)]
     assert main([*argv, "--resume"]) == 0
-    evaluate_run(crashed, larger_dataset, "test")
     resumed = pd.read_csv(crashed / files.HISTORY)
     whole = pd.read_csv(uninterrupted / files.HISTORY)
     pd.testing.assert_frame_equal(resumed.drop(columns="seconds"), whole.drop(columns="seconds"))
     # The committed epochs were not redone.
     assert resumed["seconds"][:committed].tolist() == kept["seconds"][:committed].tolist()
-    assert (crashed / files.PREDICTIONS).read_bytes() == (
-        uninterrupted / files.PREDICTIONS
-    ).read_bytes()
+    # The same model to the bit, so the same predictions (the kill -9 test evaluates).
+    weights = [
+        keras.models.load_model(run / files.MODEL, compile=False).get_weights()
+        for run in (crashed, uninterrupted)
+    ]
+    assert all(np.array_equal(a, b) for a, b in zip(*weights))
     assert (crashed / files.MODEL).is_file() and not (crashed / files.CHECKPOINT_DIR).exists()
 
 
