@@ -388,3 +388,18 @@ def test_the_compare_readme_gives_every_column_over_the_seeds():
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[2 : 2 + len(SCORES) - 1] == ["11.00 ± 1.00"] * (len(SCORES) - 1)
     assert cells[-3:] == ["62.00 ± 2.00", "1,234", "110.0"]  # means, not the first seed's
+
+
+def test_a_caption_run_gives_generated_text_as_a_pipeline(runs):
+    import vqa
+
+    data, trained = runs
+    pipe = vqa.pipeline(trained["attention"])
+    assert pipe.task == "image-to-text"
+    (row,) = pipe(data / "images" / "0.png")
+    assert (
+        row["generated_text"]
+        == vqa.Captioner.load(trained["attention"]).caption(data / "images" / "0.png").caption
+    )
+    with pytest.raises(ValueError, match="takes no question"):
+        pipe(data / "images" / "0.png", "what?")

@@ -1,4 +1,5 @@
-"""vqa.pipeline: the transformers-style call over a run, a captioning run or a bundle."""
+"""vqa.pipeline: the transformers-style call over a run or a bundle (over a captioning
+run: test_captioning, on its trained runs)."""
 
 import io
 
@@ -24,20 +25,3 @@ def test_a_run_answers_as_a_transformers_pipeline_does(tiny_run):
     assert both[0][0]["answer"] == got[0]["answer"]
     with pytest.raises(ValueError, match="needs a question"):
         pipe(image)
-
-
-def test_a_caption_run_gives_generated_text(tmp_path):
-    from test_captioning import CONFIG, _write_dataset
-
-    from vqa.cli import main
-
-    data = _write_dataset(tmp_path / "data")
-    config = tmp_path / "c.yaml"
-    config.write_text(CONFIG.replace("DECODER", "attention").replace("epochs: 15", "epochs: 1"))
-    assert main(["train", str(data), "--config", str(config), "--out", str(tmp_path / "run")]) == 0
-    pipe = vqa.pipeline(tmp_path / "run")
-    assert pipe.task == "image-to-text"
-    (row,) = pipe(data / "images" / "0.png")
-    assert isinstance(row["generated_text"], str)
-    with pytest.raises(ValueError, match="takes no question"):
-        pipe(data / "images" / "0.png", "what?")
