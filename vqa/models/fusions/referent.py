@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from itertools import combinations
+from math import comb
+
 import keras
 from keras import ops
 
@@ -147,7 +150,7 @@ class ReferentRelation(keras.layers.Layer):
             dense(u, (None, None, u), f"g{i}", activation="relu") for i in range(1, self.depth)
         ]
         self.pick_score = dense(1, (None, None, u), "pick_score")
-        pairs = self.referents * (self.referents - 1) // 2 if self.compare else 0
+        pairs = comb(self.referents, 2) if self.compare else 0
         self.f = dense(u, (None, (2 + self.referents + pairs) * u), "f", activation="relu")
 
     def _cells(self, question, grid, training):
@@ -214,9 +217,7 @@ class ReferentRelation(keras.layers.Layer):
             h = h + g_offset(geometry) + ops.expand_dims(about[-1], 1)
         if self.overlap and len(found) > 1:
             pairs = [
-                ops.sum(found[a] * found[b], axis=-1)
-                for a in range(len(found))
-                for b in range(a + 1, len(found))
+                ops.sum(a * b, axis=-1) for a, b in combinations(found, 2)
             ]  # each [b], 0 (apart) to 1 (the same one cell)
             self.add_loss(self.overlap * ops.mean(ops.stack(pairs, axis=-1)))
         h = ops.relu(h)
@@ -227,9 +228,7 @@ class ReferentRelation(keras.layers.Layer):
         pick = ops.softmax(ops.squeeze(self.pick_score(h), -1), axis=-1)  # [b, n]
         picked = ops.sum(ops.expand_dims(pick, -1) * h, axis=1)  # [b, u]
         if self.compare:  # each pair's match, r_a * r_b
-            about += [
-                about[a] * about[b] for a in range(len(found)) for b in range(a + 1, len(found))
-            ]
+            about += [a * b for a, b in combinations(about, 2)]
         return self.f(ops.concatenate([picked, ops.mean(h, axis=1), *about], axis=-1))
 
     def compute_output_shape(self, input_shape):
