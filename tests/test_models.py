@@ -61,8 +61,12 @@ VARIANTS = [  # every fusion with and without attention, relations, encoders, ba
     dict(fusion="relation", fusion_options={"depth": 2}),
     dict(fusion="film", fusion_options={"blocks": 2}),
     dict(fusion="referent", fusion_options={"blocks": 1, "channels": 4, "depth": 2}),
-    dict(fusion="referent", fusion_options={"blocks": 0, "referents": 2, "compare": True}),
     dict(fusion="referent", fusion_options={"blocks": 0, "referents": 2}, attention_words=True),
+    dict(
+        fusion="referent",
+        fusion_options={"blocks": 0, "referents": 2, "compare": True, "shared_find": True},
+        attention_words=True,
+    ),
     dict(fusion="elementwise", attention_hops=1, grid_coordinates=True),
     dict(fusion="concat", attention_hops=2, attention_words=True, question_layers=2),
     dict(

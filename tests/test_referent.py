@@ -122,6 +122,28 @@ def test_compare_gives_f_each_pair_of_referents_product():
         ReferentRelation(16, compare=True)
 
 
+def test_shared_find_finds_each_referent_with_one_attention_from_its_reading():
+    rng = np.random.default_rng(4)
+    grids = rng.random((4, 4, 4, 4)).astype("float32")
+    questions = rng.random((4, 3)).astype("float32")
+    states = rng.random((4, 5, 6)).astype("float32")
+    ids = np.array([[7, 0, 0, 0, 0]] * 4)  # one word: every reading is that word's state
+    inputs = [questions, grids, states, ids]
+    maps = {}
+    for shared in (False, True):
+        layer = ReferentRelation(8, blocks=0, referents=2, shared_find=shared)
+        layer(inputs)
+        maps[shared] = keras.ops.convert_to_numpy(layer.where_it_looks(inputs))
+        names = [w.path.split("/")[-2] for w in layer.weights]
+        assert ("find_question_1" in names) is not shared
+    # The same reading through the one find: the same map; through two finds: not.
+    np.testing.assert_allclose(maps[True][:, 0], maps[True][:, 1], rtol=1e-6)
+    assert not np.allclose(maps[False][:, 0], maps[False][:, 1])
+    assert ReferentRelation.from_config(layer.get_config()).shared_find is True
+    with pytest.raises(ValueError, match="shared_find needs attention_words: true"):
+        ReferentRelation(8, blocks=0, referents=2, shared_find=True)([questions, grids])
+
+
 @pytest.mark.parametrize("words", [False, True])
 def test_the_explaining_model_gives_each_referents_map_and_the_same_answers(tmp_path, words):
     from conftest import SMALL_MODEL

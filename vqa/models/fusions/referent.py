@@ -42,7 +42,10 @@ class ReferentRelation(keras.layers.Layer):
     With `attention_words: true` in the config, each referent first reads the question
     word by word (its own attention over the words' states) and adds what it read to the
     query it finds its object with: "the red circle" to one, "the blue object" to the
-    other, where one question vector must otherwise hold both apart.
+    other, where one question vector must otherwise hold both apart. With `shared_find:
+    true` as well, the referents find their objects with one attention (one query
+    projection and score), each from its own reading alone: the find that the one-object
+    questions train then serves every description a two-object question reads.
 
     Args:
         units: width of g, f and the output.
@@ -55,6 +58,8 @@ class ReferentRelation(keras.layers.Layer):
             that they find different objects (0: none).
         compare: with 2 or more referents, f also reads the product of each pair of the
             referents' projections.
+        shared_find: with the words, one find for every referent, its query the
+            referent's reading of the words (not the question vector).
 
     Call arguments:
         inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, c]; with the
@@ -75,6 +80,7 @@ class ReferentRelation(keras.layers.Layer):
         referents: int = 1,
         overlap: float = 0.0,
         compare: bool = False,
+        shared_find: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -90,6 +96,7 @@ class ReferentRelation(keras.layers.Layer):
         if compare and referents < 2:
             raise ValueError(f"compare needs referents: 2 or more. Received: referents={referents}")
         self.referents, self.overlap, self.compare = referents, float(overlap), bool(compare)
+        self.shared_find = bool(shared_find)
         self.supports_masking = True  # the word states come masked; the ids mark padding
 
     def compute_mask(self, inputs, mask=None):
@@ -123,11 +130,17 @@ class ReferentRelation(keras.layers.Layer):
         self.g_cell = dense(u, cell, "g0_cell")
         self.g_question = dense(u, question_shape, "g0_question", use_bias=False)
 
+        words = len(input_shape) == 4  # with the words' states: [b, L, w]
+        if self.shared_find and not words:
+            raise ValueError("shared_find needs attention_words: true (each referent's reading).")
+        find_input = (None, input_shape[2][-1]) if self.shared_find else question_shape
+
         def per_referent(j):  # referent 0's layers keep the one-referent names and paths
             n = f"_{j}" if j else ""
+            own_find = not (self.shared_find and j)
             return (
-                dense(u, question_shape, f"find_question{n}", use_bias=False),
-                dense(1, (None, None, u), f"find_score{n}"),
+                dense(u, find_input, f"find_question{n}", use_bias=False) if own_find else None,
+                dense(1, (None, None, u), f"find_score{n}") if own_find else None,
                 dense(u, (None, c + 2), f"g0_referent{n}", use_bias=False),
                 dense(u, (None, None, 3), f"g0_offset{n}", use_bias=False),
             )
@@ -135,14 +148,16 @@ class ReferentRelation(keras.layers.Layer):
         self.find_question, self.find_score, self.g_referent, self.g_offset = per_referent(0)
         self.more_referents = [per_referent(j) for j in range(1, self.referents)]
         self.word_reads = []
-        if len(input_shape) == 4:  # the words' states: [b, L, w]
+        if words:
             w = (None, None, input_shape[2][-1])
             self.word_keys = dense(u, w, "word_keys")
             self.word_reads = [
                 (
                     dense(u, question_shape, f"word_query_{j}", use_bias=False),
                     dense(1, (None, None, u), f"word_score_{j}"),
-                    dense(u, (None, w[-1]), f"word_value_{j}", use_bias=False),
+                    None
+                    if self.shared_find
+                    else dense(u, (None, w[-1]), f"word_value_{j}", use_bias=False),
                 )
                 for j in range(self.referents)
             ]
@@ -171,21 +186,32 @@ class ReferentRelation(keras.layers.Layer):
         """Each referent's attention over the cells: `referents` weights [b, n]."""
         question = inputs[0]
         keys = self.find_cell(cells)  # [b, n, u]
-        scores = [self.find_score] + [layers[1] for layers in self.more_referents]
-        queries = [self.find_question(question)]
-        queries += [layers[0](question) for layers in self.more_referents]  # [b, u]
-        if self.word_reads:  # each referent's own reading of the words
-            states, ids = inputs[2:]
-            word_keys = self.word_keys(states)  # [b, L, u]
-            for j, (word_query, word_score, word_value) in enumerate(self.word_reads):
-                logits = ops.squeeze(
-                    word_score(ops.tanh(word_keys + ops.expand_dims(word_query(question), 1))), -1
-                )  # [b, L]
-                queries[j] = queries[j] + word_value(read_words(logits, states, ids))
+        if self.shared_find:
+            scores = [self.find_score] * self.referents
+            queries = [self.find_question(reading) for reading in self._readings(inputs)]
+        else:
+            scores = [self.find_score] + [layers[1] for layers in self.more_referents]
+            queries = [self.find_question(question)]
+            queries += [layers[0](question) for layers in self.more_referents]  # [b, u]
+            if self.word_reads:  # each referent's own reading of the words
+                for j, reading in enumerate(self._readings(inputs)):
+                    queries[j] = queries[j] + self.word_reads[j][2](reading)
         return [
             ops.softmax(ops.squeeze(score(ops.tanh(keys + ops.expand_dims(query, 1))), -1), axis=-1)
             for query, score in zip(queries, scores)
         ]
+
+    def _readings(self, inputs) -> list:
+        """Each referent's reading of the question's words: `referents` vectors [b, w]."""
+        question, _, states, ids = inputs
+        word_keys = self.word_keys(states)  # [b, L, u]
+        readings = []
+        for word_query, word_score, _ in self.word_reads:
+            logits = ops.squeeze(
+                word_score(ops.tanh(word_keys + ops.expand_dims(word_query(question), 1))), -1
+            )  # [b, L]
+            readings.append(read_words(logits, states, ids))
+        return readings
 
     def where_it_looks(self, inputs):
         """The referents' attention [b, referents, n] at inference: what `explain` draws."""
@@ -244,4 +270,5 @@ class ReferentRelation(keras.layers.Layer):
             "referents": self.referents,
             "overlap": self.overlap,
             "compare": self.compare,
+            "shared_find": self.shared_find,
         }
