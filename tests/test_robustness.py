@@ -54,6 +54,7 @@ def test_kill_9_mid_training_then_resume_ends_like_an_uninterrupted_run(
     save_config(SLOW_CONFIG, config)
     state = run / files.CHECKPOINT_DIR / files.STATE
     argv = ["train", str(larger_dataset.root), "--config", str(config), "--out", str(run)]
+    argv.append("--no-bundle")  # nothing here asks: the bundle is test_end_to_end's
     proc = subprocess.Popen(
         [sys.executable, "-m", "vqa", *argv],
         cwd=ROOT,
@@ -525,6 +526,7 @@ def test_a_kill_inside_a_checkpoint_then_resume_ends_like_an_uninterrupted_run(
     config = tmp_path / "config.yaml"
     save_config(SLOW_CONFIG, config)
     argv = ["train", str(larger_dataset.root), "--config", str(config), "--out", str(crashed)]
+    argv.append("--no-bundle")  # nothing here asks: the bundle is test_end_to_end's
     assert main([*argv, "--resume"]) == 0
     resumed = pd.read_csv(crashed / files.HISTORY)
     whole = pd.read_csv(uninterrupted / files.HISTORY)

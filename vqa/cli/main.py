@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
         "epochs, or on other data",
     )
     p.add_argument(
+        "--no-bundle",
+        action="store_true",
+        help="do not export RUN_DIR/bundle when training ends (a few seconds; `vqa ask` "
+        "writes it on its first answer): for sweeps and scripts that do not ask",
+    )
+    p.add_argument(
         "--resume",
         action="store_true",
         help="continue the unfinished run in --out from its last finished epoch "

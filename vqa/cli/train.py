@@ -51,7 +51,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         from vqa.export import write_run_bundle
 
         # `vqa ask RUN` answers from it in about a second, without TensorFlow
-        bundled = write_run_bundle(args.out) is not None
+        bundled = not args.no_bundle and write_run_bundle(args.out) is not None
         saved = f"run saved in {args.out}" + (" (with its bundle for vqa ask)" if bundled else "")
     else:
         saved = f"worker {summary['worker']}: the chief saves the run"
