@@ -112,6 +112,16 @@ def make_tiny_dataset(out, n_images: int = 12):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def two_cpu_devices():
+    """Two logical CPU devices in each test process, set before TensorFlow starts: mirrored
+    training runs in process (test_distribute); everything else runs on the first, as
+    on one device."""
+    from vqa.training import distribute
+
+    distribute.use_cpu_devices(2)
+
+
+@pytest.fixture(scope="session", autouse=True)
 def isolated_weights_cache(tmp_path_factory):
     """Converted backbone weights go to a temporary cache, not the user's ~/.cache/vqa."""
     previous = os.environ.get("VQA_CACHE")

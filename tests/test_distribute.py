@@ -1,9 +1,9 @@
 """Training on several devices or machines: vqa.training.distribute and `vqa train --strategy`.
 
-Distributed runs are `python -m vqa train` subprocesses: TensorFlow fixes its devices
-(and its collective setup) when it starts, and this pytest process has started it.
-Two logical CPU devices (VQA_CPU_DEVICES=2) stand in for two GPUs; two processes on
-127.0.0.1 stand in for two machines.
+Two logical CPU devices stand in for two GPUs: conftest splits each test process's CPU
+before TensorFlow starts, so mirrored runs train in process. Two `python -m vqa train`
+processes on 127.0.0.1 stand in for two machines (TensorFlow fixes its collective setup
+when it starts).
 """
 
 from __future__ import annotations
@@ -153,6 +153,7 @@ def _train(
             str(config_file),
             "--out",
             str(out),
+            "--no-bundle",  # no test here asks
             *args,
         ],
         env={
@@ -212,21 +213,10 @@ def _assert_same_training(run: Path, reference: Path) -> None:
 
 @pytest.fixture(scope="module")
 def mirrored_runs(odd_validation, tmp_path_factory):
-    """The same training mirrored over two logical CPUs (a process of its own) and on
-    one device (in this process, while that one runs)."""
+    """The same training mirrored over the two logical CPUs and on one device."""
     runs = tmp_path_factory.mktemp("mirrored")
-    mirrored = _train(
-        odd_validation,
-        runs / "mirrored",
-        GRID_CONFIG,
-        "--strategy",
-        "mirrored",
-        env={distribute.CPU_DEVICES_ENV: "2"},
-    )
-    try:
-        train(odd_validation.root, runs / "none", GRID_CONFIG, verbose=0, strategy="none")
-    finally:
-        _finish(mirrored)
+    for strategy in ("mirrored", "none"):
+        train(odd_validation.root, runs / strategy, GRID_CONFIG, verbose=0, strategy=strategy)
     return runs / "none", runs / "mirrored"
 
 
@@ -245,18 +235,11 @@ def test_mirrored_training_matches_one_device(mirrored_runs, odd_validation):
 
 def test_mirrored_small_cnn_with_a_one_row_last_batch(one_row_last_batch, tmp_path):
     """Batch norm on a replica with no rows used to stop the first epoch: the row left
-    over is trimmed."""
-    run = tmp_path / "run"
-    _finish(
-        _train(
-            one_row_last_batch,
-            run,
-            CNN_CONFIG.with_train(epochs=1),
-            "--strategy",
-            "mirrored",
-            env={distribute.CPU_DEVICES_ENV: "2"},
-        )
-    )
+    over is trimmed. Through the command line, as a user runs it."""
+    run, config = tmp_path / "run", tmp_path / "cnn.yaml"
+    save_config(CNN_CONFIG.with_train(epochs=1), config)
+    argv = ["train", str(one_row_last_batch.root), "--config", str(config), "--out", str(run)]
+    assert main([*argv, "--strategy", "mirrored", "--no-bundle"]) == 0
     summary = _summary(run)
     assert summary["replicas"] == 2 and summary["n_fit_questions"] == 41
     assert np.isfinite(_history(run)["loss"]).all()
