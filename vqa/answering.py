@@ -192,7 +192,7 @@ def preprocessing(config: Config) -> Preprocessing:
     model = config.model
     if model.image_encoder != "pretrained":
         return Preprocessing("square", model.image_size)
-    spec = get_backbone(model.backbone, model.backbone_image_size or None)
+    spec = get_backbone(model.backbone, model.backbone_image_size)
     return Preprocessing("crop", spec.image_size, spec.resize_short_side)
 
 

@@ -224,16 +224,17 @@ def convert_lite0_weights(model: keras.Model) -> None:
 
 
 def get_backbone(name: str, image_size: int | None = None) -> Backbone:
-    """The registered backbone, at its own input size or at `image_size`.
+    """The registered backbone, at its own input size (`image_size` None or 0) or at
+    `image_size`.
 
     At another size (a multiple of 32) an image's short side is resized to that size and
     the long side centre-cropped: no ImageNet-style border crop, which would cut an eighth
     off images that are about that small already. The grid is image_size / 32 cells a side.
     """
     spec = BACKBONES.named(name)  # an unknown name: a ConfigError naming the nearest
-    if image_size is None or image_size == spec.image_size:
+    if not image_size or image_size == spec.image_size:
         return spec
-    if image_size < 32 or image_size % 32:
+    if image_size < 32 or image_size % 32:  # vqa.config checks a config's the same way
         raise ConfigError(
             "backbone_image_size must be 0 (suit the dataset) or a multiple of 32 (32 or "
             f"more). Received: {image_size}"
@@ -297,7 +298,7 @@ for _spec in (
 def grid_shape(backbone: str, image_size: int = 0) -> tuple[int, int, int]:
     """(rows, cols, channels) of the grid `backbone` makes at input size `image_size`
     (0: its own), as a model reading cached features takes it."""
-    spec = get_backbone(backbone, image_size or None)
+    spec = get_backbone(backbone, image_size)
     return (spec.grid_size, spec.grid_size, spec.grid_channels)
 
 

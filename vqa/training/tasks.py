@@ -55,7 +55,7 @@ class Task:
         """`config` with its components checked against their registries, as a run
         records it; before any data is read."""
         get_image_encoder(config.model)
-        get_backbone(config.model.backbone, config.model.backbone_image_size or None)
+        get_backbone(config.model.backbone, config.model.backbone_image_size)
         return config
 
     def train_rows(self, dataset: PreparedDataset) -> pd.DataFrame:
@@ -173,9 +173,8 @@ class Answers(Task):
                 config.model, len(words), n_answers, word_vectors=vectors, grid_shape=grid
             )
             return model, adam(config, steps_per_epoch)
-        backbone = get_backbone(
-            config.model.backbone, config.model.backbone_image_size or None
-        ).build(include_top=False)
+        spec = get_backbone(config.model.backbone, config.model.backbone_image_size)
+        backbone = spec.build(include_top=False)
         model = build_model(
             config.model, len(words), n_answers, backbone=backbone, word_vectors=vectors
         )
