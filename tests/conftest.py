@@ -111,6 +111,27 @@ def make_tiny_dataset(out, n_images: int = 12):
     )
 
 
+# The files that take longest (one core, `pytest -n 0 --durations=0`, 2026-12-07), longest
+# first. The two workers take files in collection order, so these go first: a long file
+# begun last would leave the other core idle at the end.
+LONGEST_FILES = (
+    "test_robustness.py",
+    "test_captioning.py",
+    "test_distribute.py",
+    "test_hard_attention.py",
+    "test_demo.py",
+    "test_gradient_flow.py",
+    "test_referent.py",
+    "test_end_to_end.py",
+    "test_recipes.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: files stay whole
+
+
 @pytest.fixture(scope="session", autouse=True)
 def two_cpu_devices():
     """Two logical CPU devices in each test process, set before TensorFlow starts: mirrored
