@@ -64,7 +64,13 @@ VARIANTS = [  # every fusion with and without attention, relations, encoders, ba
     dict(fusion="referent", fusion_options={"blocks": 0, "referents": 2}, attention_words=True),
     dict(
         fusion="referent",
-        fusion_options={"blocks": 0, "referents": 2, "compare": True, "shared_find": True},
+        fusion_options={
+            "blocks": 0,
+            "referents": 2,
+            "compare": True,
+            "shared_find": True,
+            "exclusive_readings": True,
+        },
         attention_words=True,
     ),
     dict(fusion="elementwise", attention_hops=1, grid_coordinates=True),

@@ -144,6 +144,35 @@ def test_shared_find_finds_each_referent_with_one_attention_from_its_reading():
         ReferentRelation(8, blocks=0, referents=2, shared_find=True)([questions, grids])
 
 
+def test_exclusive_readings_leave_the_second_referent_the_words_the_first_did_not_read():
+    rng = np.random.default_rng(5)
+    grids = rng.random((4, 4, 4, 4)).astype("float32")
+    questions = rng.random((4, 3)).astype("float32")
+    states = rng.random((4, 5, 6)).astype("float32")
+    ids = np.array([[3, 4, 5, 6, 0]] * 4)
+    inputs = [questions, grids, states, ids]
+    layers = [
+        ReferentRelation(8, blocks=0, referents=2, shared_find=True, exclusive_readings=e)
+        for e in (False, True)
+    ]
+    for layer in layers:
+        layer(inputs)
+    first = layers[0]
+    # Both referents read the words alike, and both layers hold the same weights.
+    for a, b in zip(first.word_reads[1][:2], first.word_reads[0][:2]):
+        a.set_weights(b.get_weights())
+    layers[1].set_weights(first.get_weights())
+    plain, exclusive = (keras.ops.convert_to_numpy(x.where_it_looks(inputs)) for x in layers)
+    np.testing.assert_allclose(plain[:, 0], plain[:, 1], rtol=1e-6)  # one reading, twice
+    np.testing.assert_allclose(exclusive[:, 0], plain[:, 0], rtol=1e-6)  # the first: as read
+    assert not np.allclose(exclusive[:, 1], exclusive[:, 0])  # the second: what was left
+    assert ReferentRelation.from_config(layers[1].get_config()).exclusive_readings is True
+    with pytest.raises(ValueError, match="exclusive_readings needs referents: 2 or more"):
+        ReferentRelation(8, exclusive_readings=True)
+    with pytest.raises(ValueError, match="exclusive_readings needs attention_words: true"):
+        ReferentRelation(8, blocks=0, referents=2, exclusive_readings=True)([questions, grids])
+
+
 @pytest.mark.parametrize("words", [False, True])
 def test_the_explaining_model_gives_each_referents_map_and_the_same_answers(tmp_path, words):
     from conftest import SMALL_MODEL

@@ -45,7 +45,10 @@ class ReferentRelation(keras.layers.Layer):
     other, where one question vector must otherwise hold both apart. With `shared_find:
     true` as well, the referents find their objects with one attention (one query
     projection and score), each from its own reading alone: the find that the one-object
-    questions train then serves every description a two-object question reads.
+    questions train then serves every description a two-object question reads. With
+    `exclusive_readings: true`, each referent reads the words the earlier ones left:
+    a_j ~ exp(l_j) * (1 - sum_{i<j} a_i) over the words, so that two readings cannot be
+    one (with one find, two equal readings find one object twice).
 
     Args:
         units: width of g, f and the output.
@@ -60,6 +63,8 @@ class ReferentRelation(keras.layers.Layer):
             referents' projections.
         shared_find: with the words, one find for every referent, its query the
             referent's reading of the words (not the question vector).
+        exclusive_readings: with the words and 2 or more referents, each referent's
+            reading leaves out the words the earlier referents read.
 
     Call arguments:
         inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, c]; with the
@@ -81,6 +86,7 @@ class ReferentRelation(keras.layers.Layer):
         overlap: float = 0.0,
         compare: bool = False,
         shared_find: bool = False,
+        exclusive_readings: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -96,7 +102,11 @@ class ReferentRelation(keras.layers.Layer):
         if compare and referents < 2:
             raise ValueError(f"compare needs referents: 2 or more. Received: referents={referents}")
         self.referents, self.overlap, self.compare = referents, float(overlap), bool(compare)
-        self.shared_find = bool(shared_find)
+        if exclusive_readings and referents < 2:
+            raise ValueError(
+                f"exclusive_readings needs referents: 2 or more. Received: referents={referents}"
+            )
+        self.shared_find, self.exclusive_readings = bool(shared_find), bool(exclusive_readings)
         self.supports_masking = True  # the word states come masked; the ids mark padding
 
     def compute_mask(self, inputs, mask=None):
@@ -131,8 +141,9 @@ class ReferentRelation(keras.layers.Layer):
         self.g_question = dense(u, question_shape, "g0_question", use_bias=False)
 
         words = len(input_shape) == 4  # with the words' states: [b, L, w]
-        if self.shared_find and not words:
-            raise ValueError("shared_find needs attention_words: true (each referent's reading).")
+        for name in ("shared_find", "exclusive_readings"):
+            if getattr(self, name) and not words:
+                raise ValueError(f"{name} needs attention_words: true (each referent's reading).")
         find_input = (None, input_shape[2][-1]) if self.shared_find else question_shape
 
         def per_referent(j):  # referent 0's layers keep the one-referent names and paths
@@ -205,12 +216,20 @@ class ReferentRelation(keras.layers.Layer):
         """Each referent's reading of the question's words: `referents` vectors [b, w]."""
         question, _, states, ids = inputs
         word_keys = self.word_keys(states)  # [b, L, u]
-        readings = []
+        readings, read = [], None  # read: [b, L], the words the earlier readings took
         for word_query, word_score, _ in self.word_reads:
             logits = ops.squeeze(
                 word_score(ops.tanh(word_keys + ops.expand_dims(word_query(question), 1))), -1
             )  # [b, L]
-            readings.append(read_words(logits, states, ids))
+            if not self.exclusive_readings:
+                readings.append(read_words(logits, states, ids))
+                continue
+            if read is not None:  # what is left of each word: 1 - sum_{i<j} a_i
+                logits = logits + ops.log(ops.maximum(1.0 - read, 1e-6))
+            logits = ops.where(ops.not_equal(ids, 0), logits, ops.full_like(logits, -1e4))
+            a = ops.softmax(logits, axis=-1)
+            read = a if read is None else read + a
+            readings.append(ops.sum(ops.expand_dims(a, -1) * states, axis=1))
         return readings
 
     def where_it_looks(self, inputs):
@@ -271,4 +290,5 @@ class ReferentRelation(keras.layers.Layer):
             "overlap": self.overlap,
             "compare": self.compare,
             "shared_find": self.shared_find,
+            "exclusive_readings": self.exclusive_readings,
         }
