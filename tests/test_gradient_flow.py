@@ -42,10 +42,11 @@ def test_long_questions_are_answered_by_their_first_word_only(tmp_path):
 
 @pytest.fixture(scope="module")
 def rnn_scenes_run(tmp_path_factory):
-    """The rnn config, one epoch on 40 freshly generated scenes, through the CLI."""
+    """The rnn config, one epoch on 40 freshly generated scenes, through the CLI; in
+    RUNS/<dataset>/rnn, where `vqa compare` finds it (RUNS: the run's grandparent)."""
     root = tmp_path_factory.mktemp("rnn")
     data = scenes.prepare(root / "data", images=40, seed=FRESH_SEED)
-    run = root / "run"
+    run = root / "runs" / data.name / "rnn"
     argv = ["train", str(data.root), "--config", str(CONFIGS / "rnn.yaml"), "--epochs", "1"]
     assert main([*argv, "--out", str(run), "--no-bundle"]) == 0  # no test here asks
     return data, run
@@ -108,12 +109,14 @@ def test_each_questions_word_gradients_do_not_depend_on_the_batch(rnn_scenes_run
     assert np.isnan(summarize(np.zeros_like(whole), lengths)["first_to_last"])  # none at all
 
 
-def test_compare_tables_the_gradient_flow_of_each_variant(tmp_path):
+def test_compare_tables_the_gradient_flow_of_each_variant(rnn_scenes_run, tmp_path):
     from vqa.evaluation.compare import compare
 
-    data = long_questions.prepare(tmp_path / "data", images=20, seed=1)
+    data, run = rnn_scenes_run  # compare trains lstm-clip, and finds rnn trained
     configs = [CONFIGS / "rnn.yaml", CONFIGS / "lstm-clip.yaml"]
-    table = compare(data, configs, runs=tmp_path / "runs", results=tmp_path / "out", epochs=1)
+    before = (run / files.MODEL).stat().st_mtime_ns
+    table = compare(data, configs, runs=run.parents[1], results=tmp_path / "out", epochs=1)
+    assert (run / files.MODEL).stat().st_mtime_ns == before  # not trained again
     overall = table[table["question_type"] == "overall"].set_index("variant")
     assert (overall.loc[["rnn", "lstm-clip"], "largest_norm"] > 0).all()
     readme = (tmp_path / "out" / "README.md").read_text()
