@@ -51,7 +51,7 @@ def a_batch(data: Path, config, n: int = 256):
     """One grouped training batch of the set, as the fit loop makes it."""
     from vqa.data.dataset import PreparedDataset
     from vqa.features.extract import image_table
-    from vqa.training.fit import build_vocabularies, encode_split
+    from vqa.training import build_vocabularies, encode_split
 
     dataset = PreparedDataset.load(data)
     questions = dataset.split("train")
