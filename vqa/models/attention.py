@@ -49,12 +49,16 @@ def _scorers(
     return layers
 
 
-def read_words(logits, states, ids):
-    """sum_w a_w h_w, a the softmax of `logits` [batch, L] over the words that are not
-    padding (`ids` 0): one reading of the question, [batch, w]."""
+def word_weights(logits, ids):
+    """a, the softmax of `logits` [batch, L] over the words that are not padding (`ids`
+    0): [batch, L]."""
     logits = ops.where(ops.not_equal(ids, 0), logits, ops.full_like(logits, -1e4))
-    a = ops.softmax(logits, axis=-1)  # -1e4: finite in float16
-    return ops.sum(ops.expand_dims(a, -1) * states, axis=1)
+    return ops.softmax(logits, axis=-1)  # -1e4: finite in float16
+
+
+def read_words(logits, states, ids):
+    """sum_w a_w h_w, a = word_weights(logits, ids): one reading of the question, [batch, w]."""
+    return ops.sum(ops.expand_dims(word_weights(logits, ids), -1) * states, axis=1)
 
 
 @keras.saving.register_keras_serializable(package="vqa")

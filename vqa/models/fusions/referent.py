@@ -8,7 +8,7 @@ from math import comb
 import keras
 from keras import ops
 
-from vqa.models.attention import read_words
+from vqa.models.attention import word_weights
 from vqa.models.checks import check_sizes
 from vqa.models.fusions.registry import register_fusion
 from vqa.models.grid import coordinates, modulate
@@ -221,13 +221,9 @@ class ReferentRelation(keras.layers.Layer):
             logits = ops.squeeze(
                 word_score(ops.tanh(word_keys + ops.expand_dims(word_query(question), 1))), -1
             )  # [b, L]
-            if not self.exclusive_readings:
-                readings.append(read_words(logits, states, ids))
-                continue
-            if read is not None:  # what is left of each word: 1 - sum_{i<j} a_i
+            if self.exclusive_readings and read is not None:  # what is left: 1 - sum_{i<j} a_i
                 logits = logits + ops.log(ops.maximum(1.0 - read, 1e-6))
-            logits = ops.where(ops.not_equal(ids, 0), logits, ops.full_like(logits, -1e4))
-            a = ops.softmax(logits, axis=-1)
+            a = word_weights(logits, ids)
             read = a if read is None else read + a
             readings.append(ops.sum(ops.expand_dims(a, -1) * states, axis=1))
         return readings
