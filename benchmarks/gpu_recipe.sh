@@ -3,7 +3,7 @@
 # 27), when one seed does not fit one call: the seeds train in turn, each into
 # gpu-data/recipes/<name>/seed<N>; the call is killed (kill -9) before its limit, and the
 # next call, given that folder back, continues each unfinished run from its last
-# finished epoch, which gives exactly the uninterrupted run (tests/test_robustness.py).
+# finished epoch, which gives exactly the uninterrupted run (tests/training/test_robustness.py).
 # A run that has finished is evaluated on the test split once, into its metrics.json.
 #   RECIPE   the config (default experiments/configs/sort-of-clevr/best.yaml)
 #   PREPARE  `vqa prepare` arguments, without --out (default: sort-of-clevr --images 20000

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -14,6 +15,9 @@ from PIL import Image, ImageDraw
 
 from data_prep.common import write_prepared
 from vqa.config import Config, ModelConfig, TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+FIXTURES = ROOT / "tests" / "fixtures"
 
 COLORS = {"red": (220, 30, 30), "blue": (30, 30, 220)}
 SHAPES = ("circle", "rectangle")

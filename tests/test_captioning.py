@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT
 from PIL import Image
 from test_images import AWKWARD
 
@@ -268,9 +269,8 @@ def test_the_server_gives_a_caption_next_to_the_answers(tiny_attention_run, capt
 
 
 def test_the_readme_captioning_example_runs(runs, tmp_path, monkeypatch, capsys):
-    from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = (ROOT / "README.md").read_text()
     block = text.split("## Captioning\n", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     (tmp_path / "runs").mkdir()
     (tmp_path / "runs" / "captions").symlink_to(runs[1]["attention"])

@@ -4,17 +4,15 @@ without TensorFlow."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_CONFIG, draw_shape
+from conftest import ROOT, TINY_CONFIG, draw_shape
 
 from vqa.cli import main as vqa_main
 from vqa.errors import RunDirError, VQAError
 from vqa.runs.image_profile import FOREIGN
 
-ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = [
     "What color is the shape?",
     "what shape is in the image?",

@@ -9,8 +9,7 @@ import ast
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 # package prefix -> prefixes it must never import
 FORBIDDEN = {

@@ -5,8 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 @pytest.mark.parametrize("command", [["check", "."], ["format", "--check", "."]])

@@ -1,12 +1,11 @@
 """notebooks/tour.ipynb runs end to end on tiny settings, so that it never rots; it is
 stored without outputs."""
 
-from pathlib import Path
-
 import nbformat
+from conftest import ROOT
 from nbclient import NotebookClient
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "tour.ipynb"
+NOTEBOOK = ROOT / "notebooks" / "tour.ipynb"
 
 
 def test_the_notebook_is_stored_without_outputs():

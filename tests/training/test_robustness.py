@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import TINY_CONFIG, make_tiny_dataset
+from conftest import ROOT, TINY_CONFIG, make_tiny_dataset
 
 from vqa import Answerer, evaluate_run
 from vqa.cli import main
@@ -26,7 +26,6 @@ from vqa.errors import ConfigError, RunDirError, TrainingError
 from vqa.runs import files
 from vqa.training import RunCheckpoint, train
 
-ROOT = Path(__file__).resolve().parents[1]
 # On the 90-image set (about 20 steps an epoch) compiled steps are faster than eager ones
 # (5 epochs: 5.5 s against 9.7): the graph's tracing pays for itself.
 SLOW_CONFIG = TINY_CONFIG.with_train(epochs=5, run_eagerly=False)

@@ -3,13 +3,10 @@ the restructure) still loads and answers as it did then: the same answers, top 3
 probabilities, and each hop's attention map."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import draw_shape
-
-FIXTURES = Path(__file__).parent / "fixtures"
+from conftest import FIXTURES, draw_shape
 
 
 def test_a_0_1_0_run_answers_as_before():

@@ -5,6 +5,7 @@ answers, explains the chosen cells and exports."""
 import keras
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from vqa.config import Config, ModelConfig
 from vqa.errors import ConfigError
@@ -120,13 +121,12 @@ def test_the_hard_caption_config_trains_one_epoch_on_fresh_scenes_and_evaluates(
     """experiments/configs/scenes-captions/hard.yaml, unchanged but for its epochs,
     through the CLI; its maps are the cells it read, one a word."""
     import json
-    from pathlib import Path
 
     from data_prep import scenes
     from vqa import Captioner
     from vqa.cli import main
 
-    config = Path(__file__).resolve().parents[1] / "experiments/configs/scenes-captions/hard.yaml"
+    config = ROOT / "experiments/configs/scenes-captions/hard.yaml"
     data = scenes.prepare(tmp_path / "data", images=40, seed=7919)
     run = tmp_path / "run"
     argv = ["train", str(data.root), "--config", str(config), "--epochs", "1", "--out", str(run)]

@@ -2,15 +2,15 @@
 words the hops read."""
 
 import sys
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from vqa.runs import files
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "probes"))
+sys.path.insert(0, str(ROOT / "experiments" / "probes"))
 from glimpse_ablation import main  # noqa: E402
 
 

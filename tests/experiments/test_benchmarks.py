@@ -7,8 +7,9 @@ import importlib
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
-BENCHMARKS = sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*.py"))
+BENCHMARKS = sorted((ROOT / "benchmarks").glob("*.py"))
 
 
 def _project_imports(path: Path) -> list[tuple[str, str]]:

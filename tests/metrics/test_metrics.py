@@ -5,11 +5,11 @@ procedure (official_vqa_eval.py) on a generated ten-answer fixture."""
 import hashlib
 import json
 import random
-from pathlib import Path
 
 import official_vqa_eval as official
 import pandas as pd
 import pytest
+from conftest import ROOT
 
 from vqa.evaluation import score_predictions
 from vqa.metrics import (
@@ -282,7 +282,7 @@ def test_the_two_evaluators_differ_on_the_fixture():
 
 
 def test_the_readme_example_gives_what_it_says():
-    page = (Path(__file__).parent.parent / "docs" / "metric.md").read_text()
+    page = (ROOT / "docs" / "metric.md").read_text()
     block = page.split("# The metric", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     namespace = {}
     lines = block.strip().splitlines()

@@ -3,18 +3,18 @@ whose answer is their first word, the opt-in log of the gradient reaching each w
 and `vqa compare`'s gradient table; the `rnn` config on a freshly generated scenes set."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import ROOT
 
 from data_prep import long_questions, scenes
 from vqa.cli import main
 from vqa.config import load_config
 from vqa.runs import files
 
-CONFIGS = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "gradient-flow"
+CONFIGS = ROOT / "experiments" / "configs" / "gradient-flow"
 FRESH_SEED = 7919  # no committed result used it
 
 

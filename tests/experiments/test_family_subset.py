@@ -1,11 +1,11 @@
 """experiments/probes/family_subset.py: some question families of a dataset, images in place."""
 
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "probes"))
+sys.path.insert(0, str(ROOT / "experiments" / "probes"))
 from family_subset import family_subset, main  # noqa: E402
 
 

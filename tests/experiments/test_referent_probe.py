@@ -7,11 +7,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from data_prep import scenes
 from vqa import Answerer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "probes"))
+sys.path.insert(0, str(ROOT / "experiments" / "probes"))
 from referent_probe import TEMPLATES, object_cells, probe, referents  # noqa: E402
 
 

@@ -11,18 +11,15 @@ import threading
 import tomllib
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import draw_shape
+from conftest import ROOT, draw_shape
 from PIL import Image
 
 from vqa.answering import Answerer
 from vqa.cli import build_parser
 from vqa.serve import MAX_UPLOAD, make_server
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")

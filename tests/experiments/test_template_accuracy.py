@@ -2,13 +2,13 @@
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from data_prep import scenes
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "probes"))
+sys.path.insert(0, str(ROOT / "experiments" / "probes"))
 from template_accuracy import main, template_accuracy  # noqa: E402
 
 

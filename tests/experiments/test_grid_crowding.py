@@ -1,13 +1,13 @@
 """experiments/probes/grid_crowding.py: whether a grid keeps apart the objects a question names."""
 
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from data_prep import scenes
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "probes"))
+sys.path.insert(0, str(ROOT / "experiments" / "probes"))
 from grid_crowding import crowding, own_cell  # noqa: E402
 
 

@@ -1,6 +1,5 @@
-from pathlib import Path
-
 import pytest
+from conftest import ROOT
 
 from vqa.config import Config, ModelConfig, TrainConfig, load_config, save_config
 from vqa.data.text import PAD, UNK, Vocabulary, tokenize
@@ -194,7 +193,7 @@ def test_warmup_must_end_before_the_last_epoch():
 
 @pytest.mark.parametrize(
     "path",
-    sorted((Path(__file__).resolve().parents[1] / "experiments" / "configs").rglob("*.yaml")),
+    sorted((ROOT / "experiments" / "configs").rglob("*.yaml")),
     ids=lambda p: f"{p.parent.name}/{p.name}",
 )
 def test_shipped_experiment_configs_load(path):

@@ -3,16 +3,16 @@ whether the objects its captions name are in the scene."""
 
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from data_prep import scenes
 from vqa.captioning import CaptionResult, CaptionWord
 from vqa.cli import main as vqa
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "probes"))
+sys.path.insert(0, str(ROOT / "experiments" / "probes"))
 from caption_grounding import _mentions, _truth, grounding, main  # noqa: E402
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tiny_backbone
-from conftest import TINY_CONFIG, make_tiny_dataset
+from conftest import ROOT, TINY_CONFIG, make_tiny_dataset
 from scipy import sparse
 
 from data_prep.common import write_prepared
@@ -36,7 +36,6 @@ from vqa.errors import ConfigError
 from vqa.runs import files
 from vqa.training import distribute, split_by_image, train
 
-ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 300  # seconds a training subprocess may take before the test fails
 
 # No batch norm and no dropout: a step on two replicas is then the one-device step,

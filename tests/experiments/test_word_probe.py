@@ -2,15 +2,15 @@
 
 import shutil
 import sys
-from pathlib import Path
 
 import keras
 import pytest
+from conftest import ROOT
 
 from vqa.data.text import Vocabulary
 from vqa.runs import files
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "probes"))
+sys.path.insert(0, str(ROOT / "experiments" / "probes"))
 from word_probe import main, probe, vector_share  # noqa: E402
 
 TEMPLATE = "is there a {} shape?"

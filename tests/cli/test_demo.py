@@ -6,13 +6,13 @@ import io
 import json
 import math
 import re
-from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from vqa.cli import main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = ROOT / "README.md"
 
 
 def _run_demo(out, *extra):
