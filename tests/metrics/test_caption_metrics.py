@@ -268,3 +268,33 @@ def test_meteor_only_with_java_and_pycocoevalcap():
     refs, hyps = synthetic_captions(0, images=5)
     scores = score_captions(refs, hyps, tokenized=True)
     assert 0.0 < scores["METEOR"] <= 1.0
+
+
+def test_one_meteor_process_serves_every_scoring_and_one_that_ended_is_replaced(
+    monkeypatch, caplog
+):
+    """The Java process takes seconds to start: it is started once and kept, started
+    again if it ended, and a scoring that fails midway ends it (its lock released)."""
+    pytest.importorskip("pycocoevalcap.meteor.meteor")
+    if shutil.which("java") is None:
+        pytest.skip("no java on PATH")
+
+    refs, hyps = synthetic_captions(1, images=4)
+    first = score_captions(refs, hyps, tokenized=True)["METEOR"]
+    scorer = captions._meteor_scorer
+    assert score_captions(refs, hyps, tokenized=True)["METEOR"] == first
+    assert captions._meteor_scorer is scorer  # the same Java process
+    scorer.meteor_p.kill()
+    scorer.meteor_p.wait()
+    assert score_captions(refs, hyps, tokenized=True)["METEOR"] == first  # started again
+    scorer = captions._meteor_scorer
+    assert scorer.meteor_p.poll() is None
+
+    def garbled(self, hypothesis, references):
+        raise ValueError("garbled output")  # inside compute_score, its lock held
+
+    monkeypatch.setattr(type(scorer), "_stat", garbled)
+    assert "METEOR" not in score_captions(refs, hyps, tokenized=True)
+    assert "METEOR left out" in caplog.text and "garbled output" in caplog.text
+    assert captions._meteor_scorer is None
+    assert scorer.meteor_p.poll() is not None and not scorer.lock.locked()

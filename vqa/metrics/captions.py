@@ -26,6 +26,7 @@ when it can run.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import re
@@ -313,8 +314,16 @@ def cider_d(refs: Refs, hyps: Hyps, n: int = 4, sigma: float = 6.0) -> float:
     return float(np.mean(np.array(scores)))
 
 
+# One METEOR Java process for this Python process, started on first use and kept: it
+# takes seconds to start (a JVM and METEOR's tables), and `vqa compare` or an evaluation
+# after each epoch would otherwise pay that for every scoring. Its protocol holds no state
+# between scorings (each EVAL line carries its own statistics).
+_meteor_scorer = None
+
+
 def _meteor(refs: Refs, hyps: Hyps) -> float | None:
     """pycocoevalcap's METEOR 1.5 (a Java process), or None when it cannot run here."""
+    global _meteor_scorer
     if shutil.which("java") is None:
         return None
     try:
@@ -322,15 +331,34 @@ def _meteor(refs: Refs, hyps: Hyps) -> float | None:
     except ImportError:
         return None
     try:
-        scorer = Meteor()
-        score, _ = scorer.compute_score(
+        if _meteor_scorer is None or _meteor_scorer.meteor_p.poll() is not None:
+            _close_meteor()  # a process that ended is started again
+            _meteor_scorer = Meteor()
+        score, _ = _meteor_scorer.compute_score(
             {key: list(refs[key]) for key in hyps}, {key: [hyp] for key, hyp in hyps.items()}
         )
     except (OSError, ValueError) as error:  # the Java process failed or died
         logger.warning("METEOR left out: pycocoevalcap's METEOR failed (%s).", error)
+        _close_meteor()
         return None
-    del scorer  # its __del__ ends the Java process
     return float(score)
+
+
+def _close_meteor() -> None:
+    """End the kept METEOR process, if any. A scoring that failed midway left its lock
+    held, which its __del__ would wait on forever: released first."""
+    global _meteor_scorer
+    scorer, _meteor_scorer = _meteor_scorer, None
+    if scorer is None:
+        return
+    if scorer.lock.locked():
+        scorer.lock.release()
+    with scorer.lock:
+        scorer.meteor_p.kill()
+        scorer.meteor_p.wait()
+
+
+atexit.register(_close_meteor)
 
 
 def score_captions(
@@ -343,7 +371,8 @@ def score_captions(
         hyps: image key -> the generated caption; its keys are the images scored.
         tokenized: captions are already tokenized (tokens joined by single spaces); when
             False, every caption goes through `tokenize` first.
-        meteor: also METEOR where Java allows (its process takes seconds to start).
+        meteor: also METEOR where Java allows (its process takes seconds to start: one is
+            started on first use and kept for the rest of this Python process).
 
     Returns {"BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE-L", "CIDEr-D"}, plus "METEOR"
     when a `java` executable is on PATH and pycocoevalcap is installed (its METEOR 1.5
