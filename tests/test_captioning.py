@@ -187,7 +187,7 @@ def test_every_awkward_image_is_captioned_or_refused_in_one_line(captioner, tmp_
 
 
 def test_the_cli_captions_explains_evaluates_and_scores(runs, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("vqa.metrics.captions.shutil.which", lambda name: None)  # no METEOR:
+    monkeypatch.setattr("vqa.metrics.meteor.shutil.which", lambda name: None)  # no METEOR:
     data, run = runs[0], runs[1]["attention"]  # its Java takes seconds, and is tested apart
     picture = tmp_path / "explain.png"
     assert (

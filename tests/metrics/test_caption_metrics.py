@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vqa.metrics import captions
+from vqa.metrics import meteor
 from vqa.metrics.captions import (
     bleu,
     cider_d,
@@ -105,7 +105,7 @@ def test_cider_d_document_frequencies_come_from_the_scored_images_only():
 
 
 def test_empty_hypothesis_scores_zero_without_error(monkeypatch):
-    monkeypatch.setattr(captions.shutil, "which", lambda name: None)  # no METEOR
+    monkeypatch.setattr(meteor.shutil, "which", lambda name: None)  # no METEOR
     refs = {0: ["a cat"], 1: ["a dog"]}
     scores = score_captions(refs, {0: "", 1: "a dog"}, tokenized=True)
     assert scores["ROUGE-L"] == pytest.approx(0.5)
@@ -203,7 +203,7 @@ def test_tokenize_matches_the_java_tokenizer():
 
 
 def test_score_captions_tokenizes_unless_told_not_to(monkeypatch):
-    monkeypatch.setattr(captions.shutil, "which", lambda name: None)  # no METEOR
+    monkeypatch.setattr(meteor.shutil, "which", lambda name: None)  # no METEOR
     refs = {0: ["A cat, on a mat."], 1: ["A dog."]}
     hyps = {0: "a cat on a mat", 1: "A dog!"}
     raw = score_captions(refs, hyps)
@@ -281,13 +281,13 @@ def test_one_meteor_process_serves_every_scoring_and_one_that_ended_is_replaced(
 
     refs, hyps = synthetic_captions(1, images=4)
     first = score_captions(refs, hyps, tokenized=True)["METEOR"]
-    scorer = captions._meteor_scorer
+    scorer = meteor._meteor_scorer
     assert score_captions(refs, hyps, tokenized=True)["METEOR"] == first
-    assert captions._meteor_scorer is scorer  # the same Java process
+    assert meteor._meteor_scorer is scorer  # the same Java process
     scorer.meteor_p.kill()
     scorer.meteor_p.wait()
     assert score_captions(refs, hyps, tokenized=True)["METEOR"] == first  # started again
-    scorer = captions._meteor_scorer
+    scorer = meteor._meteor_scorer
     assert scorer.meteor_p.poll() is None
 
     def garbled(self, hypothesis, references):
@@ -296,5 +296,5 @@ def test_one_meteor_process_serves_every_scoring_and_one_that_ended_is_replaced(
     monkeypatch.setattr(type(scorer), "_stat", garbled)
     assert "METEOR" not in score_captions(refs, hyps, tokenized=True)
     assert "METEOR left out" in caplog.text and "garbled output" in caplog.text
-    assert captions._meteor_scorer is None
+    assert meteor._meteor_scorer is None
     assert scorer.meteor_p.poll() is not None and not scorer.lock.locked()

@@ -21,22 +21,19 @@ tokenized captions:
 Images are the keys of `hyps`, as COCOEvalCap scores the images of the results file;
 `refs` may hold more images, which are ignored (CIDEr's document frequencies included).
 Standard library and numpy only; METEOR, which needs Java, is borrowed from pycocoevalcap
-when it can run.
+when it can run (vqa.metrics.meteor).
 """
 
 from __future__ import annotations
 
-import atexit
-import logging
 import math
 import re
-import shutil
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
+from vqa.metrics.meteor import meteor_score
 
 Refs = Mapping[Hashable, Sequence[str]]
 Hyps = Mapping[Hashable, str]
@@ -314,53 +311,6 @@ def cider_d(refs: Refs, hyps: Hyps, n: int = 4, sigma: float = 6.0) -> float:
     return float(np.mean(np.array(scores)))
 
 
-# One METEOR Java process for this Python process, started on first use and kept: it
-# takes seconds to start (a JVM and METEOR's tables), and `vqa compare` or an evaluation
-# after each epoch would otherwise pay that for every scoring. Its protocol holds no state
-# between scorings (each EVAL line carries its own statistics).
-_meteor_scorer = None
-
-
-def _meteor(refs: Refs, hyps: Hyps) -> float | None:
-    """pycocoevalcap's METEOR 1.5 (a Java process), or None when it cannot run here."""
-    global _meteor_scorer
-    if shutil.which("java") is None:
-        return None
-    try:
-        from pycocoevalcap.meteor.meteor import Meteor
-    except ImportError:
-        return None
-    try:
-        if _meteor_scorer is None or _meteor_scorer.meteor_p.poll() is not None:
-            _close_meteor()  # a process that ended is started again
-            _meteor_scorer = Meteor()
-        score, _ = _meteor_scorer.compute_score(
-            {key: list(refs[key]) for key in hyps}, {key: [hyp] for key, hyp in hyps.items()}
-        )
-    except (OSError, ValueError) as error:  # the Java process failed or died
-        logger.warning("METEOR left out: pycocoevalcap's METEOR failed (%s).", error)
-        _close_meteor()
-        return None
-    return float(score)
-
-
-def _close_meteor() -> None:
-    """End the kept METEOR process, if any. A scoring that failed midway left its lock
-    held, which its __del__ would wait on forever: released first."""
-    global _meteor_scorer
-    scorer, _meteor_scorer = _meteor_scorer, None
-    if scorer is None:
-        return
-    if scorer.lock.locked():
-        scorer.lock.release()
-    with scorer.lock:
-        scorer.meteor_p.kill()
-        scorer.meteor_p.wait()
-
-
-atexit.register(_close_meteor)
-
-
 def score_captions(
     refs: Refs, hyps: Hyps, tokenized: bool = False, meteor: bool = True
 ) -> dict[str, float]:
@@ -391,7 +341,7 @@ def score_captions(
     scores = {f"BLEU-{k}": score for k, score in enumerate(bleu(refs, hyps), start=1)}
     scores["ROUGE-L"] = rouge_l(refs, hyps)
     scores["CIDEr-D"] = cider_d(refs, hyps)
-    found = _meteor(refs, hyps) if meteor else None
+    found = meteor_score(refs, hyps) if meteor else None
     if found is not None:
         scores["METEOR"] = found
     return scores
