@@ -269,7 +269,6 @@ def test_the_server_gives_a_caption_next_to_the_answers(tiny_attention_run, capt
 
 
 def test_the_readme_captioning_example_runs(runs, tmp_path, monkeypatch, capsys):
-
     text = (ROOT / "README.md").read_text()
     block = text.split("## Captioning\n", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     (tmp_path / "runs").mkdir()

@@ -261,10 +261,15 @@ def test_equals_pycocoevalcap(seed):
     assert expected[3] > 0.1 and expected[5] > 0.1  # the case exercises every n
 
 
-def test_meteor_only_with_java_and_pycocoevalcap():
+def _needs_meteor() -> None:
+    """Skip unless METEOR can run here: pycocoevalcap's jar and a java on PATH."""
     pytest.importorskip("pycocoevalcap.meteor.meteor")
     if shutil.which("java") is None:
         pytest.skip("no java on PATH")
+
+
+def test_meteor_only_with_java_and_pycocoevalcap():
+    _needs_meteor()
     refs, hyps = synthetic_captions(0, images=5)
     scores = score_captions(refs, hyps, tokenized=True)
     assert 0.0 < scores["METEOR"] <= 1.0
@@ -275,10 +280,7 @@ def test_one_meteor_process_serves_every_scoring_and_one_that_ended_is_replaced(
 ):
     """The Java process takes seconds to start: it is started once and kept, started
     again if it ended, and a scoring that fails midway ends it (its lock released)."""
-    pytest.importorskip("pycocoevalcap.meteor.meteor")
-    if shutil.which("java") is None:
-        pytest.skip("no java on PATH")
-
+    _needs_meteor()
     refs, hyps = synthetic_captions(1, images=4)
     first = score_captions(refs, hyps, tokenized=True)["METEOR"]
     scorer = meteor._meteor_scorer
