@@ -231,9 +231,9 @@ def test_the_server_gives_a_caption_next_to_the_answers(tiny_attention_run, capt
     import io
     import threading
 
+    from http_client import _ask, _multipart, _png, _request
     from PIL import Image
     from sklearn.datasets import load_sample_image
-    from test_serve import _ask, _multipart, _png, _request
 
     from vqa.answering import Answerer
     from vqa.runs.image_profile import FOREIGN

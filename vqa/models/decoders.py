@@ -5,7 +5,9 @@ step) and `pooled`, its no-attention twin (the cells' mean at every step).
 Each is one layer: `call([cells, tokens])` is teacher forcing, [batch, T] input tokens
 (<start> w1 .. wn, 0-padded) to [batch, T, vocab] next-word probabilities and
 [batch, T, cells] attention; `start` and `step` are the same computation one word at a
-time, for decoding (vqa.captioning).
+time, for decoding (vqa.captioning). Teacher forcing runs its steps as one symbolic loop
+(`keras.ops.scan`), so a graph holds one step, not one a word: tracing it costs one
+step's time whatever the caption length.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class CaptionDecoder(keras.layers.Layer):
     each step (the subclasses' only difference)."""
 
     attends = True
+    symbolic_loop = True  # teacher forcing's steps in one ops.scan (False: unrolled)
 
     def __init__(
         self,
@@ -103,6 +106,13 @@ class CaptionDecoder(keras.layers.Layer):
     def step(self, cells, keys, tokens, states, training=False):
         """One word: [batch] token ids and the states -> (next-word logits [batch,
         vocab], attention [batch, cells], new states)."""
+        words = self.embedding(tokens)
+        hidden, alpha, new_states = self._advance(cells, keys, words, states, training)
+        return self.out(self.dropout(hidden, training=training)), alpha, new_states
+
+    def _advance(self, cells, keys, words, states, training):
+        """A step up to the output layer, from the embedded words [batch, word_dim]:
+        (what it reads [batch, units + channels], attention [batch, cells], new states)."""
         top = states[-self.per_cell]  # the last layer's output h
         if self.attends:
             scores = self.score(ops.tanh(keys + ops.expand_dims(self.query(top), 1)))
@@ -112,14 +122,13 @@ class CaptionDecoder(keras.layers.Layer):
             n = ops.shape(cells)[1]
             alpha = ops.ones(ops.shape(cells)[:2], dtype=cells.dtype) / ops.cast(n, cells.dtype)
             context = ops.mean(cells, axis=1)
-        x = ops.concatenate([self.embedding(tokens), context], axis=-1)
+        x = ops.concatenate([words, context], axis=-1)
         new_states = []
         for i, cell in enumerate(self.cells):
             own = states[i * self.per_cell : (i + 1) * self.per_cell]
             x, own = cell(x, own, training=training)
             new_states += list(own)
-        hidden = self.dropout(ops.concatenate([x, context], axis=-1), training=training)
-        return self.out(hidden), alpha, new_states
+        return ops.concatenate([x, context], axis=-1), alpha, new_states
 
     def _look(self, scores, cells, training):
         """The step's context and weights from its cell scores [batch, cells]: soft
@@ -127,16 +136,40 @@ class CaptionDecoder(keras.layers.Layer):
         alpha = ops.softmax(scores, axis=-1)  # [batch, cells]
         return ops.sum(cells * ops.expand_dims(alpha, -1), axis=1), alpha
 
+    def _steps(self, cells, keys, tokens, states, training):
+        """Every position's `_advance` under teacher forcing: what it reads [batch, T,
+        units + channels] and its attention [batch, T, cells]. The words are embedded
+        at once, before the loop."""
+        words = self.embedding(tokens)  # [batch, T, word_dim]
+        if not self.symbolic_loop:
+            read, alphas = [], []
+            for t in range(tokens.shape[1]):
+                hidden, alpha, states = self._advance(cells, keys, words[:, t], states, training)
+                read.append(hidden)
+                alphas.append(alpha)
+            return ops.stack(read, axis=1), ops.stack(alphas, axis=1)
+
+        def body(carry, word):  # the carry: (read, alpha, *states), each step's output too
+            carry = self._advance(cells, keys, word, list(carry[2:]), training)
+            carry = (carry[0], carry[1], *carry[2])
+            return carry, carry
+
+        batch, n = ops.shape(cells)[0], ops.shape(cells)[1]
+        dtype = states[0].dtype
+        first = (
+            ops.zeros((batch, self.units + cells.shape[-1]), dtype),
+            ops.zeros((batch, n), dtype),
+            *states,
+        )
+        _, (read, alphas, *_) = ops.scan(body, first, ops.transpose(words, (1, 0, 2)))
+        return ops.transpose(read, (1, 0, 2)), ops.transpose(alphas, (1, 0, 2))
+
     def call(self, inputs, training=False):
         cells, tokens = inputs
         keys, states = self.start(cells)
-        logits, alphas = [], []
-        for t in range(tokens.shape[1]):  # the caption length is fixed: one graph
-            step_logits, alpha, states = self.step(cells, keys, tokens[:, t], states, training)
-            logits.append(step_logits)
-            alphas.append(alpha)
-        probs = ops.softmax(ops.cast(ops.stack(logits, axis=1), "float32"), axis=-1)
-        alphas = ops.stack(alphas, axis=1)  # [batch, T, cells]
+        read, alphas = self._steps(cells, keys, tokens, states, training)  # [batch, T, ...]
+        logits = self.out(self.dropout(read, training=training))  # every word at once
+        probs = ops.softmax(ops.cast(logits, "float32"), axis=-1)
         if self.attends and self.penalty:
             words = ops.cast(ops.expand_dims(ops.not_equal(tokens, 0), -1), alphas.dtype)
             coverage = ops.sum(alphas * words, axis=1)  # [batch, cells]
@@ -191,6 +224,7 @@ class HardAttentionDecoder(CellDrawing, CaptionDecoder):
     """
 
     attends = True
+    symbolic_loop = False  # each step's draw is kept (`_drawn`) for REINFORCE
 
     def __init__(self, vocab_size: int, *args, entropy: float = 0.01, seed=None, **kwargs):
         super().__init__(vocab_size, *args, **kwargs)

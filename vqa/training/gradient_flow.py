@@ -40,8 +40,8 @@ PROBES_PER_EPOCH = 10
 
 def _watching(tape, embedding: keras.layers.Layer, model: keras.Model, x):
     """`model(x)` in inference mode with `tape` watching every output of `embedding` (the
-    question encoder's embedded words; the decoder's, one a step): (the model's output,
-    those outputs in the order they were made)."""
+    question encoder's embedded words; the decoder's, every step's at once): (the
+    model's output, those outputs in the order they were made)."""
     seen = []
     read = embedding.call
 
@@ -108,9 +108,11 @@ def caption_gradients(model: keras.Model):
             last_loss = tf.gather(per_word, last, axis=1, batch_dims=1)  # [b]
             # rows are independent (no dropout, batch norm in inference): each its own
             total_last = tf.reduce_sum(last_loss)
-        steps = tape.gradient(total_last, seen, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        steps = tape.gradient(
+            total_last, seen[0], unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )  # [b, T, word_dim]: the decoder embeds the caption's words at once
         weights = tape.gradient(loss, model.trainable_variables)
-        norms = tf.stack([tf.norm(g, axis=-1) for g in steps], axis=1) * words  # [b, T]
+        norms = tf.norm(steps, axis=-1) * words  # [b, T]
         return norms, tf.linalg.global_norm([g for g in weights if g is not None])
 
     return lambda x, y, w=None: tuple(np.asarray(v) for v in gradients(x, y, w))
