@@ -73,6 +73,12 @@ VARIANTS = [  # every fusion with and without attention, relations, encoders, ba
         },
         attention_words=True,
     ),
+    dict(
+        fusion="referent",
+        fusion_options={"blocks": 0, "referents": 2, "composed_find": True},
+        attention_words=True,
+        attention_word_embeddings=True,
+    ),
     dict(fusion="elementwise", attention_hops=1, grid_coordinates=True),
     dict(fusion="concat", attention_hops=2, attention_words=True, question_layers=2),
     dict(

@@ -203,3 +203,41 @@ def test_the_explaining_model_gives_each_referents_map_and_the_same_answers(tmp_
         np.testing.assert_allclose(answers, m.predict_on_batch(inputs), rtol=1e-5, atol=1e-6)
         assert weights.shape == (3, 2, 16)
         np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_composed_find_maps_each_description_from_its_words_whatever_the_question_around_it():
+    """A word's map comes from its embedding alone and its state only says whose
+    description it is in: "the red circle" finds the same cells whatever other words
+    (placed in no description) the question holds."""
+    rng = np.random.default_rng(6)
+    grids = rng.random((2, 3, 3, 4)).astype("float32")
+    question = rng.random((2, 5)).astype("float32")
+    role = np.eye(3, dtype="float32") * 30  # a state's role: referent 0, referent 1, none
+    red, circle, other, filler = rng.normal(size=(4, 5)).astype("float32")
+
+    def words(*pairs):  # (role, embedding) per word -> [2, L, 5 + 5]: states, embeddings
+        # A state: its role, then two numbers of context (the words before it).
+        row = np.stack([np.concatenate([role[r], rng.normal(size=2), e]) for r, e in pairs])
+        return np.stack([row, row]).astype("float32"), np.array([[4] * len(pairs)] * 2)
+
+    a = words((2, filler), (0, red), (1, circle))  # "what colour is the red circle?"
+    b = words((0, red), (2, other), (2, filler), (1, circle))  # "the red ... as the circle?"
+    layer = ReferentRelation(8, blocks=0, referents=2, composed_find=True)
+    layer([question, grids, *a])
+    kernel, bias = layer.word_slot.get_weights()
+    assert kernel.shape == (5, 3)  # referents and "none", from the state alone
+    layer.word_slot.set_weights([np.eye(5, 3, dtype="float32"), np.zeros_like(bias)])
+    maps = [keras.ops.convert_to_numpy(layer.where_it_looks([question, grids, *w])) for w in (a, b)]
+    np.testing.assert_allclose(maps[0], maps[1], rtol=1e-4)
+    assert not np.allclose(maps[0][:, 0], maps[0][:, 1])  # red and circle: two maps
+    padded = words((0, red), (1, circle), (2, other))
+    padded[1][:, 2] = 0  # padding: left out whatever its state says
+    padded[0][:, 2, :3] = role[0]
+    looks = keras.ops.convert_to_numpy(layer.where_it_looks([question, grids, *padded]))
+    np.testing.assert_allclose(looks, maps[0], rtol=1e-4)
+    assert keras.ops.convert_to_numpy(layer([question, grids, *a])).shape == (2, 8)
+    assert ReferentRelation.from_config(layer.get_config()).composed_find is True
+    with pytest.raises(ValueError, match="composed_find needs attention_words: true"):
+        ReferentRelation(8, blocks=0, referents=2, composed_find=True)([question, grids])
+    with pytest.raises(ValueError, match="drop shared_find"):
+        ReferentRelation(8, referents=2, composed_find=True, shared_find=True)

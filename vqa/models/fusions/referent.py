@@ -50,6 +50,18 @@ class ReferentRelation(keras.layers.Layer):
     a_j ~ exp(l_j) * (1 - sum_{i<j} a_i) over the words, so that two readings cannot be
     one (with one find, two equal readings find one object twice).
 
+    With `composed_find: true` (and `attention_word_embeddings: true`), each referent is
+    found from the words that describe it, as a neural module network's find and
+    filter (Andreas et al. 2016): every word marks the cells it fits from its embedding
+    alone, m_w(i) = sigmoid(e_w . k_i + b_w), the same map in every kind of question;
+    each word's state (which carries the words before it) places the word in one
+    referent's description or in none, s_wj (a softmax over referents and "none"); and
+    referent j's weights are softmax_i(sum_w s_wj log m_w(i)): the cells every word of
+    its description fits. "the red circle" of "What colour is the red circle?" and of
+    "Is the red circle the same size as the square?" mark the same cells. f also reads
+    each description's soft count, log(1 + sum_i prod_w m_w(i)^s_wj) ("more red objects
+    than squares?").
+
     Args:
         units: width of g, f and the output.
         blocks: question-conditioned strided conv blocks before relating (0: none).
@@ -65,6 +77,8 @@ class ReferentRelation(keras.layers.Layer):
             referent's reading of the words (not the question vector).
         exclusive_readings: with the words and 2 or more referents, each referent's
             reading leaves out the words the earlier referents read.
+        composed_find: each referent found by the words its description holds (needs
+            the words and their embeddings); replaces the question's find.
 
     Call arguments:
         inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, c]; with the
@@ -87,6 +101,7 @@ class ReferentRelation(keras.layers.Layer):
         compare: bool = False,
         shared_find: bool = False,
         exclusive_readings: bool = False,
+        composed_find: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -107,6 +122,12 @@ class ReferentRelation(keras.layers.Layer):
                 f"exclusive_readings needs referents: 2 or more. Received: referents={referents}"
             )
         self.shared_find, self.exclusive_readings = bool(shared_find), bool(exclusive_readings)
+        if composed_find and (shared_find or exclusive_readings):
+            raise ValueError(
+                "composed_find replaces the readings' find: drop shared_find and "
+                "exclusive_readings."
+            )
+        self.composed_find = bool(composed_find)
         self.supports_masking = True  # the word states come masked; the ids mark padding
 
     def compute_mask(self, inputs, mask=None):
@@ -144,11 +165,16 @@ class ReferentRelation(keras.layers.Layer):
         for name in ("shared_find", "exclusive_readings"):
             if getattr(self, name) and not words:
                 raise ValueError(f"{name} needs attention_words: true (each referent's reading).")
+        if self.composed_find and not (words and input_shape[2][-1] > question_shape[-1]):
+            raise ValueError(
+                "composed_find needs attention_words: true and attention_word_embeddings: "
+                "true (each word's state, then its embedding)."
+            )
         find_input = (None, input_shape[2][-1]) if self.shared_find else question_shape
 
         def per_referent(j):  # referent 0's layers keep the one-referent names and paths
             n = f"_{j}" if j else ""
-            own_find = not (self.shared_find and j)
+            own_find = not (self.shared_find and j) and not self.composed_find
             return (
                 dense(u, find_input, f"find_question{n}", use_bias=False) if own_find else None,
                 dense(1, (None, None, u), f"find_score{n}") if own_find else None,
@@ -159,7 +185,12 @@ class ReferentRelation(keras.layers.Layer):
         self.find_question, self.find_score, self.g_referent, self.g_offset = per_referent(0)
         self.more_referents = [per_referent(j) for j in range(1, self.referents)]
         self.word_reads = []
-        if words:
+        if self.composed_find:  # a word's map from its embedding, its place from its state
+            q, w = question_shape[-1], input_shape[2][-1]
+            self.word_match = dense(u, (None, None, w - q), "word_match")
+            self.word_shift = dense(1, (None, None, w - q), "word_shift")
+            self.word_slot = dense(self.referents + 1, (None, None, q), "word_slot")
+        elif words:
             w = (None, None, input_shape[2][-1])
             self.word_keys = dense(u, w, "word_keys")
             self.word_reads = [
@@ -177,7 +208,8 @@ class ReferentRelation(keras.layers.Layer):
         ]
         self.pick_score = dense(1, (None, None, u), "pick_score")
         pairs = comb(self.referents, 2) if self.compare else 0
-        self.f = dense(u, (None, (2 + self.referents + pairs) * u), "f", activation="relu")
+        counts = self.referents if self.composed_find else 0
+        self.f = dense(u, (None, (2 + self.referents + pairs) * u + counts), "f", activation="relu")
 
     def _cells(self, question, grid, training):
         """The question-conditioned blocks' cells with their (x, y): [b, n, c + 2], and
@@ -197,6 +229,8 @@ class ReferentRelation(keras.layers.Layer):
         """Each referent's attention over the cells: `referents` weights [b, n]."""
         question = inputs[0]
         keys = self.find_cell(cells)  # [b, n, u]
+        if self.composed_find:
+            return [ops.softmax(logits, axis=-1) for logits in self._described(inputs, keys)]
         if self.shared_find:
             scores = [self.find_score] * self.referents
             queries = [self.find_question(reading) for reading in self._readings(inputs)]
@@ -211,6 +245,18 @@ class ReferentRelation(keras.layers.Layer):
             ops.softmax(ops.squeeze(score(ops.tanh(keys + ops.expand_dims(query, 1))), -1), axis=-1)
             for query, score in zip(queries, scores)
         ]
+
+    def _described(self, inputs, keys) -> list:
+        """Each referent's log-evidence over the cells, sum_w s_wj log m_w(i): [b, n] each."""
+        question, _, words, ids = inputs
+        q = question.shape[-1]
+        states, embeddings = words[..., :q], words[..., q:]  # [b, L, q], [b, L, e]
+        fit = ops.einsum("blu,bnu->bln", self.word_match(embeddings), keys)
+        fit = fit / float(self.units) ** 0.5 + self.word_shift(embeddings)  # [b, L, n]
+        slots = ops.softmax(self.word_slot(states), axis=-1)[..., : self.referents]
+        slots = slots * ops.expand_dims(ops.cast(ops.not_equal(ids, 0), slots.dtype), -1)
+        evidence = ops.einsum("blj,bln->bjn", slots, ops.log_sigmoid(fit))  # [b, k, n]
+        return [evidence[:, j] for j in range(self.referents)]
 
     def _readings(self, inputs) -> list:
         """Each referent's reading of the question's words: `referents` vectors [b, w]."""
@@ -243,7 +289,13 @@ class ReferentRelation(keras.layers.Layer):
     def call(self, inputs, training=None):
         question, grid = inputs[:2]  # [b, q], [b, rows, cols, c]
         cells, xy = self._cells(question, grid, training)
-        found = self._find(inputs, cells)  # Find: which cells the question names.
+        counts = []  # Find: which cells the question names.
+        if self.composed_find:  # and how many cells each description fits
+            evidence = self._described(inputs, self.find_cell(cells))
+            found = [ops.softmax(e, axis=-1) for e in evidence]
+            counts = [ops.log(1.0 + ops.sum(ops.exp(e), axis=-1, keepdims=True)) for e in evidence]
+        else:
+            found = self._find(inputs, cells)
         h = self.g_cell(cells) + ops.expand_dims(self.g_question(question), 1)  # [b, n, u]
         about = []
         relate = [(self.g_referent, self.g_offset)] + [layers[2:] for layers in self.more_referents]
@@ -270,7 +322,7 @@ class ReferentRelation(keras.layers.Layer):
         picked = ops.sum(ops.expand_dims(pick, -1) * h, axis=1)  # [b, u]
         if self.compare:  # each pair's match, r_a * r_b
             about += [a * b for a, b in combinations(about, 2)]
-        return self.f(ops.concatenate([picked, ops.mean(h, axis=1), *about], axis=-1))
+        return self.f(ops.concatenate([picked, ops.mean(h, axis=1), *about, *counts], axis=-1))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.units)
@@ -287,4 +339,5 @@ class ReferentRelation(keras.layers.Layer):
             "compare": self.compare,
             "shared_find": self.shared_find,
             "exclusive_readings": self.exclusive_readings,
+            "composed_find": self.composed_find,
         }
