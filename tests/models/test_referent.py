@@ -241,3 +241,34 @@ def test_composed_find_maps_each_description_from_its_words_whatever_the_questio
         ReferentRelation(8, blocks=0, referents=2, composed_find=True)([question, grids])
     with pytest.raises(ValueError, match="drop shared_find"):
         ReferentRelation(8, referents=2, composed_find=True, shared_find=True)
+
+
+def test_descriptive_words_come_from_the_embedding_and_their_description_from_the_state():
+    rng = np.random.default_rng(7)
+    grids = rng.random((2, 3, 3, 4)).astype("float32")
+    question = rng.random((2, 5)).astype("float32")
+    role = np.eye(2, 5, dtype="float32") * 30  # a state's referent, 0 or 1
+    red, circle, other, filler = rng.normal(size=(4, 5)).astype("float32")
+    red[4] = circle[4] = 30.0  # the embedding's own say: describes
+    other[4] = filler[4] = -30.0  # does not
+
+    def words(*pairs):  # (referent, embedding) per word -> [2, L, 5 + 5]
+        row = np.stack([np.concatenate([role[r], e]) for r, e in pairs])
+        return np.stack([row, row]), np.array([[4] * len(pairs)] * 2)
+
+    layer = ReferentRelation(8, blocks=0, referents=2, composed_find=True, descriptive_words=True)
+    a = words((0, red), (1, circle))
+    layer([question, grids, *a])
+    assert layer.word_slot.get_weights()[0].shape == (5, 2)  # no "none" slot: d_w says it
+    layer.word_slot.set_weights([np.eye(5, 2, dtype="float32"), np.zeros(2, "float32")])
+    layer.word_describes.set_weights([np.eye(5, 1, k=-4, dtype="float32"), np.zeros(1, "float32")])
+    # Words that do not describe change nothing, whichever description their state names.
+    b = words((1, filler), (0, red), (0, other), (1, circle), (0, filler))
+    maps = [keras.ops.convert_to_numpy(layer.where_it_looks([question, grids, *w])) for w in (a, b)]
+    np.testing.assert_allclose(maps[0], maps[1], rtol=1e-4)
+    swapped = words((1, red), (0, circle))  # the states say whose: the maps swap
+    looks = keras.ops.convert_to_numpy(layer.where_it_looks([question, grids, *swapped]))
+    np.testing.assert_allclose(looks[:, ::-1], maps[0], rtol=1e-4)
+    assert ReferentRelation.from_config(layer.get_config()).descriptive_words is True
+    with pytest.raises(ValueError, match="descriptive_words needs composed_find"):
+        ReferentRelation(8, referents=2, descriptive_words=True)

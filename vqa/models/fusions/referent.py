@@ -60,7 +60,11 @@ class ReferentRelation(keras.layers.Layer):
     its description fits. "the red circle" of "What colour is the red circle?" and of
     "Is the red circle the same size as the square?" mark the same cells. f also reads
     each description's soft count, log(1 + sum_i prod_w m_w(i)^s_wj) ("more red objects
-    than squares?").
+    than squares?"). With `descriptive_words: true` as well, whether a word describes
+    at all comes from its embedding too, d_w = sigmoid(v . e_w + c), and its state
+    only says whose description it is in: s_wj = d_w softmax_j(...) over the referents
+    alone. Otherwise a state the one-object questions never showed ("square" after
+    "the same size as the") can place every word in no description.
 
     Args:
         units: width of g, f and the output.
@@ -79,6 +83,8 @@ class ReferentRelation(keras.layers.Layer):
             reading leaves out the words the earlier referents read.
         composed_find: each referent found by the words its description holds (needs
             the words and their embeddings); replaces the question's find.
+        descriptive_words: with composed_find, whether a word describes comes from its
+            embedding, which description from its state.
 
     Call arguments:
         inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, c]; with the
@@ -102,6 +108,7 @@ class ReferentRelation(keras.layers.Layer):
         shared_find: bool = False,
         exclusive_readings: bool = False,
         composed_find: bool = False,
+        descriptive_words: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -127,7 +134,9 @@ class ReferentRelation(keras.layers.Layer):
                 "composed_find replaces the readings' find: drop shared_find and "
                 "exclusive_readings."
             )
-        self.composed_find = bool(composed_find)
+        if descriptive_words and not composed_find:
+            raise ValueError("descriptive_words needs composed_find: true.")
+        self.composed_find, self.descriptive_words = bool(composed_find), bool(descriptive_words)
         self.supports_masking = True  # the word states come masked; the ids mark padding
 
     def compute_mask(self, inputs, mask=None):
@@ -189,7 +198,10 @@ class ReferentRelation(keras.layers.Layer):
             q, w = question_shape[-1], input_shape[2][-1]
             self.word_match = dense(u, (None, None, w - q), "word_match")
             self.word_shift = dense(1, (None, None, w - q), "word_shift")
-            self.word_slot = dense(self.referents + 1, (None, None, q), "word_slot")
+            none = 0 if self.descriptive_words else 1  # "in no description": a slot, or d_w
+            self.word_slot = dense(self.referents + none, (None, None, q), "word_slot")
+            if self.descriptive_words:
+                self.word_describes = dense(1, (None, None, w - q), "word_describes")
         elif words:
             w = (None, None, input_shape[2][-1])
             self.word_keys = dense(u, w, "word_keys")
@@ -254,6 +266,8 @@ class ReferentRelation(keras.layers.Layer):
         fit = ops.einsum("blu,bnu->bln", self.word_match(embeddings), keys)
         fit = fit / float(self.units) ** 0.5 + self.word_shift(embeddings)  # [b, L, n]
         slots = ops.softmax(self.word_slot(states), axis=-1)[..., : self.referents]
+        if self.descriptive_words:  # [b, L, 1]: whether the word describes at all
+            slots = slots * ops.sigmoid(self.word_describes(embeddings))
         slots = slots * ops.expand_dims(ops.cast(ops.not_equal(ids, 0), slots.dtype), -1)
         evidence = ops.einsum("blj,bln->bjn", slots, ops.log_sigmoid(fit))  # [b, k, n]
         return [evidence[:, j] for j in range(self.referents)]
@@ -340,4 +354,5 @@ class ReferentRelation(keras.layers.Layer):
             "shared_find": self.shared_find,
             "exclusive_readings": self.exclusive_readings,
             "composed_find": self.composed_find,
+            "descriptive_words": self.descriptive_words,
         }
