@@ -75,7 +75,13 @@ VARIANTS = [  # every fusion with and without attention, relations, encoders, ba
     ),
     dict(
         fusion="referent",
-        fusion_options={"blocks": 0, "referents": 2, "composed_find": True},
+        fusion_options={
+            "blocks": 0,
+            "referents": 2,
+            "composed_find": True,
+            "descriptive_words": True,
+            "ordered_descriptions": True,
+        },
         attention_words=True,
         attention_word_embeddings=True,
     ),

@@ -272,3 +272,45 @@ def test_descriptive_words_come_from_the_embedding_and_their_description_from_th
     assert ReferentRelation.from_config(layer.get_config()).descriptive_words is True
     with pytest.raises(ValueError, match="descriptive_words needs composed_find"):
         ReferentRelation(8, referents=2, descriptive_words=True)
+
+
+def test_ordered_descriptions_give_the_first_run_of_describing_words_to_the_first_referent():
+    rng = np.random.default_rng(8)
+    grids = rng.random((2, 3, 3, 4)).astype("float32")
+    question = rng.random((2, 5)).astype("float32")
+    red, circle, square, other = rng.normal(size=(4, 5)).astype("float32")
+    red[4] = circle[4] = square[4] = 30.0  # the embedding's say: describes
+    other[4] = -30.0  # does not
+
+    def words(*embeddings):  # any state: the order alone says whose description
+        row = np.stack([np.concatenate([rng.normal(size=5), e]) for e in embeddings])
+        return np.stack([row, row]).astype("float32"), np.array([[4] * len(embeddings)] * 2)
+
+    layer = ReferentRelation(
+        8, blocks=0, referents=2, composed_find=True, descriptive_words=True,
+        ordered_descriptions=True,
+    )  # fmt: skip
+    a = words(red, circle, other, square)  # "the red circle ... the square"
+    layer([question, grids, *a])
+    assert not hasattr(layer, "word_slot")
+    layer.word_describes.set_weights([np.eye(5, 1, k=-4, dtype="float32"), np.zeros(1, "float32")])
+
+    def looks(w):
+        return keras.ops.convert_to_numpy(layer.where_it_looks([question, grids, *w]))
+
+    maps = looks(a)
+    assert not np.allclose(maps[:, 0], maps[:, 1])
+    around = words(other, red, circle, other, other, square)  # other words change nothing
+    np.testing.assert_allclose(looks(around), maps, rtol=1e-4)
+    np.testing.assert_allclose(looks(words(square, other, red, circle))[:, ::-1], maps, rtol=1e-4)
+    # The last referent takes every later run; padding is no word.
+    np.testing.assert_allclose(
+        looks(words(red, other, circle, other, square)), looks(words(red, other, circle, square)),
+        rtol=1e-4,
+    )  # fmt: skip
+    padded = words(red, circle, square, other, square)
+    padded[1][:, 2] = 0
+    np.testing.assert_allclose(looks(padded), maps, rtol=1e-4)
+    assert ReferentRelation.from_config(layer.get_config()).ordered_descriptions is True
+    with pytest.raises(ValueError, match="ordered_descriptions needs descriptive_words"):
+        ReferentRelation(8, referents=2, composed_find=True, ordered_descriptions=True)

@@ -64,7 +64,12 @@ class ReferentRelation(keras.layers.Layer):
     at all comes from its embedding too, d_w = sigmoid(v . e_w + c), and its state
     only says whose description it is in: s_wj = d_w softmax_j(...) over the referents
     alone. Otherwise a state the one-object questions never showed ("square" after
-    "the same size as the") can place every word in no description.
+    "the same size as the") can place every word in no description. With
+    `ordered_descriptions: true` instead of the state, the order says whose: the
+    describing words form runs ("red circle", "square"), c_w = sum_{v<=w} relu(d_v -
+    d_{v-1}) counts the runs begun by word w, and s_wj = d_w max(0, 1 - |min(max(c_w,
+    1), k) - j - 1|): the first run describes referent 1, the second referent 2, and
+    the last referent takes every later run.
 
     Args:
         units: width of g, f and the output.
@@ -85,6 +90,8 @@ class ReferentRelation(keras.layers.Layer):
             the words and their embeddings); replaces the question's find.
         descriptive_words: with composed_find, whether a word describes comes from its
             embedding, which description from its state.
+        ordered_descriptions: with descriptive_words, which description from the order
+            of the runs of describing words, not from the state.
 
     Call arguments:
         inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, c]; with the
@@ -109,6 +116,7 @@ class ReferentRelation(keras.layers.Layer):
         exclusive_readings: bool = False,
         composed_find: bool = False,
         descriptive_words: bool = False,
+        ordered_descriptions: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -136,7 +144,10 @@ class ReferentRelation(keras.layers.Layer):
             )
         if descriptive_words and not composed_find:
             raise ValueError("descriptive_words needs composed_find: true.")
+        if ordered_descriptions and not descriptive_words:
+            raise ValueError("ordered_descriptions needs descriptive_words: true.")
         self.composed_find, self.descriptive_words = bool(composed_find), bool(descriptive_words)
+        self.ordered_descriptions = bool(ordered_descriptions)
         self.supports_masking = True  # the word states come masked; the ids mark padding
 
     def compute_mask(self, inputs, mask=None):
@@ -199,7 +210,8 @@ class ReferentRelation(keras.layers.Layer):
             self.word_match = dense(u, (None, None, w - q), "word_match")
             self.word_shift = dense(1, (None, None, w - q), "word_shift")
             none = 0 if self.descriptive_words else 1  # "in no description": a slot, or d_w
-            self.word_slot = dense(self.referents + none, (None, None, q), "word_slot")
+            if not self.ordered_descriptions:
+                self.word_slot = dense(self.referents + none, (None, None, q), "word_slot")
             if self.descriptive_words:
                 self.word_describes = dense(1, (None, None, w - q), "word_describes")
         elif words:
@@ -265,10 +277,18 @@ class ReferentRelation(keras.layers.Layer):
         states, embeddings = words[..., :q], words[..., q:]  # [b, L, q], [b, L, e]
         fit = ops.einsum("blu,bnu->bln", self.word_match(embeddings), keys)
         fit = fit / float(self.units) ** 0.5 + self.word_shift(embeddings)  # [b, L, n]
-        slots = ops.softmax(self.word_slot(states), axis=-1)[..., : self.referents]
-        if self.descriptive_words:  # [b, L, 1]: whether the word describes at all
-            slots = slots * ops.sigmoid(self.word_describes(embeddings))
-        slots = slots * ops.expand_dims(ops.cast(ops.not_equal(ids, 0), slots.dtype), -1)
+        present = ops.expand_dims(ops.cast(ops.not_equal(ids, 0), fit.dtype), -1)  # [b, L, 1]
+        if self.ordered_descriptions:
+            describes = ops.sigmoid(self.word_describes(embeddings)) * present  # d_w
+            before = ops.pad(describes[:, :-1], ((0, 0), (1, 0), (0, 0)))  # d_{w-1}
+            run = ops.clip(ops.cumsum(ops.relu(describes - before), axis=1), 1.0, self.referents)
+            which = ops.cast(ops.arange(1, self.referents + 1), fit.dtype)  # [k]
+            slots = describes * ops.relu(1.0 - ops.abs(run - which))  # [b, L, k]
+        else:
+            slots = ops.softmax(self.word_slot(states), axis=-1)[..., : self.referents]
+            if self.descriptive_words:  # [b, L, 1]: whether the word describes at all
+                slots = slots * ops.sigmoid(self.word_describes(embeddings))
+            slots = slots * present
         evidence = ops.einsum("blj,bln->bjn", slots, ops.log_sigmoid(fit))  # [b, k, n]
         return [evidence[:, j] for j in range(self.referents)]
 
@@ -355,4 +375,5 @@ class ReferentRelation(keras.layers.Layer):
             "exclusive_readings": self.exclusive_readings,
             "composed_find": self.composed_find,
             "descriptive_words": self.descriptive_words,
+            "ordered_descriptions": self.ordered_descriptions,
         }
