@@ -3,8 +3,8 @@
 
     python experiments/probes/word_slots.py RUN ["question" ...]
 
-Prints, word by word, the share of the word that goes to each referent (and, without
-`descriptive_words`, to "none"), and with `descriptive_words` how much the word
+Prints, word by word, the share of the word in each referent's description and in
+none (s_wj, as the fusion weighs it), and with `descriptive_words` how much the word
 describes at all (d_w, from its embedding). Without questions, one of each scenes
 template that names objects.
 """
@@ -44,13 +44,12 @@ def main(argv=None) -> None:
     fusion = answerer.model.get_layer("referent")
     if not fusion.composed_find:
         raise SystemExit(f"{args.run}: its referent fusion has no composed_find")
-    names = [f"referent {j + 1}" for j in range(fusion.referents)]
-    if not fusion.descriptive_words:
-        names.append("none")
+    names = [f"referent {j + 1}" for j in range(fusion.referents)] + ["none"]
     for question in args.questions:
         ids = np.asarray(answerer._encode(question).ids)[None]
         states, embeddings = encoder(ids)
-        slots = ops.convert_to_numpy(ops.softmax(fusion.word_slot(states), axis=-1))[0]
+        slots = ops.convert_to_numpy(fusion.word_slots(states, embeddings, ids))[0]
+        slots = np.concatenate([slots, 1.0 - slots.sum(-1, keepdims=True)], axis=-1)
         describes = (
             ops.convert_to_numpy(ops.sigmoid(fusion.word_describes(embeddings)))[0, :, 0]
             if fusion.descriptive_words

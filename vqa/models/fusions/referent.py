@@ -277,20 +277,24 @@ class ReferentRelation(keras.layers.Layer):
         states, embeddings = words[..., :q], words[..., q:]  # [b, L, q], [b, L, e]
         fit = ops.einsum("blu,bnu->bln", self.word_match(embeddings), keys)
         fit = fit / float(self.units) ** 0.5 + self.word_shift(embeddings)  # [b, L, n]
-        present = ops.expand_dims(ops.cast(ops.not_equal(ids, 0), fit.dtype), -1)  # [b, L, 1]
+        slots = self.word_slots(states, embeddings, ids)
+        evidence = ops.einsum("blj,bln->bjn", slots, ops.log_sigmoid(fit))  # [b, k, n]
+        return [evidence[:, j] for j in range(self.referents)]
+
+    def word_slots(self, states, embeddings, ids):
+        """With composed_find, s_wj: how much of each word is in referent j's description,
+        [b, L, referents] (the rest of it in none)."""
+        present = ops.expand_dims(ops.cast(ops.not_equal(ids, 0), states.dtype), -1)  # [b, L, 1]
         if self.ordered_descriptions:
             describes = ops.sigmoid(self.word_describes(embeddings)) * present  # d_w
             before = ops.pad(describes[:, :-1], ((0, 0), (1, 0), (0, 0)))  # d_{w-1}
             run = ops.clip(ops.cumsum(ops.relu(describes - before), axis=1), 1.0, self.referents)
-            which = ops.cast(ops.arange(1, self.referents + 1), fit.dtype)  # [k]
-            slots = describes * ops.relu(1.0 - ops.abs(run - which))  # [b, L, k]
-        else:
-            slots = ops.softmax(self.word_slot(states), axis=-1)[..., : self.referents]
-            if self.descriptive_words:  # [b, L, 1]: whether the word describes at all
-                slots = slots * ops.sigmoid(self.word_describes(embeddings))
-            slots = slots * present
-        evidence = ops.einsum("blj,bln->bjn", slots, ops.log_sigmoid(fit))  # [b, k, n]
-        return [evidence[:, j] for j in range(self.referents)]
+            which = ops.cast(ops.arange(1, self.referents + 1), states.dtype)  # [k]
+            return describes * ops.relu(1.0 - ops.abs(run - which))
+        slots = ops.softmax(self.word_slot(states), axis=-1)[..., : self.referents]
+        if self.descriptive_words:  # [b, L, 1]: whether the word describes at all
+            slots = slots * ops.sigmoid(self.word_describes(embeddings))
+        return slots * present
 
     def _readings(self, inputs) -> list:
         """Each referent's reading of the question's words: `referents` vectors [b, w]."""
