@@ -81,6 +81,7 @@ VARIANTS = [  # every fusion with and without attention, relations, encoders, ba
             "composed_find": True,
             "descriptive_words": True,
             "ordered_descriptions": True,
+            "describe_penalty": 0.1,
         },
         attention_words=True,
         attention_word_embeddings=True,

@@ -314,3 +314,27 @@ def test_ordered_descriptions_give_the_first_run_of_describing_words_to_the_firs
     assert ReferentRelation.from_config(layer.get_config()).ordered_descriptions is True
     with pytest.raises(ValueError, match="ordered_descriptions needs descriptive_words"):
         ReferentRelation(8, referents=2, composed_find=True, ordered_descriptions=True)
+
+
+def test_describe_penalty_is_a_training_loss_on_how_much_the_words_describe():
+    rng = np.random.default_rng(9)
+    grids = rng.random((2, 3, 3, 4)).astype("float32")
+    question = rng.random((2, 5)).astype("float32")
+    words = rng.normal(size=(2, 4, 10)).astype("float32")
+    ids = np.array([[4, 4, 4, 4], [4, 4, 0, 0]])  # the second question: two words
+    layer = ReferentRelation(
+        8, blocks=0, referents=2, composed_find=True, descriptive_words=True,
+        ordered_descriptions=True, describe_penalty=0.5,
+    )  # fmt: skip
+    layer([question, grids, words, ids])
+    kernel = np.zeros((5, 1), "float32")
+    kernel[0] = 1.0  # d_w = sigmoid(the embedding's first number)
+    layer.word_describes.set_weights([kernel, np.zeros(1, "float32")])
+    layer([question, grids, words, ids])
+    (loss,) = layer.losses
+    d = 1 / (1 + np.exp(-words[..., 5]))
+    expected = 0.5 * np.mean([d[0].mean(), d[1, :2].mean()])  # padding is no word
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+    assert ReferentRelation.from_config(layer.get_config()).describe_penalty == 0.5
+    with pytest.raises(ValueError, match="needs descriptive_words"):
+        ReferentRelation(8, referents=2, composed_find=True, describe_penalty=0.1)

@@ -54,11 +54,10 @@ class ReferentRelation(keras.layers.Layer):
     found from the words that describe it, as a neural module network's find and
     filter (Andreas et al. 2016): every word marks the cells it fits from its embedding
     alone, m_w(i) = sigmoid(e_w . k_i + b_w), the same map in every kind of question;
-    each word's state (which carries the words before it) places the word in one
-    referent's description or in none, s_wj (a softmax over referents and "none"); and
-    referent j's weights are softmax_i(sum_w s_wj log m_w(i)): the cells every word of
-    its description fits. "the red circle" of "What colour is the red circle?" and of
-    "Is the red circle the same size as the square?" mark the same cells. f also reads
+    each word's state places the word in one referent's description or in none, s_wj
+    (a softmax over referents and "none"); and referent j's weights are
+    softmax_i(sum_w s_wj log m_w(i)): the cells every word of its description fits
+    (the same cells for "the red circle" in every question). f also reads
     each description's soft count, log(1 + sum_i prod_w m_w(i)^s_wj) ("more red objects
     than squares?"). With `descriptive_words: true` as well, whether a word describes
     at all comes from its embedding too, d_w = sigmoid(v . e_w + c), and its state
@@ -69,7 +68,9 @@ class ReferentRelation(keras.layers.Layer):
     describing words form runs ("red circle", "square"), c_w = sum_{v<=w} relu(d_v -
     d_{v-1}) counts the runs begun by word w, and s_wj = d_w max(0, 1 - |min(max(c_w,
     1), k) - j - 1|): the first run describes referent 1, the second referent 2, and
-    the last referent takes every later run.
+    the last referent takes every later run. With `describe_penalty: p`, a training loss
+    p * mean_w d_w: a word describes only where its map pays for it (a word that fits
+    every cell alike costs nothing in the find, but starts a run).
 
     Args:
         units: width of g, f and the output.
@@ -92,6 +93,8 @@ class ReferentRelation(keras.layers.Layer):
             embedding, which description from its state.
         ordered_descriptions: with descriptive_words, which description from the order
             of the runs of describing words, not from the state.
+        describe_penalty: with descriptive_words, the weight of a training loss on the
+            mean of d_w over the question's words (0: none).
 
     Call arguments:
         inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, c]; with the
@@ -117,6 +120,7 @@ class ReferentRelation(keras.layers.Layer):
         composed_find: bool = False,
         descriptive_words: bool = False,
         ordered_descriptions: bool = False,
+        describe_penalty: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -148,6 +152,12 @@ class ReferentRelation(keras.layers.Layer):
             raise ValueError("ordered_descriptions needs descriptive_words: true.")
         self.composed_find, self.descriptive_words = bool(composed_find), bool(descriptive_words)
         self.ordered_descriptions = bool(ordered_descriptions)
+        if describe_penalty < 0 or (describe_penalty and not descriptive_words):
+            raise ValueError(
+                "describe_penalty must be 0 or more, and needs descriptive_words: true. "
+                f"Received: describe_penalty={describe_penalty}"
+            )
+        self.describe_penalty = float(describe_penalty)
         self.supports_masking = True  # the word states come masked; the ids mark padding
 
     def compute_mask(self, inputs, mask=None):
@@ -332,6 +342,12 @@ class ReferentRelation(keras.layers.Layer):
             evidence = self._described(inputs, self.find_cell(cells))
             found = [ops.softmax(e, axis=-1) for e in evidence]
             counts = [ops.log(1.0 + ops.sum(ops.exp(e), axis=-1, keepdims=True)) for e in evidence]
+            if self.describe_penalty:  # the mean d_w over each question's words
+                q, ids = question.shape[-1], inputs[3]
+                present = ops.cast(ops.not_equal(ids, 0), cells.dtype)  # [b, L]
+                d = ops.sigmoid(ops.squeeze(self.word_describes(inputs[2][..., q:]), -1))
+                d = ops.sum(d * present, axis=-1) / ops.maximum(ops.sum(present, axis=-1), 1.0)
+                self.add_loss(self.describe_penalty * ops.mean(d))
         else:
             found = self._find(inputs, cells)
         h = self.g_cell(cells) + ops.expand_dims(self.g_question(question), 1)  # [b, n, u]
@@ -380,4 +396,5 @@ class ReferentRelation(keras.layers.Layer):
             "composed_find": self.composed_find,
             "descriptive_words": self.descriptive_words,
             "ordered_descriptions": self.ordered_descriptions,
+            "describe_penalty": self.describe_penalty,
         }
