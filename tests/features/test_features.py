@@ -21,6 +21,7 @@ from vqa.errors import ConfigError, VQAError
 from vqa.features.backbones import BACKBONES, ChannelNormalization, WeightsError, get_backbone
 from vqa.features.imagenet import class_name, classify
 from vqa.features.torch_checkpoint import LEGACY_MAGIC, CheckpointError, load_state_dict
+from vqa.training.fit import checked_config
 
 
 @pytest.fixture(scope="module")
@@ -233,5 +234,5 @@ def test_backbone_size_left_at_0_suits_the_dataset(sizes, expected):
     assert Config().for_dataset(dataset).model.backbone_image_size == expected
     chosen = Config(ModelConfig(backbone_image_size=160))
     assert chosen.for_dataset(dataset) is chosen  # a set size is kept
-    with pytest.raises(ConfigError, match="multiple of 32"):
-        ModelConfig(backbone_image_size=100)
+    with pytest.raises(ConfigError, match="multiple of 32"):  # when a run starts
+        checked_config(Config(ModelConfig(backbone_image_size=100)))

@@ -22,14 +22,7 @@ POOL_CHOICES = ("max", "flatten")
 def check_image(model) -> None:
     """The image section: the encoder, its backbone or CNN, the pooling."""
     check_name("image_encoder", model.image_encoder, "vqa.models.image_encoders")
-    check_name("backbone", model.backbone, "vqa.features.backbones")
-    if model.backbone_image_size and (
-        model.backbone_image_size < 32 or model.backbone_image_size % 32
-    ):
-        raise ConfigError(
-            f"backbone_image_size must be 0 (suit the dataset) or a "
-            f"multiple of 32. Received: {model.backbone_image_size}"
-        )
+    check_name("backbone", model.backbone, "vqa.features.backbones")  # and its input size
     for name in ("image_size", "image_dim"):
         check_positive(name, getattr(model, name))
     if not model.cnn_filters or min(model.cnn_filters) <= 0:

@@ -234,7 +234,7 @@ def get_backbone(name: str, image_size: int | None = None) -> Backbone:
     spec = BACKBONES.named(name)  # an unknown name: a ConfigError naming the nearest
     if not image_size or image_size == spec.image_size:
         return spec
-    if image_size < 32 or image_size % 32:  # vqa.config checks a config's the same way
+    if image_size < 32 or image_size % 32:  # the one check, for configs too (a run's start)
         raise ConfigError(
             "backbone_image_size must be 0 (suit the dataset) or a multiple of 32 (32 or "
             f"more). Received: {image_size}"
