@@ -82,6 +82,7 @@ VARIANTS = [  # every fusion with and without attention, relations, encoders, ba
             "descriptive_words": True,
             "ordered_descriptions": True,
             "describe_penalty": 0.1,
+            "describe_penalty_from": 3,
         },
         attention_words=True,
         attention_word_embeddings=True,

@@ -338,3 +338,22 @@ def test_describe_penalty_is_a_training_loss_on_how_much_the_words_describe():
     assert ReferentRelation.from_config(layer.get_config()).describe_penalty == 0.5
     with pytest.raises(ValueError, match="needs descriptive_words"):
         ReferentRelation(8, referents=2, composed_find=True, describe_penalty=0.1)
+
+
+def test_describe_penalty_from_starts_the_loss_after_that_many_training_batches():
+    rng = np.random.default_rng(10)
+    grids = rng.random((2, 3, 3, 4)).astype("float32")
+    inputs = [rng.random((2, 5)).astype("float32"), grids]
+    inputs += [rng.normal(size=(2, 3, 10)).astype("float32"), np.array([[4, 4, 4]] * 2)]
+    layer = ReferentRelation(
+        8, blocks=0, referents=2, composed_find=True, descriptive_words=True,
+        describe_penalty=0.5, describe_penalty_from=2,
+    )  # fmt: skip
+    seen = []
+    for training in (True, False, True, True):  # inference does not count
+        layer(inputs, training=training)
+        seen.append(float(layer.losses[0]))
+    assert seen[:3] == [0.0, 0.0, 0.0] and 0.0 < seen[3] <= 0.5
+    assert ReferentRelation.from_config(layer.get_config()).describe_penalty_from == 2
+    with pytest.raises(ValueError, match="describe_penalty_from must be 0 or more"):
+        ReferentRelation(8, describe_penalty_from=-1)

@@ -39,38 +39,25 @@ class ReferentRelation(keras.layers.Layer):
        `compare: true` also each pair's elementwise product r_a * r_b, a bilinear match
        of the two objects ("the same colour?") that f need not build from relus.
 
-    With `attention_words: true` in the config, each referent first reads the question
-    word by word (its own attention over the words' states) and adds what it read to the
-    query it finds its object with: "the red circle" to one, "the blue object" to the
-    other, where one question vector must otherwise hold both apart. With `shared_find:
-    true` as well, the referents find their objects with one attention (one query
-    projection and score), each from its own reading alone: the find that the one-object
-    questions train then serves every description a two-object question reads. With
-    `exclusive_readings: true`, each referent reads the words the earlier ones left:
-    a_j ~ exp(l_j) * (1 - sum_{i<j} a_i) over the words, so that two readings cannot be
-    one (with one find, two equal readings find one object twice).
+    With `attention_words: true`, each referent reads the question word by word (its own
+    attention over the words' states) and adds what it read to its find's query;
+    `shared_find` finds every referent with one attention from its reading alone, and
+    `exclusive_readings` leaves each referent the words the earlier ones did not read.
 
-    With `composed_find: true` (and `attention_word_embeddings: true`), each referent is
-    found from the words that describe it, as a neural module network's find and
+    With `composed_find: true` (and `attention_word_embeddings: true`), a referent is
+    found from the words of its description, as a neural module network's find and
     filter (Andreas et al. 2016): every word marks the cells it fits from its embedding
-    alone, m_w(i) = sigmoid(e_w . k_i + b_w), the same map in every kind of question;
-    each word's state places the word in one referent's description or in none, s_wj
-    (a softmax over referents and "none"); and referent j's weights are
-    softmax_i(sum_w s_wj log m_w(i)): the cells every word of its description fits
-    (the same cells for "the red circle" in every question). f also reads
-    each description's soft count, log(1 + sum_i prod_w m_w(i)^s_wj) ("more red objects
-    than squares?"). With `descriptive_words: true` as well, whether a word describes
-    at all comes from its embedding too, d_w = sigmoid(v . e_w + c), and its state
-    only says whose description it is in: s_wj = d_w softmax_j(...) over the referents
-    alone. Otherwise a state the one-object questions never showed ("square" after
-    "the same size as the") can place every word in no description. With
-    `ordered_descriptions: true` instead of the state, the order says whose: the
-    describing words form runs ("red circle", "square"), c_w = sum_{v<=w} relu(d_v -
-    d_{v-1}) counts the runs begun by word w, and s_wj = d_w max(0, 1 - |min(max(c_w,
-    1), k) - j - 1|): the first run describes referent 1, the second referent 2, and
-    the last referent takes every later run. With `describe_penalty: p`, a training loss
-    p * mean_w d_w: a word describes only where its map pays for it (a word that fits
-    every cell alike costs nothing in the find, but starts a run).
+    alone, m_w(i) = sigmoid(e_w . k_i + b_w); s_wj places word w in referent j's
+    description; referent j's weights are softmax_i(sum_w s_wj log m_w(i)), and f also
+    reads each description's soft count, log(1 + sum_i prod_w m_w(i)^s_wj). Whose
+    description (`word_slots`): by default each word's state says (a softmax over the
+    referents and "none"). With `descriptive_words`, whether a word describes at all is
+    d_w = sigmoid(v . e_w + c), from its embedding, and the state only says whose. With
+    `ordered_descriptions`, the order says whose: c_w = sum_{v<=w} relu(d_v - d_{v-1})
+    counts the runs of describing words begun by word w, and s_wj = d_w max(0, 1 -
+    |min(max(c_w, 1), k) - j - 1|) (the last referent takes every later run). With
+    `describe_penalty: p`, a training loss p * mean_w d_w from training step
+    `describe_penalty_from`: a word describes only where its map pays for it.
 
     Args:
         units: width of g, f and the output.
@@ -83,18 +70,14 @@ class ReferentRelation(keras.layers.Layer):
             that they find different objects (0: none).
         compare: with 2 or more referents, f also reads the product of each pair of the
             referents' projections.
-        shared_find: with the words, one find for every referent, its query the
-            referent's reading of the words (not the question vector).
-        exclusive_readings: with the words and 2 or more referents, each referent's
-            reading leaves out the words the earlier referents read.
+        shared_find, exclusive_readings: with the words, how the referents read them.
         composed_find: each referent found by the words its description holds (needs
             the words and their embeddings); replaces the question's find.
-        descriptive_words: with composed_find, whether a word describes comes from its
-            embedding, which description from its state.
-        ordered_descriptions: with descriptive_words, which description from the order
-            of the runs of describing words, not from the state.
+        descriptive_words, ordered_descriptions: with composed_find, what says whose
+            description a word is in (see above).
         describe_penalty: with descriptive_words, the weight of a training loss on the
-            mean of d_w over the question's words (0: none).
+            mean of d_w over the question's words (0: none), from training step
+            (batch) describe_penalty_from on.
 
     Call arguments:
         inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, c]; with the
@@ -121,6 +104,7 @@ class ReferentRelation(keras.layers.Layer):
         descriptive_words: bool = False,
         ordered_descriptions: bool = False,
         describe_penalty: float = 0.0,
+        describe_penalty_from: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -128,36 +112,37 @@ class ReferentRelation(keras.layers.Layer):
         if blocks < 0:
             raise ValueError(f"blocks must be 0 or more. Received: blocks={blocks}")
         self.units, self.blocks, self.channels, self.depth = units, blocks, channels, depth
-        if overlap < 0 or (overlap and referents < 2):
-            raise ValueError(
-                "overlap must be 0 or more, and needs referents: 2 or more. "
-                f"Received: overlap={overlap}, referents={referents}"
-            )
-        if compare and referents < 2:
-            raise ValueError(f"compare needs referents: 2 or more. Received: referents={referents}")
-        self.referents, self.overlap, self.compare = referents, float(overlap), bool(compare)
-        if exclusive_readings and referents < 2:
-            raise ValueError(
-                f"exclusive_readings needs referents: 2 or more. Received: referents={referents}"
-            )
-        self.shared_find, self.exclusive_readings = bool(shared_find), bool(exclusive_readings)
+        two, words_say = (
+            (referents >= 2, "referents: 2 or more"),
+            (descriptive_words, "descriptive_words: true"),
+        )
+        for name, value, (has, need) in (  # an option, and what it needs
+            ("overlap", overlap, two),
+            ("compare", compare, two),
+            ("exclusive_readings", exclusive_readings, two),
+            ("descriptive_words", descriptive_words, (composed_find, "composed_find: true")),
+            ("ordered_descriptions", ordered_descriptions, words_say),
+            ("describe_penalty", describe_penalty, words_say),
+        ):
+            if value and not has:
+                raise ValueError(f"{name} needs {need}. Received: {name}={value}")
         if composed_find and (shared_find or exclusive_readings):
             raise ValueError(
                 "composed_find replaces the readings' find: drop shared_find and "
                 "exclusive_readings."
             )
-        if descriptive_words and not composed_find:
-            raise ValueError("descriptive_words needs composed_find: true.")
-        if ordered_descriptions and not descriptive_words:
-            raise ValueError("ordered_descriptions needs descriptive_words: true.")
+        weights = dict(overlap=overlap, describe_penalty=describe_penalty)
+        for name, value in {**weights, "describe_penalty_from": describe_penalty_from}.items():
+            if value < 0:
+                raise ValueError(f"{name} must be 0 or more. Received: {name}={value}")
+        self.referents, self.overlap, self.compare = referents, float(overlap), bool(compare)
+        self.shared_find, self.exclusive_readings = bool(shared_find), bool(exclusive_readings)
         self.composed_find, self.descriptive_words = bool(composed_find), bool(descriptive_words)
-        self.ordered_descriptions = bool(ordered_descriptions)
-        if describe_penalty < 0 or (describe_penalty and not descriptive_words):
-            raise ValueError(
-                "describe_penalty must be 0 or more, and needs descriptive_words: true. "
-                f"Received: describe_penalty={describe_penalty}"
-            )
-        self.describe_penalty = float(describe_penalty)
+        self.ordered_descriptions, self.describe_penalty = (
+            bool(ordered_descriptions),
+            float(describe_penalty),
+        )
+        self.describe_penalty_from = int(describe_penalty_from)
         self.supports_masking = True  # the word states come masked; the ids mark padding
 
     def compute_mask(self, inputs, mask=None):
@@ -224,6 +209,10 @@ class ReferentRelation(keras.layers.Layer):
                 self.word_slot = dense(self.referents + none, (None, None, q), "word_slot")
             if self.descriptive_words:
                 self.word_describes = dense(1, (None, None, w - q), "word_describes")
+            if self.describe_penalty_from:
+                self.steps = self.add_weight(
+                    shape=(), initializer="zeros", dtype="int32", trainable=False, name="steps"
+                )
         elif words:
             w = (None, None, input_shape[2][-1])
             self.word_keys = dense(u, w, "word_keys")
@@ -306,6 +295,19 @@ class ReferentRelation(keras.layers.Layer):
             slots = slots * ops.sigmoid(self.word_describes(embeddings))
         return slots * present
 
+    def _describe_loss(self, inputs, training):
+        """describe_penalty * the mean d_w, from step describe_penalty_from of training."""
+        q, ids = inputs[0].shape[-1], inputs[3]
+        present = ops.cast(ops.not_equal(ids, 0), inputs[0].dtype)  # [b, L]
+        d = ops.sigmoid(ops.squeeze(self.word_describes(inputs[2][..., q:]), -1))
+        d = ops.sum(d * present, axis=-1) / ops.maximum(ops.sum(present, axis=-1), 1.0)
+        weight = self.describe_penalty
+        if self.describe_penalty_from:  # the training batches seen so far
+            weight = weight * ops.cast(self.steps >= self.describe_penalty_from, d.dtype)
+            if training:
+                self.steps.assign_add(1)
+        return weight * ops.mean(d)
+
     def _readings(self, inputs) -> list:
         """Each referent's reading of the question's words: `referents` vectors [b, w]."""
         question, _, states, ids = inputs
@@ -343,11 +345,7 @@ class ReferentRelation(keras.layers.Layer):
             found = [ops.softmax(e, axis=-1) for e in evidence]
             counts = [ops.log(1.0 + ops.sum(ops.exp(e), axis=-1, keepdims=True)) for e in evidence]
             if self.describe_penalty:  # the mean d_w over each question's words
-                q, ids = question.shape[-1], inputs[3]
-                present = ops.cast(ops.not_equal(ids, 0), cells.dtype)  # [b, L]
-                d = ops.sigmoid(ops.squeeze(self.word_describes(inputs[2][..., q:]), -1))
-                d = ops.sum(d * present, axis=-1) / ops.maximum(ops.sum(present, axis=-1), 1.0)
-                self.add_loss(self.describe_penalty * ops.mean(d))
+                self.add_loss(self._describe_loss(inputs, training))
         else:
             found = self._find(inputs, cells)
         h = self.g_cell(cells) + ops.expand_dims(self.g_question(question), 1)  # [b, n, u]
@@ -397,4 +395,5 @@ class ReferentRelation(keras.layers.Layer):
             "descriptive_words": self.descriptive_words,
             "ordered_descriptions": self.ordered_descriptions,
             "describe_penalty": self.describe_penalty,
+            "describe_penalty_from": self.describe_penalty_from,
         }
