@@ -112,10 +112,8 @@ class ReferentRelation(keras.layers.Layer):
         if blocks < 0:
             raise ValueError(f"blocks must be 0 or more. Received: blocks={blocks}")
         self.units, self.blocks, self.channels, self.depth = units, blocks, channels, depth
-        two, words_say = (
-            (referents >= 2, "referents: 2 or more"),
-            (descriptive_words, "descriptive_words: true"),
-        )
+        two = (referents >= 2, "referents: 2 or more")
+        words_say = (descriptive_words, "descriptive_words: true")
         for name, value, (has, need) in (  # an option, and what it needs
             ("overlap", overlap, two),
             ("compare", compare, two),
@@ -138,10 +136,8 @@ class ReferentRelation(keras.layers.Layer):
         self.referents, self.overlap, self.compare = referents, float(overlap), bool(compare)
         self.shared_find, self.exclusive_readings = bool(shared_find), bool(exclusive_readings)
         self.composed_find, self.descriptive_words = bool(composed_find), bool(descriptive_words)
-        self.ordered_descriptions, self.describe_penalty = (
-            bool(ordered_descriptions),
-            float(describe_penalty),
-        )
+        self.ordered_descriptions = bool(ordered_descriptions)
+        self.describe_penalty = float(describe_penalty)
         self.describe_penalty_from = int(describe_penalty_from)
         self.supports_masking = True  # the word states come masked; the ids mark padding
 
@@ -211,7 +207,12 @@ class ReferentRelation(keras.layers.Layer):
                 self.word_describes = dense(1, (None, None, w - q), "word_describes")
             if self.describe_penalty_from:
                 self.steps = self.add_weight(
-                    shape=(), initializer="zeros", dtype="int32", trainable=False, name="steps"
+                    shape=(),
+                    initializer="zeros",
+                    dtype="int32",
+                    trainable=False,
+                    name="steps",
+                    aggregation="only_first_replica",  # each replica counts the same batches
                 )
         elif words:
             w = (None, None, input_shape[2][-1])
