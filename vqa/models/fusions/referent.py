@@ -206,14 +206,9 @@ class ReferentRelation(keras.layers.Layer):
             if self.descriptive_words:
                 self.word_describes = dense(1, (None, None, w - q), "word_describes")
             if self.describe_penalty_from:
-                self.steps = self.add_weight(
-                    shape=(),
-                    initializer="zeros",
-                    dtype="int32",
-                    trainable=False,
-                    name="steps",
-                    aggregation="only_first_replica",  # each replica counts the same batches
-                )
+                # the batches trained on; each replica counts the same ones
+                counter = dict(dtype="int32", trainable=False, aggregation="only_first_replica")
+                self.steps = self.add_weight(shape=(), initializer="zeros", name="steps", **counter)
         elif words:
             w = (None, None, input_shape[2][-1])
             self.word_keys = dense(u, w, "word_keys")
@@ -284,24 +279,28 @@ class ReferentRelation(keras.layers.Layer):
     def word_slots(self, states, embeddings, ids):
         """With composed_find, s_wj: how much of each word is in referent j's description,
         [b, L, referents] (the rest of it in none)."""
-        present = ops.expand_dims(ops.cast(ops.not_equal(ids, 0), states.dtype), -1)  # [b, L, 1]
         if self.ordered_descriptions:
-            describes = ops.sigmoid(self.word_describes(embeddings)) * present  # d_w
+            describes = self._describing(embeddings, ids)
             before = ops.pad(describes[:, :-1], ((0, 0), (1, 0), (0, 0)))  # d_{w-1}
             run = ops.clip(ops.cumsum(ops.relu(describes - before), axis=1), 1.0, self.referents)
             which = ops.cast(ops.arange(1, self.referents + 1), states.dtype)  # [k]
             return describes * ops.relu(1.0 - ops.abs(run - which))
         slots = ops.softmax(self.word_slot(states), axis=-1)[..., : self.referents]
-        if self.descriptive_words:  # [b, L, 1]: whether the word describes at all
-            slots = slots * ops.sigmoid(self.word_describes(embeddings))
-        return slots * present
+        if self.descriptive_words:
+            return slots * self._describing(embeddings, ids)
+        return slots * ops.expand_dims(ops.cast(ops.not_equal(ids, 0), slots.dtype), -1)
+
+    def _describing(self, embeddings, ids):
+        """d_w, whether each word describes at all, 0 for padding: [b, L, 1]."""
+        present = ops.cast(ops.not_equal(ids, 0), embeddings.dtype)
+        return ops.sigmoid(self.word_describes(embeddings)) * ops.expand_dims(present, -1)
 
     def _describe_loss(self, inputs, training):
         """describe_penalty * the mean d_w, from step describe_penalty_from of training."""
         q, ids = inputs[0].shape[-1], inputs[3]
-        present = ops.cast(ops.not_equal(ids, 0), inputs[0].dtype)  # [b, L]
-        d = ops.sigmoid(ops.squeeze(self.word_describes(inputs[2][..., q:]), -1))
-        d = ops.sum(d * present, axis=-1) / ops.maximum(ops.sum(present, axis=-1), 1.0)
+        words = ops.sum(ops.cast(ops.not_equal(ids, 0), inputs[0].dtype), axis=-1)  # [b]
+        d = ops.sum(self._describing(inputs[2][..., q:], ids)[..., 0], axis=-1)
+        d = d / ops.maximum(words, 1.0)
         weight = self.describe_penalty
         if self.describe_penalty_from:  # the training batches seen so far
             weight = weight * ops.cast(self.steps >= self.describe_penalty_from, d.dtype)
