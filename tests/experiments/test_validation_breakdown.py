@@ -30,6 +30,9 @@ def test_scores_exactly_the_held_out_questions_and_leaves_the_run_alone(
     assert metrics["overall"] == pytest.approx(summary["best_val_vqa_score"], abs=0.01)
     assert main([str(run), str(tiny_dataset.root), "--out", str(tmp_path / "m.json")]) == 0
     assert json.loads((tmp_path / "m.json").read_text())["overall"] == metrics["overall"]
+    # Re-estimating the image encoder's statistics first: in memory, the run left alone.
+    rescored = validation_breakdown(run, tiny_dataset.root, batch_norm_images=8)
+    assert rescored["n_questions"] == expected
     after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     assert after == before
 

@@ -187,6 +187,10 @@ class TrainConfig:
     # was prepared with (meta.json answer_vocabulary_size), else every training answer.
     max_answers: int | None = None
     clip_norm: float = 0.0  # clip gradients to this global norm (0: no clipping)
+    # Re-estimate the image encoder's batch-norm statistics at each epoch's end, before
+    # validation, from this many training images and the epoch's last weights, in place
+    # of the running averages of its last batches (0: keep those).
+    batch_norm_images: int = 0
     # Log the gradient reaching each word of the question (a caption decoder: from the
     # loss at each caption's last word), ten times an epoch, with the global norm before
     # clipping (RUN/gradient_flow.csv, .png, TensorBoard).

@@ -119,6 +119,10 @@ def check_train(train) -> None:
             f"warmup_epochs must be >= 0 and below epochs ({train.epochs}). "
             f"Received: warmup_epochs={train.warmup_epochs}"
         )
+    if train.batch_norm_images < 0:
+        raise ConfigError(
+            f"batch_norm_images must be >= 0 (0: off). Received: {train.batch_norm_images}"
+        )
     if train.clip_norm < 0:
         raise ConfigError(f"clip_norm must be >= 0 (0: no clipping). Received: {train.clip_norm}")
     if train.fine_tune and not 0 < train.backbone_learning_rate <= train.learning_rate:

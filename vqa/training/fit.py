@@ -29,6 +29,7 @@ from vqa.features.cache import FeatureCache, Manifest, backbone_for_answering
 from vqa.features.extract import image_table
 from vqa.runs import atomic, files, locks
 from vqa.training import distribute
+from vqa.training.batch_norm import BatchNormStatistics, norm_layers, sample_images
 from vqa.training.checkpoint import (
     RunCheckpoint,
     fresh_state,
@@ -233,6 +234,10 @@ def _train(
         fit_batches = gathered_in_tf(fit) or fit_batches
         val_batches = gathered_in_tf(val) or val_batches
 
+    if config.train.batch_norm_images:  # re-estimated before each validation
+        norm_layers(model)  # or say in one line that the model has none
+        sample = sample_images(fit, config.train.batch_norm_images, config.train.seed)
+        watch.append(BatchNormStatistics(sample))
     checkpoint = RunCheckpoint(run, config.train.early_stopping_patience, state, task.monitor)
     start = time.perf_counter()
     try:
