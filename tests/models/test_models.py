@@ -61,18 +61,7 @@ VARIANTS = [  # every fusion with and without attention, relations, encoders, ba
     dict(fusion="relation", fusion_options={"depth": 2}),
     dict(fusion="film", fusion_options={"blocks": 2}),
     dict(fusion="referent", fusion_options={"blocks": 1, "channels": 4, "depth": 2}),
-    dict(fusion="referent", fusion_options={"blocks": 0, "referents": 2}, attention_words=True),
-    dict(
-        fusion="referent",
-        fusion_options={
-            "blocks": 0,
-            "referents": 2,
-            "compare": True,
-            "shared_find": True,
-            "exclusive_readings": True,
-        },
-        attention_words=True,
-    ),
+    dict(fusion="referent", fusion_options={"blocks": 0, "referents": 2}),
     dict(
         fusion="referent",
         fusion_options={
@@ -83,6 +72,7 @@ VARIANTS = [  # every fusion with and without attention, relations, encoders, ba
             "ordered_descriptions": True,
             "describe_penalty": 0.1,
             "describe_penalty_from": 3,
+            "relate_pick": True,
         },
         attention_words=True,
         attention_word_embeddings=True,

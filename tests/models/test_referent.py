@@ -79,100 +79,6 @@ def test_two_referents_compare_the_two_objects_a_question_names():
     assert model.layers[-2].get_config()["referents"] == 2
 
 
-def test_the_overlap_penalty_is_a_training_loss_that_pulls_the_referents_apart():
-    keras.utils.set_random_seed(2)
-    rng = np.random.default_rng(2)
-    grids, questions, shape, _ = _scenes(512, rng)
-    question, grid = keras.Input((3,)), keras.Input((4, 4, 4))
-    layer = ReferentRelation(16, blocks=0, referents=2, overlap=5.0)
-    model = keras.Model(
-        [question, grid], keras.layers.Dense(2, activation="softmax")(layer([question, grid]))
-    )
-    model([questions[:64], grids[:64]])
-    (before,) = model.losses
-    assert 0.0 <= float(before) <= 5.0
-    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
-    model.fit([questions, grids], shape, batch_size=64, epochs=5, verbose=0)
-    model([questions[:64], grids[:64]])
-    (after,) = model.losses
-    assert float(after) < 0.5 * float(before)
-    assert layer.get_config()["overlap"] == 5.0
-    assert ReferentRelation.from_config(layer.get_config()).overlap == 5.0
-    # None without it, and a negative weight is refused in one line.
-    plain = ReferentRelation(16, blocks=0, referents=2)
-    plain([questions[:4], grids[:4]])
-    assert plain.losses == []
-    with pytest.raises(ValueError, match="overlap must be 0 or more"):
-        ReferentRelation(16, referents=2, overlap=-1.0)
-    with pytest.raises(ValueError, match="needs referents: 2 or more"):
-        ReferentRelation(16, overlap=1.0)
-
-
-def test_compare_gives_f_each_pair_of_referents_product():
-    grids = np.random.default_rng(3).random((4, 4, 4, 4)).astype("float32")
-    questions = np.eye(3, dtype="float32")[[0, 1, 2, 0]]
-    layers = {c: ReferentRelation(8, blocks=0, referents=3, compare=c) for c in (False, True)}
-    for layer in layers.values():
-        layer([questions, grids])
-    # f reads picked, mean and the 3 referents, and with compare the 3 pairs' products.
-    assert layers[False].f.kernel.shape[0] == 5 * 8
-    assert layers[True].f.kernel.shape[0] == 8 * 8
-    assert ReferentRelation.from_config(layers[True].get_config()).compare is True
-    with pytest.raises(ValueError, match="compare needs referents: 2 or more"):
-        ReferentRelation(16, compare=True)
-
-
-def test_shared_find_finds_each_referent_with_one_attention_from_its_reading():
-    rng = np.random.default_rng(4)
-    grids = rng.random((4, 4, 4, 4)).astype("float32")
-    questions = rng.random((4, 3)).astype("float32")
-    states = rng.random((4, 5, 6)).astype("float32")
-    ids = np.array([[7, 0, 0, 0, 0]] * 4)  # one word: every reading is that word's state
-    inputs = [questions, grids, states, ids]
-    maps = {}
-    for shared in (False, True):
-        layer = ReferentRelation(8, blocks=0, referents=2, shared_find=shared)
-        layer(inputs)
-        maps[shared] = keras.ops.convert_to_numpy(layer.where_it_looks(inputs))
-        names = [w.path.split("/")[-2] for w in layer.weights]
-        assert ("find_question_1" in names) is not shared
-    # The same reading through the one find: the same map; through two finds: not.
-    np.testing.assert_allclose(maps[True][:, 0], maps[True][:, 1], rtol=1e-6)
-    assert not np.allclose(maps[False][:, 0], maps[False][:, 1])
-    assert ReferentRelation.from_config(layer.get_config()).shared_find is True
-    with pytest.raises(ValueError, match="shared_find needs attention_words: true"):
-        ReferentRelation(8, blocks=0, referents=2, shared_find=True)([questions, grids])
-
-
-def test_exclusive_readings_leave_the_second_referent_the_words_the_first_did_not_read():
-    rng = np.random.default_rng(5)
-    grids = rng.random((4, 4, 4, 4)).astype("float32")
-    questions = rng.random((4, 3)).astype("float32")
-    states = rng.random((4, 5, 6)).astype("float32")
-    ids = np.array([[3, 4, 5, 6, 0]] * 4)
-    inputs = [questions, grids, states, ids]
-    layers = [
-        ReferentRelation(8, blocks=0, referents=2, shared_find=True, exclusive_readings=e)
-        for e in (False, True)
-    ]
-    for layer in layers:
-        layer(inputs)
-    first = layers[0]
-    # Both referents read the words alike, and both layers hold the same weights.
-    for a, b in zip(first.word_reads[1][:2], first.word_reads[0][:2]):
-        a.set_weights(b.get_weights())
-    layers[1].set_weights(first.get_weights())
-    plain, exclusive = (keras.ops.convert_to_numpy(x.where_it_looks(inputs)) for x in layers)
-    np.testing.assert_allclose(plain[:, 0], plain[:, 1], rtol=1e-6)  # one reading, twice
-    np.testing.assert_allclose(exclusive[:, 0], plain[:, 0], rtol=1e-6)  # the first: as read
-    assert not np.allclose(exclusive[:, 1], exclusive[:, 0])  # the second: what was left
-    assert ReferentRelation.from_config(layers[1].get_config()).exclusive_readings is True
-    with pytest.raises(ValueError, match="exclusive_readings needs referents: 2 or more"):
-        ReferentRelation(8, exclusive_readings=True)
-    with pytest.raises(ValueError, match="exclusive_readings needs attention_words: true"):
-        ReferentRelation(8, blocks=0, referents=2, exclusive_readings=True)([questions, grids])
-
-
 @pytest.mark.parametrize("words", [False, True])
 def test_the_explaining_model_gives_each_referents_map_and_the_same_answers(tmp_path, words):
     from conftest import SMALL_MODEL
@@ -181,13 +87,14 @@ def test_the_explaining_model_gives_each_referents_map_and_the_same_answers(tmp_
     from vqa.models import build_model
     from vqa.models.builder import attention_model, model_inputs
 
-    options = {"blocks": 1, "channels": 4, "referents": 2}
+    options = {"blocks": 1, "channels": 4, "referents": 2, "composed_find": words}
     config = ModelConfig(
         **SMALL_MODEL,
         image_encoder="small_cnn",
         fusion="referent",
         fusion_options=options,
         attention_words=words,  # the word states come masked
+        attention_word_embeddings=words,
     )
     model = build_model(config, vocab_size=10, num_answers=5)
     model.save(tmp_path / "model.keras")
@@ -237,10 +144,10 @@ def test_composed_find_maps_each_description_from_its_words_whatever_the_questio
     np.testing.assert_allclose(looks, maps[0], rtol=1e-4)
     assert keras.ops.convert_to_numpy(layer([question, grids, *a])).shape == (2, 8)
     assert ReferentRelation.from_config(layer.get_config()).composed_find is True
-    with pytest.raises(ValueError, match="composed_find needs attention_words: true"):
+    with pytest.raises(ValueError, match="composed_find: true needs attention_words"):
         ReferentRelation(8, blocks=0, referents=2, composed_find=True)([question, grids])
-    with pytest.raises(ValueError, match="drop shared_find"):
-        ReferentRelation(8, referents=2, composed_find=True, shared_find=True)
+    with pytest.raises(ValueError, match="the referent fusion reads the words for nothing else"):
+        ReferentRelation(8, blocks=0, referents=2)([question, grids, *a])  # words, unread
 
 
 def test_descriptive_words_come_from_the_embedding_and_their_description_from_the_state():
@@ -357,3 +264,40 @@ def test_describe_penalty_from_starts_the_loss_after_that_many_training_batches(
     assert ReferentRelation.from_config(layer.get_config()).describe_penalty_from == 2
     with pytest.raises(ValueError, match="describe_penalty_from must be 0 or more"):
         ReferentRelation(8, describe_penalty_from=-1)
+
+
+def test_relate_pick_picks_the_first_descriptions_cells_in_the_asked_relation_to_the_second():
+    """ "The X left of the Y": on a 3x3 grid, X fits the four corners, Y the centre; a
+    relation that weighs -dx picks the left corners, one that weighs -d^2 the nearest,
+    and never the anchor itself."""
+    rng = np.random.default_rng(11)
+    grids = rng.random((1, 3, 3, 4)).astype("float32")
+    question = rng.random((1, 5)).astype("float32")
+    words = rng.normal(size=(1, 2, 10)).astype("float32")
+    layer = ReferentRelation(
+        8, blocks=0, referents=2, composed_find=True, descriptive_words=True,
+        ordered_descriptions=True, relate_pick=True,
+    )  # fmt: skip
+    assert layer([question, grids, words, np.array([[4, 4]])]).shape == (1, 8)
+    assert layer.f.kernel.shape[0] == 4 * 8 + 3  # and the pick's soft count
+    corners = np.log(np.where(np.isin(np.arange(9), [0, 2, 6, 8]), 1.0, 1e-4))
+    centre = np.log(np.where(np.arange(9) == 4, 1.0, 1e-4))
+    xy = np.stack(np.meshgrid([-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0]), -1).reshape(1, 9, 2)
+    geometry = np.concatenate([xy, (xy**2).sum(-1, keepdims=True)], -1).astype("float32")
+    evidence = [corners[None].astype("float32"), centre[None].astype("float32")]
+
+    def related(a):  # the relation layer's output set to (a, b = 0) whatever the question
+        layer.relation.set_weights([np.zeros((5, 4), "float32"), np.array([*a, 0], "float32")])
+        r = layer._related(question, evidence, geometry, grids.shape)
+        return keras.ops.convert_to_numpy(r)[0]
+
+    left = np.exp(related((-10.0, 0.0, 0.0)))
+    assert left[[0, 6]].min() > 0.99 and left[[2, 8]].max() < 1e-3  # x = -1 against x = 1
+    assert left[[1, 3, 4, 5, 7]].max() < 1e-3  # not X, or the anchor
+    near = related((0.0, 0.0, -1.0))  # every corner at d^2 = 2 cells: all alike
+    np.testing.assert_allclose(near[[0, 2, 6, 8]], near[0], rtol=1e-5)
+    everywhere = related((0.0, 0.0, 0.0))  # no relation asked: X's cells, less the anchor
+    assert everywhere[4] < everywhere[0] - 4
+    assert ReferentRelation.from_config(layer.get_config()).relate_pick is True
+    with pytest.raises(ValueError, match="relate_pick needs composed_find: true and referents: 2"):
+        ReferentRelation(8, referents=2, relate_pick=True)

@@ -62,7 +62,7 @@ def word_gradients(model: keras.Model):
     """A compiled function (x, y[, sample_weight]) -> ([batch, L] norm of each question's
     loss gradient at each word's embedding, 0 at padding; the global norm of the
     weights' gradient of the batch's training loss (the compiled loss, as Keras reduces
-    it, and the layers' own terms, e.g. the referents' overlap), before clipping)."""
+    it, and the layers' own terms, e.g. the referent's describe penalty), before clipping)."""
     import tensorflow as tf
 
     embedding = model.get_layer("question_encoder").get_layer("word_embedding")

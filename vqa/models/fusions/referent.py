@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from itertools import combinations
-from math import comb
-
 import keras
 from keras import ops
 
-from vqa.models.attention import word_weights
 from vqa.models.checks import check_sizes
 from vqa.models.fusions.registry import register_fusion
 from vqa.models.grid import coordinates, modulate
@@ -29,20 +25,14 @@ class ReferentRelation(keras.layers.Layer):
     2. Find: soft attention over the cells (with their (x, y)) against the question
        gives the referent r, its features and position; with `referents: k`, k
        attentions find k objects ("the red circle" and "the blue object" of "same
-       shape?"), each its own question projection and score over shared cell keys.
+       shape?"), each its own question projection and score over shared cell keys
+       (or, with `composed_find`, from the words of its own description; below).
     3. Relate: every cell i through g([c_i, r_1..r_k, q, d_1..d_k]), d_j = (dx, dy,
        d^2) the offset of cell i from referent j; g's first layer is linear, so it is
        computed per part and broadcast (n additions, not n matrix products of the
        concatenation). The cost grows with k times the cells, never with their pairs.
     4. Pick: a softmax over g's outputs chooses the cell that answers ("the closest"),
-       and their mean counts ("how many"); f reads [picked, mean, r_1..r_k], and with
-       `compare: true` also each pair's elementwise product r_a * r_b, a bilinear match
-       of the two objects ("the same colour?") that f need not build from relus.
-
-    With `attention_words: true`, each referent reads the question word by word (its own
-    attention over the words' states) and adds what it read to its find's query;
-    `shared_find` finds every referent with one attention from its reading alone, and
-    `exclusive_readings` leaves each referent the words the earlier ones did not read.
+       and their mean counts ("how many"); f reads [picked, mean, r_1..r_k].
 
     With `composed_find: true` (and `attention_word_embeddings: true`), a referent is
     found from the words of its description, as a neural module network's find and
@@ -59,25 +49,30 @@ class ReferentRelation(keras.layers.Layer):
     `describe_penalty: p`, a training loss p * mean_w d_w from training step
     `describe_penalty_from`: a word describes only where its map pays for it.
 
+    With `relate_pick` (and composed_find, 2 referents), the pick is a neural module
+    network's relate: the cells the first description fits, in the relation the question
+    asks to the second referent, and not that referent itself, log m_1(i) + log
+    sigmoid(a(q) . t_i + b(q)) + log(1 - m_2(i)), added to g's pick score, where t_i =
+    (dx, dy, dx^2 + dy^2) is cell i's offset from referent 2 in cells: "left of" is a
+    sign of dx, "closest" a small distance. f also reads the pick's soft count ("is
+    there a circle left of the square?").
+
     Args:
         units: width of g, f and the output.
         blocks: question-conditioned strided conv blocks before relating (0: none).
         channels: channels of those blocks.
         depth: layers of g (>= 1).
         referents: objects found and related to every cell (>= 1).
-        overlap: with 2 or more referents, the weight of a training loss on how much
-            their attentions overlap (the mean over pairs of sum_i w_a[i] * w_b[i]), so
-            that they find different objects (0: none).
-        compare: with 2 or more referents, f also reads the product of each pair of the
-            referents' projections.
-        shared_find, exclusive_readings: with the words, how the referents read them.
         composed_find: each referent found by the words its description holds (needs
-            the words and their embeddings); replaces the question's find.
+            attention_words and attention_word_embeddings, which nothing else here
+            reads); replaces the question's find.
         descriptive_words, ordered_descriptions: with composed_find, what says whose
             description a word is in (see above).
         describe_penalty: with descriptive_words, the weight of a training loss on the
             mean of d_w over the question's words (0: none), from training step
             (batch) describe_penalty_from on.
+        relate_pick: with composed_find and 2 referents, the pick relates the first
+            description's cells to the second referent (see above).
 
     Call arguments:
         inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, c]; with the
@@ -87,7 +82,7 @@ class ReferentRelation(keras.layers.Layer):
         [batch, units]
     """
 
-    reads_words = True  # with attention_words: each referent reads the words that name it
+    reads_words = True  # with composed_find: each referent from its description's words
 
     def __init__(
         self,
@@ -96,15 +91,12 @@ class ReferentRelation(keras.layers.Layer):
         channels: int = 32,
         depth: int = 2,
         referents: int = 1,
-        overlap: float = 0.0,
-        compare: bool = False,
-        shared_find: bool = False,
-        exclusive_readings: bool = False,
         composed_find: bool = False,
         descriptive_words: bool = False,
         ordered_descriptions: bool = False,
         describe_penalty: float = 0.0,
         describe_penalty_from: int = 0,
+        relate_pick: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -112,29 +104,25 @@ class ReferentRelation(keras.layers.Layer):
         if blocks < 0:
             raise ValueError(f"blocks must be 0 or more. Received: blocks={blocks}")
         self.units, self.blocks, self.channels, self.depth = units, blocks, channels, depth
-        two = (referents >= 2, "referents: 2 or more")
         words_say = (descriptive_words, "descriptive_words: true")
         for name, value, (has, need) in (  # an option, and what it needs
-            ("overlap", overlap, two),
-            ("compare", compare, two),
-            ("exclusive_readings", exclusive_readings, two),
             ("descriptive_words", descriptive_words, (composed_find, "composed_find: true")),
             ("ordered_descriptions", ordered_descriptions, words_say),
             ("describe_penalty", describe_penalty, words_say),
+            (
+                "relate_pick",
+                relate_pick,
+                (composed_find and referents == 2, "composed_find: true and referents: 2"),
+            ),
         ):
             if value and not has:
                 raise ValueError(f"{name} needs {need}. Received: {name}={value}")
-        if composed_find and (shared_find or exclusive_readings):
-            raise ValueError(
-                "composed_find replaces the readings' find: drop shared_find and "
-                "exclusive_readings."
-            )
-        weights = dict(overlap=overlap, describe_penalty=describe_penalty)
-        for name, value in {**weights, "describe_penalty_from": describe_penalty_from}.items():
+        for name, value in dict(
+            describe_penalty=describe_penalty, describe_penalty_from=describe_penalty_from
+        ).items():
             if value < 0:
                 raise ValueError(f"{name} must be 0 or more. Received: {name}={value}")
-        self.referents, self.overlap, self.compare = referents, float(overlap), bool(compare)
-        self.shared_find, self.exclusive_readings = bool(shared_find), bool(exclusive_readings)
+        self.referents, self.relate_pick = referents, bool(relate_pick)
         self.composed_find, self.descriptive_words = bool(composed_find), bool(descriptive_words)
         self.ordered_descriptions = bool(ordered_descriptions)
         self.describe_penalty = float(describe_penalty)
@@ -172,22 +160,19 @@ class ReferentRelation(keras.layers.Layer):
         self.g_cell = dense(u, cell, "g0_cell")
         self.g_question = dense(u, question_shape, "g0_question", use_bias=False)
 
-        words = len(input_shape) == 4  # with the words' states: [b, L, w]
-        for name in ("shared_find", "exclusive_readings"):
-            if getattr(self, name) and not words:
-                raise ValueError(f"{name} needs attention_words: true (each referent's reading).")
-        if self.composed_find and not (words and input_shape[2][-1] > question_shape[-1]):
+        words = len(input_shape) == 4  # with the words: [b, L, q + e]
+        if words != self.composed_find or (words and input_shape[2][-1] <= question_shape[-1]):
             raise ValueError(
-                "composed_find needs attention_words: true and attention_word_embeddings: "
-                "true (each word's state, then its embedding)."
+                "composed_find: true needs attention_words: true and "
+                "attention_word_embeddings: true (each word's state, then its embedding); "
+                "the referent fusion reads the words for nothing else."
             )
-        find_input = (None, input_shape[2][-1]) if self.shared_find else question_shape
 
         def per_referent(j):  # referent 0's layers keep the one-referent names and paths
             n = f"_{j}" if j else ""
-            own_find = not (self.shared_find and j) and not self.composed_find
+            own_find = not self.composed_find
             return (
-                dense(u, find_input, f"find_question{n}", use_bias=False) if own_find else None,
+                dense(u, question_shape, f"find_question{n}", use_bias=False) if own_find else None,
                 dense(1, (None, None, u), f"find_score{n}") if own_find else None,
                 dense(u, (None, c + 2), f"g0_referent{n}", use_bias=False),
                 dense(u, (None, None, 3), f"g0_offset{n}", use_bias=False),
@@ -195,7 +180,6 @@ class ReferentRelation(keras.layers.Layer):
 
         self.find_question, self.find_score, self.g_referent, self.g_offset = per_referent(0)
         self.more_referents = [per_referent(j) for j in range(1, self.referents)]
-        self.word_reads = []
         if self.composed_find:  # a word's map from its embedding, its place from its state
             q, w = question_shape[-1], input_shape[2][-1]
             self.word_match = dense(u, (None, None, w - q), "word_match")
@@ -209,26 +193,14 @@ class ReferentRelation(keras.layers.Layer):
                 # the batches trained on; each replica counts the same ones
                 counter = dict(dtype="int32", trainable=False, aggregation="only_first_replica")
                 self.steps = self.add_weight(shape=(), initializer="zeros", name="steps", **counter)
-        elif words:
-            w = (None, None, input_shape[2][-1])
-            self.word_keys = dense(u, w, "word_keys")
-            self.word_reads = [
-                (
-                    dense(u, question_shape, f"word_query_{j}", use_bias=False),
-                    dense(1, (None, None, u), f"word_score_{j}"),
-                    None
-                    if self.shared_find
-                    else dense(u, (None, w[-1]), f"word_value_{j}", use_bias=False),
-                )
-                for j in range(self.referents)
-            ]
         self.g = [
             dense(u, (None, None, u), f"g{i}", activation="relu") for i in range(1, self.depth)
         ]
         self.pick_score = dense(1, (None, None, u), "pick_score")
-        pairs = comb(self.referents, 2) if self.compare else 0
-        counts = self.referents if self.composed_find else 0
-        self.f = dense(u, (None, (2 + self.referents + pairs) * u + counts), "f", activation="relu")
+        counts = self.referents + self.relate_pick if self.composed_find else 0
+        self.f = dense(u, (None, (2 + self.referents) * u + counts), "f", activation="relu")
+        if self.relate_pick:  # the relation the question asks: a(q) . t_i + b(q)
+            self.relation = dense(4, question_shape, "relation")
 
     def _cells(self, question, grid, training):
         """The question-conditioned blocks' cells with their (x, y): [b, n, c + 2], and
@@ -250,16 +222,9 @@ class ReferentRelation(keras.layers.Layer):
         keys = self.find_cell(cells)  # [b, n, u]
         if self.composed_find:
             return [ops.softmax(logits, axis=-1) for logits in self._described(inputs, keys)]
-        if self.shared_find:
-            scores = [self.find_score] * self.referents
-            queries = [self.find_question(reading) for reading in self._readings(inputs)]
-        else:
-            scores = [self.find_score] + [layers[1] for layers in self.more_referents]
-            queries = [self.find_question(question)]
-            queries += [layers[0](question) for layers in self.more_referents]  # [b, u]
-            if self.word_reads:  # each referent's own reading of the words
-                for j, reading in enumerate(self._readings(inputs)):
-                    queries[j] = queries[j] + self.word_reads[j][2](reading)
+        scores = [self.find_score] + [layers[1] for layers in self.more_referents]
+        queries = [self.find_question(question)]
+        queries += [layers[0](question) for layers in self.more_referents]  # [b, u]
         return [
             ops.softmax(ops.squeeze(score(ops.tanh(keys + ops.expand_dims(query, 1))), -1), axis=-1)
             for query, score in zip(queries, scores)
@@ -308,22 +273,6 @@ class ReferentRelation(keras.layers.Layer):
                 self.steps.assign_add(1)
         return weight * ops.mean(d)
 
-    def _readings(self, inputs) -> list:
-        """Each referent's reading of the question's words: `referents` vectors [b, w]."""
-        question, _, states, ids = inputs
-        word_keys = self.word_keys(states)  # [b, L, u]
-        readings, read = [], None  # read: [b, L], the words the earlier readings took
-        for word_query, word_score, _ in self.word_reads:
-            logits = ops.squeeze(
-                word_score(ops.tanh(word_keys + ops.expand_dims(word_query(question), 1))), -1
-            )  # [b, L]
-            if self.exclusive_readings and read is not None:  # what is left: 1 - sum_{i<j} a_i
-                logits = logits + ops.log(ops.maximum(1.0 - read, 1e-6))
-            a = word_weights(logits, ids)
-            read = a if read is None else read + a
-            readings.append(ops.sum(ops.expand_dims(a, -1) * states, axis=1))
-        return readings
-
     def where_it_looks(self, inputs):
         """The referents' attention [b, referents, n] at inference: what `explain` draws."""
         cells, _ = self._cells(inputs[0], inputs[1], training=False)
@@ -349,35 +298,59 @@ class ReferentRelation(keras.layers.Layer):
         else:
             found = self._find(inputs, cells)
         h = self.g_cell(cells) + ops.expand_dims(self.g_question(question), 1)  # [b, n, u]
-        about = []
+        about, geometries = [], []
         relate = [(self.g_referent, self.g_offset)] + [layers[2:] for layers in self.more_referents]
         for weights, (g_referent, g_offset) in zip(found, relate):
             referent = ops.sum(ops.expand_dims(weights, -1) * cells, axis=1)  # [b, c + 2]
             # Relate: every cell to the referent, with its offset from it.
             offset = xy - ops.expand_dims(referent[:, -2:], 1)  # [b, n, 2]
-            geometry = ops.concatenate(
-                [offset, ops.sum(offset * offset, axis=-1, keepdims=True)], axis=-1
+            geometries.append(
+                ops.concatenate([offset, ops.sum(offset * offset, axis=-1, keepdims=True)], -1)
             )  # [b, n, 3]
             about.append(g_referent(referent))  # [b, u]
-            h = h + g_offset(geometry) + ops.expand_dims(about[-1], 1)
-        if self.overlap and len(found) > 1:
-            pairs = [
-                ops.sum(a * b, axis=-1) for a, b in combinations(found, 2)
-            ]  # each [b], 0 (apart) to 1 (the same one cell)
-            self.add_loss(self.overlap * ops.mean(ops.stack(pairs, axis=-1)))
+            h = h + g_offset(geometries[-1]) + ops.expand_dims(about[-1], 1)
         h = ops.relu(h)
         for layer in self.g:
             h = layer(h)
 
         # Pick one cell (closest, furthest), and average them all (how many).
-        pick = ops.softmax(ops.squeeze(self.pick_score(h), -1), axis=-1)  # [b, n]
+        logits = ops.squeeze(self.pick_score(h), -1)  # [b, n]
+        if self.relate_pick:  # the first description's cells in the asked relation
+            related = self._related(question, evidence, geometries[1], grid.shape)
+            logits = logits + related
+            counts.append(ops.log(1.0 + ops.sum(ops.exp(related), axis=-1, keepdims=True)))
+        pick = ops.softmax(logits, axis=-1)
         picked = ops.sum(ops.expand_dims(pick, -1) * h, axis=1)  # [b, u]
-        if self.compare:  # each pair's match, r_a * r_b
-            about += [a * b for a, b in combinations(about, 2)]
         return self.f(ops.concatenate([picked, ops.mean(h, axis=1), *about, *counts], axis=-1))
+
+    def _related(self, question, evidence, geometry, grid_shape):
+        """log m_1(i) + log sigmoid(a(q) . t_i + b(q)) + log(1 - m_2(i)): [b, n]."""
+        cells = max(self.looked_grid(grid_shape))  # t_i in cells, not in [-1, 1]
+        half = (cells - 1) / 2 if cells > 1 else 1.0
+        t = geometry * ops.convert_to_tensor([half, half, half * half], geometry.dtype)
+        relation = self.relation(question)  # [b, 4]: a, then b
+        fit = ops.einsum("bnk,bk->bn", t, relation[:, :3]) + relation[:, 3:]
+        itself = ops.log(1.0 - 0.99 * ops.exp(evidence[1]))  # not the anchor
+        return evidence[0] + ops.log_sigmoid(fit) + itself
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.units)
+
+    REMOVED = dict(overlap=0.0, compare=False, shared_find=False, exclusive_readings=False)
+
+    @classmethod
+    def from_config(cls, config):
+        """Models saved before the dead-end options went load when those were off."""
+        config = dict(config)
+        for name, off in cls.REMOVED.items():
+            value = config.pop(name, off)
+            if value != off:
+                raise ValueError(
+                    f"This model was saved with the referent fusion's {name}={value!r}, an "
+                    "option vqa no longer has: train it again, or load it with the vqa "
+                    "version that saved it."
+                )
+        return super().from_config(config)
 
     def get_config(self):
         return {
@@ -387,13 +360,10 @@ class ReferentRelation(keras.layers.Layer):
             "channels": self.channels,
             "depth": self.depth,
             "referents": self.referents,
-            "overlap": self.overlap,
-            "compare": self.compare,
-            "shared_find": self.shared_find,
-            "exclusive_readings": self.exclusive_readings,
             "composed_find": self.composed_find,
             "descriptive_words": self.descriptive_words,
             "ordered_descriptions": self.ordered_descriptions,
             "describe_penalty": self.describe_penalty,
             "describe_penalty_from": self.describe_penalty_from,
+            "relate_pick": self.relate_pick,
         }
