@@ -301,3 +301,10 @@ def test_relate_pick_picks_the_first_descriptions_cells_in_the_asked_relation_to
     assert ReferentRelation.from_config(layer.get_config()).relate_pick is True
     with pytest.raises(ValueError, match="relate_pick needs composed_find: true and referents: 2"):
         ReferentRelation(8, referents=2, relate_pick=True)
+
+
+def test_a_model_saved_with_the_removed_options_off_loads_and_with_one_on_is_refused():
+    saved = {**ReferentRelation(8).get_config(), "overlap": 0.0, "shared_find": False}
+    assert ReferentRelation.from_config(saved).units == 8
+    with pytest.raises(ValueError, match="saved with the referent fusion's overlap=1.0"):
+        ReferentRelation.from_config({**saved, "overlap": 1.0})
