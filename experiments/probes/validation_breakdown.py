@@ -30,7 +30,7 @@ from vqa.data.dataset import PreparedDataset  # noqa: E402
 from vqa.evaluation import format_metrics, score_predictions  # noqa: E402
 from vqa.features.extract import image_table  # noqa: E402
 from vqa.runs import files  # noqa: E402
-from vqa.training.batch_norm import BatchNormStatistics, sample_images  # noqa: E402
+from vqa.training.batch_norm import BatchNormStatistics, sample_rows  # noqa: E402
 from vqa.training.inputs import held_out_split  # noqa: E402
 
 
@@ -46,10 +46,12 @@ def validation_breakdown(run: Path, data: Path, batch_norm_images: int = 0) -> d
         raise ValueError(f"None of {run}'s validation images is in {data}: is it the run's data?")
     answerer = Answerer.load(run)
     if batch_norm_images:
-        images, rows = image_table(dataset, sorted(fit["image_id"].unique()), backbone=None,
-                                   image_size=answerer.config.model.image_size)  # fmt: skip
-        batches = type("Fit", (), dict(images=images, image_index=np.arange(len(rows))))
-        statistics = BatchNormStatistics(sample_images(batches, batch_norm_images, 0))
+        ids = np.array(sorted(fit["image_id"].unique()))  # only the sample is loaded
+        chosen = list(ids[sample_rows(np.arange(len(ids)), batch_norm_images, seed=0)])
+        images, _ = image_table(
+            dataset, chosen, backbone=None, image_size=answerer.config.model.image_size
+        )
+        statistics = BatchNormStatistics(images)
         statistics.set_model(answerer.model)
         statistics.on_test_begin()
     predictions = answerer.predict_dataset(dataset, questions)

@@ -61,10 +61,8 @@ class BatchNormStatistics(keras.callbacks.Callback):
                 norm.momentum = momentum
 
 
-def sample_images(batches, count: int, seed: int) -> np.ndarray:
-    """`count` distinct training images (fewer if there are fewer), the same whenever
-    drawn with `seed`: the rows of `batches.images` its questions are about."""
-    rows = np.unique(batches.image_index)
+def sample_rows(rows: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """`count` of `rows` (all if there are fewer), sorted, the same whenever drawn with
+    `seed`: which training images to re-estimate from."""
     rng = np.random.default_rng([seed, 7])
-    chosen = np.sort(rng.choice(rows, size=min(count, len(rows)), replace=False))
-    return batches.images[chosen]
+    return np.sort(rng.choice(rows, size=min(count, len(rows)), replace=False))

@@ -19,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import keras
+import numpy as np
 import pandas as pd
 
 from vqa.config import Config, load_config, save_config
@@ -29,7 +30,7 @@ from vqa.features.cache import FeatureCache, Manifest, backbone_for_answering
 from vqa.features.extract import image_table
 from vqa.runs import atomic, files, locks
 from vqa.training import distribute
-from vqa.training.batch_norm import BatchNormStatistics, norm_layers, sample_images
+from vqa.training.batch_norm import BatchNormStatistics, norm_layers, sample_rows
 from vqa.training.checkpoint import (
     RunCheckpoint,
     fresh_state,
@@ -236,8 +237,10 @@ def _train(
 
     if config.train.batch_norm_images:  # re-estimated before each validation
         norm_layers(model)  # or say in one line that the model has none
-        sample = sample_images(fit, config.train.batch_norm_images, config.train.seed)
-        watch.append(BatchNormStatistics(sample))
+        chosen = sample_rows(
+            np.unique(fit.image_index), config.train.batch_norm_images, config.train.seed
+        )
+        watch.append(BatchNormStatistics(fit.images[chosen]))
     checkpoint = RunCheckpoint(run, config.train.early_stopping_patience, state, task.monitor)
     start = time.perf_counter()
     try:
