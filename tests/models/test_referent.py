@@ -303,6 +303,25 @@ def test_relate_pick_picks_the_first_descriptions_cells_in_the_asked_relation_to
         ReferentRelation(8, referents=2, relate_pick=True)
 
 
+def test_relate_pick_reads_the_descriptions_maps_and_trains_only_its_relation():
+    """The pick's gradient stops at the two maps (through them a word such as "left"
+    learnt the image's left half) and reaches the relation a(q), b(q)."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(12)
+    grids = rng.random((2, 3, 3, 4)).astype("float32")
+    question = tf.constant(rng.random((2, 5)).astype("float32"))
+    layer = ReferentRelation(8, blocks=0, referents=2, composed_find=True, relate_pick=True)
+    layer([question, grids, rng.normal(size=(2, 2, 10)).astype("float32"), np.ones((2, 2))])
+    evidence = [tf.constant(np.log(rng.uniform(0.1, 0.9, (2, 9))).astype("float32")) for _ in "xy"]
+    geometry = tf.constant(rng.normal(size=(2, 9, 3)).astype("float32"))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(evidence)
+        related = tf.reduce_sum(layer._related(question, evidence, geometry, grids.shape) ** 2)
+    assert all(g is None for g in tape.gradient(related, evidence))
+    assert np.abs(tape.gradient(related, layer.relation.kernel).numpy()).sum() > 0
+
+
 def test_a_model_saved_with_the_removed_options_off_loads_and_with_one_on_is_refused():
     saved = {**ReferentRelation(8).get_config(), "overlap": 0.0, "shared_find": False}
     assert ReferentRelation.from_config(saved).units == 8
