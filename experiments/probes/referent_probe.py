@@ -3,8 +3,9 @@
     python experiments/probes/referent_probe.py RUN DATA [--split test] [--questions 400]
 
 RUN is a finished run with attention (stacked attention's hops, or the referent fusion's
-referents, each a "hop" here); `--split validation` reads the run's own held-out
-training images (RUN/validation_images.json), never the test split. DATA is a prepared
+referents, each a "hop" here, and with `relate_pick` the pick as the last hop);
+`--split validation` reads the run's own held-out training images
+(RUN/validation_images.json), never the test split. DATA is a prepared
 scenes dataset (`vqa prepare scenes`), which keeps the CLEVR JSON under DATA/clevr/:
 each question's program, each object's centre and size. For each template that names
 objects, the program is run on the scene to find them ("query attribute": the one

@@ -79,15 +79,19 @@ def test_two_referents_compare_the_two_objects_a_question_names():
     assert model.layers[-2].get_config()["referents"] == 2
 
 
-@pytest.mark.parametrize("words", [False, True])
-def test_the_explaining_model_gives_each_referents_map_and_the_same_answers(tmp_path, words):
+@pytest.mark.parametrize("find", ["question", "words", "relate"])
+def test_the_explaining_model_gives_each_referents_map_and_the_same_answers(tmp_path, find):
+    """Each referent's map, and with relate_pick the pick's after them."""
     from conftest import SMALL_MODEL
 
     from vqa.config import ModelConfig
     from vqa.models import build_model
     from vqa.models.builder import attention_model, model_inputs
 
+    words = find != "question"
     options = {"blocks": 1, "channels": 4, "referents": 2, "composed_find": words}
+    if find == "relate":
+        options.update(descriptive_words=True, ordered_descriptions=True, relate_pick=True)
     config = ModelConfig(
         **SMALL_MODEL,
         image_encoder="small_cnn",
@@ -108,7 +112,7 @@ def test_the_explaining_model_gives_each_referents_map_and_the_same_answers(tmp_
         inputs = model_inputs(m, pixels, tokens)
         answers, weights = explained.predict_on_batch(inputs)
         np.testing.assert_allclose(answers, m.predict_on_batch(inputs), rtol=1e-5, atol=1e-6)
-        assert weights.shape == (3, 2, 16)
+        assert weights.shape == (3, 2 + (find == "relate"), 16)
         np.testing.assert_allclose(weights.sum(-1), 1.0, rtol=1e-5)
 
 

@@ -275,9 +275,10 @@ class ReferentRelation(keras.layers.Layer):
         return weight * ops.mean(d)
 
     def where_it_looks(self, inputs):
-        """The referents' attention [b, referents, n] at inference: what `explain` draws."""
-        cells, _ = self._cells(inputs[0], inputs[1], training=False)
-        return ops.stack(self._find(inputs, cells), axis=1)
+        """The referents' attention [b, referents, n] at inference, and with relate_pick
+        the pick's as a last map: what `explain` draws."""
+        _, found, pick = self._forward(inputs, training=False)
+        return ops.stack(found + [pick] * self.relate_pick, axis=1)
 
     def looked_grid(self, grid_shape) -> tuple[int, int]:
         """The (rows, cols) those n cells make, from the grid input's shape."""
@@ -287,6 +288,12 @@ class ReferentRelation(keras.layers.Layer):
         return rows, cols
 
     def call(self, inputs, training=None):
+        if self.describe_penalty:  # the mean d_w over each question's words
+            self.add_loss(self._describe_loss(inputs, training))
+        return self._forward(inputs, training)[0]
+
+    def _forward(self, inputs, training):
+        """The output [b, units], the referents' weights and the pick's over the cells."""
         question, grid = inputs[:2]  # [b, q], [b, rows, cols, c]
         cells, xy = self._cells(question, grid, training)
         counts = []  # Find: which cells the question names.
@@ -294,8 +301,6 @@ class ReferentRelation(keras.layers.Layer):
             evidence = self._described(inputs, self.find_cell(cells))
             found = [ops.softmax(e, axis=-1) for e in evidence]
             counts = [ops.log(1.0 + ops.sum(ops.exp(e), axis=-1, keepdims=True)) for e in evidence]
-            if self.describe_penalty:  # the mean d_w over each question's words
-                self.add_loss(self._describe_loss(inputs, training))
         else:
             found = self._find(inputs, cells)
         h = self.g_cell(cells) + ops.expand_dims(self.g_question(question), 1)  # [b, n, u]
@@ -322,7 +327,8 @@ class ReferentRelation(keras.layers.Layer):
             counts.append(ops.log(1.0 + ops.sum(ops.exp(related), axis=-1, keepdims=True)))
         pick = ops.softmax(logits, axis=-1)
         picked = ops.sum(ops.expand_dims(pick, -1) * h, axis=1)  # [b, u]
-        return self.f(ops.concatenate([picked, ops.mean(h, axis=1), *about, *counts], axis=-1))
+        out = self.f(ops.concatenate([picked, ops.mean(h, axis=1), *about, *counts], axis=-1))
+        return out, found, pick
 
     def _related(self, question, evidence, geometry, grid_shape):
         """log m_1(i) + log sigmoid(a(q) . t_i + b(q)) + log(1 - m_2(i)): [b, n]."""
