@@ -326,6 +326,27 @@ def test_relate_pick_trains_the_descriptions_maps_and_its_relation():
     assert np.abs(tape.gradient(related, layer.relation.kernel).numpy()).sum() > 0
 
 
+@pytest.mark.parametrize("sees", [True, False])
+def test_find_sees_position_false_maps_the_words_from_what_the_cells_look_like(sees):
+    """On a grid whose cells all look alike, a find blind to position has no cell to
+    prefer (a uniform map); one that sees (x, y) does prefer some."""
+    rng = np.random.default_rng(13)
+    grid = np.broadcast_to(rng.random((1, 1, 1, 4)), (2, 3, 3, 4)).astype("float32")
+    layer = ReferentRelation(
+        8, blocks=0, composed_find=True, descriptive_words=True, ordered_descriptions=True,
+        find_sees_position=sees,
+    )  # fmt: skip
+    inputs = [rng.random((2, 5)).astype("float32"), grid]
+    inputs += [rng.normal(size=(2, 3, 10)).astype("float32"), np.ones((2, 3), "int32")]
+    layer(inputs)
+    layer.find_cell.set_weights([w + 1.0 for w in layer.find_cell.get_weights()])  # (x, y) count
+    found = keras.ops.convert_to_numpy(layer.where_it_looks(inputs))[:, 0]  # [2, 9]
+    assert (np.ptp(found, axis=-1).max() < 1e-6) == (not sees)
+    assert ReferentRelation.from_config(layer.get_config()).find_sees_position is sees
+    with pytest.raises(ValueError, match="find_sees_position needs composed_find: true"):
+        ReferentRelation(8, find_sees_position=False)
+
+
 def test_a_model_saved_with_the_removed_options_off_loads_and_with_one_on_is_refused():
     saved = {**ReferentRelation(8).get_config(), "overlap": 0.0, "shared_find": False}
     assert ReferentRelation.from_config(saved).units == 8

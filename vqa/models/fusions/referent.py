@@ -55,7 +55,9 @@ class ReferentRelation(keras.layers.Layer):
     sigmoid(a(q) . t_i + b(q)) + log(1 - m_2(i)), added to g's pick score, where t_i =
     (dx, dy, dx^2 + dy^2) is cell i's offset from referent 2 in cells: "left of" is a
     sign of dx, "closest" a small distance. f also reads the pick's soft count ("is
-    there a circle left of the square?").
+    there a circle left of the square?"). With `find_sees_position: false` the words'
+    maps see what each cell looks like and not where it is, as a neural module network's
+    find: "left" cannot come to mean the image's left half, only the relate can say where.
 
     Args:
         units: width of g, f and the output.
@@ -73,6 +75,8 @@ class ReferentRelation(keras.layers.Layer):
             (batch) describe_penalty_from on.
         relate_pick: with composed_find and 2 referents, the pick relates the first
             description's cells to the second referent (see above).
+        find_sees_position: with composed_find, whether the words' maps see each cell's
+            (x, y) as well as its features (false: its features alone).
 
     Call arguments:
         inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, c]; with the
@@ -97,6 +101,7 @@ class ReferentRelation(keras.layers.Layer):
         describe_penalty: float = 0.0,
         describe_penalty_from: int = 0,
         relate_pick: bool = False,
+        find_sees_position: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -114,6 +119,7 @@ class ReferentRelation(keras.layers.Layer):
                 relate_pick,
                 (composed_find and referents == 2, "composed_find: true and referents: 2"),
             ),
+            ("find_sees_position", not find_sees_position, (composed_find, "composed_find: true")),
         ):
             if value and not has:
                 raise ValueError(f"{name} needs {need}. Received: {name}={value}")
@@ -123,6 +129,7 @@ class ReferentRelation(keras.layers.Layer):
             if value < 0:
                 raise ValueError(f"{name} must be 0 or more. Received: {name}={value}")
         self.referents, self.relate_pick = referents, bool(relate_pick)
+        self.find_sees_position = bool(find_sees_position)
         self.composed_find, self.descriptive_words = bool(composed_find), bool(descriptive_words)
         self.ordered_descriptions = bool(ordered_descriptions)
         self.describe_penalty = float(describe_penalty)
@@ -297,7 +304,8 @@ class ReferentRelation(keras.layers.Layer):
         cells, xy = self._cells(question, grid, training)
         counts = []  # Find: which cells the question names.
         if self.composed_find:  # and how many cells each description fits
-            evidence = self._described(inputs, self.find_cell(cells))
+            seen = cells if self.find_sees_position else _without_position(cells)
+            evidence = self._described(inputs, self.find_cell(seen))
             found = [ops.softmax(e, axis=-1) for e in evidence]
             counts = [ops.log(1.0 + ops.sum(ops.exp(e), axis=-1, keepdims=True)) for e in evidence]
         else:
@@ -374,4 +382,10 @@ class ReferentRelation(keras.layers.Layer):
             "describe_penalty": self.describe_penalty,
             "describe_penalty_from": self.describe_penalty_from,
             "relate_pick": self.relate_pick,
+            "find_sees_position": self.find_sees_position,
         }
+
+
+def _without_position(cells):
+    """The cells [b, n, c + 2] with their (x, y) set to 0: what they look like, not where."""
+    return ops.concatenate([cells[..., :-2], ops.zeros_like(cells[..., -2:])], axis=-1)
