@@ -25,8 +25,8 @@ def test_each_layer_gets_the_mean_of_the_batches_statistics_with_the_current_wei
     callback.set_model(model)
     callback.on_test_begin()
     # bn0's input: the first strided conv of the rescaled pixels, in two batches (64, 16).
-    conv = keras.Model(encoder.input, encoder.get_layer("bn0").input)
-    x = [keras.ops.convert_to_numpy(conv(images[s : s + BATCH])) for s in (0, BATCH)]
+    conv = keras.Model(encoder.inputs, encoder.get_layer("bn0").input)
+    x = [keras.ops.convert_to_numpy(conv([images[s : s + BATCH]])) for s in (0, BATCH)]
     mean = np.mean([b.mean(axis=(0, 1, 2)) for b in x], axis=0)  # each batch counts once
     variance = np.mean([b.var(axis=(0, 1, 2)) for b in x], axis=0)
     np.testing.assert_allclose(norms[0].moving_mean.numpy(), mean, rtol=1e-4, atol=1e-5)
