@@ -226,7 +226,7 @@ class ReferentRelation(keras.layers.Layer):
     def _find(self, inputs, cells) -> list:
         """Each referent's attention over the cells: `referents` weights [b, n]."""
         question = inputs[0]
-        keys = self.find_cell(cells)  # [b, n, u]
+        keys = self._find_keys(cells)  # [b, n, u]
         if self.composed_find:
             return [ops.softmax(logits, axis=-1) for logits in self._described(inputs, keys)]
         scores = [self.find_score] + [layers[1] for layers in self.more_referents]
@@ -236,6 +236,10 @@ class ReferentRelation(keras.layers.Layer):
             ops.softmax(ops.squeeze(score(ops.tanh(keys + ops.expand_dims(query, 1))), -1), axis=-1)
             for query, score in zip(queries, scores)
         ]
+
+    def _find_keys(self, cells):
+        """The cells' keys for the find [b, n, u], blind to (x, y) if so configured."""
+        return self.find_cell(cells if self.find_sees_position else _without_position(cells))
 
     def _described(self, inputs, keys) -> list:
         """Each referent's log-evidence over the cells, sum_w s_wj log m_w(i): [b, n] each."""
@@ -283,8 +287,11 @@ class ReferentRelation(keras.layers.Layer):
     def where_it_looks(self, inputs):
         """The referents' attention [b, referents, n] at inference, and with relate_pick
         the pick's as a last map: what `explain` draws."""
+        if not self.relate_pick:  # the finds alone, not the relations after them
+            cells, _ = self._cells(inputs[0], inputs[1], training=False)
+            return ops.stack(self._find(inputs, cells), axis=1)
         _, found, pick = self._forward(inputs, training=False)
-        return ops.stack(found + [pick] * self.relate_pick, axis=1)
+        return ops.stack(found + [pick], axis=1)
 
     def looked_grid(self, grid_shape) -> tuple[int, int]:
         """The (rows, cols) those n cells make, from the grid input's shape."""
@@ -304,8 +311,7 @@ class ReferentRelation(keras.layers.Layer):
         cells, xy = self._cells(question, grid, training)
         counts = []  # Find: which cells the question names.
         if self.composed_find:  # and how many cells each description fits
-            seen = cells if self.find_sees_position else _without_position(cells)
-            evidence = self._described(inputs, self.find_cell(seen))
+            evidence = self._described(inputs, self._find_keys(cells))
             found = [ops.softmax(e, axis=-1) for e in evidence]
             counts = [ops.log(1.0 + ops.sum(ops.exp(e), axis=-1, keepdims=True)) for e in evidence]
         else:
