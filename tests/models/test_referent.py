@@ -292,7 +292,7 @@ def test_relate_pick_picks_the_first_descriptions_cells_in_the_asked_relation_to
 
     def related(a):  # the relation layer's output set to (a, b = 0) whatever the question
         layer.relation.set_weights([np.zeros((5, 4), "float32"), np.array([*a, 0], "float32")])
-        r = layer._related(question, evidence, geometry, grids.shape)
+        r = layer._related(question, evidence, geometry, None, None, grids.shape)
         return keras.ops.convert_to_numpy(r)[0]
 
     left = np.exp(related((-10.0, 0.0, 0.0)))
@@ -321,9 +321,127 @@ def test_relate_pick_trains_the_descriptions_maps_and_its_relation():
     geometry = tf.constant(rng.normal(size=(2, 9, 3)).astype("float32"))
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(evidence)
-        related = tf.reduce_sum(layer._related(question, evidence, geometry, grids.shape) ** 2)
+        related = layer._related(question, evidence, geometry, None, None, grids.shape)
+        related = tf.reduce_sum(related**2)
     assert all(np.abs(g.numpy()).sum() > 0 for g in tape.gradient(related, evidence))
     assert np.abs(tape.gradient(related, layer.relation.kernel).numpy()).sum() > 0
+
+
+def test_relate_cells_relates_each_cell_to_every_cell_of_the_anchors_map():
+    """On a 3x3 grid: with the anchor's map on one cell, the cell-to-cell relation is
+    the relation to its position; with the map split between two cells, a cell is
+    related to each (and weighted by its share), not to their mean position; and every
+    cell of that map gets its own gradient."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(14)
+    grids = rng.random((1, 3, 3, 4)).astype("float32")
+    question = rng.random((1, 5)).astype("float32")
+    options = dict(blocks=0, referents=2, composed_find=True, relate_pick=True)
+    layer = ReferentRelation(8, relate_cells=True, **options)
+    layer([question, grids, rng.normal(size=(1, 2, 10)).astype("float32"), np.ones((1, 2))])
+    layer.relation.set_weights([np.zeros((5, 4), "float32"), np.array([-3, 0, 0, -1], "float32")])
+    xy = np.stack(np.meshgrid([-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0]), -1).reshape(1, 9, 2)
+    xy = xy.astype("float32")
+    fits = np.log(rng.uniform(0.2, 0.9, (1, 9))).astype("float32")
+    evidence = [fits, np.full((1, 9), -9.0, "float32")]  # the anchor's fit itself: ~0
+
+    def related(anchor, geometry=None):
+        r = layer._related(question, evidence, geometry, anchor, xy, grids.shape)
+        return keras.ops.convert_to_numpy(r)[0]
+
+    centre = np.eye(9, dtype="float32")[[4]]
+    offset = xy - xy[:, 4:5]
+    geometry = np.concatenate([offset, (offset**2).sum(-1, keepdims=True)], -1)
+    centroid = ReferentRelation(8, **options)
+    centroid([question, grids, rng.normal(size=(1, 2, 10)).astype("float32"), np.ones((1, 2))])
+    centroid.relation.set_weights(layer.relation.get_weights())
+    by_centroid = centroid._related(question, evidence, geometry, None, None, grids.shape)
+    np.testing.assert_allclose(
+        np.exp(related(centre)), np.exp(keras.ops.convert_to_numpy(by_centroid)[0]), atol=1e-5
+    )
+    split = np.zeros((1, 9), "float32")
+    split[0, [3, 5]] = 0.5  # left-middle and right-middle: their mean is the centre
+    left_of = 1 / (1 + np.exp(-(-3 * (xy[0, :, None, 0] - xy[0, None, :, 0]) - 1)))  # [i, j]
+    expected = fits[0] + np.log(left_of @ split[0] + 1e-6) + np.log(1 - 0.99 * np.exp(-9.0))
+    np.testing.assert_allclose(related(split), expected, rtol=1e-4)
+    assert related(split)[1] > related(centre)[1] + 0.3  # top-middle: left of right-middle
+    anchor = tf.constant(split)
+    with tf.GradientTape() as tape:
+        tape.watch(anchor)
+        total = tf.reduce_sum(layer._related(question, evidence, None, anchor, xy, grids.shape))
+    assert (np.abs(tape.gradient(total, anchor).numpy()) > 0).all()
+    assert ReferentRelation.from_config(layer.get_config()).relate_cells is True
+    with pytest.raises(ValueError, match="relate_cells needs relate_pick: true"):
+        ReferentRelation(8, relate_cells=True)
+
+
+def test_relate_refines_makes_the_first_referent_its_cells_in_the_asked_relation():
+    """With relate_refines the first map is the relation's softmax; the relation's b(q)
+    set very high asks no relation, and the map is the description's own, less the
+    anchor."""
+    rng = np.random.default_rng(15)
+    options = dict(blocks=0, referents=2, composed_find=True, relate_pick=True, relate_cells=True)
+    inputs = [rng.random((2, 5)).astype("float32"), rng.random((2, 3, 3, 4)).astype("float32")]
+    inputs += [rng.normal(size=(2, 3, 10)).astype("float32"), np.ones((2, 3), "int32")]
+    plain, refined = (
+        ReferentRelation(8, **options),
+        ReferentRelation(8, relate_refines=True, **options),
+    )
+    plain(inputs)
+    refined(inputs)
+    refined.set_weights(plain.get_weights())
+
+    def maps(layer, a):
+        layer.relation.set_weights([np.zeros((5, 4), "float32"), np.array(a, "float32")])
+        return keras.ops.convert_to_numpy(layer.where_it_looks(inputs))  # [2, 3, 9]
+
+    left, described = maps(refined, [-6, 0, 0, 0]), maps(plain, [-6, 0, 0, 0])
+    xy = np.stack(np.meshgrid([-1.0, 0.0, 1.0], [-1.0, 0.0, 1.0]), -1).reshape(9, 2)
+    assert (left[:, 0] @ xy[:, 0] < described[:, 0] @ xy[:, 0] - 0.1).all()  # moved left
+    np.testing.assert_allclose(left[:, 1], described[:, 1], atol=1e-6)  # the anchor's alone
+    cells = refined._cells(inputs[0], inputs[1], training=False)[0]
+    anchor = np.exp(
+        keras.ops.convert_to_numpy(refined._described(inputs, refined._find_keys(cells))[1])
+    )
+    less_anchor = described[:, 0] * (1 - 0.99 * anchor)  # no relation: less the anchor alone
+    np.testing.assert_allclose(
+        maps(refined, [0, 0, 0, 30])[:, 0],
+        less_anchor / less_anchor.sum(-1, keepdims=True),
+        atol=1e-5,
+    )
+    assert ReferentRelation.from_config(refined.get_config()).relate_refines is True
+    with pytest.raises(ValueError, match="relate_refines needs relate_cells: true"):
+        ReferentRelation(8, relate_refines=True, **{**options, "relate_cells": False})
+
+
+def test_relation_words_reads_the_relation_from_the_mean_word_embedding_too():
+    """With relation_words, a(q), b(q) see the words' embeddings: "left" and "right"
+    differ there even where the question's last state barely does."""
+    rng = np.random.default_rng(16)
+    options = dict(blocks=0, referents=2, composed_find=True, relate_pick=True)
+    layer = ReferentRelation(8, relation_words=True, **options)
+    question = np.repeat(rng.random((1, 5)), 2, axis=0).astype("float32")  # one state
+    words = np.repeat(rng.normal(size=(1, 3, 10)), 2, axis=0).astype("float32")
+    words[1, 1, 5:] += 1.0  # question 2's second word has another embedding
+    ids = np.array([[4, 5, 6], [4, 7, 6]])
+    inputs = [question, rng.random((1, 3, 3, 4)).repeat(2, 0).astype("float32"), words, ids]
+    layer(inputs)
+    assert layer.relation.kernel.shape[0] == 5 + 5  # q, then the mean embedding
+    for reads in (layer.word_match, layer.word_shift):  # the maps: alike for every word
+        reads.set_weights([np.zeros_like(w) for w in reads.get_weights()])
+
+    def picks(from_words):
+        kernel = rng.normal(size=(10, 4)).astype("float32")
+        kernel[5:] *= from_words
+        layer.relation.set_weights([kernel, np.zeros(4, "float32")])
+        return keras.ops.convert_to_numpy(layer.where_it_looks(inputs))[:, -1]
+
+    assert np.abs(np.diff(picks(1.0), axis=0)).max() > 1e-3
+    np.testing.assert_allclose(*picks(0.0), atol=1e-6)  # the state alone: the same pick
+    assert ReferentRelation.from_config(layer.get_config()).relation_words is True
+    with pytest.raises(ValueError, match="relation_words needs relate_pick: true"):
+        ReferentRelation(8, relation_words=True)
 
 
 @pytest.mark.parametrize("sees", [True, False])

@@ -58,3 +58,13 @@ class GridCoordinates(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], input_shape[-1] + 2)
+
+
+def with_distance(offset):
+    """Offsets [..., 2] -> [..., 3]: (dx, dy, dx^2 + dy^2)."""
+    return ops.concatenate([offset, ops.sum(offset * offset, axis=-1, keepdims=True)], -1)
+
+
+def without_position(cells):
+    """The cells [b, n, c + 2] with their (x, y) set to 0: what they look like, not where."""
+    return ops.concatenate([cells[..., :-2], ops.zeros_like(cells[..., -2:])], axis=-1)

@@ -7,7 +7,7 @@ from keras import ops
 
 from vqa.models.checks import check_sizes
 from vqa.models.fusions.registry import register_fusion
-from vqa.models.grid import coordinates, modulate
+from vqa.models.grid import coordinates, modulate, with_distance, without_position
 
 
 @keras.saving.register_keras_serializable(package="vqa")
@@ -16,8 +16,7 @@ class ReferentRelation(keras.layers.Layer):
     """Question-conditioned conv blocks, then relations to one referent (after SARN,
     Shen et al. 2018, with FiLM's conditioning, Perez et al. 2018).
 
-    The image encoder's grid is computed once per image and shared by its questions;
-    everything here is per question and grows with the cells, not with their pairs:
+    The grid is computed once per image; all here is per question, linear in the cells:
 
     1. `blocks` strided 3x3 convs whose batch-normed channels the question scales and
        shifts (relu((1 + gamma(q)) * h + beta(q))), so that "red" can turn up the red
@@ -34,30 +33,27 @@ class ReferentRelation(keras.layers.Layer):
     4. Pick: a softmax over g's outputs chooses the cell that answers ("the closest"),
        and their mean counts ("how many"); f reads [picked, mean, r_1..r_k].
 
-    With `composed_find: true` (and `attention_word_embeddings: true`), a referent is
-    found from the words of its description, as a neural module network's find and
-    filter (Andreas et al. 2016): every word marks the cells it fits from its embedding
-    alone, m_w(i) = sigmoid(e_w . k_i + b_w); s_wj places word w in referent j's
-    description; referent j's weights are softmax_i(sum_w s_wj log m_w(i)), and f also
-    reads each description's soft count, log(1 + sum_i prod_w m_w(i)^s_wj). Whose
-    description (`word_slots`): by default each word's state says (a softmax over the
-    referents and "none"). With `descriptive_words`, whether a word describes at all is
-    d_w = sigmoid(v . e_w + c), from its embedding, and the state only says whose. With
+    With `composed_find` (and `attention_word_embeddings`), a referent is found from
+    its description's words, as a neural module network's find (Andreas et al. 2016):
+    word w marks the cells it fits, m_w(i) = sigmoid(e_w . k_i + b_w); s_wj places it in
+    referent j's description; referent j is softmax_i(sum_w s_wj log m_w(i)), and f reads
+    each description's soft count, log(1 + sum_i prod_w m_w(i)^s_wj). Whose description
+    (`word_slots`): each word's state (a softmax over the referents and "none"); with
+    `descriptive_words`, d_w = sigmoid(v . e_w + c) says whether it describes; with
     `ordered_descriptions`, the order says whose: c_w = sum_{v<=w} relu(d_v - d_{v-1})
-    counts the runs of describing words begun by word w, and s_wj = d_w max(0, 1 -
-    |min(max(c_w, 1), k) - j - 1|) (the last referent takes every later run). With
-    `describe_penalty: p`, a training loss p * mean_w d_w from training step
-    `describe_penalty_from`: a word describes only where its map pays for it.
+    counts the runs of describing words begun by w, s_wj = d_w max(0, 1 - |min(max(c_w,
+    1), k) - j - 1|). `describe_penalty: p`: a training loss p * mean_w d_w from step
+    `describe_penalty_from`.
 
-    With `relate_pick` (and composed_find, 2 referents), the pick is a neural module
-    network's relate: the cells the first description fits, in the relation the question
-    asks to the second referent, and not that referent itself, log m_1(i) + log
-    sigmoid(a(q) . t_i + b(q)) + log(1 - m_2(i)), added to g's pick score, where t_i =
-    (dx, dy, dx^2 + dy^2) is cell i's offset from referent 2 in cells: "left of" is a
-    sign of dx, "closest" a small distance. f also reads the pick's soft count ("is
-    there a circle left of the square?"). With `find_sees_position: false` the words'
-    maps see what each cell looks like and not where it is, as a neural module network's
-    find: "left" cannot come to mean the image's left half, only the relate can say where.
+    With `relate_pick` (composed_find, 2 referents), the pick is a neural module
+    network's relate, added to g's pick score: log m_1(i) + log sigmoid(a(q) . t_i +
+    b(q)) + log(1 - m_2(i)), the first description's cells in the asked relation to
+    referent 2 (t_i = (dx, dy, dx^2 + dy^2), cell i's offset from it, in cells), less
+    that referent; f reads its soft count too. `relate_cells`: cell to cell, log sum_j
+    r_2(j) sigmoid(a(q) . t_ij + b(q)), a map spread over two objects relating to each.
+    `relate_refines`: the first referent is that relation's softmax. `relation_words`:
+    a(q), b(q) read the mean word embedding too. `find_sees_position: false`: the
+    words' maps see what a cell looks like, not where it is.
 
     Args:
         units: width of g, f and the output.
@@ -65,18 +61,9 @@ class ReferentRelation(keras.layers.Layer):
         channels: channels of those blocks.
         depth: layers of g (>= 1).
         referents: objects found and related to every cell (>= 1).
-        composed_find: each referent found by the words its description holds (needs
-            attention_words and attention_word_embeddings, which nothing else here
-            reads); replaces the question's find.
-        descriptive_words, ordered_descriptions: with composed_find, what says whose
-            description a word is in (see above).
-        describe_penalty: with descriptive_words, the weight of a training loss on the
-            mean of d_w over the question's words (0: none), from training step
-            (batch) describe_penalty_from on.
-        relate_pick: with composed_find and 2 referents, the pick relates the first
-            description's cells to the second referent (see above).
-        find_sees_position: with composed_find, whether the words' maps see each cell's
-            (x, y) as well as its features (false: its features alone).
+        composed_find, descriptive_words, ordered_descriptions, describe_penalty(_from),
+            relate_pick, relate_cells, relate_refines, relation_words, find_sees_position:
+            see above (composed_find needs attention_words and attention_word_embeddings).
 
     Call arguments:
         inputs: [question, grid]: [batch, q_dim] and [batch, rows, cols, c]; with the
@@ -101,6 +88,9 @@ class ReferentRelation(keras.layers.Layer):
         describe_penalty: float = 0.0,
         describe_penalty_from: int = 0,
         relate_pick: bool = False,
+        relate_cells: bool = False,
+        relate_refines: bool = False,
+        relation_words: bool = False,
         find_sees_position: bool = True,
         **kwargs,
     ):
@@ -109,17 +99,17 @@ class ReferentRelation(keras.layers.Layer):
         if blocks < 0:
             raise ValueError(f"blocks must be 0 or more. Received: blocks={blocks}")
         self.units, self.blocks, self.channels, self.depth = units, blocks, channels, depth
-        words_say = (descriptive_words, "descriptive_words: true")
+        words_say, find = (descriptive_words, "descriptive_words: true"), "composed_find: true"
+        two = (composed_find and referents == 2, f"{find} and referents: 2")
         for name, value, (has, need) in (  # an option, and what it needs
-            ("descriptive_words", descriptive_words, (composed_find, "composed_find: true")),
+            ("descriptive_words", descriptive_words, (composed_find, find)),
             ("ordered_descriptions", ordered_descriptions, words_say),
             ("describe_penalty", describe_penalty, words_say),
-            (
-                "relate_pick",
-                relate_pick,
-                (composed_find and referents == 2, "composed_find: true and referents: 2"),
-            ),
-            ("find_sees_position", not find_sees_position, (composed_find, "composed_find: true")),
+            ("relate_pick", relate_pick, two),
+            ("relate_cells", relate_cells, (relate_pick, "relate_pick: true")),
+            ("relate_refines", relate_refines, (relate_cells, "relate_cells: true")),
+            ("relation_words", relation_words, (relate_pick, "relate_pick: true")),
+            ("find_sees_position", not find_sees_position, (composed_find, find)),
         ):
             if value and not has:
                 raise ValueError(f"{name} needs {need}. Received: {name}={value}")
@@ -129,11 +119,11 @@ class ReferentRelation(keras.layers.Layer):
             if value < 0:
                 raise ValueError(f"{name} must be 0 or more. Received: {name}={value}")
         self.referents, self.relate_pick = referents, bool(relate_pick)
-        self.find_sees_position = bool(find_sees_position)
+        self.relate_cells, self.find_sees_position = bool(relate_cells), bool(find_sees_position)
+        self.relate_refines, self.relation_words = bool(relate_refines), bool(relation_words)
         self.composed_find, self.descriptive_words = bool(composed_find), bool(descriptive_words)
         self.ordered_descriptions = bool(ordered_descriptions)
-        self.describe_penalty = float(describe_penalty)
-        self.describe_penalty_from = int(describe_penalty_from)
+        self.describe_penalty, self.describe_penalty_from = describe_penalty, describe_penalty_from
         self.supports_masking = True  # the word states come masked; the ids mark padding
 
     def compute_mask(self, inputs, mask=None):
@@ -207,7 +197,9 @@ class ReferentRelation(keras.layers.Layer):
         counts = self.referents + self.relate_pick if self.composed_find else 0
         self.f = dense(u, (None, (2 + self.referents) * u + counts), "f", activation="relu")
         if self.relate_pick:  # the relation the question asks: a(q) . t_i + b(q)
-            self.relation = dense(4, question_shape, "relation")
+            relation_words = self.relation_words
+            asked = question_shape[-1] + (input_shape[2][-1] - question_shape[-1]) * relation_words
+            self.relation = dense(4, (None, asked), "relation")
 
     def _cells(self, question, grid, training):
         """The question-conditioned blocks' cells with their (x, y): [b, n, c + 2], and
@@ -239,7 +231,7 @@ class ReferentRelation(keras.layers.Layer):
 
     def _find_keys(self, cells):
         """The cells' keys for the find [b, n, u], blind to (x, y) if so configured."""
-        return self.find_cell(cells if self.find_sees_position else _without_position(cells))
+        return self.find_cell(cells if self.find_sees_position else without_position(cells))
 
     def _described(self, inputs, keys) -> list:
         """Each referent's log-evidence over the cells, sum_w s_wj log m_w(i): [b, n] each."""
@@ -309,11 +301,19 @@ class ReferentRelation(keras.layers.Layer):
         """The output [b, units], the referents' weights and the pick's over the cells."""
         question, grid = inputs[:2]  # [b, q], [b, rows, cols, c]
         cells, xy = self._cells(question, grid, training)
+        asked = question  # what the relation reads: and the mean of the word embeddings
+        if self.relation_words:
+            present = ops.cast(ops.not_equal(inputs[3], 0), question.dtype)[..., None]
+            bag = ops.sum(inputs[2][..., question.shape[-1] :] * present, axis=1)
+            asked = ops.concatenate([question, bag / ops.maximum(ops.sum(present, 1), 1.0)], -1)
         counts = []  # Find: which cells the question names.
         if self.composed_find:  # and how many cells each description fits
             evidence = self._described(inputs, self._find_keys(cells))
             found = [ops.softmax(e, axis=-1) for e in evidence]
             counts = [ops.log(1.0 + ops.sum(ops.exp(e), axis=-1, keepdims=True)) for e in evidence]
+            if self.relate_refines:  # the first referent: its cells in the asked relation
+                related = self._related(asked, evidence, None, found[1], xy, grid.shape)
+                found[0] = ops.softmax(related, axis=-1)
         else:
             found = self._find(inputs, cells)
         h = self.g_cell(cells) + ops.expand_dims(self.g_question(question), 1)  # [b, n, u]
@@ -323,9 +323,7 @@ class ReferentRelation(keras.layers.Layer):
             referent = ops.sum(ops.expand_dims(weights, -1) * cells, axis=1)  # [b, c + 2]
             # Relate: every cell to the referent, with its offset from it.
             offset = xy - ops.expand_dims(referent[:, -2:], 1)  # [b, n, 2]
-            geometries.append(
-                ops.concatenate([offset, ops.sum(offset * offset, axis=-1, keepdims=True)], -1)
-            )  # [b, n, 3]
+            geometries.append(with_distance(offset))  # [b, n, 3]
             about.append(g_referent(referent))  # [b, u]
             h = h + g_offset(geometries[-1]) + ops.expand_dims(about[-1], 1)
         h = ops.relu(h)
@@ -335,7 +333,8 @@ class ReferentRelation(keras.layers.Layer):
         # Pick one cell (closest, furthest), and average them all (how many).
         logits = ops.squeeze(self.pick_score(h), -1)  # [b, n]
         if self.relate_pick:  # the first description's cells in the asked relation
-            related = self._related(question, evidence, geometries[1], grid.shape)
+            if not self.relate_refines:
+                related = self._related(asked, evidence, geometries[1], found[1], xy, grid.shape)
             logits = logits + related
             counts.append(ops.log(1.0 + ops.sum(ops.exp(related), axis=-1, keepdims=True)))
         pick = ops.softmax(logits, axis=-1)
@@ -343,17 +342,23 @@ class ReferentRelation(keras.layers.Layer):
         out = self.f(ops.concatenate([picked, ops.mean(h, axis=1), *about, *counts], axis=-1))
         return out, found, pick
 
-    def _related(self, question, evidence, geometry, grid_shape):
-        """log m_1(i) + log sigmoid(a(q) . t_i + b(q)) + log(1 - m_2(i)): [b, n]."""
+    def _related(self, question, evidence, geometry, anchor, xy, grid_shape):
+        """log m_1(i) + log sigmoid(a(q) . t_i + b(q)) + log(1 - m_2(i)): [b, n]; with
+        relate_cells, log sum_j r_2(j) sigmoid(a(q) . t_ij + b(q)) in the middle."""
         cells = max(self.looked_grid(grid_shape))  # t_i in cells, not in [-1, 1]
         half = (cells - 1) / 2 if cells > 1 else 1.0
-        t = geometry * ops.convert_to_tensor([half, half, half * half], geometry.dtype)
         relation = self.relation(question)  # [b, 4]: a, then b
-        fit = ops.einsum("bnk,bk->bn", t, relation[:, :3]) + relation[:, 3:]
-        # Its gradient trains the two maps too: stopped there, every family learnt slower
-        # (experiments/results/scenes/probes/referent2-relate, stopped-maps).
+        scale = ops.convert_to_tensor([half, half, half * half], relation.dtype)
+        if self.relate_cells:  # t_ij, cell i from cell j: [n, n, 3]
+            t = with_distance(xy[0, :, None, :] - xy[0, None, :, :]) * scale
+            fit = ops.einsum("ijk,bk->bij", t, relation[:, :3]) + relation[:, 3:, None]
+            fit = ops.log(ops.einsum("bij,bj->bi", ops.sigmoid(fit), anchor) + 1e-6)
+        else:
+            fit = ops.einsum("bnk,bk->bn", geometry * scale, relation[:, :3]) + relation[:, 3:]
+            fit = ops.log_sigmoid(fit)
+        # The maps get its gradient too (stopped there, all learnt slower: referent2-relate)
         itself = ops.log(1.0 - 0.99 * ops.exp(evidence[1]))  # not the anchor
-        return evidence[0] + ops.log_sigmoid(fit) + itself
+        return evidence[0] + fit + itself
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], self.units)
@@ -388,10 +393,8 @@ class ReferentRelation(keras.layers.Layer):
             "describe_penalty": self.describe_penalty,
             "describe_penalty_from": self.describe_penalty_from,
             "relate_pick": self.relate_pick,
+            "relate_cells": self.relate_cells,
+            "relate_refines": self.relate_refines,
+            "relation_words": self.relation_words,
             "find_sees_position": self.find_sees_position,
         }
-
-
-def _without_position(cells):
-    """The cells [b, n, c + 2] with their (x, y) set to 0: what they look like, not where."""
-    return ops.concatenate([cells[..., :-2], ops.zeros_like(cells[..., -2:])], axis=-1)
