@@ -7,7 +7,9 @@ both referents are found? `vqa train --init-from` copies only between runs of on
 config; here CONFIG is SOURCE's model with `relate_pick` (and its options) added. Every
 weight is copied but the pick's relation a(q), b(q), which starts afresh, and f's
 kernel, which gains one input (the pick's soft count) and starts with a zero row for
-it, so that the first step computes what SOURCE did but for the pick. SOURCE may be a
+it, so that the first step computes what SOURCE did but for the pick. With
+`find_sees_question: false` in CONFIG, the find's own blocks start as copies of SOURCE's
+question-conditioned blocks without their FiLM. SOURCE may be a
 checkpoint snapshot: a directory with the run's config.yaml, vocabularies,
 validation_images.json and one epoch's model.keras. The training split is SOURCE's
 seed's, so the validation images are SOURCE's.
@@ -34,7 +36,12 @@ def copy_with_pick(source, model) -> list[str]:
     kernel = np.zeros(tuple(ours.f.kernel.shape), "float32")
     kernel[: old.shape[0]] = old  # the pick's count is f's last input
     ours.f.kernel.assign(kernel)
-    return [path for path in fresh if path != ours.f.kernel.path]
+    copied = [ours.f.kernel.path]
+    for key, block in zip(ours.key_convs + ours.key_norms, theirs.convs + theirs.norms):
+        for to, of in zip(key.weights, block.weights):  # the blocks without their FiLM
+            to.assign(np.asarray(of))
+            copied.append(to.path)
+    return [path for path in fresh if path not in copied]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -402,7 +402,9 @@ def test_relate_refines_makes_the_first_referent_its_cells_in_the_asked_relation
     np.testing.assert_allclose(left[:, 1], described[:, 1], atol=1e-6)  # the anchor's alone
     cells = refined._cells(inputs[0], inputs[1], training=False)[0]
     anchor = np.exp(
-        keras.ops.convert_to_numpy(refined._described(inputs, refined._find_keys(cells))[1])
+        keras.ops.convert_to_numpy(
+            refined._described(inputs, refined._find_keys(inputs, cells, False))[1]
+        )
     )
     less_anchor = described[:, 0] * (1 - 0.99 * anchor)  # no relation: less the anchor alone
     np.testing.assert_allclose(
@@ -442,6 +444,23 @@ def test_relation_words_reads_the_relation_from_the_mean_word_embedding_too():
     assert ReferentRelation.from_config(layer.get_config()).relation_words is True
     with pytest.raises(ValueError, match="relation_words needs relate_pick: true"):
         ReferentRelation(8, relation_words=True)
+
+
+@pytest.mark.parametrize("sees", [True, False])
+def test_find_sees_question_false_finds_from_blocks_the_question_does_not_modulate(sees):
+    """Two questions with the same words and different states: the find's maps differ
+    through the FiLM-ed blocks, and not when the find has blocks of its own."""
+    rng = np.random.default_rng(17)
+    layer = ReferentRelation(8, blocks=2, channels=4, composed_find=True, find_sees_question=sees)
+    question = rng.normal(size=(2, 5)).astype("float32")
+    grid = rng.random((1, 8, 8, 3)).repeat(2, 0).astype("float32")
+    words = rng.normal(size=(1, 3, 10)).repeat(2, 0).astype("float32")
+    inputs = [question, grid, words, np.ones((2, 3), "int32")]
+    layer(inputs)
+    assert len(layer.key_convs) == (0 if sees else 2)
+    found = keras.ops.convert_to_numpy(layer.where_it_looks(inputs))[:, 0]  # [2, 16]
+    assert (np.abs(found[0] - found[1]).max() < 1e-6) == (not sees)
+    assert ReferentRelation.from_config(layer.get_config()).find_sees_question is sees
 
 
 @pytest.mark.parametrize("sees", [True, False])

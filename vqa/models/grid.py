@@ -68,3 +68,35 @@ def with_distance(offset):
 def without_position(cells):
     """The cells [b, n, c + 2] with their (x, y) set to 0: what they look like, not where."""
     return ops.concatenate([cells[..., :-2], ops.zeros_like(cells[..., -2:])], axis=-1)
+
+
+def strided_block(channels: int, in_channels: int, name: str):
+    """A built 3x3 stride-2 conv without bias ("NAME_conv") and the batch norm after it
+    ("NAME_norm", without centre or scale: FiLM's or nothing follows)."""
+    conv = keras.layers.Conv2D(
+        channels, 3, strides=2, padding="same", use_bias=False, name=f"{name}_conv"
+    )
+    conv.build((None, None, None, in_channels))
+    norm = keras.layers.BatchNormalization(
+        momentum=0.9, center=False, scale=False, name=f"{name}_norm"
+    )
+    norm.build((None, None, None, channels))
+    return conv, norm
+
+
+def related(relation, half, geometry=None, anchor=None, xy=None):
+    """How well each cell stands in the relation a question asks, [b, n].
+
+    relation: [b, 4], a (for dx, dy, d^2) then b; half: the grid's half width in cells
+    (offsets are weighed in cells, not in [-1, 1]). From one position: log sigmoid(a .
+    t_i + b), t_i = `geometry` [b, n, 3], each cell's offset from it. Given a map
+    `anchor` [b, n] and the cells' `xy` [1, n, 2], cell to cell: log sum_j anchor_j
+    sigmoid(a . t_ij + b), t_ij cell i's offset from cell j.
+    """
+    scale = ops.convert_to_tensor([half, half, half * half], relation.dtype)
+    if anchor is None:
+        fit = ops.einsum("bnk,bk->bn", geometry * scale, relation[:, :3]) + relation[:, 3:]
+        return ops.log_sigmoid(fit)
+    t = with_distance(xy[0, :, None, :] - xy[0, None, :, :]) * scale  # [n, n, 3]
+    fit = ops.einsum("ijk,bk->bij", t, relation[:, :3]) + relation[:, 3:, None]
+    return ops.log(ops.einsum("bij,bj->bi", ops.sigmoid(fit), anchor) + 1e-6)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from vqa.models import grid as g
 from vqa.models.checks import check_sizes
 from vqa.models.fusions.registry import register_fusion
-from vqa.models.grid import coordinates, modulate, with_distance, without_position
 
 
 @keras.saving.register_keras_serializable(package="vqa")
@@ -53,7 +53,8 @@ class ReferentRelation(keras.layers.Layer):
     r_2(j) sigmoid(a(q) . t_ij + b(q)), a map spread over two objects relating to each.
     `relate_refines`: the first referent is that relation's softmax. `relation_words`:
     a(q), b(q) read the mean word embedding too. `find_sees_position: false`: the
-    words' maps see what a cell looks like, not where it is.
+    words' maps see what a cell looks like, not where it is. `find_sees_question: false`:
+    the find's keys from blocks of their own that the question does not modulate.
 
     Args:
         units: width of g, f and the output.
@@ -62,7 +63,7 @@ class ReferentRelation(keras.layers.Layer):
         depth: layers of g (>= 1).
         referents: objects found and related to every cell (>= 1).
         composed_find, descriptive_words, ordered_descriptions, describe_penalty(_from),
-            relate_pick, relate_cells, relate_refines, relation_words, find_sees_position:
+            relate_pick, relate_cells, relate_refines, relation_words, find_sees_*:
             see above (composed_find needs attention_words and attention_word_embeddings).
 
     Call arguments:
@@ -92,6 +93,7 @@ class ReferentRelation(keras.layers.Layer):
         relate_refines: bool = False,
         relation_words: bool = False,
         find_sees_position: bool = True,
+        find_sees_question: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -121,6 +123,7 @@ class ReferentRelation(keras.layers.Layer):
         self.referents, self.relate_pick = referents, bool(relate_pick)
         self.relate_cells, self.find_sees_position = bool(relate_cells), bool(find_sees_position)
         self.relate_refines, self.relation_words = bool(relate_refines), bool(relation_words)
+        self.find_sees_question = bool(find_sees_question)
         self.composed_find, self.descriptive_words = bool(composed_find), bool(descriptive_words)
         self.ordered_descriptions = bool(ordered_descriptions)
         self.describe_penalty, self.describe_penalty_from = describe_penalty, describe_penalty_from
@@ -139,15 +142,8 @@ class ReferentRelation(keras.layers.Layer):
             return layer
 
         self.convs, self.norms, self.films = [], [], []
-        for i in range(self.blocks):
-            conv = keras.layers.Conv2D(
-                self.channels, 3, strides=2, padding="same", use_bias=False, name=f"block{i}_conv"
-            )
-            conv.build((None, None, None, c))
-            norm = keras.layers.BatchNormalization(
-                momentum=0.9, center=False, scale=False, name=f"block{i}_norm"
-            )
-            norm.build((None, None, None, self.channels))
+        for i in range(self.blocks):  # a strided conv, its batch norm, its FiLM
+            conv, norm = g.strided_block(self.channels, c, f"block{i}")
             self.convs.append(conv)
             self.norms.append(norm)
             self.films.append(dense(2 * self.channels, question_shape, f"block{i}_film"))
@@ -196,29 +192,36 @@ class ReferentRelation(keras.layers.Layer):
         self.pick_score = dense(1, (None, None, u), "pick_score")
         counts = self.referents + self.relate_pick if self.composed_find else 0
         self.f = dense(u, (None, (2 + self.referents) * u + counts), "f", activation="relu")
+        self.key_convs, self.key_norms = [], []  # the find's own blocks, without the question
+        for i in range(0 if self.find_sees_question else self.blocks):
+            conv, norm = g.strided_block(self.channels, c if i else grid_shape[-1], f"key{i}")
+            self.key_convs.append(conv)
+            self.key_norms.append(norm)
         if self.relate_pick:  # the relation the question asks: a(q) . t_i + b(q)
             relation_words = self.relation_words
             asked = question_shape[-1] + (input_shape[2][-1] - question_shape[-1]) * relation_words
             self.relation = dense(4, (None, asked), "relation")
 
-    def _cells(self, question, grid, training):
-        """The question-conditioned blocks' cells with their (x, y): [b, n, c + 2], and
-        the coordinates [1, n, 2]."""
+    def _cells(self, question, grid, training, blocks=None):
+        """The question-conditioned blocks' cells (or `blocks`') with their (x, y): [b, n,
+        c + 2], and the coordinates [1, n, 2]."""
         x = grid
-        for conv, norm, film in zip(self.convs, self.norms, self.films):
-            x = ops.relu(modulate(norm(conv(x), training=training), film(question)))
+        blocks = zip(self.convs, self.norms, self.films) if blocks is None else blocks
+        for conv, norm, film in blocks:
+            x = norm(conv(x), training=training)
+            x = ops.relu(x if film is None else g.modulate(x, film(question)))
         rows, cols = ops.shape(x)[1], ops.shape(x)[2]
-        xy = ops.reshape(coordinates(rows, cols, x.dtype), (1, -1, 2))  # [1, n, 2]
+        xy = ops.reshape(g.coordinates(rows, cols, x.dtype), (1, -1, 2))  # [1, n, 2]
         cells = ops.reshape(x, (ops.shape(x)[0], -1, x.shape[-1]))  # [b, n, c]
         cells = ops.concatenate(
             [cells, ops.broadcast_to(xy, (ops.shape(cells)[0], ops.shape(cells)[1], 2))], axis=-1
         )  # [b, n, c + 2]
         return cells, xy
 
-    def _find(self, inputs, cells) -> list:
+    def _find(self, inputs, cells, training=False) -> list:
         """Each referent's attention over the cells: `referents` weights [b, n]."""
         question = inputs[0]
-        keys = self._find_keys(cells)  # [b, n, u]
+        keys = self._find_keys(inputs, cells, training)  # [b, n, u]
         if self.composed_find:
             return [ops.softmax(logits, axis=-1) for logits in self._described(inputs, keys)]
         scores = [self.find_score] + [layers[1] for layers in self.more_referents]
@@ -229,9 +232,13 @@ class ReferentRelation(keras.layers.Layer):
             for query, score in zip(queries, scores)
         ]
 
-    def _find_keys(self, cells):
-        """The cells' keys for the find [b, n, u], blind to (x, y) if so configured."""
-        return self.find_cell(cells if self.find_sees_position else without_position(cells))
+    def _find_keys(self, inputs, cells, training):
+        """The cells' keys for the find [b, n, u], blind to (x, y) or to the question if
+        so configured."""
+        if self.key_convs:
+            blocks = zip(self.key_convs, self.key_norms, [None] * len(self.key_convs))
+            cells = self._cells(None, inputs[1], training, blocks)[0]
+        return self.find_cell(cells if self.find_sees_position else g.without_position(cells))
 
     def _described(self, inputs, keys) -> list:
         """Each referent's log-evidence over the cells, sum_w s_wj log m_w(i): [b, n] each."""
@@ -308,7 +315,7 @@ class ReferentRelation(keras.layers.Layer):
             asked = ops.concatenate([question, bag / ops.maximum(ops.sum(present, 1), 1.0)], -1)
         counts = []  # Find: which cells the question names.
         if self.composed_find:  # and how many cells each description fits
-            evidence = self._described(inputs, self._find_keys(cells))
+            evidence = self._described(inputs, self._find_keys(inputs, cells, training))
             found = [ops.softmax(e, axis=-1) for e in evidence]
             counts = [ops.log(1.0 + ops.sum(ops.exp(e), axis=-1, keepdims=True)) for e in evidence]
             if self.relate_refines:  # the first referent: its cells in the asked relation
@@ -323,7 +330,7 @@ class ReferentRelation(keras.layers.Layer):
             referent = ops.sum(ops.expand_dims(weights, -1) * cells, axis=1)  # [b, c + 2]
             # Relate: every cell to the referent, with its offset from it.
             offset = xy - ops.expand_dims(referent[:, -2:], 1)  # [b, n, 2]
-            geometries.append(with_distance(offset))  # [b, n, 3]
+            geometries.append(g.with_distance(offset))  # [b, n, 3]
             about.append(g_referent(referent))  # [b, u]
             h = h + g_offset(geometries[-1]) + ops.expand_dims(about[-1], 1)
         h = ops.relu(h)
@@ -343,19 +350,11 @@ class ReferentRelation(keras.layers.Layer):
         return out, found, pick
 
     def _related(self, question, evidence, geometry, anchor, xy, grid_shape):
-        """log m_1(i) + log sigmoid(a(q) . t_i + b(q)) + log(1 - m_2(i)): [b, n]; with
-        relate_cells, log sum_j r_2(j) sigmoid(a(q) . t_ij + b(q)) in the middle."""
+        """log m_1(i) + the relation's fit (grid.related) + log(1 - m_2(i)): [b, n]."""
         cells = max(self.looked_grid(grid_shape))  # t_i in cells, not in [-1, 1]
         half = (cells - 1) / 2 if cells > 1 else 1.0
-        relation = self.relation(question)  # [b, 4]: a, then b
-        scale = ops.convert_to_tensor([half, half, half * half], relation.dtype)
-        if self.relate_cells:  # t_ij, cell i from cell j: [n, n, 3]
-            t = with_distance(xy[0, :, None, :] - xy[0, None, :, :]) * scale
-            fit = ops.einsum("ijk,bk->bij", t, relation[:, :3]) + relation[:, 3:, None]
-            fit = ops.log(ops.einsum("bij,bj->bi", ops.sigmoid(fit), anchor) + 1e-6)
-        else:
-            fit = ops.einsum("bnk,bk->bn", geometry * scale, relation[:, :3]) + relation[:, 3:]
-            fit = ops.log_sigmoid(fit)
+        to_cells = (anchor, xy) if self.relate_cells else (None, None)
+        fit = g.related(self.relation(question), half, geometry, *to_cells)
         # The maps get its gradient too (stopped there, all learnt slower: referent2-relate)
         itself = ops.log(1.0 - 0.99 * ops.exp(evidence[1]))  # not the anchor
         return evidence[0] + fit + itself
@@ -397,4 +396,5 @@ class ReferentRelation(keras.layers.Layer):
             "relate_refines": self.relate_refines,
             "relation_words": self.relation_words,
             "find_sees_position": self.find_sees_position,
+            "find_sees_question": self.find_sees_question,
         }
