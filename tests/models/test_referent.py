@@ -417,11 +417,15 @@ def test_relate_refines_makes_the_first_referent_its_cells_in_the_asked_relation
         ReferentRelation(8, relate_refines=True, **{**options, "relate_cells": False})
 
 
-def test_relation_words_reads_the_relation_from_the_mean_word_embedding_too():
-    """With relation_words, a(q), b(q) see the words' embeddings: "left" and "right"
-    differ there even where the question's last state barely does."""
+@pytest.mark.parametrize("describes", [None, 30.0, -30.0])
+def test_relation_words_reads_the_relation_from_the_words_that_do_not_describe(describes):
+    """With relation_words, a(q), b(q) see the embeddings of the words that do not
+    describe ("left", "of"): "left" and "right" differ there even where the question's
+    last state barely does. With descriptive_words, a word that describes (d_w = 1)
+    adds nothing to it; without, every word counts."""
     rng = np.random.default_rng(16)
     options = dict(blocks=0, referents=2, composed_find=True, relate_pick=True)
+    options.update(descriptive_words=describes is not None)
     layer = ReferentRelation(8, relation_words=True, **options)
     question = np.repeat(rng.random((1, 5)), 2, axis=0).astype("float32")  # one state
     words = np.repeat(rng.normal(size=(1, 3, 10)), 2, axis=0).astype("float32")
@@ -429,9 +433,11 @@ def test_relation_words_reads_the_relation_from_the_mean_word_embedding_too():
     ids = np.array([[4, 5, 6], [4, 7, 6]])
     inputs = [question, rng.random((1, 3, 3, 4)).repeat(2, 0).astype("float32"), words, ids]
     layer(inputs)
-    assert layer.relation.kernel.shape[0] == 5 + 5  # q, then the mean embedding
+    assert layer.relation.kernel.shape[0] == 5 + 5  # q, then the words' embeddings
     for reads in (layer.word_match, layer.word_shift):  # the maps: alike for every word
         reads.set_weights([np.zeros_like(w) for w in reads.get_weights()])
+    if describes is not None:  # d_w the same for every word: 1 or 0
+        layer.word_describes.set_weights([np.zeros((5, 1), "float32"), np.array([describes])])
 
     def picks(from_words):
         kernel = rng.normal(size=(10, 4)).astype("float32")
@@ -439,7 +445,8 @@ def test_relation_words_reads_the_relation_from_the_mean_word_embedding_too():
         layer.relation.set_weights([kernel, np.zeros(4, "float32")])
         return keras.ops.convert_to_numpy(layer.where_it_looks(inputs))[:, -1]
 
-    assert np.abs(np.diff(picks(1.0), axis=0)).max() > 1e-3
+    differ = np.abs(np.diff(picks(1.0), axis=0)).max()
+    assert (differ > 1e-3) == (describes != 30.0), differ
     np.testing.assert_allclose(*picks(0.0), atol=1e-6)  # the state alone: the same pick
     assert ReferentRelation.from_config(layer.get_config()).relation_words is True
     with pytest.raises(ValueError, match="relation_words needs relate_pick: true"):

@@ -52,7 +52,7 @@ class ReferentRelation(keras.layers.Layer):
     that referent; f reads its soft count too. `relate_cells`: cell to cell, log sum_j
     r_2(j) sigmoid(a(q) . t_ij + b(q)), a map spread over two objects relating to each.
     `relate_refines`: the first referent is that relation's softmax. `relation_words`:
-    a(q), b(q) read the mean word embedding too. `find_sees_position: false`: the
+    a(q), b(q) read sum_w (1 - d_w) e_w too. `find_sees_position: false`: the
     words' maps see what a cell looks like, not where it is. `find_sees_question: false`:
     the find's keys from blocks of their own that the question does not modulate.
 
@@ -198,9 +198,8 @@ class ReferentRelation(keras.layers.Layer):
             self.key_convs.append(conv)
             self.key_norms.append(norm)
         if self.relate_pick:  # the relation the question asks: a(q) . t_i + b(q)
-            relation_words = self.relation_words
-            asked = question_shape[-1] + (input_shape[2][-1] - question_shape[-1]) * relation_words
-            self.relation = dense(4, (None, asked), "relation")
+            words = input_shape[2][-1] - question_shape[-1] if self.relation_words else 0
+            self.relation = dense(4, (None, question_shape[-1] + words), "relation")
 
     def _cells(self, question, grid, training, blocks=None):
         """The question-conditioned blocks' cells (or `blocks`') with their (x, y): [b, n,
@@ -308,11 +307,12 @@ class ReferentRelation(keras.layers.Layer):
         """The output [b, units], the referents' weights and the pick's over the cells."""
         question, grid = inputs[:2]  # [b, q], [b, rows, cols, c]
         cells, xy = self._cells(question, grid, training)
-        asked = question  # what the relation reads: and the mean of the word embeddings
+        asked = question  # what the relation reads: and the words that do not describe
         if self.relation_words:
+            embeddings = inputs[2][..., question.shape[-1] :]
+            rest = self._describing(embeddings, inputs[3]) if self.descriptive_words else 0.0
             present = ops.cast(ops.not_equal(inputs[3], 0), question.dtype)[..., None]
-            bag = ops.sum(inputs[2][..., question.shape[-1] :] * present, axis=1)
-            asked = ops.concatenate([question, bag / ops.maximum(ops.sum(present, 1), 1.0)], -1)
+            asked = ops.concatenate([question, ops.sum(embeddings * (present - rest), 1)], -1)
         counts = []  # Find: which cells the question names.
         if self.composed_find:  # and how many cells each description fits
             evidence = self._described(inputs, self._find_keys(inputs, cells, training))
