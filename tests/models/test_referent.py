@@ -470,6 +470,19 @@ def test_find_sees_question_false_finds_from_blocks_the_question_does_not_modula
     assert ReferentRelation.from_config(layer.get_config()).find_sees_question is sees
 
 
+@pytest.mark.parametrize("composed", [True, False])
+def test_the_finds_own_blocks_train_their_batch_norm_in_training(composed):
+    rng = np.random.default_rng(18)
+    layer = ReferentRelation(8, channels=4, composed_find=composed, find_sees_question=False)
+    inputs = [rng.normal(size=(2, 5)).astype("float32"), rng.random((2, 4, 4, 3)).astype("float32")]
+    if composed:
+        inputs += [rng.normal(size=(2, 3, 10)).astype("float32"), np.ones((2, 3), "int32")]
+    layer(inputs, training=False)
+    assert not np.asarray(layer.key_norms[0].moving_mean).any()
+    layer(inputs, training=True)
+    assert np.asarray(layer.key_norms[0].moving_mean).any()
+
+
 @pytest.mark.parametrize("sees", [True, False])
 def test_find_sees_position_false_maps_the_words_from_what_the_cells_look_like(sees):
     """On a grid whose cells all look alike, a find blind to position has no cell to

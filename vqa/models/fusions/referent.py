@@ -322,7 +322,7 @@ class ReferentRelation(keras.layers.Layer):
                 related = self._related(asked, evidence, None, found[1], xy, grid.shape)
                 found[0] = ops.softmax(related, axis=-1)
         else:
-            found = self._find(inputs, cells)
+            found = self._find(inputs, cells, training)
         h = self.g_cell(cells) + ops.expand_dims(self.g_question(question), 1)  # [b, n, u]
         about, geometries = [], []
         relate = [(self.g_referent, self.g_offset)] + [layers[2:] for layers in self.more_referents]
