@@ -39,7 +39,6 @@ from data_prep.scenes import FORMS, read_split  # noqa: E402
 from data_prep.scenes.programs import _words  # noqa: E402
 from vqa.answering import Answerer  # noqa: E402
 from vqa.models.builder import model_inputs  # noqa: E402
-from vqa.models.grid import coordinates, modulate  # noqa: E402
 
 WAYS = ("own", "anchor-query FiLM", "no FiLM", "anchor words only")
 RELATIONS = ("left of", "right of", "above", "below")
@@ -71,15 +70,10 @@ class Probe:
         return [ops.convert_to_tensor(x) for x in self.inputs_of(inputs)]
 
     def cells(self, question, grid, film: bool):
-        f, x = self.fusion, grid
-        for conv, norm, modulation in zip(f.convs, f.norms, f.films):
-            x = norm(conv(x), training=False)
-            x = ops.relu(modulate(x, modulation(question)) if film else x)
-        rows, cols = x.shape[1], x.shape[2]
-        xy = ops.reshape(coordinates(rows, cols, x.dtype), (1, -1, 2))
-        cells = ops.reshape(x, (x.shape[0], -1, x.shape[-1]))
-        xy = ops.broadcast_to(xy, (cells.shape[0], rows * cols, 2))
-        return ops.concatenate([cells, xy], -1), (rows, cols)
+        """The fusion's cells over `grid`, modulated by `question` or (film false) not."""
+        f = self.fusion
+        blocks = None if film else zip(f.convs, f.norms, [None] * len(f.convs))
+        return f._cells(question, grid, False, blocks)[0], f.looked_grid(grid.shape)
 
     def second_map(self, inputs, cells, only=None):
         """The second referent's weights [b, n]; `only` [b, L]: its words kept."""

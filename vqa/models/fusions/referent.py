@@ -126,7 +126,8 @@ class ReferentRelation(keras.layers.Layer):
         self.find_sees_question = bool(find_sees_question)
         self.composed_find, self.descriptive_words = bool(composed_find), bool(descriptive_words)
         self.ordered_descriptions = bool(ordered_descriptions)
-        self.describe_penalty, self.describe_penalty_from = describe_penalty, describe_penalty_from
+        self.describe_penalty = float(describe_penalty)
+        self.describe_penalty_from = int(describe_penalty_from)
         self.supports_masking = True  # the word states come masked; the ids mark padding
 
     def compute_mask(self, inputs, mask=None):
@@ -202,8 +203,7 @@ class ReferentRelation(keras.layers.Layer):
             self.relation = dense(4, (None, question_shape[-1] + words), "relation")
 
     def _cells(self, question, grid, training, blocks=None):
-        """The question-conditioned blocks' cells (or `blocks`') with their (x, y): [b, n,
-        c + 2], and the coordinates [1, n, 2]."""
+        """The FiLM-ed blocks' (or `blocks`') cells [b, n, c + 2], and the coordinates [1, n, 2]."""
         x = grid
         blocks = zip(self.convs, self.norms, self.films) if blocks is None else blocks
         for conv, norm, film in blocks:
